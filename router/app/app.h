@@ -1,0 +1,30 @@
+// App: a running dvrouter node, wired from a Config.
+//
+// Start() brings up the admin listener first (so /healthz answers and /readyz says "not ready"
+// during recovery), recovers the journal, then opens the webhook listener. Shutdown() stops
+// accepting, completes every request already handed to the journal (so nothing in flight is
+// answered with a reset), and stops the threads. Construct, Start and Shutdown on one thread.
+#pragma once
+
+#include <memory>
+
+#include "router/common/status.h"
+#include "router/config/config.h"
+
+namespace dvrouter {
+
+class App {
+ public:
+  explicit App(Config config);
+  ~App();
+  Status Start();
+  void Shutdown();
+  uint16_t ingress_port() const;
+  uint16_t admin_port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dvrouter

@@ -1,0 +1,368 @@
+#include "router/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace dvrouter {
+
+namespace {
+
+Status KeyError(const std::string& path, const std::string& problem) {
+  return InvalidArgument(path + ": " + problem);
+}
+
+// A mapping being read: remembers which keys were consumed so leftovers can be reported.
+class Section {
+ public:
+  Section(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {}
+
+  Status Check() const {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) return KeyError(Name(), "must be a mapping");
+    return Status::Ok();
+  }
+
+  std::string Path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  std::string Name() const { return path_.empty() ? "(top level)" : path_; }
+
+  YAML::Node Get(const std::string& key) {
+    used_.insert(key);
+    if (!node_ || !node_.IsMap()) return YAML::Node();
+    return node_[key];
+  }
+
+  Section Child(const std::string& key) { return Section(Get(key), Path(key)); }
+
+  Status RejectUnknown() const {
+    if (!node_ || !node_.IsMap()) return Status::Ok();
+    for (const auto& kv : node_) {
+      std::string key = kv.first.as<std::string>();
+      if (!used_.count(key)) return KeyError(Path(key), "unknown key");
+    }
+    return Status::Ok();
+  }
+
+  Status String(const std::string& key, std::string* out) {
+    YAML::Node n = Get(key);
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return KeyError(Path(key), "must be a string");
+    *out = n.Scalar();
+    return Status::Ok();
+  }
+
+  Status Bool(const std::string& key, bool* out) {
+    YAML::Node n = Get(key);
+    if (!n) return Status::Ok();
+    if (!n.IsScalar()) return KeyError(Path(key), "must be true or false");
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "yes" || s == "on") {
+      *out = true;
+    } else if (s == "false" || s == "no" || s == "off") {
+      *out = false;
+    } else {
+      return KeyError(Path(key), "must be true or false, got '" + s + "'");
+    }
+    return Status::Ok();
+  }
+
+  // Integers with an optional unit. units: pairs of suffix and multiplier; "" is the bare unit.
+  Status Quantity(const std::string& key, uint64_t min, uint64_t max,
+                  std::initializer_list<std::pair<std::string_view, uint64_t>> units,
+                  std::string_view what, uint64_t* out) {
+    YAML::Node n = Get(key);
+    if (!n) return Status::Ok();
+    const std::string path = Path(key);
+    if (!n.IsScalar()) return KeyError(path, "must be " + std::string(what));
+    std::string s = n.Scalar();
+    uint64_t value = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec != std::errc() || ptr == s.data()) {
+      return KeyError(path, "must be " + std::string(what) + ", got '" + s + "'");
+    }
+    std::string_view suffix(ptr, static_cast<size_t>(s.data() + s.size() - ptr));
+    while (!suffix.empty() && suffix.front() == ' ') suffix.remove_prefix(1);
+    bool matched = false;
+    for (const auto& [unit, mult] : units) {
+      if (suffix == unit) {
+        if (mult != 0 && value > UINT64_MAX / mult) return KeyError(path, "value too large");
+        value *= mult;
+        matched = true;
+        break;
+      }
+    }
+    if (!matched) return KeyError(path, "must be " + std::string(what) + ", got '" + s + "'");
+    if (value < min || value > max) {
+      return KeyError(path, "must be between " + std::to_string(min) + " and " +
+                                std::to_string(max) + ", got '" + s + "'");
+    }
+    *out = value;
+    return Status::Ok();
+  }
+
+  Status Bytes(const std::string& key, uint64_t min, uint64_t max, uint64_t* out) {
+    return Quantity(key, min, max,
+                    {{"", 1},
+                     {"B", 1},
+                     {"KiB", 1ull << 10},
+                     {"MiB", 1ull << 20},
+                     {"GiB", 1ull << 30},
+                     {"TiB", 1ull << 40},
+                     {"KB", 1000ull},
+                     {"MB", 1000ull * 1000},
+                     {"GB", 1000ull * 1000 * 1000}},
+                    "a size such as 65536, 64KiB or 64MiB", out);
+  }
+
+  // Stored in milliseconds.
+  Status DurationMs(const std::string& key, uint64_t min_ms, uint64_t max_ms, uint64_t* out) {
+    return Quantity(key, min_ms, max_ms,
+                    {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}},
+                    "a duration such as 500ms, 10s, 5m or 24h", out);
+  }
+
+  Status Count(const std::string& key, uint64_t min, uint64_t max, uint64_t* out) {
+    return Quantity(key, min, max, {{"", 1}}, "a whole number", out);
+  }
+
+  Status Endpoint(const std::string& key, dvrouter::Endpoint* out) {
+    std::string text;
+    if (Status st = String(key, &text); !st.ok()) return st;
+    if (text.empty()) return Status::Ok();
+    Result<dvrouter::Endpoint> ep = ParseEndpoint(text);
+    if (!ep.ok()) return KeyError(Path(key), std::string(ep.status().message()));
+    *out = *ep;
+    return Status::Ok();
+  }
+
+ private:
+  YAML::Node node_;
+  std::string path_;
+  std::set<std::string> used_;
+};
+
+#define DV_TRY(expr)                  \
+  do {                                \
+    ::dvrouter::Status _st = (expr);  \
+    if (!_st.ok()) return _st;        \
+  } while (0)
+
+// A secret is `${ENV_NAME}` under `secret`, or a path under `secret_file`; literals are refused.
+Status ResolveSecret(Section& auth, const std::string& base_dir, std::string* out) {
+  std::string ref, file;
+  DV_TRY(auth.String("secret", &ref));
+  DV_TRY(auth.String("secret_file", &file));
+  if (!ref.empty() && !file.empty()) {
+    return KeyError(auth.Path("secret"), "give either secret or secret_file, not both");
+  }
+  if (!ref.empty()) {
+    if (ref.size() < 4 || !ref.starts_with("${") || !ref.ends_with("}")) {
+      return KeyError(auth.Path("secret"),
+                      "must be an environment reference such as ${DVROUTER_WEBHOOK_KEY}; "
+                      "secrets are never written in the configuration file");
+    }
+    std::string name = ref.substr(2, ref.size() - 3);
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr || *value == '\0') {
+      return KeyError(auth.Path("secret"), "environment variable " + name + " is not set");
+    }
+    *out = value;
+    return Status::Ok();
+  }
+  if (!file.empty()) {
+    std::string path = file.starts_with("/") ? file : base_dir + "/" + file;
+    std::ifstream in(path);
+    if (!in) return KeyError(auth.Path("secret_file"), "cannot read " + path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string value = ss.str();
+    while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
+      value.pop_back();
+    }
+    if (value.empty()) return KeyError(auth.Path("secret_file"), path + " is empty");
+    *out = value;
+    return Status::Ok();
+  }
+  return KeyError(auth.Path("secret"), "missing: set secret: ${ENV_NAME} or secret_file");
+}
+
+Status ParseAuth(Section auth, const std::string& base_dir, AuthConfig* out) {
+  DV_TRY(auth.Check());
+  std::string mode = "webhook_key";
+  DV_TRY(auth.String("mode", &mode));
+  if (mode == "webhook_key") {
+    out->mode = AuthMode::kWebhookKey;
+  } else if (mode == "http_header") {
+    out->mode = AuthMode::kHttpHeader;
+  } else if (mode == "http_query_string") {
+    out->mode = AuthMode::kHttpQueryString;
+  } else if (mode == "none") {
+    out->mode = AuthMode::kNone;
+  } else {
+    return KeyError(auth.Path("mode"),
+                    "must be webhook_key, http_header, http_query_string or none, got '" + mode +
+                        "'");
+  }
+  DV_TRY(auth.String("header", &out->header));
+  DV_TRY(auth.String("parameter", &out->parameter));
+  if (out->mode == AuthMode::kHttpHeader && out->header.empty()) {
+    return KeyError(auth.Path("header"), "must name the header that carries the secret");
+  }
+  if (out->mode == AuthMode::kHttpQueryString && out->parameter.empty()) {
+    return KeyError(auth.Path("parameter"), "must name the query parameter");
+  }
+  if (out->mode != AuthMode::kNone) DV_TRY(ResolveSecret(auth, base_dir, &out->secret));
+  return auth.RejectUnknown();
+}
+
+Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Config* c) {
+  Section root(root_node, "");
+  DV_TRY(root.Check());
+
+  Section ingress = root.Child("ingress");
+  DV_TRY(ingress.Check());
+  DV_TRY(ingress.Endpoint("listen", &c->ingress.listen));
+  DV_TRY(ingress.String("path", &c->ingress.path));
+  if (!c->ingress.path.starts_with("/")) {
+    return KeyError("ingress.path", "must start with '/'");
+  }
+  uint64_t threads = static_cast<uint64_t>(c->ingress.io_threads);
+  DV_TRY(ingress.Count("io_threads", 1, 64, &threads));
+  c->ingress.io_threads = static_cast<int>(threads);
+  DV_TRY(ingress.Bytes("max_body_bytes", 1024, 64ull << 20, &c->ingress.max_body_bytes));
+  DV_TRY(ingress.DurationMs("header_timeout", 10, 3'600'000, &c->ingress.header_timeout_ms));
+  DV_TRY(ingress.DurationMs("body_timeout", 10, 3'600'000, &c->ingress.body_timeout_ms));
+  DV_TRY(ingress.Count("max_connections", 1, 1'000'000, &c->ingress.max_connections));
+  uint64_t retry_after_ms = c->ingress.retry_after_s * 1000;
+  DV_TRY(ingress.DurationMs("retry_after", 1000, 3'600'000, &retry_after_ms));
+  c->ingress.retry_after_s = retry_after_ms / 1000;
+  DV_TRY(ParseAuth(ingress.Child("auth"), base_dir, &c->ingress.auth));
+  DV_TRY(ingress.RejectUnknown());
+
+  Section admin = root.Child("admin");
+  DV_TRY(admin.Check());
+  DV_TRY(admin.Endpoint("listen", &c->admin.listen));
+  DV_TRY(admin.RejectUnknown());
+
+  Section journal = root.Child("journal");
+  DV_TRY(journal.Check());
+  DV_TRY(journal.String("data_dir", &c->journal.data_dir));
+  if (c->journal.data_dir.empty()) return KeyError("journal.data_dir", "must not be empty");
+  uint64_t partitions = c->journal.partitions;
+  DV_TRY(journal.Count("partitions", 1, 65536, &partitions));
+  c->journal.partitions = static_cast<uint32_t>(partitions);
+  DV_TRY(journal.Bytes("segment_bytes", 64 << 10, 4ull << 30, &c->journal.segment_bytes));
+  DV_TRY(journal.Bytes("disk_budget_bytes", 1 << 20, UINT64_MAX, &c->journal.disk_budget_bytes));
+  if (c->journal.disk_budget_bytes < c->journal.segment_bytes) {
+    return KeyError("journal.disk_budget_bytes", "must be at least journal.segment_bytes");
+  }
+  std::string durability = "fsync";
+  DV_TRY(journal.String("durability", &durability));
+  if (durability == "fsync") {
+    c->journal.fsync = true;
+  } else if (durability == "unsafe_no_fsync") {
+    c->journal.fsync = false;
+  } else {
+    return KeyError("journal.durability",
+                    "must be fsync or unsafe_no_fsync, got '" + durability + "'");
+  }
+  DV_TRY(journal.Count("max_batch_events", 1, 65536, &c->journal.max_batch_events));
+  DV_TRY(journal.RejectUnknown());
+
+  Section dedupe = root.Child("dedupe");
+  DV_TRY(dedupe.Check());
+  uint64_t window_ms = c->dedupe.window_s * 1000;
+  DV_TRY(dedupe.DurationMs("window", 0, 30ull * 24 * 3'600'000, &window_ms));
+  c->dedupe.window_s = window_ms / 1000;
+  DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
+  DV_TRY(dedupe.RejectUnknown());
+
+  return root.RejectUnknown();
+}
+
+}  // namespace
+
+Result<Endpoint> ParseEndpoint(std::string_view text) {
+  Endpoint ep;
+  size_t colon;
+  if (text.starts_with("[")) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return InvalidArgument("expected [ipv6]:port, got '" + std::string(text) + "'");
+    }
+    ep.host = std::string(text.substr(1, close - 1));
+    colon = close + 1;
+  } else {
+    colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      return InvalidArgument("expected host:port, got '" + std::string(text) + "'");
+    }
+    ep.host = std::string(text.substr(0, colon));
+  }
+  std::string_view port = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc() || ptr != port.data() + port.size() || port.empty() || value > 65535) {
+    return InvalidArgument("port must be 0-65535, got '" + std::string(port) + "'");
+  }
+  ep.port = static_cast<uint16_t>(value);
+  return ep;
+}
+
+Result<Config> ParseConfig(std::string_view yaml, const std::string& base_dir) {
+  Config config;
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    if (Status st = ParseRoot(root, base_dir, &config); !st.ok()) return st;
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp reports syntax errors by exception; translate at the boundary.
+    return InvalidArgument("YAML syntax error at line " + std::to_string(e.mark.line + 1) +
+                           ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  return config;
+}
+
+Result<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot read configuration file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  size_t slash = path.rfind('/');
+  std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
+  Result<Config> c = ParseConfig(ss.str(), base);
+  if (!c.ok()) return InvalidArgument(path + ": " + std::string(c.status().message()));
+  return c;
+}
+
+std::string DescribeConfig(const Config& c) {
+  static constexpr const char* kModes[] = {"none", "webhook_key", "http_header",
+                                           "http_query_string"};
+  std::ostringstream o;
+  o << "ingress.listen: " << c.ingress.listen.ToString() << "\n"
+    << "ingress.path: " << c.ingress.path << "\n"
+    << "ingress.io_threads: " << c.ingress.io_threads << "\n"
+    << "ingress.max_body_bytes: " << c.ingress.max_body_bytes << "\n"
+    << "ingress.header_timeout: " << c.ingress.header_timeout_ms << "ms\n"
+    << "ingress.body_timeout: " << c.ingress.body_timeout_ms << "ms\n"
+    << "ingress.max_connections: " << c.ingress.max_connections << "\n"
+    << "ingress.retry_after: " << c.ingress.retry_after_s << "s\n"
+    << "ingress.auth.mode: " << kModes[static_cast<int>(c.ingress.auth.mode)] << "\n"
+    << "ingress.auth.secret: " << (c.ingress.auth.secret.empty() ? "(none)" : "(set, redacted)")
+    << "\n"
+    << "admin.listen: " << c.admin.listen.ToString() << "\n"
+    << "journal.data_dir: " << c.journal.data_dir << "\n"
+    << "journal.partitions: " << c.journal.partitions << "\n"
+    << "journal.segment_bytes: " << c.journal.segment_bytes << "\n"
+    << "journal.disk_budget_bytes: " << c.journal.disk_budget_bytes << "\n"
+    << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
+    << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
+    << "dedupe.window: " << c.dedupe.window_s << "s\n"
+    << "dedupe.max_entries: " << c.dedupe.max_entries << "\n";
+  return o.str();
+}
+
+}  // namespace dvrouter

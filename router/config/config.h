@@ -1,0 +1,84 @@
+// Config: dvrouter's one YAML configuration file, parsed and validated at start.
+//
+// Every key has a default (given below) so an empty file is a working single-node router, except
+// the webhook secret, which must come from an environment variable (`${NAME}`) or a file
+// (`secret_file`), never from the configuration file itself. Every error names the key path
+// ("journal.segment_bytes: ...") and what is wrong; unknown keys are errors, so a typo never
+// passes silently. Plain values: build on one thread, then share read-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "router/common/status.h"
+
+namespace dvrouter {
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string ToString() const { return host + ":" + std::to_string(port); }
+};
+
+// "host:port" or "[v6]:port"; port 0 picks a free port.
+Result<Endpoint> ParseEndpoint(std::string_view text);
+
+enum class AuthMode {
+  kNone,             // no check (only for tests and trusted networks; warned at start)
+  kWebhookKey,       // Dataverse WebhookKey: ?code=<secret>
+  kHttpHeader,       // Dataverse HttpHeader: <header>: <secret>
+  kHttpQueryString,  // Dataverse HttpQueryString: ?<parameter>=<secret>
+};
+
+struct AuthConfig {
+  AuthMode mode = AuthMode::kWebhookKey;
+  std::string secret;                  // resolved value, never printed
+  std::string header = "x-dvrouter-key";  // for http_header
+  std::string parameter = "key";       // for http_query_string
+};
+
+struct IngressConfig {
+  Endpoint listen{"0.0.0.0", 8080};
+  std::string path = "/webhooks/dataverse";
+  int io_threads = 2;
+  uint64_t max_body_bytes = 1ull << 20;     // 1 MiB; Dataverse contexts are at most ~256 KB
+  uint64_t header_timeout_ms = 10'000;      // also the keep-alive idle timeout
+  uint64_t body_timeout_ms = 30'000;
+  uint64_t max_connections = 1024;
+  uint64_t retry_after_s = 5;               // sent with every 503
+  AuthConfig auth;
+};
+
+struct AdminConfig {
+  Endpoint listen{"127.0.0.1", 9400};
+};
+
+struct JournalConfig {
+  std::string data_dir = "./data";          // the journal lives in <data_dir>/journal
+  uint32_t partitions = 64;
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t disk_budget_bytes = 8ull << 30;
+  bool fsync = true;                        // `durability: unsafe_no_fsync` sets false
+  uint64_t max_batch_events = 2048;
+};
+
+struct DedupeConfig {
+  uint64_t window_s = 24 * 3600;
+  uint64_t max_entries = 1'000'000;
+};
+
+struct Config {
+  IngressConfig ingress;
+  AdminConfig admin;
+  JournalConfig journal;
+  DedupeConfig dedupe;
+};
+
+// Parses YAML text; env lookups go through getenv, files are read relative to base_dir.
+Result<Config> ParseConfig(std::string_view yaml, const std::string& base_dir = ".");
+Result<Config> LoadConfigFile(const std::string& path);
+
+// Human-readable summary with secrets redacted (check-config prints it).
+std::string DescribeConfig(const Config& config);
+
+}  // namespace dvrouter

@@ -1,0 +1,283 @@
+#include "router/decode/decode.h"
+
+#include <simdjson.h>
+
+#include <charconv>
+#include <utility>
+#include <string>
+
+namespace dvrouter {
+
+static_assert(Decoder::kPadding >= simdjson::SIMDJSON_PADDING, "Decoder::kPadding below simdjson's padding");
+
+namespace {
+
+namespace od = simdjson::ondemand;
+
+Status FieldError(std::string_view field, std::string_view problem) {
+  std::string m(field);
+  m += ": ";
+  m += problem;
+  return InvalidArgument(m);
+}
+
+Status JsonError(std::string_view field, simdjson::error_code e) {
+  return FieldError(field, simdjson::error_message(e));
+}
+
+Status ReadString(od::value v, std::string_view field, std::string* out) {
+  std::string_view s;
+  if (auto e = v.get_string().get(s)) return JsonError(field, e);
+  out->assign(s);
+  return Status::Ok();
+}
+
+// Null is allowed and leaves *out empty (RequestId is null in asynchronous steps).
+Status ReadGuid(od::value v, std::string_view field, std::string* out) {
+  bool is_null = false;
+  if (auto e = v.is_null().get(is_null)) return JsonError(field, e);
+  if (is_null) {
+    out->clear();
+    return Status::Ok();
+  }
+  std::string_view s;
+  if (auto e = v.get_string().get(s)) return JsonError(field, e);
+  if (!CanonicalGuid(s, out)) return FieldError(field, "not a GUID");
+  return Status::Ok();
+}
+
+Status ReadInt32(od::value v, std::string_view field, int32_t* out) {
+  int64_t n = 0;
+  if (auto e = v.get_int64().get(n)) return JsonError(field, e);
+  if (n < INT32_MIN || n > INT32_MAX) return FieldError(field, "integer out of range");
+  *out = static_cast<int32_t>(n);
+  return Status::Ok();
+}
+
+int DaysFromCivil(int y, unsigned m, unsigned d) {
+  // Howard Hinnant's algorithm: days since 1970-01-01 in the proleptic Gregorian calendar.
+  y -= m <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int>(doe) - 719468;
+}
+
+bool ParseFixed(std::string_view s, size_t pos, size_t n, int* out) {
+  if (pos + n > s.size()) return false;
+  auto r = std::from_chars(s.data() + pos, s.data() + pos + n, *out);
+  return r.ec == std::errc() && r.ptr == s.data() + pos + n;
+}
+
+Result<int64_t> ParseIsoDate(std::string_view s) {
+  // yyyy-mm-ddThh:mm:ss[.fff...][Z|+hh:mm|-hh:mm]
+  int y, mo, d, h, mi, sec;
+  if (s.size() < 19 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') ||
+      s[13] != ':' || s[16] != ':' || !ParseFixed(s, 0, 4, &y) || !ParseFixed(s, 5, 2, &mo) ||
+      !ParseFixed(s, 8, 2, &d) || !ParseFixed(s, 11, 2, &h) || !ParseFixed(s, 14, 2, &mi) ||
+      !ParseFixed(s, 17, 2, &sec)) {
+    return InvalidArgument("not a date");
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+    return InvalidArgument("date out of range");
+  }
+  size_t pos = 19;
+  int64_t millis = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    int digits = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (digits < 3) millis = millis * 10 + (s[pos] - '0');
+      ++digits;
+      ++pos;
+    }
+    if (digits == 0) return InvalidArgument("not a date");
+    for (int i = digits; i < 3; ++i) millis *= 10;
+  }
+  int64_t offset_min = 0;
+  if (pos < s.size()) {
+    if (s[pos] == 'Z' && pos + 1 == s.size()) {
+      ++pos;
+    } else if ((s[pos] == '+' || s[pos] == '-') && s.size() == pos + 6 && s[pos + 3] == ':') {
+      int oh, om;
+      if (!ParseFixed(s, pos + 1, 2, &oh) || !ParseFixed(s, pos + 4, 2, &om)) {
+        return InvalidArgument("bad offset");
+      }
+      offset_min = (s[pos] == '-' ? -1 : 1) * (oh * 60 + om);
+      pos = s.size();
+    } else {
+      return InvalidArgument("not a date");
+    }
+  }
+  const int64_t days = DaysFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
+  const int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+  return secs * 1000 + millis;
+}
+
+}  // namespace
+
+Result<int64_t> ParseDataverseDate(std::string_view s) {
+  // Accept both the unescaped and the raw "\/Date(" form.
+  constexpr std::string_view kPrefixes[] = {"/Date(", "\\/Date("};
+  constexpr std::string_view kSuffixes[] = {")/", ")\\/"};
+  for (int i = 0; i < 2; ++i) {
+    if (!s.starts_with(kPrefixes[i])) continue;
+    if (!s.ends_with(kSuffixes[i])) return InvalidArgument("unterminated /Date()/");
+    std::string_view inner =
+        s.substr(kPrefixes[i].size(), s.size() - kPrefixes[i].size() - kSuffixes[i].size());
+    int64_t ms = 0;
+    auto r = std::from_chars(inner.data(), inner.data() + inner.size(), ms);
+    if (r.ec != std::errc() || r.ptr == inner.data()) return InvalidArgument("bad /Date()/ number");
+    std::string_view rest(r.ptr, static_cast<size_t>(inner.data() + inner.size() - r.ptr));
+    if (!rest.empty()) {
+      int off = 0;
+      if (rest.size() != 5 || (rest[0] != '+' && rest[0] != '-') || !ParseFixed(rest, 1, 4, &off)) {
+        return InvalidArgument("bad /Date()/ offset");
+      }
+    }
+    return ms;
+  }
+  return ParseIsoDate(s);
+}
+
+bool CanonicalGuid(std::string_view in, std::string* out) {
+  if (in.size() != 36) return false;
+  out->resize(36);
+  for (size_t i = 0; i < 36; ++i) {
+    char c = in[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (c >= '0' && c <= '9') {
+    } else if (c >= 'a' && c <= 'f') {
+    } else if (c >= 'A' && c <= 'F') {
+      c = static_cast<char>(c - 'A' + 'a');
+    } else {
+      return false;
+    }
+    (*out)[i] = c;
+  }
+  return true;
+}
+
+void ApplyHttpHeaders(const WebhookHttpHeaders& h, EventHeader* out) {
+  out->organization_host.assign(h.organization);
+  out->header_entity_name.assign(h.entity_name);
+  out->header_request_name.assign(h.request_name);
+  out->http_request_id.assign(h.request_id);
+  out->correlation_request_id.assign(h.correlation_request_id);
+  out->size_exceeded = h.size_exceeded;
+}
+
+struct Decoder::Impl {
+  explicit Impl(size_t max_bytes) : parser(max_bytes) {}
+  od::parser parser;
+  std::string padded;  // fallback copy for unpadded input
+  size_t copies = 0;
+
+  Status DecodeDocument(simdjson::padded_string_view input, EventHeader* out);
+};
+
+Decoder::Decoder(size_t max_body_bytes) : impl_(std::make_unique<Impl>(max_body_bytes)) {}
+Decoder::~Decoder() = default;
+size_t Decoder::copies() const { return impl_->copies; }
+
+Status Decoder::Decode(const char* data, size_t len, size_t capacity, EventHeader* out) {
+  out->Clear();
+  if (len == 0) return InvalidArgument("body: empty");
+  if (len > impl_->parser.max_capacity()) return InvalidArgument("body: larger than max_body_bytes");
+  if (capacity >= len + simdjson::SIMDJSON_PADDING) {
+    return impl_->DecodeDocument(simdjson::padded_string_view(data, len, capacity), out);
+  }
+  ++impl_->copies;
+  impl_->padded.reserve(len + simdjson::SIMDJSON_PADDING);
+  impl_->padded.assign(data, len);
+  return impl_->DecodeDocument(
+      simdjson::padded_string_view(impl_->padded.data(), len, impl_->padded.capacity()), out);
+}
+
+Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHeader* out) {
+  od::document doc;
+  if (auto e = parser.iterate(input).get(doc)) return JsonError("body", e);
+  od::object root;
+  if (auto e = doc.get_object().get(root)) return JsonError("body", e);
+
+  bool have_message = false, have_entity = false, have_id = false, have_stage = false,
+       have_mode = false, have_extension = false;
+  Status st;
+  // Iterate the fields in document order: On-Demand then skips everything else in one pass.
+  for (auto field_result : root) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field)) return JsonError("body", e);
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return JsonError("body", e);
+    od::value v = field.value();
+    if (key == "MessageName") {
+      st = ReadString(v, key, &out->message_name);
+      have_message = st.ok() && !out->message_name.empty();
+    } else if (key == "PrimaryEntityName") {
+      st = ReadString(v, key, &out->primary_entity_name);
+      have_entity = st.ok() && !out->primary_entity_name.empty();
+    } else if (key == "PrimaryEntityId") {
+      st = ReadGuid(v, key, &out->primary_entity_id);
+      have_id = st.ok() && !out->primary_entity_id.empty();
+    } else if (key == "Stage") {
+      st = ReadInt32(v, key, &out->stage);
+      have_stage = st.ok();
+    } else if (key == "Mode") {
+      st = ReadInt32(v, key, &out->mode);
+      have_mode = st.ok();
+    } else if (key == "Depth") {
+      st = ReadInt32(v, key, &out->depth);
+    } else if (key == "CorrelationId") {
+      st = ReadGuid(v, key, &out->correlation_id);
+    } else if (key == "OperationId") {
+      st = ReadGuid(v, key, &out->operation_id);
+    } else if (key == "RequestId") {
+      st = ReadGuid(v, key, &out->request_id);
+    } else if (key == "InitiatingUserId") {
+      st = ReadGuid(v, key, &out->initiating_user_id);
+    } else if (key == "OrganizationName") {
+      st = ReadString(v, key, &out->organization_name);
+    } else if (key == "OperationCreatedOn") {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return JsonError(key, e);
+      Result<int64_t> ms = ParseDataverseDate(s);
+      if (!ms.ok()) return FieldError(key, ms.status().message());
+      out->operation_created_on_ms = *ms;
+    } else if (key == "OwningExtension") {
+      od::object ext;
+      if (auto e = v.get_object().get(ext)) return JsonError("OwningExtension", e);
+      for (auto ext_field_result : ext) {
+        od::field ext_field;
+        if (auto e = std::move(ext_field_result).get(ext_field)) return JsonError("OwningExtension", e);
+        std::string_view ext_key;
+        if (auto e = ext_field.unescaped_key().get(ext_key)) return JsonError("OwningExtension", e);
+        if (ext_key == "Id") {
+          st = ReadGuid(ext_field.value(), "OwningExtension.Id", &out->owning_extension_id);
+          if (!st.ok()) return st;
+          have_extension = !out->owning_extension_id.empty();
+        }
+      }
+    }
+    if (!st.ok()) return st;
+  }
+  // In bounds after the root object means more tokens follow it.
+  const char* trailing = nullptr;
+  if (doc.current_location().get(trailing) == simdjson::SUCCESS) {
+    return FieldError("body", "trailing content after the JSON object");
+  }
+
+  if (!have_message) return FieldError("MessageName", "missing");
+  if (!have_entity) return FieldError("PrimaryEntityName", "missing");
+  if (!have_id) return FieldError("PrimaryEntityId", "missing");
+  if (!have_stage) return FieldError("Stage", "missing");
+  if (!have_mode) return FieldError("Mode", "missing");
+  if (!have_extension) return FieldError("OwningExtension.Id", "missing");
+  if (out->operation_id.empty() && out->request_id.empty()) {
+    return FieldError("OperationId", "missing, and RequestId is null");
+  }
+  return Status::Ok();
+}
+
+}  // namespace dvrouter

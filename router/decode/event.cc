@@ -1,0 +1,52 @@
+#include "router/decode/event.h"
+
+#define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
+#include <xxhash.h>
+
+namespace dvrouter {
+
+std::string EventKey::ToHex() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int i = 0; i < 16; ++i) {
+    out[static_cast<size_t>(i)] = kDigits[(hi >> (60 - 4 * i)) & 0xf];
+    out[static_cast<size_t>(16 + i)] = kDigits[(lo >> (60 - 4 * i)) & 0xf];
+  }
+  return out;
+}
+
+void EventHeader::Clear() {
+  message_name.clear();
+  primary_entity_name.clear();
+  primary_entity_id.clear();
+  stage = mode = depth = 0;
+  correlation_id.clear();
+  operation_id.clear();
+  request_id.clear();
+  owning_extension_id.clear();
+  initiating_user_id.clear();
+  operation_created_on_ms = 0;
+  organization_name.clear();
+  organization_host.clear();
+  header_entity_name.clear();
+  header_request_name.clear();
+  http_request_id.clear();
+  correlation_request_id.clear();
+  size_exceeded = false;
+}
+
+EventKey EventHeader::DedupeKey() const {
+  // Fields are separated by a byte that cannot occur in any of them, so no two different
+  // tuples hash the same input.
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  const std::string& op = operation_id.empty() ? request_id : operation_id;
+  for (const std::string* part : {&owning_extension_id, &op, &message_name, &primary_entity_id}) {
+    XXH3_128bits_update(&state, part->data(), part->size());
+    XXH3_128bits_update(&state, "\x1f", 1);
+  }
+  XXH128_hash_t h = XXH3_128bits_digest(&state);
+  return EventKey{h.high64, h.low64};
+}
+
+}  // namespace dvrouter

@@ -1,0 +1,342 @@
+// The one translation unit that instantiates Boost.Beast's server templates (they compile slowly).
+#include "router/ingress/server.h"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <atomic>
+#include <future>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace dvrouter {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+// Which I/O thread this is, so handlers can use per-thread state (one decoder per thread).
+thread_local int t_io_thread = 0;
+}  // namespace
+
+struct IoRuntime::Impl {
+  explicit Impl(int n) : ioc(n), count(n) {}
+  net::io_context ioc;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  int count;
+  std::atomic<bool> running{false};
+};
+
+IoRuntime::IoRuntime(int threads) : impl_(std::make_unique<Impl>(threads < 1 ? 1 : threads)) {}
+IoRuntime::~IoRuntime() { Stop(); }
+int IoRuntime::threads() const { return impl_->count; }
+
+void IoRuntime::Start() {
+  if (impl_->running.exchange(true)) return;
+  impl_->work.emplace(impl_->ioc.get_executor());
+  for (int i = 0; i < impl_->count; ++i) {
+    impl_->threads.emplace_back([this, i] {
+      t_io_thread = i;
+      impl_->ioc.run();
+    });
+  }
+}
+
+void IoRuntime::Stop() {
+  impl_->work.reset();
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) {
+    if (t.joinable()) t.join();
+  }
+  impl_->threads.clear();
+  impl_->running = false;
+}
+
+namespace {
+
+class BeastHeaders final : public HeaderLookup {
+ public:
+  void Reset(const http::fields* fields) { fields_ = fields; }
+  std::string_view get(std::string_view name) const override {
+    auto it = fields_->find(beast::string_view(name.data(), name.size()));
+    if (it == fields_->end()) return {};
+    auto v = it->value();
+    return {v.data(), v.size()};
+  }
+  bool has(std::string_view name) const override {
+    return fields_->find(beast::string_view(name.data(), name.size())) != fields_->end();
+  }
+
+ private:
+  const http::fields* fields_ = nullptr;
+};
+
+}  // namespace
+
+struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
+  Impl(IoRuntime::Impl* r, HttpHandler* h, HttpServerLimits l)
+      : rt(r), handler(h), limits(l), acceptor(net::make_strand(r->ioc)), retry_timer(r->ioc) {}
+
+  IoRuntime::Impl* rt;
+  HttpHandler* handler;
+  HttpServerLimits limits;
+  tcp::acceptor acceptor;
+  net::steady_timer retry_timer;
+  std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> in_flight{0};
+  uint16_t bound_port = 0;
+
+  void DoAccept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+};
+
+namespace {
+
+class Session final : public std::enable_shared_from_this<Session>, public HttpExchange {
+ public:
+  Session(tcp::socket&& socket, std::shared_ptr<HttpServer::Impl> server)
+      : stream_(std::move(socket)), server_(std::move(server)) {
+    state_ = server_->handler->NewConnection();
+  }
+  ~Session() override { server_->connections.fetch_sub(1, std::memory_order_relaxed); }
+
+  void Start() {
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::DoReadHeader, shared_from_this()));
+  }
+
+  // HttpExchange: any thread, once per handled request.
+  void Respond(HttpResponse response) override {
+    std::shared_ptr<Session> self = std::move(self_while_handling_);
+    net::dispatch(stream_.get_executor(), [self, r = std::move(response)]() mutable {
+      self->Write(std::move(r), /*handled=*/true);
+    });
+  }
+
+ private:
+  void DoReadHeader() {
+    std::string recycled;
+    if (parser_) recycled = std::move(parser_->get().body());
+    parser_.emplace();
+    parser_->body_limit(server_->limits.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
+    recycled.clear();  // keeps its capacity for the next body
+    parser_->get().body() = std::move(recycled);
+    stream_.expires_after(std::chrono::milliseconds(server_->limits.header_timeout_ms));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code ec, std::size_t) {
+    if (ec) return OnReadError(ec, /*in_body=*/false);
+    const auto& req = parser_->get();
+    if (auto len = parser_->content_length()) {
+      req_body().reserve(static_cast<size_t>(*len) + server_->limits.body_padding);
+    }
+    if (beast::iequals(req[http::field::expect], "100-continue")) {
+      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+      net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
+                       [self = shared_from_this()](beast::error_code wec, std::size_t) {
+                         if (wec) return self->Close();
+                         self->DoReadBody();
+                       });
+      return;
+    }
+    DoReadBody();
+  }
+
+  void DoReadBody() {
+    stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t) {
+    if (ec) return OnReadError(ec, /*in_body=*/true);
+    stream_.expires_never();
+    std::string& body = req_body();
+    const size_t padding = server_->limits.body_padding;
+    if (body.capacity() < body.size() + padding) body.reserve(body.size() + padding);
+    const auto& req = parser_->get();
+    headers_.Reset(&req.base());
+    HttpRequestView view;
+    auto method = req.method_string();
+    auto target = req.target();
+    view.method = std::string_view(method.data(), method.size());
+    view.target = std::string_view(target.data(), target.size());
+    view.headers = &headers_;
+    view.body_data = body.data();
+    view.body_size = body.size();
+    view.body_capacity = body.capacity();
+    server_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    self_while_handling_ = shared_from_this();
+    server_->handler->Handle(view, state_.get(), this, t_io_thread);
+  }
+
+  void OnReadError(beast::error_code ec, bool in_body) {
+    const bool started = in_body || parser_->got_some() || buffer_.size() > 0;
+    if (ec == beast::error::timeout) {
+      // An idle keep-alive connection timing out is normal; a half-sent request is a slow client.
+      if (started) server_->handler->OnTransportReject(TransportReject::kTimeout);
+      return Close();
+    }
+    if (ec == http::error::body_limit) {
+      server_->handler->OnTransportReject(TransportReject::kTooLarge);
+      HttpResponse r;
+      r.status = 413;
+      r.body = R"({"error":"too_large","message":"body exceeds ingress.max_body_bytes"})";
+      r.close = true;
+      return Write(std::move(r), /*handled=*/false);
+    }
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == net::error::connection_reset || !started) {
+      return Close();
+    }
+    server_->handler->OnTransportReject(TransportReject::kMalformed);
+    HttpResponse r;
+    r.status = ec == http::error::header_limit ? 431 : 400;
+    r.body = std::string(R"({"error":"bad_request","message":"malformed HTTP request: )") +
+             ec.message() + "\"}";
+    r.close = true;
+    Write(std::move(r), /*handled=*/false);
+  }
+
+  void Write(HttpResponse r, bool handled) {
+    handled_ = handled;
+    res_ = {};
+    res_.version(11);
+    res_.result(static_cast<unsigned>(r.status));
+    res_.set(http::field::server, "dvrouter");
+    res_.set(http::field::content_type, r.content_type);
+    if (r.retry_after_s > 0) res_.set(http::field::retry_after, std::to_string(r.retry_after_s));
+    if (!r.allow.empty()) res_.set(http::field::allow, r.allow);
+    keep_alive_ = !r.close && parser_->get().keep_alive();
+    res_.keep_alive(keep_alive_);
+    res_.body() = std::move(r.body);
+    res_.prepare_payload();
+    stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+    http::async_write(stream_, res_,
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, std::size_t) {
+    if (handled_) server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    handled_ = false;
+    if (ec || !keep_alive_) return Close();
+    DoReadHeader();
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+
+  std::string& req_body() { return parser_->get().body(); }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  std::shared_ptr<HttpServer::Impl> server_;
+  std::unique_ptr<HttpConnectionState> state_;
+  std::shared_ptr<Session> self_while_handling_;
+  BeastHeaders headers_;
+  bool keep_alive_ = false;
+  bool handled_ = false;
+};
+
+}  // namespace
+
+void HttpServer::Impl::DoAccept() {
+  acceptor.async_accept(net::make_strand(rt->ioc),
+                        beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
+}
+
+void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+  if (ec) {
+    // Out of descriptors or similar: back off briefly instead of spinning.
+    retry_timer.expires_after(std::chrono::milliseconds(50));
+    retry_timer.async_wait(net::bind_executor(
+        acceptor.get_executor(), [self = shared_from_this()](beast::error_code wec) {
+          if (!wec && self->acceptor.is_open()) self->DoAccept();
+        }));
+    return;
+  }
+  if (connections.fetch_add(1, std::memory_order_relaxed) >=
+      static_cast<int64_t>(limits.max_connections)) {
+    connections.fetch_sub(1, std::memory_order_relaxed);
+    handler->OnTransportReject(TransportReject::kConnectionLimit);
+    beast::error_code ignored;
+    socket.close(ignored);
+  } else {
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<Session>(std::move(socket), shared_from_this())->Start();
+  }
+  DoAccept();
+}
+
+HttpServer::HttpServer(IoRuntime* runtime, HttpHandler* handler, HttpServerLimits limits)
+    : impl_(std::make_shared<Impl>(runtime->impl_.get(), handler, limits)) {}
+
+HttpServer::~HttpServer() { StopAccepting(); }
+
+Status HttpServer::Listen(const Endpoint& endpoint) {
+  beast::error_code ec;
+  auto address = net::ip::make_address(endpoint.host, ec);
+  if (ec) return InvalidArgument("cannot listen on " + endpoint.ToString() + ": bad address");
+  tcp::endpoint ep(address, endpoint.port);
+  auto& a = impl_->acceptor;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) {
+    beast::error_code ignored;
+    a.close(ignored);
+    return Unavailable("cannot listen on " + endpoint.ToString() + ": " + ec.message());
+  }
+  impl_->bound_port = a.local_endpoint().port();
+  net::post(a.get_executor(), [impl = impl_] { impl->DoAccept(); });
+  return Status::Ok();
+}
+
+uint16_t HttpServer::port() const { return impl_->bound_port; }
+int64_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
+int64_t HttpServer::connections() const { return impl_->connections.load(); }
+
+void HttpServer::StopAccepting() {
+  auto impl = impl_;
+  auto close = [impl] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+    impl->retry_timer.cancel();
+  };
+  if (!impl->rt->running.load() || impl->rt->ioc.stopped()) {
+    close();
+    return;
+  }
+  std::promise<void> done;
+  auto fut = done.get_future();
+  net::post(impl->acceptor.get_executor(), [close, &done] {
+    close();
+    done.set_value();
+  });
+  fut.wait();
+}
+
+}  // namespace dvrouter

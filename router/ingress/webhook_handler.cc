@@ -1,0 +1,232 @@
+#include "router/ingress/webhook_handler.h"
+
+#include <chrono>
+
+#include "router/partition/partition.h"
+
+namespace dvrouter {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Minimal JSON string escaping for messages we put in error bodies.
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
+          *out += buf;
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+HttpResponse ErrorResponse(int status, std::string_view error, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = "{\"error\":";
+  AppendJsonString(&r.body, error);
+  r.body += ",\"message\":";
+  AppendJsonString(&r.body, message);
+  r.body += "}";
+  return r;
+}
+
+}  // namespace
+
+struct WebhookHandler::Call final : HttpConnectionState, AppendCallback {
+  WebhookHandler* handler = nullptr;
+  HttpExchange* exchange = nullptr;
+  EventHeader header;
+  AppendRequest append;
+  SteadyClock::time_point started;
+
+  void OnAppendDone(const AppendResult& result) override { handler->Finish(this, result); }
+};
+
+WebhookHandler::WebhookHandler(const IngressConfig& config, uint32_t partitions, int io_threads,
+                               RouterMetrics* metrics)
+    : config_(config), partitions_(partitions), metrics_(metrics) {
+  for (int i = 0; i < io_threads; ++i) {
+    decoders_.push_back(std::make_unique<Decoder>(config.max_body_bytes));
+  }
+}
+
+std::unique_ptr<HttpConnectionState> WebhookHandler::NewConnection() {
+  auto call = std::make_unique<Call>();
+  call->handler = this;
+  return call;
+}
+
+void WebhookHandler::OnTransportReject(TransportReject reject) {
+  switch (reject) {
+    case TransportReject::kTooLarge:
+      metrics_->CountRequest(RequestOutcome::kTooLarge, 0);
+      break;
+    case TransportReject::kMalformed:
+      metrics_->CountRequest(RequestOutcome::kBadRequest, 0);
+      break;
+    case TransportReject::kTimeout:
+      metrics_->connections_timed_out.Increment();
+      break;
+    case TransportReject::kConnectionLimit:
+      metrics_->connections_refused.Increment();
+      break;
+  }
+}
+
+bool WebhookHandler::Authorized(const HttpRequestView& request) const {
+  const AuthConfig& auth = config_.auth;
+  std::string presented;
+  switch (auth.mode) {
+    case AuthMode::kNone:
+      return true;
+    case AuthMode::kWebhookKey:
+      return QueryParameter(request.target, "code", &presented) &&
+             ConstantTimeEquals(auth.secret, presented);
+    case AuthMode::kHttpQueryString:
+      return QueryParameter(request.target, auth.parameter, &presented) &&
+             ConstantTimeEquals(auth.secret, presented);
+    case AuthMode::kHttpHeader:
+      return request.headers->has(auth.header) &&
+             ConstantTimeEquals(auth.secret, request.headers->get(auth.header));
+  }
+  return false;
+}
+
+void WebhookHandler::Reply(Call* call, HttpExchange* exchange, RequestOutcome outcome,
+                           HttpResponse response) {
+  metrics_->CountRequest(
+      outcome, std::chrono::duration<double>(SteadyClock::now() - call->started).count());
+  exchange->Respond(std::move(response));
+}
+
+void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState* state,
+                            HttpExchange* exchange, int io_thread) {
+  Call* call = static_cast<Call*>(state);
+  call->started = SteadyClock::now();
+  metrics_->received_bytes.Increment(static_cast<double>(request.body_size));
+
+  if (TargetPath(request.target) != config_.path) {
+    return Reply(call, exchange, RequestOutcome::kNotFound,
+                 ErrorResponse(404, "not_found", "no webhook at this path"));
+  }
+  if (request.method != "POST") {
+    HttpResponse r = ErrorResponse(405, "method_not_allowed", "the webhook accepts POST only");
+    r.allow = "POST";
+    return Reply(call, exchange, RequestOutcome::kMethodNotAllowed, std::move(r));
+  }
+  if (!Authorized(request)) {
+    return Reply(call, exchange, RequestOutcome::kUnauthorized,
+                 ErrorResponse(401, "unauthorized", "missing or wrong webhook credentials"));
+  }
+  Decoder& decoder = *decoders_[static_cast<size_t>(io_thread) % decoders_.size()];
+  if (Status st = decoder.Decode(request.body_data, request.body_size, request.body_capacity,
+                                 &call->header);
+      !st.ok()) {
+    metrics_->decode_errors.Increment();
+    return Reply(call, exchange, RequestOutcome::kBadRequest,
+                 ErrorResponse(400, "bad_request", st.message()));
+  }
+  const HeaderLookup& h = *request.headers;
+  WebhookHttpHeaders headers;
+  headers.organization = h.get("x-ms-dynamics-organization");
+  headers.entity_name = h.get("x-ms-dynamics-entity-name");
+  headers.request_name = h.get("x-ms-dynamics-request-name");
+  headers.request_id = h.get("x-request-id");
+  headers.correlation_request_id = h.get("x-ms-correlation-request-id");
+  headers.size_exceeded = h.has("x-ms-dynamics-msg-size-exceeded");
+  ApplyHttpHeaders(headers, &call->header);
+
+  Journal* journal = journal_.load(std::memory_order_acquire);
+  if (journal == nullptr) {
+    HttpResponse r = ErrorResponse(503, "overloaded", "recovery in progress");
+    r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
+    return Reply(call, exchange, RequestOutcome::kOverloaded, std::move(r));
+  }
+  call->exchange = exchange;
+  call->append.key = call->header.DedupeKey();
+  call->append.partition =
+      PartitionOf(call->header.primary_entity_name, call->header.primary_entity_id, partitions_);
+  call->append.received_ms = NowMs();
+  call->append.header = &call->header;
+  call->append.body = request.body();
+  call->append.callback = call;
+  journal->Append(&call->append);
+}
+
+void WebhookHandler::Finish(Call* call, const AppendResult& result) {
+  HttpExchange* exchange = call->exchange;
+  call->exchange = nullptr;
+  if (!result.status.ok()) {
+    HttpResponse r = ErrorResponse(503, "overloaded", result.status.message());
+    r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
+    return Reply(call, exchange, RequestOutcome::kOverloaded, std::move(r));
+  }
+  HttpResponse r;
+  r.body = result.duplicate ? R"({"status":"duplicate","event_id":")"
+                            : R"({"status":"accepted","event_id":")";
+  r.body += call->append.key.ToHex();
+  r.body += "\",\"seq\":";
+  r.body += std::to_string(result.seq);
+  r.body += "}";
+  Reply(call, exchange, result.duplicate ? RequestOutcome::kDuplicate : RequestOutcome::kAccepted,
+        std::move(r));
+}
+
+AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh)
+    : metrics_(metrics), refresh_(std::move(refresh)) {}
+
+void AdminHandler::set_ready(bool ready) {
+  ready_.store(ready);
+  metrics_->ready.Set(ready ? 1 : 0);
+}
+
+void AdminHandler::Handle(const HttpRequestView& request, HttpConnectionState*,
+                          HttpExchange* exchange, int) {
+  std::string_view path = TargetPath(request.target);
+  HttpResponse r;
+  if (request.method != "GET" && request.method != "HEAD") {
+    r = ErrorResponse(405, "method_not_allowed", "the admin endpoints accept GET only");
+    r.allow = "GET, HEAD";
+  } else if (path == "/metrics") {
+    if (refresh_) refresh_();
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_->Serialize();
+  } else if (path == "/healthz") {
+    r.body = R"({"status":"ok"})";
+  } else if (path == "/readyz") {
+    if (ready_.load()) {
+      r.body = R"({"status":"ready"})";
+    } else {
+      r = ErrorResponse(503, "not_ready", "journal recovery in progress");
+    }
+  } else {
+    r = ErrorResponse(404, "not_found", "unknown admin path");
+  }
+  exchange->Respond(std::move(r));
+}
+
+}  // namespace dvrouter

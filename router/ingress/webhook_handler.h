@@ -1,0 +1,68 @@
+// WebhookHandler: the Dataverse webhook route, as request logic that knows nothing of sockets.
+//
+// For each request: route (404), method (405 unless POST), authentication in the configured
+// Dataverse form (401; secrets compared in constant time), decode (400 naming the field), then
+// Append to the journal. The answer is sent from the journal's callback: 200 only once the event
+// is durable (or a duplicate of a durable one), 503 with Retry-After when the journal refuses it.
+// Every outcome is counted.
+//
+// Threads: Handle() runs on I/O threads and uses that thread's Decoder; the journal callback
+// runs on the journal's writer thread. Per-connection buffers (the EventHeader and the
+// AppendRequest) live in the connection state, so no allocation per request in steady state.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "router/config/config.h"
+#include "router/decode/decode.h"
+#include "router/ingress/http.h"
+#include "router/journal/journal.h"
+#include "router/metrics/metrics.h"
+
+namespace dvrouter {
+
+class WebhookHandler final : public HttpHandler {
+ public:
+  // `journal` may be set later (set_journal) so the listener can exist during recovery; until
+  // then requests get 503.
+  WebhookHandler(const IngressConfig& config, uint32_t partitions, int io_threads,
+                 RouterMetrics* metrics);
+
+  void set_journal(Journal* journal) { journal_.store(journal, std::memory_order_release); }
+
+  std::unique_ptr<HttpConnectionState> NewConnection() override;
+  void Handle(const HttpRequestView& request, HttpConnectionState* state, HttpExchange* exchange,
+              int io_thread) override;
+  void OnTransportReject(TransportReject reject) override;
+
+ private:
+  struct Call;
+  bool Authorized(const HttpRequestView& request) const;
+  void Finish(Call* call, const AppendResult& result);
+  void Reply(Call* call, HttpExchange* exchange, RequestOutcome outcome, HttpResponse response);
+
+  const IngressConfig config_;
+  const uint32_t partitions_;
+  RouterMetrics* metrics_;
+  std::atomic<Journal*> journal_{nullptr};
+  std::vector<std::unique_ptr<Decoder>> decoders_;  // one per I/O thread
+};
+
+// The admin listener's routes: /metrics, /healthz, /readyz.
+class AdminHandler final : public HttpHandler {
+ public:
+  // `refresh` runs before each /metrics scrape to update gauges read from other components.
+  AdminHandler(RouterMetrics* metrics, std::function<void()> refresh);
+  void set_ready(bool ready);
+  void Handle(const HttpRequestView& request, HttpConnectionState* state, HttpExchange* exchange,
+              int io_thread) override;
+
+ private:
+  RouterMetrics* metrics_;
+  std::function<void()> refresh_;
+  std::atomic<bool> ready_{false};
+};
+
+}  // namespace dvrouter

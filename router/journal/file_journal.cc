@@ -1,0 +1,666 @@
+#include "router/journal/file_journal.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "router/journal/record.h"
+
+namespace dvrouter {
+
+ssize_t JournalIo::Writev(int fd, const iovec* iov, int iovcnt) { return ::writev(fd, iov, iovcnt); }
+int JournalIo::Fdatasync(int fd) { return ::fdatasync(fd); }
+JournalIo* JournalIo::Default() {
+  static JournalIo io;  // trivial destructor: no state
+  return &io;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kSegmentSuffix = ".seg";
+
+struct KeyHash {
+  size_t operator()(const EventKey& k) const { return static_cast<size_t>(k.lo ^ (k.hi >> 1)); }
+};
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string SegmentName(uint64_t first_seq) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%020llu", static_cast<unsigned long long>(first_seq));
+  return std::string(name) + std::string(kSegmentSuffix);
+}
+
+// Every segment in dir, by first sequence.
+Result<std::map<uint64_t, std::string>> ListSegments(const std::string& dir) {
+  std::map<uint64_t, std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus("opendir " + dir, errno);
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name.size() != 20 + kSegmentSuffix.size() || !name.ends_with(kSegmentSuffix)) continue;
+    uint64_t first = 0;
+    bool digits = true;
+    for (char c : name.substr(0, 20)) {
+      if (c < '0' || c > '9') digits = false;
+      first = first * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (digits) out.emplace(first, dir + "/" + std::string(name));
+  }
+  ::closedir(d);
+  return out;
+}
+
+Status ReadFile(const std::string& path, uint64_t limit, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoStatus("fstat " + path, err);
+  }
+  uint64_t size = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), limit);
+  out->resize(size);
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out->data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return ErrnoStatus("read " + path, err);
+    }
+    done += static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+struct SegmentScan {
+  uint64_t valid_end = 0;       // offset just past the last valid record
+  uint64_t corrupt_records = 0; // invalid regions that valid records follow
+  bool torn_tail = false;       // bytes after valid_end that hold no valid record
+};
+
+// Walks the frames in data[0, size). An invalid frame followed by a valid one is skipped and
+// counted (corruption in the middle must not cost the acknowledged records after it); invalid
+// bytes with no valid frame after them are a torn tail.
+SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
+                       const std::function<bool(const RecordView&)>& fn, bool* stopped) {
+  SegmentScan scan;
+  EventHeader header;
+  journal::FrameMeta meta;
+  size_t pos = 0;
+  *stopped = false;
+  while (pos < size) {
+    std::string_view body;
+    uint32_t len = 0;
+    Status st = journal::DecodeFrame(data + pos, size - pos, &meta, &header, &body, &len);
+    if (st.ok()) {
+      RecordView view;
+      view.handle = RecordHandle{meta.seq, segment, pos, len, meta.partition};
+      view.key = meta.key;
+      view.received_ms = meta.received_ms;
+      view.header = &header;
+      view.body = body;
+      pos += len;
+      scan.valid_end = pos;
+      if (fn && !fn(view)) {
+        *stopped = true;
+        return scan;
+      }
+      continue;
+    }
+    // Resynchronize: look for the next offset that holds a whole valid frame.
+    size_t next = pos + 1;
+    bool found = false;
+    for (; next + journal::kFrameHeaderBytes <= size; ++next) {
+      const void* hit = std::memchr(data + next + 4, 0x01, size - next - 4);
+      if (hit == nullptr) break;
+      next = static_cast<size_t>(static_cast<const char*>(hit) - data) - 4;
+      if (next + journal::kFrameHeaderBytes > size) break;
+      uint32_t magic;
+      std::memcpy(&magic, data + next + 4, 4);
+      if (magic != journal::kFrameMagic) continue;
+      std::string_view b;
+      uint32_t l = 0;
+      if (journal::DecodeFrame(data + next, size - next, &meta, &header, &b, &l).ok()) {
+        found = true;
+        break;
+      }
+    }
+    if (!found) {
+      scan.torn_tail = true;
+      return scan;
+    }
+    ++scan.corrupt_records;
+    pos = next;
+  }
+  return scan;
+}
+
+Status FsyncDir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + dir, errno);
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + dir, err);
+}
+
+Status WriteFileDurably(const std::string& dir, const std::string& name,
+                        const std::string& contents) {
+  const std::string tmp = dir + "/" + name + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus("create " + tmp, errno);
+  ssize_t n = ::write(fd, contents.data(), contents.size());
+  int err = errno;
+  if (n != static_cast<ssize_t>(contents.size()) || ::fsync(fd) != 0) {
+    err = n < 0 ? err : (errno ? errno : EIO);
+    ::close(fd);
+    return ErrnoStatus("write " + tmp, err);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
+    return ErrnoStatus("rename " + tmp, errno);
+  }
+  return FsyncDir(dir);
+}
+
+}  // namespace
+
+struct FileJournal::Impl {
+  FileJournalOptions opt;
+  JournalIo* io = nullptr;
+  int lock_fd = -1;
+
+  // Segments and sizes: written by the writer, read by Scan/Stats.
+  mutable std::mutex state_mu;
+  std::map<uint64_t, uint64_t> segments;  // first seq -> committed bytes
+  std::atomic<uint64_t> next_seq{1};
+  std::atomic<uint64_t> total_bytes{0};
+  uint64_t corrupt_records = 0;
+  uint64_t truncated_bytes = 0;
+
+  // Writer state (writer thread only, after Open).
+  int seg_fd = -1;
+  uint64_t seg_first = 0;
+  uint64_t seg_size = 0;
+  bool needs_truncate = false;  // a failed write left bytes past seg_size
+  struct DedupeEntry {
+    uint64_t seq;
+    int64_t received_ms;
+    uint64_t batch_epoch;
+    size_t batch_index;
+  };
+  std::unordered_map<EventKey, DedupeEntry, KeyHash> dedupe;
+  std::deque<std::pair<EventKey, int64_t>> dedupe_order;
+  std::atomic<uint64_t> dedupe_size{0};
+  uint64_t batch_epoch = 0;
+
+  struct Slot {
+    AppendResult result;
+    size_t dup_of = SIZE_MAX;  // index of the original within this batch
+    size_t prefix_off = 0;
+    uint32_t prefix_len = 0;
+  };
+  std::vector<AppendRequest*> batch;
+  std::vector<Slot> slots;
+  std::vector<size_t> group;  // batch indices written in the current group
+  std::string frame_buf;
+  std::vector<iovec> iov;
+  std::vector<RecordHandle> committed;
+
+  // Queue between Append() callers and the writer.
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::vector<AppendRequest*> pending;
+  bool stopping = false;
+  std::thread writer;
+
+  ~Impl() {
+    if (seg_fd >= 0) ::close(seg_fd);
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+
+  int64_t Now() const { return opt.now_ms ? opt.now_ms() : SystemNowMs(); }
+
+  Status Recover();
+  Status OpenSegmentForAppend(uint64_t first, bool create);
+  void ExpireDedupe(int64_t now);
+  void RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms, size_t index);
+  void WriterLoop();
+  void ProcessBatch();
+  Status Roll();
+  void CommitGroup();
+  Status WriteAll(size_t total);
+  void ReportSize();
+};
+
+Status FileJournal::Impl::Recover() {
+  if (::mkdir(opt.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus("mkdir " + opt.dir, errno);
+  }
+  const std::string lock_path = opt.dir + "/LOCK";
+  lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) return ErrnoStatus("open " + lock_path, errno);
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return Unavailable("journal " + opt.dir + " is in use by another process (LOCK held)");
+  }
+
+  // META records the partition count the journal was created with.
+  std::string meta;
+  Status st = ReadFile(opt.dir + "/META", 4096, &meta);
+  if (st.code() == StatusCode::kNotFound) {
+    meta = "format=1\npartitions=" + std::to_string(opt.partitions) + "\n";
+    if (Status w = WriteFileDurably(opt.dir, "META", meta); !w.ok()) return w;
+  } else if (!st.ok()) {
+    return st;
+  } else {
+    const std::string_view kKey = "partitions=";
+    size_t at = meta.find(kKey);
+    if (meta.rfind("format=1\n", 0) != 0 || at == std::string::npos) {
+      return InvalidArgument("journal " + opt.dir + "/META is not a dvrouter journal header");
+    }
+    uint64_t p = std::strtoull(meta.c_str() + at + kKey.size(), nullptr, 10);
+    if (p != opt.partitions) {
+      return InvalidArgument("journal " + opt.dir + " was created with " + std::to_string(p) +
+                             " partitions but the configuration says " +
+                             std::to_string(opt.partitions) +
+                             "; the partition count is fixed when a journal is created");
+    }
+  }
+
+  Result<std::map<uint64_t, std::string>> list = ListSegments(opt.dir);
+  if (!list.ok()) return list.status();
+  const int64_t now = Now();
+  uint64_t last_seq = 0;
+  std::string data;
+  for (auto it = list->begin(); it != list->end(); ++it) {
+    if (Status r = ReadFile(it->second, UINT64_MAX, &data); !r.ok()) return r;
+    bool stopped = false;
+    SegmentScan scan = ScanFrames(
+        data.data(), data.size(), it->first,
+        [&](const RecordView& v) {
+          last_seq = std::max(last_seq, v.handle.seq);
+          if (now - v.received_ms <= opt.dedupe_window_ms) {
+            RememberKey(v.key, v.handle.seq, v.received_ms, SIZE_MAX);
+          }
+          return true;
+        },
+        &stopped);
+    corrupt_records += scan.corrupt_records;
+    uint64_t size = data.size();
+    if (scan.torn_tail) {
+      // Bytes after the last valid record were never acknowledged (a crash mid-write): cut them
+      // so new records follow valid ones directly.
+      truncated_bytes += size - scan.valid_end;
+      if (::truncate(it->second.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
+        return ErrnoStatus("truncate " + it->second, errno);
+      }
+      size = scan.valid_end;
+    }
+    segments[it->first] = size;
+    total_bytes += size;
+  }
+  next_seq = last_seq + 1;
+  // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
+  std::sort(dedupe_order.begin(), dedupe_order.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+
+  if (segments.empty()) return OpenSegmentForAppend(next_seq, /*create=*/true);
+  return OpenSegmentForAppend(segments.rbegin()->first, /*create=*/false);
+}
+
+Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
+  const std::string path = opt.dir + "/" + SegmentName(first);
+  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  if (create) {
+    if (Status st = FsyncDir(opt.dir); !st.ok()) {
+      ::close(fd);
+      ::unlink(path.c_str());
+      return st;
+    }
+  }
+  struct stat sb {};
+  ::fstat(fd, &sb);
+  if (seg_fd >= 0) ::close(seg_fd);
+  seg_fd = fd;
+  seg_first = first;
+  seg_size = static_cast<uint64_t>(sb.st_size);
+  std::lock_guard<std::mutex> lock(state_mu);
+  segments.try_emplace(first, seg_size);
+  return Status::Ok();
+}
+
+void FileJournal::Impl::RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms,
+                                    size_t index) {
+  auto [it, inserted] = dedupe.try_emplace(key, DedupeEntry{seq, received_ms, batch_epoch, index});
+  if (!inserted) it->second = DedupeEntry{seq, received_ms, batch_epoch, index};
+  dedupe_order.emplace_back(key, received_ms);
+  while (dedupe.size() > opt.dedupe_max_entries && !dedupe_order.empty()) {
+    dedupe.erase(dedupe_order.front().first);
+    dedupe_order.pop_front();
+  }
+  dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
+}
+
+void FileJournal::Impl::ExpireDedupe(int64_t now) {
+  while (!dedupe_order.empty() && now - dedupe_order.front().second > opt.dedupe_window_ms) {
+    auto it = dedupe.find(dedupe_order.front().first);
+    // Only erase if the entry was not refreshed by a later record with the same key.
+    if (it != dedupe.end() && it->second.received_ms == dedupe_order.front().second) {
+      dedupe.erase(it);
+    }
+    dedupe_order.pop_front();
+  }
+  dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
+}
+
+void FileJournal::Impl::WriterLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(queue_mu);
+      queue_cv.wait(lock, [&] { return !pending.empty() || stopping; });
+      if (pending.empty()) return;
+      if (pending.size() <= opt.max_batch_events) {
+        batch.swap(pending);
+      } else {
+        auto cut = pending.begin() + static_cast<std::ptrdiff_t>(opt.max_batch_events);
+        batch.assign(pending.begin(), cut);
+        pending.erase(pending.begin(), cut);
+      }
+    }
+    ProcessBatch();
+    batch.clear();
+  }
+}
+
+void FileJournal::Impl::ProcessBatch() {
+  const int64_t now = Now();
+  ExpireDedupe(now);
+  ++batch_epoch;
+  slots.assign(batch.size(), Slot{});
+  group.clear();
+  frame_buf.clear();
+  size_t group_bytes = 0;  // frames in `group`, not yet written
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    AppendRequest* req = batch[i];
+    Slot& slot = slots[i];
+    if (auto it = dedupe.find(req->key);
+        it != dedupe.end() && now - it->second.received_ms <= opt.dedupe_window_ms) {
+      slot.result.duplicate = true;
+      slot.result.seq = it->second.seq;
+      if (it->second.batch_epoch == batch_epoch) slot.dup_of = it->second.batch_index;
+      continue;
+    }
+    if (needs_truncate) {
+      if (::ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) {
+        slot.result.status = ErrnoStatus("truncate journal segment after failed write", errno);
+        continue;
+      }
+      needs_truncate = false;
+    }
+    // Encode first to know the exact frame size; undo if the budget refuses it.
+    const size_t prefix_off = frame_buf.size();
+    journal::FrameMeta meta{next_seq.load(std::memory_order_relaxed), req->received_ms, req->key,
+                            req->partition};
+    const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
+    if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes) {
+      frame_buf.resize(prefix_off);
+      slot.result.status = ResourceExhausted("journal disk budget of " +
+                                             std::to_string(opt.disk_budget_bytes) +
+                                             " bytes is exhausted");
+      continue;
+    }
+    if (seg_size + group_bytes + len > opt.segment_bytes && seg_size + group_bytes > 0) {
+      // Commit what precedes this record into the current segment, then start a new one. The
+      // prefix just encoded stays in frame_buf past the group's bytes: move it aside.
+      std::string held = frame_buf.substr(prefix_off);
+      frame_buf.resize(prefix_off);
+      CommitGroup();
+      group_bytes = 0;
+      if (Status st = Roll(); !st.ok()) {
+        slot.result.status = st;
+        continue;
+      }
+      frame_buf = std::move(held);
+      // The group may have failed and given back its sequence numbers: re-encode.
+      if (meta.seq != next_seq.load(std::memory_order_relaxed)) {
+        frame_buf.clear();
+        meta.seq = next_seq.load(std::memory_order_relaxed);
+        journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
+      }
+      slot.prefix_off = 0;
+      slot.prefix_len = static_cast<uint32_t>(frame_buf.size());
+    } else {
+      slot.prefix_off = prefix_off;
+      slot.prefix_len = static_cast<uint32_t>(frame_buf.size() - prefix_off);
+    }
+    slot.result.seq = meta.seq;
+    next_seq.store(meta.seq + 1, std::memory_order_relaxed);
+    RememberKey(req->key, meta.seq, req->received_ms, i);
+    group.push_back(i);
+    group_bytes += len;
+  }
+  CommitGroup();
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Slot& slot = slots[i];
+    if (slot.dup_of != SIZE_MAX) slot.result.status = slots[slot.dup_of].result.status;
+    batch[i]->callback->OnAppendDone(slot.result);
+  }
+}
+
+Status FileJournal::Impl::WriteAll(size_t total) {
+  size_t done = 0;
+  size_t first = 0;
+  while (done < total) {
+    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
+    ssize_t n = io->Writev(seg_fd, iov.data() + first, count);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus("write journal segment " + SegmentName(seg_first), errno);
+    if (n == 0) return ErrnoStatus("write journal segment " + SegmentName(seg_first), EIO);
+    done += static_cast<size_t>(n);
+    // Advance past fully written iovecs; trim a partly written one.
+    size_t left = static_cast<size_t>(n);
+    while (first < iov.size() && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (left > 0) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return Status::Ok();
+}
+
+void FileJournal::Impl::CommitGroup() {
+  if (group.empty()) return;
+  iov.clear();
+  committed.clear();
+  size_t total = 0;
+  uint64_t offset = seg_size;
+  for (size_t i : group) {
+    const Slot& slot = slots[i];
+    iov.push_back({frame_buf.data() + slot.prefix_off, slot.prefix_len});
+    iov.push_back({const_cast<char*>(batch[i]->body.data()), batch[i]->body.size()});
+    const uint32_t len = static_cast<uint32_t>(slot.prefix_len + batch[i]->body.size());
+    committed.push_back(RecordHandle{slot.result.seq, seg_first, offset, len, batch[i]->partition});
+    offset += len;
+    total += len;
+  }
+  auto start = Clock::now();
+  Status st = WriteAll(total);
+  if (opt.observer && st.ok()) opt.observer->OnWrite(SecondsSince(start), total);
+  if (st.ok() && opt.fsync) {
+    start = Clock::now();
+    if (io->Fdatasync(seg_fd) != 0) {
+      st = ErrnoStatus("fdatasync journal segment " + SegmentName(seg_first), errno);
+    } else if (opt.observer) {
+      opt.observer->OnSync(SecondsSince(start), group.size());
+    }
+  }
+  if (!st.ok()) {
+    // Nothing of this group is acknowledged: cut whatever reached the file and give the
+    // sequence numbers back, so the next group starts on a clean record boundary.
+    if (::ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) needs_truncate = true;
+    next_seq.store(slots[group.front()].result.seq, std::memory_order_relaxed);
+    for (size_t i : group) {
+      slots[i].result.status = st;
+      dedupe.erase(batch[i]->key);
+    }
+    dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
+    if (opt.observer) opt.observer->OnRefused(st);
+  } else {
+    seg_size += total;
+    total_bytes.fetch_add(total, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(state_mu);
+      segments[seg_first] = seg_size;
+    }
+    if (opt.listener) {
+      for (const RecordHandle& h : committed) opt.listener->OnCommitted(h);
+    }
+    ReportSize();
+  }
+  group.clear();
+  frame_buf.clear();
+}
+
+Status FileJournal::Impl::Roll() {
+  if (needs_truncate) return Unavailable("journal segment could not be truncated after a failure");
+  const uint64_t first = next_seq.load(std::memory_order_relaxed);
+  if (first == seg_first) return Status::Ok();  // the current segment is still empty
+  // The old segment's records were all synced by CommitGroup.
+  Status st = OpenSegmentForAppend(first, /*create=*/true);
+  if (st.ok()) ReportSize();
+  return st;
+}
+
+void FileJournal::Impl::ReportSize() {
+  if (!opt.observer) return;
+  uint64_t count;
+  {
+    std::lock_guard<std::mutex> lock(state_mu);
+    count = segments.size();
+  }
+  opt.observer->OnSize(total_bytes.load(std::memory_order_relaxed), count);
+}
+
+FileJournal::FileJournal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FileJournal::~FileJournal() { Stop(); }
+
+Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions options) {
+  if (options.dir.empty()) return InvalidArgument("journal directory is empty");
+  if (options.partitions == 0) return InvalidArgument("journal partitions must be at least 1");
+  if (options.max_batch_events == 0) options.max_batch_events = 1;
+  auto impl = std::make_unique<Impl>();
+  impl->opt = std::move(options);
+  impl->io = impl->opt.io ? impl->opt.io : JournalIo::Default();
+  if (Status st = impl->Recover(); !st.ok()) return st;
+  impl->ReportSize();
+  Impl* raw = impl.get();
+  impl->writer = std::thread([raw] { raw->WriterLoop(); });
+  return std::unique_ptr<FileJournal>(new FileJournal(std::move(impl)));
+}
+
+void FileJournal::Append(AppendRequest* request) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->queue_mu);
+    if (!impl_->stopping) {
+      impl_->pending.push_back(request);
+      impl_->queue_cv.notify_one();
+      return;
+    }
+  }
+  AppendResult refused;
+  refused.status = Unavailable("journal is stopping");
+  request->callback->OnAppendDone(refused);
+}
+
+void FileJournal::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->queue_mu);
+    impl_->stopping = true;
+  }
+  impl_->queue_cv.notify_all();
+  if (impl_->writer.joinable()) impl_->writer.join();
+}
+
+JournalStats FileJournal::Stats() const {
+  JournalStats s;
+  s.next_seq = impl_->next_seq.load(std::memory_order_relaxed);
+  s.bytes = impl_->total_bytes.load(std::memory_order_relaxed);
+  s.dedupe_entries = impl_->dedupe_size.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(impl_->state_mu);
+  s.segments = impl_->segments.size();
+  s.corrupt_records = impl_->corrupt_records;
+  s.truncated_bytes = impl_->truncated_bytes;
+  return s;
+}
+
+Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) {
+  std::vector<std::pair<uint64_t, uint64_t>> snapshot;  // first seq, committed bytes
+  {
+    std::lock_guard<std::mutex> lock(impl_->state_mu);
+    snapshot.assign(impl_->segments.begin(), impl_->segments.end());
+  }
+  std::string data;
+  for (size_t i = 0; i < snapshot.size(); ++i) {
+    // Skip segments that end before from_seq: the next one starts at or below it.
+    if (i + 1 < snapshot.size() && snapshot[i + 1].first <= from_seq) continue;
+    const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
+    if (Status st = ReadFile(path, snapshot[i].second, &data); !st.ok()) return st;
+    bool stopped = false;
+    ScanFrames(data.data(), data.size(), snapshot[i].first,
+               [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
+    if (stopped) break;
+  }
+  return Status::Ok();
+}
+
+Status FileJournal::ScanDirectory(const std::string& dir,
+                                  const std::function<bool(const RecordView&)>& fn) {
+  Result<std::map<uint64_t, std::string>> list = ListSegments(dir);
+  if (!list.ok()) return list.status();
+  std::string data;
+  for (const auto& [first, path] : *list) {
+    if (Status st = ReadFile(path, UINT64_MAX, &data); !st.ok()) return st;
+    bool stopped = false;
+    ScanFrames(data.data(), data.size(), first, fn, &stopped);
+    if (stopped) break;
+  }
+  return Status::Ok();
+}
+
+}  // namespace dvrouter

@@ -1,0 +1,84 @@
+// FileJournal: the embedded, single-node Journal on local disk.
+//
+// Layout under <dir>: META (format and partition count, written once), LOCK (flock: one router
+// per directory) and segment files <first seq, 20 digits>.seg. One writer thread takes every
+// Append queued since its last pass, writes their frames with writev, syncs once with fdatasync
+// (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks. Open() recovers:
+// it scans every segment, skips (and counts) corrupt records that valid ones follow, truncates a
+// torn tail after the last valid record, and rebuilds the next sequence and the dedupe index.
+//
+// Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
+// writer thread; Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while
+// the writer runs).
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "router/journal/journal.h"
+
+namespace dvrouter {
+
+// The syscalls the writer makes, behind an interface so tests can inject ENOSPC and EIO (like
+// LevelDB's EnvWrapper). The default forwards to the kernel.
+class JournalIo {
+ public:
+  virtual ~JournalIo() = default;
+  virtual ssize_t Writev(int fd, const iovec* iov, int iovcnt);
+  virtual int Fdatasync(int fd);
+  static JournalIo* Default();
+};
+
+// Told what the writer does, for metrics. Runs on the writer thread.
+class JournalObserver {
+ public:
+  virtual ~JournalObserver() = default;
+  virtual void OnWrite(double seconds, uint64_t bytes) = 0;
+  virtual void OnSync(double seconds, size_t batch_events) = 0;
+  virtual void OnSize(uint64_t bytes, uint64_t segments) = 0;
+  virtual void OnRefused(const Status& why) = 0;
+};
+
+struct FileJournalOptions {
+  std::string dir;                           // required; created if missing
+  uint32_t partitions = 64;                  // recorded when the journal is created; must match
+  uint64_t segment_bytes = 64ull << 20;      // roll to a new segment past this size
+  uint64_t disk_budget_bytes = 8ull << 30;   // refuse appends (503) past this many bytes
+  bool fsync = true;                         // false: ack before fdatasync (unsafe, off by default)
+  int64_t dedupe_window_ms = 24ll * 3600 * 1000;  // duplicates within this window are absorbed
+  size_t dedupe_max_entries = 1'000'000;     // bound on the dedupe index; oldest evicted first
+  size_t max_batch_events = 2048;            // upper bound on events per group commit
+  JournalIo* io = nullptr;                   // default: JournalIo::Default()
+  JournalObserver* observer = nullptr;       // optional
+  CommitListener* listener = nullptr;        // optional
+  std::function<int64_t()> now_ms;           // default: system clock
+};
+
+class FileJournal final : public Journal {
+ public:
+  // Recovers the directory and starts the writer thread.
+  static Result<std::unique_ptr<FileJournal>> Open(FileJournalOptions options);
+  ~FileJournal() override;
+
+  void Append(AppendRequest* request) override;
+  Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) override;
+  JournalStats Stats() const override;
+  void Stop() override;
+
+  // Reads a journal directory without opening it for writing (tools, tests): visits every valid
+  // record in order. Does not truncate or take the lock.
+  static Status ScanDirectory(const std::string& dir,
+                              const std::function<bool(const RecordView&)>& fn);
+
+ private:
+  struct Impl;
+  explicit FileJournal(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dvrouter

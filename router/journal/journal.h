@@ -1,0 +1,90 @@
+// Journal: the durable, append-only log of every accepted event (ARCHITECTURE.md, guarantee 1).
+//
+// Journal is the interface; FileJournal (file_journal.h) is the embedded implementation and a
+// replicated one (NATS JetStream) comes later behind the same seam. The ingress hands each decoded
+// event to Append() and answers the webhook from the callback, which runs only once the event is
+// durable, was found to be a duplicate, or was refused. Committed events are announced to the
+// CommitListener in sequence order: that is where partition queues are fed.
+//
+// Threads: Append() may be called from any thread. Callbacks and the listener run on the
+// journal's own writer thread and must not block. Everything else is for the owner's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+#include "router/common/status.h"
+#include "router/decode/event.h"
+
+namespace dvrouter {
+
+// Where a committed record lives: trivially copyable, what partition queues carry.
+struct RecordHandle {
+  uint64_t seq = 0;
+  uint64_t segment = 0;  // first sequence number of the segment file
+  uint64_t offset = 0;   // of the record's frame within the segment
+  uint32_t length = 0;   // frame length in bytes
+  uint32_t partition = 0;
+};
+
+struct AppendResult {
+  Status status;           // OK, or why the event is not durable (then answer 503)
+  uint64_t seq = 0;        // the event's sequence (the original's, for a duplicate)
+  bool duplicate = false;  // an earlier record has the same dedupe key: nothing was written
+};
+
+class AppendCallback {
+ public:
+  virtual ~AppendCallback() = default;
+  // Called exactly once per Append, on the writer thread.
+  virtual void OnAppendDone(const AppendResult& result) = 0;
+};
+
+// One event to append. Owned by the caller and left untouched until the callback has run.
+struct AppendRequest {
+  EventKey key;
+  uint32_t partition = 0;
+  int64_t received_ms = 0;
+  const EventHeader* header = nullptr;
+  std::string_view body;
+  AppendCallback* callback = nullptr;
+};
+
+// A record read back from the journal. Views point into a buffer valid during the visit only.
+struct RecordView {
+  RecordHandle handle;
+  EventKey key;
+  int64_t received_ms = 0;
+  const EventHeader* header = nullptr;
+  std::string_view body;
+};
+
+class CommitListener {
+ public:
+  virtual ~CommitListener() = default;
+  // After the record is durable, in sequence order, on the writer thread.
+  virtual void OnCommitted(const RecordHandle& handle) = 0;
+};
+
+struct JournalStats {
+  uint64_t next_seq = 0;
+  uint64_t bytes = 0;
+  uint64_t segments = 0;
+  uint64_t dedupe_entries = 0;
+  uint64_t corrupt_records = 0;  // skipped during recovery
+  uint64_t truncated_bytes = 0;  // torn tail cut off during recovery
+};
+
+class Journal {
+ public:
+  virtual ~Journal() = default;
+  virtual void Append(AppendRequest* request) = 0;
+  // Visits committed records with seq >= from_seq in order until fn returns false.
+  virtual Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) = 0;
+  virtual JournalStats Stats() const = 0;
+  // Completes every pending Append (their callbacks run) and stops the writer thread.
+  virtual void Stop() = 0;
+};
+
+}  // namespace dvrouter

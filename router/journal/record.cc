@@ -1,0 +1,124 @@
+#include "router/journal/record.h"
+
+#define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
+#include <xxhash.h>
+
+#include <bit>
+#include <cstring>
+
+namespace dvrouter::journal {
+
+static_assert(std::endian::native == std::endian::little, "journal frames are little-endian");
+
+namespace {
+
+constexpr uint32_t kFlagSizeExceeded = 1;
+
+std::string EventHeader::*const kStringFields[] = {
+    &EventHeader::message_name,       &EventHeader::primary_entity_name,
+    &EventHeader::primary_entity_id,  &EventHeader::correlation_id,
+    &EventHeader::operation_id,       &EventHeader::request_id,
+    &EventHeader::owning_extension_id, &EventHeader::initiating_user_id,
+    &EventHeader::organization_name,  &EventHeader::organization_host,
+    &EventHeader::header_entity_name, &EventHeader::header_request_name,
+    &EventHeader::http_request_id,    &EventHeader::correlation_request_id,
+};
+
+template <typename T>
+void Put(std::string* out, T v) {
+  char buf[sizeof(T)];
+  std::memcpy(buf, &v, sizeof(T));
+  out->append(buf, sizeof(T));
+}
+
+struct Reader {
+  const char* p;
+  const char* end;
+  template <typename T>
+  bool Get(T* v) {
+    if (static_cast<size_t>(end - p) < sizeof(T)) return false;
+    std::memcpy(v, p, sizeof(T));
+    p += sizeof(T);
+    return true;
+  }
+  bool GetString(std::string* s) {
+    uint16_t n = 0;
+    if (!Get(&n) || static_cast<size_t>(end - p) < n) return false;
+    s->assign(p, n);
+    p += n;
+    return true;
+  }
+};
+
+}  // namespace
+
+uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::string_view body,
+                           std::string* out) {
+  const size_t start = out->size();
+  out->append(kFrameHeaderBytes, '\0');
+  Put<uint64_t>(out, meta.seq);
+  Put<int64_t>(out, meta.received_ms);
+  Put<uint64_t>(out, meta.key.hi);
+  Put<uint64_t>(out, meta.key.lo);
+  Put<uint32_t>(out, meta.partition);
+  Put<uint32_t>(out, h.size_exceeded ? kFlagSizeExceeded : 0);
+  Put<int32_t>(out, h.stage);
+  Put<int32_t>(out, h.mode);
+  Put<int32_t>(out, h.depth);
+  Put<int64_t>(out, h.operation_created_on_ms);
+  for (auto field : kStringFields) {
+    const std::string& s = h.*field;
+    // Header strings come from a body capped far below 64 KiB per field by the decoder's
+    // validation; clip defensively so a frame is always well formed.
+    const uint16_t n = static_cast<uint16_t>(s.size() > 0xffff ? 0xffff : s.size());
+    Put<uint16_t>(out, n);
+    out->append(s.data(), n);
+  }
+  Put<uint32_t>(out, static_cast<uint32_t>(body.size()));
+  const size_t prefix_payload = out->size() - start - kFrameHeaderBytes;
+  const uint32_t payload_len = static_cast<uint32_t>(prefix_payload + body.size());
+
+  XXH3_state_t state;
+  XXH3_64bits_reset_withSeed(&state, payload_len);
+  XXH3_64bits_update(&state, out->data() + start + kFrameHeaderBytes, prefix_payload);
+  XXH3_64bits_update(&state, body.data(), body.size());
+  const uint64_t checksum = XXH3_64bits_digest(&state);
+
+  char* hdr = out->data() + start;
+  std::memcpy(hdr, &payload_len, 4);
+  std::memcpy(hdr + 4, &kFrameMagic, 4);
+  std::memcpy(hdr + 8, &checksum, 8);
+  return static_cast<uint32_t>(kFrameHeaderBytes + payload_len);
+}
+
+Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* h,
+                   std::string_view* body, uint32_t* frame_len) {
+  if (available < kFrameHeaderBytes) return NotFound("short frame header");
+  uint32_t payload_len, magic;
+  uint64_t checksum;
+  std::memcpy(&payload_len, data, 4);
+  std::memcpy(&magic, data + 4, 4);
+  std::memcpy(&checksum, data + 8, 8);
+  if (magic != kFrameMagic) return InvalidArgument("bad frame magic");
+  if (payload_len > kMaxPayloadBytes) return InvalidArgument("frame length out of range");
+  if (available - kFrameHeaderBytes < payload_len) return NotFound("short frame payload");
+  const char* payload = data + kFrameHeaderBytes;
+  if (XXH3_64bits_withSeed(payload, payload_len, payload_len) != checksum) {
+    return InvalidArgument("frame checksum mismatch");
+  }
+  Reader r{payload, payload + payload_len};
+  uint32_t flags = 0, body_len = 0;
+  bool ok = r.Get(&meta->seq) && r.Get(&meta->received_ms) && r.Get(&meta->key.hi) &&
+            r.Get(&meta->key.lo) && r.Get(&meta->partition) && r.Get(&flags) &&
+            r.Get(&h->stage) && r.Get(&h->mode) && r.Get(&h->depth) &&
+            r.Get(&h->operation_created_on_ms);
+  for (auto field : kStringFields) ok = ok && r.GetString(&(h->*field));
+  ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
+  if (!ok) return InvalidArgument("frame payload malformed");
+  h->size_exceeded = (flags & kFlagSizeExceeded) != 0;
+  *body = std::string_view(r.p, body_len);
+  *frame_len = static_cast<uint32_t>(kFrameHeaderBytes + payload_len);
+  return Status::Ok();
+}
+
+}  // namespace dvrouter::journal

@@ -1,0 +1,130 @@
+#include "router/metrics/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace dvrouter {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+}
+
+prometheus::Counter& Counter(prometheus::Registry& r, const std::string& name,
+                             const std::string& help) {
+  return BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Gauge& Gauge(prometheus::Registry& r, const std::string& name,
+                         const std::string& help) {
+  return BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+prometheus::Histogram& Hist(prometheus::Registry& r, const std::string& name,
+                            const std::string& help, Histogram::BucketBoundaries buckets) {
+  return BuildHistogram().Name(name).Help(help).Register(r).Add({}, std::move(buckets));
+}
+
+}  // namespace
+
+std::string_view RequestOutcomeName(RequestOutcome o) {
+  switch (o) {
+    case RequestOutcome::kAccepted:
+      return "accepted";
+    case RequestOutcome::kDuplicate:
+      return "duplicate";
+    case RequestOutcome::kUnauthorized:
+      return "unauthorized";
+    case RequestOutcome::kBadRequest:
+      return "bad_request";
+    case RequestOutcome::kTooLarge:
+      return "too_large";
+    case RequestOutcome::kMethodNotAllowed:
+      return "method_not_allowed";
+    case RequestOutcome::kNotFound:
+      return "not_found";
+    case RequestOutcome::kOverloaded:
+      return "overloaded";
+    case RequestOutcome::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+RouterMetrics::RouterMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      request_seconds(Hist(*registry_, "dvrouter_request_duration_seconds",
+                           "Webhook request time from the full request read to the response",
+                           LatencyBuckets())),
+      received_bytes(Counter(*registry_, "dvrouter_received_bytes_total",
+                             "Webhook body bytes received")),
+      decode_errors(Counter(*registry_, "dvrouter_decode_errors_total",
+                            "Webhook bodies that failed to decode (answered 400)")),
+      connections_open(Gauge(*registry_, "dvrouter_ingress_connections",
+                             "Open ingress connections")),
+      connections_refused(Counter(*registry_, "dvrouter_ingress_connections_refused_total",
+                                  "Connections closed at accept: max_connections reached")),
+      connections_timed_out(Counter(*registry_, "dvrouter_ingress_timeouts_total",
+                                    "Connections closed because a header or body read timed out")),
+      journal_write_seconds(Hist(*registry_, "dvrouter_journal_append_duration_seconds",
+                                 "Time to write one group commit's records", LatencyBuckets())),
+      journal_fsync_seconds(Hist(*registry_, "dvrouter_journal_fsync_duration_seconds",
+                                 "Time of one group commit's fdatasync", LatencyBuckets())),
+      journal_batch_events(Hist(*registry_, "dvrouter_journal_group_commit_events",
+                                "Events made durable by one fdatasync",
+                                {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048})),
+      journal_written_bytes(Counter(*registry_, "dvrouter_journal_written_bytes_total",
+                                    "Bytes appended to the journal")),
+      journal_bytes(Gauge(*registry_, "dvrouter_journal_bytes", "Bytes held in journal segments")),
+      journal_segments(Gauge(*registry_, "dvrouter_journal_segments", "Journal segment files")),
+      journal_write_errors(Counter(*registry_, "dvrouter_journal_write_errors_total",
+                                   "Group commits that failed to write or sync (events refused)")),
+      journal_corrupt_records(Gauge(*registry_, "dvrouter_journal_recovery_corrupt_records",
+                                    "Corrupt records skipped by the last recovery")),
+      journal_truncated_bytes(Gauge(*registry_, "dvrouter_journal_recovery_truncated_bytes",
+                                    "Torn-tail bytes cut off by the last recovery")),
+      journal_next_seq(Gauge(*registry_, "dvrouter_journal_next_sequence",
+                             "Sequence number the next journaled event gets")),
+      ready(Gauge(*registry_, "dvrouter_ready", "1 once recovery has finished")) {
+  auto& family = BuildCounter()
+                     .Name("dvrouter_requests_total")
+                     .Help("Webhook requests by outcome")
+                     .Register(*registry_);
+  for (int i = 0; i < static_cast<int>(RequestOutcome::kCount); ++i) {
+    requests[i] = &family.Add(
+        {{"outcome", std::string(RequestOutcomeName(static_cast<RequestOutcome>(i)))}});
+  }
+}
+
+std::string RouterMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+void RouterMetrics::CountRequest(RequestOutcome outcome, double seconds) {
+  requests[static_cast<int>(outcome)]->Increment();
+  request_seconds.Observe(seconds);
+}
+
+void RouterMetrics::OnWrite(double seconds, uint64_t bytes) {
+  journal_write_seconds.Observe(seconds);
+  journal_written_bytes.Increment(static_cast<double>(bytes));
+}
+
+void RouterMetrics::OnSync(double seconds, size_t batch_events) {
+  journal_fsync_seconds.Observe(seconds);
+  journal_batch_events.Observe(static_cast<double>(batch_events));
+}
+
+void RouterMetrics::OnSize(uint64_t bytes, uint64_t segments) {
+  journal_bytes.Set(static_cast<double>(bytes));
+  journal_segments.Set(static_cast<double>(segments));
+}
+
+void RouterMetrics::OnRefused(const Status&) { journal_write_errors.Increment(); }
+
+}  // namespace dvrouter
