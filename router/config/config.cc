@@ -49,7 +49,7 @@ class Section {
 
   Status String(const std::string& key, std::string* out) {
     YAML::Node n = Get(key);
-    if (!n) return Status::Ok();
+    if (!n || n.IsNull()) return Status::Ok();  // absent or empty: keep the default
     if (!n.IsScalar()) return KeyError(Path(key), "must be a string");
     *out = n.Scalar();
     return Status::Ok();
@@ -57,7 +57,7 @@ class Section {
 
   Status Bool(const std::string& key, bool* out) {
     YAML::Node n = Get(key);
-    if (!n) return Status::Ok();
+    if (!n || n.IsNull()) return Status::Ok();  // absent or empty: keep the default
     if (!n.IsScalar()) return KeyError(Path(key), "must be true or false");
     const std::string& s = n.Scalar();
     if (s == "true" || s == "yes" || s == "on") {
@@ -75,7 +75,7 @@ class Section {
                   std::initializer_list<std::pair<std::string_view, uint64_t>> units,
                   std::string_view what, uint64_t* out) {
     YAML::Node n = Get(key);
-    if (!n) return Status::Ok();
+    if (!n || n.IsNull()) return Status::Ok();  // absent or empty: keep the default
     const std::string path = Path(key);
     if (!n.IsScalar()) return KeyError(path, "must be " + std::string(what));
     std::string s = n.Scalar();

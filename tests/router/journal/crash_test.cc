@@ -1,0 +1,167 @@
+// Crash test: a real dvrouter process acknowledges posts, is SIGKILLed mid-load, and restarted on
+// the same data directory. Every acknowledged event must be in the journal exactly once.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "router/journal/file_journal.h"
+#include "tests/support/http_client.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::HttpClient;
+using testing::HttpReply;
+
+std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+  return s;
+}
+
+std::string Event(int n) {
+  static const std::string base = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
+  char op[40];
+  std::snprintf(op, sizeof(op), "%08x-1111-4000-8000-%012d", n, n);
+  return ReplaceAll(base, "1a14c3ec-9c50-ef11-bfe3-00224802dbb1", op);
+}
+
+class Router {
+ public:
+  Router(const testing::TempDir& tmp, const std::string& log)
+      : log_(log),
+        child_(DVROUTER_BINARY,
+               {"serve", "-c", tmp.path() + "/router.yaml", "--listen", "127.0.0.1:0",
+                "--admin-listen", "127.0.0.1:0", "--data-dir", tmp.path() + "/data"},
+               log) {}
+
+  // Waits for the "ingress on ...:PORT" line this run printed.
+  bool WaitReady(size_t run) {
+    return testing::WaitFor(
+        [&] {
+          std::string text = testing::ReadFileOrDie(log_);
+          std::regex re("ingress on 127\\.0\\.0\\.1:(\\d+)/\\S*, admin on 127\\.0\\.0\\.1:(\\d+)");
+          size_t found = 0;
+          for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it) {
+            if (++found == run) {
+              port = static_cast<uint16_t>(std::stoi((*it)[1]));
+              admin_port = static_cast<uint16_t>(std::stoi((*it)[2]));
+              return true;
+            }
+          }
+          return false;
+        },
+        std::chrono::seconds(30));
+  }
+
+  testing::ChildProcess& child() { return child_; }
+  uint16_t port = 0;
+  uint16_t admin_port = 0;
+
+ private:
+  std::string log_;
+  testing::ChildProcess child_;
+};
+
+TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
+  testing::TempDir tmp;
+  const std::string log = tmp.path() + "/router.log";
+  testing::WriteFileOrDie(log, "");
+  ::setenv("DVROUTER_CRASH_TEST_KEY", "crash-key", 1);
+  testing::WriteFileOrDie(tmp.path() + "/router.yaml",
+                          "ingress:\n"
+                          "  io_threads: 2\n"
+                          "  auth:\n"
+                          "    mode: webhook_key\n"
+                          "    secret: ${DVROUTER_CRASH_TEST_KEY}\n"
+                          "journal:\n"
+                          "  partitions: 16\n"
+                          "  segment_bytes: 1MiB\n");
+  const std::string target = "/webhooks/dataverse?code=crash-key";
+
+  std::mutex mu;
+  std::map<std::string, int> acked;  // event id -> event number
+  std::atomic<int> acks{0};
+  {
+    Router first(tmp, log);
+    ASSERT_TRUE(first.WaitReady(1)) << testing::ReadFileOrDie(log);
+    constexpr int kClients = 6, kEach = 400;
+    std::vector<std::thread> clients;
+    for (int c = 0; c < kClients; ++c) {
+      clients.emplace_back([&, c] {
+        HttpClient client(first.port);
+        for (int i = 0; i < kEach; ++i) {
+          const int n = c * kEach + i;
+          HttpReply r = client.Post(target, Event(n));
+          if (r.status != 200) return;  // the router died under us
+          std::smatch m;
+          if (std::regex_search(r.body, m, std::regex("\"event_id\":\"([0-9a-f]{32})\""))) {
+            std::lock_guard<std::mutex> lock(mu);
+            acked[m[1]] = n;
+          }
+          ++acks;
+        }
+      });
+    }
+    // Kill while the clients are still posting, so some requests are mid-flight.
+    ASSERT_TRUE(testing::WaitFor([&] { return acks.load() >= 600; }, std::chrono::seconds(60)));
+    first.child().Kill(SIGKILL);
+    int status = first.child().Wait();
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    for (auto& t : clients) t.join();
+  }
+  ASSERT_GE(acked.size(), 600u);
+  ASSERT_LT(acked.size(), 2400u) << "the kill came too late to interrupt anything";
+
+  // Restart on the same directory: recovery, then the same events again are duplicates.
+  {
+    Router second(tmp, log);
+    ASSERT_TRUE(second.WaitReady(2)) << testing::ReadFileOrDie(log);
+    HttpClient admin(second.admin_port);
+    EXPECT_EQ(admin.Get("/readyz").status, 200);
+    HttpClient client(second.port);
+    int checked = 0;
+    for (const auto& [id, n] : acked) {
+      if (++checked > 50) break;
+      HttpReply r = client.Post(target, Event(n));
+      EXPECT_EQ(r.status, 200);
+      EXPECT_NE(r.body.find("\"status\":\"duplicate\""), std::string::npos) << r.body;
+      EXPECT_NE(r.body.find(id), std::string::npos);
+    }
+    // A new event after the crash gets the next sequence.
+    EXPECT_EQ(client.Post(target, Event(99999)).status, 200);
+    second.child().Kill(SIGTERM);
+    int status = second.child().Wait();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFileOrDie(log);
+  }
+
+  std::map<std::string, int> in_journal;
+  uint64_t last_seq = 0;
+  bool ordered = true;
+  ASSERT_TRUE(FileJournal::ScanDirectory(tmp.path() + "/data/journal", [&](const RecordView& v) {
+                in_journal[v.key.ToHex()]++;
+                ordered = ordered && v.handle.seq > last_seq;
+                last_seq = v.handle.seq;
+                return true;
+              }).ok());
+  EXPECT_TRUE(ordered);
+  for (const auto& [id, n] : acked) {
+    auto it = in_journal.find(id);
+    ASSERT_NE(it, in_journal.end()) << "acknowledged event " << n << " (" << id << ") lost";
+    EXPECT_EQ(it->second, 1) << "event " << id << " journaled " << it->second << " times";
+  }
+  for (const auto& [id, count] : in_journal) EXPECT_EQ(count, 1) << id;
+  EXPECT_EQ(in_journal.size(), static_cast<size_t>(last_seq));
+}
+
+}  // namespace
+}  // namespace dvrouter

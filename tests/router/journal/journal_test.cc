@@ -1,0 +1,596 @@
+#include "router/journal/file_journal.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::TempDir;
+
+// Collects callback results; each Append gets its own Pending slot.
+struct Pending final : AppendCallback {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  AppendResult result;
+  EventHeader header;
+  std::string body;
+  AppendRequest request;
+
+  void OnAppendDone(const AppendResult& r) override {
+    std::lock_guard<std::mutex> lock(mu);
+    result = r;
+    done = true;
+    cv.notify_all();
+  }
+  AppendResult Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return done; }));
+    return result;
+  }
+};
+
+std::string Guid(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "00000000-0000-0000-0000-%012d", n);
+  return buf;
+}
+
+// An event whose dedupe key is unique per `n`, with a body of `body_bytes`.
+constexpr int64_t kEpochMs = 1'700'000'000'000;  // the fake clock's start
+
+std::unique_ptr<Pending> MakeEvent(int n, size_t body_bytes = 200, int64_t received_ms = kEpochMs) {
+  auto p = std::make_unique<Pending>();
+  p->header.message_name = "Update";
+  p->header.primary_entity_name = "contact";
+  p->header.primary_entity_id = Guid(n % 97);
+  p->header.operation_id = Guid(n);
+  p->header.owning_extension_id = Guid(424242);
+  p->header.stage = 40;
+  p->header.mode = 1;
+  p->body = "{\"n\":" + std::to_string(n) + ",\"pad\":\"";
+  p->body.append(body_bytes > p->body.size() + 2 ? body_bytes - p->body.size() - 2 : 0, 'x');
+  p->body += "\"}";
+  p->request.key = p->header.DedupeKey();
+  p->request.partition = static_cast<uint32_t>(n % 7);
+  p->request.received_ms = received_ms;
+  p->request.header = &p->header;
+  p->request.body = p->body;
+  p->request.callback = p.get();
+  return p;
+}
+
+struct Fixture {
+  TempDir tmp;
+  std::string dir = tmp.path() + "/journal";
+  int64_t now = kEpochMs;
+
+  FileJournalOptions Options() {
+    FileJournalOptions o;
+    o.dir = dir;
+    o.partitions = 8;
+    o.now_ms = [this] { return now; };
+    return o;
+  }
+};
+
+std::unique_ptr<FileJournal> OpenOrDie(FileJournalOptions o) {
+  auto j = FileJournal::Open(std::move(o));
+  EXPECT_TRUE(j.ok()) << j.status().ToString();
+  if (!j.ok()) return nullptr;
+  return std::move(j).value();
+}
+
+AppendResult AppendOne(Journal* j, Pending* p) {
+  j->Append(&p->request);
+  return p->Wait();
+}
+
+std::vector<std::pair<uint64_t, std::string>> ReadAll(const std::string& dir) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  Status st = FileJournal::ScanDirectory(dir, [&](const RecordView& v) {
+    out.emplace_back(v.handle.seq, std::string(v.body));
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+std::vector<std::string> SegmentFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".seg") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(FileJournal, AppendsAssignSequencesAndRecoverAfterReopen) {
+  Fixture f;
+  std::vector<std::unique_ptr<Pending>> events;
+  {
+    auto j = OpenOrDie(f.Options());
+    for (int i = 0; i < 50; ++i) {
+      events.push_back(MakeEvent(i));
+      AppendResult r = AppendOne(j.get(), events.back().get());
+      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+      EXPECT_FALSE(r.duplicate);
+      EXPECT_EQ(r.seq, static_cast<uint64_t>(i + 1));
+    }
+  }
+  auto j = OpenOrDie(f.Options());
+  EXPECT_EQ(j->Stats().next_seq, 51u);
+  int seen = 0;
+  ASSERT_TRUE(j->Scan(1, [&](const RecordView& v) {
+                  EXPECT_EQ(v.handle.seq, static_cast<uint64_t>(seen + 1));
+                  EXPECT_EQ(v.body, events[static_cast<size_t>(seen)]->body);
+                  EXPECT_EQ(v.header->primary_entity_id,
+                            events[static_cast<size_t>(seen)]->header.primary_entity_id);
+                  EXPECT_EQ(v.header->operation_id,
+                            events[static_cast<size_t>(seen)]->header.operation_id);
+                  EXPECT_EQ(v.header->stage, 40);
+                  EXPECT_EQ(v.handle.partition, static_cast<uint32_t>(seen % 7));
+                  EXPECT_TRUE(v.key == events[static_cast<size_t>(seen)]->request.key);
+                  ++seen;
+                  return true;
+                }).ok());
+  EXPECT_EQ(seen, 50);
+  // Scan from the middle starts at the asked sequence.
+  uint64_t first = 0;
+  ASSERT_TRUE(j->Scan(30, [&](const RecordView& v) {
+                  first = v.handle.seq;
+                  return false;
+                }).ok());
+  EXPECT_EQ(first, 30u);
+  auto next = MakeEvent(1000);
+  EXPECT_EQ(AppendOne(j.get(), next.get()).seq, 51u);
+}
+
+TEST(FileJournal, DuplicateIsAbsorbedAndRememberedAcrossRestart) {
+  Fixture f;
+  {
+    auto j = OpenOrDie(f.Options());
+    auto a = MakeEvent(7);
+    auto b = MakeEvent(7);
+    ASSERT_EQ(AppendOne(j.get(), a.get()).seq, 1u);
+    AppendResult r = AppendOne(j.get(), b.get());
+    ASSERT_TRUE(r.status.ok());
+    EXPECT_TRUE(r.duplicate);
+    EXPECT_EQ(r.seq, 1u);
+  }
+  EXPECT_EQ(ReadAll(f.dir).size(), 1u);
+  auto j = OpenOrDie(f.Options());
+  EXPECT_EQ(j->Stats().dedupe_entries, 1u);
+  auto c = MakeEvent(7);
+  AppendResult r = AppendOne(j.get(), c.get());
+  EXPECT_TRUE(r.duplicate);
+  EXPECT_EQ(r.seq, 1u);
+  EXPECT_EQ(j->Stats().next_seq, 2u);
+}
+
+TEST(FileJournal, DuplicateAfterWindowIsJournaledAgain) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.dedupe_window_ms = 60'000;
+  auto j = OpenOrDie(o);
+  auto a = MakeEvent(3, 200, f.now);
+  ASSERT_EQ(AppendOne(j.get(), a.get()).seq, 1u);
+  f.now += 30'000;
+  auto b = MakeEvent(3, 200, f.now);
+  EXPECT_TRUE(AppendOne(j.get(), b.get()).duplicate);
+  f.now += 31'000;  // 61 s after the original
+  auto c = MakeEvent(3, 200, f.now);
+  AppendResult r = AppendOne(j.get(), c.get());
+  EXPECT_FALSE(r.duplicate);
+  EXPECT_EQ(r.seq, 2u);
+}
+
+TEST(FileJournal, DuplicatesInOneGroupShareTheOriginalsOutcome) {
+  Fixture f;
+  auto j = OpenOrDie(f.Options());
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 20; ++i) events.push_back(MakeEvent(i % 4));
+  for (auto& e : events) j->Append(&e->request);
+  int fresh = 0, dups = 0;
+  for (auto& e : events) {
+    AppendResult r = e->Wait();
+    ASSERT_TRUE(r.status.ok());
+    (r.duplicate ? dups : fresh)++;
+  }
+  EXPECT_EQ(fresh, 4);
+  EXPECT_EQ(dups, 16);
+  EXPECT_EQ(j->Stats().next_seq, 5u);
+}
+
+TEST(FileJournal, TornTailIsTruncatedAndAppendsContinue) {
+  Fixture f;
+  {
+    auto j = OpenOrDie(f.Options());
+    for (int i = 0; i < 10; ++i) {
+      auto e = MakeEvent(i, 1000);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_EQ(segs.size(), 1u);
+  const auto size = std::filesystem::file_size(segs[0]);
+  // Cut the last record in half, as a crash during its write would.
+  std::filesystem::resize_file(segs[0], size - 500);
+  {
+    auto j = OpenOrDie(f.Options());
+    JournalStats s = j->Stats();
+    EXPECT_EQ(s.next_seq, 10u);
+    EXPECT_GT(s.truncated_bytes, 0u);
+    EXPECT_EQ(s.corrupt_records, 0u);
+    auto e = MakeEvent(100, 1000);
+    EXPECT_EQ(AppendOne(j.get(), e.get()).seq, 10u);
+  }
+  auto all = ReadAll(f.dir);
+  ASSERT_EQ(all.size(), 10u);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].first, i + 1);
+  EXPECT_NE(all.back().second.find("\"n\":100"), std::string::npos);
+}
+
+TEST(FileJournal, FlippedByteSkipsOnlyThatRecord) {
+  Fixture f;
+  std::vector<std::unique_ptr<Pending>> events;
+  {
+    auto j = OpenOrDie(f.Options());
+    for (int i = 0; i < 10; ++i) {
+      events.push_back(MakeEvent(i, 1000));
+      ASSERT_TRUE(AppendOne(j.get(), events.back().get()).status.ok());
+    }
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_EQ(segs.size(), 1u);
+  std::string data = testing::ReadFileOrDie(segs[0]);
+  // Flip a byte inside the fifth record's body.
+  size_t at = data.find("{\"n\":4,");
+  ASSERT_NE(at, std::string::npos);
+  data[at + 20] ^= 0x40;
+  testing::WriteFileOrDie(segs[0], data);
+
+  auto j = OpenOrDie(f.Options());
+  JournalStats s = j->Stats();
+  EXPECT_EQ(s.corrupt_records, 1u);
+  EXPECT_EQ(s.truncated_bytes, 0u);
+  EXPECT_EQ(s.next_seq, 11u);
+  std::vector<uint64_t> seqs;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                  seqs.push_back(v.handle.seq);
+                  return true;
+                }).ok());
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2, 3, 4, 6, 7, 8, 9, 10}));
+}
+
+TEST(FileJournal, SegmentsRollAndRecoverInOrder) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.segment_bytes = 64 << 10;
+  {
+    auto j = OpenOrDie(o);
+    for (int i = 0; i < 40; ++i) {
+      auto e = MakeEvent(i, 10 << 10);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+    EXPECT_GE(j->Stats().segments, 7u);
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_GE(segs.size(), 7u);
+  for (const auto& s : segs) EXPECT_LE(std::filesystem::file_size(s), 64u << 10);
+  auto j = OpenOrDie(o);
+  std::vector<uint64_t> seqs;
+  ASSERT_TRUE(j->Scan(25, [&](const RecordView& v) {
+                  seqs.push_back(v.handle.seq);
+                  EXPECT_EQ(v.body.size(), 10u << 10);
+                  return true;
+                }).ok());
+  ASSERT_EQ(seqs.size(), 16u);
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], 25 + i);
+  EXPECT_EQ(j->Stats().next_seq, 41u);
+}
+
+TEST(FileJournal, RollInsideOneGroupKeepsEveryRecord) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.segment_bytes = 64 << 10;
+  auto j = OpenOrDie(o);
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i, 8 << 10));
+  for (auto& e : events) j->Append(&e->request);
+  std::set<uint64_t> seqs;
+  for (auto& e : events) {
+    AppendResult r = e->Wait();
+    ASSERT_TRUE(r.status.ok());
+    seqs.insert(r.seq);
+  }
+  EXPECT_EQ(seqs.size(), 30u);
+  j.reset();
+  auto all = ReadAll(f.dir);
+  ASSERT_EQ(all.size(), 30u);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].first, i + 1);
+}
+
+TEST(FileJournal, DiskBudgetRefusesWithoutDamagingEarlierRecords) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.segment_bytes = 64 << 10;
+  o.disk_budget_bytes = 100 << 10;
+  {
+    auto j = OpenOrDie(o);
+    int accepted = 0;
+    AppendResult refused;
+    for (int i = 0; i < 20; ++i) {
+      auto e = MakeEvent(i, 10 << 10);
+      AppendResult r = AppendOne(j.get(), e.get());
+      if (r.status.ok()) {
+        ++accepted;
+      } else {
+        refused = r;
+      }
+    }
+    EXPECT_EQ(accepted, 9);  // 9 frames of ~10.3 KiB fit in 100 KiB
+    EXPECT_EQ(refused.status.code(), StatusCode::kResourceExhausted);
+    EXPECT_LE(j->Stats().bytes, 100u << 10);
+  }
+  EXPECT_EQ(ReadAll(f.dir).size(), 9u);
+  // More budget after a restart: ingest resumes where it stopped.
+  o.disk_budget_bytes = 1 << 20;
+  auto j = OpenOrDie(o);
+  auto e = MakeEvent(500, 10 << 10);
+  AppendResult r = AppendOne(j.get(), e.get());
+  ASSERT_TRUE(r.status.ok());
+  EXPECT_EQ(r.seq, 10u);
+}
+
+// Fails writes or syncs on command, like LevelDB's SpecialEnv.
+class FaultyIo final : public JournalIo {
+ public:
+  std::atomic<int> write_errno{0};
+  std::atomic<int> sync_errno{0};
+  std::atomic<bool> partial_write{false};  // write half the bytes, then fail
+  std::atomic<int> syncs{0};
+
+  ssize_t Writev(int fd, const iovec* iov, int n) override {
+    if (int e = write_errno.load()) {
+      if (partial_write.load() && n > 0 && iov[0].iov_len > 1) {
+        // Leave a torn record behind, then report the failure.
+        (void)::write(fd, iov[0].iov_base, iov[0].iov_len / 2);
+      }
+      errno = e;
+      return -1;
+    }
+    return JournalIo::Writev(fd, iov, n);
+  }
+  int Fdatasync(int fd) override {
+    ++syncs;
+    if (int e = sync_errno.load()) {
+      errno = e;
+      return -1;
+    }
+    return JournalIo::Fdatasync(fd);
+  }
+};
+
+TEST(FileJournal, EnospcRefusesThenResumesWhenSpaceReturns) {
+  Fixture f;
+  FaultyIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  {
+    auto j = OpenOrDie(o);
+    for (int i = 0; i < 3; ++i) {
+      auto e = MakeEvent(i);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+    io.write_errno = ENOSPC;
+    io.partial_write = true;
+    for (int i = 3; i < 6; ++i) {
+      auto e = MakeEvent(i);
+      AppendResult r = AppendOne(j.get(), e.get());
+      EXPECT_EQ(r.status.code(), StatusCode::kResourceExhausted) << r.status.ToString();
+    }
+    io.write_errno = 0;
+    io.partial_write = false;
+    for (int i = 3; i < 6; ++i) {
+      auto e = MakeEvent(i);
+      AppendResult r = AppendOne(j.get(), e.get());
+      ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+      EXPECT_FALSE(r.duplicate) << "a refused event must not be remembered as journaled";
+      EXPECT_EQ(r.seq, static_cast<uint64_t>(i + 1));
+    }
+  }
+  auto j = OpenOrDie(f.Options());
+  EXPECT_EQ(j->Stats().corrupt_records, 0u);
+  EXPECT_EQ(j->Stats().truncated_bytes, 0u);
+  EXPECT_EQ(ReadAll(f.dir).size(), 6u);
+}
+
+TEST(FileJournal, FsyncFailureIsNotAcknowledged) {
+  Fixture f;
+  FaultyIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  {
+    auto j = OpenOrDie(o);
+    auto a = MakeEvent(1);
+    ASSERT_TRUE(AppendOne(j.get(), a.get()).status.ok());
+    io.sync_errno = EIO;
+    auto b = MakeEvent(2);
+    AppendResult r = AppendOne(j.get(), b.get());
+    EXPECT_FALSE(r.status.ok());
+    EXPECT_EQ(r.status.code(), StatusCode::kUnavailable);
+    io.sync_errno = 0;
+    auto c = MakeEvent(3);
+    EXPECT_EQ(AppendOne(j.get(), c.get()).seq, 2u);
+  }
+  auto all = ReadAll(f.dir);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_NE(all[1].second.find("\"n\":3"), std::string::npos);
+}
+
+TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
+  Fixture f;
+  // Hold the first fdatasync until every other append is queued: the next group must then
+  // carry all of them under one sync.
+  struct GatedIo final : JournalIo {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    bool first_entered = false;
+    std::vector<size_t> batches;
+    int Fdatasync(int fd) override {
+      std::unique_lock<std::mutex> lock(mu);
+      if (!first_entered) {
+        first_entered = true;
+        cv.notify_all();
+        cv.wait(lock, [&] { return open; });
+      }
+      return JournalIo::Fdatasync(fd);
+    }
+  } io;
+  struct CountingObserver final : JournalObserver {
+    std::mutex mu;
+    std::vector<size_t> batches;
+    void OnWrite(double, uint64_t) override {}
+    void OnSync(double, size_t n) override {
+      std::lock_guard<std::mutex> lock(mu);
+      batches.push_back(n);
+    }
+    void OnSize(uint64_t, uint64_t) override {}
+    void OnRefused(const Status&) override {}
+  } observer;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  o.observer = &observer;
+  auto j = OpenOrDie(o);
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 101; ++i) events.push_back(MakeEvent(i));
+  j->Append(&events[0]->request);
+  {
+    std::unique_lock<std::mutex> lock(io.mu);
+    ASSERT_TRUE(io.cv.wait_for(lock, std::chrono::seconds(10), [&] { return io.first_entered; }));
+  }
+  for (int i = 1; i < 101; ++i) j->Append(&events[static_cast<size_t>(i)]->request);
+  {
+    std::lock_guard<std::mutex> lock(io.mu);
+    io.open = true;
+  }
+  io.cv.notify_all();
+  for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.batches, (std::vector<size_t>{1, 100}));
+}
+
+TEST(FileJournal, ConcurrentAppendersGetUniqueContiguousSequences) {
+  Fixture f;
+  auto j = OpenOrDie(f.Options());
+  constexpr int kThreads = 8, kPerThread = 200;
+  std::vector<std::vector<std::unique_ptr<Pending>>> per(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        per[static_cast<size_t>(t)].push_back(MakeEvent(t * kPerThread + i));
+        j->Append(&per[static_cast<size_t>(t)].back()->request);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<uint64_t> seqs;
+  for (auto& v : per) {
+    for (auto& e : v) {
+      AppendResult r = e->Wait();
+      ASSERT_TRUE(r.status.ok());
+      seqs.insert(r.seq);
+    }
+  }
+  EXPECT_EQ(seqs.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(*seqs.begin(), 1u);
+  EXPECT_EQ(*seqs.rbegin(), static_cast<uint64_t>(kThreads * kPerThread));
+}
+
+TEST(FileJournal, CommitListenerSeesEveryDurableRecordInOrder) {
+  Fixture f;
+  struct Listener final : CommitListener {
+    std::vector<RecordHandle> handles;
+    void OnCommitted(const RecordHandle& h) override { handles.push_back(h); }
+  } listener;
+  FileJournalOptions o = f.Options();
+  o.listener = &listener;
+  auto j = OpenOrDie(o);
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i % 25));
+  for (auto& e : events) j->Append(&e->request);
+  for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
+  j->Stop();
+  ASSERT_EQ(listener.handles.size(), 25u);  // duplicates are not committed twice
+  for (size_t i = 0; i < listener.handles.size(); ++i) {
+    EXPECT_EQ(listener.handles[i].seq, i + 1);
+    EXPECT_EQ(listener.handles[i].partition, static_cast<uint32_t>(i % 7));
+  }
+  // Handles point at the record's frame.
+  std::vector<RecordHandle> scanned;
+  ASSERT_TRUE(j->Scan(1, [&](const RecordView& v) {
+                  scanned.push_back(v.handle);
+                  return true;
+                }).ok());
+  ASSERT_EQ(scanned.size(), 25u);
+  for (size_t i = 0; i < scanned.size(); ++i) {
+    EXPECT_EQ(scanned[i].offset, listener.handles[i].offset);
+    EXPECT_EQ(scanned[i].length, listener.handles[i].length);
+  }
+}
+
+TEST(FileJournal, PartitionCountIsFixedAtCreation) {
+  Fixture f;
+  { auto j = OpenOrDie(f.Options()); }
+  FileJournalOptions o = f.Options();
+  o.partitions = 16;
+  auto j = FileJournal::Open(o);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(j.status().message().find("created with 8 partitions"), std::string_view::npos)
+      << j.status().ToString();
+}
+
+TEST(FileJournal, SecondOpenOfTheSameDirectoryIsRefused) {
+  Fixture f;
+  auto first = OpenOrDie(f.Options());
+  auto second = FileJournal::Open(f.Options());
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("in use"), std::string_view::npos);
+}
+
+TEST(FileJournal, StopCompletesQueuedAppendsAndRefusesLaterOnes) {
+  Fixture f;
+  auto j = OpenOrDie(f.Options());
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 50; ++i) events.push_back(MakeEvent(i));
+  for (auto& e : events) j->Append(&e->request);
+  j->Stop();
+  for (auto& e : events) {
+    std::lock_guard<std::mutex> lock(e->mu);
+    EXPECT_TRUE(e->done);
+    EXPECT_TRUE(e->result.status.ok());
+  }
+  auto late = MakeEvent(99);
+  j->Append(&late->request);
+  EXPECT_EQ(late->Wait().status.code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace dvrouter

@@ -1,0 +1,54 @@
+// A deliberately small blocking HTTP/1.1 client over a raw socket, for tests: it can send
+// exactly the bytes a test wants (malformed requests, slow clients) and reads one response at a
+// time from a keep-alive connection. One thread per client.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace dvrouter::testing {
+
+struct HttpReply {
+  int status = 0;  // 0: no response (connection closed or timed out)
+  std::map<std::string, std::string> headers;  // lowercase names
+  std::string body;
+};
+
+class HttpClient {
+ public:
+  explicit HttpClient(uint16_t port, std::string host = "127.0.0.1");
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  bool Connect();
+  bool connected() const { return fd_ >= 0; }
+  // Sends raw bytes; false if the connection is closed.
+  bool SendRaw(const std::string& bytes);
+  // Reads one response; status 0 if the peer closed or the timeout passed first.
+  // Interim 1xx answers are skipped unless skip_interim is false.
+  HttpReply ReadReply(std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                      bool skip_interim = true);
+  // True once the peer has closed the connection (reads EOF within timeout).
+  bool WaitClosed(std::chrono::milliseconds timeout);
+
+  HttpReply Request(const std::string& method, const std::string& target,
+                    const std::string& body = "",
+                    const std::map<std::string, std::string>& headers = {});
+  HttpReply Post(const std::string& target, const std::string& body,
+                 const std::map<std::string, std::string>& headers = {}) {
+    return Request("POST", target, body, headers);
+  }
+  HttpReply Get(const std::string& target) { return Request("GET", target); }
+
+ private:
+  bool Fill(std::chrono::steady_clock::time_point deadline);
+  uint16_t port_;
+  std::string host_;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
+}  // namespace dvrouter::testing

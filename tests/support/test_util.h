@@ -1,0 +1,53 @@
+// Test helpers: temporary directories, fixture files, child processes, waiting on conditions.
+// Used from the test's main thread only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dvrouter::testing {
+
+// A fresh directory under $TMPDIR, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadFileOrDie(const std::string& path);
+void WriteFileOrDie(const std::string& path, const std::string& contents);
+
+// The Dataverse fixtures copied into tests/fixtures/dataverse.
+std::string Fixture(const std::string& name);
+std::vector<std::string> FixtureNames();
+
+// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+bool WaitFor(const std::function<bool()>& condition,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A child process; killed (SIGKILL) and reaped on destruction if still running.
+class ChildProcess {
+ public:
+  ChildProcess(const std::string& binary, const std::vector<std::string>& args,
+               const std::string& log_path);
+  ~ChildProcess();
+  pid_t pid() const { return pid_; }
+  void Kill(int signal);
+  // Waits for exit; returns the wait status, or -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+ private:
+  pid_t pid_ = -1;
+};
+
+}  // namespace dvrouter::testing
