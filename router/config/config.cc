@@ -40,9 +40,12 @@ class Section {
 
   Status RejectUnknown() const {
     if (!node_ || !node_.IsMap()) return Status::Ok();
+    std::set<std::string> seen;
     for (const auto& kv : node_) {
       std::string key = kv.first.as<std::string>();
       if (!used_.count(key)) return KeyError(Path(key), "unknown key");
+      // yaml-cpp keeps both entries but node[key] finds only the first: refuse the repeat.
+      if (!seen.insert(key).second) return KeyError(Path(key), "duplicate key");
     }
     return Status::Ok();
   }

@@ -66,6 +66,10 @@ int DaysFromCivil(int y, unsigned m, unsigned d) {
 
 bool ParseFixed(std::string_view s, size_t pos, size_t n, int* out) {
   if (pos + n > s.size()) return false;
+  // Digits only: from_chars would also take a leading '-' ("T-1:00:00").
+  for (size_t i = pos; i < pos + n; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
   auto r = std::from_chars(s.data() + pos, s.data() + pos + n, *out);
   return r.ec == std::errc() && r.ptr == s.data() + pos + n;
 }

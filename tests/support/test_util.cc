@@ -56,6 +56,15 @@ std::vector<std::string> FixtureNames() {
   return names;
 }
 
+std::string JsonStringField(const std::string& json, const std::string& key) {
+  const std::string marker = "\"" + key + "\":\"";
+  size_t at = json.find(marker);
+  if (at == std::string::npos) return "";
+  at += marker.size();
+  size_t end = json.find('"', at);
+  return end == std::string::npos ? "" : json.substr(at, end - at);
+}
+
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!condition()) {

@@ -31,6 +31,9 @@ void WriteFileOrDie(const std::string& path, const std::string& contents);
 std::string Fixture(const std::string& name);
 std::vector<std::string> FixtureNames();
 
+// The value of "key":"value" in a flat JSON answer, or "" (tests read the router's replies).
+std::string JsonStringField(const std::string& json, const std::string& key);
+
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));

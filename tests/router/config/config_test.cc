@@ -1,0 +1,654 @@
+#include "router/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using ::dvrouter::testing::TempDir;
+using ::dvrouter::testing::WriteFileOrDie;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+// Sets an environment variable for the lifetime of the object, then restores the old state.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::string name, const char* value) : name_(std::move(name)) {
+    if (const char* old = std::getenv(name_.c_str())) old_ = old;
+    if (value == nullptr) {
+      ::unsetenv(name_.c_str());
+    } else {
+      ::setenv(name_.c_str(), value, 1);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+std::string QuickstartPath() {
+  return std::string(DVROUTER_FIXTURES_DIR) + "/../../../deploy/examples/quickstart.yaml";
+}
+
+// A document that needs no secret, with more `ingress:` lines (indented by two) and more
+// top-level sections after it.
+std::string NoAuth(std::string_view ingress_lines = "", std::string_view rest = "") {
+  return "ingress:\n  auth:\n    mode: none\n" + std::string(ingress_lines) + std::string(rest);
+}
+
+std::string Msg(const Status& st) { return std::string(st.message()); }
+
+// Parses and expects an InvalidArgument with exactly `message`.
+void ExpectConfigError(std::string_view yaml, std::string_view message) {
+  Result<Config> c = ParseConfig(yaml);
+  ASSERT_FALSE(c.ok()) << "accepted:\n" << yaml;
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(c.status().message(), message) << yaml;
+}
+
+// Parses and expects an InvalidArgument whose message starts with `key_path + ": "`.
+void ExpectKeyError(std::string_view yaml, const std::string& key_path) {
+  Result<Config> c = ParseConfig(yaml);
+  ASSERT_FALSE(c.ok()) << "accepted:\n" << yaml;
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(Msg(c.status()), StartsWith(key_path + ": ")) << yaml;
+}
+
+Config ParseOk(std::string_view yaml) {
+  Result<Config> c = ParseConfig(yaml);
+  EXPECT_TRUE(c.ok()) << c.status().ToString() << "\n" << yaml;
+  return c.ok() ? *c : Config{};
+}
+
+void ExpectDefaultsExceptAuth(const Config& c) {
+  EXPECT_EQ(c.ingress.listen.host, "0.0.0.0");
+  EXPECT_EQ(c.ingress.listen.port, 8080);
+  EXPECT_EQ(c.ingress.path, "/webhooks/dataverse");
+  EXPECT_EQ(c.ingress.io_threads, 2);
+  EXPECT_EQ(c.ingress.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.ingress.header_timeout_ms, 10000u);
+  EXPECT_EQ(c.ingress.body_timeout_ms, 30000u);
+  EXPECT_EQ(c.ingress.max_connections, 1024u);
+  EXPECT_EQ(c.ingress.retry_after_s, 5u);
+  EXPECT_EQ(c.ingress.auth.header, "x-dvrouter-key");
+  EXPECT_EQ(c.ingress.auth.parameter, "key");
+  EXPECT_EQ(c.admin.listen.host, "127.0.0.1");
+  EXPECT_EQ(c.admin.listen.port, 9400);
+  EXPECT_EQ(c.journal.data_dir, "./data");
+  EXPECT_EQ(c.journal.partitions, 64u);
+  EXPECT_EQ(c.journal.segment_bytes, 64ull * 1024 * 1024);
+  EXPECT_EQ(c.journal.disk_budget_bytes, 8ull * 1024 * 1024 * 1024);
+  EXPECT_TRUE(c.journal.fsync);
+  EXPECT_EQ(c.journal.max_batch_events, 2048u);
+  EXPECT_EQ(c.dedupe.window_s, 86400u);
+  EXPECT_EQ(c.dedupe.max_entries, 1000000u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults and the quickstart example.
+
+TEST(ConfigDefaults, EmptyDocumentNeedsASecret) {
+  ExpectConfigError("", "ingress.auth.secret: missing: set secret: ${ENV_NAME} or secret_file");
+  ExpectConfigError("# only a comment\n",
+                    "ingress.auth.secret: missing: set secret: ${ENV_NAME} or secret_file");
+}
+
+TEST(ConfigDefaults, OnlyTheSecretGivenUsesEveryDefault) {
+  ScopedEnv env("DVROUTER_CFGTEST_DEFAULTS", "default-secret-value");
+  Config c = ParseOk("ingress:\n  auth:\n    secret: ${DVROUTER_CFGTEST_DEFAULTS}\n");
+  ExpectDefaultsExceptAuth(c);
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kWebhookKey);
+  EXPECT_EQ(c.ingress.auth.secret, "default-secret-value");
+}
+
+TEST(ConfigDefaults, EmptySectionsAreDefaults) {
+  Config c = ParseOk(NoAuth("", "admin:\njournal:\ndedupe: {}\n"));
+  ExpectDefaultsExceptAuth(c);
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kNone);
+  EXPECT_EQ(c.ingress.auth.secret, "");
+}
+
+TEST(ConfigDefaults, QuickstartLoadsWithTheKeySet) {
+  ScopedEnv env("DVROUTER_WEBHOOK_KEY", "quickstart-secret");
+  Result<Config> c = LoadConfigFile(QuickstartPath());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // The quickstart spells out the defaults.
+  ExpectDefaultsExceptAuth(*c);
+  EXPECT_EQ(c->ingress.auth.mode, AuthMode::kWebhookKey);
+  EXPECT_EQ(c->ingress.auth.secret, "quickstart-secret");
+}
+
+TEST(ConfigDefaults, QuickstartFailsWithoutTheKey) {
+  ScopedEnv env("DVROUTER_WEBHOOK_KEY", nullptr);
+  Result<Config> c = LoadConfigFile(QuickstartPath());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Msg(c.status()), QuickstartPath() +
+                                 ": ingress.auth.secret: environment variable "
+                                 "DVROUTER_WEBHOOK_KEY is not set");
+}
+
+TEST(ConfigDefaults, QuickstartFailsWithAnEmptyKey) {
+  ScopedEnv env("DVROUTER_WEBHOOK_KEY", "");
+  Result<Config> c = LoadConfigFile(QuickstartPath());
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(Msg(c.status()), HasSubstr("ingress.auth.secret: environment variable "
+                                         "DVROUTER_WEBHOOK_KEY is not set"));
+}
+
+TEST(ConfigDefaults, MissingFileIsNotFound) {
+  TempDir dir;
+  Result<Config> c = LoadConfigFile(dir.path() + "/absent.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Msg(c.status()), "cannot read configuration file " + dir.path() + "/absent.yaml");
+}
+
+TEST(ConfigDefaults, FileErrorsArePrefixedWithThePath) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dvrouter.yaml";
+  WriteFileOrDie(path, NoAuth("", "journal:\n  partitions: 0\n"));
+  Result<Config> c = LoadConfigFile(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Msg(c.status()), path + ": journal.partitions: must be between 1 and 65536, got '0'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets.
+
+TEST(ConfigSecret, LiteralIsRefused) {
+  const std::string yaml = "ingress:\n  auth:\n    secret: hunter2-literal\n";
+  Result<Config> c = ParseConfig(yaml);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(Msg(c.status()), StartsWith("ingress.auth.secret: must be an environment reference"));
+  EXPECT_THAT(Msg(c.status()), Not(HasSubstr("hunter2-literal")));
+}
+
+TEST(ConfigSecret, MalformedReferencesAreRefused) {
+  for (const char* ref : {"${}", "$NAME", "${NAME", "{NAME}", "x${NAME}", "\"${NAME} \""}) {
+    SCOPED_TRACE(ref);
+    ExpectKeyError("ingress:\n  auth:\n    secret: " + std::string(ref) + "\n",
+                   "ingress.auth.secret");
+  }
+}
+
+TEST(ConfigSecret, UnsetVariableIsNamed) {
+  ScopedEnv env("DVROUTER_CFGTEST_UNSET", nullptr);
+  ExpectConfigError("ingress:\n  auth:\n    secret: ${DVROUTER_CFGTEST_UNSET}\n",
+                    "ingress.auth.secret: environment variable DVROUTER_CFGTEST_UNSET is not set");
+}
+
+TEST(ConfigSecret, SecretAndSecretFileTogetherAreRefused) {
+  ScopedEnv env("DVROUTER_CFGTEST_BOTH", "v");
+  ExpectConfigError(
+      "ingress:\n  auth:\n    secret: ${DVROUTER_CFGTEST_BOTH}\n    secret_file: /etc/key\n",
+      "ingress.auth.secret: give either secret or secret_file, not both");
+}
+
+TEST(ConfigSecret, AbsoluteSecretFile) {
+  TempDir dir;
+  const std::string file = dir.path() + "/webhook.key";
+  WriteFileOrDie(file, "file-secret-value\n\n");
+  // base_dir is irrelevant for an absolute path.
+  Result<Config> c =
+      ParseConfig("ingress:\n  auth:\n    secret_file: " + file + "\n", "/nonexistent");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ingress.auth.secret, "file-secret-value");  // trailing newlines trimmed
+}
+
+TEST(ConfigSecret, SecretFileKeepsInnerAndLeadingBytes) {
+  TempDir dir;
+  WriteFileOrDie(dir.path() + "/k", "  a b\tc \r\n");
+  Result<Config> c = ParseConfig("ingress:\n  auth:\n    secret_file: k\n", dir.path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ingress.auth.secret, "  a b\tc");
+}
+
+TEST(ConfigSecret, RelativeSecretFileResolvesAgainstBaseDir) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/secrets");
+  WriteFileOrDie(dir.path() + "/secrets/key", "relative-secret");
+  Result<Config> c = ParseConfig("ingress:\n  auth:\n    secret_file: secrets/key\n", dir.path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ingress.auth.secret, "relative-secret");
+}
+
+TEST(ConfigSecret, RelativeSecretFileResolvesAgainstTheConfigFilesDirectory) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/etc/dvrouter/secrets");
+  WriteFileOrDie(dir.path() + "/etc/dvrouter/secrets/key", "beside-the-config\n");
+  // A decoy at the same relative path from the working directory's point of view is not used.
+  const std::string config = dir.path() + "/etc/dvrouter/dvrouter.yaml";
+  WriteFileOrDie(config,
+                 "ingress:\n  auth:\n    mode: http_header\n    header: x-key\n"
+                 "    secret_file: secrets/key\n");
+  Result<Config> c = LoadConfigFile(config);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->ingress.auth.secret, "beside-the-config");
+  EXPECT_EQ(c->ingress.auth.mode, AuthMode::kHttpHeader);
+}
+
+TEST(ConfigSecret, MissingSecretFile) {
+  TempDir dir;
+  ExpectConfigError("ingress:\n  auth:\n    secret_file: nope.key\n",
+                    "ingress.auth.secret_file: cannot read ./nope.key");
+  Result<Config> c = ParseConfig("ingress:\n  auth:\n    secret_file: nope.key\n", dir.path());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(Msg(c.status()), "ingress.auth.secret_file: cannot read " + dir.path() + "/nope.key");
+}
+
+TEST(ConfigSecret, EmptySecretFile) {
+  TempDir dir;
+  WriteFileOrDie(dir.path() + "/empty.key", " \n\t\n");
+  Result<Config> c = ParseConfig("ingress:\n  auth:\n    secret_file: empty.key\n", dir.path());
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(Msg(c.status()), "ingress.auth.secret_file: " + dir.path() + "/empty.key is empty");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth modes.
+
+TEST(ConfigAuth, WebhookKey) {
+  ScopedEnv env("DVROUTER_CFGTEST_WEBHOOK", "wk");
+  Config c = ParseOk(
+      "ingress:\n  auth:\n    mode: webhook_key\n    secret: ${DVROUTER_CFGTEST_WEBHOOK}\n");
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kWebhookKey);
+  EXPECT_EQ(c.ingress.auth.secret, "wk");
+}
+
+TEST(ConfigAuth, HttpHeader) {
+  ScopedEnv env("DVROUTER_CFGTEST_HEADER", "hv");
+  Config c = ParseOk(
+      "ingress:\n  auth:\n    mode: http_header\n    header: x-api-key\n"
+      "    secret: ${DVROUTER_CFGTEST_HEADER}\n");
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kHttpHeader);
+  EXPECT_EQ(c.ingress.auth.header, "x-api-key");
+  EXPECT_EQ(c.ingress.auth.secret, "hv");
+  EXPECT_EQ(c.ingress.auth.parameter, "key");
+}
+
+TEST(ConfigAuth, HttpHeaderDefaultHeaderName) {
+  ScopedEnv env("DVROUTER_CFGTEST_HEADER_DEFAULT", "hv");
+  Config c = ParseOk(
+      "ingress:\n  auth:\n    mode: http_header\n    secret: ${DVROUTER_CFGTEST_HEADER_DEFAULT}\n");
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kHttpHeader);
+  EXPECT_EQ(c.ingress.auth.header, "x-dvrouter-key");
+}
+
+TEST(ConfigAuth, HttpHeaderEmptyHeaderName) {
+  ScopedEnv env("DVROUTER_CFGTEST_HEADER_EMPTY", "hv");
+  ExpectConfigError(
+      "ingress:\n  auth:\n    mode: http_header\n    header: ''\n"
+      "    secret: ${DVROUTER_CFGTEST_HEADER_EMPTY}\n",
+      "ingress.auth.header: must name the header that carries the secret");
+}
+
+TEST(ConfigAuth, HttpQueryString) {
+  ScopedEnv env("DVROUTER_CFGTEST_QUERY", "qv");
+  Config c = ParseOk(
+      "ingress:\n  auth:\n    mode: http_query_string\n    parameter: token\n"
+      "    secret: ${DVROUTER_CFGTEST_QUERY}\n");
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kHttpQueryString);
+  EXPECT_EQ(c.ingress.auth.parameter, "token");
+  EXPECT_EQ(c.ingress.auth.secret, "qv");
+}
+
+TEST(ConfigAuth, HttpQueryStringEmptyParameter) {
+  ScopedEnv env("DVROUTER_CFGTEST_QUERY_EMPTY", "qv");
+  ExpectConfigError(
+      "ingress:\n  auth:\n    mode: http_query_string\n    parameter: \"\"\n"
+      "    secret: ${DVROUTER_CFGTEST_QUERY_EMPTY}\n",
+      "ingress.auth.parameter: must name the query parameter");
+}
+
+TEST(ConfigAuth, NoneNeedsNoSecret) {
+  Config c = ParseOk(NoAuth());
+  EXPECT_EQ(c.ingress.auth.mode, AuthMode::kNone);
+  EXPECT_EQ(c.ingress.auth.secret, "");
+}
+
+TEST(ConfigAuth, NoneWithASecretIsRefused) {
+  // The secret is never read in mode none, so it is reported as a key that does not belong.
+  ScopedEnv env("DVROUTER_CFGTEST_NONE_SECRET", "v");
+  ExpectKeyError("ingress:\n  auth:\n    mode: none\n    secret: ${DVROUTER_CFGTEST_NONE_SECRET}\n",
+                 "ingress.auth.secret");
+}
+
+TEST(ConfigAuth, UnknownMode) {
+  ExpectConfigError("ingress:\n  auth:\n    mode: basic\n",
+                    "ingress.auth.mode: must be webhook_key, http_header, http_query_string or "
+                    "none, got 'basic'");
+  ExpectKeyError("ingress:\n  auth:\n    mode: WebhookKey\n", "ingress.auth.mode");
+}
+
+TEST(ConfigAuth, AuthMustBeAMapping) {
+  ExpectConfigError("ingress:\n  auth: webhook_key\n", "ingress.auth: must be a mapping");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unknown keys and wrong types.
+
+TEST(ConfigKeys, UnknownKeysNameTheFullPath) {
+  ExpectConfigError(NoAuth("", "journal:\n  segmnt_bytes: 64MiB\n"),
+                    "journal.segmnt_bytes: unknown key");
+  ExpectConfigError(NoAuth("  lisen: 0.0.0.0:1\n"), "ingress.lisen: unknown key");
+  ExpectConfigError(NoAuth("    headr: x\n"), "ingress.auth.headr: unknown key");
+  ExpectConfigError(NoAuth("", "admin:\n  listen: 127.0.0.1:1\n  metrics: true\n"),
+                    "admin.metrics: unknown key");
+  ExpectConfigError(NoAuth("", "dedupe:\n  windw: 1h\n"), "dedupe.windw: unknown key");
+  ExpectConfigError(NoAuth("", "jornal:\n  partitions: 4\n"), "jornal: unknown key");
+}
+
+TEST(ConfigKeys, DuplicateKeysAreRefused) {
+  // yaml-cpp keeps the first of two equal keys; a repeated section must not vanish silently.
+  ExpectConfigError(NoAuth("",
+                           "journal:\n  durability: fsync\njournal:\n  durability: "
+                           "unsafe_no_fsync\n"),
+                    "journal: duplicate key");
+  ExpectConfigError(NoAuth("", "journal:\n  partitions: 4\n  partitions: 8\n"),
+                    "journal.partitions: duplicate key");
+}
+
+TEST(ConfigKeys, SectionsMustBeMappings) {
+  ExpectConfigError(NoAuth("", "journal: 5\n"), "journal: must be a mapping");
+  ExpectConfigError(NoAuth("", "dedupe: [1, 2]\n"), "dedupe: must be a mapping");
+  ExpectConfigError("- ingress\n- journal\n", "(top level): must be a mapping");
+  ExpectConfigError("just a string\n", "(top level): must be a mapping");
+  ExpectConfigError("ingress: on\n", "ingress: must be a mapping");
+}
+
+TEST(ConfigKeys, WrongTypesNameTheKey) {
+  ExpectKeyError(NoAuth("", "journal:\n  segment_bytes: [1, 2]\n"), "journal.segment_bytes");
+  ExpectKeyError(NoAuth("  path: {a: 1}\n"), "ingress.path");
+  ExpectKeyError(NoAuth("  listen: [0.0.0.0, 8080]\n"), "ingress.listen");
+  ExpectKeyError(NoAuth("  io_threads: two\n"), "ingress.io_threads");
+  ExpectKeyError(NoAuth("", "journal:\n  durability: {fsync: true}\n"), "journal.durability");
+  ExpectKeyError(NoAuth("", "dedupe:\n  max_entries: 1.5\n"), "dedupe.max_entries");
+  ExpectConfigError(NoAuth("  io_threads: two\n"),
+                    "ingress.io_threads: must be a whole number, got 'two'");
+}
+
+TEST(ConfigKeys, PathMustBeAbsolute) {
+  ExpectConfigError(NoAuth("  path: webhooks\n"), "ingress.path: must start with '/'");
+  Config c = ParseOk(NoAuth("  path: /hooks/dv\n"));
+  EXPECT_EQ(c.ingress.path, "/hooks/dv");
+}
+
+TEST(ConfigKeys, DataDirMustNotBeEmpty) {
+  ExpectConfigError(NoAuth("", "journal:\n  data_dir: ''\n"),
+                    "journal.data_dir: must not be empty");
+  Config c = ParseOk(NoAuth("", "journal:\n  data_dir: /var/lib/dvrouter\n"));
+  EXPECT_EQ(c.journal.data_dir, "/var/lib/dvrouter");
+}
+
+TEST(ConfigKeys, YamlSyntaxErrorGivesTheLine) {
+  ExpectConfigError(NoAuth("", "journal:\n  partitions: 4: 5\n"),
+                    "YAML syntax error at line 5, column 16: illegal map value");
+  Result<Config> c = ParseConfig("ingress:\n\tpath: /x\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(Msg(c.status()), StartsWith("YAML syntax error at line 2"));
+}
+
+TEST(ConfigKeys, YamlSyntaxErrorFromAFileNamesTheFileAndLine) {
+  TempDir dir;
+  const std::string path = dir.path() + "/bad.yaml";
+  WriteFileOrDie(path, "ingress:\n  auth:\n    mode: none\n  path: [/x\n\njournal: {}\n");
+  Result<Config> c = LoadConfigFile(path);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(Msg(c.status()), StartsWith(path + ": YAML syntax error at line "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sizes, durations, counts.
+
+TEST(ConfigQuantities, Sizes) {
+  Config c = ParseOk(NoAuth("  max_body_bytes: 64KiB\n",
+                            "journal:\n  segment_bytes: 64MiB\n  disk_budget_bytes: 1GiB\n"));
+  EXPECT_EQ(c.ingress.max_body_bytes, 65536u);
+  EXPECT_EQ(c.journal.segment_bytes, 67108864u);
+  EXPECT_EQ(c.journal.disk_budget_bytes, 1073741824u);
+
+  c = ParseOk(NoAuth("  max_body_bytes: 2048\n",
+                     "journal:\n  segment_bytes: 1GiB\n  disk_budget_bytes: 2TiB\n"));
+  EXPECT_EQ(c.ingress.max_body_bytes, 2048u);
+  EXPECT_EQ(c.journal.segment_bytes, 1ull << 30);
+  EXPECT_EQ(c.journal.disk_budget_bytes, 2ull << 40);
+
+  // Decimal units, a bare B, and a space before the unit.
+  c = ParseOk(NoAuth("  max_body_bytes: 100KB\n",
+                     "journal:\n  segment_bytes: 2MB\n  disk_budget_bytes: 3 GB\n"));
+  EXPECT_EQ(c.ingress.max_body_bytes, 100000u);
+  EXPECT_EQ(c.journal.segment_bytes, 2000000u);
+  EXPECT_EQ(c.journal.disk_budget_bytes, 3000000000u);
+  c = ParseOk(NoAuth("  max_body_bytes: 4096B\n"));
+  EXPECT_EQ(c.ingress.max_body_bytes, 4096u);
+}
+
+TEST(ConfigQuantities, BadSizes) {
+  for (const char* bad : {"64XB", "64kib", "1.5MiB", "MiB", "-1", "64MiB ", "0x100", "64 MiBs"}) {
+    SCOPED_TRACE(bad);
+    ExpectConfigError(NoAuth("", "journal:\n  segment_bytes: '" + std::string(bad) + "'\n"),
+                      "journal.segment_bytes: must be a size such as 65536, 64KiB or 64MiB, got '" +
+                          std::string(bad) + "'");
+  }
+}
+
+TEST(ConfigQuantities, Durations) {
+  Config c = ParseOk(NoAuth("  header_timeout: 500ms\n  body_timeout: 10s\n  retry_after: 5m\n",
+                            "dedupe:\n  window: 24h\n"));
+  EXPECT_EQ(c.ingress.header_timeout_ms, 500u);
+  EXPECT_EQ(c.ingress.body_timeout_ms, 10000u);
+  EXPECT_EQ(c.ingress.retry_after_s, 300u);
+  EXPECT_EQ(c.dedupe.window_s, 86400u);
+
+  c = ParseOk(NoAuth("  header_timeout: 1h\n  body_timeout: 5m\n  retry_after: 2500ms\n",
+                     "dedupe:\n  window: 90s\n"));
+  EXPECT_EQ(c.ingress.header_timeout_ms, 3600000u);
+  EXPECT_EQ(c.ingress.body_timeout_ms, 300000u);
+  EXPECT_EQ(c.ingress.retry_after_s, 2u);  // whole seconds, rounded down
+  EXPECT_EQ(c.dedupe.window_s, 90u);
+
+  c = ParseOk(NoAuth("", "dedupe:\n  window: 0s\n"));
+  EXPECT_EQ(c.dedupe.window_s, 0u);
+}
+
+TEST(ConfigQuantities, BadDurations) {
+  ExpectConfigError(NoAuth("  header_timeout: 10\n"),
+                    "ingress.header_timeout: must be a duration such as 500ms, 10s, 5m or 24h, "
+                    "got '10'");
+  for (const char* bad : {"10sec", "ten", "1d", "5M", "1.5s", "-5s"}) {
+    SCOPED_TRACE(bad);
+    ExpectKeyError(NoAuth("  header_timeout: " + std::string(bad) + "\n"),
+                   "ingress.header_timeout");
+  }
+  ExpectKeyError(NoAuth("", "dedupe:\n  window: forever\n"), "dedupe.window");
+}
+
+TEST(ConfigQuantities, OutOfRange) {
+  ExpectConfigError(NoAuth("  io_threads: 0\n"),
+                    "ingress.io_threads: must be between 1 and 64, got '0'");
+  ExpectConfigError(NoAuth("  io_threads: 65\n"),
+                    "ingress.io_threads: must be between 1 and 64, got '65'");
+  EXPECT_EQ(ParseOk(NoAuth("  io_threads: 64\n")).ingress.io_threads, 64);
+  EXPECT_EQ(ParseOk(NoAuth("  io_threads: 1\n")).ingress.io_threads, 1);
+  ExpectConfigError(NoAuth("  max_body_bytes: 1023\n"),
+                    "ingress.max_body_bytes: must be between 1024 and 67108864, got '1023'");
+  ExpectKeyError(NoAuth("  max_body_bytes: 65MiB\n"), "ingress.max_body_bytes");
+  EXPECT_EQ(ParseOk(NoAuth("  max_body_bytes: 64MiB\n")).ingress.max_body_bytes, 64u << 20);
+  ExpectConfigError(NoAuth("  header_timeout: 5ms\n"),
+                    "ingress.header_timeout: must be between 10 and 3600000, got '5ms'");
+  ExpectKeyError(NoAuth("  body_timeout: 61m\n"), "ingress.body_timeout");
+  ExpectKeyError(NoAuth("  retry_after: 999ms\n"), "ingress.retry_after");
+  ExpectKeyError(NoAuth("  max_connections: 0\n"), "ingress.max_connections");
+  ExpectKeyError(NoAuth("  max_connections: 1000001\n"), "ingress.max_connections");
+  ExpectKeyError(NoAuth("", "journal:\n  partitions: 65537\n"), "journal.partitions");
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  partitions: 65536\n")).journal.partitions, 65536u);
+  ExpectKeyError(NoAuth("", "journal:\n  segment_bytes: 32KiB\n"), "journal.segment_bytes");
+  ExpectKeyError(NoAuth("", "journal:\n  segment_bytes: 5GiB\n  disk_budget_bytes: 1TiB\n"),
+                 "journal.segment_bytes");
+  ExpectKeyError(NoAuth("", "journal:\n  max_batch_events: 0\n"), "journal.max_batch_events");
+  ExpectKeyError(NoAuth("", "journal:\n  max_batch_events: 65537\n"), "journal.max_batch_events");
+  ExpectKeyError(NoAuth("", "dedupe:\n  window: 721h\n"), "dedupe.window");
+  EXPECT_EQ(ParseOk(NoAuth("", "dedupe:\n  window: 720h\n")).dedupe.window_s, 720u * 3600);
+  ExpectKeyError(NoAuth("", "dedupe:\n  max_entries: 0\n"), "dedupe.max_entries");
+}
+
+TEST(ConfigQuantities, Overflow) {
+  ExpectConfigError(NoAuth("", "journal:\n  disk_budget_bytes: 17179869184GiB\n"),
+                    "journal.disk_budget_bytes: value too large");
+  ExpectKeyError(NoAuth("", "journal:\n  disk_budget_bytes: 99999999999999999999999\n"),
+                 "journal.disk_budget_bytes");
+  ExpectKeyError(NoAuth("  header_timeout: 18446744073709551615h\n"), "ingress.header_timeout");
+}
+
+TEST(ConfigQuantities, DiskBudgetBelowSegmentIsRefused) {
+  ExpectConfigError(NoAuth("", "journal:\n  segment_bytes: 1GiB\n  disk_budget_bytes: 512MiB\n"),
+                    "journal.disk_budget_bytes: must be at least journal.segment_bytes");
+  // Against the default segment size (64 MiB) too.
+  ExpectConfigError(NoAuth("", "journal:\n  disk_budget_bytes: 32MiB\n"),
+                    "journal.disk_budget_bytes: must be at least journal.segment_bytes");
+  Config c = ParseOk(NoAuth("", "journal:\n  segment_bytes: 1GiB\n  disk_budget_bytes: 1GiB\n"));
+  EXPECT_EQ(c.journal.disk_budget_bytes, c.journal.segment_bytes);
+}
+
+TEST(ConfigQuantities, Durability) {
+  EXPECT_TRUE(ParseOk(NoAuth("", "journal:\n  durability: fsync\n")).journal.fsync);
+  EXPECT_FALSE(ParseOk(NoAuth("", "journal:\n  durability: unsafe_no_fsync\n")).journal.fsync);
+  ExpectConfigError(NoAuth("", "journal:\n  durability: none\n"),
+                    "journal.durability: must be fsync or unsafe_no_fsync, got 'none'");
+  ExpectConfigError(NoAuth("", "journal:\n  durability: FSYNC\n"),
+                    "journal.durability: must be fsync or unsafe_no_fsync, got 'FSYNC'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints.
+
+TEST(ConfigEndpoint, Parses) {
+  Result<Endpoint> ep = ParseEndpoint("0.0.0.0:8080");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->host, "0.0.0.0");
+  EXPECT_EQ(ep->port, 8080);
+  EXPECT_EQ(ep->ToString(), "0.0.0.0:8080");
+
+  ep = ParseEndpoint("[::1]:9400");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->host, "::1");
+  EXPECT_EQ(ep->port, 9400);
+
+  ep = ParseEndpoint("[fe80::1%eth0]:443");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->host, "fe80::1%eth0");
+  EXPECT_EQ(ep->port, 443);
+
+  ep = ParseEndpoint("localhost:0");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->host, "localhost");
+  EXPECT_EQ(ep->port, 0);
+
+  ep = ParseEndpoint("router.example.com:65535");
+  ASSERT_TRUE(ep.ok());
+  EXPECT_EQ(ep->port, 65535);
+}
+
+TEST(ConfigEndpoint, Refuses) {
+  auto expect_bad = [](std::string_view text, std::string_view message) {
+    Result<Endpoint> ep = ParseEndpoint(text);
+    ASSERT_FALSE(ep.ok()) << text;
+    EXPECT_EQ(ep.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(ep.status().message(), message) << text;
+  };
+  expect_bad("8080", "expected host:port, got '8080'");
+  expect_bad(":8080", "expected host:port, got ':8080'");
+  expect_bad("", "expected host:port, got ''");
+  expect_bad("host:", "port must be 0-65535, got ''");
+  expect_bad("host:65536", "port must be 0-65535, got '65536'");
+  expect_bad("host:99999999999", "port must be 0-65535, got '99999999999'");
+  expect_bad("host:80x", "port must be 0-65535, got '80x'");
+  expect_bad("host:-1", "port must be 0-65535, got '-1'");
+  expect_bad("host:+80", "port must be 0-65535, got '+80'");
+  expect_bad("[::1]", "expected [ipv6]:port, got '[::1]'");
+  expect_bad("[::1]80", "expected [ipv6]:port, got '[::1]80'");
+  expect_bad("[::1:80", "expected [ipv6]:port, got '[::1:80'");
+  expect_bad("[::1]:", "port must be 0-65535, got ''");
+}
+
+TEST(ConfigEndpoint, InConfig) {
+  Config c = ParseOk(NoAuth("  listen: 127.0.0.1:18080\n", "admin:\n  listen: '[::]:19400'\n"));
+  EXPECT_EQ(c.ingress.listen.host, "127.0.0.1");
+  EXPECT_EQ(c.ingress.listen.port, 18080);
+  EXPECT_EQ(c.admin.listen.host, "::");
+  EXPECT_EQ(c.admin.listen.port, 19400);
+
+  ExpectConfigError(NoAuth("  listen: nonsense\n"),
+                    "ingress.listen: expected host:port, got 'nonsense'");
+  ExpectConfigError(NoAuth("", "admin:\n  listen: localhost:70000\n"),
+                    "admin.listen: port must be 0-65535, got '70000'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// DescribeConfig.
+
+TEST(DescribeConfig, NeverPrintsTheSecret) {
+  const char* kSecret = "s3cr3t-Value-that-must-not-leak";
+  for (const char* mode : {"webhook_key", "http_header", "http_query_string"}) {
+    SCOPED_TRACE(mode);
+    ScopedEnv env("DVROUTER_CFGTEST_DESCRIBE", kSecret);
+    Config c = ParseOk("ingress:\n  auth:\n    mode: " + std::string(mode) +
+                       "\n    secret: ${DVROUTER_CFGTEST_DESCRIBE}\n");
+    ASSERT_EQ(c.ingress.auth.secret, kSecret);
+    const std::string text = DescribeConfig(c);
+    EXPECT_THAT(text, Not(HasSubstr(kSecret)));
+    EXPECT_THAT(text, Not(HasSubstr("s3cr3t")));
+    EXPECT_THAT(text, HasSubstr("ingress.auth.secret: (set, redacted)\n"));
+    EXPECT_THAT(text, HasSubstr("ingress.auth.mode: " + std::string(mode) + "\n"));
+  }
+}
+
+TEST(DescribeConfig, SecretFromFileIsRedactedToo) {
+  TempDir dir;
+  WriteFileOrDie(dir.path() + "/key", "file-secret-do-not-print\n");
+  Result<Config> c = ParseConfig("ingress:\n  auth:\n    secret_file: key\n", dir.path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_THAT(DescribeConfig(*c), Not(HasSubstr("file-secret-do-not-print")));
+}
+
+TEST(DescribeConfig, ShowsEffectiveValues) {
+  Config c = ParseOk(NoAuth("  listen: 127.0.0.1:18080\n  header_timeout: 500ms\n",
+                            "journal:\n  durability: unsafe_no_fsync\n  segment_bytes: 1MiB\n"
+                            "dedupe:\n  window: 5m\n"));
+  const std::string text = DescribeConfig(c);
+  EXPECT_THAT(text, HasSubstr("ingress.listen: 127.0.0.1:18080\n"));
+  EXPECT_THAT(text, HasSubstr("ingress.header_timeout: 500ms\n"));
+  EXPECT_THAT(text, HasSubstr("ingress.auth.mode: none\n"));
+  EXPECT_THAT(text, HasSubstr("ingress.auth.secret: (none)\n"));
+  EXPECT_THAT(text, HasSubstr("admin.listen: 127.0.0.1:9400\n"));
+  EXPECT_THAT(text, HasSubstr("journal.segment_bytes: 1048576\n"));
+  EXPECT_THAT(text, HasSubstr("journal.durability: unsafe_no_fsync\n"));
+  EXPECT_THAT(text, HasSubstr("dedupe.window: 300s\n"));
+  EXPECT_THAT(text, HasSubstr("ingress.path: /webhooks/dataverse\n"));
+}
+
+}  // namespace
+}  // namespace dvrouter

@@ -7,7 +7,6 @@
 #include <atomic>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -48,13 +47,16 @@ class Router {
   bool WaitReady(size_t run) {
     return testing::WaitFor(
         [&] {
-          std::string text = testing::ReadFileOrDie(log_);
-          std::regex re("ingress on 127\\.0\\.0\\.1:(\\d+)/\\S*, admin on 127\\.0\\.0\\.1:(\\d+)");
-          size_t found = 0;
-          for (std::sregex_iterator it(text.begin(), text.end(), re), end; it != end; ++it) {
-            if (++found == run) {
-              port = static_cast<uint16_t>(std::stoi((*it)[1]));
-              admin_port = static_cast<uint16_t>(std::stoi((*it)[2]));
+          // Lines look like "dvrouter: ingress on 127.0.0.1:PORT/path, admin on 127.0.0.1:PORT".
+          const std::string text = testing::ReadFileOrDie(log_);
+          const std::string kIngress = "ingress on 127.0.0.1:", kAdmin = "admin on 127.0.0.1:";
+          size_t at = 0;
+          for (size_t found = 0; (at = text.find(kIngress, at)) != std::string::npos;) {
+            at += kIngress.size();
+            size_t admin_at = text.find(kAdmin, at);
+            if (++found == run && admin_at != std::string::npos) {
+              port = static_cast<uint16_t>(std::stoi(text.substr(at)));
+              admin_port = static_cast<uint16_t>(std::stoi(text.substr(admin_at + kAdmin.size())));
               return true;
             }
           }
@@ -103,10 +105,10 @@ TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
           const int n = c * kEach + i;
           HttpReply r = client.Post(target, Event(n));
           if (r.status != 200) return;  // the router died under us
-          std::smatch m;
-          if (std::regex_search(r.body, m, std::regex("\"event_id\":\"([0-9a-f]{32})\""))) {
+          const std::string id = testing::JsonStringField(r.body, "event_id");
+          if (id.size() == 32) {
             std::lock_guard<std::mutex> lock(mu);
-            acked[m[1]] = n;
+            acked[id] = n;
           }
           ++acks;
         }
