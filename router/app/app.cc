@@ -55,7 +55,7 @@ Status App::Start() {
   jo.segment_bytes = m.config.journal.segment_bytes;
   jo.disk_budget_bytes = m.config.journal.disk_budget_bytes;
   jo.fsync = m.config.journal.fsync;
-  jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_s) * 1000;
+  jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);
   jo.dedupe_max_entries = m.config.dedupe.max_entries;
   jo.max_batch_events = m.config.journal.max_batch_events;
   jo.observer = &m.metrics;
@@ -87,7 +87,8 @@ Status App::Start() {
   m.ingress = std::make_unique<HttpServer>(&m.runtime, &m.webhook, limits);
   if (Status st = m.ingress->Listen(m.config.ingress.listen); !st.ok()) return st;
   if (m.config.ingress.auth.mode == AuthMode::kNone) {
-    std::fprintf(stderr, "dvrouter: WARNING: ingress.auth.mode is none: webhooks unauthenticated\n");
+    std::fprintf(stderr,
+                 "dvrouter: WARNING: ingress.auth.mode is none: webhooks unauthenticated\n");
   }
   if (!m.config.journal.fsync) {
     std::fprintf(stderr,

@@ -23,7 +23,8 @@ Result<Config> LoadWithOverrides(const std::string& path, const Overrides& o) {
   if (!config.ok()) return config;
   if (!o.listen.empty()) {
     auto ep = dvrouter::ParseEndpoint(o.listen);
-    if (!ep.ok()) return dvrouter::InvalidArgument("--listen: " + std::string(ep.status().message()));
+    if (!ep.ok())
+      return dvrouter::InvalidArgument("--listen: " + std::string(ep.status().message()));
     config->ingress.listen = *ep;
   }
   if (!o.admin_listen.empty()) {
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
 
   CLI::App* serve = cli.add_subcommand("serve", "Run the router");
   serve->add_option("-c,--config", config_path, "YAML configuration file")->required();
-  serve->add_option("--listen", overrides.listen, "Ingress listener ADDR:PORT (overrides the file)");
+  serve->add_option("--listen", overrides.listen,
+                    "Ingress listener ADDR:PORT (overrides the file)");
   serve->add_option("--admin-listen", overrides.admin_listen,
                     "Admin listener ADDR:PORT (overrides the file)");
   serve->add_option("--data-dir", overrides.data_dir, "Data directory (overrides the file)");

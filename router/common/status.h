@@ -28,8 +28,9 @@ class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string_view message)
-      : state_(code == StatusCode::kOk ? nullptr
-                                       : std::make_shared<const State>(code, std::string(message))) {}
+      : state_(code == StatusCode::kOk
+                   ? nullptr
+                   : std::make_shared<const State>(code, std::string(message))) {}
 
   static Status Ok() { return Status(); }
 
@@ -69,7 +70,7 @@ inline bool IsRetryable(StatusCode code) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     if (status_.ok()) status_ = Internal("Result constructed from an OK status without a value");
   }

@@ -123,8 +123,7 @@ class Section {
 
   // Stored in milliseconds.
   Status DurationMs(const std::string& key, uint64_t min_ms, uint64_t max_ms, uint64_t* out) {
-    return Quantity(key, min_ms, max_ms,
-                    {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}},
+    return Quantity(key, min_ms, max_ms, {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}},
                     "a duration such as 500ms, 10s, 5m or 24h", out);
   }
 
@@ -148,17 +147,15 @@ class Section {
   std::set<std::string> used_;
 };
 
-#define DV_TRY(expr)                  \
-  do {                                \
-    ::dvrouter::Status _st = (expr);  \
-    if (!_st.ok()) return _st;        \
+#define DV_TRY(expr)                 \
+  do {                               \
+    ::dvrouter::Status _st = (expr); \
+    if (!_st.ok()) return _st;       \
   } while (0)
 
 // A secret is `${ENV_NAME}` under `secret`, or a path under `secret_file`; literals are refused.
-Status ResolveSecret(Section& auth, const std::string& base_dir, std::string* out) {
-  std::string ref, file;
-  DV_TRY(auth.String("secret", &ref));
-  DV_TRY(auth.String("secret_file", &file));
+Status ResolveSecret(Section& auth, const std::string& ref, const std::string& file,
+                     const std::string& base_dir, std::string* out) {
   if (!ref.empty() && !file.empty()) {
     return KeyError(auth.Path("secret"), "give either secret or secret_file, not both");
   }
@@ -206,9 +203,9 @@ Status ParseAuth(Section auth, const std::string& base_dir, AuthConfig* out) {
   } else if (mode == "none") {
     out->mode = AuthMode::kNone;
   } else {
-    return KeyError(auth.Path("mode"),
-                    "must be webhook_key, http_header, http_query_string or none, got '" + mode +
-                        "'");
+    return KeyError(
+        auth.Path("mode"),
+        "must be webhook_key, http_header, http_query_string or none, got '" + mode + "'");
   }
   DV_TRY(auth.String("header", &out->header));
   DV_TRY(auth.String("parameter", &out->parameter));
@@ -218,8 +215,19 @@ Status ParseAuth(Section auth, const std::string& base_dir, AuthConfig* out) {
   if (out->mode == AuthMode::kHttpQueryString && out->parameter.empty()) {
     return KeyError(auth.Path("parameter"), "must name the query parameter");
   }
-  if (out->mode != AuthMode::kNone) DV_TRY(ResolveSecret(auth, base_dir, &out->secret));
-  return auth.RejectUnknown();
+  std::string ref, file;
+  DV_TRY(auth.String("secret", &ref));
+  DV_TRY(auth.String("secret_file", &file));
+  // Unknown keys first: a misspelt secret_file must be reported as such, not as "missing".
+  DV_TRY(auth.RejectUnknown());
+  if (out->mode == AuthMode::kNone) {
+    if (!ref.empty() || !file.empty()) {
+      return KeyError(auth.Path(ref.empty() ? "secret_file" : "secret"),
+                      "is set but ingress.auth.mode is none; remove it or choose a mode");
+    }
+    return Status::Ok();
+  }
+  return ResolveSecret(auth, ref, file, base_dir, &out->secret);
 }
 
 Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Config* c) {
@@ -278,9 +286,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
 
   Section dedupe = root.Child("dedupe");
   DV_TRY(dedupe.Check());
-  uint64_t window_ms = c->dedupe.window_s * 1000;
-  DV_TRY(dedupe.DurationMs("window", 0, 30ull * 24 * 3'600'000, &window_ms));
-  c->dedupe.window_s = window_ms / 1000;
+  DV_TRY(dedupe.DurationMs("window", 0, 30ull * 24 * 3'600'000, &c->dedupe.window_ms));
   DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
   DV_TRY(dedupe.RejectUnknown());
 
@@ -363,7 +369,7 @@ std::string DescribeConfig(const Config& c) {
     << "journal.disk_budget_bytes: " << c.journal.disk_budget_bytes << "\n"
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
-    << "dedupe.window: " << c.dedupe.window_s << "s\n"
+    << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
     << "dedupe.max_entries: " << c.dedupe.max_entries << "\n";
   return o.str();
 }

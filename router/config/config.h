@@ -32,20 +32,20 @@ enum class AuthMode {
 
 struct AuthConfig {
   AuthMode mode = AuthMode::kWebhookKey;
-  std::string secret;                  // resolved value, never printed
+  std::string secret;                     // resolved value, never printed
   std::string header = "x-dvrouter-key";  // for http_header
-  std::string parameter = "key";       // for http_query_string
+  std::string parameter = "key";          // for http_query_string
 };
 
 struct IngressConfig {
   Endpoint listen{"0.0.0.0", 8080};
   std::string path = "/webhooks/dataverse";
   int io_threads = 2;
-  uint64_t max_body_bytes = 1ull << 20;     // 1 MiB; Dataverse contexts are at most ~256 KB
-  uint64_t header_timeout_ms = 10'000;      // also the keep-alive idle timeout
+  uint64_t max_body_bytes = 1ull << 20;  // 1 MiB; Dataverse contexts are at most ~256 KB
+  uint64_t header_timeout_ms = 10'000;   // also the keep-alive idle timeout
   uint64_t body_timeout_ms = 30'000;
   uint64_t max_connections = 1024;
-  uint64_t retry_after_s = 5;               // sent with every 503
+  uint64_t retry_after_s = 5;  // sent with every 503
   AuthConfig auth;
 };
 
@@ -54,16 +54,16 @@ struct AdminConfig {
 };
 
 struct JournalConfig {
-  std::string data_dir = "./data";          // the journal lives in <data_dir>/journal
+  std::string data_dir = "./data";  // the journal lives in <data_dir>/journal
   uint32_t partitions = 64;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t disk_budget_bytes = 8ull << 30;
-  bool fsync = true;                        // `durability: unsafe_no_fsync` sets false
+  bool fsync = true;  // `durability: unsafe_no_fsync` sets false
   uint64_t max_batch_events = 2048;
 };
 
 struct DedupeConfig {
-  uint64_t window_s = 24 * 3600;
+  uint64_t window_ms = 24ull * 3600 * 1000;
   uint64_t max_entries = 1'000'000;
 };
 

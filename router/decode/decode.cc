@@ -3,12 +3,13 @@
 #include <simdjson.h>
 
 #include <charconv>
-#include <utility>
 #include <string>
+#include <utility>
 
 namespace dvrouter {
 
-static_assert(Decoder::kPadding >= simdjson::SIMDJSON_PADDING, "Decoder::kPadding below simdjson's padding");
+static_assert(Decoder::kPadding >= simdjson::SIMDJSON_PADDING,
+              "Decoder::kPadding below simdjson's padding");
 
 namespace {
 
@@ -54,6 +55,63 @@ Status ReadInt32(od::value v, std::string_view field, int32_t* out) {
   return Status::Ok();
 }
 
+// Dataverse contexts nest a few levels per ParentContext; anything this deep is an attack.
+constexpr int kMaxNesting = 64;
+
+// Walks a value the decoder does not need, so that the whole body is checked as JSON in the
+// same single pass (On-Demand otherwise skips values without validating their grammar).
+Status ValidateValue(od::value v, int depth, std::string_view field) {
+  if (depth > kMaxNesting) return FieldError(field, "JSON nested deeper than 64 levels");
+  od::json_type type;
+  if (auto e = v.type().get(type)) return JsonError(field, e);
+  switch (type) {
+    case od::json_type::array: {
+      od::array array;
+      if (auto e = v.get_array().get(array)) return JsonError(field, e);
+      for (auto element_result : array) {
+        od::value element;
+        if (auto e = std::move(element_result).get(element)) return JsonError(field, e);
+        if (Status st = ValidateValue(element, depth + 1, field); !st.ok()) return st;
+      }
+      return Status::Ok();
+    }
+    case od::json_type::object: {
+      od::object object;
+      if (auto e = v.get_object().get(object)) return JsonError(field, e);
+      for (auto member_result : object) {
+        od::field member;
+        if (auto e = std::move(member_result).get(member)) return JsonError(field, e);
+        std::string_view key;
+        if (auto e = member.unescaped_key().get(key)) return JsonError(field, e);
+        if (Status st = ValidateValue(member.value(), depth + 1, field); !st.ok()) return st;
+      }
+      return Status::Ok();
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return JsonError(field, e);
+      return Status::Ok();
+    }
+    case od::json_type::number: {
+      od::number n;
+      if (auto e = v.get_number().get(n)) return JsonError(field, e);
+      return Status::Ok();
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (auto e = v.get_bool().get(b)) return JsonError(field, e);
+      return Status::Ok();
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return JsonError(field, e);
+      if (!is_null) return FieldError(field, "invalid literal");
+      return Status::Ok();
+    }
+  }
+  return FieldError(field, "unknown JSON value type");
+}
+
 int DaysFromCivil(int y, unsigned m, unsigned d) {
   // Howard Hinnant's algorithm: days since 1970-01-01 in the proleptic Gregorian calendar.
   y -= m <= 2;
@@ -83,7 +141,10 @@ Result<int64_t> ParseIsoDate(std::string_view s) {
       !ParseFixed(s, 17, 2, &sec)) {
     return InvalidArgument("not a date");
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+  static constexpr int kDaysInMonth[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDaysInMonth[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+      h > 23 || mi > 59 || sec > 60) {
     return InvalidArgument("date out of range");
   }
   size_t pos = 19;
@@ -189,7 +250,8 @@ size_t Decoder::copies() const { return impl_->copies; }
 Status Decoder::Decode(const char* data, size_t len, size_t capacity, EventHeader* out) {
   out->Clear();
   if (len == 0) return InvalidArgument("body: empty");
-  if (len > impl_->parser.max_capacity()) return InvalidArgument("body: larger than max_body_bytes");
+  if (len > impl_->parser.max_capacity())
+    return InvalidArgument("body: larger than max_body_bytes");
   if (capacity >= len + simdjson::SIMDJSON_PADDING) {
     return impl_->DecodeDocument(simdjson::padded_string_view(data, len, capacity), out);
   }
@@ -254,15 +316,20 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
       if (auto e = v.get_object().get(ext)) return JsonError("OwningExtension", e);
       for (auto ext_field_result : ext) {
         od::field ext_field;
-        if (auto e = std::move(ext_field_result).get(ext_field)) return JsonError("OwningExtension", e);
+        if (auto e = std::move(ext_field_result).get(ext_field))
+          return JsonError("OwningExtension", e);
         std::string_view ext_key;
         if (auto e = ext_field.unescaped_key().get(ext_key)) return JsonError("OwningExtension", e);
         if (ext_key == "Id") {
           st = ReadGuid(ext_field.value(), "OwningExtension.Id", &out->owning_extension_id);
           if (!st.ok()) return st;
           have_extension = !out->owning_extension_id.empty();
+        } else if (st = ValidateValue(ext_field.value(), 2, "OwningExtension"); !st.ok()) {
+          return st;
         }
       }
+    } else {
+      st = ValidateValue(v, 1, key);
     }
     if (!st.ok()) return st;
   }

@@ -23,27 +23,27 @@ struct EventKey {
 
 struct EventHeader {
   // From the body (RemoteExecutionContext). GUIDs are canonical: lowercase, 36 characters.
-  std::string message_name;          // MessageName: Create, Update, Delete, custom actions...
-  std::string primary_entity_name;   // PrimaryEntityName: table logical name, "none" if unbound
-  std::string primary_entity_id;     // PrimaryEntityId
-  int32_t stage = 0;                 // Stage: 10, 20, 40
-  int32_t mode = 0;                  // Mode: 0 sync, 1 async
-  int32_t depth = 0;                 // Depth
-  std::string correlation_id;        // CorrelationId
-  std::string operation_id;          // OperationId (may be empty)
-  std::string request_id;            // RequestId (null in async steps: empty)
-  std::string owning_extension_id;   // OwningExtension.Id: the sdkmessageprocessingstep
-  std::string initiating_user_id;    // InitiatingUserId
+  std::string message_name;             // MessageName: Create, Update, Delete, custom actions...
+  std::string primary_entity_name;      // PrimaryEntityName: table logical name, "none" if unbound
+  std::string primary_entity_id;        // PrimaryEntityId
+  int32_t stage = 0;                    // Stage: 10, 20, 40
+  int32_t mode = 0;                     // Mode: 0 sync, 1 async
+  int32_t depth = 0;                    // Depth
+  std::string correlation_id;           // CorrelationId
+  std::string operation_id;             // OperationId (may be empty)
+  std::string request_id;               // RequestId (null in async steps: empty)
+  std::string owning_extension_id;      // OwningExtension.Id: the sdkmessageprocessingstep
+  std::string initiating_user_id;       // InitiatingUserId
   int64_t operation_created_on_ms = 0;  // OperationCreatedOn, ms since the Unix epoch (UTC)
-  std::string organization_name;     // OrganizationName
+  std::string organization_name;        // OrganizationName
 
   // From the HTTP request headers Dataverse sets.
-  std::string organization_host;     // x-ms-dynamics-organization
-  std::string header_entity_name;    // x-ms-dynamics-entity-name
-  std::string header_request_name;   // x-ms-dynamics-request-name
-  std::string http_request_id;       // x-request-id
+  std::string organization_host;       // x-ms-dynamics-organization
+  std::string header_entity_name;      // x-ms-dynamics-entity-name
+  std::string header_request_name;     // x-ms-dynamics-request-name
+  std::string http_request_id;         // x-request-id
   std::string correlation_request_id;  // x-ms-correlation-request-id
-  bool size_exceeded = false;        // x-ms-dynamics-msg-size-exceeded present: context stripped
+  bool size_exceeded = false;          // x-ms-dynamics-msg-size-exceeded present: context stripped
 
   void Clear();
 

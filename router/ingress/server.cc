@@ -271,10 +271,11 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
   if (ec) {
     // Out of descriptors or similar: back off briefly instead of spinning.
     retry_timer.expires_after(std::chrono::milliseconds(50));
-    retry_timer.async_wait(net::bind_executor(
-        acceptor.get_executor(), [self = shared_from_this()](beast::error_code wec) {
-          if (!wec && self->acceptor.is_open()) self->DoAccept();
-        }));
+    retry_timer.async_wait(net::bind_executor(acceptor.get_executor(),
+                                              [self = shared_from_this()](beast::error_code wec) {
+                                                if (!wec && self->acceptor.is_open())
+                                                  self->DoAccept();
+                                              }));
     return;
   }
   if (connections.fetch_add(1, std::memory_order_relaxed) >=

@@ -118,8 +118,8 @@ bool WebhookHandler::Authorized(const HttpRequestView& request) const {
 
 void WebhookHandler::Reply(Call* call, HttpExchange* exchange, RequestOutcome outcome,
                            HttpResponse response) {
-  metrics_->CountRequest(
-      outcome, std::chrono::duration<double>(SteadyClock::now() - call->started).count());
+  metrics_->CountRequest(outcome,
+                         std::chrono::duration<double>(SteadyClock::now() - call->started).count());
   exchange->Respond(std::move(response));
 }
 

@@ -24,7 +24,9 @@
 
 namespace dvrouter {
 
-ssize_t JournalIo::Writev(int fd, const iovec* iov, int iovcnt) { return ::writev(fd, iov, iovcnt); }
+ssize_t JournalIo::Writev(int fd, const iovec* iov, int iovcnt) {
+  return ::writev(fd, iov, iovcnt);
+}
 int JournalIo::Fdatasync(int fd) { return ::fdatasync(fd); }
 JournalIo* JournalIo::Default() {
   static JournalIo io;  // trivial destructor: no state
@@ -104,9 +106,9 @@ Status ReadFile(const std::string& path, uint64_t limit, std::string* out) {
 }
 
 struct SegmentScan {
-  uint64_t valid_end = 0;       // offset just past the last valid record
-  uint64_t corrupt_records = 0; // invalid regions that valid records follow
-  bool torn_tail = false;       // bytes after valid_end that hold no valid record
+  uint64_t valid_end = 0;        // offset just past the last valid record
+  uint64_t corrupt_records = 0;  // invalid regions that valid records follow
+  bool torn_tail = false;        // bytes after valid_end that hold no valid record
 };
 
 // Walks the frames in data[0, size). An invalid frame followed by a valid one is skipped and
@@ -438,9 +440,9 @@ void FileJournal::Impl::ProcessBatch() {
     const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
     if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes) {
       frame_buf.resize(prefix_off);
-      slot.result.status = ResourceExhausted("journal disk budget of " +
-                                             std::to_string(opt.disk_budget_bytes) +
-                                             " bytes is exhausted");
+      slot.result.status =
+          ResourceExhausted("journal disk budget of " + std::to_string(opt.disk_budget_bytes) +
+                            " bytes is exhausted");
       continue;
     }
     if (seg_size + group_bytes + len > opt.segment_bytes && seg_size + group_bytes > 0) {
@@ -642,8 +644,9 @@ Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
     const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
     if (Status st = ReadFile(path, snapshot[i].second, &data); !st.ok()) return st;
     bool stopped = false;
-    ScanFrames(data.data(), data.size(), snapshot[i].first,
-               [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
+    ScanFrames(
+        data.data(), data.size(), snapshot[i].first,
+        [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
     if (stopped) break;
   }
   return Status::Ok();

@@ -45,18 +45,18 @@ class JournalObserver {
 };
 
 struct FileJournalOptions {
-  std::string dir;                           // required; created if missing
-  uint32_t partitions = 64;                  // recorded when the journal is created; must match
-  uint64_t segment_bytes = 64ull << 20;      // roll to a new segment past this size
-  uint64_t disk_budget_bytes = 8ull << 30;   // refuse appends (503) past this many bytes
-  bool fsync = true;                         // false: ack before fdatasync (unsafe, off by default)
+  std::string dir;                          // required; created if missing
+  uint32_t partitions = 64;                 // recorded when the journal is created; must match
+  uint64_t segment_bytes = 64ull << 20;     // roll to a new segment past this size
+  uint64_t disk_budget_bytes = 8ull << 30;  // refuse appends (503) past this many bytes
+  bool fsync = true;                        // false: ack before fdatasync (unsafe, off by default)
   int64_t dedupe_window_ms = 24ll * 3600 * 1000;  // duplicates within this window are absorbed
-  size_t dedupe_max_entries = 1'000'000;     // bound on the dedupe index; oldest evicted first
-  size_t max_batch_events = 2048;            // upper bound on events per group commit
-  JournalIo* io = nullptr;                   // default: JournalIo::Default()
-  JournalObserver* observer = nullptr;       // optional
-  CommitListener* listener = nullptr;        // optional
-  std::function<int64_t()> now_ms;           // default: system clock
+  size_t dedupe_max_entries = 1'000'000;          // bound on the dedupe index; oldest evicted first
+  size_t max_batch_events = 2048;                 // upper bound on events per group commit
+  JournalIo* io = nullptr;                        // default: JournalIo::Default()
+  JournalObserver* observer = nullptr;            // optional
+  CommitListener* listener = nullptr;             // optional
+  std::function<int64_t()> now_ms;                // default: system clock
 };
 
 class FileJournal final : public Journal {

@@ -15,13 +15,13 @@ namespace {
 constexpr uint32_t kFlagSizeExceeded = 1;
 
 std::string EventHeader::*const kStringFields[] = {
-    &EventHeader::message_name,       &EventHeader::primary_entity_name,
-    &EventHeader::primary_entity_id,  &EventHeader::correlation_id,
-    &EventHeader::operation_id,       &EventHeader::request_id,
+    &EventHeader::message_name,        &EventHeader::primary_entity_name,
+    &EventHeader::primary_entity_id,   &EventHeader::correlation_id,
+    &EventHeader::operation_id,        &EventHeader::request_id,
     &EventHeader::owning_extension_id, &EventHeader::initiating_user_id,
-    &EventHeader::organization_name,  &EventHeader::organization_host,
-    &EventHeader::header_entity_name, &EventHeader::header_request_name,
-    &EventHeader::http_request_id,    &EventHeader::correlation_request_id,
+    &EventHeader::organization_name,   &EventHeader::organization_host,
+    &EventHeader::header_entity_name,  &EventHeader::header_request_name,
+    &EventHeader::http_request_id,     &EventHeader::correlation_request_id,
 };
 
 template <typename T>
@@ -109,9 +109,8 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
   Reader r{payload, payload + payload_len};
   uint32_t flags = 0, body_len = 0;
   bool ok = r.Get(&meta->seq) && r.Get(&meta->received_ms) && r.Get(&meta->key.hi) &&
-            r.Get(&meta->key.lo) && r.Get(&meta->partition) && r.Get(&flags) &&
-            r.Get(&h->stage) && r.Get(&h->mode) && r.Get(&h->depth) &&
-            r.Get(&h->operation_created_on_ms);
+            r.Get(&meta->key.lo) && r.Get(&meta->partition) && r.Get(&flags) && r.Get(&h->stage) &&
+            r.Get(&h->mode) && r.Get(&h->depth) && r.Get(&h->operation_created_on_ms);
   for (auto field : kStringFields) ok = ok && r.GetString(&(h->*field));
   ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
   if (!ok) return InvalidArgument("frame payload malformed");

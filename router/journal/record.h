@@ -30,8 +30,8 @@ struct FrameMeta {
 
 // Appends frame header + payload prefix (everything before the body bytes) to *out. The body
 // follows it on disk; the checksum covers both. Returns the total frame length.
-uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header,
-                           std::string_view body, std::string* out);
+uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header, std::string_view body,
+                           std::string* out);
 
 // Parses the frame starting at data[0]; `available` bytes are readable. On success fills the
 // outputs (views into data) and *frame_len. NotFound when fewer bytes than a whole frame remain

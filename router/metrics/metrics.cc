@@ -61,12 +61,12 @@ RouterMetrics::RouterMetrics()
       request_seconds(Hist(*registry_, "dvrouter_request_duration_seconds",
                            "Webhook request time from the full request read to the response",
                            LatencyBuckets())),
-      received_bytes(Counter(*registry_, "dvrouter_received_bytes_total",
-                             "Webhook body bytes received")),
+      received_bytes(
+          Counter(*registry_, "dvrouter_received_bytes_total", "Webhook body bytes received")),
       decode_errors(Counter(*registry_, "dvrouter_decode_errors_total",
                             "Webhook bodies that failed to decode (answered 400)")),
-      connections_open(Gauge(*registry_, "dvrouter_ingress_connections",
-                             "Open ingress connections")),
+      connections_open(
+          Gauge(*registry_, "dvrouter_ingress_connections", "Open ingress connections")),
       connections_refused(Counter(*registry_, "dvrouter_ingress_connections_refused_total",
                                   "Connections closed at accept: max_connections reached")),
       connections_timed_out(Counter(*registry_, "dvrouter_ingress_timeouts_total",
@@ -96,8 +96,8 @@ RouterMetrics::RouterMetrics()
                      .Help("Webhook requests by outcome")
                      .Register(*registry_);
   for (int i = 0; i < static_cast<int>(RequestOutcome::kCount); ++i) {
-    requests[i] = &family.Add(
-        {{"outcome", std::string(RequestOutcomeName(static_cast<RequestOutcome>(i)))}});
+    requests[i] =
+        &family.Add({{"outcome", std::string(RequestOutcomeName(static_cast<RequestOutcome>(i)))}});
   }
 }
 

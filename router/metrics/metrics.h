@@ -53,7 +53,7 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Counter& received_bytes;
   prometheus::Counter& decode_errors;
   prometheus::Gauge& connections_open;
-  prometheus::Counter& connections_refused;  // over max_connections
+  prometheus::Counter& connections_refused;    // over max_connections
   prometheus::Counter& connections_timed_out;  // slow clients closed
   prometheus::Histogram& journal_write_seconds;
   prometheus::Histogram& journal_fsync_seconds;

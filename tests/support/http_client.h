@@ -11,7 +11,7 @@
 namespace dvrouter::testing {
 
 struct HttpReply {
-  int status = 0;  // 0: no response (connection closed or timed out)
+  int status = 0;                              // 0: no response (connection closed or timed out)
   std::map<std::string, std::string> headers;  // lowercase names
   std::string body;
 };

@@ -100,7 +100,7 @@ void ExpectDefaultsExceptAuth(const Config& c) {
   EXPECT_EQ(c.journal.disk_budget_bytes, 8ull * 1024 * 1024 * 1024);
   EXPECT_TRUE(c.journal.fsync);
   EXPECT_EQ(c.journal.max_batch_events, 2048u);
-  EXPECT_EQ(c.dedupe.window_s, 86400u);
+  EXPECT_EQ(c.dedupe.window_ms, 86400000u);
   EXPECT_EQ(c.dedupe.max_entries, 1000000u);
 }
 
@@ -329,10 +329,16 @@ TEST(ConfigAuth, NoneNeedsNoSecret) {
 }
 
 TEST(ConfigAuth, NoneWithASecretIsRefused) {
-  // The secret is never read in mode none, so it is reported as a key that does not belong.
+  // A secret with mode none is almost certainly a mistake in the mode: say so.
   ScopedEnv env("DVROUTER_CFGTEST_NONE_SECRET", "v");
-  ExpectKeyError("ingress:\n  auth:\n    mode: none\n    secret: ${DVROUTER_CFGTEST_NONE_SECRET}\n",
-                 "ingress.auth.secret");
+  ExpectConfigError(
+      "ingress:\n  auth:\n    mode: none\n    secret: ${DVROUTER_CFGTEST_NONE_SECRET}\n",
+      "ingress.auth.secret: is set but ingress.auth.mode is none; remove it or choose a mode");
+}
+
+TEST(ConfigAuth, MisspeltSecretKeyIsReportedAsUnknown) {
+  ExpectConfigError("ingress:\n  auth:\n    mode: webhook_key\n    secret_fil: key.txt\n",
+                    "ingress.auth.secret_fil: unknown key");
 }
 
 TEST(ConfigAuth, UnknownMode) {
@@ -461,17 +467,20 @@ TEST(ConfigQuantities, Durations) {
   EXPECT_EQ(c.ingress.header_timeout_ms, 500u);
   EXPECT_EQ(c.ingress.body_timeout_ms, 10000u);
   EXPECT_EQ(c.ingress.retry_after_s, 300u);
-  EXPECT_EQ(c.dedupe.window_s, 86400u);
+  EXPECT_EQ(c.dedupe.window_ms, 86400000u);
 
   c = ParseOk(NoAuth("  header_timeout: 1h\n  body_timeout: 5m\n  retry_after: 2500ms\n",
                      "dedupe:\n  window: 90s\n"));
   EXPECT_EQ(c.ingress.header_timeout_ms, 3600000u);
   EXPECT_EQ(c.ingress.body_timeout_ms, 300000u);
   EXPECT_EQ(c.ingress.retry_after_s, 2u);  // whole seconds, rounded down
-  EXPECT_EQ(c.dedupe.window_s, 90u);
+  EXPECT_EQ(c.dedupe.window_ms, 90000u);
 
   c = ParseOk(NoAuth("", "dedupe:\n  window: 0s\n"));
-  EXPECT_EQ(c.dedupe.window_s, 0u);
+  EXPECT_EQ(c.dedupe.window_ms, 0u);
+
+  c = ParseOk(NoAuth("", "dedupe:\n  window: 500ms\n"));
+  EXPECT_EQ(c.dedupe.window_ms, 500u);  // kept in milliseconds, not rounded
 }
 
 TEST(ConfigQuantities, BadDurations) {
@@ -511,7 +520,8 @@ TEST(ConfigQuantities, OutOfRange) {
   ExpectKeyError(NoAuth("", "journal:\n  max_batch_events: 0\n"), "journal.max_batch_events");
   ExpectKeyError(NoAuth("", "journal:\n  max_batch_events: 65537\n"), "journal.max_batch_events");
   ExpectKeyError(NoAuth("", "dedupe:\n  window: 721h\n"), "dedupe.window");
-  EXPECT_EQ(ParseOk(NoAuth("", "dedupe:\n  window: 720h\n")).dedupe.window_s, 720u * 3600);
+  EXPECT_EQ(ParseOk(NoAuth("", "dedupe:\n  window: 720h\n")).dedupe.window_ms,
+            720ull * 3600 * 1000);
   ExpectKeyError(NoAuth("", "dedupe:\n  max_entries: 0\n"), "dedupe.max_entries");
 }
 
@@ -646,7 +656,7 @@ TEST(DescribeConfig, ShowsEffectiveValues) {
   EXPECT_THAT(text, HasSubstr("admin.listen: 127.0.0.1:9400\n"));
   EXPECT_THAT(text, HasSubstr("journal.segment_bytes: 1048576\n"));
   EXPECT_THAT(text, HasSubstr("journal.durability: unsafe_no_fsync\n"));
-  EXPECT_THAT(text, HasSubstr("dedupe.window: 300s\n"));
+  EXPECT_THAT(text, HasSubstr("dedupe.window: 300000ms\n"));
   EXPECT_THAT(text, HasSubstr("ingress.path: /webhooks/dataverse\n"));
 }
 

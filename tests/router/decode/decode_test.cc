@@ -494,17 +494,25 @@ TEST_P(TruncatedTest, IsAnError) {
   ASSERT_GT(cut, 0u);
   ASSERT_LT(cut, body.size());
   SCOPED_TRACE(::testing::Message() << "cut at " << cut << " of " << body.size());
-  // Whatever field the cut falls in, the document as a whole is reported broken, never decoded.
+  // Whatever field the cut falls in, the document is reported broken, never decoded; the
+  // message names the body or the top-level field the cut fell in.
   EventHeader h;
   Status st = DecodeBody(std::string_view(body).substr(0, cut), &h);
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(Msg(st), StartsWith("body: "));
+  EXPECT_THAT(Msg(st), MatchesRegex("^(body|[A-Z][A-Za-z]+): .+"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuts, TruncatedTest,
                          ::testing::Combine(::testing::Values(kContact, kAgentCreate, kDevkit),
-                                            ::testing::Values(0.001, 0.25, 0.5, 0.75, 0.99, 1.0)));
+                                            ::testing::Values(0.001, 0.25, 0.5, 0.75, 0.99, 1.0)),
+                         [](const auto& info) {
+                           // Stable names (ctest lists tests by name): fixture prefix + per mille.
+                           std::string name = std::get<0>(info.param);
+                           name = name.substr(0, name.find('-'));
+                           return name + "_" +
+                                  std::to_string(static_cast<int>(std::get<1>(info.param) * 1000));
+                         });
 
 TEST(DecodeMalformed, TruncatedInsideMessageNameValue) {
   const std::string body = Fixture(kContact);
@@ -826,33 +834,47 @@ TEST(DecodeMalformed, EscapedStringValuesAreUnescaped) {
   EXPECT_EQ(h.primary_entity_id, "6d81597f-0f9f-e711-8122-000d3aa2331c");
 }
 
-TEST(DecodeMalformed, DeepNestingInSkippedField) {
+TEST(DecodeMalformed, DeepNestingInSkippedFieldIsRefused) {
+  // Every value is walked to validate the whole body, with a nesting cap so a hostile body
+  // cannot exhaust the stack.
   const std::string deep = std::string(2000, '[') + std::string(2000, ']');
   const std::string body = ReplaceValue(Fixture(kContact), "InputParameters", deep);
-  // The decoder never descends into InputParameters, so the depth does not matter to it.
   for (int i = 0; i < 2; ++i) {
-    EventHeader h;
-    Status st = DecodeBody(body, &h);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    ExpectGolden(GoldenFor(kContact), h);
+    ExpectErrorExactly(body, "InputParameters: JSON nested deeper than 64 levels");
   }
 }
 
-TEST(DecodeMalformed, DeepNestedObjectsInSkippedField) {
+TEST(DecodeMalformed, DeepNestedObjectsInSkippedFieldAreRefused) {
   std::string deep;
   for (int i = 0; i < 2000; ++i) deep += "{\"key\":";
   deep += "null";
   deep += std::string(2000, '}');
-  const std::string body = ReplaceValue(Fixture(kContact), "ParentContext", deep);
+  ExpectErrorExactly(ReplaceValue(Fixture(kContact), "ParentContext", deep),
+                     "ParentContext: JSON nested deeper than 64 levels");
+}
+
+TEST(DecodeMalformed, NestingWithinTheCapIsAccepted) {
+  std::string nested;
+  for (int i = 0; i < 60; ++i) nested += "[{\"k\":";
+  nested += "1";
+  for (int i = 0; i < 60; ++i) nested += "}]";
+  // 120 levels of [ and { together exceed the cap; 30 pairs (60 levels) stay below it.
+  std::string ok;
+  for (int i = 0; i < 30; ++i) ok += "[{\"k\":";
+  ok += "1";
+  for (int i = 0; i < 30; ++i) ok += "}]";
   EventHeader h;
-  Status st = DecodeBody(body, &h);
+  Status st = DecodeBody(ReplaceValue(Fixture(kContact), "InputParameters", ok), &h);
   ASSERT_TRUE(st.ok()) << st.ToString();
   ExpectGolden(GoldenFor(kContact), h);
+  ExpectError(ReplaceValue(Fixture(kContact), "InputParameters", nested), "InputParameters: ");
 }
 
 TEST(DecodeMalformed, UnbalancedNestingInSkippedField) {
-  const std::string deep = std::string(2000, '[') + std::string(1999, ']');
-  ExpectError(ReplaceValue(Fixture(kContact), "InputParameters", deep), "body: ");
+  const std::string deep = std::string(40, '[') + std::string(39, ']');
+  ExpectError(ReplaceValue(Fixture(kContact), "InputParameters", deep), "");
+  const std::string very_deep = std::string(2000, '[') + std::string(1999, ']');
+  ExpectError(ReplaceValue(Fixture(kContact), "InputParameters", very_deep), "InputParameters: ");
 }
 
 TEST(DecodeMalformed, InvalidUtf8InReadString) {
@@ -897,18 +919,18 @@ TEST(DecodeMalformed, ByteOrderMarkIsRefused) {
 // Documents a limitation rather than a wish: simdjson On-Demand validates structure and UTF-8 for
 // the whole body, but it does not check the grammar of values it skips (missing commas inside a
 // skipped array, misspelt literals, bad escapes), so such bodies are accepted and journaled.
-TEST(DecodeMalformed, GrammarErrorsInsideSkippedValuesAreNotDetected) {
+TEST(DecodeMalformed, GrammarErrorsInsideSkippedValuesAreDetected) {
+  // The decoder reads only header fields but walks every other value, so grammar errors deep
+  // in the body still get a 400 naming the top-level field that holds them.
   const std::string base = Fixture(kContact);
-  for (const std::string& body : {
-           ReplaceValue(base, "OutputParameters", "[1 2 3]"),
-           ReplaceValue(base, "IsExecutingOffline", "fals"),
-           ReplaceFirst(base, "James Glynn (sample)", "James \\q"),
-       }) {
-    EventHeader h;
-    Status st = DecodeBody(body, &h);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-    ExpectGolden(GoldenFor(kContact), h);
-  }
+  const std::pair<std::string, std::string> cases[] = {
+      {ReplaceValue(base, "OutputParameters", "[1 2 3]"), "OutputParameters: "},
+      {ReplaceValue(base, "IsExecutingOffline", "fals"), "IsExecutingOffline: "},
+      {ReplaceFirst(base, "James Glynn (sample)", "James \\q"), "InputParameters: "},
+      {ReplaceValue(base, "OutputParameters", "[01]"), "OutputParameters: "},
+      {ReplaceValue(base, "OutputParameters", "[nul]"), "OutputParameters: "},
+  };
+  for (const auto& [body, prefix] : cases) ExpectError(body, prefix);
 }
 
 TEST(DecodeMalformed, DuplicateKeysLastOneWins) {
@@ -1278,6 +1300,22 @@ TEST(CanonicalGuid, Refuses) {
        }) {
     EXPECT_FALSE(CanonicalGuid(bad, &out)) << bad;
   }
+}
+
+}  // namespace
+}  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+TEST(ParseDataverseDateCalendar, DaysBeyondTheMonthAreRefused) {
+  EXPECT_FALSE(ParseDataverseDate("2024-02-31T00:00:00Z").ok());
+  EXPECT_FALSE(ParseDataverseDate("2023-02-29T00:00:00Z").ok());  // not a leap year
+  EXPECT_FALSE(ParseDataverseDate("2024-04-31T00:00:00Z").ok());
+  EXPECT_FALSE(ParseDataverseDate("1900-02-29T00:00:00Z").ok());         // century, not leap
+  ASSERT_TRUE(ParseDataverseDate("2024-02-29T00:00:00Z").ok());          // leap year
+  EXPECT_EQ(*ParseDataverseDate("2000-02-29T00:00:00Z"), 951782400000);  // 400-year leap
+  EXPECT_EQ(*ParseDataverseDate("2024-12-31T23:59:59.999Z"), 1735689599999);
 }
 
 }  // namespace

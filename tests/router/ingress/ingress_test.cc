@@ -171,7 +171,8 @@ TEST_F(Ingress, MalformedBodiesGet400NamingTheProblem) {
   HttpReply r = client.Post(Url(), "{not json");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("\"error\":\"bad_request\""), std::string::npos) << r.body;
-  r = client.Post(Url(), ReplaceAll(ContactEvent(1), "\"PrimaryEntityId\"", "\"XPrimaryEntityId\""));
+  r = client.Post(Url(),
+                  ReplaceAll(ContactEvent(1), "\"PrimaryEntityId\"", "\"XPrimaryEntityId\""));
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("PrimaryEntityId: missing"), std::string::npos) << r.body;
   r = client.Post(Url(), "");

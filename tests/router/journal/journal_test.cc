@@ -135,25 +135,25 @@ TEST(FileJournal, AppendsAssignSequencesAndRecoverAfterReopen) {
   EXPECT_EQ(j->Stats().next_seq, 51u);
   int seen = 0;
   ASSERT_TRUE(j->Scan(1, [&](const RecordView& v) {
-                  EXPECT_EQ(v.handle.seq, static_cast<uint64_t>(seen + 1));
-                  EXPECT_EQ(v.body, events[static_cast<size_t>(seen)]->body);
-                  EXPECT_EQ(v.header->primary_entity_id,
-                            events[static_cast<size_t>(seen)]->header.primary_entity_id);
-                  EXPECT_EQ(v.header->operation_id,
-                            events[static_cast<size_t>(seen)]->header.operation_id);
-                  EXPECT_EQ(v.header->stage, 40);
-                  EXPECT_EQ(v.handle.partition, static_cast<uint32_t>(seen % 7));
-                  EXPECT_TRUE(v.key == events[static_cast<size_t>(seen)]->request.key);
-                  ++seen;
-                  return true;
-                }).ok());
+                 EXPECT_EQ(v.handle.seq, static_cast<uint64_t>(seen + 1));
+                 EXPECT_EQ(v.body, events[static_cast<size_t>(seen)]->body);
+                 EXPECT_EQ(v.header->primary_entity_id,
+                           events[static_cast<size_t>(seen)]->header.primary_entity_id);
+                 EXPECT_EQ(v.header->operation_id,
+                           events[static_cast<size_t>(seen)]->header.operation_id);
+                 EXPECT_EQ(v.header->stage, 40);
+                 EXPECT_EQ(v.handle.partition, static_cast<uint32_t>(seen % 7));
+                 EXPECT_TRUE(v.key == events[static_cast<size_t>(seen)]->request.key);
+                 ++seen;
+                 return true;
+               }).ok());
   EXPECT_EQ(seen, 50);
   // Scan from the middle starts at the asked sequence.
   uint64_t first = 0;
   ASSERT_TRUE(j->Scan(30, [&](const RecordView& v) {
-                  first = v.handle.seq;
-                  return false;
-                }).ok());
+                 first = v.handle.seq;
+                 return false;
+               }).ok());
   EXPECT_EQ(first, 30u);
   auto next = MakeEvent(1000);
   EXPECT_EQ(AppendOne(j.get(), next.get()).seq, 51u);
@@ -270,9 +270,9 @@ TEST(FileJournal, FlippedByteSkipsOnlyThatRecord) {
   EXPECT_EQ(s.next_seq, 11u);
   std::vector<uint64_t> seqs;
   ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
-                  seqs.push_back(v.handle.seq);
-                  return true;
-                }).ok());
+                 seqs.push_back(v.handle.seq);
+                 return true;
+               }).ok());
   EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2, 3, 4, 6, 7, 8, 9, 10}));
 }
 
@@ -294,10 +294,10 @@ TEST(FileJournal, SegmentsRollAndRecoverInOrder) {
   auto j = OpenOrDie(o);
   std::vector<uint64_t> seqs;
   ASSERT_TRUE(j->Scan(25, [&](const RecordView& v) {
-                  seqs.push_back(v.handle.seq);
-                  EXPECT_EQ(v.body.size(), 10u << 10);
-                  return true;
-                }).ok());
+                 seqs.push_back(v.handle.seq);
+                 EXPECT_EQ(v.body.size(), 10u << 10);
+                 return true;
+               }).ok());
   ASSERT_EQ(seqs.size(), 16u);
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], 25 + i);
   EXPECT_EQ(j->Stats().next_seq, 41u);
@@ -545,9 +545,9 @@ TEST(FileJournal, CommitListenerSeesEveryDurableRecordInOrder) {
   // Handles point at the record's frame.
   std::vector<RecordHandle> scanned;
   ASSERT_TRUE(j->Scan(1, [&](const RecordView& v) {
-                  scanned.push_back(v.handle);
-                  return true;
-                }).ok());
+                 scanned.push_back(v.handle);
+                 return true;
+               }).ok());
   ASSERT_EQ(scanned.size(), 25u);
   for (size_t i = 0; i < scanned.size(); ++i) {
     EXPECT_EQ(scanned[i].offset, listener.handles[i].offset);

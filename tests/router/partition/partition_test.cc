@@ -16,7 +16,8 @@ TEST(Partition, IsStableAcrossCaseOfTheRowId) {
 TEST(Partition, DependsOnTableAndRow) {
   const std::string row = "6d81597f-0f9f-e711-8122-000d3aa2331c";
   EXPECT_NE(RecordHash("contact", row), RecordHash("account", row));
-  EXPECT_NE(RecordHash("contact", row), RecordHash("contact", "6d81597f-0f9f-e711-8122-000d3aa2331d"));
+  EXPECT_NE(RecordHash("contact", row),
+            RecordHash("contact", "6d81597f-0f9f-e711-8122-000d3aa2331d"));
   // The separator keeps ("ab", "c") and ("a", "bc") apart.
   EXPECT_NE(RecordHash("ab", "c"), RecordHash("a", "bc"));
 }
