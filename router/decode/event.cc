@@ -39,6 +39,7 @@ EventKey EventHeader::DedupeKey() const {
   // Fields are separated by a byte that cannot occur in any of them, so no two different
   // tuples hash the same input.
   XXH3_state_t state;
+  XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
   XXH3_128bits_reset(&state);
   const std::string& op = operation_id.empty() ? request_id : operation_id;
   for (const std::string* part : {&owning_extension_id, &op, &message_name, &primary_entity_id}) {

@@ -79,6 +79,7 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   const uint32_t payload_len = static_cast<uint32_t>(prefix_payload + body.size());
 
   XXH3_state_t state;
+  XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
   XXH3_64bits_reset_withSeed(&state, payload_len);
   XXH3_64bits_update(&state, out->data() + start + kFrameHeaderBytes, prefix_payload);
   XXH3_64bits_update(&state, body.data(), body.size());

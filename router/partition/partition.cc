@@ -7,6 +7,7 @@ namespace dvrouter {
 
 uint64_t RecordHash(std::string_view table, std::string_view row_id) {
   XXH3_state_t state;
+  XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
   XXH3_64bits_reset(&state);
   XXH3_64bits_update(&state, table.data(), table.size());
   XXH3_64bits_update(&state, "\x1f", 1);
