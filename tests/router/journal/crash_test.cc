@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -163,6 +164,20 @@ TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
   }
   for (const auto& [id, count] : in_journal) EXPECT_EQ(count, 1) << id;
   EXPECT_EQ(in_journal.size(), static_cast<size_t>(last_seq));
+
+  // `dvrouter journal` prints the same records, one JSON line each.
+  const std::string dump = tmp.path() + "/dump.jsonl";
+  testing::ChildProcess dumper(DVROUTER_BINARY,
+                               {"journal", "--data-dir", tmp.path() + "/data", "--from", "1"},
+                               dump);
+  int status = dumper.Wait();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const std::string text = testing::ReadFileOrDie(dump);
+  EXPECT_EQ(static_cast<size_t>(std::count(text.begin(), text.end(), '\n')), in_journal.size());
+  for (const auto& [id, n] : acked) {
+    EXPECT_NE(text.find("\"event_id\":\"" + id + "\""), std::string::npos) << id;
+  }
+  EXPECT_NE(text.find("\"table\":\"msdyn_agentstatus\""), std::string::npos);
 }
 
 }  // namespace
