@@ -167,9 +167,8 @@ TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
 
   // `dvrouter journal` prints the same records, one JSON line each.
   const std::string dump = tmp.path() + "/dump.jsonl";
-  testing::ChildProcess dumper(DVROUTER_BINARY,
-                               {"journal", "--data-dir", tmp.path() + "/data", "--from", "1"},
-                               dump);
+  testing::ChildProcess dumper(
+      DVROUTER_BINARY, {"journal", "--data-dir", tmp.path() + "/data", "--from", "1"}, dump);
   int status = dumper.Wait();
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   const std::string text = testing::ReadFileOrDie(dump);
