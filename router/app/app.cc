@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -15,21 +16,32 @@
 namespace dvrouter {
 
 struct App::Impl {
-  explicit Impl(Config c)
+  Impl(Config c, AppHooks h)
       : config(std::move(c)),
+        hooks(h),
         runtime(config.ingress.io_threads),
         webhook(config.ingress, config.journal.partitions, config.ingress.io_threads, &metrics),
         admin(&metrics, [this] { RefreshGauges(); }) {}
 
+  // Runs on an admin I/O thread, possibly while Start() is still recovering: it reads the
+  // components through atomics published once they are ready.
   void RefreshGauges() {
-    if (ingress) metrics.connections_open.Set(static_cast<double>(ingress->connections()));
-    if (journal) {
-      JournalStats s = journal->Stats();
-      metrics.journal_next_seq.Set(static_cast<double>(s.next_seq));
+    if (HttpServer* s = ingress_ready.load(std::memory_order_acquire)) {
+      metrics.connections_open.Set(static_cast<double>(s->connections()));
+    }
+    if (FileJournal* j = journal_ready.load(std::memory_order_acquire)) {
+      const JournalStats stats = j->Stats();
+      metrics.journal_next_seq.Set(static_cast<double>(stats.next_seq));
+      metrics.journal_pending.Set(static_cast<double>(stats.pending));
     }
   }
 
   Config config;
+  AppHooks hooks;
+  std::atomic<HttpServer*> ingress_ready{nullptr};
+  std::atomic<FileJournal*> journal_ready{nullptr};
+  std::atomic<uint16_t> ingress_port{0};
+  std::atomic<uint16_t> admin_port{0};
   RouterMetrics metrics;
   IoRuntime runtime;
   WebhookHandler webhook;
@@ -39,7 +51,7 @@ struct App::Impl {
   std::unique_ptr<FileJournal> journal;
 };
 
-App::App(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+App::App(Config config, AppHooks hooks) : impl_(std::make_unique<Impl>(std::move(config), hooks)) {}
 
 App::~App() { Shutdown(); }
 
@@ -48,6 +60,7 @@ Status App::Start() {
   m.runtime.Start();
   m.admin_server = std::make_unique<HttpServer>(&m.runtime, &m.admin, HttpServerLimits{});
   if (Status st = m.admin_server->Listen(m.config.admin.listen); !st.ok()) return st;
+  m.admin_port = m.admin_server->port();
 
   FileJournalOptions jo;
   jo.dir = m.config.journal.data_dir + "/journal";
@@ -59,12 +72,14 @@ Status App::Start() {
   jo.dedupe_max_entries = m.config.dedupe.max_entries;
   jo.max_batch_events = m.config.journal.max_batch_events;
   jo.observer = &m.metrics;
+  jo.io = m.hooks.journal_io;
   if (::mkdir(m.config.journal.data_dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoStatus("mkdir " + m.config.journal.data_dir, errno);
   }
   auto journal = FileJournal::Open(std::move(jo));
   if (!journal.ok()) return journal.status();
   m.journal = std::move(journal).value();
+  m.journal_ready.store(m.journal.get(), std::memory_order_release);
   JournalStats stats = m.journal->Stats();
   m.metrics.journal_corrupt_records.Set(static_cast<double>(stats.corrupt_records));
   m.metrics.journal_truncated_bytes.Set(static_cast<double>(stats.truncated_bytes));
@@ -86,6 +101,8 @@ Status App::Start() {
   limits.body_padding = Decoder::kPadding;
   m.ingress = std::make_unique<HttpServer>(&m.runtime, &m.webhook, limits);
   if (Status st = m.ingress->Listen(m.config.ingress.listen); !st.ok()) return st;
+  m.ingress_ready.store(m.ingress.get(), std::memory_order_release);
+  m.ingress_port = m.ingress->port();
   if (m.config.ingress.auth.mode == AuthMode::kNone) {
     std::fprintf(stderr,
                  "dvrouter: WARNING: ingress.auth.mode is none: webhooks unauthenticated\n");
@@ -106,6 +123,7 @@ Status App::Start() {
 void App::Shutdown() {
   Impl& m = *impl_;
   m.admin.set_ready(false);
+  m.ingress_ready.store(nullptr, std::memory_order_release);
   if (m.ingress) m.ingress->StopAccepting();
   // Completes every Append already queued: their callbacks post the responses.
   if (m.journal) m.journal->Stop();
@@ -115,13 +133,14 @@ void App::Shutdown() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (m.admin_server) m.admin_server->StopAccepting();
-  m.runtime.Stop();
+  m.runtime.Stop();  // no admin request runs from here on
+  m.journal_ready.store(nullptr, std::memory_order_release);
   m.ingress.reset();
   m.admin_server.reset();
   m.journal.reset();
 }
 
-uint16_t App::ingress_port() const { return impl_->ingress ? impl_->ingress->port() : 0; }
-uint16_t App::admin_port() const { return impl_->admin_server ? impl_->admin_server->port() : 0; }
+uint16_t App::ingress_port() const { return impl_->ingress_port.load(); }
+uint16_t App::admin_port() const { return impl_->admin_port.load(); }
 
 }  // namespace dvrouter

@@ -13,12 +13,18 @@
 
 namespace dvrouter {
 
+// Test seams; production leaves them empty.
+struct AppHooks {
+  class JournalIo* journal_io = nullptr;  // the journal's syscalls (fault injection)
+};
+
 class App {
  public:
-  explicit App(Config config);
+  explicit App(Config config, AppHooks hooks = {});
   ~App();
   Status Start();
   void Shutdown();
+  // Bound ports (0 until listening); any thread, also while Start() runs.
   uint16_t ingress_port() const;
   uint16_t admin_port() const;
 

@@ -244,7 +244,9 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   uint64_t threads = static_cast<uint64_t>(c->ingress.io_threads);
   DV_TRY(ingress.Count("io_threads", 1, 64, &threads));
   c->ingress.io_threads = static_cast<int>(threads);
-  DV_TRY(ingress.Bytes("max_body_bytes", 1024, 64ull << 20, &c->ingress.max_body_bytes));
+  // Dataverse contexts are at most ~256 KB; 16 MiB leaves room and stays far below the journal's
+  // 64 MiB frame limit.
+  DV_TRY(ingress.Bytes("max_body_bytes", 1024, 16ull << 20, &c->ingress.max_body_bytes));
   DV_TRY(ingress.DurationMs("header_timeout", 10, 3'600'000, &c->ingress.header_timeout_ms));
   DV_TRY(ingress.DurationMs("body_timeout", 10, 3'600'000, &c->ingress.body_timeout_ms));
   DV_TRY(ingress.Count("max_connections", 1, 1'000'000, &c->ingress.max_connections));

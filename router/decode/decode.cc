@@ -26,9 +26,14 @@ Status JsonError(std::string_view field, simdjson::error_code e) {
   return FieldError(field, simdjson::error_message(e));
 }
 
+// Names (messages, tables, organizations) are short in Dataverse; a longer one is not a real
+// event, and the journal frame stores each header string with a 16-bit length.
+constexpr size_t kMaxNameBytes = 1024;
+
 Status ReadString(od::value v, std::string_view field, std::string* out) {
   std::string_view s;
   if (auto e = v.get_string().get(s)) return JsonError(field, e);
+  if (s.size() > kMaxNameBytes) return FieldError(field, "longer than 1024 bytes");
   out->assign(s);
   return Status::Ok();
 }

@@ -41,7 +41,10 @@ EventKey EventHeader::DedupeKey() const {
   XXH3_state_t state;
   XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
   XXH3_128bits_reset(&state);
-  const std::string& op = operation_id.empty() ? request_id : operation_id;
+  // An all-zero OperationId carries no identity: fall back to RequestId as for a missing one.
+  static constexpr std::string_view kNilGuid = "00000000-0000-0000-0000-000000000000";
+  const std::string& op =
+      operation_id.empty() || operation_id == kNilGuid ? request_id : operation_id;
   for (const std::string* part : {&owning_extension_id, &op, &message_name, &primary_entity_id}) {
     XXH3_128bits_update(&state, part->data(), part->size());
     XXH3_128bits_update(&state, "\x1f", 1);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -61,6 +62,12 @@ class HttpHandler {
  public:
   virtual ~HttpHandler() = default;
   virtual std::unique_ptr<HttpConnectionState> NewConnection() { return nullptr; }
+  // Called once the header is read, before the body is (and before `100 Continue` is sent):
+  // return a response to refuse the request without reading its body. The connection is then
+  // closed after the response. Body and headers-only fields of the view are set; body is empty.
+  virtual std::optional<HttpResponse> Precheck(const HttpRequestView& /*request*/) {
+    return std::nullopt;
+  }
   // Called on the connection's strand, on I/O thread number io_thread (0 .. io_threads-1).
   virtual void Handle(const HttpRequestView& request, HttpConnectionState* state,
                       HttpExchange* exchange, int io_thread) = 0;

@@ -142,6 +142,16 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   void OnHeader(beast::error_code ec, std::size_t) {
     if (ec) return OnReadError(ec, /*in_body=*/false);
     const auto& req = parser_->get();
+    headers_.Reset(&req.base());
+    HttpRequestView head;
+    head.method = req.method_string();
+    head.target = req.target();
+    head.headers = &headers_;
+    if (std::optional<HttpResponse> refusal = server_->handler->Precheck(head)) {
+      // Refused before reading the body: answer, then close without reading it.
+      refusal->close = true;
+      return Write(std::move(*refusal), /*handled=*/false);
+    }
     if (auto len = parser_->content_length()) {
       req_body().reserve(static_cast<size_t>(*len) + server_->limits.body_padding);
     }
@@ -235,8 +245,29 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   void OnWrite(beast::error_code ec, std::size_t) {
     if (handled_) server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
     handled_ = false;
-    if (ec || !keep_alive_) return Close();
+    if (ec) return Close();
+    if (!keep_alive_) return LingeringClose();
     DoReadHeader();
+  }
+
+  // Closing a socket with unread input makes the kernel send a reset, which can destroy the
+  // answer (a 413, a 401) before the client reads it. Shut down our side, then discard what the
+  // client still sends, bounded in bytes and time, before closing.
+  void LingeringClose() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain(0);
+  }
+
+  void Drain(size_t drained) {
+    static constexpr size_t kMaxDrain = 4 << 20;
+    drain_buf_.resize(16 << 10);
+    stream_.async_read_some(net::buffer(drain_buf_),
+                            [self = shared_from_this(), drained](beast::error_code ec, size_t n) {
+                              if (ec || drained + n > kMaxDrain) return self->Close();
+                              self->Drain(drained + n);
+                            });
   }
 
   void Close() {
@@ -255,6 +286,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   std::unique_ptr<HttpConnectionState> state_;
   std::shared_ptr<Session> self_while_handling_;
   BeastHeaders headers_;
+  std::string drain_buf_;
   bool keep_alive_ = false;
   bool handled_ = false;
 };

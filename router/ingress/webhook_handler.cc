@@ -83,10 +83,10 @@ std::unique_ptr<HttpConnectionState> WebhookHandler::NewConnection() {
 void WebhookHandler::OnTransportReject(TransportReject reject) {
   switch (reject) {
     case TransportReject::kTooLarge:
-      metrics_->CountRequest(RequestOutcome::kTooLarge, 0);
+      metrics_->Count(RequestOutcome::kTooLarge);
       break;
     case TransportReject::kMalformed:
-      metrics_->CountRequest(RequestOutcome::kBadRequest, 0);
+      metrics_->Count(RequestOutcome::kBadRequest);
       break;
     case TransportReject::kTimeout:
       metrics_->connections_timed_out.Increment();
@@ -123,25 +123,32 @@ void WebhookHandler::Reply(Call* call, HttpExchange* exchange, RequestOutcome ou
   exchange->Respond(std::move(response));
 }
 
+std::optional<HttpResponse> WebhookHandler::Precheck(const HttpRequestView& request) {
+  // Decided on the header alone, so a refused client never gets `100 Continue` and its body is
+  // never read.
+  if (TargetPath(request.target) != config_.path) {
+    metrics_->Count(RequestOutcome::kNotFound);
+    return ErrorResponse(404, "not_found", "no webhook at this path");
+  }
+  if (request.method != "POST") {
+    metrics_->Count(RequestOutcome::kMethodNotAllowed);
+    HttpResponse r = ErrorResponse(405, "method_not_allowed", "the webhook accepts POST only");
+    r.allow = "POST";
+    return r;
+  }
+  if (!Authorized(request)) {
+    metrics_->Count(RequestOutcome::kUnauthorized);
+    return ErrorResponse(401, "unauthorized", "missing or wrong webhook credentials");
+  }
+  return std::nullopt;
+}
+
 void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState* state,
                             HttpExchange* exchange, int io_thread) {
+  // Path, method and credentials were checked by Precheck on the header.
   Call* call = static_cast<Call*>(state);
   call->started = SteadyClock::now();
   metrics_->received_bytes.Increment(static_cast<double>(request.body_size));
-
-  if (TargetPath(request.target) != config_.path) {
-    return Reply(call, exchange, RequestOutcome::kNotFound,
-                 ErrorResponse(404, "not_found", "no webhook at this path"));
-  }
-  if (request.method != "POST") {
-    HttpResponse r = ErrorResponse(405, "method_not_allowed", "the webhook accepts POST only");
-    r.allow = "POST";
-    return Reply(call, exchange, RequestOutcome::kMethodNotAllowed, std::move(r));
-  }
-  if (!Authorized(request)) {
-    return Reply(call, exchange, RequestOutcome::kUnauthorized,
-                 ErrorResponse(401, "unauthorized", "missing or wrong webhook credentials"));
-  }
   Decoder& decoder = *decoders_[static_cast<size_t>(io_thread) % decoders_.size()];
   if (Status st = decoder.Decode(request.body_data, request.body_size, request.body_capacity,
                                  &call->header);
@@ -180,6 +187,11 @@ void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState*
 void WebhookHandler::Finish(Call* call, const AppendResult& result) {
   HttpExchange* exchange = call->exchange;
   call->exchange = nullptr;
+  if (!result.status.ok() && !IsRetryable(result.status.code())) {
+    // The journal refuses this event for good (larger than a frame can hold).
+    return Reply(call, exchange, RequestOutcome::kTooLarge,
+                 ErrorResponse(413, "too_large", result.status.message()));
+  }
   if (!result.status.ok()) {
     HttpResponse r = ErrorResponse(503, "overloaded", result.status.message());
     r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);

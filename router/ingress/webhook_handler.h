@@ -1,7 +1,8 @@
 // WebhookHandler: the Dataverse webhook route, as request logic that knows nothing of sockets.
 //
-// For each request: route (404), method (405 unless POST), authentication in the configured
-// Dataverse form (401; secrets compared in constant time), decode (400 naming the field), then
+// For each request, on its header: route (404), method (405 unless POST), authentication in the
+// configured Dataverse form (401; secrets compared in constant time); then, with the body,
+// decode (400 naming the field), then
 // Append to the journal. The answer is sent from the journal's callback: 200 only once the event
 // is durable (or a duplicate of a durable one), 503 with Retry-After when the journal refuses it.
 // Every outcome is counted.
@@ -33,6 +34,7 @@ class WebhookHandler final : public HttpHandler {
   void set_journal(Journal* journal) { journal_.store(journal, std::memory_order_release); }
 
   std::unique_ptr<HttpConnectionState> NewConnection() override;
+  std::optional<HttpResponse> Precheck(const HttpRequestView& request) override;
   void Handle(const HttpRequestView& request, HttpConnectionState* state, HttpExchange* exchange,
               int io_thread) override;
   void OnTransportReject(TransportReject reject) override;

@@ -12,8 +12,10 @@
 #include <chrono>
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -28,6 +30,7 @@ ssize_t JournalIo::Writev(int fd, const iovec* iov, int iovcnt) {
   return ::writev(fd, iov, iovcnt);
 }
 int JournalIo::Fdatasync(int fd) { return ::fdatasync(fd); }
+int JournalIo::Ftruncate(int fd, off_t size) { return ::ftruncate(fd, size); }
 JournalIo* JournalIo::Default() {
   static JournalIo io;  // trivial destructor: no state
   return &io;
@@ -223,7 +226,12 @@ struct FileJournal::Impl {
     size_t batch_index;
   };
   std::unordered_map<EventKey, DedupeEntry, KeyHash> dedupe;
-  std::deque<std::pair<EventKey, int64_t>> dedupe_order;
+  struct OrderEntry {
+    EventKey key;
+    uint64_t seq;
+    int64_t received_ms;
+  };
+  std::deque<OrderEntry> dedupe_order;  // insertion order; bounded like the map
   std::atomic<uint64_t> dedupe_size{0};
   uint64_t batch_epoch = 0;
 
@@ -255,8 +263,10 @@ struct FileJournal::Impl {
   int64_t Now() const { return opt.now_ms ? opt.now_ms() : SystemNowMs(); }
 
   Status Recover();
+  Status SyncFile(const std::string& path);
   Status OpenSegmentForAppend(uint64_t first, bool create);
   void ExpireDedupe(int64_t now);
+  void ForgetOldest();
   void RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms, size_t index);
   void WriterLoop();
   void ProcessBatch();
@@ -267,7 +277,12 @@ struct FileJournal::Impl {
 };
 
 Status FileJournal::Impl::Recover() {
-  if (::mkdir(opt.dir.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (::mkdir(opt.dir.c_str(), 0755) == 0) {
+    // The new directory's entry must survive a crash too.
+    const size_t slash = opt.dir.find_last_of('/');
+    const std::string parent = slash == std::string::npos ? "." : opt.dir.substr(0, slash);
+    if (Status st = FsyncDir(parent.empty() ? "/" : parent); !st.ok()) return st;
+  } else if (errno != EEXIST) {
     return ErrnoStatus("mkdir " + opt.dir, errno);
   }
   const std::string lock_path = opt.dir + "/LOCK";
@@ -320,7 +335,14 @@ Status FileJournal::Impl::Recover() {
         &stopped);
     corrupt_records += scan.corrupt_records;
     uint64_t size = data.size();
-    if (scan.torn_tail) {
+    const bool last = std::next(it) == list->end();
+    if (scan.torn_tail && !last) {
+      // Only the newest segment is being written when a crash happens: invalid bytes at the end
+      // of an older one are damage to acknowledged data. Keep them for inspection, count them.
+      ++corrupt_records;
+      std::fprintf(stderr, "dvrouter: journal segment %s: invalid bytes after offset %llu kept\n",
+                   it->second.c_str(), static_cast<unsigned long long>(scan.valid_end));
+    } else if (scan.torn_tail) {
       // Bytes after the last valid record were never acknowledged (a crash mid-write): cut them
       // so new records follow valid ones directly.
       truncated_bytes += size - scan.valid_end;
@@ -329,16 +351,30 @@ Status FileJournal::Impl::Recover() {
       }
       size = scan.valid_end;
     }
+    // What recovery read may have been in the page cache only (a crash between write and
+    // fdatasync): make it durable before any of it is treated as journaled (the dedupe index
+    // answers 200 for it from now on).
+    if (Status sync = SyncFile(it->second); !sync.ok()) return sync;
     segments[it->first] = size;
     total_bytes += size;
   }
+  if (Status sync = FsyncDir(opt.dir); !sync.ok()) return sync;
   next_seq = last_seq + 1;
   // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
   std::sort(dedupe_order.begin(), dedupe_order.end(),
-            [](const auto& a, const auto& b) { return a.second < b.second; });
+            [](const OrderEntry& a, const OrderEntry& b) { return a.received_ms < b.received_ms; });
 
   if (segments.empty()) return OpenSegmentForAppend(next_seq, /*create=*/true);
   return OpenSegmentForAppend(segments.rbegin()->first, /*create=*/false);
+}
+
+Status FileJournal::Impl::SyncFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  const int rc = io->Fdatasync(fd);
+  const int err = errno;
+  ::close(fd);
+  return rc == 0 ? Status::Ok() : ErrnoStatus("fdatasync " + path + " during recovery", err);
 }
 
 Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
@@ -366,24 +402,28 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
 
 void FileJournal::Impl::RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms,
                                     size_t index) {
-  auto [it, inserted] = dedupe.try_emplace(key, DedupeEntry{seq, received_ms, batch_epoch, index});
-  if (!inserted) it->second = DedupeEntry{seq, received_ms, batch_epoch, index};
-  dedupe_order.emplace_back(key, received_ms);
-  while (dedupe.size() > opt.dedupe_max_entries && !dedupe_order.empty()) {
-    dedupe.erase(dedupe_order.front().first);
-    dedupe_order.pop_front();
+  dedupe.insert_or_assign(key, DedupeEntry{seq, received_ms, batch_epoch, index});
+  dedupe_order.push_back(OrderEntry{key, seq, received_ms});
+  // Bound both the map and the queue: the queue also holds entries of keys that were refreshed
+  // or whose append failed.
+  while (!dedupe_order.empty() && (dedupe.size() > opt.dedupe_max_entries ||
+                                   dedupe_order.size() > 2 * opt.dedupe_max_entries)) {
+    ForgetOldest();
   }
   dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
 }
 
+void FileJournal::Impl::ForgetOldest() {
+  const OrderEntry& oldest = dedupe_order.front();
+  // Erase only the entry this queue slot created, not a later record with the same key.
+  auto it = dedupe.find(oldest.key);
+  if (it != dedupe.end() && it->second.seq == oldest.seq) dedupe.erase(it);
+  dedupe_order.pop_front();
+}
+
 void FileJournal::Impl::ExpireDedupe(int64_t now) {
-  while (!dedupe_order.empty() && now - dedupe_order.front().second > opt.dedupe_window_ms) {
-    auto it = dedupe.find(dedupe_order.front().first);
-    // Only erase if the entry was not refreshed by a later record with the same key.
-    if (it != dedupe.end() && it->second.received_ms == dedupe_order.front().second) {
-      dedupe.erase(it);
-    }
-    dedupe_order.pop_front();
+  while (!dedupe_order.empty() && now - dedupe_order.front().received_ms > opt.dedupe_window_ms) {
+    ForgetOldest();
   }
   dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
 }
@@ -427,7 +467,7 @@ void FileJournal::Impl::ProcessBatch() {
       continue;
     }
     if (needs_truncate) {
-      if (::ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) {
+      if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) {
         slot.result.status = ErrnoStatus("truncate journal segment after failed write", errno);
         continue;
       }
@@ -438,6 +478,12 @@ void FileJournal::Impl::ProcessBatch() {
     journal::FrameMeta meta{next_seq.load(std::memory_order_relaxed), req->received_ms, req->key,
                             req->partition};
     const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
+    if (len - journal::kFrameHeaderBytes > journal::kMaxPayloadBytes) {
+      // Recovery would refuse such a frame: never acknowledge what cannot be read back.
+      frame_buf.resize(prefix_off);
+      slot.result.status = InvalidArgument("event larger than the journal's frame limit");
+      continue;
+    }
     if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes) {
       frame_buf.resize(prefix_off);
       slot.result.status =
@@ -534,7 +580,7 @@ void FileJournal::Impl::CommitGroup() {
   if (!st.ok()) {
     // Nothing of this group is acknowledged: cut whatever reached the file and give the
     // sequence numbers back, so the next group starts on a clean record boundary.
-    if (::ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) needs_truncate = true;
+    if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) needs_truncate = true;
     next_seq.store(slots[group.front()].result.seq, std::memory_order_relaxed);
     for (size_t i : group) {
       slots[i].result.status = st;
@@ -560,8 +606,8 @@ void FileJournal::Impl::CommitGroup() {
 
 Status FileJournal::Impl::Roll() {
   if (needs_truncate) return Unavailable("journal segment could not be truncated after a failure");
+  if (seg_size == 0) return Status::Ok();  // the current segment is still empty
   const uint64_t first = next_seq.load(std::memory_order_relaxed);
-  if (first == seg_first) return Status::Ok();  // the current segment is still empty
   // The old segment's records were all synced by CommitGroup.
   Status st = OpenSegmentForAppend(first, /*create=*/true);
   if (st.ok()) ReportSize();
@@ -624,6 +670,10 @@ JournalStats FileJournal::Stats() const {
   s.next_seq = impl_->next_seq.load(std::memory_order_relaxed);
   s.bytes = impl_->total_bytes.load(std::memory_order_relaxed);
   s.dedupe_entries = impl_->dedupe_size.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(impl_->queue_mu);
+    s.pending = impl_->pending.size();
+  }
   std::lock_guard<std::mutex> lock(impl_->state_mu);
   s.segments = impl_->segments.size();
   s.corrupt_records = impl_->corrupt_records;

@@ -5,7 +5,8 @@
 // Append queued since its last pass, writes their frames with writev, syncs once with fdatasync
 // (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks. Open() recovers:
 // it scans every segment, skips (and counts) corrupt records that valid ones follow, truncates a
-// torn tail after the last valid record, and rebuilds the next sequence and the dedupe index.
+// torn tail after the last valid record of the newest segment, fdatasyncs what it found (it may
+// have been in the page cache only), and rebuilds the next sequence and the dedupe index.
 //
 // Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
 // writer thread; Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while
@@ -31,6 +32,7 @@ class JournalIo {
   virtual ~JournalIo() = default;
   virtual ssize_t Writev(int fd, const iovec* iov, int iovcnt);
   virtual int Fdatasync(int fd);
+  virtual int Ftruncate(int fd, off_t size);
   static JournalIo* Default();
 };
 

@@ -37,7 +37,8 @@ struct AppendResult {
 class AppendCallback {
  public:
   virtual ~AppendCallback() = default;
-  // Called exactly once per Append, on the writer thread.
+  // Called exactly once per Append, on the writer thread; or, when the journal is stopping, on
+  // the caller's thread before Append returns.
   virtual void OnAppendDone(const AppendResult& result) = 0;
 };
 
@@ -72,6 +73,7 @@ struct JournalStats {
   uint64_t bytes = 0;
   uint64_t segments = 0;
   uint64_t dedupe_entries = 0;
+  uint64_t pending = 0;          // appends queued for the next group commit
   uint64_t corrupt_records = 0;  // skipped during recovery
   uint64_t truncated_bytes = 0;  // torn tail cut off during recovery
 };

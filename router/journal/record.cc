@@ -68,8 +68,8 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   Put<int64_t>(out, h.operation_created_on_ms);
   for (auto field : kStringFields) {
     const std::string& s = h.*field;
-    // Header strings come from a body capped far below 64 KiB per field by the decoder's
-    // validation; clip defensively so a frame is always well formed.
+    // The decoder caps body names at 1024 bytes and the server caps all HTTP headers at 16 KiB,
+    // so nothing is clipped in practice; clipping keeps a frame well formed regardless.
     const uint16_t n = static_cast<uint16_t>(s.size() > 0xffff ? 0xffff : s.size());
     Put<uint16_t>(out, n);
     out->append(s.data(), n);

@@ -90,6 +90,8 @@ RouterMetrics::RouterMetrics()
                                     "Torn-tail bytes cut off by the last recovery")),
       journal_next_seq(Gauge(*registry_, "dvrouter_journal_next_sequence",
                              "Sequence number the next journaled event gets")),
+      journal_pending(Gauge(*registry_, "dvrouter_journal_pending_events",
+                            "Events waiting for the next group commit")),
       ready(Gauge(*registry_, "dvrouter_ready", "1 once recovery has finished")) {
   auto& family = BuildCounter()
                      .Name("dvrouter_requests_total")
@@ -108,6 +110,10 @@ std::string RouterMetrics::Serialize() const {
 void RouterMetrics::CountRequest(RequestOutcome outcome, double seconds) {
   requests[static_cast<int>(outcome)]->Increment();
   request_seconds.Observe(seconds);
+}
+
+void RouterMetrics::Count(RequestOutcome outcome) {
+  requests[static_cast<int>(outcome)]->Increment();
 }
 
 void RouterMetrics::OnWrite(double seconds, uint64_t bytes) {

@@ -39,7 +39,10 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Registry& registry() { return *registry_; }
   std::string Serialize() const;
 
+  // A request answered after its body was read: counted and timed.
   void CountRequest(RequestOutcome outcome, double seconds);
+  // A request refused on its header or by the transport: counted, not timed.
+  void Count(RequestOutcome outcome);
 
   // JournalObserver
   void OnWrite(double seconds, uint64_t bytes) override;
@@ -65,6 +68,7 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Gauge& journal_corrupt_records;
   prometheus::Gauge& journal_truncated_bytes;
   prometheus::Gauge& journal_next_seq;
+  prometheus::Gauge& journal_pending;
   prometheus::Gauge& ready;
 };
 

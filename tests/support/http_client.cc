@@ -108,6 +108,12 @@ HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_int
   }
   reply.body = buffer_.substr(0, length);
   buffer_.erase(0, length);
+  if (honor_connection_close_ && reply.headers["connection"] == "close") {
+    // As a real client does: the next request opens a new connection.
+    ::close(fd_);
+    fd_ = -1;
+    buffer_.clear();
+  }
   return reply;
 }
 

@@ -24,6 +24,9 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   bool Connect();
+  // By default the client closes its socket after a `Connection: close` answer, as real clients
+  // do; tests that check the server closes the connection itself turn that off.
+  void set_honor_connection_close(bool honor) { honor_connection_close_ = honor; }
   bool connected() const { return fd_ >= 0; }
   // Sends raw bytes; false if the connection is closed.
   bool SendRaw(const std::string& bytes);
@@ -48,6 +51,7 @@ class HttpClient {
   uint16_t port_;
   std::string host_;
   int fd_ = -1;
+  bool honor_connection_close_ = true;
   std::string buffer_;
 };
 

@@ -7,6 +7,7 @@
 
 #include "router/app/app.h"
 #include "router/journal/file_journal.h"
+#include "tests/support/fault_io.h"
 #include "tests/support/http_client.h"
 #include "tests/support/test_util.h"
 
@@ -58,9 +59,9 @@ class Ingress : public ::testing::Test {
     return c;
   }
 
-  void Start(Config c) {
+  void Start(Config c, AppHooks hooks = {}) {
     config_ = c;
-    app_ = std::make_unique<App>(std::move(c));
+    app_ = std::make_unique<App>(std::move(c), hooks);
     Status st = app_->Start();
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
@@ -191,6 +192,7 @@ TEST_F(Ingress, OversizedBodiesGet413) {
   std::string big = ContactEvent(1);
   big.insert(big.size() - 1, ",\"Pad\":\"" + std::string(20 << 10, 'x') + "\"");
   HttpClient client(port());
+  client.set_honor_connection_close(false);
   HttpReply r = client.Post(Url(), big);
   EXPECT_EQ(r.status, 413);
   EXPECT_TRUE(client.WaitClosed(std::chrono::seconds(5)));
@@ -206,9 +208,44 @@ TEST_F(Ingress, OversizedBodiesGet413) {
   EXPECT_EQ(JournalRecords(), 0u);
 }
 
+TEST_F(Ingress, RefusalsReachClientsThatSendLargeBodiesAnyway) {
+  // Without a lingering close, the unread body makes the kernel reset the connection and the
+  // client may never see the answer.
+  Config c = BaseConfig();
+  c.ingress.max_body_bytes = 64 << 10;
+  Start(c);
+  const std::string huge(4 << 20, 'x');
+  HttpClient too_large(port());
+  ASSERT_TRUE(too_large.SendRaw("POST " + Url() + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                                std::to_string(huge.size()) + "\r\n\r\n"));
+  too_large.SendRaw(huge);  // the server may stop reading part-way: ignore a send failure
+  EXPECT_EQ(too_large.ReadReply().status, 413);
+  HttpClient unauthorized(port());
+  const std::string body(48 << 10, 'y');
+  ASSERT_TRUE(unauthorized.SendRaw(
+      "POST " + Url("?code=nope") +
+      " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
+  unauthorized.SendRaw(body);
+  EXPECT_EQ(unauthorized.ReadReply().status, 401);
+}
+
+TEST_F(Ingress, UnauthenticatedClientsAreNotInvitedToSendTheirBody) {
+  Start(BaseConfig());
+  HttpClient client(port());
+  ASSERT_TRUE(client.SendRaw("POST " + Url("?code=nope") +
+                             " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                             "Content-Length: 5000\r\n\r\n"));
+  // The first answer is the refusal, not `100 Continue`.
+  HttpReply r = client.ReadReply(std::chrono::seconds(5), /*skip_interim=*/false);
+  EXPECT_EQ(r.status, 401);
+  EXPECT_EQ(r.headers["connection"], "close");
+  EXPECT_EQ(Requests("unauthorized"), 1);
+}
+
 TEST_F(Ingress, MalformedHttpGets400AndCloses) {
   Start(BaseConfig());
   HttpClient client(port());
+  client.set_honor_connection_close(false);
   ASSERT_TRUE(client.SendRaw("THIS IS NOT HTTP\r\n\r\n"));
   EXPECT_EQ(client.ReadReply().status, 400);
   EXPECT_TRUE(client.WaitClosed(std::chrono::seconds(5)));
@@ -336,6 +373,86 @@ TEST_F(Ingress, ConnectionsBeyondTheLimitAreClosed) {
     HttpClient again(port());
     return again.Post(Url(), ContactEvent(3)).status == 200;
   }));
+}
+
+TEST_F(Ingress, AcknowledgementWaitsForTheSyncAndSyncsAreShared) {
+  testing::FaultIo io;
+  Start(BaseConfig(), AppHooks{&io});
+  io.CloseGate();
+  std::atomic<int> answered{0};
+  std::vector<std::thread> clients;
+  clients.emplace_back([&] {
+    HttpClient c(port());
+    if (c.Post(Url(), ContactEvent(0)).status == 200) ++answered;
+  });
+  ASSERT_TRUE(io.WaitUntilBlocked());  // the first event's group commit is inside fdatasync
+  for (int i = 1; i <= 10; ++i) {
+    clients.emplace_back([&, i] {
+      HttpClient c(port());
+      if (c.Post(Url(), ContactEvent(i)).status == 200) ++answered;
+    });
+  }
+  // The ten later requests reach the journal's queue while the writer is blocked.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return MetricValue(Metrics(), "dvrouter_journal_pending_events") == 10; }));
+  EXPECT_EQ(answered.load(), 0) << "a 200 was sent before its fdatasync returned";
+  io.OpenGate();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(answered.load(), 11);
+  const std::string m = Metrics();
+  EXPECT_EQ(MetricValue(m, "dvrouter_journal_group_commit_events_sum"), 11);
+  EXPECT_EQ(MetricValue(m, "dvrouter_journal_group_commit_events_count"), 2)
+      << "the ten queued events must share one fdatasync";
+}
+
+TEST_F(Ingress, FailedSyncAnswers503AndTheRetryIsJournaled) {
+  testing::FaultIo io;
+  Config c = BaseConfig();
+  c.ingress.retry_after_s = 3;
+  Start(c, AppHooks{&io});
+  HttpClient client(port());
+  io.sync_errno = EIO;
+  HttpReply r = client.Post(Url(), ContactEvent(5));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["retry-after"], "3");
+  io.sync_errno = 0;
+  // Dataverse's single retry: accepted as new, not as a duplicate of what never became durable.
+  r = client.Post(Url(), ContactEvent(5));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"status\":\"accepted\""), std::string::npos) << r.body;
+  EXPECT_EQ(MetricValue(Metrics(), "dvrouter_journal_write_errors_total"), 1);
+  EXPECT_EQ(JournalRecords(), 1u);
+}
+
+TEST_F(Ingress, ReadyOnlyOnceRecoveryHasFinished) {
+  {
+    Start(BaseConfig());
+    HttpClient client(port());
+    ASSERT_EQ(client.Post(Url(), ContactEvent(1)).status, 200);
+    app_->Shutdown();
+    app_.reset();
+  }
+  // Restart with recovery held at its fdatasync of the existing segment.
+  testing::FaultIo io;
+  io.CloseGate();
+  Config c = BaseConfig();
+  app_ = std::make_unique<App>(c, AppHooks{&io});
+  config_ = c;
+  Status started;
+  std::thread starter([&] { started = app_->Start(); });
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  ASSERT_NE(app_->admin_port(), 0);
+  HttpClient admin(app_->admin_port());
+  EXPECT_EQ(admin.Get("/healthz").status, 200);
+  EXPECT_EQ(admin.Get("/readyz").status, 503);
+  EXPECT_EQ(MetricValue(admin.Get("/metrics").body, "dvrouter_ready"), 0);
+  EXPECT_EQ(app_->ingress_port(), 0) << "the webhook listener opens only after recovery";
+  io.OpenGate();
+  starter.join();
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  EXPECT_EQ(admin.Get("/readyz").status, 200);
+  HttpClient client(port());
+  EXPECT_NE(client.Post(Url(), ContactEvent(1)).body.find("duplicate"), std::string::npos);
 }
 
 TEST_F(Ingress, AdminEndpoints) {

@@ -13,11 +13,13 @@
 #include <set>
 #include <thread>
 
+#include "tests/support/fault_io.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
 namespace {
 
+using testing::FaultIo;
 using testing::TempDir;
 
 // Collects callback results; each Append gets its own Pending slot.
@@ -305,12 +307,20 @@ TEST(FileJournal, SegmentsRollAndRecoverInOrder) {
 
 TEST(FileJournal, RollInsideOneGroupKeepsEveryRecord) {
   Fixture f;
+  FaultIo io;
   FileJournalOptions o = f.Options();
   o.segment_bytes = 64 << 10;
+  o.io = &io;
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i, 8 << 10));
-  for (auto& e : events) j->Append(&e->request);
+  // One event first, held at its sync, so the other 29 (~240 KiB) form one group that must
+  // roll over several 64 KiB segments.
+  io.CloseGate();
+  j->Append(&events[0]->request);
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  for (size_t i = 1; i < events.size(); ++i) j->Append(&events[i]->request);
+  io.OpenGate();
   std::set<uint64_t> seqs;
   for (auto& e : events) {
     AppendResult r = e->Wait();
@@ -318,7 +328,9 @@ TEST(FileJournal, RollInsideOneGroupKeepsEveryRecord) {
     seqs.insert(r.seq);
   }
   EXPECT_EQ(seqs.size(), 30u);
+  EXPECT_GE(j->Stats().segments, 4u);
   j.reset();
+  for (const auto& seg : SegmentFiles(f.dir)) EXPECT_LE(std::filesystem::file_size(seg), 64u << 10);
   auto all = ReadAll(f.dir);
   ASSERT_EQ(all.size(), 30u);
   for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].first, i + 1);
@@ -356,38 +368,9 @@ TEST(FileJournal, DiskBudgetRefusesWithoutDamagingEarlierRecords) {
   EXPECT_EQ(r.seq, 10u);
 }
 
-// Fails writes or syncs on command, like LevelDB's SpecialEnv.
-class FaultyIo final : public JournalIo {
- public:
-  std::atomic<int> write_errno{0};
-  std::atomic<int> sync_errno{0};
-  std::atomic<bool> partial_write{false};  // write half the bytes, then fail
-  std::atomic<int> syncs{0};
-
-  ssize_t Writev(int fd, const iovec* iov, int n) override {
-    if (int e = write_errno.load()) {
-      if (partial_write.load() && n > 0 && iov[0].iov_len > 1) {
-        // Leave a torn record behind, then report the failure.
-        (void)::write(fd, iov[0].iov_base, iov[0].iov_len / 2);
-      }
-      errno = e;
-      return -1;
-    }
-    return JournalIo::Writev(fd, iov, n);
-  }
-  int Fdatasync(int fd) override {
-    ++syncs;
-    if (int e = sync_errno.load()) {
-      errno = e;
-      return -1;
-    }
-    return JournalIo::Fdatasync(fd);
-  }
-};
-
 TEST(FileJournal, EnospcRefusesThenResumesWhenSpaceReturns) {
   Fixture f;
-  FaultyIo io;
+  FaultIo io;
   FileJournalOptions o = f.Options();
   o.io = &io;
   {
@@ -421,7 +404,7 @@ TEST(FileJournal, EnospcRefusesThenResumesWhenSpaceReturns) {
 
 TEST(FileJournal, FsyncFailureIsNotAcknowledged) {
   Fixture f;
-  FaultyIo io;
+  FaultIo io;
   FileJournalOptions o = f.Options();
   o.io = &io;
   {
@@ -446,22 +429,7 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
   Fixture f;
   // Hold the first fdatasync until every other append is queued: the next group must then
   // carry all of them under one sync.
-  struct GatedIo final : JournalIo {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-    bool first_entered = false;
-    std::vector<size_t> batches;
-    int Fdatasync(int fd) override {
-      std::unique_lock<std::mutex> lock(mu);
-      if (!first_entered) {
-        first_entered = true;
-        cv.notify_all();
-        cv.wait(lock, [&] { return open; });
-      }
-      return JournalIo::Fdatasync(fd);
-    }
-  } io;
+  FaultIo io;
   struct CountingObserver final : JournalObserver {
     std::mutex mu;
     std::vector<size_t> batches;
@@ -479,17 +447,16 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 101; ++i) events.push_back(MakeEvent(i));
+  io.CloseGate();
   j->Append(&events[0]->request);
-  {
-    std::unique_lock<std::mutex> lock(io.mu);
-    ASSERT_TRUE(io.cv.wait_for(lock, std::chrono::seconds(10), [&] { return io.first_entered; }));
-  }
+  ASSERT_TRUE(io.WaitUntilBlocked());
   for (int i = 1; i < 101; ++i) j->Append(&events[static_cast<size_t>(i)]->request);
   {
-    std::lock_guard<std::mutex> lock(io.mu);
-    io.open = true;
+    // Not acknowledged while its sync has not returned.
+    std::lock_guard<std::mutex> lock(events[0]->mu);
+    EXPECT_FALSE(events[0]->done);
   }
-  io.cv.notify_all();
+  io.OpenGate();
   for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
   std::lock_guard<std::mutex> lock(observer.mu);
   EXPECT_EQ(observer.batches, (std::vector<size_t>{1, 100}));
@@ -590,6 +557,114 @@ TEST(FileJournal, StopCompletesQueuedAppendsAndRefusesLaterOnes) {
   auto late = MakeEvent(99);
   j->Append(&late->request);
   EXPECT_EQ(late->Wait().status.code(), StatusCode::kUnavailable);
+}
+
+TEST(FileJournal, FailedTruncateIsRetriedBeforeTheNextWrite) {
+  Fixture f;
+  FaultIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  {
+    auto j = OpenOrDie(o);
+    auto a = MakeEvent(1);
+    ASSERT_TRUE(AppendOne(j.get(), a.get()).status.ok());
+    // A sync fails and so does cutting the group back: the failed frame stays in the file
+    // until the next append truncates it first.
+    io.sync_errno = EIO;
+    io.truncate_errno = EIO;
+    auto b = MakeEvent(2);
+    EXPECT_FALSE(AppendOne(j.get(), b.get()).status.ok());
+    io.sync_errno = 0;
+    auto c = MakeEvent(3);
+    EXPECT_FALSE(AppendOne(j.get(), c.get()).status.ok()) << "the bad frame is still there";
+    io.truncate_errno = 0;
+    auto d = MakeEvent(4);
+    AppendResult r = AppendOne(j.get(), d.get());
+    ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    EXPECT_EQ(r.seq, 2u);
+  }
+  auto all = ReadAll(f.dir);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_NE(all[1].second.find("\"n\":4"), std::string::npos);
+}
+
+TEST(FileJournal, RecoverySyncsWhatItFinds) {
+  Fixture f;
+  {
+    auto j = OpenOrDie(f.Options());
+    auto e = MakeEvent(1);
+    ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+  }
+  // Records found at start may have reached only the page cache before a crash: recovery makes
+  // them durable before the dedupe index vouches for them.
+  FaultIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  auto j = OpenOrDie(o);
+  EXPECT_EQ(io.syncs.load(), 1);
+  // And a failing sync during recovery fails the open instead of serving unsynced data.
+  j.reset();
+  io.sync_errno = EIO;
+  auto failed = FileJournal::Open(o);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("during recovery"), std::string_view::npos);
+}
+
+TEST(FileJournal, InvalidBytesAtTheEndOfAnOlderSegmentAreKept) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.segment_bytes = 64 << 10;
+  {
+    auto j = OpenOrDie(o);
+    for (int i = 0; i < 12; ++i) {
+      auto e = MakeEvent(i, 10 << 10);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_GE(segs.size(), 2u);
+  const auto size = std::filesystem::file_size(segs[0]);
+  std::filesystem::resize_file(segs[0], size - 100);  // damage, not a crash: older segment
+  auto j = OpenOrDie(o);
+  EXPECT_EQ(std::filesystem::file_size(segs[0]), size - 100) << "older segment must not be cut";
+  EXPECT_EQ(j->Stats().corrupt_records, 1u);
+  EXPECT_EQ(j->Stats().truncated_bytes, 0u);
+  EXPECT_EQ(j->Stats().next_seq, 13u);
+}
+
+TEST(FileJournal, DedupeIndexStaysBoundedUnderFailures) {
+  Fixture f;
+  FaultIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  o.dedupe_max_entries = 10;
+  auto j = OpenOrDie(o);
+  io.write_errno = ENOSPC;
+  for (int i = 0; i < 200; ++i) {
+    auto e = MakeEvent(i);
+    EXPECT_FALSE(AppendOne(j.get(), e.get()).status.ok());
+  }
+  EXPECT_EQ(j->Stats().dedupe_entries, 0u);
+  io.write_errno = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto e = MakeEvent(1000 + i);
+    ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+  }
+  EXPECT_EQ(j->Stats().dedupe_entries, 10u);
+  // The newest ten are remembered; the oldest were evicted.
+  auto recent = MakeEvent(1049);
+  EXPECT_TRUE(AppendOne(j.get(), recent.get()).duplicate);
+  auto old = MakeEvent(1000);
+  EXPECT_FALSE(AppendOne(j.get(), old.get()).duplicate);
+}
+
+TEST(FileJournal, EventsLargerThanAFrameAreRefusedNotAcknowledged) {
+  Fixture f;
+  auto j = OpenOrDie(f.Options());
+  auto e = MakeEvent(1, (64u << 20) + 1);
+  AppendResult r = AppendOne(j.get(), e.get());
+  EXPECT_EQ(r.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(j->Stats().next_seq, 1u);
 }
 
 }  // namespace
