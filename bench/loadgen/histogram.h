@@ -48,7 +48,8 @@ class LatencyHistogram {
     uint64_t seen = 0;
     for (size_t i = 0; i < counts_.size(); ++i) {
       seen += counts_[i];
-      if (seen >= rank) return std::min(UpperEdgeNs(i), max_ns_);
+      if (seen >= rank)
+        return i + 1 == counts_.size() ? max_ns_ : std::min(UpperEdgeNs(i), max_ns_);
     }
     return max_ns_;
   }

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -220,9 +221,9 @@ class Connection {
     while (buf_.size() < end + 4 + length) {
       if (!Fill()) return Fail();
     }
-    *dup = buf_.compare(end + 4, std::min<size_t>(length, 40), "{\"status\":\"duplicate\"", 0,
-                        std::min<size_t>(length, 21)) == 0 &&
-           length >= 21;
+    static constexpr std::string_view kDuplicate = "{\"status\":\"duplicate\"";
+    *dup = length >= kDuplicate.size() &&
+           std::string_view(buf_).substr(end + 4, kDuplicate.size()) == kDuplicate;
     buf_.erase(0, end + 4 + length);
     if (close) Close();
     return status;

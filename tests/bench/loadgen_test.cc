@@ -1,0 +1,74 @@
+// dvrouter-loadgen against a real router: what it reports must match what the router journaled.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <set>
+
+#include "router/app/app.h"
+#include "router/journal/file_journal.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+double JsonNumber(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\":");
+  return at == std::string::npos ? -1 : std::stod(json.substr(at + key.size() + 3));
+}
+
+TEST(Loadgen, ReportsWhatTheRouterJournaled) {
+  testing::TempDir tmp;
+  Config c;
+  c.ingress.listen = {"127.0.0.1", 0};
+  c.admin.listen = {"127.0.0.1", 0};
+  c.journal.data_dir = tmp.path() + "/data";
+  c.ingress.auth.mode = AuthMode::kWebhookKey;
+  c.ingress.auth.secret = "lg";
+  App app(c);
+  ASSERT_TRUE(app.Start().ok());
+  const std::string url =
+      "http://127.0.0.1:" + std::to_string(app.ingress_port()) + "/webhooks/dataverse?code=lg";
+  const std::string json = tmp.path() + "/result.json";
+  const std::string fixtures = DVROUTER_FIXTURES_DIR;
+  testing::ChildProcess loadgen(
+      DVROUTER_LOADGEN, {"--url",         url,
+                         "--body",        fixtures + "/update-contact-postop-async.json",
+                         "--body",        fixtures + "/create-msdyn_agentstatus-postop-sync.json",
+                         "--requests",    "1500",
+                         "--connections", "6",
+                         "--duplicates",  "0.2",
+                         "--records",     "300",
+                         "--hot-share",   "0.5",
+                         "--hot-records", "5",
+                         "--rate",        "3000",
+                         "--duration",    "30",
+                         "--json",        json},
+      tmp.path() + "/loadgen.log");
+  const int status = loadgen.Wait(std::chrono::seconds(60));
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << testing::ReadFileOrDie(tmp.path() + "/loadgen.log");
+  app.Shutdown();
+
+  const std::string result = testing::ReadFileOrDie(json);
+  size_t records = 0;
+  std::set<std::string> rows;
+  ASSERT_TRUE(FileJournal::ScanDirectory(c.journal.data_dir + "/journal", [&](const RecordView& v) {
+                ++records;
+                rows.insert(v.header->primary_entity_id);
+                return true;
+              }).ok());
+  EXPECT_EQ(JsonNumber(result, "requests"), 1500);
+  EXPECT_EQ(JsonNumber(result, "ok"), 1500);
+  // Every duplicate the load generator sent was acknowledged as one, and nothing else.
+  const double duplicates = JsonNumber(result, "duplicates");
+  EXPECT_GT(duplicates, 150);  // ~20% of 1500
+  EXPECT_LT(duplicates, 450);
+  EXPECT_EQ(static_cast<double>(records), 1500 - duplicates);
+  EXPECT_LE(rows.size(), 300u);
+  EXPECT_GT(rows.size(), 100u);
+  EXPECT_NE(result.find("\"mode\":\"open\""), std::string::npos);
+  EXPECT_GT(JsonNumber(result, "p99"), 0);
+}
+
+}  // namespace
+}  // namespace dvrouter
