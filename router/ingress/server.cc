@@ -7,7 +7,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -30,12 +29,21 @@ namespace {
 thread_local int t_io_thread = 0;
 }  // namespace
 
+// One io_context per thread: a connection lives on one context for its whole life, so its
+// handlers never contend for a shared scheduler lock and need no strand. Measured against one
+// shared io_context with strands, this removed most of the futex wake-ups under load.
 struct IoRuntime::Impl {
-  explicit Impl(int n) : ioc(n), count(n) {}
-  net::io_context ioc;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
+  explicit Impl(int n) : count(n) {
+    for (int i = 0; i < n; ++i) contexts.push_back(std::make_unique<net::io_context>(1));
+  }
+  net::io_context& Next() {
+    return *contexts[next.fetch_add(1, std::memory_order_relaxed) % contexts.size()];
+  }
+  std::vector<std::unique_ptr<net::io_context>> contexts;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work;
   std::vector<std::thread> threads;
   int count;
+  std::atomic<size_t> next{0};
   std::atomic<bool> running{false};
 };
 
@@ -45,18 +53,19 @@ int IoRuntime::threads() const { return impl_->count; }
 
 void IoRuntime::Start() {
   if (impl_->running.exchange(true)) return;
-  impl_->work.emplace(impl_->ioc.get_executor());
   for (int i = 0; i < impl_->count; ++i) {
-    impl_->threads.emplace_back([this, i] {
+    net::io_context& ctx = *impl_->contexts[static_cast<size_t>(i)];
+    impl_->work.emplace_back(ctx.get_executor());
+    impl_->threads.emplace_back([&ctx, i] {
       t_io_thread = i;
-      impl_->ioc.run();
+      ctx.run();
     });
   }
 }
 
 void IoRuntime::Stop() {
-  impl_->work.reset();
-  impl_->ioc.stop();
+  impl_->work.clear();
+  for (auto& ctx : impl_->contexts) ctx->stop();
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }
@@ -87,7 +96,11 @@ class BeastHeaders final : public HeaderLookup {
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(IoRuntime::Impl* r, HttpHandler* h, HttpServerLimits l)
-      : rt(r), handler(h), limits(l), acceptor(net::make_strand(r->ioc)), retry_timer(r->ioc) {}
+      : rt(r),
+        handler(h),
+        limits(l),
+        acceptor(*r->contexts.front()),
+        retry_timer(*r->contexts.front()) {}
 
   IoRuntime::Impl* rt;
   HttpHandler* handler;
@@ -294,8 +307,8 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
 }  // namespace
 
 void HttpServer::Impl::DoAccept() {
-  acceptor.async_accept(net::make_strand(rt->ioc),
-                        beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
+  // Each accepted connection goes to the next I/O thread's context, round robin.
+  acceptor.async_accept(rt->Next(), beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
 }
 
 void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -359,7 +372,7 @@ void HttpServer::StopAccepting() {
     impl->acceptor.close(ignored);
     impl->retry_timer.cancel();
   };
-  if (!impl->rt->running.load() || impl->rt->ioc.stopped()) {
+  if (!impl->rt->running.load() || impl->rt->contexts.front()->stopped()) {
     close();
     return;
   }

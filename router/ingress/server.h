@@ -1,7 +1,8 @@
 // HttpServer: an HTTP/1.1 listener on Boost.Beast that feeds an HttpHandler.
 //
-// Several listeners (ingress, admin) share one IoRuntime: one io_context run by a fixed number of
-// threads. Each connection is a session on its own strand doing paired read/respond steps: it
+// Several listeners (ingress, admin) share one IoRuntime: one single-threaded io_context per I/O
+// thread; accepted connections are spread over them round robin and stay on theirs, so a
+// session needs no strand. Each session does paired read/respond steps: it
 // reads the header under header_timeout (also the keep-alive idle time), answers
 // `Expect: 100-continue`, reads the body under body_timeout into a buffer that keeps capacity
 // for the decoder's padding, hands the request to the handler and reads the next request only
