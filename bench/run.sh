@@ -67,7 +67,10 @@ max_rate=$(json_field "$work/a-max.json" "['achieved_rate']")
 half=$(python3 -c "print(int($max_rate/2))")
 echo "(a) dvrouter open loop at $half/s"
 loadgen --url "$url" --rate "$half" --json "$work/a-half.json" --seed 2
-group=$(curl -s "127.0.0.1:$admin/metrics" | awk '/^dvrouter_journal_group_commit_events_sum/{s=$2} /^dvrouter_journal_group_commit_events_count/{c=$2} END{if(c>0) printf "%.1f", s/c}')
+metrics=$(curl -s "127.0.0.1:$admin/metrics")
+group=$(awk '/^dvrouter_journal_group_commit_events_sum/{s=$2} /^dvrouter_journal_group_commit_events_count/{c=$2} END{if(c>0) printf "%.1f", s/c}' <<<"$metrics")
+# fdatasync calls slower than 100 ms over both dvrouter runs: disk stalls show here.
+slow_syncs=$(awk '/^dvrouter_journal_fsync_duration_seconds_bucket\{le="0.1"\}/{b=$2} /^dvrouter_journal_fsync_duration_seconds_count/{c=$2} END{printf "%d of %d", c-b, c}' <<<"$metrics")
 
 # (b) nginx returning 200, one worker, same load.
 nport=$(free_port)
@@ -121,6 +124,7 @@ PY
   echo
   echo "dvrouter / nginx throughput ratio: $(python3 -c "print(f'{$max_rate/$nginx_rate:.2f}')")"
   echo "Mean events per group commit (fdatasync) over the dvrouter runs: $group"
+  echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
   echo "(c) delivery through adapters: not run (no adapters yet)."
 } > "$out"
 cat "$out"

@@ -11,6 +11,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <future>
 #include <optional>
@@ -94,21 +96,30 @@ class BeastHeaders final : public HeaderLookup {
 
 }  // namespace
 
+// What sessions share with their server. It holds no I/O object, so sessions, which live on
+// every I/O thread's context, never keep an object of another context alive: at shutdown each
+// context destroys only its own.
+struct SessionShared {
+  SessionShared(HttpHandler* h, HttpServerLimits l) : handler(h), limits(l) {}
+  HttpHandler* handler;
+  const HttpServerLimits limits;
+  std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> in_flight{0};
+};
+
+// The listener: acceptor and retry timer on the first context; accepted sockets are handed to
+// the next context round robin.
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Impl(IoRuntime::Impl* r, HttpHandler* h, HttpServerLimits l)
       : rt(r),
-        handler(h),
-        limits(l),
+        shared(std::make_shared<SessionShared>(h, l)),
         acceptor(*r->contexts.front()),
         retry_timer(*r->contexts.front()) {}
 
   IoRuntime::Impl* rt;
-  HttpHandler* handler;
-  HttpServerLimits limits;
+  std::shared_ptr<SessionShared> shared;
   tcp::acceptor acceptor;
   net::steady_timer retry_timer;
-  std::atomic<int64_t> connections{0};
-  std::atomic<int64_t> in_flight{0};
   uint16_t bound_port = 0;
 
   void DoAccept();
@@ -119,7 +130,7 @@ namespace {
 
 class Session final : public std::enable_shared_from_this<Session>, public HttpExchange {
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<HttpServer::Impl> server)
+  Session(tcp::socket&& socket, std::shared_ptr<SessionShared> server)
       : stream_(std::move(socket)), server_(std::move(server)) {
     state_ = server_->handler->NewConnection();
   }
@@ -295,7 +306,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
-  std::shared_ptr<HttpServer::Impl> server_;
+  std::shared_ptr<SessionShared> server_;
   std::unique_ptr<HttpConnectionState> state_;
   std::shared_ptr<Session> self_while_handling_;
   BeastHeaders headers_;
@@ -307,8 +318,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
 }  // namespace
 
 void HttpServer::Impl::DoAccept() {
-  // Each accepted connection goes to the next I/O thread's context, round robin.
-  acceptor.async_accept(rt->Next(), beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
+  acceptor.async_accept(beast::bind_front_handler(&Impl::OnAccept, shared_from_this()));
 }
 
 void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -323,15 +333,26 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
                                               }));
     return;
   }
-  if (connections.fetch_add(1, std::memory_order_relaxed) >=
-      static_cast<int64_t>(limits.max_connections)) {
-    connections.fetch_sub(1, std::memory_order_relaxed);
-    handler->OnTransportReject(TransportReject::kConnectionLimit);
+  SessionShared& sh = *shared;
+  if (sh.connections.fetch_add(1, std::memory_order_relaxed) >=
+      static_cast<int64_t>(sh.limits.max_connections)) {
+    sh.connections.fetch_sub(1, std::memory_order_relaxed);
+    sh.handler->OnTransportReject(TransportReject::kConnectionLimit);
     beast::error_code ignored;
     socket.close(ignored);
   } else {
-    socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<Session>(std::move(socket), shared_from_this())->Start();
+    // Move the connection to the next I/O thread's context, round robin, where it stays.
+    const auto protocol = socket.local_endpoint(ec).protocol();
+    const int fd = ec ? -1 : socket.release(ec);
+    tcp::socket moved(rt->Next());
+    if (!ec) moved.assign(protocol, fd, ec);
+    if (ec) {
+      if (fd >= 0 && !moved.is_open()) ::close(fd);
+      sh.connections.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+      moved.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(moved), shared)->Start();
+    }
   }
   DoAccept();
 }
@@ -362,8 +383,8 @@ Status HttpServer::Listen(const Endpoint& endpoint) {
 }
 
 uint16_t HttpServer::port() const { return impl_->bound_port; }
-int64_t HttpServer::in_flight() const { return impl_->in_flight.load(); }
-int64_t HttpServer::connections() const { return impl_->connections.load(); }
+int64_t HttpServer::in_flight() const { return impl_->shared->in_flight.load(); }
+int64_t HttpServer::connections() const { return impl_->shared->connections.load(); }
 
 void HttpServer::StopAccepting() {
   auto impl = impl_;

@@ -56,6 +56,13 @@ std::vector<std::string> FixtureNames() {
   return names;
 }
 
+std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
+    s.replace(at, from.size(), to);
+  }
+  return s;
+}
+
 std::string JsonStringField(const std::string& json, const std::string& key) {
   const std::string marker = "\"" + key + "\":\"";
   size_t at = json.find(marker);

@@ -31,6 +31,9 @@ void WriteFileOrDie(const std::string& path, const std::string& contents);
 std::string Fixture(const std::string& name);
 std::vector<std::string> FixtureNames();
 
+// Every occurrence of `from` replaced by `to` (building request variants from fixtures).
+std::string ReplaceAll(std::string s, const std::string& from, const std::string& to);
+
 // The value of "key":"value" in a flat JSON answer, or "" (tests read the router's replies).
 std::string JsonStringField(const std::string& json, const std::string& key);
 

@@ -26,18 +26,11 @@ std::string GuidFor(int n) {
   return buf;
 }
 
-std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
-    s.replace(at, from.size(), to);
-  }
-  return s;
-}
-
 // The contact fixture with its operation (dedupe key) and row varied by n.
 std::string ContactEvent(int n) {
   static const std::string base = testing::Fixture("update-contact-postop-async.json");
-  return ReplaceAll(ReplaceAll(base, kContactOperationId, GuidFor(n)), kContactRowId,
-                    GuidFor(100000 + n % 50));
+  return testing::ReplaceAll(testing::ReplaceAll(base, kContactOperationId, GuidFor(n)),
+                             kContactRowId, GuidFor(100000 + n % 50));
 }
 
 double MetricValue(const std::string& text, const std::string& series) {
@@ -172,8 +165,8 @@ TEST_F(Ingress, MalformedBodiesGet400NamingTheProblem) {
   HttpReply r = client.Post(Url(), "{not json");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("\"error\":\"bad_request\""), std::string::npos) << r.body;
-  r = client.Post(Url(),
-                  ReplaceAll(ContactEvent(1), "\"PrimaryEntityId\"", "\"XPrimaryEntityId\""));
+  r = client.Post(
+      Url(), testing::ReplaceAll(ContactEvent(1), "\"PrimaryEntityId\"", "\"XPrimaryEntityId\""));
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(r.body.find("PrimaryEntityId: missing"), std::string::npos) << r.body;
   r = client.Post(Url(), "");

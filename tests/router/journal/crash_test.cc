@@ -21,18 +21,11 @@ namespace {
 using testing::HttpClient;
 using testing::HttpReply;
 
-std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) {
-    s.replace(at, from.size(), to);
-  }
-  return s;
-}
-
 std::string Event(int n) {
   static const std::string base = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
   char op[40];
   std::snprintf(op, sizeof(op), "%08x-1111-4000-8000-%012d", n, n);
-  return ReplaceAll(base, "1a14c3ec-9c50-ef11-bfe3-00224802dbb1", op);
+  return testing::ReplaceAll(base, "1a14c3ec-9c50-ef11-bfe3-00224802dbb1", op);
 }
 
 class Router {
