@@ -1,0 +1,114 @@
+// PartitionQueue: the bounded hand-off of committed record handles from the journal's writer
+// thread to the worker thread that owns the partition (ARCHITECTURE.md: queues carry trivially
+// copyable handles, never event bytes).
+//
+// Threads: exactly one producer (the journal's writer, from CommitListener::OnCommitted) and one
+// consumer (the owning worker). TryPush and NoteDropped are producer-only; PopBatch,
+// DroppedUpTo and ClearDropped consumer-only; SizeApprox any thread.
+//
+// Bounded memory (guarantee 5): when the queue is full the producer does not wait (that would
+// stall the ingress) and does not grow the queue: it records that handles up to some sequence
+// were dropped. The record itself is safe in the journal. PartitionReader implements the
+// consumer's side: after each pop it checks DroppedUpTo(); when non-zero the popped handles may
+// lie past a gap, so it reads the partition back from the journal past the last sequence it
+// delivered instead, then ClearDropped(value), which fails if more were dropped meanwhile, so
+// nothing slips between the journal read and the clear. (A drop that precedes a popped handle
+// is always visible after the pop: the push that follows it publishes it.) Handles at or below
+// the last delivered sequence are skipped, since the queue may repeat what the journal gave.
+#pragma once
+
+#include <boost/lockfree/spsc_queue.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "router/journal/journal.h"
+
+namespace dvrouter {
+
+static_assert(std::is_trivially_copyable_v<RecordHandle>, "queues carry plain handles");
+
+class PartitionQueue {
+ public:
+  explicit PartitionQueue(size_t capacity) : queue_(capacity) {}
+  PartitionQueue(const PartitionQueue&) = delete;
+  PartitionQueue& operator=(const PartitionQueue&) = delete;
+
+  // Producer. False when full; then call NoteDropped(handle.seq).
+  bool TryPush(const RecordHandle& handle) { return queue_.push(handle); }
+
+  // Producer. Sequences only grow, so the stored value is the highest dropped one.
+  void NoteDropped(uint64_t seq) { dropped_up_to_.store(seq, std::memory_order_release); }
+
+  // Producer: push, or remember the drop. True when the handle went into the queue.
+  bool Offer(const RecordHandle& handle) {
+    if (TryPush(handle)) return true;
+    NoteDropped(handle.seq);
+    return false;
+  }
+
+  // Consumer. Pops up to `max` handles in order into `out`; returns how many.
+  size_t PopBatch(RecordHandle* out, size_t max) { return queue_.pop(out, max); }
+
+  // Consumer. 0, or the highest sequence that was dropped and must be read from the journal.
+  uint64_t DroppedUpTo() const { return dropped_up_to_.load(std::memory_order_acquire); }
+
+  // Consumer, after reading the journal up to at least `seen`. False if more were dropped since
+  // DroppedUpTo() returned `seen`: read again up to the new value.
+  bool ClearDropped(uint64_t seen) {
+    return dropped_up_to_.compare_exchange_strong(seen, 0, std::memory_order_acq_rel);
+  }
+
+  // Any thread; exact only when both sides are idle.
+  size_t SizeApprox() const { return queue_.read_available(); }
+
+ private:
+  boost::lockfree::spsc_queue<RecordHandle> queue_;
+  alignas(64) std::atomic<uint64_t> dropped_up_to_{0};
+};
+
+// The consumer side of one partition's queue, with the catch-up protocol above. Consumer thread.
+class PartitionReader {
+ public:
+  explicit PartitionReader(uint64_t last_seq = 0) : last_seq_(last_seq) {}
+
+  // Delivers, in sequence order and each once, the partition's handles now available, to
+  // emit(const RecordHandle&). read_journal(from_seq, emit) must emit this partition's committed
+  // records with seq >= from_seq, in order (for FileJournal: Scan, filtered by partition).
+  // Returns how many were delivered.
+  template <typename ReadJournal, typename Emit>
+  size_t Drain(PartitionQueue& queue, ReadJournal&& read_journal, Emit&& emit) {
+    RecordHandle batch[kBatch];
+    const size_t n = queue.PopBatch(batch, kBatch);
+    uint64_t dropped = queue.DroppedUpTo();
+    size_t delivered = 0;
+    auto deliver = [&](const RecordHandle& h) {
+      if (h.seq <= last_seq_) return;
+      emit(h);
+      last_seq_ = h.seq;
+      ++delivered;
+    };
+    if (dropped == 0) {
+      for (size_t i = 0; i < n; ++i) deliver(batch[i]);
+      return delivered;
+    }
+    // A gap: the journal has everything the queue lost, and what was popped too.
+    do {
+      read_journal(last_seq_ + 1, deliver);
+    } while (!queue.ClearDropped(dropped) && (dropped = queue.DroppedUpTo()) != 0);
+    ++catch_ups_;
+    return delivered;
+  }
+
+  uint64_t last_seq() const { return last_seq_; }
+  uint64_t catch_ups() const { return catch_ups_; }
+
+ private:
+  static constexpr size_t kBatch = 256;
+  uint64_t last_seq_;
+  uint64_t catch_ups_ = 0;
+};
+
+}  // namespace dvrouter
