@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "bench/bench_util.h"
+#include "router/decode/attributes.h"
 #include "router/decode/decode.h"
 #include "router/partition/partition.h"
 
@@ -66,6 +67,34 @@ void BM_DedupeKeyAndPartition(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_DedupeKeyAndPartition);
+
+}  // namespace
+}  // namespace dvrouter::bench
+
+namespace dvrouter::bench {
+namespace {
+
+// Target attributes converted to plain JSON: the per-event work of the delivery side (lake rows,
+// SQL upserts, ERP bodies), measured on the webhook fixtures that carry a Target.
+void BM_ExtractAttributes(benchmark::State& state) {
+  static const char* const kWithTarget[] = {"create-msdyn_agentstatus-postop-sync.json",
+                                            "update-contact-postop-async.json",
+                                            "update-msdyn_agentstatus-postop-async.json"};
+  std::string body = LoadFixture(kWithTarget[state.range(0)]);
+  const size_t len = body.size();
+  body.reserve(len + Decoder::kPadding);
+  AttributeExtractor extractor(1 << 20);
+  ChangeSet changes;
+  for (auto _ : state) {
+    Status st = extractor.Extract(body.data(), len, body.capacity(), &changes);
+    if (!st.ok()) state.SkipWithError(std::string(st.message()).c_str());
+    benchmark::DoNotOptimize(changes.attributes.data());
+  }
+  state.SetLabel(kWithTarget[state.range(0)]);
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * len));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+BENCHMARK(BM_ExtractAttributes)->DenseRange(0, 2);
 
 }  // namespace
 }  // namespace dvrouter::bench

@@ -98,8 +98,12 @@ Status ValidateValue(od::value v, int depth, std::string_view field) {
       return Status::Ok();
     }
     case od::json_type::number: {
+      // Integers beyond 64 bits are valid JSON: get_number refuses them, get_double takes them.
       od::number n;
-      if (auto e = v.get_number().get(n)) return JsonError(field, e);
+      double d;
+      if (v.get_number().get(n) != simdjson::SUCCESS) {
+        if (auto e = v.get_double().get(d)) return JsonError(field, e);
+      }
       return Status::Ok();
     }
     case od::json_type::boolean: {

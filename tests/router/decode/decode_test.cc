@@ -1320,3 +1320,21 @@ TEST(ParseDataverseDateCalendar, DaysBeyondTheMonthAreRefused) {
 
 }  // namespace
 }  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+TEST(DecodeNumbers, IntegersBeyond64BitsInOtherFieldsAreValidJson) {
+  std::string body = testing::Fixture("update-contact-postop-async.json");
+  body = testing::ReplaceAll(body, "\"IsolationMode\": 1",
+                             "\"IsolationMode\": 123456789012345678901234567890");
+  ASSERT_NE(body.find("123456789012345678901234567890"), std::string::npos);
+  Decoder decoder(1 << 20);
+  EventHeader h;
+  Status st = decoder.Decode(body.data(), body.size(), body.size(), &h);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(h.message_name, "Update");
+}
+
+}  // namespace
+}  // namespace dvrouter

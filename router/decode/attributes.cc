@@ -1,0 +1,445 @@
+#include "router/decode/attributes.h"
+
+#include <simdjson.h>
+
+#include <utility>
+
+#include "router/decode/decode.h"
+
+namespace dvrouter {
+
+namespace {
+
+namespace od = simdjson::ondemand;
+
+constexpr int kMaxNesting = 64;
+
+Status JsonError(std::string_view where, simdjson::error_code e) {
+  return InvalidArgument(std::string(where) + ": " + simdjson::error_message(e));
+}
+
+// The type name before the ':' in "__type" ("OptionSetValue:http://...").
+std::string_view TypeName(std::string_view t) { return t.substr(0, t.find(':')); }
+
+void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
+  // Howard Hinnant's algorithm, the inverse of days_from_civil.
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = static_cast<int64_t>(yoe) + era * 400 + (*m <= 2);
+}
+
+class Converter {
+ public:
+  explicit Converter(std::string* out) : out_(out) {}
+
+  Status Value(od::value v, int depth) {
+    if (depth > kMaxNesting) return InvalidArgument("Target: JSON nested deeper than 64 levels");
+    od::json_type type;
+    if (auto e = v.type().get(type)) return JsonError("Target", e);
+    switch (type) {
+      case od::json_type::object: {
+        od::object o;
+        if (auto e = v.get_object().get(o)) return JsonError("Target", e);
+        return Object(o, depth);
+      }
+      case od::json_type::array: {
+        od::array a;
+        if (auto e = v.get_array().get(a)) return JsonError("Target", e);
+        return Array(a, depth);
+      }
+      case od::json_type::string: {
+        std::string_view s;
+        if (auto e = v.get_string().get(s)) return JsonError("Target", e);
+        if (s.starts_with("/Date(")) {
+          Result<int64_t> ms = ParseDataverseDate(s);
+          if (ms.ok()) {
+            AppendJsonString(out_, FormatIsoUtc(*ms));
+            return Status::Ok();
+          }
+        }
+        AppendJsonString(out_, s);
+        return Status::Ok();
+      }
+      case od::json_type::number: {
+        // Validate, then copy the exact text (decimals must not go through a double).
+        od::number n;
+        double d;
+        if (v.get_number().get(n) != simdjson::SUCCESS) {
+          if (auto e = v.get_double().get(d)) return JsonError("Target", e);  // > 64-bit ints
+        }
+        std::string_view raw = v.raw_json_token();
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' ||
+                                raw.back() == '\t')) {
+          raw.remove_suffix(1);
+        }
+        out_->append(raw);
+        return Status::Ok();
+      }
+      case od::json_type::boolean: {
+        bool b;
+        if (auto e = v.get_bool().get(b)) return JsonError("Target", e);
+        out_->append(b ? "true" : "false");
+        return Status::Ok();
+      }
+      case od::json_type::null: {
+        bool is_null = false;
+        if (auto e = v.is_null().get(is_null)) return JsonError("Target", e);
+        if (!is_null) return InvalidArgument("Target: invalid literal");
+        out_->append("null");
+        return Status::Ok();
+      }
+    }
+    return InvalidArgument("Target: unknown JSON value type");
+  }
+
+  // Converts an entity's [{"key","value"}] list into an object; collects the keys if asked.
+  Status KeyValueList(od::array a, int depth, std::vector<std::string>* keys) {
+    out_->push_back('{');
+    bool first = true;
+    for (auto element_result : a) {
+      od::object pair;
+      if (auto e = std::move(element_result).get_object().get(pair)) {
+        return JsonError("Target.Attributes", e);
+      }
+      std::string key;
+      bool have_key = false, have_value = false;
+      for (auto field_result : pair) {
+        od::field field;
+        if (auto e = std::move(field_result).get(field)) return JsonError("Target.Attributes", e);
+        std::string_view name;
+        if (auto e = field.unescaped_key().get(name)) return JsonError("Target.Attributes", e);
+        if (name == "key") {
+          std::string_view k;
+          if (auto e = field.value().get_string().get(k)) return JsonError("Target.Attributes", e);
+          key.assign(k);
+          have_key = true;
+        } else if (name == "value") {
+          // The serializer writes "key" first; refuse the other order rather than buffer.
+          if (!have_key) return InvalidArgument("Target.Attributes: \"value\" before \"key\"");
+          if (!first) out_->push_back(',');
+          first = false;
+          AppendJsonString(out_, key);
+          out_->push_back(':');
+          if (Status st = Value(field.value(), depth + 1); !st.ok()) return st;
+          if (keys) keys->push_back(key);
+          have_value = true;
+        }
+      }
+      if (!have_key || !have_value) {
+        return InvalidArgument("Target.Attributes: an element lacks \"key\" or \"value\"");
+      }
+    }
+    out_->push_back('}');
+    return Status::Ok();
+  }
+
+  // Entity fields, read in any order; Attributes are converted into a side buffer.
+  Status EntityBody(od::object o, int depth, std::string* id, std::string* logical_name,
+                    std::vector<std::string>* keys, bool* is_reference, bool typed,
+                    std::string_view type) {
+    std::string attributes = "{}";
+    std::string name_json = "null";
+    bool have_attributes = false;
+    for (auto field_result : o) {
+      od::field field;
+      if (auto e = std::move(field_result).get(field)) return JsonError("Target", e);
+      std::string_view name;
+      if (auto e = field.unescaped_key().get(name)) return JsonError("Target", e);
+      if (name == "Id") {
+        std::string_view s;
+        if (auto e = field.value().get_string().get(s)) return JsonError("Target.Id", e);
+        if (!CanonicalGuid(s, id)) id->assign(s);
+      } else if (name == "LogicalName") {
+        std::string_view s;
+        if (auto e = field.value().get_string().get(s)) return JsonError("Target.LogicalName", e);
+        logical_name->assign(s);
+      } else if (name == "Name") {
+        name_json.clear();
+        Converter c(&name_json);
+        if (Status st = c.Value(field.value(), depth + 1); !st.ok()) return st;
+      } else if (name == "Attributes") {
+        od::array a;
+        if (auto e = field.value().get_array().get(a)) return JsonError("Target.Attributes", e);
+        attributes.clear();
+        Converter c(&attributes);
+        if (Status st = c.KeyValueList(a, depth + 1, keys); !st.ok()) return st;
+        have_attributes = true;
+      }
+      // Other members (FormattedValues, KeyAttributes, RowVersion, ...) are not needed.
+    }
+    const bool reference = typed ? type == "EntityReference" : !have_attributes;
+    if (is_reference) *is_reference = reference;
+    out_->append("{\"id\":");
+    AppendJsonString(out_, *id);
+    out_->append(",\"logicalname\":");
+    AppendJsonString(out_, *logical_name);
+    if (reference) {
+      out_->append(",\"name\":");
+      out_->append(name_json);
+    } else {
+      out_->append(",\"attributes\":");
+      out_->append(attributes);
+    }
+    out_->push_back('}');
+    return Status::Ok();
+  }
+
+ private:
+  Status Object(od::object o, int depth) {
+    // DataContractJsonSerializer writes "__type" first: peek at the first member.
+    auto it_result = o.begin();
+    od::object_iterator it;
+    if (auto e = std::move(it_result).get(it)) return JsonError("Target", e);
+    if (it == o.end()) {
+      out_->append("{}");
+      return Status::Ok();
+    }
+    od::field first;
+    if (auto e = (*it).get(first)) return JsonError("Target", e);
+    std::string_view key;
+    if (auto e = first.unescaped_key().get(key)) return JsonError("Target", e);
+    if (key != "__type") return GenericObject(o, depth);
+    std::string_view type_full;
+    if (auto e = first.value().get_string().get(type_full)) return JsonError("Target.__type", e);
+    const std::string type(TypeName(type_full));
+    ++it;
+    if (type == "OptionSetValue" || type == "Money" || type == "BooleanManagedProperty") {
+      for (; it != o.end(); ++it) {
+        od::field f;
+        if (auto e = (*it).get(f)) return JsonError("Target", e);
+        std::string_view name;
+        if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
+        if (name == "Value") return Value(f.value(), depth + 1);
+      }
+      out_->append("null");
+      return Status::Ok();
+    }
+    if (type == "Entity" || type == "EntityReference") {
+      // Re-iterating from the start would re-read "__type": reset is cheap.
+      if (auto e = o.reset().error()) return JsonError("Target", e);
+      std::string id, logical_name;
+      return EntityBody(o, depth, &id, &logical_name, nullptr, nullptr, true, type);
+    }
+    if (type == "EntityCollection") {
+      for (; it != o.end(); ++it) {
+        od::field f;
+        if (auto e = (*it).get(f)) return JsonError("Target", e);
+        std::string_view name;
+        if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
+        if (name == "Entities") return Value(f.value(), depth + 1);
+      }
+      out_->append("[]");
+      return Status::Ok();
+    }
+    // Another typed value: keep its members, minus the type marker.
+    if (auto e = o.reset().error()) return JsonError("Target", e);
+    return GenericObject(o, depth);
+  }
+
+  Status GenericObject(od::object o, int depth) {
+    if (auto e = o.reset().error()) return JsonError("Target", e);
+    // An untyped entity (inside an EntityCollection) still has LogicalName and Attributes.
+    bool looks_like_entity = false;
+    for (auto field_result : o) {
+      od::field f;
+      if (auto e = std::move(field_result).get(f)) return JsonError("Target", e);
+      std::string_view name;
+      if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
+      if (name == "Attributes") looks_like_entity = true;
+    }
+    if (auto e = o.reset().error()) return JsonError("Target", e);
+    if (looks_like_entity) {
+      std::string id, logical_name;
+      return EntityBody(o, depth, &id, &logical_name, nullptr, nullptr, false, "");
+    }
+    out_->push_back('{');
+    bool first = true;
+    for (auto field_result : o) {
+      od::field f;
+      if (auto e = std::move(field_result).get(f)) return JsonError("Target", e);
+      std::string_view name;
+      if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
+      if (name == "__type") continue;
+      if (!first) out_->push_back(',');
+      first = false;
+      AppendJsonString(out_, name);
+      out_->push_back(':');
+      if (Status st = Value(f.value(), depth + 1); !st.ok()) return st;
+    }
+    out_->push_back('}');
+    return Status::Ok();
+  }
+
+  Status Array(od::array a, int depth) {
+    out_->push_back('[');
+    bool first = true;
+    for (auto element_result : a) {
+      od::value element;
+      if (auto e = std::move(element_result).get(element)) return JsonError("Target", e);
+      if (!first) out_->push_back(',');
+      first = false;
+      if (Status st = Value(element, depth + 1); !st.ok()) return st;
+    }
+    out_->push_back(']');
+    return Status::Ok();
+  }
+
+  std::string* out_;
+};
+
+}  // namespace
+
+void ChangeSet::Clear() {
+  has_target = false;
+  is_reference = false;
+  entity.clear();
+  id.clear();
+  attributes = "{}";
+  columns.clear();
+}
+
+std::string FormatIsoUtc(int64_t ms) {
+  int64_t days = ms / 86'400'000;
+  int64_t rem = ms % 86'400'000;
+  if (rem < 0) {
+    rem += 86'400'000;
+    --days;
+  }
+  int64_t y;
+  unsigned m, d;
+  CivilFromDays(days, &y, &m, &d);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                static_cast<long long>(y), m, d, static_cast<long long>(rem / 3'600'000),
+                static_cast<long long>(rem / 60'000 % 60), static_cast<long long>(rem / 1000 % 60),
+                static_cast<long long>(rem % 1000));
+  return buf;
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[(c >> 4) & 0xf]);
+          out->push_back(kHex[c & 0xf]);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+struct AttributeExtractor::Impl {
+  explicit Impl(size_t max_bytes) : parser(max_bytes) {}
+  od::parser parser;
+  std::string padded;
+};
+
+AttributeExtractor::AttributeExtractor(size_t max_body_bytes)
+    : impl_(std::make_unique<Impl>(max_body_bytes)) {}
+AttributeExtractor::~AttributeExtractor() = default;
+
+Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity, ChangeSet* out) {
+  out->Clear();
+  simdjson::padded_string_view input;
+  if (capacity >= len + simdjson::SIMDJSON_PADDING) {
+    input = simdjson::padded_string_view(data, len, capacity);
+  } else {
+    impl_->padded.reserve(len + simdjson::SIMDJSON_PADDING);
+    impl_->padded.assign(data, len);
+    input = simdjson::padded_string_view(impl_->padded.data(), len, impl_->padded.capacity());
+  }
+  od::document doc;
+  if (auto e = impl_->parser.iterate(input).get(doc)) return JsonError("body", e);
+  od::object root;
+  if (auto e = doc.get_object().get(root)) return JsonError("body", e);
+  for (auto field_result : root) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field)) return JsonError("body", e);
+    std::string_view key;
+    if (auto e = field.unescaped_key().get(key)) return JsonError("body", e);
+    if (key != "InputParameters") continue;
+    od::array params;
+    if (auto e = field.value().get_array().get(params)) return JsonError("InputParameters", e);
+    for (auto param_result : params) {
+      od::object param;
+      if (auto e = std::move(param_result).get_object().get(param)) {
+        return JsonError("InputParameters", e);
+      }
+      bool is_target = false;
+      for (auto member_result : param) {
+        od::field member;
+        if (auto e = std::move(member_result).get(member)) return JsonError("InputParameters", e);
+        std::string_view name;
+        if (auto e = member.unescaped_key().get(name)) return JsonError("InputParameters", e);
+        if (name == "key") {
+          std::string_view k;
+          if (auto e = member.value().get_string().get(k)) return JsonError("InputParameters", e);
+          is_target = k == "Target";
+        } else if (name == "value" && is_target) {
+          od::object target;
+          if (auto e = member.value().get_object().get(target)) return JsonError("Target", e);
+          std::string type;
+          for (auto tf : target) {
+            od::field f;
+            if (auto e = std::move(tf).get(f)) return JsonError("Target", e);
+            std::string_view n;
+            if (auto e = f.unescaped_key().get(n)) return JsonError("Target", e);
+            if (n == "__type") {
+              std::string_view t;
+              if (auto e = f.value().get_string().get(t)) return JsonError("Target.__type", e);
+              type.assign(TypeName(t));
+            }
+            break;  // "__type" comes first when present
+          }
+          if (auto e = target.reset().error()) return JsonError("Target", e);
+          std::string entity_json;
+          Converter c(&entity_json);
+          bool reference = false;
+          if (Status st = c.EntityBody(target, 1, &out->id, &out->entity, &out->columns, &reference,
+                                       !type.empty(), type);
+              !st.ok()) {
+            return st;
+          }
+          out->has_target = true;
+          out->is_reference = reference;
+          // entity_json is {"id":..,"logicalname":..,"attributes":{...}}: keep the attributes.
+          if (!reference) {
+            const size_t at = entity_json.find(",\"attributes\":");
+            out->attributes = entity_json.substr(at + 14, entity_json.size() - at - 15);
+          }
+          return Status::Ok();
+        }
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace dvrouter

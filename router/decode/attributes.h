@@ -1,0 +1,55 @@
+// AttributeExtractor: what changed, as plain JSON, from a Dataverse webhook body.
+//
+// Reads InputParameters["Target"] (an Entity for Create/Update, an EntityReference for Delete)
+// and converts the serializer's shapes into the values every sink wants (ARCHITECTURE.md and the
+// adapters issues share these rules): "/Date(ms±hhmm)/" → ISO-8601 UTC with milliseconds,
+// OptionSetValue and Money → their number, EntityReference → {"id","logicalname","name"},
+// Entity → {"id","logicalname","attributes":{...}}, EntityCollection → array of entities,
+// OptionSetValue collections → arrays of numbers, [{"key","value"}] collections → objects.
+// Numbers keep their exact text; strings are re-escaped; ISO date strings pass through.
+//
+// One extractor per thread (it owns a simdjson parser). Not used on the ingress path: delivery
+// workers call it once per event that a route needs the columns of.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "router/common/status.h"
+
+namespace dvrouter {
+
+struct ChangeSet {
+  bool has_target = false;    // false: no Target (custom actions, size-exceeded bodies)
+  bool is_reference = false;  // Target is an EntityReference (Delete): no attributes
+  std::string entity;         // Target.LogicalName
+  std::string id;             // Target.Id, lowercase
+  std::string attributes;     // JSON object of the converted Target attributes ("{}" if none)
+  std::vector<std::string> columns;  // the Target's attribute names, in body order
+
+  void Clear();
+};
+
+class AttributeExtractor {
+ public:
+  explicit AttributeExtractor(size_t max_body_bytes);
+  ~AttributeExtractor();
+  AttributeExtractor(const AttributeExtractor&) = delete;
+  AttributeExtractor& operator=(const AttributeExtractor&) = delete;
+
+  // Same buffer contract as Decoder::Decode (capacity >= len + 64 avoids a copy).
+  Status Extract(const char* data, size_t len, size_t capacity, ChangeSet* out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// ms since the epoch → "YYYY-MM-DDTHH:MM:SS.mmmZ".
+std::string FormatIsoUtc(int64_t ms);
+
+// Appends `s` as a JSON string literal (quotes included).
+void AppendJsonString(std::string* out, std::string_view s);
+
+}  // namespace dvrouter

@@ -1,0 +1,163 @@
+#include "router/decode/attributes.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+ChangeSet ExtractOk(const std::string& body) {
+  AttributeExtractor x(1 << 20);
+  ChangeSet cs;
+  Status st = x.Extract(body.data(), body.size(), body.size(), &cs);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return cs;
+}
+
+Status ExtractStatus(const std::string& body) {
+  AttributeExtractor x(1 << 20);
+  ChangeSet cs;
+  return x.Extract(body.data(), body.size(), body.size(), &cs);
+}
+
+// A body whose Target is exactly `target_json` (the rest of the context is the contact fixture).
+std::string WithTarget(const std::string& target_json) {
+  const std::string base = testing::Fixture("update-contact-postop-async.json");
+  const std::string marker = "\"key\": \"Target\",";
+  size_t at = base.find(marker);
+  EXPECT_NE(at, std::string::npos);
+  size_t value = base.find("\"value\":", at) + 8;
+  // The Target object ends where its "RowVersion" member closes it.
+  size_t end = base.find("\"RowVersion\": null", value);
+  end = base.find('}', end) + 1;
+  return base.substr(0, value) + " " + target_json + base.substr(end);
+}
+
+TEST(AttributeExtractor, ContactUpdate) {
+  ChangeSet cs = ExtractOk(testing::Fixture("update-contact-postop-async.json"));
+  EXPECT_TRUE(cs.has_target);
+  EXPECT_FALSE(cs.is_reference);
+  EXPECT_EQ(cs.entity, "contact");
+  EXPECT_EQ(cs.id, "6d81597f-0f9f-e711-8122-000d3aa2331c");
+  EXPECT_EQ(cs.columns,
+            (std::vector<std::string>{"firstname", "contactid", "fullname", "yomifullname",
+                                      "modifiedon", "modifiedby", "modifiedonbehalfby"}));
+  // 1506384247000 ms = 2017-09-26T00:04:07Z (date -u -d @1506384247).
+  EXPECT_EQ(cs.attributes,
+            "{\"firstname\":\"James\",\"contactid\":\"6d81597f-0f9f-e711-8122-000d3aa2331c\","
+            "\"fullname\":\"James Glynn (sample)\",\"yomifullname\":\"James Glynn (sample)\","
+            "\"modifiedon\":\"2017-09-26T00:04:07.000Z\",\"modifiedby\":{\"id\":\"75c2dd85-e89e-"
+            "e711-8122-000d3aa2331c\",\"logicalname\":\"systemuser\",\"name\":null},"
+            "\"modifiedonbehalfby\":null}");
+}
+
+TEST(AttributeExtractor, CreateWithOptionSetsAndBooleans) {
+  ChangeSet cs = ExtractOk(testing::Fixture("create-msdyn_agentstatus-postop-sync.json"));
+  EXPECT_EQ(cs.entity, "msdyn_agentstatus");
+  EXPECT_EQ(cs.id, "4b1e3d75-a749-ef11-acce-00224802d26d");
+  EXPECT_NE(cs.attributes.find("\"statecode\":0,\"statuscode\":1,"), std::string::npos)
+      << cs.attributes;
+  EXPECT_NE(cs.attributes.find("\"msdyn_isagentloggedin\":false"), std::string::npos);
+  EXPECT_NE(cs.attributes.find("\"owningbusinessunit\":{\"id\":\"e95e91cf-7b10-ef11-9f8a-"
+                               "6045bdd4c6be\",\"logicalname\":\"businessunit\",\"name\":null}"),
+            std::string::npos);
+  // /Date(1721809601000)/ = 2024-07-24T08:26:41Z.
+  EXPECT_NE(cs.attributes.find("\"msdyn_capacitymodifiedon\":\"2024-07-24T08:26:41.000Z\""),
+            std::string::npos);
+  EXPECT_EQ(cs.attributes.find("__type"), std::string::npos);
+  EXPECT_EQ(cs.attributes.find("/Date("), std::string::npos);
+}
+
+TEST(AttributeExtractor, ActionsWithoutTargetHaveNone) {
+  ChangeSet cs = ExtractOk(testing::Fixture("customaction-context-devkit-isodates.json"));
+  EXPECT_FALSE(cs.has_target);
+  EXPECT_EQ(cs.attributes, "{}");
+  EXPECT_TRUE(cs.columns.empty());
+}
+
+TEST(AttributeExtractor, EntityWithCollectionsReferencesAndIsoDates) {
+  // The devkit fixture's InputEntity, renamed to Target: an OptionSetValue collection, an
+  // EntityReference and an ISO date (passed through unchanged).
+  std::string body =
+      testing::ReplaceAll(testing::Fixture("customaction-context-devkit-isodates.json"),
+                          "\"key\": \"InputEntity\"", "\"key\": \"Target\"");
+  ChangeSet cs = ExtractOk(body);
+  EXPECT_TRUE(cs.has_target);
+  EXPECT_EQ(cs.entity, "account");
+  EXPECT_EQ(cs.id, "98982849-096f-ef11-a670-6045bd21f435");
+  EXPECT_EQ(cs.attributes,
+            "{\"name\":\"ACCOUNT NAME\",\"datetime\":\"2024-12-10T06:43:27.963Z\","
+            "\"entityreference\":{\"id\":\"a4982849-096f-ef11-a670-6045bd21f435\","
+            "\"logicalname\":\"account\",\"name\":null},"
+            "\"guid\":\"fc69bba7-3a04-4ec1-97b7-d3ae047da76e\",\"optionsets\":[1,2]}");
+}
+
+TEST(AttributeExtractor, DeleteTargetIsAReference) {
+  ChangeSet cs = ExtractOk(WithTarget(
+      "{\"__type\":\"EntityReference:http:\\/\\/schemas.microsoft.com\\/xrm\\/2011\\/Contracts\","
+      "\"Id\":\"6D81597F-0F9F-E711-8122-000D3AA2331C\",\"KeyAttributes\":[],"
+      "\"LogicalName\":\"contact\",\"Name\":null,\"RowVersion\":null}"));
+  EXPECT_TRUE(cs.has_target);
+  EXPECT_TRUE(cs.is_reference);
+  EXPECT_EQ(cs.entity, "contact");
+  EXPECT_EQ(cs.id, "6d81597f-0f9f-e711-8122-000d3aa2331c");
+  EXPECT_EQ(cs.attributes, "{}");
+}
+
+TEST(AttributeExtractor, MoneyDecimalsEscapesAndNestedCollections) {
+  ChangeSet cs = ExtractOk(WithTarget(
+      "{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/Contracts\",\"Attributes\":["
+      "{\"key\":\"revenue\",\"value\":{\"__type\":\"Money:http://schemas.microsoft.com/xrm/2011/"
+      "Contracts\",\"Value\":1234.500}},"
+      "{\"key\":\"ratio\",\"value\":1.230},"
+      "{\"key\":\"big\",\"value\":123456789012345678901234567890},"
+      "{\"key\":\"note\",\"value\":\"line1\\nline2 \\\"q\\\" \\\\ \\u0001\"},"
+      "{\"key\":\"when\",\"value\":\"\\/Date(1506409448000-0700)\\/\"},"
+      "{\"key\":\"contacts\",\"value\":{\"__type\":\"EntityCollection:http://schemas.microsoft.com"
+      "/xrm/2011/Contracts\",\"Entities\":[{\"Attributes\":[{\"key\":\"n\",\"value\":1}],"
+      "\"Id\":\"00000000-0000-0000-0000-000000000001\",\"LogicalName\":\"contact\"}],"
+      "\"EntityName\":\"contact\",\"MoreRecords\":false}}],"
+      "\"Id\":\"6d81597f-0f9f-e711-8122-000d3aa2331c\",\"LogicalName\":\"account\"}"));
+  EXPECT_EQ(cs.columns,
+            (std::vector<std::string>{"revenue", "ratio", "big", "note", "when", "contacts"}));
+  EXPECT_EQ(cs.attributes,
+            "{\"revenue\":1234.500,\"ratio\":1.230,\"big\":123456789012345678901234567890,"
+            "\"note\":\"line1\\nline2 \\\"q\\\" \\\\ \\u0001\","
+            "\"when\":\"2017-09-26T07:04:08.000Z\","
+            "\"contacts\":[{\"id\":\"00000000-0000-0000-0000-000000000001\","
+            "\"logicalname\":\"contact\",\"attributes\":{\"n\":1}}]}");
+}
+
+TEST(AttributeExtractor, MalformedTargetsAreErrors) {
+  EXPECT_FALSE(ExtractStatus(WithTarget("{\"__type\":\"Entity:x\",\"Attributes\":["
+                                        "{\"value\":1,\"key\":\"a\"}],\"Id\":\"x\"}"))
+                   .ok());
+  EXPECT_FALSE(ExtractStatus(WithTarget("{\"__type\":\"Entity:x\",\"Attributes\":["
+                                        "{\"key\":\"a\"}],\"Id\":\"x\"}"))
+                   .ok());
+  EXPECT_FALSE(ExtractStatus(WithTarget("{\"__type\":\"Entity:x\",\"Attributes\":[1]}")).ok());
+  EXPECT_FALSE(ExtractStatus(WithTarget("{\"__type\":\"Entity:x\",\"Attributes\":["
+                                        "{\"key\":\"a\",\"value\":tru}]}"))
+                   .ok());
+  std::string deep;
+  for (int i = 0; i < 100; ++i) deep += "[";
+  for (int i = 0; i < 100; ++i) deep += "]";
+  Status st =
+      ExtractStatus(WithTarget("{\"__type\":\"Entity:x\",\"Attributes\":["
+                               "{\"key\":\"a\",\"value\":" +
+                               deep + "}]}"));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("nested deeper"), std::string_view::npos) << st.ToString();
+  EXPECT_FALSE(ExtractStatus("{\"InputParameters\": [").ok());
+}
+
+TEST(FormatIsoUtc, KnownInstants) {
+  EXPECT_EQ(FormatIsoUtc(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatIsoUtc(951782400000), "2000-02-29T00:00:00.000Z");
+  EXPECT_EQ(FormatIsoUtc(1735689599999), "2024-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatIsoUtc(-1), "1969-12-31T23:59:59.999Z");
+}
+
+}  // namespace
+}  // namespace dvrouter
