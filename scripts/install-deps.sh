@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config git curl clang-format
+  build-essential cmake ninja-build ccache pkg-config git curl openssl clang-format
   libboost-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev libxxhash-dev xxhash
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
 )

@@ -100,6 +100,9 @@ Status App::Start() {
   limits.max_connections = m.config.ingress.max_connections;
   limits.body_padding = Decoder::kPadding;
   m.ingress = std::make_unique<HttpServer>(&m.runtime, &m.webhook, limits);
+  if (m.config.ingress.tls.enabled) {
+    if (Status st = m.ingress->EnableTls(m.config.ingress.tls); !st.ok()) return st;
+  }
   if (Status st = m.ingress->Listen(m.config.ingress.listen); !st.ok()) return st;
   m.ingress_ready.store(m.ingress.get(), std::memory_order_release);
   m.ingress_port = m.ingress->port();
@@ -113,9 +116,9 @@ Status App::Start() {
                  "can be lost if the machine crashes\n");
   }
   m.admin.set_ready(true);
-  std::fprintf(stderr, "dvrouter: ingress on %s:%u%s, admin on %s:%u\n",
-               m.config.ingress.listen.host.c_str(), m.ingress->port(),
-               m.config.ingress.path.c_str(), m.config.admin.listen.host.c_str(),
+  std::fprintf(stderr, "dvrouter: ingress on %s%s:%u%s, admin on %s:%u\n",
+               m.config.ingress.tls.enabled ? "https://" : "", m.config.ingress.listen.host.c_str(),
+               m.ingress->port(), m.config.ingress.path.c_str(), m.config.admin.listen.host.c_str(),
                m.admin_server->port());
   return Status::Ok();
 }

@@ -22,6 +22,9 @@ class Section {
  public:
   Section(YAML::Node node, std::string path) : node_(std::move(node)), path_(std::move(path)) {}
 
+  // The section is in the file (possibly empty: `tls: {}`).
+  bool Present() const { return node_ && !node_.IsNull(); }
+
   Status Check() const {
     if (node_ && !node_.IsNull() && !node_.IsMap()) return KeyError(Name(), "must be a mapping");
     return Status::Ok();
@@ -230,6 +233,27 @@ Status ParseAuth(Section auth, const std::string& base_dir, AuthConfig* out) {
   return ResolveSecret(auth, ref, file, base_dir, &out->secret);
 }
 
+Status ParseTls(Section tls, const std::string& base_dir, TlsConfig* out) {
+  DV_TRY(tls.Check());
+  if (!tls.Present()) return Status::Ok();
+  out->enabled = true;
+  DV_TRY(tls.String("cert_file", &out->cert_file));
+  DV_TRY(tls.String("key_file", &out->key_file));
+  DV_TRY(tls.String("min_version", &out->min_version));
+  DV_TRY(tls.RejectUnknown());
+  for (auto [key, value] :
+       {std::pair{"cert_file", &out->cert_file}, std::pair{"key_file", &out->key_file}}) {
+    if (value->empty()) return KeyError(tls.Path(key), "missing: TLS needs a PEM file");
+    if (!value->starts_with("/")) *value = base_dir + "/" + *value;
+    std::ifstream probe(*value);
+    if (!probe) return KeyError(tls.Path(key), "cannot read " + *value);
+  }
+  if (out->min_version != "1.2" && out->min_version != "1.3") {
+    return KeyError(tls.Path("min_version"), "must be 1.2 or 1.3, got '" + out->min_version + "'");
+  }
+  return Status::Ok();
+}
+
 Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Config* c) {
   Section root(root_node, "");
   DV_TRY(root.Check());
@@ -254,6 +278,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   DV_TRY(ingress.DurationMs("retry_after", 1000, 3'600'000, &retry_after_ms));
   c->ingress.retry_after_s = retry_after_ms / 1000;
   DV_TRY(ParseAuth(ingress.Child("auth"), base_dir, &c->ingress.auth));
+  DV_TRY(ParseTls(ingress.Child("tls"), base_dir, &c->ingress.tls));
   DV_TRY(ingress.RejectUnknown());
 
   Section admin = root.Child("admin");
@@ -363,6 +388,11 @@ std::string DescribeConfig(const Config& c) {
     << "ingress.retry_after: " << c.ingress.retry_after_s << "s\n"
     << "ingress.auth.mode: " << kModes[static_cast<int>(c.ingress.auth.mode)] << "\n"
     << "ingress.auth.secret: " << (c.ingress.auth.secret.empty() ? "(none)" : "(set, redacted)")
+    << "\n"
+    << "ingress.tls: "
+    << (c.ingress.tls.enabled
+            ? c.ingress.tls.cert_file + " (TLS " + c.ingress.tls.min_version + "+)"
+            : std::string("off (plain HTTP)"))
     << "\n"
     << "admin.listen: " << c.admin.listen.ToString() << "\n"
     << "journal.data_dir: " << c.journal.data_dir << "\n"

@@ -37,6 +37,14 @@ struct AuthConfig {
   std::string parameter = "key";          // for http_query_string
 };
 
+// HTTPS on the ingress (Dataverse posts to port 443 only: terminate TLS here or in front).
+struct TlsConfig {
+  bool enabled = false;             // true when the `ingress.tls` section is present
+  std::string cert_file;            // PEM certificate chain, leaf first
+  std::string key_file;             // PEM private key (a secret: a file path, never inline)
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+};
+
 struct IngressConfig {
   Endpoint listen{"0.0.0.0", 8080};
   std::string path = "/webhooks/dataverse";
@@ -47,6 +55,7 @@ struct IngressConfig {
   uint64_t max_connections = 1024;
   uint64_t retry_after_s = 5;  // sent with every 503
   AuthConfig auth;
+  TlsConfig tls;
 };
 
 struct AdminConfig {

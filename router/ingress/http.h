@@ -56,7 +56,7 @@ class HttpConnectionState {
 };
 
 // Things the transport itself rejects, told to the handler so it can count them.
-enum class TransportReject { kTooLarge, kMalformed, kTimeout, kConnectionLimit };
+enum class TransportReject { kTooLarge, kMalformed, kTimeout, kConnectionLimit, kTlsHandshake };
 
 class HttpHandler {
  public:

@@ -10,6 +10,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <future>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace dvrouter {
@@ -103,6 +105,7 @@ struct SessionShared {
   SessionShared(HttpHandler* h, HttpServerLimits l) : handler(h), limits(l) {}
   HttpHandler* handler;
   const HttpServerLimits limits;
+  std::unique_ptr<net::ssl::context> tls;  // set before Listen when the listener is HTTPS
   std::atomic<int64_t> connections{0};
   std::atomic<int64_t> in_flight{0};
 };
@@ -128,17 +131,26 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
 namespace {
 
-class Session final : public std::enable_shared_from_this<Session>, public HttpExchange {
+// Stream is beast::tcp_stream (HTTP) or beast::ssl_stream<beast::tcp_stream> (HTTPS).
+template <typename Stream>
+class Session final : public std::enable_shared_from_this<Session<Stream>>, public HttpExchange {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
+
  public:
   Session(tcp::socket&& socket, std::shared_ptr<SessionShared> server)
-      : stream_(std::move(socket)), server_(std::move(server)) {
+      : stream_(MakeStream(std::move(socket), *server)), server_(std::move(server)) {
     state_ = server_->handler->NewConnection();
   }
   ~Session() override { server_->connections.fetch_sub(1, std::memory_order_relaxed); }
 
   void Start() {
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&Session::DoReadHeader, shared_from_this()));
+    if constexpr (kTls) {
+      net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoHandshake(); });
+    } else {
+      net::dispatch(stream_.get_executor(),
+                    beast::bind_front_handler(&Session::DoReadHeader, shared_from_this()));
+    }
   }
 
   // HttpExchange: any thread, once per handled request.
@@ -150,6 +162,34 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   }
 
  private:
+  static Stream MakeStream(tcp::socket&& socket, SessionShared& shared) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *shared.tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  // HTTPS only: the handshake runs under the header timeout, so a client that connects and
+  // says nothing is closed like any slow client.
+  void DoHandshake() {
+    if constexpr (kTls) {
+      Tcp().expires_after(std::chrono::milliseconds(server_->limits.header_timeout_ms));
+      stream_.async_handshake(
+          net::ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+            if (ec) {
+              self->server_->handler->OnTransportReject(ec == beast::error::timeout
+                                                            ? TransportReject::kTimeout
+                                                            : TransportReject::kTlsHandshake);
+              return self->Close();
+            }
+            self->DoReadHeader();
+          });
+    }
+  }
+
   void DoReadHeader() {
     std::string recycled;
     if (parser_) recycled = std::move(parser_->get().body());
@@ -158,7 +198,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
     recycled.clear();  // keeps its capacity for the next body
     parser_->get().body() = std::move(recycled);
-    stream_.expires_after(std::chrono::milliseconds(server_->limits.header_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->limits.header_timeout_ms));
     http::async_read_header(stream_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
   }
@@ -181,7 +221,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
     }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+      Tcp().expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
       net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
                        [self = shared_from_this()](beast::error_code wec, std::size_t) {
                          if (wec) return self->Close();
@@ -193,14 +233,14 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   }
 
   void DoReadBody() {
-    stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnBody, shared_from_this()));
   }
 
   void OnBody(beast::error_code ec, std::size_t) {
     if (ec) return OnReadError(ec, /*in_body=*/true);
-    stream_.expires_never();
+    Tcp().expires_never();
     std::string& body = req_body();
     const size_t padding = server_->limits.body_padding;
     if (body.capacity() < body.size() + padding) body.reserve(body.size() + padding);
@@ -261,7 +301,7 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(r.body);
     res_.prepare_payload();
-    stream_.expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
+    Tcp().expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
     http::async_write(stream_, res_,
                       beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
@@ -279,30 +319,30 @@ class Session final : public std::enable_shared_from_this<Session>, public HttpE
   // client still sends, bounded in bytes and time, before closing.
   void LingeringClose() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(2));
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+    Tcp().expires_after(std::chrono::seconds(2));
     Drain(0);
   }
 
   void Drain(size_t drained) {
     static constexpr size_t kMaxDrain = 4 << 20;
     drain_buf_.resize(16 << 10);
-    stream_.async_read_some(net::buffer(drain_buf_),
-                            [self = shared_from_this(), drained](beast::error_code ec, size_t n) {
-                              if (ec || drained + n > kMaxDrain) return self->Close();
-                              self->Drain(drained + n);
-                            });
+    Tcp().async_read_some(net::buffer(drain_buf_),
+                          [self = shared_from_this(), drained](beast::error_code ec, size_t n) {
+                            if (ec || drained + n > kMaxDrain) return self->Close();
+                            self->Drain(drained + n);
+                          });
   }
 
   void Close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    Tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Tcp().close();
   }
 
   std::string& req_body() { return parser_->get().body(); }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -351,7 +391,12 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
       sh.connections.fetch_sub(1, std::memory_order_relaxed);
     } else {
       moved.set_option(tcp::no_delay(true), ec);
-      std::make_shared<Session>(std::move(moved), shared)->Start();
+      if (sh.tls) {
+        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(moved), shared)
+            ->Start();
+      } else {
+        std::make_shared<Session<beast::tcp_stream>>(std::move(moved), shared)->Start();
+      }
     }
   }
   DoAccept();
@@ -361,6 +406,25 @@ HttpServer::HttpServer(IoRuntime* runtime, HttpHandler* handler, HttpServerLimit
     : impl_(std::make_shared<Impl>(runtime->impl_.get(), handler, limits)) {}
 
 HttpServer::~HttpServer() { StopAccepting(); }
+
+Status HttpServer::EnableTls(const TlsConfig& tls) {
+  auto ctx = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  beast::error_code ec;
+  // Old protocols off; TLS 1.2 is what Dataverse and every current client speak.
+  long options = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                 SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE;
+  if (tls.min_version == "1.3") options |= SSL_OP_NO_TLSv1_2;
+  SSL_CTX_set_options(ctx->native_handle(), static_cast<uint64_t>(options));
+  ctx->use_certificate_chain_file(tls.cert_file, ec);
+  if (ec) return InvalidArgument("ingress.tls.cert_file: " + tls.cert_file + ": " + ec.message());
+  ctx->use_private_key_file(tls.key_file, net::ssl::context::pem, ec);
+  if (ec) return InvalidArgument("ingress.tls.key_file: " + tls.key_file + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return InvalidArgument("ingress.tls.key_file: the key does not match the certificate");
+  }
+  impl_->shared->tls = std::move(ctx);
+  return Status::Ok();
+}
 
 Status HttpServer::Listen(const Endpoint& endpoint) {
   beast::error_code ec;

@@ -51,6 +51,8 @@ class HttpServer {
  public:
   HttpServer(IoRuntime* runtime, HttpHandler* handler, HttpServerLimits limits);
   ~HttpServer();
+  // Makes the listener HTTPS; call before Listen. Errors name the file that is wrong.
+  Status EnableTls(const TlsConfig& tls);
   // Binds and starts accepting. The bound port (useful with port 0) is port() afterwards.
   Status Listen(const Endpoint& endpoint);
   uint16_t port() const;

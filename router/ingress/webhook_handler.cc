@@ -94,6 +94,9 @@ void WebhookHandler::OnTransportReject(TransportReject reject) {
     case TransportReject::kConnectionLimit:
       metrics_->connections_refused.Increment();
       break;
+    case TransportReject::kTlsHandshake:
+      metrics_->tls_handshake_failures.Increment();
+      break;
   }
 }
 

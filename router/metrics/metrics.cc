@@ -71,6 +71,8 @@ RouterMetrics::RouterMetrics()
                                   "Connections closed at accept: max_connections reached")),
       connections_timed_out(Counter(*registry_, "dvrouter_ingress_timeouts_total",
                                     "Connections closed because a header or body read timed out")),
+      tls_handshake_failures(Counter(*registry_, "dvrouter_ingress_tls_handshake_failures_total",
+                                     "HTTPS connections closed because the handshake failed")),
       journal_write_seconds(Hist(*registry_, "dvrouter_journal_append_duration_seconds",
                                  "Time to write one group commit's records", LatencyBuckets())),
       journal_fsync_seconds(Hist(*registry_, "dvrouter_journal_fsync_duration_seconds",

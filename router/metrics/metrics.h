@@ -58,6 +58,7 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Gauge& connections_open;
   prometheus::Counter& connections_refused;    // over max_connections
   prometheus::Counter& connections_timed_out;  // slow clients closed
+  prometheus::Counter& tls_handshake_failures;
   prometheus::Histogram& journal_write_seconds;
   prometheus::Histogram& journal_fsync_seconds;
   prometheus::Histogram& journal_batch_events;

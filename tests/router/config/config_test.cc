@@ -663,3 +663,46 @@ TEST(DescribeConfig, ShowsEffectiveValues) {
 
 }  // namespace
 }  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+TEST(ConfigTls, OffUnlessTheSectionIsPresent) {
+  EXPECT_FALSE(ParseOk(NoAuth()).ingress.tls.enabled);
+}
+
+TEST(ConfigTls, FilesResolveAgainstTheConfigDirectoryAndMustExist) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.path() + "/cert.pem", "x");
+  testing::WriteFileOrDie(dir.path() + "/key.pem", "x");
+  Result<Config> c = ParseConfig(
+      "ingress:\n  auth:\n    mode: none\n  tls:\n    cert_file: cert.pem\n    key_file: key.pem\n",
+      dir.path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->ingress.tls.enabled);
+  EXPECT_EQ(c->ingress.tls.cert_file, dir.path() + "/cert.pem");
+  EXPECT_EQ(c->ingress.tls.key_file, dir.path() + "/key.pem");
+  EXPECT_EQ(c->ingress.tls.min_version, "1.2");
+
+  ExpectConfigError("ingress:\n  auth:\n    mode: none\n  tls: {}\n",
+                    "ingress.tls.cert_file: missing: TLS needs a PEM file");
+  Result<Config> missing_key = ParseConfig(
+      "ingress:\n  auth:\n    mode: none\n  tls:\n    cert_file: cert.pem\n    key_file: "
+      "nope.pem\n",
+      dir.path());
+  ASSERT_FALSE(missing_key.ok());
+  EXPECT_EQ(missing_key.status().message(),
+            "ingress.tls.key_file: cannot read " + dir.path() + "/nope.pem");
+  Result<Config> bad_version = ParseConfig(
+      "ingress:\n  auth:\n    mode: none\n  tls:\n    cert_file: cert.pem\n"
+      "    key_file: key.pem\n    min_version: \"1.1\"\n",
+      dir.path());
+  ASSERT_FALSE(bad_version.ok());
+  EXPECT_EQ(bad_version.status().message(),
+            "ingress.tls.min_version: must be 1.2 or 1.3, got '1.1'");
+  ExpectKeyError("ingress:\n  auth:\n    mode: none\n  tls:\n    certfile: cert.pem\n",
+                 "ingress.tls.certfile");
+}
+
+}  // namespace
+}  // namespace dvrouter

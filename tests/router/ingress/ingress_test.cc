@@ -1,5 +1,6 @@
 // The ingress over real sockets: a whole App (Beast listeners, journal, metrics) on port 0.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <set>
@@ -446,6 +447,77 @@ TEST_F(Ingress, ReadyOnlyOnceRecoveryHasFinished) {
   EXPECT_EQ(admin.Get("/readyz").status, 200);
   HttpClient client(port());
   EXPECT_NE(client.Post(Url(), ContactEvent(1)).body.find("duplicate"), std::string::npos);
+}
+
+// HTTPS with a certificate made for the test, driven by curl (a real TLS client).
+class IngressTls : public Ingress {
+ protected:
+  std::string Run(const std::vector<std::string>& args, int* exit_code) {
+    const std::string log = tmp_.path() + "/cmd.log";
+    testing::WriteFileOrDie(log, "");
+    testing::ChildProcess child(args[0], std::vector<std::string>(args.begin() + 1, args.end()),
+                                log);
+    const int status = child.Wait(std::chrono::seconds(60));
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return testing::ReadFileOrDie(log);
+  }
+  Config TlsConfig() {
+    const std::string dir = tmp_.path();
+    int rc = 0;
+    std::string out = Run({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                           "-keyout", dir + "/key.pem", "-out", dir + "/cert.pem", "-days", "1",
+                           "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"},
+                          &rc);
+    EXPECT_EQ(rc, 0) << out;
+    Config c = BaseConfig();
+    c.ingress.tls.enabled = true;
+    c.ingress.tls.cert_file = dir + "/cert.pem";
+    c.ingress.tls.key_file = dir + "/key.pem";
+    return c;
+  }
+};
+
+TEST_F(IngressTls, AcceptsWebhooksOverHttpsWithAVerifiedCertificate) {
+  Start(TlsConfig());
+  const std::string body_file = tmp_.path() + "/body.json";
+  testing::WriteFileOrDie(body_file, ContactEvent(1));
+  const std::string url =
+      "https://127.0.0.1:" + std::to_string(port()) + "/webhooks/dataverse?code=s3cret";
+  int rc = 0;
+  std::string out = Run({"/usr/bin/curl", "-sS", "--cacert", tmp_.path() + "/cert.pem",
+                         "--data-binary", "@" + body_file, url},
+                        &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"status\":\"accepted\""), std::string::npos) << out;
+  // The same body again over a new TLS connection: a duplicate.
+  out = Run({"/usr/bin/curl", "-sS", "--cacert", tmp_.path() + "/cert.pem", "--data-binary",
+             "@" + body_file, url},
+            &rc);
+  EXPECT_NE(out.find("\"status\":\"duplicate\""), std::string::npos) << out;
+  // Without the CA the client refuses the server, as it must.
+  Run({"/usr/bin/curl", "-sS", "--data-binary", "@" + body_file, url}, &rc);
+  EXPECT_NE(rc, 0);
+  // Plain HTTP to the HTTPS port gets no answer and counts as a failed handshake.
+  HttpClient plain(port());
+  plain.set_honor_connection_close(false);
+  EXPECT_EQ(plain.Post(Url(), ContactEvent(2)).status, 0);
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return MetricValue(Metrics(), "dvrouter_ingress_tls_handshake_failures_total") >= 2;
+  }));
+  EXPECT_EQ(JournalRecords(), 1u);
+}
+
+TEST_F(IngressTls, AMismatchedKeyIsAStartError) {
+  Config c = TlsConfig();
+  int rc = 0;
+  Run({"/usr/bin/openssl", "genrsa", "-out", tmp_.path() + "/other.pem", "2048"}, &rc);
+  ASSERT_EQ(rc, 0);
+  c.ingress.tls.key_file = tmp_.path() + "/other.pem";
+  App app(c);
+  Status st = app.Start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("ingress.tls.key_file"), std::string_view::npos) << st.ToString();
+  app.Shutdown();
 }
 
 TEST_F(Ingress, AdminEndpoints) {
