@@ -1,0 +1,59 @@
+// deploy/ must not drift from the code: every metric its dashboards, alerts and docs name exists.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <filesystem>
+#include <set>
+
+#include "router/metrics/metrics.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+TEST(Deploy, EveryMetricNamedInDeployExists) {
+  RouterMetrics metrics;
+  const std::string exported = metrics.Serialize();
+  std::set<std::string> families;
+  for (size_t at = exported.find("# TYPE "); at != std::string::npos;
+       at = exported.find("# TYPE ", at + 1)) {
+    const size_t start = at + 7;
+    families.insert(exported.substr(start, exported.find(' ', start) - start));
+  }
+  ASSERT_GT(families.size(), 10u);
+  size_t checked = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           std::string(DVROUTER_SOURCE_DIR) + "/deploy")) {
+    if (!entry.is_regular_file()) continue;
+    const std::string text = testing::ReadFileOrDie(entry.path().string());
+    // Plain scan (std::regex trips GCC 12 warnings under sanitizers).
+    for (size_t at = text.find("dvrouter_"); at != std::string::npos;
+         at = text.find("dvrouter_", at + 1)) {
+      if (at > 0 &&
+          (std::isalnum(static_cast<unsigned char>(text[at - 1])) || text[at - 1] == '_' ||
+           text[at - 1] == '-' || text[at - 1] == '/' || text[at - 1] == '.')) {
+        continue;
+      }
+      size_t end = at;
+      while (end < text.size() &&
+             (std::islower(static_cast<unsigned char>(text[end])) || text[end] == '_')) {
+        ++end;
+      }
+      const std::string name = text.substr(at, end - at);
+      bool known = false;
+      for (const auto& family : families) {
+        // Histograms export family_bucket, family_sum and family_count.
+        if (name == family || name == family + "_bucket" || name == family + "_sum" ||
+            name == family + "_count") {
+          known = true;
+        }
+      }
+      EXPECT_TRUE(known) << entry.path() << " names " << name << ", which dvrouter does not export";
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20u);
+}
+
+}  // namespace
+}  // namespace dvrouter
