@@ -21,6 +21,19 @@ Status JsonError(std::string_view where, simdjson::error_code e) {
 // The type name before the ':' in "__type" ("OptionSetValue:http://...").
 std::string_view TypeName(std::string_view t) { return t.substr(0, t.find(':')); }
 
+// Calls fn(name, value) for each member in order; stops at the first error.
+template <typename Fn>
+Status ForEachMember(od::object o, std::string_view where, Fn&& fn) {
+  for (auto member_result : o) {
+    od::field member;
+    if (auto e = std::move(member_result).get(member)) return JsonError(where, e);
+    std::string_view name;
+    if (auto e = member.unescaped_key().get(name)) return JsonError(where, e);
+    if (Status st = fn(name, member.value()); !st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
 void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
   // Howard Hinnant's algorithm, the inverse of days_from_civil.
   z += 719468;
@@ -109,14 +122,10 @@ class Converter {
       }
       std::string key;
       bool have_key = false, have_value = false;
-      for (auto field_result : pair) {
-        od::field field;
-        if (auto e = std::move(field_result).get(field)) return JsonError("Target.Attributes", e);
-        std::string_view name;
-        if (auto e = field.unescaped_key().get(name)) return JsonError("Target.Attributes", e);
+      Status st = ForEachMember(pair, "Target.Attributes", [&](std::string_view name, od::value v) {
         if (name == "key") {
           std::string_view k;
-          if (auto e = field.value().get_string().get(k)) return JsonError("Target.Attributes", e);
+          if (auto e = v.get_string().get(k)) return JsonError("Target.Attributes", e);
           key.assign(k);
           have_key = true;
         } else if (name == "value") {
@@ -126,11 +135,13 @@ class Converter {
           first = false;
           AppendJsonString(out_, key);
           out_->push_back(':');
-          if (Status st = Value(field.value(), depth + 1); !st.ok()) return st;
+          if (Status vst = Value(v, depth + 1); !vst.ok()) return vst;
           if (keys) keys->push_back(key);
           have_value = true;
         }
-      }
+        return Status::Ok();
+      });
+      if (!st.ok()) return st;
       if (!have_key || !have_value) {
         return InvalidArgument("Target.Attributes: an element lacks \"key\" or \"value\"");
       }
@@ -146,33 +157,31 @@ class Converter {
     std::string attributes = "{}";
     std::string name_json = "null";
     bool have_attributes = false;
-    for (auto field_result : o) {
-      od::field field;
-      if (auto e = std::move(field_result).get(field)) return JsonError("Target", e);
-      std::string_view name;
-      if (auto e = field.unescaped_key().get(name)) return JsonError("Target", e);
+    Status st = ForEachMember(o, "Target", [&](std::string_view name, od::value v) {
       if (name == "Id") {
         std::string_view s;
-        if (auto e = field.value().get_string().get(s)) return JsonError("Target.Id", e);
+        if (auto e = v.get_string().get(s)) return JsonError("Target.Id", e);
         if (!CanonicalGuid(s, id)) id->assign(s);
       } else if (name == "LogicalName") {
         std::string_view s;
-        if (auto e = field.value().get_string().get(s)) return JsonError("Target.LogicalName", e);
+        if (auto e = v.get_string().get(s)) return JsonError("Target.LogicalName", e);
         logical_name->assign(s);
       } else if (name == "Name") {
         name_json.clear();
         Converter c(&name_json);
-        if (Status st = c.Value(field.value(), depth + 1); !st.ok()) return st;
+        return c.Value(v, depth + 1);
       } else if (name == "Attributes") {
         od::array a;
-        if (auto e = field.value().get_array().get(a)) return JsonError("Target.Attributes", e);
+        if (auto e = v.get_array().get(a)) return JsonError("Target.Attributes", e);
         attributes.clear();
         Converter c(&attributes);
-        if (Status st = c.KeyValueList(a, depth + 1, keys); !st.ok()) return st;
         have_attributes = true;
+        return c.KeyValueList(a, depth + 1, keys);
       }
       // Other members (FormattedValues, KeyAttributes, RowVersion, ...) are not needed.
-    }
+      return Status::Ok();
+    });
+    if (!st.ok()) return st;
     const bool reference = typed ? type == "EntityReference" : !have_attributes;
     if (is_reference) *is_reference = reference;
     out_->append("{\"id\":");
@@ -246,13 +255,11 @@ class Converter {
     if (auto e = o.reset().error()) return JsonError("Target", e);
     // An untyped entity (inside an EntityCollection) still has LogicalName and Attributes.
     bool looks_like_entity = false;
-    for (auto field_result : o) {
-      od::field f;
-      if (auto e = std::move(field_result).get(f)) return JsonError("Target", e);
-      std::string_view name;
-      if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
+    Status st = ForEachMember(o, "Target", [&](std::string_view name, od::value) {
       if (name == "Attributes") looks_like_entity = true;
-    }
+      return Status::Ok();
+    });
+    if (!st.ok()) return st;
     if (auto e = o.reset().error()) return JsonError("Target", e);
     if (looks_like_entity) {
       std::string id, logical_name;
@@ -260,18 +267,15 @@ class Converter {
     }
     out_->push_back('{');
     bool first = true;
-    for (auto field_result : o) {
-      od::field f;
-      if (auto e = std::move(field_result).get(f)) return JsonError("Target", e);
-      std::string_view name;
-      if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
-      if (name == "__type") continue;
+    st = ForEachMember(o, "Target", [&](std::string_view name, od::value v) {
+      if (name == "__type") return Status::Ok();
       if (!first) out_->push_back(',');
       first = false;
       AppendJsonString(out_, name);
       out_->push_back(':');
-      if (Status st = Value(f.value(), depth + 1); !st.ok()) return st;
-    }
+      return Value(v, depth + 1);
+    });
+    if (!st.ok()) return st;
     out_->push_back('}');
     return Status::Ok();
   }
