@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "router/common/json.h"
 #include "router/decode/decode.h"
 
 namespace dvrouter {
@@ -33,6 +34,11 @@ Status ForEachMember(od::object o, std::string_view where, Fn&& fn) {
   }
   return Status::Ok();
 }
+
+// Compares a member's name without unescaping it. simdjson unescapes keys into one buffer sized
+// for a single pass over the document, so passes that only look for a name (before a reset()
+// and a second pass) must not unescape: long keys read twice would overrun it.
+bool NameIs(od::field& f, std::string_view name) { return f.key() == name; }
 
 void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
   // Howard Hinnant's algorithm, the inverse of days_from_civil.
@@ -211,9 +217,7 @@ class Converter {
     }
     od::field first;
     if (auto e = (*it).get(first)) return JsonError("Target", e);
-    std::string_view key;
-    if (auto e = first.unescaped_key().get(key)) return JsonError("Target", e);
-    if (key != "__type") return GenericObject(o, depth);
+    if (!NameIs(first, "__type")) return GenericObject(o, depth);
     std::string_view type_full;
     if (auto e = first.value().get_string().get(type_full)) return JsonError("Target.__type", e);
     const std::string type(TypeName(type_full));
@@ -222,9 +226,7 @@ class Converter {
       for (; it != o.end(); ++it) {
         od::field f;
         if (auto e = (*it).get(f)) return JsonError("Target", e);
-        std::string_view name;
-        if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
-        if (name == "Value") return Value(f.value(), depth + 1);
+        if (NameIs(f, "Value")) return Value(f.value(), depth + 1);
       }
       out_->append("null");
       return Status::Ok();
@@ -239,9 +241,7 @@ class Converter {
       for (; it != o.end(); ++it) {
         od::field f;
         if (auto e = (*it).get(f)) return JsonError("Target", e);
-        std::string_view name;
-        if (auto e = f.unescaped_key().get(name)) return JsonError("Target", e);
-        if (name == "Entities") return Value(f.value(), depth + 1);
+        if (NameIs(f, "Entities")) return Value(f.value(), depth + 1);
       }
       out_->append("[]");
       return Status::Ok();
@@ -255,11 +255,11 @@ class Converter {
     if (auto e = o.reset().error()) return JsonError("Target", e);
     // An untyped entity (inside an EntityCollection) still has LogicalName and Attributes.
     bool looks_like_entity = false;
-    Status st = ForEachMember(o, "Target", [&](std::string_view name, od::value) {
-      if (name == "Attributes") looks_like_entity = true;
-      return Status::Ok();
-    });
-    if (!st.ok()) return st;
+    for (auto member_result : o) {
+      od::field member;
+      if (auto e = std::move(member_result).get(member)) return JsonError("Target", e);
+      if (NameIs(member, "Attributes")) looks_like_entity = true;
+    }
     if (auto e = o.reset().error()) return JsonError("Target", e);
     if (looks_like_entity) {
       std::string id, logical_name;
@@ -267,7 +267,7 @@ class Converter {
     }
     out_->push_back('{');
     bool first = true;
-    st = ForEachMember(o, "Target", [&](std::string_view name, od::value v) {
+    Status st = ForEachMember(o, "Target", [&](std::string_view name, od::value v) {
       if (name == "__type") return Status::Ok();
       if (!first) out_->push_back(',');
       first = false;
@@ -326,39 +326,6 @@ std::string FormatIsoUtc(int64_t ms) {
   return buf;
 }
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[(c >> 4) & 0xf]);
-          out->push_back(kHex[c & 0xf]);
-        } else {
-          out->push_back(c);
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 struct AttributeExtractor::Impl {
   explicit Impl(size_t max_bytes) : parser(max_bytes) {}
   od::parser parser;
@@ -413,9 +380,7 @@ Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity
           for (auto tf : target) {
             od::field f;
             if (auto e = std::move(tf).get(f)) return JsonError("Target", e);
-            std::string_view n;
-            if (auto e = f.unescaped_key().get(n)) return JsonError("Target", e);
-            if (n == "__type") {
+            if (NameIs(f, "__type")) {
               std::string_view t;
               if (auto e = f.value().get_string().get(t)) return JsonError("Target.__type", e);
               type.assign(TypeName(t));

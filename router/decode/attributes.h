@@ -49,7 +49,4 @@ class AttributeExtractor {
 // ms since the epoch → "YYYY-MM-DDTHH:MM:SS.mmmZ".
 std::string FormatIsoUtc(int64_t ms);
 
-// Appends `s` as a JSON string literal (quotes included).
-void AppendJsonString(std::string* out, std::string_view s);
-
 }  // namespace dvrouter

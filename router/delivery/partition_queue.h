@@ -76,7 +76,11 @@ class PartitionReader {
 
   // Delivers, in sequence order and each once, the partition's handles now available, to
   // emit(const RecordHandle&). read_journal(from_seq, emit) must emit this partition's committed
-  // records with seq >= from_seq, in order (for FileJournal: Scan, filtered by partition).
+  // records with seq >= from_seq, in order (for FileJournal: Scan, filtered by partition), and
+  // return true only if it read through the end of what was committed when it started; on false
+  // (an I/O error, a scan cut short) the drop stays recorded and the next Drain reads again from
+  // the last delivered sequence. One journal read per call at most, so a partition that keeps
+  // overflowing cannot keep its worker here: each call still makes progress and returns.
   // Returns how many were delivered.
   template <typename ReadJournal, typename Emit>
   size_t Drain(PartitionQueue& queue, ReadJournal&& read_journal, Emit&& emit) {
@@ -95,10 +99,10 @@ class PartitionReader {
       return delivered;
     }
     // A gap: the journal has everything the queue lost, and what was popped too.
-    do {
-      read_journal(last_seq_ + 1, deliver);
-    } while (!queue.ClearDropped(dropped) && (dropped = queue.DroppedUpTo()) != 0);
     ++catch_ups_;
+    if (!read_journal(last_seq_ + 1, deliver)) return delivered;
+    // Fails if more were dropped while reading: the next call reads on from last_seq_.
+    queue.ClearDropped(dropped);
     return delivered;
   }
 

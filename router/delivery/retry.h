@@ -60,7 +60,9 @@ class CircuitBreaker {
  public:
   explicit CircuitBreaker(BreakerOptions options) : options_(options) {}
 
-  // Whether a delivery may start now. In half-open state only the one probe is allowed.
+  // Whether a delivery may start now. In half-open state only the one probe is allowed, and
+  // the caller must report its outcome (OnSuccess or OnFailure, also for a permanent error or
+  // a give-up): an unreported probe keeps the breaker half-open and shut.
   bool Allow(int64_t now_ms);
   void OnSuccess();
   void OnFailure(int64_t now_ms);

@@ -68,7 +68,7 @@ class HttpHandler {
   virtual std::optional<HttpResponse> Precheck(const HttpRequestView& /*request*/) {
     return std::nullopt;
   }
-  // Called on the connection's strand, on I/O thread number io_thread (0 .. io_threads-1).
+  // Called on the I/O thread that owns the connection, number io_thread (0 .. io_threads-1).
   virtual void Handle(const HttpRequestView& request, HttpConnectionState* state,
                       HttpExchange* exchange, int io_thread) = 0;
   virtual void OnTransportReject(TransportReject) {}

@@ -21,6 +21,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "router/common/json.h"
+
 namespace dvrouter {
 
 namespace net = boost::asio;
@@ -204,7 +206,10 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
     parser_.emplace();
     parser_->body_limit(server_->limits.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(server_->limits.max_header_bytes));
-    recycled.clear();  // keeps its capacity for the next body
+    // Keep the buffer's capacity for the next body, unless an unusually large one grew it: idle
+    // keep-alive connections must not each hold up to max_body_bytes.
+    if (recycled.capacity() > (256u << 10)) recycled = std::string();
+    recycled.clear();
     parser_->get().body() = std::move(recycled);
     Tcp().expires_after(std::chrono::milliseconds(server_->limits.header_timeout_ms));
     http::async_read_header(stream_, buffer_, *parser_,
@@ -227,7 +232,7 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
     if (auto len = parser_->content_length()) {
       req_body().reserve(static_cast<size_t>(*len) + server_->limits.body_padding);
     }
-    if (beast::iequals(req[http::field::expect], "100-continue")) {
+    if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
       Tcp().expires_after(std::chrono::milliseconds(server_->limits.body_timeout_ms));
       net::async_write(stream_, net::buffer(kContinue, sizeof(kContinue) - 1),
@@ -283,15 +288,18 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
       r.close = true;
       return Write(std::move(r), /*handled=*/false);
     }
-    if (ec == http::error::end_of_stream || ec == net::error::eof ||
-        ec == net::error::connection_reset || !started) {
+    // The client went away (possibly mid-body): nobody to answer.
+    if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+        ec == net::error::eof || ec == net::error::connection_reset ||
+        ec == net::ssl::error::stream_truncated || !started) {
       return Close();
     }
     server_->handler->OnTransportReject(TransportReject::kMalformed);
     HttpResponse r;
     r.status = ec == http::error::header_limit ? 431 : 400;
-    r.body = std::string(R"({"error":"bad_request","message":"malformed HTTP request: )") +
-             ec.message() + "\"}";
+    r.body = R"({"error":"bad_request","message":)";
+    AppendJsonString(&r.body, "malformed HTTP request: " + ec.message());
+    r.body += "}";
     r.close = true;
     Write(std::move(r), /*handled=*/false);
   }

@@ -161,3 +161,26 @@ TEST(FormatIsoUtc, KnownInstants) {
 
 }  // namespace
 }  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// Objects are looked at more than once (type detection, then output): a long key must not be
+// unescaped into simdjson's single-pass string buffer on every look. Under ASan this overran the
+// buffer before names were compared raw in the detection passes.
+TEST(AttributeExtractor, LongKeysInNestedObjectsAreReadOnce) {
+  const std::string long_key(300'000, 'k');
+  const std::string target =
+      "{\"__type\":\"Entity:x\",\"Attributes\":[{\"key\":\"a\",\"value\":{\"" + long_key +
+      "\":1,\"other\":{\"" + long_key + "\":2}}}],\"Id\":\"x\"}";
+  const std::string body = "{\"InputParameters\":[{\"key\":\"Target\",\"value\":" + target + "}]}";
+  AttributeExtractor x(1 << 20);
+  ChangeSet cs;
+  Status st = x.Extract(body.data(), body.size(), body.size(), &cs);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(cs.columns, std::vector<std::string>{"a"});
+  EXPECT_EQ(cs.attributes, "{\"a\":{\"" + long_key + "\":1,\"other\":{\"" + long_key + "\":2}}}");
+}
+
+}  // namespace
+}  // namespace dvrouter

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -63,12 +64,23 @@ TEST(PartitionReader, DeliversEverythingOnceInOrderDespiteDrops) {
 
   PartitionReader reader;
   std::vector<uint64_t> delivered;
+  // Every third catch-up read, starting with the first, fails part-way, as a journal I/O error
+  // would.
+  uint64_t reads = 0, failed_reads = 0;
   auto read_journal = [&](uint64_t from, const auto& emit) {
     const size_t end = committed.load(std::memory_order_acquire);
-    for (size_t i = from - 1; i < end; ++i) {
+    const bool fail = ++reads % 3 == 1;
+    const size_t stop = fail ? std::min(end, static_cast<size_t>(from - 1 + 50)) : end;
+    for (size_t i = from - 1; i < stop; ++i) {
       if (journal[i].partition == 0) emit(journal[i]);
     }
+    if (fail) ++failed_reads;
+    return !fail;
   };
+  // Start consuming only once the producer is far past the queue's capacity, so at least one
+  // overflow (and so one catch-up) is certain.
+  while (committed.load(std::memory_order_acquire) < 1000) {
+  }
   uint64_t spins = 0;
   for (;;) {
     const bool finished = done.load(std::memory_order_acquire);
@@ -93,6 +105,7 @@ TEST(PartitionReader, DeliversEverythingOnceInOrderDespiteDrops) {
   ASSERT_EQ(delivered.size(), expected.size());
   EXPECT_EQ(delivered, expected);
   EXPECT_GT(reader.catch_ups(), 0u) << "the queue never overflowed: the test proves nothing";
+  EXPECT_GT(failed_reads, 0u) << "no catch-up read failed: the retry path is untested";
   EXPECT_GT(spins, 0u);
 }
 
