@@ -1,11 +1,16 @@
 // Adapter: the one interface every sink (ERP, SQL, warehouse, lake files, Dataverse write-back)
-// implements. The delivery engine (issue 3, not built yet) drives it; this header fixes the
-// contract it will rely on.
+// implements. The delivery engine (router/delivery/engine.h) drives it; adapters are built from
+// configuration by the factory table in adapters/registry.h.
 //
-// Batches: Deliver() receives events of one adapter in journal order. Two events of the same
-// record (table, row id) are never in flight at once, and never out of journal order; events of
-// different records may share a batch or be in separate concurrent batches, up to the limit the
-// adapter reports in max_in_flight().
+// Life cycle: constructed from its AdapterConfig; Start() once before the first Deliver, told
+// from which sequence on events may be delivered again (everything past the oldest persisted
+// cursor); Deliver() many times; Stop() once, after the last Deliver.
+//
+// Batches: Deliver() receives events of one adapter. Two events of the same record (table, row
+// id) are never in flight at once and are delivered in journal order (a batch holds at most one
+// event per record); events of different records may share a batch or be in separate concurrent
+// batches, in any order, up to the limit the
+// adapter's `max_in_flight` setting allows (per delivery worker).
 //
 // Threads: Deliver() is called from a delivery worker thread and must not block it: I/O runs on
 // the adapter's own threads or event loop, so a slow sink never holds up other adapters or the
@@ -25,6 +30,7 @@
 #include <string>
 #include <string_view>
 
+#include "router/common/status.h"
 #include "router/decode/event.h"
 
 namespace dvrouter {
@@ -36,6 +42,8 @@ struct Delivery {
   const EventHeader* header = nullptr;  // table, row id, message, stage, ...
   std::string_view body;                // the webhook body as received
   uint32_t attempt = 1;                 // 1 for the first try
+  int64_t received_ms = 0;              // when the ingress accepted it
+  bool replay = false;                  // sent again by an operator (DLQ or range replay)
 };
 
 enum class DeliveryOutcome {
@@ -64,9 +72,13 @@ class Adapter {
   virtual ~Adapter() = default;
   // The configured name (`adapters.<name>`): used in statuses, metrics labels and the DLQ.
   virtual std::string_view name() const = 0;
-  // How many batches may be in flight at once (1: strictly one at a time).
-  virtual int max_in_flight() const { return 1; }
+  // Before the first Deliver: events with seq >= redelivery_from_seq may arrive again (they were
+  // delivered after the last cursor was persisted); an adapter that cannot rely on the sink's
+  // idempotency uses this to recognise them (the lake does). Called from the engine's thread.
+  virtual Status Start(uint64_t /*redelivery_from_seq*/) { return Status::Ok(); }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
+  // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)
+  // and returns once no callback can run any more.
   virtual void Stop() = 0;
 };
 

@@ -8,12 +8,113 @@
 #include <cstdio>
 #include <thread>
 
+#include "adapters/registry.h"
+#include "router/delivery/cursor_store.h"
+#include "router/delivery/engine.h"
 #include "router/ingress/server.h"
 #include "router/ingress/webhook_handler.h"
 #include "router/journal/file_journal.h"
 #include "router/metrics/metrics.h"
 
 namespace dvrouter {
+
+namespace {
+
+bool ParseU64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 19) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+HttpResponse FromStatus(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kNotFound:
+      return ErrorResponse(404, "not_found", st.message());
+    case StatusCode::kInvalidArgument:
+      return ErrorResponse(400, "bad_request", st.message());
+    case StatusCode::kUnavailable:
+      return ErrorResponse(503, "unavailable", st.message());
+    default:
+      return ErrorResponse(500, "internal", st.message());
+  }
+}
+
+// The delivery engine's operations on the admin listener:
+//   GET  /events/{id}                      status per adapter
+//   GET  /dlq[?adapter=A][&id=N][&all=1]   DLQ entries (all=1: also replayed ones)
+//   POST /dlq/replay[?adapter=A][&id=N]    send DLQ entries back to their adapter
+//   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
+class EngineAdmin final : public AdminOperations {
+ public:
+  explicit EngineAdmin(DeliveryEngine* engine) : engine_(engine) {}
+
+  std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) override {
+    const std::string_view path = TargetPath(target);
+    const bool get = method == "GET" || method == "HEAD";
+    std::string adapter, id_text, all, from_text, to_text;
+    QueryParameter(target, "adapter", &adapter);
+    const bool has_id = QueryParameter(target, "id", &id_text);
+    std::optional<uint64_t> id;
+    if (has_id) {
+      uint64_t v = 0;
+      if (!ParseU64(id_text, &v)) return ErrorResponse(400, "bad_request", "id must be a number");
+      id = v;
+    }
+    if (path.starts_with("/events/")) {
+      if (!get) return MethodNotAllowed("GET");
+      auto json = engine_->EventStatusJson(std::string(path.substr(8)));
+      if (!json.ok()) return FromStatus(json.status());
+      HttpResponse r;
+      r.body = std::move(json).value();
+      return r;
+    }
+    if (path == "/dlq") {
+      if (!get) return MethodNotAllowed("GET");
+      QueryParameter(target, "all", &all);
+      HttpResponse r;
+      r.body = engine_->DlqJson(adapter, id, all == "1" || all == "true");
+      return r;
+    }
+    if (path == "/dlq/replay") {
+      if (method != "POST") return MethodNotAllowed("POST");
+      auto n = engine_->ReplayDlq(adapter, id);
+      if (!n.ok()) return FromStatus(n.status());
+      HttpResponse r;
+      r.body = "{\"replayed\":" + std::to_string(*n) + "}";
+      return r;
+    }
+    if (path == "/replay") {
+      if (method != "POST") return MethodNotAllowed("POST");
+      uint64_t from = 0, to = 0;
+      QueryParameter(target, "from", &from_text);
+      QueryParameter(target, "to", &to_text);
+      if (adapter.empty() || !ParseU64(from_text, &from) || !ParseU64(to_text, &to)) {
+        return ErrorResponse(400, "bad_request", "replay needs adapter, from and to");
+      }
+      if (Status st = engine_->ReplayRange(adapter, from, to); !st.ok()) return FromStatus(st);
+      HttpResponse r;
+      r.body = "{\"replaying\":{\"adapter\":\"" + adapter + "\",\"from\":" + std::to_string(from) +
+               ",\"to\":" + std::to_string(to) + "}}";
+      return r;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  static HttpResponse MethodNotAllowed(const char* allow) {
+    HttpResponse r = ErrorResponse(405, "method_not_allowed", std::string("use ") + allow);
+    r.allow = allow;
+    return r;
+  }
+  DeliveryEngine* engine_;
+};
+
+}  // namespace
 
 struct App::Impl {
   Impl(Config c, AppHooks h)
@@ -34,12 +135,14 @@ struct App::Impl {
       metrics.journal_next_seq.Set(static_cast<double>(stats.next_seq));
       metrics.journal_pending.Set(static_cast<double>(stats.pending));
     }
+    if (DeliveryEngine* e = engine_ready.load(std::memory_order_acquire)) e->RefreshMetrics();
   }
 
   Config config;
   AppHooks hooks;
   std::atomic<HttpServer*> ingress_ready{nullptr};
   std::atomic<FileJournal*> journal_ready{nullptr};
+  std::atomic<DeliveryEngine*> engine_ready{nullptr};
   std::atomic<uint16_t> ingress_port{0};
   std::atomic<uint16_t> admin_port{0};
   RouterMetrics metrics;
@@ -48,6 +151,9 @@ struct App::Impl {
   AdminHandler admin;
   std::unique_ptr<HttpServer> admin_server;
   std::unique_ptr<HttpServer> ingress;
+  std::vector<std::unique_ptr<Adapter>> adapters;
+  std::unique_ptr<DeliveryEngine> engine;
+  std::unique_ptr<EngineAdmin> engine_admin;
   std::unique_ptr<FileJournal> journal;
 };
 
@@ -62,6 +168,31 @@ Status App::Start() {
   if (Status st = m.admin_server->Listen(m.config.admin.listen); !st.ok()) return st;
   m.admin_port = m.admin_server->port();
 
+  // Adapters and the engine exist before the journal opens: the engine is its CommitListener.
+  std::vector<EngineAdapter> engine_adapters;
+  AdapterContext ctx;
+  ctx.registry = &m.metrics.registry();
+  for (const AdapterConfig& ac : m.config.adapters) {
+    std::unique_ptr<Adapter> adapter;
+    if (m.hooks.make_adapter) adapter = m.hooks.make_adapter(ac);
+    if (!adapter) {
+      auto made = MakeAdapter(ac, ctx);
+      if (!made.ok()) return made.status();
+      adapter = std::move(made).value();
+    }
+    engine_adapters.push_back(EngineAdapter{ac, adapter.get()});
+    m.adapters.push_back(std::move(adapter));
+  }
+  EngineOptions eo;
+  eo.delivery = m.config.delivery;
+  eo.loop_guard = m.config.loop_guard;
+  eo.routes = m.config.routes;
+  eo.partitions = m.config.journal.partitions;
+  eo.state_dir = m.config.journal.data_dir + "/delivery";
+  eo.max_body_bytes = m.config.ingress.max_body_bytes;
+  eo.registry = &m.metrics.registry();
+  m.engine = std::make_unique<DeliveryEngine>(std::move(eo), std::move(engine_adapters));
+
   FileJournalOptions jo;
   jo.dir = m.config.journal.data_dir + "/journal";
   jo.partitions = m.config.journal.partitions;
@@ -73,9 +204,8 @@ Status App::Start() {
   jo.max_batch_events = m.config.journal.max_batch_events;
   jo.observer = &m.metrics;
   jo.io = m.hooks.journal_io;
-  if (::mkdir(m.config.journal.data_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoStatus("mkdir " + m.config.journal.data_dir, errno);
-  }
+  jo.listener = m.engine.get();
+  if (Status st = MakeDirectories(m.config.journal.data_dir); !st.ok()) return st;
   auto journal = FileJournal::Open(std::move(jo));
   if (!journal.ok()) return journal.status();
   m.journal = std::move(journal).value();
@@ -91,6 +221,10 @@ Status App::Start() {
                static_cast<unsigned long long>(stats.bytes),
                static_cast<unsigned long long>(stats.corrupt_records),
                static_cast<unsigned long long>(stats.truncated_bytes));
+  if (Status st = m.engine->Start(m.journal.get()); !st.ok()) return st;
+  m.engine_ready.store(m.engine.get(), std::memory_order_release);
+  m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
+  m.admin.set_operations(m.engine_admin.get());
   m.webhook.set_journal(m.journal.get());
 
   HttpServerLimits limits;
@@ -137,13 +271,21 @@ void App::Shutdown() {
   }
   if (m.admin_server) m.admin_server->StopAccepting();
   m.runtime.Stop();  // no admin request runs from here on
+  m.admin.set_operations(nullptr);
+  m.engine_ready.store(nullptr, std::memory_order_release);
+  // No commit can come any more: stop delivery (persists the cursors).
+  if (m.engine) m.engine->Stop();
   m.journal_ready.store(nullptr, std::memory_order_release);
   m.ingress.reset();
   m.admin_server.reset();
+  m.engine_admin.reset();
+  m.engine.reset();
+  m.adapters.clear();
   m.journal.reset();
 }
 
 uint16_t App::ingress_port() const { return impl_->ingress_port.load(); }
 uint16_t App::admin_port() const { return impl_->admin_port.load(); }
+DeliveryEngine* App::engine() const { return impl_->engine_ready.load(); }
 
 }  // namespace dvrouter

@@ -3,11 +3,14 @@
 // Start() brings up the admin listener first (so /healthz answers and /readyz says "not ready"
 // during recovery), recovers the journal, then opens the webhook listener. Shutdown() stops
 // accepting, completes every request already handed to the journal (so nothing in flight is
-// answered with a reset), and stops the threads. Construct, Start and Shutdown on one thread.
+// answered with a reset), stops delivery (batches in flight finish or come back later: cursors
+// are persisted) and stops the threads. Construct, Start and Shutdown on one thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 
+#include "adapters/adapter.h"
 #include "router/common/status.h"
 #include "router/config/config.h"
 
@@ -16,6 +19,9 @@ namespace dvrouter {
 // Test seams; production leaves them empty.
 struct AppHooks {
   class JournalIo* journal_io = nullptr;  // the journal's syscalls (fault injection)
+  // Builds adapters instead of the factory table when set (test adapters); may return null to
+  // fall back to the table for a given adapter.
+  std::function<std::unique_ptr<Adapter>(const AdapterConfig&)> make_adapter;
 };
 
 class App {
@@ -27,6 +33,8 @@ class App {
   // Bound ports (0 until listening); any thread, also while Start() runs.
   uint16_t ingress_port() const;
   uint16_t admin_port() const;
+  // The delivery engine (null before Start): tests inspect cursors and lag through it.
+  class DeliveryEngine* engine() const;
 
  private:
   struct Impl;

@@ -1,8 +1,13 @@
 // dvrouter's command-line entry point.
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "router/app/app.h"
@@ -120,6 +125,76 @@ int DumpJournal(const std::string& data_dir, uint64_t from_seq, uint64_t limit) 
   return 0;
 }
 
+// One request to the admin listener (HTTP/1.1, Connection: close). Prints the body; returns 0
+// for 2xx, 1 otherwise (the body then explains).
+int AdminCall(const std::string& admin, const std::string& method, const std::string& target) {
+  auto ep = dvrouter::ParseEndpoint(admin);
+  if (!ep.ok()) {
+    std::fprintf(stderr, "dvrouter: --admin: %s\n", std::string(ep.status().message()).c_str());
+    return 2;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  const std::string host = ep->host == "0.0.0.0" ? "127.0.0.1" : ep->host;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(ep->port).c_str(), &hints, &res); rc != 0) {
+    std::fprintf(stderr, "dvrouter: %s: %s\n", host.c_str(), gai_strerror(rc));
+    return 2;
+  }
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+    std::fprintf(stderr, "dvrouter: cannot reach the admin listener at %s: %s\n", admin.c_str(),
+                 std::strerror(errno));
+    freeaddrinfo(res);
+    if (fd >= 0) close(fd);
+    return 2;
+  }
+  freeaddrinfo(res);
+  const std::string request = method + " " + target + " HTTP/1.1\r\nHost: " + host +
+                              "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    std::fprintf(stderr, "dvrouter: send to %s failed\n", admin.c_str());
+    close(fd);
+    return 2;
+  }
+  std::string response;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    response.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  const size_t split = response.find("\r\n\r\n");
+  int status = 0;
+  if (split == std::string::npos || std::sscanf(response.c_str(), "HTTP/1.%*d %d", &status) != 1) {
+    std::fprintf(stderr, "dvrouter: malformed answer from %s\n", admin.c_str());
+    return 2;
+  }
+  std::string body = response.substr(split + 4);
+  if (body.empty() || body.back() != '\n') body += '\n';
+  std::fputs(body.c_str(), status / 100 == 2 ? stdout : stderr);
+  return status / 100 == 2 ? 0 : 1;
+}
+
+// Query parameters are plain names, numbers and hex ids: escape anything else.
+std::string Query(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,7 +224,53 @@ int main(int argc, char** argv) {
   journal->add_option("--from", from_seq, "First sequence number to print");
   journal->add_option("--limit", limit, "Print at most this many records (0: all)");
 
+  // Operations on a running router, through its admin listener.
+  std::string admin = "127.0.0.1:9400";
+  std::string adapter, event_id;
+  uint64_t dlq_id = 0, range_from = 0, range_to = 0;
+  bool all = false;
+  auto admin_option = [&](CLI::App* sub) {
+    sub->add_option("--admin", admin, "The router's admin listener HOST:PORT")
+        ->capture_default_str();
+  };
+  CLI::App* status = cli.add_subcommand("status", "Show an event's delivery status per adapter");
+  status->add_option("event_id", event_id, "The event id (32 hex digits)")->required();
+  admin_option(status);
+  CLI::App* dlq = cli.add_subcommand("dlq", "Dead-letter queue: list or replay");
+  dlq->require_subcommand(1);
+  CLI::App* dlq_list = dlq->add_subcommand("list", "List DLQ entries (JSON)");
+  dlq_list->add_option("--adapter", adapter, "Only this adapter's entries");
+  dlq_list->add_option("--id", dlq_id, "Only this entry");
+  dlq_list->add_flag("--all", all, "Include entries already replayed");
+  admin_option(dlq_list);
+  CLI::App* dlq_replay = dlq->add_subcommand("replay", "Send DLQ entries back to their adapter");
+  dlq_replay->add_option("--adapter", adapter, "Only this adapter's entries");
+  dlq_replay->add_option("--id", dlq_id, "Only this entry");
+  admin_option(dlq_replay);
+  CLI::App* replay =
+      cli.add_subcommand("replay", "Deliver a retained journal range again to one adapter");
+  replay->add_option("--adapter", adapter, "The adapter")->required();
+  replay->add_option("--from", range_from, "First sequence number")->required();
+  replay->add_option("--to", range_to, "Last sequence number")->required();
+  admin_option(replay);
+
   CLI11_PARSE(cli, argc, argv);
+  auto filters = [&] {
+    std::string q;
+    if (!adapter.empty()) q += "&adapter=" + Query(adapter);
+    if (dlq_id != 0) q += "&id=" + std::to_string(dlq_id);
+    if (all) q += "&all=1";
+    if (!q.empty()) q[0] = '?';
+    return q;
+  };
+  if (status->parsed()) return AdminCall(admin, "GET", "/events/" + Query(event_id));
+  if (dlq_list->parsed()) return AdminCall(admin, "GET", "/dlq" + filters());
+  if (dlq_replay->parsed()) return AdminCall(admin, "POST", "/dlq/replay" + filters());
+  if (replay->parsed()) {
+    return AdminCall(admin, "POST",
+                     "/replay?adapter=" + Query(adapter) + "&from=" + std::to_string(range_from) +
+                         "&to=" + std::to_string(range_to));
+  }
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);
   if (check->parsed()) return CheckConfig(config_path, overrides);

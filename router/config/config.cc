@@ -134,6 +134,41 @@ class Section {
     return Quantity(key, min, max, {{"", 1}}, "a whole number", out);
   }
 
+  Status Double(const std::string& key, double min, double max, double* out) {
+    YAML::Node n = Get(key);
+    if (!n || n.IsNull()) return Status::Ok();
+    const std::string& s = n.IsScalar() ? n.Scalar() : std::string();
+    char* end = nullptr;
+    double v = s.empty() ? 0 : std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size() || !(v >= min && v <= max)) {
+      return KeyError(Path(key), "must be a number between " + std::to_string(min) + " and " +
+                                     std::to_string(max) + ", got '" + s + "'");
+    }
+    *out = v;
+    return Status::Ok();
+  }
+
+  // A list of scalars (a single scalar counts as a list of one).
+  Status Strings(const std::string& key, std::vector<std::string>* out) {
+    YAML::Node n = Get(key);
+    if (!n || n.IsNull()) return Status::Ok();
+    if (n.IsScalar()) {
+      out->assign(1, n.Scalar());
+      return Status::Ok();
+    }
+    if (!n.IsSequence()) return KeyError(Path(key), "must be a list of strings");
+    out->clear();
+    for (size_t i = 0; i < n.size(); ++i) {
+      if (!n[i].IsScalar()) {
+        return KeyError(Path(key) + "[" + std::to_string(i) + "]", "must be a string");
+      }
+      out->push_back(n[i].Scalar());
+    }
+    return Status::Ok();
+  }
+
+  YAML::Node Raw(const std::string& key) { return Get(key); }
+
   Status Endpoint(const std::string& key, dvrouter::Endpoint* out) {
     std::string text;
     if (Status st = String(key, &text); !st.ok()) return st;
@@ -254,6 +289,149 @@ Status ParseTls(Section tls, const std::string& base_dir, TlsConfig* out) {
   return Status::Ok();
 }
 
+std::string Lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name) {
+    if (!(std::islower(static_cast<unsigned char>(ch)) ||
+          std::isdigit(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status ParseAdapter(Section a, const std::string& name, const std::string& data_dir,
+                    AdapterConfig* out) {
+  DV_TRY(a.Check());
+  out->name = name;
+  if (!ValidName(name)) {
+    return KeyError(a.Name(), "adapter names use a-z, 0-9, '_' and '-' (at most 64)");
+  }
+  DV_TRY(a.String("type", &out->type));
+  if (out->type.empty()) return KeyError(a.Path("type"), "missing: the adapter type (lake)");
+  Section batch = a.Child("batch");
+  DV_TRY(batch.Check());
+  DV_TRY(batch.Count("max_events", 1, 100'000, &out->max_batch_events));
+  DV_TRY(batch.DurationMs("linger", 0, 60'000, &out->linger_ms));
+  DV_TRY(batch.RejectUnknown());
+  DV_TRY(a.Count("max_in_flight", 1, 4096, &out->max_in_flight));
+  Section retry = a.Child("retry");
+  DV_TRY(retry.Check());
+  DV_TRY(retry.DurationMs("initial_backoff", 1, 3'600'000, &out->initial_backoff_ms));
+  DV_TRY(retry.DurationMs("max_backoff", 1, 24ull * 3'600'000, &out->max_backoff_ms));
+  if (out->max_backoff_ms < out->initial_backoff_ms) {
+    return KeyError(retry.Path("max_backoff"), "must be at least retry.initial_backoff");
+  }
+  DV_TRY(retry.Double("multiplier", 1.0, 10.0, &out->backoff_multiplier));
+  DV_TRY(retry.Count("max_attempts", 0, 1'000'000, &out->max_attempts));
+  DV_TRY(retry.DurationMs("max_age", 0, 365ull * 24 * 3'600'000, &out->max_age_ms));
+  DV_TRY(retry.DurationMs("max_retry_after", 1000, 24ull * 3'600'000, &out->max_retry_after_ms));
+  DV_TRY(retry.RejectUnknown());
+  Section breaker = a.Child("breaker");
+  DV_TRY(breaker.Check());
+  DV_TRY(breaker.Count("failures", 1, 1'000'000, &out->breaker_failures));
+  DV_TRY(breaker.DurationMs("open_for", 10, 3'600'000, &out->breaker_open_ms));
+  DV_TRY(breaker.RejectUnknown());
+  if (out->type == "lake") {
+    out->lake.dir = data_dir + "/lake";
+    DV_TRY(a.String("dir", &out->lake.dir));
+    if (out->lake.dir.empty()) return KeyError(a.Path("dir"), "must not be empty");
+    DV_TRY(a.Bytes("roll_bytes", 4096, 4ull << 30, &out->lake.roll_bytes));
+    DV_TRY(a.DurationMs("roll_interval", 10, 3'600'000, &out->lake.roll_ms));
+  } else {
+    return KeyError(a.Path("type"), "unknown adapter type '" + out->type + "' (known: lake)");
+  }
+  return a.RejectUnknown();
+}
+
+Status ParseDelivery(Section& root, Config* c) {
+  Section d = root.Child("delivery");
+  DV_TRY(d.Check());
+  DV_TRY(d.Count("workers", 1, 64, &c->delivery.workers));
+  DV_TRY(d.Count("queue_capacity", 16, 1u << 24, &c->delivery.queue_capacity));
+  DV_TRY(d.Count("window_events", 1, 1u << 20, &c->delivery.window_events));
+  DV_TRY(d.DurationMs("cursor_flush_interval", 10, 60'000, &c->delivery.cursor_flush_ms));
+  DV_TRY(d.DurationMs("retention", 0, 365ull * 24 * 3'600'000, &c->delivery.retention_ms));
+  DV_TRY(d.Count("status_entries", 0, 100'000'000, &c->delivery.status_entries));
+  DV_TRY(d.RejectUnknown());
+
+  Section guard = root.Child("loop_guard");
+  DV_TRY(guard.Check());
+  DV_TRY(guard.Strings("user_ids", &c->loop_guard.user_ids));
+  DV_TRY(guard.Strings("ignore_columns", &c->loop_guard.ignore_columns));
+  for (std::string& u : c->loop_guard.user_ids) u = Lower(u);
+  for (std::string& col : c->loop_guard.ignore_columns) col = Lower(col);
+  DV_TRY(guard.RejectUnknown());
+
+  YAML::Node adapters = root.Raw("adapters");
+  if (!adapters) {
+    // The embedded default: everything to the lake.
+    AdapterConfig lake;
+    lake.name = "lake";
+    lake.type = "lake";
+    lake.lake.dir = c->journal.data_dir + "/lake";
+    c->adapters.push_back(lake);
+    RouteConfig all;
+    all.name = "everything";
+    all.adapters = {"lake"};
+    c->routes.push_back(all);
+  } else if (!adapters.IsNull()) {
+    if (!adapters.IsMap()) return KeyError("adapters", "must be a mapping of name to settings");
+    std::set<std::string> names;
+    for (const auto& kv : adapters) {
+      const std::string name = kv.first.as<std::string>();
+      if (!names.insert(name).second) return KeyError("adapters." + name, "duplicate key");
+      AdapterConfig a;
+      DV_TRY(ParseAdapter(Section(kv.second, "adapters." + name), name, c->journal.data_dir, &a));
+      c->adapters.push_back(std::move(a));
+    }
+  }
+
+  YAML::Node routes = root.Raw("routes");
+  if (routes && !routes.IsNull()) {
+    if (!adapters) c->routes.clear();  // explicit routes replace the default one
+    if (!routes.IsSequence()) return KeyError("routes", "must be a list of routes");
+    for (size_t i = 0; i < routes.size(); ++i) {
+      Section r(routes[i], "routes[" + std::to_string(i) + "]");
+      DV_TRY(r.Check());
+      RouteConfig route;
+      route.name = "route-" + std::to_string(i);
+      DV_TRY(r.String("name", &route.name));
+      DV_TRY(r.Strings("tables", &route.tables));
+      for (std::string& t : route.tables) t = Lower(t);
+      DV_TRY(r.Strings("messages", &route.messages));
+      for (std::string& m : route.messages) m = Lower(m);
+      std::vector<std::string> stages;
+      DV_TRY(r.Strings("stages", &stages));
+      for (const std::string& st : stages) {
+        if (st != "10" && st != "20" && st != "40") {
+          return KeyError(r.Path("stages"), "stages are 10, 20 or 40, got '" + st + "'");
+        }
+        route.stages.push_back(std::stoi(st));
+      }
+      DV_TRY(r.Strings("changed_columns", &route.changed_columns));
+      for (std::string& col : route.changed_columns) col = Lower(col);
+      DV_TRY(r.Strings("adapters", &route.adapters));
+      if (route.adapters.empty()) {
+        return KeyError(r.Path("adapters"), "missing: which adapters the route sends to");
+      }
+      for (const std::string& a : route.adapters) {
+        if (c->FindAdapter(a) == nullptr) {
+          return KeyError(r.Path("adapters"), "no adapter named '" + a + "' under adapters");
+        }
+      }
+      DV_TRY(r.RejectUnknown());
+      c->routes.push_back(std::move(route));
+    }
+  }
+  return Status::Ok();
+}
+
 Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Config* c) {
   Section root(root_node, "");
   DV_TRY(root.Check());
@@ -317,10 +495,18 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
   DV_TRY(dedupe.RejectUnknown());
 
+  DV_TRY(ParseDelivery(root, c));
   return root.RejectUnknown();
 }
 
 }  // namespace
+
+const AdapterConfig* Config::FindAdapter(std::string_view name) const {
+  for (const AdapterConfig& a : adapters) {
+    if (a.name == name) return &a;
+  }
+  return nullptr;
+}
 
 Result<Endpoint> ParseEndpoint(std::string_view text) {
   Endpoint ep;

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "router/common/status.h"
 
@@ -76,11 +78,69 @@ struct DedupeConfig {
   uint64_t max_entries = 1'000'000;
 };
 
+// How events leave the journal (router/delivery/engine.h).
+struct DeliveryConfig {
+  uint64_t workers = 2;            // delivery threads; partition p belongs to worker p % workers
+  uint64_t queue_capacity = 4096;  // handles per partition queue; past it, read from the journal
+  uint64_t window_events = 1024;   // per adapter and partition: events tracked in memory
+  uint64_t cursor_flush_ms = 200;  // how often delivered cursors are persisted
+  uint64_t retention_ms = 24ull * 3'600'000;  // keep delivered segments this long (for replay)
+  uint64_t status_entries = 100'000;          // recent events whose status GET /events/{id} knows
+};
+
+// Events the router itself caused (its write-back to Dataverse) must not loop back out.
+struct LoopGuardConfig {
+  std::vector<std::string> user_ids;        // InitiatingUserId values to skip (lowercase GUIDs)
+  std::vector<std::string> ignore_columns;  // an Update changing only these columns is skipped
+};
+
+// The embedded warehouse: JSON lines per table and day (adapters/lake/lake_adapter.h).
+struct LakeConfig {
+  std::string dir;                    // default <journal.data_dir>/lake
+  uint64_t roll_bytes = 64ull << 20;  // a file is finalized past this size...
+  uint64_t roll_ms = 1000;            // ...or this long after its first row
+};
+
+// Settings every adapter has, and the type-specific ones.
+struct AdapterConfig {
+  std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
+  std::string type;  // a key of the factory table (adapters/registry.h)
+  uint64_t max_batch_events = 500;
+  uint64_t linger_ms = 20;     // a partial batch waits at most this long for more events
+  uint64_t max_in_flight = 8;  // batches outstanding per delivery worker
+  uint64_t initial_backoff_ms = 200;
+  uint64_t max_backoff_ms = 60'000;
+  double backoff_multiplier = 2.0;
+  uint64_t max_attempts = 0;                // 0: no limit
+  uint64_t max_age_ms = 24ull * 3'600'000;  // 0: no limit
+  uint64_t max_retry_after_ms = 15 * 60'000;
+  uint64_t breaker_failures = 5;
+  uint64_t breaker_open_ms = 30'000;
+  LakeConfig lake;  // type: lake
+};
+
+// Which events go to which adapters. Empty lists match anything; an event may match several
+// routes and goes to the union of their adapters.
+struct RouteConfig {
+  std::string name;
+  std::vector<std::string> tables;           // PrimaryEntityName, lowercase
+  std::vector<std::string> messages;         // MessageName, compared case-insensitively
+  std::vector<int32_t> stages;               // 10, 20, 40
+  std::vector<std::string> changed_columns;  // at least one of them is in Target
+  std::vector<std::string> adapters;         // names under `adapters`
+};
+
 struct Config {
   IngressConfig ingress;
   AdminConfig admin;
   JournalConfig journal;
   DedupeConfig dedupe;
+  DeliveryConfig delivery;
+  LoopGuardConfig loop_guard;
+  // Without an `adapters` section: one lake adapter named "lake" and a route of everything to it.
+  std::vector<AdapterConfig> adapters;
+  std::vector<RouteConfig> routes;
+  const AdapterConfig* FindAdapter(std::string_view name) const;
 };
 
 // Parses YAML text; env lookups go through getenv, files are read relative to base_dir.

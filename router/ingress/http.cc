@@ -1,5 +1,7 @@
 #include "router/ingress/http.h"
 
+#include "router/common/json.h"
+
 namespace dvrouter {
 
 namespace {
@@ -64,6 +66,17 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
     diff |= static_cast<unsigned char>(static_cast<unsigned char>(a[i]) ^ bc);
   }
   return diff == 0;
+}
+
+HttpResponse ErrorResponse(int status, std::string_view error, std::string_view message) {
+  HttpResponse r;
+  r.status = status;
+  r.body = "{\"error\":";
+  AppendJsonString(&r.body, error);
+  r.body += ",\"message\":";
+  AppendJsonString(&r.body, message);
+  r.body += "}";
+  return r;
 }
 
 }  // namespace dvrouter

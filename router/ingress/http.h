@@ -78,6 +78,9 @@ class HttpHandler {
 std::string_view TargetPath(std::string_view target);
 bool QueryParameter(std::string_view target, std::string_view name, std::string* value);
 
+// A JSON error answer: {"error": error, "message": message}.
+HttpResponse ErrorResponse(int status, std::string_view error, std::string_view message);
+
 // Compares secrets in time that depends only on their lengths, not their contents.
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 

@@ -17,17 +17,6 @@ int64_t NowMs() {
       .count();
 }
 
-HttpResponse ErrorResponse(int status, std::string_view error, std::string_view message) {
-  HttpResponse r;
-  r.status = status;
-  r.body = "{\"error\":";
-  AppendJsonString(&r.body, error);
-  r.body += ",\"message\":";
-  AppendJsonString(&r.body, message);
-  r.body += "}";
-  return r;
-}
-
 }  // namespace
 
 struct WebhookHandler::Call final : HttpConnectionState, AppendCallback {
@@ -197,6 +186,12 @@ void AdminHandler::Handle(const HttpRequestView& request, HttpConnectionState*,
                           HttpExchange* exchange, int) {
   std::string_view path = TargetPath(request.target);
   HttpResponse r;
+  if (AdminOperations* ops = ops_.load(std::memory_order_acquire)) {
+    if (std::optional<HttpResponse> answer = ops->Handle(request.method, request.target)) {
+      exchange->Respond(std::move(*answer));
+      return;
+    }
+  }
   if (request.method != "GET" && request.method != "HEAD") {
     r = ErrorResponse(405, "method_not_allowed", "the admin endpoints accept GET only");
     r.allow = "GET, HEAD";

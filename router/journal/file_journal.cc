@@ -17,6 +17,7 @@
 #include <deque>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -108,6 +109,17 @@ Status ReadFile(const std::string& path, uint64_t limit, std::string* out) {
   return Status::Ok();
 }
 
+Status PreadFull(int fd, char* out, size_t size, uint64_t offset, const std::string& what) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoStatus("read " + what, n < 0 ? errno : EIO);
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
 struct SegmentScan {
   uint64_t valid_end = 0;        // offset just past the last valid record
   uint64_t corrupt_records = 0;  // invalid regions that valid records follow
@@ -117,8 +129,11 @@ struct SegmentScan {
 // Walks the frames in data[0, size). An invalid frame followed by a valid one is skipped and
 // counted (corruption in the middle must not cost the acknowledged records after it); invalid
 // bytes with no valid frame after them are a torn tail.
+// `base` is data[0]'s offset in the segment. With `chunked`, a frame cut off by the end of data
+// ends the scan at valid_end (the caller reads on from there) instead of counting as torn.
 SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
-                       const std::function<bool(const RecordView&)>& fn, bool* stopped) {
+                       const std::function<bool(const RecordView&)>& fn, bool* stopped,
+                       uint64_t base = 0, bool chunked = false) {
   SegmentScan scan;
   EventHeader header;
   journal::FrameMeta meta;
@@ -130,7 +145,7 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
     Status st = journal::DecodeFrame(data + pos, size - pos, &meta, &header, &body, &len);
     if (st.ok()) {
       RecordView view;
-      view.handle = RecordHandle{meta.seq, segment, pos, len, meta.partition};
+      view.handle = RecordHandle{meta.seq, segment, base + pos, len, meta.partition};
       view.key = meta.key;
       view.received_ms = meta.received_ms;
       view.header = &header;
@@ -143,6 +158,7 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
       }
       continue;
     }
+    if (chunked && st.code() == StatusCode::kNotFound) return scan;
     // Resynchronize: look for the next offset that holds a whole valid frame.
     size_t next = pos + 1;
     bool found = false;
@@ -169,6 +185,38 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
     pos = next;
   }
   return scan;
+}
+
+constexpr size_t kScanChunk = 1u << 20;
+
+// Scans the committed bytes [start, limit) of one segment in bounded chunks.
+Status ScanSegment(const std::string& path, uint64_t first, uint64_t start, uint64_t limit,
+                   const std::function<bool(const RecordView&)>& fn, bool* stopped) {
+  *stopped = false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open " + path, errno);
+  std::string buf;
+  size_t chunk = kScanChunk;
+  uint64_t pos = start;
+  Status st;
+  while (pos < limit && !*stopped) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk, limit - pos));
+    const bool whole_rest = want == limit - pos;
+    buf.resize(want);
+    st = PreadFull(fd, buf.data(), want, pos, path);
+    if (!st.ok()) break;
+    SegmentScan scan = ScanFrames(buf.data(), want, first, fn, stopped, pos, !whole_rest);
+    if (scan.valid_end == 0 && !*stopped) {
+      if (whole_rest) break;  // nothing valid in the rest of the segment
+      chunk *= 2;             // a record larger than the chunk
+      continue;
+    }
+    if (whole_rest && !*stopped) break;
+    pos += scan.valid_end;
+    chunk = kScanChunk;
+  }
+  ::close(fd);
+  return st;
 }
 
 Status FsyncDir(const std::string& dir) {
@@ -201,6 +249,15 @@ Status WriteFileDurably(const std::string& dir, const std::string& name,
 
 }  // namespace
 
+// A read-only descriptor shared by concurrent Read() calls; closed when the last one is done.
+struct ReadFd {
+  explicit ReadFd(int f) : fd(f) {}
+  ~ReadFd() { ::close(fd); }
+  ReadFd(const ReadFd&) = delete;
+  ReadFd& operator=(const ReadFd&) = delete;
+  int fd;
+};
+
 struct FileJournal::Impl {
   FileJournalOptions opt;
   JournalIo* io = nullptr;
@@ -208,7 +265,8 @@ struct FileJournal::Impl {
 
   // Segments and sizes: written by the writer, read by Scan/Stats.
   mutable std::mutex state_mu;
-  std::map<uint64_t, uint64_t> segments;  // first seq -> committed bytes
+  std::map<uint64_t, uint64_t> segments;                 // first seq -> committed bytes
+  std::map<uint64_t, std::shared_ptr<ReadFd>> read_fds;  // for Read(), opened on demand
   std::atomic<uint64_t> next_seq{1};
   std::atomic<uint64_t> total_bytes{0};
   uint64_t corrupt_records = 0;
@@ -681,25 +739,122 @@ JournalStats FileJournal::Stats() const {
   return s;
 }
 
-Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) {
+Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn,
+                         ScanHint hint) {
   std::vector<std::pair<uint64_t, uint64_t>> snapshot;  // first seq, committed bytes
   {
     std::lock_guard<std::mutex> lock(impl_->state_mu);
     snapshot.assign(impl_->segments.begin(), impl_->segments.end());
   }
-  std::string data;
+  const bool hinted = std::any_of(snapshot.begin(), snapshot.end(),
+                                  [&](const auto& s) { return s.first == hint.segment; });
   for (size_t i = 0; i < snapshot.size(); ++i) {
-    // Skip segments that end before from_seq: the next one starts at or below it.
-    if (i + 1 < snapshot.size() && snapshot[i + 1].first <= from_seq) continue;
+    uint64_t start = 0;
+    if (hinted) {
+      if (snapshot[i].first < hint.segment) continue;
+      if (snapshot[i].first == hint.segment) start = hint.offset;
+    } else if (i + 1 < snapshot.size() && snapshot[i + 1].first <= from_seq) {
+      continue;  // ends before from_seq: the next segment starts at or below it
+    }
     const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
-    if (Status st = ReadFile(path, snapshot[i].second, &data); !st.ok()) return st;
     bool stopped = false;
-    ScanFrames(
-        data.data(), data.size(), snapshot[i].first,
+    Status st = ScanSegment(
+        path, snapshot[i].first, start, snapshot[i].second,
         [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
+    if (!st.ok()) {
+      if (st.code() == StatusCode::kNotFound) {
+        return NotFound("journal segment " + SegmentName(snapshot[i].first) +
+                        " was removed by retention");
+      }
+      return st;
+    }
     if (stopped) break;
   }
   return Status::Ok();
+}
+
+Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
+                         RecordView* out) {
+  std::shared_ptr<ReadFd> fd;
+  {
+    std::lock_guard<std::mutex> lock(impl_->state_mu);
+    auto seg = impl_->segments.find(handle.segment);
+    if (seg == impl_->segments.end()) {
+      return NotFound("journal record " + std::to_string(handle.seq) + " is no longer retained");
+    }
+    if (handle.offset + handle.length > seg->second) {
+      return InvalidArgument("journal record " + std::to_string(handle.seq) +
+                             " lies past the committed end of its segment");
+    }
+    auto& slot = impl_->read_fds[handle.segment];
+    if (!slot) {
+      const std::string path = impl_->opt.dir + "/" + SegmentName(handle.segment);
+      int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (raw < 0) return ErrnoStatus("open " + path, errno);
+      slot = std::make_shared<ReadFd>(raw);
+    }
+    fd = slot;
+  }
+  buffer->resize(handle.length);
+  if (Status st = PreadFull(fd->fd, buffer->data(), handle.length, handle.offset,
+                            "journal segment " + SegmentName(handle.segment));
+      !st.ok()) {
+    return st;
+  }
+  journal::FrameMeta meta;
+  std::string_view body;
+  uint32_t len = 0;
+  if (Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
+      !st.ok() || meta.seq != handle.seq) {
+    return Internal("journal record " + std::to_string(handle.seq) + " at " +
+                    SegmentName(handle.segment) + ":" + std::to_string(handle.offset) +
+                    " does not read back: " + (st.ok() ? "sequence differs" : st.ToString()));
+  }
+  out->handle = handle;
+  out->key = meta.key;
+  out->received_ms = meta.received_ms;
+  out->header = header;
+  out->body = body;
+  return Status::Ok();
+}
+
+Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t min_age_ms) {
+  RetentionResult result;
+  std::vector<std::pair<uint64_t, uint64_t>> doomed;
+  const int64_t now = impl_->Now();
+  {
+    std::lock_guard<std::mutex> lock(impl_->state_mu);
+    for (auto it = impl_->segments.begin(); it != impl_->segments.end();) {
+      auto next = std::next(it);
+      // The newest segment is the writer's; a segment's records end where the next one begins.
+      if (next == impl_->segments.end() || next->first > below_seq) break;
+      const std::string path = impl_->opt.dir + "/" + SegmentName(it->first);
+      struct stat sb {};
+      if (::stat(path.c_str(), &sb) != 0) break;
+      const int64_t mtime_ms =
+          static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000 + sb.st_mtim.tv_nsec / 1'000'000;
+      if (now - mtime_ms < min_age_ms) break;
+      doomed.emplace_back(it->first, it->second);
+      impl_->read_fds.erase(it->first);
+      it = impl_->segments.erase(it);
+    }
+    result.first_retained_seq = impl_->segments.empty() ? 0 : impl_->segments.begin()->first;
+  }
+  for (const auto& [first, bytes] : doomed) {
+    const std::string path = impl_->opt.dir + "/" + SegmentName(first);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      std::fprintf(stderr, "dvrouter: retention: unlink %s: %s\n", path.c_str(),
+                   std::strerror(errno));
+    }
+    impl_->total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    ++result.segments_deleted;
+    result.bytes_deleted += bytes;
+  }
+  if (!doomed.empty()) {
+    if (Status st = FsyncDir(impl_->opt.dir); !st.ok()) return st;
+    impl_->ReportSize();
+  }
+  return result;
 }
 
 Status FileJournal::ScanDirectory(const std::string& dir,

@@ -68,7 +68,11 @@ class FileJournal final : public Journal {
   ~FileJournal() override;
 
   void Append(AppendRequest* request) override;
-  Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) override;
+  Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn,
+              ScanHint hint = {}) override;
+  Status Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
+              RecordView* out) override;
+  Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) override;
   JournalStats Stats() const override;
   void Stop() override;
 

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include "router/common/status.h"
@@ -78,12 +79,35 @@ struct JournalStats {
   uint64_t truncated_bytes = 0;  // torn tail cut off during recovery
 };
 
+// Where a Scan may start reading: the handle of a record at or before the first one wanted
+// (typically the last record the caller saw). Saves reading a segment from its start.
+struct ScanHint {
+  uint64_t segment = 0;
+  uint64_t offset = 0;
+};
+
+// What retention removed.
+struct RetentionResult {
+  uint64_t segments_deleted = 0;
+  uint64_t bytes_deleted = 0;
+  uint64_t first_retained_seq = 0;  // the oldest sequence still in the journal
+};
+
 class Journal {
  public:
   virtual ~Journal() = default;
   virtual void Append(AppendRequest* request) = 0;
-  // Visits committed records with seq >= from_seq in order until fn returns false.
-  virtual Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn) = 0;
+  // Visits committed records with seq >= from_seq in order until fn returns false. Reads in
+  // bounded chunks, starting at `hint` when it names a retained segment.
+  virtual Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn,
+                      ScanHint hint = {}) = 0;
+  // Reads the committed record at `handle` into *buffer and *header; the view points into them.
+  // Any thread (each caller with its own buffers). NotFound once retention removed it.
+  virtual Status Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
+                      RecordView* out) = 0;
+  // Deletes the segments whose records all have seq < `below_seq` and whose last write is at
+  // least `min_age_ms` old. The segment being written is never deleted. Any thread.
+  virtual Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) = 0;
   virtual JournalStats Stats() const = 0;
   // Completes every pending Append (their callbacks run) and stops the writer thread.
   virtual void Stop() = 0;

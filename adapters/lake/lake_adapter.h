@@ -1,0 +1,109 @@
+// LakeAdapter: the embedded warehouse. One JSON line per event, in files partitioned by table
+// and day:
+//
+//   <dir>/<table>/date=YYYY-MM-DD/part-<first seq>-<last seq>.jsonl
+//
+// A row: {"event_id","seq","table","row_id","message","stage","operation_time","received_at",
+// "attributes"} with Target's attributes converted (attributes.h: dates ISO-8601 UTC, OptionSet
+// and Money as numbers, EntityReference as {id, logicalname, name}). The day is the operation's
+// (OperationCreatedOn, UTC).
+//
+// Files are written under a temporary name (.part-*.tmp) and finalized together every
+// `roll_interval`, or sooner when one exceeds `roll_bytes`: fdatasync, rename (never over an
+// existing file), directory fsync. A reader never sees a partial file. An event is reported
+// delivered only once its file is final, so a crash loses nothing that was acknowledged to the
+// engine; temporary files found at Start are from a crash and are removed (their events were
+// not acknowledged and come again). Events finalized after the last persisted cursor also come
+// again: Start reads the seqs of the final files that may hold them and skips those events, so
+// a crash never duplicates a row. Operator replays (Delivery::replay) are written again.
+//
+// Threads: Deliver converts rows on the calling worker thread (a per-thread parser) and hands
+// them to the lake's own writer thread, which does all file I/O; `done` runs on the writer
+// thread (or the caller's, when no row needed writing).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "adapters/adapter.h"
+#include "router/config/config.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+}  // namespace prometheus
+
+namespace dvrouter {
+
+class LakeAdapter final : public Adapter {
+ public:
+  LakeAdapter(AdapterConfig config, prometheus::Registry* registry);
+  ~LakeAdapter() override;
+
+  std::string_view name() const override { return config_.name; }
+  Status Start(uint64_t redelivery_from_seq) override;
+  void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
+  void Stop() override;
+
+  // Encodes one event's row (without newline); pure apart from the per-thread parser.
+  static Status EncodeRow(const Delivery& d, std::string* out, std::string* partition_dir);
+
+  uint64_t skipped_duplicates() const;
+
+ private:
+  struct Group {  // rows of one batch for one file
+    std::string dir;
+    std::string rows;
+    uint64_t min_seq = UINT64_MAX, max_seq = 0;
+  };
+  struct Pending {
+    std::vector<Group> groups;
+    std::vector<DeliveryResult> results;
+    std::vector<char> written;  // results[i] waits for its file to become final
+    DeliveryDone* done = nullptr;
+  };
+  struct OpenFile {
+    int fd = -1;
+    std::string tmp_path;
+    uint64_t bytes = 0;
+    uint64_t min_seq = UINT64_MAX, max_seq = 0;
+  };
+
+  void WriterLoop();
+  Status Write(Pending& p);
+  Status RollAll();
+  void FailAll(const Status& why);
+  Status EnsureDir(const std::string& dir);
+
+  AdapterConfig config_;
+  prometheus::Counter* rows_ = nullptr;
+  prometheus::Counter* files_ = nullptr;
+  prometheus::Counter* bytes_ = nullptr;
+  prometheus::Counter* duplicates_ = nullptr;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Pending>> queue_;
+  bool stopping_ = false;
+  std::unordered_set<uint64_t> seen_;  // final rows that may be delivered again
+  uint64_t skipped_ = 0;
+
+  // Writer thread only.
+  std::map<std::string, OpenFile> open_;           // by directory (table + date)
+  std::vector<std::unique_ptr<Pending>> waiting_;  // written, not yet final
+  std::set<std::string> known_dirs_;
+  int64_t first_write_ms_ = 0;
+  uint64_t tmp_counter_ = 0;
+  std::thread writer_;
+};
+
+}  // namespace dvrouter

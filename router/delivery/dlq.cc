@@ -1,0 +1,305 @@
+#include "router/delivery/dlq.h"
+
+#include <fcntl.h>
+#include <simdjson.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "router/common/json.h"
+
+namespace dvrouter {
+
+namespace {
+
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void Field(std::string* out, std::string_view name, std::string_view value) {
+  out->push_back(',');
+  AppendJsonString(out, name);
+  out->push_back(':');
+  AppendJsonString(out, value);
+}
+
+void Field(std::string* out, std::string_view name, uint64_t value) {
+  out->push_back(',');
+  AppendJsonString(out, name);
+  out->push_back(':');
+  *out += std::to_string(value);
+}
+
+Status ReadAll(int fd, uint64_t size, std::string* out) {
+  out->resize(size);
+  uint64_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out->data() + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoStatus("read dlq", n < 0 ? errno : EIO);
+    done += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+// Parses one line into *entry (with its record) or a replay marker into *replayed.
+bool ParseLine(simdjson::dom::parser& parser, std::string_view line, DlqEntry* entry,
+               uint64_t* replayed) {
+  simdjson::dom::element doc;
+  if (parser.parse(line.data(), line.size()).get(doc) != simdjson::SUCCESS) return false;
+  simdjson::dom::object obj;
+  if (doc.get_object().get(obj) != simdjson::SUCCESS) return false;
+  uint64_t marker = 0;
+  if (obj["replayed"].get_uint64().get(marker) == simdjson::SUCCESS) {
+    *replayed = marker;
+    return true;
+  }
+  *replayed = 0;
+  auto str = [&](const char* key, std::string* out) {
+    std::string_view v;
+    if (obj[key].get_string().get(v) != simdjson::SUCCESS) return false;
+    out->assign(v);
+    return true;
+  };
+  uint64_t attempts = 0;
+  int64_t failed_at = 0;
+  std::string record_b64;
+  if (obj["id"].get_uint64().get(entry->id) != simdjson::SUCCESS ||
+      obj["seq"].get_uint64().get(entry->seq) != simdjson::SUCCESS ||
+      obj["attempts"].get_uint64().get(attempts) != simdjson::SUCCESS ||
+      obj["failed_at_ms"].get_int64().get(failed_at) != simdjson::SUCCESS ||
+      !str("adapter", &entry->adapter) || !str("event_id", &entry->event_id) ||
+      !str("table", &entry->table) || !str("row_id", &entry->row_id) ||
+      !str("message", &entry->message) || !str("reason", &entry->reason) ||
+      !str("last_error", &entry->last_error) || !str("record", &record_b64)) {
+    return false;
+  }
+  entry->attempts = static_cast<uint32_t>(attempts);
+  entry->failed_at_ms = failed_at;
+  return Base64Decode(record_b64, &entry->record);
+}
+
+}  // namespace
+
+std::string Base64Encode(std::string_view data) {
+  std::string out;
+  out.reserve((data.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < data.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(data[i]) << 16) |
+                       (static_cast<uint8_t>(data[i + 1]) << 8) | static_cast<uint8_t>(data[i + 2]);
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += kB64[(v >> 6) & 63];
+    out += kB64[v & 63];
+  }
+  if (i < data.size()) {
+    uint32_t v = static_cast<uint8_t>(data[i]) << 16;
+    if (i + 1 < data.size()) v |= static_cast<uint8_t>(data[i + 1]) << 8;
+    out += kB64[v >> 18];
+    out += kB64[(v >> 12) & 63];
+    out += i + 1 < data.size() ? kB64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+bool Base64Decode(std::string_view text, std::string* out) {
+  out->clear();
+  if (text.size() % 4 != 0) return false;
+  out->reserve(text.size() / 4 * 3);
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + static_cast<size_t>(k)];
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        v[k] = 0;
+        ++pad;
+      } else if (pad > 0 || (v[k] = value(c)) < 0) {
+        return false;
+      }
+    }
+    const uint32_t n = (static_cast<uint32_t>(v[0]) << 18) | (static_cast<uint32_t>(v[1]) << 12) |
+                       (static_cast<uint32_t>(v[2]) << 6) | static_cast<uint32_t>(v[3]);
+    out->push_back(static_cast<char>(n >> 16));
+    if (pad < 2) out->push_back(static_cast<char>((n >> 8) & 0xff));
+    if (pad < 1) out->push_back(static_cast<char>(n & 0xff));
+  }
+  return true;
+}
+
+DeadLetterQueue::~DeadLetterQueue() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(const std::string& path) {
+  std::unique_ptr<DeadLetterQueue> q(new DeadLetterQueue(path));
+  q->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (q->fd_ < 0) return ErrnoStatus("open " + path, errno);
+  struct stat sb {};
+  if (::fstat(q->fd_, &sb) != 0) return ErrnoStatus("fstat " + path, errno);
+  std::string data;
+  if (Status st = ReadAll(q->fd_, static_cast<uint64_t>(sb.st_size), &data); !st.ok()) return st;
+  simdjson::dom::parser parser;
+  size_t pos = 0;
+  uint64_t valid_end = 0;
+  while (pos < data.size()) {
+    const size_t nl = data.find('\n', pos);
+    if (nl == std::string::npos) break;  // torn last line: never acknowledged
+    std::string_view line(data.data() + pos, nl - pos);
+    DlqEntry e;
+    uint64_t replayed = 0;
+    if (!ParseLine(parser, line, &e, &replayed)) {
+      ++q->damaged_lines_;
+    } else if (replayed != 0) {
+      for (Slot& s : q->slots_) {
+        if (s.entry.id == replayed) s.entry.replayed = true;
+      }
+    } else {
+      e.record.clear();
+      e.record.shrink_to_fit();
+      q->next_id_ = std::max(q->next_id_, e.id + 1);
+      q->slots_.push_back(Slot{std::move(e), pos, static_cast<uint32_t>(nl - pos)});
+    }
+    pos = nl + 1;
+    valid_end = pos;
+  }
+  if (valid_end < data.size()) {
+    // Cut the torn line so the next entry starts on a line of its own.
+    if (::ftruncate(q->fd_, static_cast<off_t>(valid_end)) != 0) {
+      return ErrnoStatus("truncate " + path, errno);
+    }
+  }
+  q->size_ = valid_end;
+  return q;
+}
+
+Status DeadLetterQueue::AppendText(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+        return ErrnoStatus("write " + path_ + " (and the cut back failed)", err);
+      }
+      return ErrnoStatus("write " + path_, err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fdatasync(fd_) != 0) {
+    const int err = errno;
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      return ErrnoStatus("fdatasync " + path_ + " (and the cut back failed)", err);
+    }
+    return ErrnoStatus("fdatasync " + path_, err);
+  }
+  return Status::Ok();
+}
+
+Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string text;
+  std::vector<Slot> added;
+  uint64_t id = next_id_;
+  for (DlqEntry& e : *entries) {
+    const size_t start = text.size();
+    e.id = id++;
+    text += "{\"id\":" + std::to_string(e.id);
+    Field(&text, "adapter", e.adapter);
+    Field(&text, "seq", e.seq);
+    Field(&text, "event_id", e.event_id);
+    Field(&text, "table", e.table);
+    Field(&text, "row_id", e.row_id);
+    Field(&text, "message", e.message);
+    Field(&text, "reason", e.reason);
+    Field(&text, "attempts", e.attempts);
+    Field(&text, "last_error", e.last_error);
+    text += ",\"failed_at_ms\":" + std::to_string(e.failed_at_ms);
+    Field(&text, "record", Base64Encode(e.record));
+    text += "}";
+    Slot s{e, size_ + start, static_cast<uint32_t>(text.size() - start)};
+    s.entry.record.clear();
+    added.push_back(std::move(s));
+    text += '\n';
+  }
+  if (Status st = AppendText(text); !st.ok()) return st;
+  size_ += text.size();
+  next_id_ = id;
+  for (Slot& s : added) slots_.push_back(std::move(s));
+  return Status::Ok();
+}
+
+Status DeadLetterQueue::MarkReplayed(const std::vector<uint64_t>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string text;
+  for (uint64_t id : ids) text += "{\"replayed\":" + std::to_string(id) + "}\n";
+  if (Status st = AppendText(text); !st.ok()) return st;
+  size_ += text.size();
+  for (Slot& s : slots_) {
+    if (std::find(ids.begin(), ids.end(), s.entry.id) != ids.end()) s.entry.replayed = true;
+  }
+  return Status::Ok();
+}
+
+std::vector<DlqEntry> DeadLetterQueue::List(const std::string& adapter, std::optional<uint64_t> id,
+                                            bool include_replayed) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<DlqEntry> out;
+  for (const Slot& s : slots_) {
+    if (!adapter.empty() && s.entry.adapter != adapter) continue;
+    if (id && s.entry.id != *id) continue;
+    if (s.entry.replayed && !include_replayed) continue;
+    out.push_back(s.entry);
+  }
+  return out;
+}
+
+Result<DlqEntry> DeadLetterQueue::Get(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Slot& s : slots_) {
+    if (s.entry.id != id) continue;
+    std::string line(s.length, '\0');
+    if (::pread(fd_, line.data(), line.size(), static_cast<off_t>(s.offset)) !=
+        static_cast<ssize_t>(line.size())) {
+      return ErrnoStatus("read " + path_, errno ? errno : EIO);
+    }
+    simdjson::dom::parser parser;
+    DlqEntry e;
+    uint64_t replayed = 0;
+    if (!ParseLine(parser, line, &e, &replayed) || e.id != id) {
+      return Internal(path_ + ": entry " + std::to_string(id) + " does not read back");
+    }
+    e.replayed = s.entry.replayed;
+    return e;
+  }
+  return NotFound("no DLQ entry " + std::to_string(id));
+}
+
+uint64_t DeadLetterQueue::Pending(const std::string& adapter) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t n = 0;
+  for (const Slot& s : slots_) n += s.entry.adapter == adapter && !s.entry.replayed;
+  return n;
+}
+
+std::optional<DlqEntry> DeadLetterQueue::FindEvent(const std::string& event_id,
+                                                   const std::string& adapter) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
+    if (it->entry.event_id == event_id && it->entry.adapter == adapter) return it->entry;
+  }
+  return std::nullopt;
+}
+
+}  // namespace dvrouter

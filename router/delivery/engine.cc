@@ -1,0 +1,1424 @@
+#include "router/delivery/engine.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include "router/common/json.h"
+#include "router/decode/attributes.h"
+#include "router/delivery/cursor_store.h"
+#include "router/delivery/dlq.h"
+#include "router/delivery/partition_queue.h"
+#include "router/delivery/retry.h"
+#include "router/delivery/routing.h"
+#include "router/delivery/status_table.h"
+#include "router/journal/record.h"
+#include "router/partition/partition.h"
+
+namespace dvrouter {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Wakes a sleeping thread; Notify is cheap when nobody sleeps (one atomic exchange).
+class Waker {
+ public:
+  void Notify() {
+    if (!signaled_.exchange(true, std::memory_order_acq_rel)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cv_.notify_one();
+    }
+  }
+  void WaitFor(int64_t ms) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(ms),
+                 [&] { return signaled_.load(std::memory_order_acquire); });
+    signaled_.store(false, std::memory_order_release);
+  }
+
+ private:
+  std::atomic<bool> signaled_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+// A circuit breaker shared by one adapter's workers.
+class SharedBreaker {
+ public:
+  explicit SharedBreaker(BreakerOptions o) : breaker_(o) {}
+  // False: not now (then *retry_at says when). *probe: only one event may go.
+  bool Allow(int64_t now, bool* probe, int64_t* retry_at) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool half_open_before = breaker_.state() != BreakerState::kClosed;
+    if (!breaker_.Allow(now)) {
+      *retry_at = breaker_.state() == BreakerState::kOpen ? breaker_.probe_at_ms() : now + 1000;
+      return false;
+    }
+    *probe = half_open_before;
+    return true;
+  }
+  void OnSuccess() {
+    std::lock_guard<std::mutex> lock(mu_);
+    breaker_.OnSuccess();
+  }
+  void OnFailure(int64_t now) {
+    std::lock_guard<std::mutex> lock(mu_);
+    breaker_.OnFailure(now);
+  }
+  BreakerState state() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return breaker_.state();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  CircuitBreaker breaker_;
+};
+
+enum class EntryState : uint8_t { kWaiting, kInFlight, kDone };
+
+// One event in a lane: small, no body.
+struct Entry {
+  uint64_t seq = 0;
+  RecordHandle handle;
+  uint64_t record = 0;  // RecordHash(table, row id): the ordering key
+  EventKey key;
+  int64_t received_ms = 0;
+  int64_t ready_ms = 0;  // may be dispatched from then on
+  int64_t first_attempt_ms = 0;
+  uint32_t attempts = 0;
+  EntryState state = EntryState::kWaiting;
+  std::string last_error;
+};
+
+// One adapter's view of one partition.
+struct Lane {
+  std::deque<Entry> window;
+  uint64_t read_pos = 0;  // every event of the partition up to here is in the window or skipped
+  ScanHint hint;          // just past the record at read_pos, for journal scans
+  uint64_t cursor = 0;    // every event up to here is finished
+  size_t waiting = 0;     // entries in kWaiting
+  std::atomic<uint64_t>* published = nullptr;
+};
+
+struct Part {
+  uint32_t partition = 0;
+  PartitionQueue* queue = nullptr;
+  uint64_t last = 0;        // every record of the partition up to here was offered to the lanes
+  std::vector<Lane> lanes;  // by adapter index
+};
+
+// An event sent again by an operator: owns its record.
+struct ReplayItem {
+  size_t adapter = 0;
+  std::string frame;
+  EventHeader header;
+  std::string_view body;
+  journal::FrameMeta meta;
+  uint32_t attempts = 0;
+  int64_t first_attempt_ms = 0;
+  int64_t ready_ms = 0;
+  std::string last_error;
+};
+
+struct DeliveryMetrics {
+  prometheus::Counter* outcome[5] = {};  // delivered, processing, retryable, permanent, gave_up
+  prometheus::Histogram* duration = nullptr;
+  prometheus::Histogram* batch = nullptr;
+  prometheus::Counter* retries = nullptr;
+  prometheus::Gauge* breaker = nullptr;
+  prometheus::Gauge* dlq = nullptr;
+  prometheus::Gauge* lag_events = nullptr;
+  prometheus::Gauge* lag_seconds = nullptr;
+};
+
+const char* kOutcomeNames[] = {"delivered", "processing", "retryable", "permanent", "gave_up"};
+
+}  // namespace
+
+struct DeliveryEngine::Impl {
+  struct Worker;
+
+  struct Batch final : DeliveryDone {
+    Worker* worker = nullptr;
+    size_t adapter = 0;
+    bool probe = false;
+    SteadyClock::time_point started;
+    struct Ref {
+      size_t part = 0;  // index into worker->parts
+      uint64_t seq = 0;
+      int replay = -1;  // index into replays when an operator replay
+    };
+    std::vector<Ref> refs;
+    std::vector<Delivery> deliveries;
+    std::vector<std::string> buffers;
+    std::vector<EventHeader> headers;
+    std::vector<std::unique_ptr<ReplayItem>> replays;
+    std::vector<DeliveryResult> results;
+
+    void OnDelivered(std::span<const DeliveryResult> r) override {
+      results.assign(r.begin(), r.end());
+      worker->PostCompletion(this);
+    }
+  };
+
+  struct Channel {
+    size_t adapter = 0;
+    int in_flight = 0;
+    int64_t linger_since = -1;
+    std::unique_ptr<RetryPolicy> policy;
+    std::deque<std::unique_ptr<ReplayItem>> replays;
+    std::atomic<int64_t> oldest_ms{0};  // received time of the oldest unfinished event, 0: none
+  };
+
+  struct Worker {
+    Impl* engine = nullptr;
+    int index = 0;
+    std::vector<Part> parts;
+    std::vector<size_t> part_of;  // partition -> index in parts (or SIZE_MAX)
+    std::vector<std::unique_ptr<Channel>> channels;
+    Waker waker;
+    std::mutex inbox_mu;
+    std::vector<Batch*> completions;
+    std::vector<std::unique_ptr<ReplayItem>> replay_inbox;
+    std::vector<std::unique_ptr<Batch>> free_batches;
+    std::unique_ptr<AttributeExtractor> extractor;
+    std::string read_buf;
+    EventHeader read_header;
+    std::unordered_set<uint64_t> blocked;
+    std::atomic<bool> stop_dispatch{false};
+    std::atomic<bool> exit{false};
+    std::atomic<int> in_flight_total{0};
+    std::thread thread;
+
+    void PostCompletion(Batch* b) {
+      {
+        std::lock_guard<std::mutex> lock(inbox_mu);
+        completions.push_back(b);
+      }
+      waker.Notify();
+    }
+    void PostReplay(std::unique_ptr<ReplayItem> item) {
+      {
+        std::lock_guard<std::mutex> lock(inbox_mu);
+        replay_inbox.push_back(std::move(item));
+      }
+      waker.Notify();
+    }
+  };
+
+  struct ReplayJob {
+    size_t adapter = 0;
+    std::vector<uint64_t> dlq_ids;
+    size_t next = 0;
+    bool range = false;
+    uint64_t pos = 0;  // next seq of a range job
+    uint64_t to = 0;
+    ScanHint hint;
+  };
+
+  Impl(EngineOptions o, std::vector<EngineAdapter> a)
+      : opt(std::move(o)),
+        adapters(std::move(a)),
+        status(opt.delivery.status_entries, adapters.size()) {
+    if (!opt.now_ms) opt.now_ms = SystemNowMs;
+    for (uint32_t p = 0; p < opt.partitions; ++p) {
+      queues.push_back(std::make_unique<PartitionQueue>(opt.delivery.queue_capacity));
+    }
+    std::vector<std::string> names;
+    for (const EngineAdapter& ea : adapters) names.push_back(ea.config.name);
+    routes = std::make_unique<RouteTable>(opt.routes, opt.loop_guard, names);
+    cursors.reset(new std::atomic<uint64_t>[adapters.size() * opt.partitions]);
+    for (size_t i = 0; i < adapters.size() * opt.partitions; ++i) cursors[i] = 0;
+    for (const EngineAdapter& ea : adapters) {
+      BreakerOptions bo;
+      bo.failure_threshold = static_cast<uint32_t>(ea.config.breaker_failures);
+      bo.open_ms = static_cast<int64_t>(ea.config.breaker_open_ms);
+      breakers.push_back(std::make_unique<SharedBreaker>(bo));
+    }
+    RegisterMetrics();
+  }
+
+  void RegisterMetrics();
+  Status Start(Journal* j);
+  void Stop();
+  void WorkerLoop(Worker* w);
+  bool Drain(Worker* w, Part& part, uint64_t committed);
+  bool CatchUp(Worker* w);
+  void Offer(Worker* w, Part& part, const RecordView& view, bool live);
+  bool Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at);
+  void Complete(Worker* w, Batch* b);
+  void Finish(Worker* w, Part& part, Lane& lane, size_t adapter);
+  void PublishOldest(Worker* w);
+  void MaintenanceLoop();
+  void FlushCursors();
+  void RunRetention();
+  void FeedReplays();
+  bool WriteDlq(Worker* w, std::vector<DlqEntry>* entries);
+
+  std::atomic<uint64_t>& CursorRef(size_t adapter, uint32_t partition) {
+    return cursors[adapter * opt.partitions + partition];
+  }
+
+  EngineOptions opt;
+  std::vector<EngineAdapter> adapters;
+  StatusTable status;
+  Journal* journal = nullptr;
+  std::vector<std::unique_ptr<PartitionQueue>> queues;
+  std::unique_ptr<RouteTable> routes;
+  std::unique_ptr<std::atomic<uint64_t>[]> cursors;
+  std::vector<std::unique_ptr<SharedBreaker>> breakers;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::unique_ptr<CursorStore> cursor_store;
+  std::unique_ptr<DeadLetterQueue> dlq;
+  std::atomic<uint64_t> committed{0};
+  std::atomic<bool> started{false};
+
+  // Replay jobs: fed by the maintenance thread, a bounded number of items at a time.
+  mutable std::mutex jobs_mu;
+  std::deque<ReplayJob> jobs;
+  std::atomic<uint64_t> replays_outstanding{0};
+
+  std::thread maintenance;
+  std::mutex maint_mu;
+  std::condition_variable maint_cv;
+  bool maint_stop = false;
+
+  // Metrics (null when no registry).
+  std::vector<DeliveryMetrics> metrics;
+  prometheus::Gauge* queue_sum = nullptr;
+  prometheus::Gauge* queue_max = nullptr;
+  prometheus::Counter* skipped[4] = {};  // by RouteVerdict
+  prometheus::Counter* catch_up_reads = nullptr;
+  prometheus::Counter* retention_bytes = nullptr;
+  prometheus::Counter* cursor_flush_errors = nullptr;
+};
+
+void DeliveryEngine::Impl::RegisterMetrics() {
+  metrics.resize(adapters.size());
+  if (opt.registry == nullptr) return;
+  auto& r = *opt.registry;
+  using namespace prometheus;
+  auto& outcomes = BuildCounter()
+                       .Name("dvrouter_deliveries_total")
+                       .Help("Delivery results per adapter and outcome (one per event and attempt)")
+                       .Register(r);
+  auto& duration = BuildHistogram()
+                       .Name("dvrouter_delivery_duration_seconds")
+                       .Help("Time from handing a batch to an adapter to its result")
+                       .Register(r);
+  auto& batch = BuildHistogram()
+                    .Name("dvrouter_delivery_batch_events")
+                    .Help("Events per batch handed to an adapter")
+                    .Register(r);
+  auto& retries = BuildCounter()
+                      .Name("dvrouter_delivery_retries_total")
+                      .Help("Events scheduled for another attempt")
+                      .Register(r);
+  auto& breaker = BuildGauge()
+                      .Name("dvrouter_delivery_breaker_state")
+                      .Help("Circuit breaker per adapter: 0 closed, 1 open, 2 half-open")
+                      .Register(r);
+  auto& dlq_g = BuildGauge()
+                    .Name("dvrouter_dlq_entries")
+                    .Help("Dead-letter entries not yet replayed, per adapter")
+                    .Register(r);
+  auto& lag_e = BuildGauge()
+                    .Name("dvrouter_delivery_lag_events")
+                    .Help("Journal sequences past the adapter's oldest unfinished event")
+                    .Register(r);
+  auto& lag_s = BuildGauge()
+                    .Name("dvrouter_delivery_lag_seconds")
+                    .Help("Age of the adapter's oldest unfinished event it is tracking")
+                    .Register(r);
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    const std::string& name = adapters[a].config.name;
+    for (int k = 0; k < 5; ++k) {
+      metrics[a].outcome[k] = &outcomes.Add({{"adapter", name}, {"outcome", kOutcomeNames[k]}});
+    }
+    metrics[a].duration = &duration.Add(
+        {{"adapter", name}}, Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                         0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+    metrics[a].batch = &batch.Add(
+        {{"adapter", name}},
+        Histogram::BucketBoundaries{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000});
+    metrics[a].retries = &retries.Add({{"adapter", name}});
+    metrics[a].breaker = &breaker.Add({{"adapter", name}});
+    metrics[a].dlq = &dlq_g.Add({{"adapter", name}});
+    metrics[a].lag_events = &lag_e.Add({{"adapter", name}});
+    metrics[a].lag_seconds = &lag_s.Add({{"adapter", name}});
+  }
+  auto& depth = BuildGauge()
+                    .Name("dvrouter_delivery_queue_depth")
+                    .Help("Handles waiting in the partition queues: sum and max over partitions")
+                    .Register(r);
+  queue_sum = &depth.Add({{"stat", "sum"}});
+  queue_max = &depth.Add({{"stat", "max"}});
+  auto& skip = BuildCounter()
+                   .Name("dvrouter_events_skipped_total")
+                   .Help("Events no adapter receives: no route matched, or the loop guard")
+                   .Register(r);
+  skipped[static_cast<int>(RouteVerdict::kUnrouted)] = &skip.Add({{"reason", "unrouted"}});
+  skipped[static_cast<int>(RouteVerdict::kLoopUser)] = &skip.Add({{"reason", "loop_user"}});
+  skipped[static_cast<int>(RouteVerdict::kIgnoredColumns)] =
+      &skip.Add({{"reason", "ignored_columns"}});
+  catch_up_reads = &BuildCounter()
+                        .Name("dvrouter_delivery_catch_up_scans_total")
+                        .Help("Journal scans by lanes that fell behind their in-memory window")
+                        .Register(r)
+                        .Add({});
+  retention_bytes = &BuildCounter()
+                         .Name("dvrouter_journal_retention_deleted_bytes_total")
+                         .Help("Journal bytes deleted once every adapter had delivered them")
+                         .Register(r)
+                         .Add({});
+  cursor_flush_errors = &BuildCounter()
+                             .Name("dvrouter_delivery_cursor_flush_errors_total")
+                             .Help("Failed attempts to persist the delivery cursors")
+                             .Register(r)
+                             .Add({});
+}
+
+Status DeliveryEngine::Impl::Start(Journal* j) {
+  journal = j;
+  if (Status st = MakeDirectories(opt.state_dir); !st.ok()) return st;
+  cursor_store = std::make_unique<CursorStore>(opt.state_dir + "/cursors");
+  auto loaded = cursor_store->Load(opt.partitions);
+  if (!loaded.ok()) return loaded.status();
+  auto q = DeadLetterQueue::Open(opt.state_dir + "/dlq.log");
+  if (!q.ok()) return q.status();
+  dlq = std::move(q).value();
+  if (dlq->damaged_lines() > 0) {
+    std::fprintf(stderr, "dvrouter: %s/dlq.log: %llu damaged lines skipped\n",
+                 opt.state_dir.c_str(), static_cast<unsigned long long>(dlq->damaged_lines()));
+  }
+
+  const uint64_t last = j->Stats().next_seq - 1;
+  committed.store(std::max(committed.load(), last), std::memory_order_release);
+  // An adapter new to this journal starts at its end: earlier events are history (replay
+  // delivers them on request), not a backlog to flood a new sink with.
+  bool new_adapter = false;
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    auto it = loaded->find(adapters[a].config.name);
+    for (uint32_t p = 0; p < opt.partitions; ++p) {
+      uint64_t c = it == loaded->end() ? last : it->second[p];
+      if (c > last) c = last;  // a cursor past the journal (journal replaced): start at its end
+      CursorRef(a, p).store(c);
+    }
+    new_adapter |= it == loaded->end();
+  }
+  if (new_adapter) FlushCursors();
+
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    uint64_t min_cursor = UINT64_MAX;
+    for (uint32_t p = 0; p < opt.partitions; ++p) {
+      min_cursor = std::min(min_cursor, CursorRef(a, p).load());
+    }
+    if (Status st = adapters[a].adapter->Start(min_cursor + 1); !st.ok()) {
+      return Status(st.code(),
+                    "adapters." + adapters[a].config.name + ": " + std::string(st.message()));
+    }
+  }
+
+  const int n = static_cast<int>(std::min<uint64_t>(opt.delivery.workers, opt.partitions));
+  for (int i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->engine = this;
+    w->index = i;
+    w->part_of.assign(opt.partitions, SIZE_MAX);
+    w->extractor = std::make_unique<AttributeExtractor>(opt.max_body_bytes);
+    for (size_t a = 0; a < adapters.size(); ++a) {
+      auto c = std::make_unique<Channel>();
+      c->adapter = a;
+      RetryOptions ro;
+      const AdapterConfig& ac = adapters[a].config;
+      ro.initial_backoff_ms = static_cast<int64_t>(ac.initial_backoff_ms);
+      ro.max_backoff_ms = static_cast<int64_t>(ac.max_backoff_ms);
+      ro.multiplier = ac.backoff_multiplier;
+      ro.max_attempts = static_cast<uint32_t>(ac.max_attempts);
+      ro.max_age_ms = static_cast<int64_t>(ac.max_age_ms);
+      ro.max_retry_after_ms = static_cast<int64_t>(ac.max_retry_after_ms);
+      c->policy = std::make_unique<RetryPolicy>(ro, static_cast<uint64_t>(i) * 7919 + a + 1);
+      w->channels.push_back(std::move(c));
+    }
+    workers.push_back(std::move(w));
+  }
+  for (uint32_t p = 0; p < opt.partitions; ++p) {
+    Worker* w = workers[p % workers.size()].get();
+    Part part;
+    part.partition = p;
+    part.queue = queues[p].get();
+    part.last = last;
+    part.lanes = std::vector<Lane>(adapters.size());
+    for (size_t a = 0; a < adapters.size(); ++a) {
+      Lane& lane = part.lanes[a];
+      lane.cursor = lane.read_pos = CursorRef(a, p).load();
+      lane.published = &CursorRef(a, p);
+    }
+    w->part_of[p] = w->parts.size();
+    w->parts.push_back(std::move(part));
+  }
+  started.store(true, std::memory_order_release);
+  for (auto& w : workers) {
+    Worker* raw = w.get();
+    w->thread = std::thread([this, raw] { WorkerLoop(raw); });
+  }
+  maintenance = std::thread([this] { MaintenanceLoop(); });
+  return Status::Ok();
+}
+
+void DeliveryEngine::Impl::Stop() {
+  if (!started.exchange(false)) return;
+  for (auto& w : workers) {
+    w->stop_dispatch.store(true);
+    w->waker.Notify();
+  }
+  // Let batches in flight finish (bounded), then stop the adapters: that completes the rest.
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(5);
+  for (auto& w : workers) {
+    while (w->in_flight_total.load() > 0 && SteadyClock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  for (EngineAdapter& a : adapters) a.adapter->Stop();
+  for (auto& w : workers) {
+    w->exit.store(true);
+    w->waker.Notify();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  {
+    std::lock_guard<std::mutex> lock(maint_mu);
+    maint_stop = true;
+  }
+  maint_cv.notify_all();
+  if (maintenance.joinable()) maintenance.join();
+  FlushCursors();
+}
+
+void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
+  std::vector<Batch*> done;
+  std::vector<std::unique_ptr<ReplayItem>> replays;
+  for (;;) {
+    const bool exiting = w->exit.load(std::memory_order_acquire);
+    const uint64_t snapshot = committed.load(std::memory_order_acquire);
+    bool progress = false;
+    {
+      std::lock_guard<std::mutex> lock(w->inbox_mu);
+      done.swap(w->completions);
+      replays.swap(w->replay_inbox);
+    }
+    for (Batch* b : done) Complete(w, b);
+    progress |= !done.empty();
+    done.clear();
+    for (auto& item : replays) w->channels[item->adapter]->replays.push_back(std::move(item));
+    progress |= !replays.empty();
+    replays.clear();
+    if (exiting) {
+      // Adapters are stopped: every batch has completed. Drop replay items not yet sent (their
+      // DLQ entries were marked replayed; they are counted so the operator sees them).
+      for (auto& c : w->channels) {
+        replays_outstanding.fetch_sub(c->replays.size());
+        c->replays.clear();
+      }
+      return;
+    }
+    for (Part& part : w->parts) progress |= Drain(w, part, snapshot);
+    progress |= CatchUp(w);
+    const int64_t now = opt.now_ms();
+    int64_t wake_at = now + 1000;
+    if (!w->stop_dispatch.load(std::memory_order_acquire)) {
+      for (auto& c : w->channels) progress |= Dispatch(w, *c, now, &wake_at);
+    }
+    PublishOldest(w);
+    if (!progress) w->waker.WaitFor(std::clamp<int64_t>(wake_at - opt.now_ms(), 1, 1000));
+  }
+}
+
+bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
+  RecordHandle batch[256];
+  bool progress = false;
+  for (int round = 0; round < 8; ++round) {
+    const size_t n = part.queue->PopBatch(batch, 256);
+    const uint64_t dropped = part.queue->DroppedUpTo();
+    if (dropped != 0) {
+      // Handles were lost to a full queue: every lane catches up from the journal up to the
+      // newest sequence known to be committed for this partition.
+      uint64_t top = dropped;
+      for (size_t i = 0; i < n; ++i) top = std::max(top, batch[i].seq);
+      part.last = std::max(part.last, top);
+      part.queue->ClearDropped(dropped);
+      return true;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const RecordHandle& h = batch[i];
+      if (h.seq <= part.last) continue;
+      bool wanted = false;
+      for (const Lane& lane : part.lanes) {
+        if (lane.read_pos == part.last && lane.window.size() < opt.delivery.window_events) {
+          wanted = true;
+        }
+      }
+      if (wanted) {
+        RecordView view;
+        Status st = journal->Read(h, &w->read_buf, &w->read_header, &view);
+        if (!st.ok()) {
+          // Leave it to the journal scan of the catch-up path (which reports persistent errors).
+          part.last = h.seq;
+          continue;
+        }
+        Offer(w, part, view, /*live=*/true);
+      }
+      part.last = h.seq;
+    }
+    progress |= n > 0;
+    if (n < 256) break;
+  }
+  // Idle partition: nothing of it lies between part.last and what was committed before the
+  // drain began, so attached lanes can move their cursors up to that point.
+  if (part.queue->SizeApprox() == 0 && part.queue->DroppedUpTo() == 0 && snapshot > part.last) {
+    const uint64_t old = part.last;
+    part.last = snapshot;
+    for (size_t a = 0; a < part.lanes.size(); ++a) {
+      Lane& lane = part.lanes[a];
+      if (lane.read_pos != old) continue;
+      lane.read_pos = snapshot;
+      if (lane.window.empty()) Finish(w, part, lane, a);
+    }
+  }
+  return progress;
+}
+
+// Routes the record and appends it to every lane that is at the record's position.
+void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, bool live) {
+  uint64_t mask = 0;
+  bool routed = false;
+  const int64_t now = opt.now_ms();
+  for (size_t a = 0; a < part.lanes.size(); ++a) {
+    Lane& lane = part.lanes[a];
+    if (lane.read_pos >= view.handle.seq) continue;  // already has it
+    // A live record is taken only by lanes that have everything before it; a scanned one only
+    // by lanes behind it (the scan visits every record past the lowest read position).
+    if (live && lane.read_pos != part.last) continue;
+    if (lane.window.size() >= opt.delivery.window_events) continue;  // falls behind
+    if (!routed) {
+      routed = true;
+      RouteVerdict v = routes->Match(*view.header, view.body, w->extractor.get(), &mask);
+      if (v != RouteVerdict::kRouted && skipped[static_cast<int>(v)]) {
+        skipped[static_cast<int>(v)]->Increment();
+      }
+    }
+    lane.read_pos = view.handle.seq;
+    lane.hint = ScanHint{view.handle.segment, view.handle.offset + view.handle.length};
+    if ((mask >> a & 1) == 0) {
+      if (lane.window.empty()) Finish(w, part, lane, a);
+      continue;
+    }
+    Entry e;
+    e.seq = view.handle.seq;
+    e.handle = view.handle;
+    e.record = RecordHash(view.header->primary_entity_name, view.header->primary_entity_id);
+    e.key = view.key;
+    e.received_ms = view.received_ms;
+    e.ready_ms = now;
+    lane.window.push_back(std::move(e));
+    ++lane.waiting;
+    status.Update(view.key, view.handle.seq, a, [&](AdapterStatus& s) {
+      s.state = EventState::kPending;
+      s.updated_ms = now;
+    });
+  }
+}
+
+bool DeliveryEngine::Impl::CatchUp(Worker* w) {
+  uint64_t from = UINT64_MAX;
+  ScanHint hint;
+  uint64_t until = 0;
+  size_t hungry = 0;
+  for (Part& part : w->parts) {
+    for (Lane& lane : part.lanes) {
+      if (lane.read_pos >= part.last || lane.window.size() >= opt.delivery.window_events) continue;
+      ++hungry;
+      until = std::max(until, part.last);
+      if (lane.read_pos + 1 < from) {
+        from = lane.read_pos + 1;
+        hint = lane.hint;
+      }
+    }
+  }
+  if (hungry == 0) return false;
+  if (catch_up_reads) catch_up_reads->Increment();
+  size_t visited = 0;
+  Status st = journal->Scan(
+      from,
+      [&](const RecordView& view) {
+        if (view.handle.seq > until || ++visited > 65536) return false;
+        const size_t pi = w->part_of[view.handle.partition];
+        if (pi == SIZE_MAX) return true;
+        Part& part = w->parts[pi];
+        if (view.handle.seq > part.last) return true;
+        Offer(w, part, view, /*live=*/false);
+        // Stop once no lane of this worker still wants records.
+        size_t still = 0;
+        for (Part& p : w->parts) {
+          for (Lane& lane : p.lanes) {
+            still += lane.read_pos < p.last && lane.window.size() < opt.delivery.window_events;
+          }
+        }
+        return still > 0;
+      },
+      hint);
+  if (!st.ok()) {
+    std::fprintf(stderr, "dvrouter: delivery worker %d: journal scan from %llu failed: %s\n",
+                 w->index, static_cast<unsigned long long>(from), st.ToString().c_str());
+    return false;
+  }
+  return true;
+}
+
+bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
+  const AdapterConfig& cfg = adapters[c.adapter].config;
+  const size_t max_batch = cfg.max_batch_events;
+  bool progress = false;
+  while (c.in_flight < static_cast<int>(cfg.max_in_flight)) {
+    // Gather: per lane, the first unfinished event of each record, if it is ready.
+    struct Pick {
+      size_t part;
+      Entry* entry;
+    };
+    std::vector<Pick> picks;
+    std::vector<size_t> replay_picks;
+    for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
+      Lane& lane = w->parts[pi].lanes[c.adapter];
+      if (lane.waiting == 0) continue;
+      w->blocked.clear();
+      for (Entry& e : lane.window) {
+        if (e.state == EntryState::kDone) continue;
+        if (e.state == EntryState::kWaiting && !w->blocked.count(e.record)) {
+          if (e.ready_ms <= now) {
+            picks.push_back(Pick{pi, &e});
+            if (picks.size() >= max_batch) break;
+          } else {
+            *wake_at = std::min(*wake_at, e.ready_ms);
+          }
+        }
+        w->blocked.insert(e.record);
+      }
+    }
+    for (size_t i = 0; i < c.replays.size() && picks.size() + replay_picks.size() < max_batch;
+         ++i) {
+      if (c.replays[i]->ready_ms <= now) {
+        replay_picks.push_back(i);
+      } else {
+        *wake_at = std::min(*wake_at, c.replays[i]->ready_ms);
+      }
+    }
+    const size_t total = picks.size() + replay_picks.size();
+    if (total == 0) {
+      c.linger_since = -1;
+      return progress;
+    }
+    if (total < max_batch && cfg.linger_ms > 0 && !w->stop_dispatch.load()) {
+      if (c.linger_since < 0) c.linger_since = now;
+      const int64_t due = c.linger_since + static_cast<int64_t>(cfg.linger_ms);
+      if (now < due) {
+        *wake_at = std::min(*wake_at, due);
+        return progress;
+      }
+    }
+    bool probe = false;
+    int64_t retry_at = 0;
+    if (!breakers[c.adapter]->Allow(now, &probe, &retry_at)) {
+      *wake_at = std::min(*wake_at, retry_at);
+      return progress;
+    }
+    if (probe) {
+      if (!picks.empty()) {
+        picks.resize(1);
+        replay_picks.clear();
+      } else {
+        replay_picks.resize(1);
+      }
+    }
+    c.linger_since = -1;
+
+    std::unique_ptr<Batch> owned;
+    if (!w->free_batches.empty()) {
+      owned = std::move(w->free_batches.back());
+      w->free_batches.pop_back();
+    } else {
+      owned = std::make_unique<Batch>();
+    }
+    Batch* b = owned.release();
+    b->worker = w;
+    b->adapter = c.adapter;
+    b->probe = probe;
+    b->refs.clear();
+    b->deliveries.clear();
+    b->replays.clear();
+    const size_t n = picks.size() + replay_picks.size();
+    if (b->buffers.size() < n) b->buffers.resize(n);
+    if (b->headers.size() < n) b->headers.resize(n);
+    for (const Pick& p : picks) {
+      Entry& e = *p.entry;
+      const size_t k = b->deliveries.size();
+      RecordView view;
+      Status st = journal->Read(e.handle, &b->buffers[k], &b->headers[k], &view);
+      if (!st.ok()) {
+        // The record cannot be read now (I/O error): try again later, like a sink failure.
+        e.last_error = "journal read: " + st.ToString();
+        e.ready_ms = now + 1000;
+        continue;
+      }
+      Delivery d;
+      d.seq = e.seq;
+      d.key = e.key;
+      d.header = &b->headers[k];
+      d.body = view.body;
+      d.attempt = e.attempts + 1;
+      d.received_ms = e.received_ms;
+      b->deliveries.push_back(d);
+      b->refs.push_back(Batch::Ref{p.part, e.seq, -1});
+      e.state = EntryState::kInFlight;
+      --w->parts[p.part].lanes[c.adapter].waiting;
+      if (e.attempts == 0) e.first_attempt_ms = now;
+      status.Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
+        s.state = EventState::kSubmitted;
+        s.attempts = e.attempts + 1;
+        s.updated_ms = now;
+      });
+    }
+    // Replays, taken out of the channel's list (highest index first keeps the others valid).
+    std::sort(replay_picks.rbegin(), replay_picks.rend());
+    for (size_t i : replay_picks) {
+      b->replays.push_back(std::move(c.replays[i]));
+      c.replays.erase(c.replays.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    for (size_t r = 0; r < b->replays.size(); ++r) {
+      ReplayItem& item = *b->replays[r];
+      Delivery d;
+      d.seq = item.meta.seq;
+      d.key = item.meta.key;
+      d.header = &item.header;
+      d.body = item.body;
+      d.attempt = item.attempts + 1;
+      d.received_ms = item.meta.received_ms;
+      d.replay = true;
+      if (item.attempts == 0) item.first_attempt_ms = now;
+      b->deliveries.push_back(d);
+      b->refs.push_back(Batch::Ref{0, item.meta.seq, static_cast<int>(r)});
+    }
+    if (b->deliveries.empty()) {
+      w->free_batches.emplace_back(b);
+      if (probe) breakers[c.adapter]->OnFailure(now);
+      return progress;
+    }
+    if (metrics[c.adapter].batch) {
+      metrics[c.adapter].batch->Observe(static_cast<double>(b->deliveries.size()));
+    }
+    ++c.in_flight;
+    w->in_flight_total.fetch_add(1);
+    b->started = SteadyClock::now();
+    progress = true;
+    adapters[c.adapter].adapter->Deliver(b->deliveries, b);
+  }
+  return progress;
+}
+
+bool DeliveryEngine::Impl::WriteDlq(Worker* w, std::vector<DlqEntry>* entries) {
+  if (entries->empty()) return true;
+  Status st = dlq->Append(entries);
+  if (!st.ok()) {
+    std::fprintf(stderr, "dvrouter: delivery worker %d: DLQ write failed, will retry: %s\n",
+                 w->index, st.ToString().c_str());
+    return false;
+  }
+  return true;
+}
+
+void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
+  Channel& c = *w->channels[b->adapter];
+  const size_t a = b->adapter;
+  DeliveryMetrics& m = metrics[a];
+  const int64_t now = opt.now_ms();
+  if (m.duration) {
+    m.duration->Observe(std::chrono::duration<double>(SteadyClock::now() - b->started).count());
+  }
+  bool any_retry = false;
+  std::vector<DlqEntry> dead;
+  struct DeadRef {
+    size_t part;
+    uint64_t seq;
+    int replay;
+  };
+  std::vector<DeadRef> dead_refs;
+  std::vector<size_t> touched;
+  for (size_t i = 0; i < b->refs.size(); ++i) {
+    const Batch::Ref& ref = b->refs[i];
+    DeliveryResult result;
+    if (i < b->results.size()) {
+      result = b->results[i];
+    } else {
+      result.outcome = DeliveryOutcome::kRetryable;
+      result.error = "adapter returned no result for this event";
+    }
+    Entry* e = nullptr;
+    ReplayItem* item = nullptr;
+    if (ref.replay >= 0) {
+      item = b->replays[static_cast<size_t>(ref.replay)].get();
+    } else {
+      Lane& lane = w->parts[ref.part].lanes[a];
+      auto it = std::lower_bound(lane.window.begin(), lane.window.end(), ref.seq,
+                                 [](const Entry& x, uint64_t s) { return x.seq < s; });
+      if (it == lane.window.end() || it->seq != ref.seq) continue;  // cannot happen
+      e = &*it;
+      touched.push_back(ref.part);
+    }
+    uint32_t& attempts = e ? e->attempts : item->attempts;
+    const int64_t first = e ? e->first_attempt_ms : item->first_attempt_ms;
+    std::string& last_error = e ? e->last_error : item->last_error;
+    const EventKey key = e ? e->key : item->meta.key;
+    const uint64_t seq = ref.seq;
+    ++attempts;
+    auto set_status = [&](EventState s, const std::string& err, const std::string& answer) {
+      status.Update(key, seq, a, [&](AdapterStatus& st) {
+        st.state = s;
+        st.attempts = attempts;
+        st.updated_ms = now;
+        if (!err.empty()) st.last_error = err;
+        if (!answer.empty()) st.answer = answer;
+      });
+    };
+    std::string reason;
+    switch (result.outcome) {
+      case DeliveryOutcome::kDelivered:
+      case DeliveryOutcome::kProcessing: {
+        const bool processing = result.outcome == DeliveryOutcome::kProcessing;
+        m.outcome[processing ? 1 : 0] ? m.outcome[processing ? 1 : 0]->Increment() : void();
+        set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
+                   result.answer);
+        if (e) e->state = EntryState::kDone;
+        if (item) replays_outstanding.fetch_sub(1);
+        continue;
+      }
+      case DeliveryOutcome::kRetryable: {
+        any_retry = true;
+        if (m.outcome[2]) m.outcome[2]->Increment();
+        last_error = result.error;
+        std::optional<int64_t> ra;
+        if (result.retry_after_ms >= 0) ra = result.retry_after_ms;
+        RetryPolicy::Next next = c.policy->AfterFailure(attempts, first, now, ra);
+        if (!next.give_up) {
+          if (m.retries) m.retries->Increment();
+          set_status(EventState::kPending, result.error, "");
+          if (e) {
+            e->state = EntryState::kWaiting;
+            e->ready_ms = next.at_ms;
+            ++w->parts[ref.part].lanes[a].waiting;
+          } else {
+            item->ready_ms = next.at_ms;
+            c.replays.push_back(std::move(b->replays[static_cast<size_t>(ref.replay)]));
+          }
+          continue;
+        }
+        if (m.outcome[4]) m.outcome[4]->Increment();
+        reason = "gave_up: " + next.reason;
+        break;
+      }
+      case DeliveryOutcome::kPermanent:
+        if (m.outcome[3]) m.outcome[3]->Increment();
+        last_error = result.error;
+        reason = "permanent";
+        break;
+    }
+    // To the DLQ, with the whole record.
+    DlqEntry d;
+    d.adapter = adapters[a].config.name;
+    d.seq = seq;
+    d.event_id = key.ToHex();
+    const EventHeader& h = *b->deliveries[i].header;
+    d.table = h.primary_entity_name;
+    d.row_id = h.primary_entity_id;
+    d.message = h.message_name;
+    d.reason = reason;
+    d.attempts = attempts;
+    d.last_error = last_error;
+    d.failed_at_ms = now;
+    d.record = e ? b->buffers[i] : item->frame;
+    dead.push_back(std::move(d));
+    dead_refs.push_back(DeadRef{ref.part, seq, ref.replay});
+    set_status(EventState::kFailed, last_error, "");
+  }
+  if (!dead.empty()) {
+    const bool written = WriteDlq(w, &dead);
+    for (const DeadRef& ref : dead_refs) {
+      if (ref.replay >= 0) {
+        if (written) {
+          replays_outstanding.fetch_sub(1);
+        } else {
+          auto& owned = b->replays[static_cast<size_t>(ref.replay)];
+          owned->ready_ms = now + 1000;
+          c.replays.push_back(std::move(owned));
+        }
+        continue;
+      }
+      Lane& lane = w->parts[ref.part].lanes[a];
+      auto it = std::lower_bound(lane.window.begin(), lane.window.end(), ref.seq,
+                                 [](const Entry& x, uint64_t s) { return x.seq < s; });
+      if (written) {
+        it->state = EntryState::kDone;
+      } else {
+        // Never lose it: keep it and try the DLQ again later.
+        it->state = EntryState::kWaiting;
+        it->ready_ms = now + 1000;
+        ++lane.waiting;
+      }
+    }
+  }
+  if (any_retry) {
+    breakers[a]->OnFailure(now);
+  } else {
+    breakers[a]->OnSuccess();
+  }
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (size_t pi : touched) Finish(w, w->parts[pi], w->parts[pi].lanes[a], a);
+  --c.in_flight;
+  w->in_flight_total.fetch_sub(1);
+  b->replays.clear();
+  b->results.clear();
+  w->free_batches.emplace_back(b);
+}
+
+// Drops finished entries from the front of the window and publishes the cursor.
+void DeliveryEngine::Impl::Finish(Worker*, Part&, Lane& lane, size_t) {
+  while (!lane.window.empty() && lane.window.front().state == EntryState::kDone) {
+    lane.window.pop_front();
+  }
+  const uint64_t c = lane.window.empty() ? lane.read_pos : lane.window.front().seq - 1;
+  if (c > lane.cursor) {
+    lane.cursor = c;
+    lane.published->store(c, std::memory_order_release);
+  }
+}
+
+void DeliveryEngine::Impl::PublishOldest(Worker* w) {
+  for (auto& c : w->channels) {
+    int64_t oldest = 0;
+    for (Part& part : w->parts) {
+      const Lane& lane = part.lanes[c->adapter];
+      if (!lane.window.empty() && (oldest == 0 || lane.window.front().received_ms < oldest)) {
+        oldest = lane.window.front().received_ms;
+      }
+    }
+    c->oldest_ms.store(oldest, std::memory_order_relaxed);
+  }
+}
+
+void DeliveryEngine::Impl::FlushCursors() {
+  std::map<std::string, std::vector<uint64_t>> snapshot;
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    auto& v = snapshot[adapters[a].config.name];
+    v.resize(opt.partitions);
+    for (uint32_t p = 0; p < opt.partitions; ++p) v[p] = CursorRef(a, p).load();
+  }
+  if (Status st = cursor_store->Save(snapshot); !st.ok()) {
+    if (cursor_flush_errors) cursor_flush_errors->Increment();
+    std::fprintf(stderr, "dvrouter: persisting delivery cursors failed: %s\n",
+                 st.ToString().c_str());
+  }
+}
+
+void DeliveryEngine::Impl::RunRetention() {
+  uint64_t below = committed.load() + 1;
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    for (uint32_t p = 0; p < opt.partitions; ++p)
+      below = std::min(below, CursorRef(a, p).load() + 1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    for (const ReplayJob& j : jobs) {
+      if (j.range) below = std::min(below, j.pos);
+    }
+  }
+  auto r = journal->DeleteBefore(below, static_cast<int64_t>(opt.delivery.retention_ms));
+  if (!r.ok()) {
+    std::fprintf(stderr, "dvrouter: journal retention failed: %s\n", r.status().ToString().c_str());
+  } else if (r->bytes_deleted > 0 && retention_bytes) {
+    retention_bytes->Increment(static_cast<double>(r->bytes_deleted));
+  }
+}
+
+void DeliveryEngine::Impl::FeedReplays() {
+  constexpr uint64_t kMaxOutstanding = 4096;
+  std::unique_lock<std::mutex> lock(jobs_mu);
+  while (!jobs.empty() && replays_outstanding.load() < kMaxOutstanding) {
+    ReplayJob& job = jobs.front();
+    auto send = [&](std::string frame) {
+      auto item = std::make_unique<ReplayItem>();
+      item->adapter = job.adapter;
+      item->frame = std::move(frame);
+      uint32_t len = 0;
+      if (!journal::DecodeFrame(item->frame.data(), item->frame.size(), &item->meta, &item->header,
+                                &item->body, &len)
+               .ok()) {
+        return false;
+      }
+      item->ready_ms = opt.now_ms();
+      Worker* w = workers[item->meta.partition % workers.size()].get();
+      replays_outstanding.fetch_add(1);
+      w->PostReplay(std::move(item));
+      return true;
+    };
+    if (!job.range) {
+      std::vector<uint64_t> marked;
+      while (job.next < job.dlq_ids.size() && replays_outstanding.load() < kMaxOutstanding) {
+        const uint64_t id = job.dlq_ids[job.next++];
+        auto entry = dlq->Get(id);
+        if (!entry.ok() || !send(std::move(entry->record))) {
+          std::fprintf(
+              stderr, "dvrouter: DLQ entry %llu cannot be replayed: %s\n",
+              static_cast<unsigned long long>(id),
+              entry.ok() ? "its record does not decode" : entry.status().ToString().c_str());
+          continue;
+        }
+        marked.push_back(id);
+      }
+      if (!marked.empty()) {
+        if (Status st = dlq->MarkReplayed(marked); !st.ok()) {
+          std::fprintf(stderr, "dvrouter: marking DLQ entries replayed failed: %s\n",
+                       st.ToString().c_str());
+        }
+      }
+      if (job.next >= job.dlq_ids.size()) jobs.pop_front();
+      continue;
+    }
+    // A journal range: read a bounded piece.
+    bool finished = true;
+    std::string frame;
+    Status st = journal->Scan(
+        job.pos,
+        [&](const RecordView& v) {
+          if (v.handle.seq > job.to) return false;
+          if (replays_outstanding.load() >= kMaxOutstanding) {
+            finished = false;
+            return false;
+          }
+          // Re-encode the frame from the view (the scan's buffer is reused).
+          frame.clear();
+          journal::FrameMeta meta{v.handle.seq, v.received_ms, v.key, v.handle.partition};
+          journal::EncodeFramePrefix(meta, *v.header, v.body, &frame);
+          frame.append(v.body);
+          send(std::move(frame));
+          job.pos = v.handle.seq + 1;
+          job.hint = ScanHint{v.handle.segment, v.handle.offset + v.handle.length};
+          return true;
+        },
+        job.hint);
+    if (!st.ok()) {
+      std::fprintf(stderr, "dvrouter: replay of %s stopped at seq %llu: %s\n",
+                   adapters[job.adapter].config.name.c_str(),
+                   static_cast<unsigned long long>(job.pos), st.ToString().c_str());
+    }
+    if (finished || !st.ok()) jobs.pop_front();
+    if (!finished) break;
+  }
+}
+
+void DeliveryEngine::Impl::MaintenanceLoop() {
+  int64_t last_retention = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(maint_mu);
+      maint_cv.wait_for(lock, std::chrono::milliseconds(opt.delivery.cursor_flush_ms),
+                        [&] { return maint_stop; });
+      if (maint_stop) return;
+    }
+    FlushCursors();
+    FeedReplays();
+    const int64_t now = opt.now_ms();
+    if (now - last_retention >= 1000) {
+      last_retention = now;
+      RunRetention();
+    }
+  }
+}
+
+DeliveryEngine::DeliveryEngine(EngineOptions options, std::vector<EngineAdapter> adapters)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(adapters))) {}
+
+DeliveryEngine::~DeliveryEngine() { Stop(); }
+
+Status DeliveryEngine::Start(Journal* journal) { return impl_->Start(journal); }
+void DeliveryEngine::Stop() { impl_->Stop(); }
+
+void DeliveryEngine::OnCommitted(const RecordHandle& handle) {
+  Impl& m = *impl_;
+  m.queues[handle.partition]->Offer(handle);
+  m.committed.store(handle.seq, std::memory_order_release);
+  if (m.started.load(std::memory_order_acquire)) {
+    m.workers[handle.partition % m.workers.size()]->waker.Notify();
+  }
+}
+
+namespace {
+
+bool ParseEventId(const std::string& text, EventKey* key) {
+  if (text.size() != 32) return false;
+  uint64_t parts[2] = {0, 0};
+  for (size_t i = 0; i < 32; ++i) {
+    const char c = text[i];
+    int v;
+    if (c >= '0' && c <= '9') {
+      v = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      v = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      v = c - 'A' + 10;
+    } else {
+      return false;
+    }
+    parts[i / 16] = parts[i / 16] << 4 | static_cast<uint64_t>(v);
+  }
+  key->hi = parts[0];
+  key->lo = parts[1];
+  return true;
+}
+
+void AppendDlqJson(std::string* out, const DlqEntry& e) {
+  *out += "{\"id\":" + std::to_string(e.id) + ",\"adapter\":";
+  AppendJsonString(out, e.adapter);
+  *out += ",\"seq\":" + std::to_string(e.seq) + ",\"event_id\":";
+  AppendJsonString(out, e.event_id);
+  *out += ",\"table\":";
+  AppendJsonString(out, e.table);
+  *out += ",\"row_id\":";
+  AppendJsonString(out, e.row_id);
+  *out += ",\"message\":";
+  AppendJsonString(out, e.message);
+  *out += ",\"reason\":";
+  AppendJsonString(out, e.reason);
+  *out += ",\"attempts\":" + std::to_string(e.attempts) + ",\"last_error\":";
+  AppendJsonString(out, e.last_error);
+  *out += ",\"failed_at\":";
+  AppendJsonString(out, FormatIsoUtc(e.failed_at_ms));
+  *out += ",\"replayed\":";
+  *out += e.replayed ? "true}" : "false}";
+}
+
+}  // namespace
+
+Result<std::string> DeliveryEngine::EventStatusJson(const std::string& event_id) const {
+  const Impl& m = *impl_;
+  EventKey key;
+  if (!ParseEventId(event_id, &key)) {
+    return InvalidArgument("an event id is 32 hexadecimal digits, got '" + event_id + "'");
+  }
+  const std::string id = key.ToHex();
+  std::optional<EventStatus> st = m.status.Find(key);
+  std::vector<std::optional<DlqEntry>> dead(m.adapters.size());
+  bool any_dead = false;
+  for (size_t a = 0; a < m.adapters.size(); ++a) {
+    if (m.dlq) dead[a] = m.dlq->FindEvent(id, m.adapters[a].config.name);
+    any_dead |= dead[a].has_value();
+  }
+  if (!st && !any_dead) {
+    return NotFound("event " + id +
+                    " is not among the recent events the status table keeps "
+                    "(delivery.status_entries) nor in the DLQ");
+  }
+  std::string out = "{\"event_id\":\"" + id + "\"";
+  if (st) out += ",\"seq\":" + std::to_string(st->seq);
+  out += ",\"adapters\":{";
+  bool first = true;
+  for (size_t a = 0; a < m.adapters.size(); ++a) {
+    if (!first) out += ',';
+    first = false;
+    AppendJsonString(&out, m.adapters[a].config.name);
+    out += ':';
+    if (st) {
+      const AdapterStatus& s = st->adapters[a];
+      // A failed event that was replayed may have moved on since its DLQ entry.
+      out += "{\"state\":\"" + std::string(EventStateName(s.state)) + "\"";
+      out += ",\"attempts\":" + std::to_string(s.attempts);
+      if (s.updated_ms > 0) {
+        out += ",\"updated_at\":";
+        AppendJsonString(&out, FormatIsoUtc(s.updated_ms));
+      } else {
+        // Never queued for this adapter: not routed to it, or skipped by the loop guard.
+        out += ",\"routed\":false";
+      }
+      if (!s.last_error.empty()) {
+        out += ",\"last_error\":";
+        AppendJsonString(&out, s.last_error);
+      }
+      if (!s.answer.empty()) {
+        out += ",\"answer\":";
+        AppendJsonString(&out, s.answer);
+      }
+    } else if (dead[a]) {
+      out += "{\"state\":\"failed\",\"attempts\":" + std::to_string(dead[a]->attempts) +
+             ",\"last_error\":";
+      AppendJsonString(&out, dead[a]->last_error);
+    } else {
+      out += "{\"state\":\"unknown\"";
+    }
+    if (dead[a]) {
+      out += ",\"dlq\":";
+      AppendDlqJson(&out, *dead[a]);
+    }
+    out += '}';
+  }
+  out += "}}";
+  return out;
+}
+
+std::string DeliveryEngine::DlqJson(const std::string& adapter, std::optional<uint64_t> id,
+                                    bool include_replayed) const {
+  std::string out = "[";
+  if (impl_->dlq) {
+    bool first = true;
+    for (const DlqEntry& e : impl_->dlq->List(adapter, id, include_replayed)) {
+      if (!first) out += ",\n";
+      first = false;
+      AppendDlqJson(&out, e);
+    }
+  }
+  out += "]";
+  return out;
+}
+
+Result<uint64_t> DeliveryEngine::ReplayDlq(const std::string& adapter, std::optional<uint64_t> id) {
+  Impl& m = *impl_;
+  if (!m.dlq || !m.started.load()) return Unavailable("delivery is not running");
+  if (!adapter.empty() && adapter_index(adapter) == SIZE_MAX) {
+    return NotFound("no adapter named '" + adapter + "'");
+  }
+  std::map<size_t, Impl::ReplayJob> by_adapter;
+  uint64_t count = 0;
+  for (const DlqEntry& e : m.dlq->List(adapter, id, /*include_replayed=*/id.has_value())) {
+    const size_t a = adapter_index(e.adapter);
+    if (a == SIZE_MAX) continue;  // an adapter no longer configured
+    by_adapter[a].adapter = a;
+    by_adapter[a].dlq_ids.push_back(e.id);
+    ++count;
+  }
+  if (id && count == 0) return NotFound("no DLQ entry " + std::to_string(*id) + " to replay");
+  {
+    std::lock_guard<std::mutex> lock(m.jobs_mu);
+    for (auto& [a, job] : by_adapter) m.jobs.push_back(std::move(job));
+  }
+  m.maint_cv.notify_all();
+  return count;
+}
+
+Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq) {
+  Impl& m = *impl_;
+  if (!m.started.load()) return Unavailable("delivery is not running");
+  const size_t a = adapter_index(adapter);
+  if (a == SIZE_MAX) return NotFound("no adapter named '" + adapter + "'");
+  if (from_seq == 0 || to_seq < from_seq) {
+    return InvalidArgument("the range must satisfy 1 <= from <= to");
+  }
+  if (from_seq > m.committed.load()) {
+    return InvalidArgument("from " + std::to_string(from_seq) + " is past the newest event " +
+                           std::to_string(m.committed.load()));
+  }
+  // Retention deletes whole segments from the front: is the start still there?
+  uint64_t oldest = 0;
+  Status st = m.journal->Scan(0, [&](const RecordView& v) {
+    oldest = v.handle.seq;
+    return false;
+  });
+  if (!st.ok()) return st;
+  if (oldest == 0 || oldest > from_seq) {
+    return NotFound("events before " + std::to_string(oldest) +
+                    " are no longer retained (delivery.retention)");
+  }
+  Impl::ReplayJob job;
+  job.adapter = a;
+  job.range = true;
+  job.pos = from_seq;
+  job.to = to_seq;
+  {
+    std::lock_guard<std::mutex> lock(m.jobs_mu);
+    m.jobs.push_back(std::move(job));
+  }
+  m.maint_cv.notify_all();
+  return Status::Ok();
+}
+
+void DeliveryEngine::RefreshMetrics() {
+  Impl& m = *impl_;
+  if (!m.started.load() || m.queue_sum == nullptr) return;
+  double sum = 0, max = 0;
+  for (auto& q : m.queues) {
+    const double d = static_cast<double>(q->SizeApprox());
+    sum += d;
+    max = std::max(max, d);
+  }
+  m.queue_sum->Set(sum);
+  m.queue_max->Set(max);
+  const int64_t now = m.opt.now_ms();
+  for (size_t a = 0; a < m.adapters.size(); ++a) {
+    DeliveryMetrics& dm = m.metrics[a];
+    dm.lag_events->Set(static_cast<double>(LagEvents(a)));
+    int64_t oldest = 0;
+    for (auto& w : m.workers) {
+      const int64_t o = w->channels[a]->oldest_ms.load(std::memory_order_relaxed);
+      if (o != 0 && (oldest == 0 || o < oldest)) oldest = o;
+    }
+    dm.lag_seconds->Set(oldest == 0 ? 0.0 : std::max<double>(0, (now - oldest) / 1000.0));
+    dm.breaker->Set(static_cast<double>(static_cast<int>(m.breakers[a]->state())));
+    dm.dlq->Set(static_cast<double>(dlq_pending(a)));
+  }
+}
+
+uint64_t DeliveryEngine::Cursor(size_t adapter, uint32_t partition) const {
+  return impl_->CursorRef(adapter, partition).load();
+}
+
+uint64_t DeliveryEngine::LagEvents(size_t adapter) const {
+  uint64_t min_cursor = UINT64_MAX;
+  for (uint32_t p = 0; p < impl_->opt.partitions; ++p) {
+    min_cursor = std::min(min_cursor, impl_->CursorRef(adapter, p).load());
+  }
+  const uint64_t c = impl_->committed.load();
+  return c > min_cursor ? c - min_cursor : 0;
+}
+
+uint64_t DeliveryEngine::ReplaysPending() const {
+  std::lock_guard<std::mutex> lock(impl_->jobs_mu);
+  return impl_->replays_outstanding.load() + impl_->jobs.size();
+}
+
+size_t DeliveryEngine::adapter_index(std::string_view name) const {
+  for (size_t a = 0; a < impl_->adapters.size(); ++a) {
+    if (impl_->adapters[a].config.name == name) return a;
+  }
+  return SIZE_MAX;
+}
+
+uint64_t DeliveryEngine::dlq_pending(size_t adapter) const {
+  return impl_->dlq ? impl_->dlq->Pending(impl_->adapters[adapter].config.name) : 0;
+}
+
+}  // namespace dvrouter

@@ -1,0 +1,85 @@
+// StatusTable: the delivery status of recent events, per adapter, for GET /events/{id} and
+// `dvrouter status`.
+//
+// A bounded map from event key to a small record: the event's seq and, per adapter, its state
+// (pending, submitted, processing, completed, failed), attempts, last error and the sink's
+// captured answer. The oldest events are forgotten first once `capacity` is reached; older
+// events are answered from the cursors and the DLQ instead (engine.h). Threads: thread-safe
+// (sharded mutexes: delivery workers update it on every transition).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "router/decode/event.h"
+
+namespace dvrouter {
+
+enum class EventState : uint8_t { kPending, kSubmitted, kProcessing, kCompleted, kFailed };
+std::string_view EventStateName(EventState s);
+
+struct AdapterStatus {
+  EventState state = EventState::kPending;
+  uint32_t attempts = 0;
+  int64_t updated_ms = 0;
+  std::string last_error;
+  std::string answer;
+};
+
+struct EventStatus {
+  uint64_t seq = 0;
+  std::vector<AdapterStatus> adapters;  // indexed like the engine's adapters
+};
+
+class StatusTable {
+ public:
+  StatusTable(size_t capacity, size_t adapters);
+
+  // Creates the record if missing (every adapter pending), then applies fn to adapter a's status.
+  template <typename Fn>
+  void Update(const EventKey& key, uint64_t seq, size_t adapter, Fn&& fn) {
+    if (capacity_ == 0) return;
+    Shard& s = ShardOf(key);
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto [it, inserted] = s.map.try_emplace(key);
+    if (inserted) {
+      it->second.seq = seq;
+      it->second.adapters.resize(adapters_);
+      s.order.push_back(key);
+      while (s.map.size() > per_shard_) {
+        s.map.erase(s.order.front());
+        s.order.pop_front();
+      }
+      it = s.map.find(key);
+      if (it == s.map.end()) return;
+    }
+    fn(it->second.adapters[adapter]);
+  }
+
+  std::optional<EventStatus> Find(const EventKey& key) const;
+
+ private:
+  struct Hash {
+    size_t operator()(const EventKey& k) const { return static_cast<size_t>(k.lo ^ (k.hi >> 3)); }
+  };
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<EventKey, EventStatus, Hash> map;
+    std::deque<EventKey> order;
+  };
+  Shard& ShardOf(const EventKey& key) { return shards_[key.hi % kShards]; }
+
+  static constexpr size_t kShards = 16;
+  size_t capacity_;
+  size_t per_shard_;
+  size_t adapters_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace dvrouter
