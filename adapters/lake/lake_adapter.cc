@@ -164,9 +164,10 @@ Status LakeAdapter::Start(uint64_t redelivery_from_seq) {
         size_t cap = 0;
         while (::getline(&line, &cap, f) > 0) {
           const char* at = std::strstr(line, "\"seq\":");
-          if (at == nullptr) continue;
+          const char* id = std::strstr(line, "\"event_id\":\"");
+          if (at == nullptr || id == nullptr || std::strlen(id) < 12 + 32) continue;
           const uint64_t seq = std::strtoull(at + 6, nullptr, 10);
-          if (seq >= redelivery_from_seq) seen_.insert(seq);
+          if (seq >= redelivery_from_seq) seen_[seq] = std::string(id + 12, 32);
         }
         std::free(line);
         std::fclose(f);
@@ -194,7 +195,10 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (!seen_.empty() && !batch[i].replay && seen_.erase(batch[i].seq) > 0) {
+      if (seen_.empty() || batch[i].replay) continue;
+      auto it = seen_.find(batch[i].seq);
+      if (it != seen_.end() && it->second == batch[i].key.ToHex()) {
+        seen_.erase(it);
         ++skipped;
         skip[i] = 1;
         p->results[i].outcome = DeliveryOutcome::kDelivered;
@@ -219,6 +223,7 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
     g.rows += '\n';
     g.min_seq = std::min(g.min_seq, batch[i].seq);
     g.max_seq = std::max(g.max_seq, batch[i].seq);
+    g.events.emplace_back(batch[i].seq, batch[i].key);
     p->results[i].outcome = DeliveryOutcome::kDelivered;
     p->written[i] = 1;
     any = true;
@@ -279,6 +284,7 @@ Status LakeAdapter::Write(Pending& p) {
     f.bytes += g.rows.size();
     f.min_seq = std::min(f.min_seq, g.min_seq);
     f.max_seq = std::max(f.max_seq, g.max_seq);
+    f.events.insert(f.events.end(), g.events.begin(), g.events.end());
     if (bytes_) bytes_->Increment(static_cast<double>(g.rows.size()));
   }
   return Status::Ok();
@@ -287,9 +293,21 @@ Status LakeAdapter::Write(Pending& p) {
 Status LakeAdapter::RollAll() {
   std::set<std::string> dirs;
   uint64_t finalized = 0;
+  std::vector<const OpenFile*> renamed;
+  // After a failure part way, the files already renamed are final: their rows must not be
+  // written again when the engine retries them (once their directory entry is durable).
+  auto fail = [&](Status st) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const OpenFile* f : renamed) {
+      const std::string dir = f->tmp_path.substr(0, f->tmp_path.rfind('/'));
+      if (!SyncDirectory(dir).ok()) continue;
+      for (const auto& [seq, key] : f->events) seen_[seq] = key.ToHex();
+    }
+    return st;
+  };
   for (auto& [dir, f] : open_) {
     if (f.fd < 0) continue;
-    if (::fdatasync(f.fd) != 0) return ErrnoStatus("fdatasync " + f.tmp_path, errno);
+    if (::fdatasync(f.fd) != 0) return fail(ErrnoStatus("fdatasync " + f.tmp_path, errno));
     ::close(f.fd);
     f.fd = -1;
     const std::string base =
@@ -299,16 +317,17 @@ Status LakeAdapter::RollAll() {
     for (int n = 1; ::renameat2(AT_FDCWD, f.tmp_path.c_str(), AT_FDCWD, final_path.c_str(),
                                 RENAME_NOREPLACE) != 0;
          ++n) {
-      if (errno != EEXIST) return ErrnoStatus("rename " + f.tmp_path, errno);
+      if (errno != EEXIST) return fail(ErrnoStatus("rename " + f.tmp_path, errno));
       final_path = base + "-r" + std::to_string(n) + ".jsonl";
     }
+    renamed.push_back(&f);
     dirs.insert(dir);
     ++finalized;
   }
-  open_.clear();
   for (const std::string& dir : dirs) {
-    if (Status st = SyncDirectory(dir); !st.ok()) return st;
+    if (Status st = SyncDirectory(dir); !st.ok()) return fail(st);
   }
+  open_.clear();
   if (files_) files_->Increment(static_cast<double>(finalized));
   // Everything written is final: complete the batches.
   for (auto& p : waiting_) {

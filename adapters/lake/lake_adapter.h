@@ -31,7 +31,7 @@
 #include <set>
 #include <string>
 #include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "adapters/adapter.h"
@@ -64,6 +64,7 @@ class LakeAdapter final : public Adapter {
     std::string dir;
     std::string rows;
     uint64_t min_seq = UINT64_MAX, max_seq = 0;
+    std::vector<std::pair<uint64_t, EventKey>> events;
   };
   struct Pending {
     std::vector<Group> groups;
@@ -76,6 +77,7 @@ class LakeAdapter final : public Adapter {
     std::string tmp_path;
     uint64_t bytes = 0;
     uint64_t min_seq = UINT64_MAX, max_seq = 0;
+    std::vector<std::pair<uint64_t, EventKey>> events;  // its rows
   };
 
   void WriterLoop();
@@ -94,7 +96,9 @@ class LakeAdapter final : public Adapter {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Pending>> queue_;
   bool stopping_ = false;
-  std::unordered_set<uint64_t> seen_;  // final rows that may be delivered again
+  // Final rows that may be delivered again: seq -> event id (a seq alone could belong to another
+  // journal's event).
+  std::unordered_map<uint64_t, std::string> seen_;
   uint64_t skipped_ = 0;
 
   // Writer thread only.

@@ -40,7 +40,7 @@ Result<Config> LoadWithOverrides(const std::string& path, const Overrides& o) {
     }
     config->admin.listen = *ep;
   }
-  if (!o.data_dir.empty()) config->journal.data_dir = o.data_dir;
+  if (!o.data_dir.empty()) dvrouter::SetDataDir(&*config, o.data_dir);
   return config;
 }
 

@@ -340,6 +340,7 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
   if (out->type == "lake") {
     out->lake.dir = data_dir + "/lake";
     DV_TRY(a.String("dir", &out->lake.dir));
+    out->lake.dir_defaulted = out->lake.dir == data_dir + "/lake";
     if (out->lake.dir.empty()) return KeyError(a.Path("dir"), "must not be empty");
     DV_TRY(a.Bytes("roll_bytes", 4096, 4ull << 30, &out->lake.roll_bytes));
     DV_TRY(a.DurationMs("roll_interval", 10, 3'600'000, &out->lake.roll_ms));
@@ -390,6 +391,7 @@ Status ParseDelivery(Section& root, Config* c) {
       DV_TRY(ParseAdapter(Section(kv.second, "adapters." + name), name, c->journal.data_dir, &a));
       c->adapters.push_back(std::move(a));
     }
+    if (c->adapters.size() > 64) return KeyError("adapters", "at most 64 adapters");
   }
 
   YAML::Node routes = root.Raw("routes");
@@ -500,6 +502,13 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
 }
 
 }  // namespace
+
+void SetDataDir(Config* config, const std::string& data_dir) {
+  for (AdapterConfig& a : config->adapters) {
+    if (a.type == "lake" && a.lake.dir_defaulted) a.lake.dir = data_dir + "/lake";
+  }
+  config->journal.data_dir = data_dir;
+}
 
 const AdapterConfig* Config::FindAdapter(std::string_view name) const {
   for (const AdapterConfig& a : adapters) {

@@ -97,6 +97,7 @@ struct LoopGuardConfig {
 // The embedded warehouse: JSON lines per table and day (adapters/lake/lake_adapter.h).
 struct LakeConfig {
   std::string dir;                    // default <journal.data_dir>/lake
+  bool dir_defaulted = true;          // dir follows journal.data_dir (SetDataDir)
   uint64_t roll_bytes = 64ull << 20;  // a file is finalized past this size...
   uint64_t roll_ms = 1000;            // ...or this long after its first row
 };
@@ -146,6 +147,10 @@ struct Config {
 // Parses YAML text; env lookups go through getenv, files are read relative to base_dir.
 Result<Config> ParseConfig(std::string_view yaml, const std::string& base_dir = ".");
 Result<Config> LoadConfigFile(const std::string& path);
+
+// Moves the data directory (the --data-dir override): the journal and every path derived from
+// it by default (lake directories without an explicit `dir`).
+void SetDataDir(Config* config, const std::string& data_dir);
 
 // Human-readable summary with secrets redacted (check-config prints it).
 std::string DescribeConfig(const Config& config);

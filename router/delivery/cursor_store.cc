@@ -72,7 +72,11 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
 Result<std::map<std::string, std::vector<uint64_t>>> CursorStore::Load(uint32_t partitions) const {
   std::map<std::string, std::vector<uint64_t>> out;
   std::ifstream in(path_);
-  if (!in) return out;
+  if (!in) {
+    struct stat sb {};
+    if (::stat(path_.c_str(), &sb) != 0 && errno == ENOENT) return out;  // first start
+    return ErrnoStatus("open " + path_, errno ? errno : EIO);
+  }
   std::string line;
   if (!std::getline(in, line) || line != kMagic) {
     return InvalidArgument(path_ + ": not a dvrouter cursor file (first line is not '" +
@@ -83,10 +87,14 @@ Result<std::map<std::string, std::vector<uint64_t>>> CursorStore::Load(uint32_t 
     ++lineno;
     if (line.empty()) continue;
     std::istringstream fields(line);
-    std::string name;
+    std::string name, partition_text, cursor_text, extra;
     uint64_t partition = 0, cursor = 0;
-    std::string extra;
-    if (!(fields >> name >> partition >> cursor) || (fields >> extra)) {
+    auto number = [](const std::string& text, uint64_t* out) {
+      auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+      return ec == std::errc() && ptr == text.data() + text.size() && !text.empty();
+    };
+    if (!(fields >> name >> partition_text >> cursor_text) || (fields >> extra) ||
+        !number(partition_text, &partition) || !number(cursor_text, &cursor)) {
       return InvalidArgument(path_ + ":" + std::to_string(lineno) +
                              ": expected 'adapter partition cursor'");
     }

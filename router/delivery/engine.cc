@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <unordered_set>
 
@@ -32,6 +33,10 @@ namespace dvrouter {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
+
+// An idle worker looks at its partitions this often even without a wake-up: idle partitions'
+// cursors follow the journal's end (for lag and retention) within this time.
+constexpr int64_t kIdleWaitMs = 100;
 
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -130,6 +135,8 @@ struct Part {
 // An event sent again by an operator: owns its record.
 struct ReplayItem {
   size_t adapter = 0;
+  uint64_t record = 0;  // RecordHash(table, row id): replays keep per-record order too
+  uint64_t dlq_id = 0;  // the DLQ entry it came from (0: a range replay)
   std::string frame;
   EventHeader header;
   std::string_view body;
@@ -186,7 +193,8 @@ struct DeliveryEngine::Impl {
     int in_flight = 0;
     int64_t linger_since = -1;
     std::unique_ptr<RetryPolicy> policy;
-    std::deque<std::unique_ptr<ReplayItem>> replays;
+    std::deque<std::unique_ptr<ReplayItem>> replays;  // in seq order
+    std::multiset<uint64_t> replays_in_flight;        // their records
     std::atomic<int64_t> oldest_ms{0};  // received time of the oldest unfinished event, 0: none
   };
 
@@ -247,6 +255,7 @@ struct DeliveryEngine::Impl {
     std::vector<std::string> names;
     for (const EngineAdapter& ea : adapters) names.push_back(ea.config.name);
     routes = std::make_unique<RouteTable>(opt.routes, opt.loop_guard, names);
+    replay_extractor = std::make_unique<AttributeExtractor>(opt.max_body_bytes);
     cursors.reset(new std::atomic<uint64_t>[adapters.size() * opt.partitions]);
     for (size_t i = 0; i < adapters.size() * opt.partitions; ++i) cursors[i] = 0;
     for (const EngineAdapter& ea : adapters) {
@@ -256,6 +265,14 @@ struct DeliveryEngine::Impl {
       breakers.push_back(std::make_unique<SharedBreaker>(bo));
     }
     RegisterMetrics();
+  }
+
+  // Keeps a channel's replays in sequence order, so one record's replays go out in order.
+  static void InsertReplay(Channel& c, std::unique_ptr<ReplayItem> item) {
+    auto at = std::upper_bound(
+        c.replays.begin(), c.replays.end(), item->meta.seq,
+        [](uint64_t seq, const std::unique_ptr<ReplayItem>& x) { return seq < x->meta.seq; });
+    c.replays.insert(at, std::move(item));
   }
 
   void RegisterMetrics();
@@ -292,10 +309,13 @@ struct DeliveryEngine::Impl {
   std::unique_ptr<DeadLetterQueue> dlq;
   std::atomic<uint64_t> committed{0};
   std::atomic<bool> started{false};
+  std::atomic<uint64_t> passes{0};
 
   // Replay jobs: fed by the maintenance thread, a bounded number of items at a time.
   mutable std::mutex jobs_mu;
   std::deque<ReplayJob> jobs;
+  std::set<uint64_t> dlq_in_replay;                      // DLQ ids sent and not yet through
+  std::unique_ptr<AttributeExtractor> replay_extractor;  // maintenance thread
   std::atomic<uint64_t> replays_outstanding{0};
 
   std::thread maintenance;
@@ -499,18 +519,20 @@ void DeliveryEngine::Impl::Stop() {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
-  for (EngineAdapter& a : adapters) a.adapter->Stop();
-  for (auto& w : workers) {
-    w->exit.store(true);
-    w->waker.Notify();
-    if (w->thread.joinable()) w->thread.join();
-  }
+  // No more replay feeding, then the adapters complete what is outstanding, then the workers
+  // apply those completions and exit.
   {
     std::lock_guard<std::mutex> lock(maint_mu);
     maint_stop = true;
   }
   maint_cv.notify_all();
   if (maintenance.joinable()) maintenance.join();
+  for (EngineAdapter& a : adapters) a.adapter->Stop();
+  for (auto& w : workers) {
+    w->exit.store(true);
+    w->waker.Notify();
+    if (w->thread.joinable()) w->thread.join();
+  }
   FlushCursors();
 }
 
@@ -529,13 +551,18 @@ void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
     for (Batch* b : done) Complete(w, b);
     progress |= !done.empty();
     done.clear();
-    for (auto& item : replays) w->channels[item->adapter]->replays.push_back(std::move(item));
+    for (auto& item : replays) {
+      Channel& c = *w->channels[item->adapter];  // before the move below
+      InsertReplay(c, std::move(item));
+    }
     progress |= !replays.empty();
     replays.clear();
     if (exiting) {
       // Adapters are stopped: every batch has completed. Drop replay items not yet sent (their
       // DLQ entries were marked replayed; they are counted so the operator sees them).
+      std::lock_guard<std::mutex> lock(jobs_mu);
       for (auto& c : w->channels) {
+        for (auto& item : c->replays) dlq_in_replay.erase(item->dlq_id);
         replays_outstanding.fetch_sub(c->replays.size());
         c->replays.clear();
       }
@@ -544,12 +571,13 @@ void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
     for (Part& part : w->parts) progress |= Drain(w, part, snapshot);
     progress |= CatchUp(w);
     const int64_t now = opt.now_ms();
-    int64_t wake_at = now + 1000;
+    int64_t wake_at = now + kIdleWaitMs;
     if (!w->stop_dispatch.load(std::memory_order_acquire)) {
       for (auto& c : w->channels) progress |= Dispatch(w, *c, now, &wake_at);
     }
     PublishOldest(w);
-    if (!progress) w->waker.WaitFor(std::clamp<int64_t>(wake_at - opt.now_ms(), 1, 1000));
+    passes.fetch_add(1, std::memory_order_relaxed);
+    if (!progress) w->waker.WaitFor(std::clamp<int64_t>(wake_at - opt.now_ms(), 1, kIdleWaitMs));
   }
 }
 
@@ -601,6 +629,7 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
       Lane& lane = part.lanes[a];
       if (lane.read_pos != old) continue;
       lane.read_pos = snapshot;
+      lane.hint = ScanHint{};
       if (lane.window.empty()) Finish(w, part, lane, a);
     }
   }
@@ -667,10 +696,17 @@ bool DeliveryEngine::Impl::CatchUp(Worker* w) {
   if (hungry == 0) return false;
   if (catch_up_reads) catch_up_reads->Increment();
   size_t visited = 0;
+  uint64_t last_visited = from - 1;
+  bool budget_spent = false;
   Status st = journal->Scan(
       from,
       [&](const RecordView& view) {
-        if (view.handle.seq > until || ++visited > 65536) return false;
+        if (view.handle.seq > until) return false;
+        if (++visited > 65536) {
+          budget_spent = true;
+          return false;
+        }
+        last_visited = view.handle.seq;
         const size_t pi = w->part_of[view.handle.partition];
         if (pi == SIZE_MAX) return true;
         Part& part = w->parts[pi];
@@ -690,6 +726,21 @@ bool DeliveryEngine::Impl::CatchUp(Worker* w) {
     std::fprintf(stderr, "dvrouter: delivery worker %d: journal scan from %llu failed: %s\n",
                  w->index, static_cast<unsigned long long>(from), st.ToString().c_str());
     return false;
+  }
+  // A lane that still has room saw every record the scan passed: the records of its partition
+  // end before the next one of other partitions, so it moves up to where the scan got (the
+  // whole way to part.last when the scan was not cut short).
+  for (Part& part : w->parts) {
+    for (size_t a = 0; a < part.lanes.size(); ++a) {
+      Lane& lane = part.lanes[a];
+      if (lane.read_pos >= part.last || lane.window.size() >= opt.delivery.window_events) continue;
+      const uint64_t reached = budget_spent ? std::min(part.last, last_visited) : part.last;
+      if (lane.read_pos < reached) {
+        lane.read_pos = reached;
+        lane.hint = ScanHint{};
+        if (lane.window.empty()) Finish(w, part, lane, a);
+      }
+    }
   }
   return true;
 }
@@ -723,12 +774,28 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
         w->blocked.insert(e.record);
       }
     }
-    for (size_t i = 0; i < c.replays.size() && picks.size() + replay_picks.size() < max_batch;
-         ++i) {
-      if (c.replays[i]->ready_ms <= now) {
-        replay_picks.push_back(i);
-      } else {
-        *wake_at = std::min(*wake_at, c.replays[i]->ready_ms);
+    if (!c.replays.empty() && picks.size() < max_batch) {
+      // A replay waits for every unfinished event of its record: in-flight live events and
+      // replays, events picked above, and earlier replays of the record.
+      w->blocked.clear();
+      for (Part& part : w->parts) {
+        for (const Entry& e : part.lanes[c.adapter].window) {
+          if (e.state == EntryState::kInFlight) w->blocked.insert(e.record);
+        }
+      }
+      for (const Pick& p : picks) w->blocked.insert(p.entry->record);
+      for (uint64_t r : c.replays_in_flight) w->blocked.insert(r);
+      for (size_t i = 0; i < c.replays.size() && picks.size() + replay_picks.size() < max_batch;
+           ++i) {
+        const ReplayItem& item = *c.replays[i];
+        if (!w->blocked.count(item.record)) {
+          if (item.ready_ms <= now) {
+            replay_picks.push_back(i);
+          } else {
+            *wake_at = std::min(*wake_at, item.ready_ms);
+          }
+        }
+        w->blocked.insert(item.record);
       }
     }
     const size_t total = picks.size() + replay_picks.size();
@@ -814,6 +881,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     }
     for (size_t r = 0; r < b->replays.size(); ++r) {
       ReplayItem& item = *b->replays[r];
+      c.replays_in_flight.insert(item.record);
       Delivery d;
       d.seq = item.meta.seq;
       d.key = item.meta.key;
@@ -871,6 +939,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   };
   std::vector<DeadRef> dead_refs;
   std::vector<size_t> touched;
+  std::vector<uint64_t> replayed_ids;
   for (size_t i = 0; i < b->refs.size(); ++i) {
     const Batch::Ref& ref = b->refs[i];
     DeliveryResult result;
@@ -884,6 +953,8 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     ReplayItem* item = nullptr;
     if (ref.replay >= 0) {
       item = b->replays[static_cast<size_t>(ref.replay)].get();
+      auto it = c.replays_in_flight.find(item->record);
+      if (it != c.replays_in_flight.end()) c.replays_in_flight.erase(it);
     } else {
       Lane& lane = w->parts[ref.part].lanes[a];
       auto it = std::lower_bound(lane.window.begin(), lane.window.end(), ref.seq,
@@ -916,7 +987,10 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
                    result.answer);
         if (e) e->state = EntryState::kDone;
-        if (item) replays_outstanding.fetch_sub(1);
+        if (item) {
+          if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);
+          replays_outstanding.fetch_sub(1);
+        }
         continue;
       }
       case DeliveryOutcome::kRetryable: {
@@ -935,7 +1009,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
             ++w->parts[ref.part].lanes[a].waiting;
           } else {
             item->ready_ms = next.at_ms;
-            c.replays.push_back(std::move(b->replays[static_cast<size_t>(ref.replay)]));
+            InsertReplay(c, std::move(b->replays[static_cast<size_t>(ref.replay)]));
           }
           continue;
         }
@@ -972,11 +1046,13 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     for (const DeadRef& ref : dead_refs) {
       if (ref.replay >= 0) {
         if (written) {
+          const uint64_t id = b->replays[static_cast<size_t>(ref.replay)]->dlq_id;
+          if (id != 0) replayed_ids.push_back(id);
           replays_outstanding.fetch_sub(1);
         } else {
           auto& owned = b->replays[static_cast<size_t>(ref.replay)];
           owned->ready_ms = now + 1000;
-          c.replays.push_back(std::move(owned));
+          InsertReplay(c, std::move(owned));
         }
         continue;
       }
@@ -992,6 +1068,16 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         ++lane.waiting;
       }
     }
+  }
+  // A DLQ entry counts as replayed once its event went through, or failed into a new entry; a
+  // crash before that leaves it to be replayed again.
+  if (!replayed_ids.empty()) {
+    if (Status st = dlq->MarkReplayed(replayed_ids); !st.ok()) {
+      std::fprintf(stderr, "dvrouter: marking DLQ entries replayed failed: %s\n",
+                   st.ToString().c_str());
+    }
+    std::lock_guard<std::mutex> lock(jobs_mu);
+    for (uint64_t id : replayed_ids) dlq_in_replay.erase(id);
   }
   if (any_retry) {
     breakers[a]->OnFailure(now);
@@ -1072,9 +1158,10 @@ void DeliveryEngine::Impl::FeedReplays() {
   std::unique_lock<std::mutex> lock(jobs_mu);
   while (!jobs.empty() && replays_outstanding.load() < kMaxOutstanding) {
     ReplayJob& job = jobs.front();
-    auto send = [&](std::string frame) {
+    auto send = [&](std::string frame, uint64_t dlq_id) {
       auto item = std::make_unique<ReplayItem>();
       item->adapter = job.adapter;
+      item->dlq_id = dlq_id;
       item->frame = std::move(frame);
       uint32_t len = 0;
       if (!journal::DecodeFrame(item->frame.data(), item->frame.size(), &item->meta, &item->header,
@@ -1083,29 +1170,24 @@ void DeliveryEngine::Impl::FeedReplays() {
         return false;
       }
       item->ready_ms = opt.now_ms();
+      item->record = RecordHash(item->header.primary_entity_name, item->header.primary_entity_id);
       Worker* w = workers[item->meta.partition % workers.size()].get();
       replays_outstanding.fetch_add(1);
       w->PostReplay(std::move(item));
       return true;
     };
     if (!job.range) {
-      std::vector<uint64_t> marked;
       while (job.next < job.dlq_ids.size() && replays_outstanding.load() < kMaxOutstanding) {
         const uint64_t id = job.dlq_ids[job.next++];
+        if (!dlq_in_replay.insert(id).second) continue;  // already on its way
         auto entry = dlq->Get(id);
-        if (!entry.ok() || !send(std::move(entry->record))) {
+        if (!entry.ok() || !send(std::move(entry->record), id)) {
+          dlq_in_replay.erase(id);
           std::fprintf(
               stderr, "dvrouter: DLQ entry %llu cannot be replayed: %s\n",
               static_cast<unsigned long long>(id),
               entry.ok() ? "its record does not decode" : entry.status().ToString().c_str());
           continue;
-        }
-        marked.push_back(id);
-      }
-      if (!marked.empty()) {
-        if (Status st = dlq->MarkReplayed(marked); !st.ok()) {
-          std::fprintf(stderr, "dvrouter: marking DLQ entries replayed failed: %s\n",
-                       st.ToString().c_str());
         }
       }
       if (job.next >= job.dlq_ids.size()) jobs.pop_front();
@@ -1122,14 +1204,18 @@ void DeliveryEngine::Impl::FeedReplays() {
             finished = false;
             return false;
           }
+          job.pos = v.handle.seq + 1;
+          job.hint = ScanHint{v.handle.segment, v.handle.offset + v.handle.length};
+          // Only what the routes (and the loop guard) send to this adapter.
+          uint64_t mask = 0;
+          routes->Match(*v.header, v.body, replay_extractor.get(), &mask);
+          if ((mask >> job.adapter & 1) == 0) return true;
           // Re-encode the frame from the view (the scan's buffer is reused).
           frame.clear();
           journal::FrameMeta meta{v.handle.seq, v.received_ms, v.key, v.handle.partition};
           journal::EncodeFramePrefix(meta, *v.header, v.body, &frame);
           frame.append(v.body);
-          send(std::move(frame));
-          job.pos = v.handle.seq + 1;
-          job.hint = ScanHint{v.handle.segment, v.handle.offset + v.handle.length};
+          send(std::move(frame), 0);
           return true;
         },
         job.hint);
@@ -1391,6 +1477,12 @@ void DeliveryEngine::RefreshMetrics() {
     dm.dlq->Set(static_cast<double>(dlq_pending(a)));
   }
 }
+
+void DeliveryEngine::Wake() {
+  for (auto& w : impl_->workers) w->waker.Notify();
+}
+
+uint64_t DeliveryEngine::LoopPasses() const { return impl_->passes.load(); }
 
 uint64_t DeliveryEngine::Cursor(size_t adapter, uint32_t partition) const {
   return impl_->CursorRef(adapter, partition).load();

@@ -89,6 +89,11 @@ class DeliveryEngine final : public CommitListener {
   // Delivers the retained journal range [from_seq, to_seq] again to one adapter.
   Status ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
 
+  // Wakes every worker now (after a fake clock moved, in tests).
+  void Wake();
+  // Worker loop iterations so far (tests wait for a full pass after changing the clock).
+  uint64_t LoopPasses() const;
+
   // Updates the delivery gauges (queue depth, lag, breaker state, DLQ size): before a scrape.
   void RefreshMetrics();
 

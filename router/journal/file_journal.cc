@@ -749,13 +749,11 @@ Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
   const bool hinted = std::any_of(snapshot.begin(), snapshot.end(),
                                   [&](const auto& s) { return s.first == hint.segment; });
   for (size_t i = 0; i < snapshot.size(); ++i) {
-    uint64_t start = 0;
-    if (hinted) {
-      if (snapshot[i].first < hint.segment) continue;
-      if (snapshot[i].first == hint.segment) start = hint.offset;
-    } else if (i + 1 < snapshot.size() && snapshot[i + 1].first <= from_seq) {
-      continue;  // ends before from_seq: the next segment starts at or below it
-    }
+    // Skip segments that end before from_seq (the next one starts at or below it), and in a
+    // hinted scan those before the hint's.
+    if (i + 1 < snapshot.size() && snapshot[i + 1].first <= from_seq) continue;
+    if (hinted && snapshot[i].first < hint.segment) continue;
+    const uint64_t start = hinted && snapshot[i].first == hint.segment ? hint.offset : 0;
     const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
     bool stopped = false;
     Status st = ScanSegment(

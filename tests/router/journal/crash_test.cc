@@ -13,6 +13,7 @@
 
 #include "router/journal/file_journal.h"
 #include "tests/support/http_client.h"
+#include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -28,45 +29,7 @@ std::string Event(int n) {
   return testing::ReplaceAll(base, "1a14c3ec-9c50-ef11-bfe3-00224802dbb1", op);
 }
 
-class Router {
- public:
-  Router(const testing::TempDir& tmp, const std::string& log)
-      : log_(log),
-        child_(DVROUTER_BINARY,
-               {"serve", "-c", tmp.path() + "/router.yaml", "--listen", "127.0.0.1:0",
-                "--admin-listen", "127.0.0.1:0", "--data-dir", tmp.path() + "/data"},
-               log) {}
-
-  // Waits for the "ingress on ...:PORT" line this run printed.
-  bool WaitReady(size_t run) {
-    return testing::WaitFor(
-        [&] {
-          // Lines look like "dvrouter: ingress on 127.0.0.1:PORT/path, admin on 127.0.0.1:PORT".
-          const std::string text = testing::ReadFileOrDie(log_);
-          const std::string kIngress = "ingress on 127.0.0.1:", kAdmin = "admin on 127.0.0.1:";
-          size_t at = 0;
-          for (size_t found = 0; (at = text.find(kIngress, at)) != std::string::npos;) {
-            at += kIngress.size();
-            size_t admin_at = text.find(kAdmin, at);
-            if (++found == run && admin_at != std::string::npos) {
-              port = static_cast<uint16_t>(std::stoi(text.substr(at)));
-              admin_port = static_cast<uint16_t>(std::stoi(text.substr(admin_at + kAdmin.size())));
-              return true;
-            }
-          }
-          return false;
-        },
-        std::chrono::seconds(30));
-  }
-
-  testing::ChildProcess& child() { return child_; }
-  uint16_t port = 0;
-  uint16_t admin_port = 0;
-
- private:
-  std::string log_;
-  testing::ChildProcess child_;
-};
+using Router = testing::RouterProcess;
 
 TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
   testing::TempDir tmp;

@@ -1,0 +1,668 @@
+// DeliveryEngine over a real FileJournal, with test adapters that fail, stall and complete out of
+// order on command (fault injection by wrapping the sink, like LevelDB's SpecialEnv), and a fake
+// clock where timing matters.
+#include "router/delivery/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "router/journal/file_journal.h"
+#include "router/partition/partition.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::TempDir;
+using testing::WaitFor;
+
+constexpr uint32_t kPartitions = 8;
+
+// What a test adapter saw of one delivery.
+struct Seen {
+  uint64_t seq = 0;
+  std::string record;  // table/row id
+  std::string event_id;
+  uint32_t attempt = 0;
+  bool replay = false;
+  int64_t at_ms = 0;  // the engine's clock when the batch was handed over
+  size_t batch_size = 0;
+};
+
+class TestAdapter final : public Adapter {
+ public:
+  TestAdapter(std::string name, std::function<int64_t()> clock, int threads = 1)
+      : name_(std::move(name)), clock_(std::move(clock)) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i] { Run(i); });
+  }
+  ~TestAdapter() override { Stop(); }
+
+  std::string_view name() const override { return name_; }
+
+  void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override {
+    Job job;
+    job.done = done;
+    const int64_t now = clock_();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Delivery& d : batch) {
+      Seen s;
+      s.seq = d.seq;
+      s.record = d.header->primary_entity_name + "/" + d.header->primary_entity_id;
+      s.event_id = d.key.ToHex();
+      s.attempt = d.attempt;
+      s.replay = d.replay;
+      s.at_ms = now;
+      s.batch_size = batch.size();
+      if (!in_flight_.insert(s.record).second) ++violations_;  // a record twice in flight
+      seen_.push_back(s);
+      job.events.push_back(s);
+    }
+    ++batches_;
+    jobs_.push_back(std::move(job));
+    cv_.notify_all();
+  }
+
+  void Stop() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    // Whatever is left is answered retryable: it comes again after a restart.
+    for (Job& job : jobs_) {
+      std::vector<DeliveryResult> results(job.events.size());
+      for (auto& r : results) {
+        r.outcome = DeliveryOutcome::kRetryable;
+        r.error = "stopping";
+      }
+      for (const Seen& s : job.events) in_flight_.erase(s.record);
+      job.done->OnDelivered(results);
+    }
+    jobs_.clear();
+  }
+
+  // Decides each event's result; runs on the adapter's thread. Default: delivered.
+  void set_behavior(std::function<DeliveryResult(const Seen&)> b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    behavior_ = std::move(b);
+  }
+  void set_stalled(bool stalled) {
+    std::lock_guard<std::mutex> lock(mu_);
+    stalled_ = stalled;
+    cv_.notify_all();
+  }
+  void set_random_delay_us(int us) { delay_us_ = us; }
+
+  std::vector<Seen> seen() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+  size_t count() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_.size();
+  }
+  // Events answered kDelivered, by seq.
+  std::set<uint64_t> delivered() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return delivered_;
+  }
+  int violations() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return violations_;
+  }
+  size_t batches() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return batches_;
+  }
+
+ private:
+  struct Job {
+    std::vector<Seen> events;
+    DeliveryDone* done = nullptr;
+  };
+
+  void Run(int index) {
+    std::mt19937 rng(static_cast<uint32_t>(index) + 1);
+    for (;;) {
+      Job job;
+      std::function<DeliveryResult(const Seen&)> behavior;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || (!stalled_ && !jobs_.empty()); });
+        if (stopping_) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        behavior = behavior_;
+      }
+      if (delay_us_ > 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(rng() % delay_us_));
+      }
+      std::vector<DeliveryResult> results(job.events.size());
+      for (size_t i = 0; i < job.events.size(); ++i) {
+        if (behavior) results[i] = behavior(job.events[i]);
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (size_t i = 0; i < job.events.size(); ++i) {
+          in_flight_.erase(job.events[i].record);
+          if (results[i].outcome == DeliveryOutcome::kDelivered) {
+            delivered_.insert(job.events[i].seq);
+          }
+        }
+      }
+      job.done->OnDelivered(results);
+    }
+  }
+
+  std::string name_;
+  std::function<int64_t()> clock_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  bool stalled_ = false;
+  std::atomic<int> delay_us_{0};
+  std::function<DeliveryResult(const Seen&)> behavior_;
+  std::vector<Seen> seen_;
+  std::set<uint64_t> delivered_;
+  std::set<std::string> in_flight_;
+  int violations_ = 0;
+  size_t batches_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+// One event to journal.
+struct Ev {
+  std::string table = "account";
+  std::string row;
+  std::string message = "Update";
+  std::string user;
+  std::string body = "{}";
+};
+
+class Completion final : public AppendCallback {
+ public:
+  void OnAppendDone(const AppendResult& r) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ok += r.status.ok();
+    ++done;
+    cv.notify_all();
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t done = 0, ok = 0;
+};
+
+// A journal plus an engine over it, restartable.
+class Harness {
+ public:
+  explicit Harness(size_t adapters = 1, int adapter_threads = 1) {
+    for (size_t i = 0; i < adapters; ++i) {
+      AdapterConfig c;
+      c.name = "a" + std::to_string(i);
+      c.type = "test";
+      c.max_batch_events = 16;
+      c.linger_ms = 0;
+      c.max_in_flight = 4;
+      c.initial_backoff_ms = 10;
+      c.max_backoff_ms = 50;
+      configs.push_back(c);
+      adapter_threads_.push_back(adapter_threads);
+    }
+    RouteConfig all;
+    all.name = "all";
+    for (auto& c : configs) all.adapters.push_back(c.name);
+    routes.push_back(all);
+    delivery.workers = 2;
+    delivery.cursor_flush_ms = 20;
+    delivery.retention_ms = 3'600'000;
+  }
+  ~Harness() { Stop(); }
+
+  void Start() {
+    FileJournalOptions jo;
+    jo.dir = dir.path() + "/journal";
+    jo.partitions = kPartitions;
+    jo.segment_bytes = segment_bytes;
+    jo.listener = nullptr;  // set below, once the engine exists
+    adapters.clear();
+    std::vector<EngineAdapter> ea;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      adapters.push_back(std::make_unique<TestAdapter>(
+          configs[i].name, [this] { return Now(); }, adapter_threads_[i]));
+      ea.push_back(EngineAdapter{configs[i], adapters.back().get()});
+    }
+    EngineOptions eo;
+    eo.delivery = delivery;
+    eo.loop_guard = guard;
+    eo.routes = routes;
+    eo.partitions = kPartitions;
+    eo.state_dir = dir.path() + "/delivery";
+    if (fake_clock) eo.now_ms = [this] { return Now(); };
+    engine = std::make_unique<DeliveryEngine>(std::move(eo), std::move(ea));
+    jo.listener = engine.get();
+    auto j = FileJournal::Open(jo);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    journal = std::move(j).value();
+    for (auto& a : adapters) a->set_behavior(behavior);
+    Status st = engine->Start(journal.get());
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  void Stop() {
+    if (journal) journal->Stop();
+    if (engine) engine->Stop();
+    engine.reset();
+    journal.reset();
+    adapters.clear();
+  }
+
+  // Journals the events and waits until each is durable. Returns their seqs.
+  std::vector<uint64_t> Append(const std::vector<Ev>& events) {
+    Completion c;
+    std::vector<EventHeader> headers(events.size());
+    std::vector<AppendRequest> reqs(events.size());
+    for (size_t i = 0; i < events.size(); ++i) {
+      EventHeader& h = headers[i];
+      h.primary_entity_name = events[i].table;
+      h.primary_entity_id = events[i].row;
+      h.message_name = events[i].message;
+      h.stage = 40;
+      h.initiating_user_id = events[i].user;
+      h.operation_id = std::to_string(++next_op_);
+      h.owning_extension_id = "step";
+      AppendRequest& r = reqs[i];
+      r.key = h.DedupeKey();
+      r.partition = PartitionOf(h.primary_entity_name, h.primary_entity_id, kPartitions);
+      r.received_ms = Now();
+      r.header = &h;
+      r.body = events[i].body;
+      r.callback = &c;
+      journal->Append(&r);
+    }
+    std::unique_lock<std::mutex> lock(c.mu);
+    c.cv.wait(lock, [&] { return c.done == events.size(); });
+    EXPECT_EQ(c.ok, events.size());
+    std::vector<uint64_t> seqs;
+    const uint64_t last = journal->Stats().next_seq - 1;
+    for (size_t i = 0; i < events.size(); ++i) seqs.push_back(last - events.size() + 1 + i);
+    return seqs;
+  }
+
+  int64_t Now() const { return fake_clock ? clock.load() : RealNow(); }
+  static int64_t RealNow() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  // Moves the fake clock and waits until a worker pass has seen it.
+  void Advance(int64_t ms) {
+    clock += ms;
+    const uint64_t p = engine->LoopPasses();
+    engine->Wake();
+    ASSERT_TRUE(WaitFor([&] {
+      engine->Wake();
+      return engine->LoopPasses() >= p + 2;
+    }));
+  }
+  bool AllDelivered(size_t adapter) {
+    return WaitFor([&] { return engine->LagEvents(adapter) == 0; });
+  }
+
+  TempDir dir;
+  std::vector<AdapterConfig> configs;
+  std::vector<int> adapter_threads_;
+  std::vector<RouteConfig> routes;
+  DeliveryConfig delivery;
+  LoopGuardConfig guard;
+  uint64_t segment_bytes = 64ull << 20;
+  bool fake_clock = false;
+  std::atomic<int64_t> clock{1'000'000};
+  std::function<DeliveryResult(const Seen&)> behavior;
+  std::vector<std::unique_ptr<TestAdapter>> adapters;
+  std::unique_ptr<DeliveryEngine> engine;
+  std::unique_ptr<FileJournal> journal;
+  uint64_t next_op_ = 0;
+};
+
+std::vector<Ev> Records(int records, int per_record, const std::string& table = "account") {
+  std::vector<Ev> out;
+  for (int k = 0; k < per_record; ++k) {
+    for (int r = 0; r < records; ++r) {
+      Ev e;
+      e.table = table;
+      char row[64];
+      std::snprintf(row, sizeof(row), "00000000-0000-0000-0000-%012d", r);
+      e.row = row;
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+// Per record, the seqs an adapter received (first attempts and retries alike), in order.
+std::map<std::string, std::vector<uint64_t>> ByRecord(const std::vector<Seen>& seen) {
+  std::map<std::string, std::vector<uint64_t>> out;
+  for (const Seen& s : seen) out[s.record].push_back(s.seq);
+  return out;
+}
+
+TEST(DeliveryEngine, DeliversEveryEventOnceAndAdvancesTheCursors) {
+  Harness h(2);
+  h.Start();
+  auto seqs = h.Append(Records(10, 20));
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  for (auto& a : h.adapters) {
+    EXPECT_EQ(a->count(), seqs.size());
+    EXPECT_EQ(a->delivered(), std::set<uint64_t>(seqs.begin(), seqs.end()));
+    EXPECT_EQ(a->violations(), 0);
+  }
+  for (uint32_t p = 0; p < kPartitions; ++p) EXPECT_EQ(h.engine->Cursor(0, p), seqs.back());
+}
+
+TEST(DeliveryEngine, KeepsPerRecordOrderWhileBatchesCompleteOutOfOrder) {
+  Harness h(1, /*adapter_threads=*/4);
+  h.configs[0].max_in_flight = 8;
+  h.configs[0].max_batch_events = 5;
+  h.behavior = [](const Seen& s) {
+    // Every third first attempt fails: retries must not let later events of the record pass.
+    DeliveryResult r;
+    if (s.attempt == 1 && s.seq % 3 == 0) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "injected";
+    }
+    return r;
+  };
+  h.Start();
+  h.adapters[0]->set_random_delay_us(2000);
+  auto seqs = h.Append(Records(12, 25));
+  ASSERT_TRUE(h.AllDelivered(0));
+  auto& a = *h.adapters[0];
+  EXPECT_EQ(a.violations(), 0) << "a record had two events in flight";
+  EXPECT_EQ(a.delivered().size(), seqs.size());
+  for (const auto& [record, order] : ByRecord(a.seen())) {
+    // Attempts of one event may repeat, but never go back to an earlier event.
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << record;
+  }
+  EXPECT_GT(a.batches(), 1u);
+}
+
+TEST(DeliveryEngine, AStalledAdapterDoesNotHoldUpTheOthers) {
+  Harness h(2);
+  h.Start();
+  h.adapters[0]->set_stalled(true);
+  auto seqs = h.Append(Records(50, 20));
+  ASSERT_TRUE(h.AllDelivered(1));
+  EXPECT_EQ(h.adapters[1]->delivered().size(), seqs.size());
+  EXPECT_TRUE(h.adapters[0]->delivered().empty());
+  EXPECT_GT(h.engine->LagEvents(0), 0u);
+  h.adapters[0]->set_stalled(false);
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_EQ(h.adapters[0]->delivered().size(), seqs.size());
+}
+
+TEST(DeliveryEngine, HonoursRetryAfterOnTheEnginesClock) {
+  Harness h(1);
+  h.fake_clock = true;
+  h.delivery.workers = 1;
+  h.behavior = [](const Seen& s) {
+    DeliveryResult r;
+    if (s.attempt == 1) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.retry_after_ms = 5000;
+      r.error = "429";
+    }
+    return r;
+  };
+  h.Start();
+  h.Append(Records(1, 1));
+  ASSERT_TRUE(WaitFor([&] { return h.engine->LoopPasses() > 0 && h.adapters[0]->count() == 1; }));
+  const int64_t first = h.adapters[0]->seen()[0].at_ms;
+  // Wait for the failure to come back, then move to just before the Retry-After.
+  ASSERT_TRUE(WaitFor([&] {
+    auto st = h.engine->EventStatusJson(h.adapters[0]->seen()[0].event_id);
+    return st.ok() && st->find("\"pending\"") != std::string::npos;
+  }));
+  h.Advance(4999);
+  EXPECT_EQ(h.adapters[0]->count(), 1u) << "retried before Retry-After";
+  h.Advance(1 + 60);  // past Retry-After (plus the jittered backoff it is the floor of)
+  h.Advance(60'000);
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 2; }));
+  EXPECT_GE(h.adapters[0]->seen()[1].at_ms - first, 5000);
+  EXPECT_EQ(h.adapters[0]->seen()[1].attempt, 2u);
+  ASSERT_TRUE(h.AllDelivered(0));
+}
+
+TEST(DeliveryEngine, BreakerOpensThenLetsOneProbeThrough) {
+  Harness h(1);
+  h.fake_clock = true;
+  h.delivery.workers = 1;
+  h.configs[0].breaker_failures = 3;
+  h.configs[0].breaker_open_ms = 30'000;
+  h.configs[0].max_in_flight = 1;
+  h.configs[0].max_batch_events = 1;
+  std::atomic<bool> healthy{false};
+  h.behavior = [&](const Seen&) {
+    DeliveryResult r;
+    if (!healthy) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "down";
+    }
+    return r;
+  };
+  h.Start();
+  auto seqs = h.Append(Records(10, 1));
+  // Three failed batches open the breaker; backoffs (<= 50 ms) then pass, but it stays shut.
+  for (int i = 0; i < 20 && h.adapters[0]->count() < 3; ++i) h.Advance(100);
+  ASSERT_EQ(h.adapters[0]->count(), 3u);
+  h.Advance(100);
+  h.Advance(10'000);
+  EXPECT_EQ(h.adapters[0]->count(), 3u) << "the open breaker let a delivery through";
+  // After open_for: exactly one probe. It fails: open again.
+  h.Advance(20'000);
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 4; }));
+  h.Advance(100);
+  EXPECT_EQ(h.adapters[0]->count(), 4u);
+  EXPECT_EQ(h.adapters[0]->seen()[3].batch_size, 1u);
+  // The next probe succeeds: the breaker closes and everything goes.
+  healthy = true;
+  h.Advance(30'001);
+  for (int i = 0; i < 50 && h.adapters[0]->delivered().size() < seqs.size(); ++i) h.Advance(100);
+  EXPECT_EQ(h.adapters[0]->delivered().size(), seqs.size());
+}
+
+TEST(DeliveryEngine, PermanentErrorsGoToTheDlqAndReplayRedeliversThem) {
+  Harness h(2);
+  std::atomic<bool> fixed{false};
+  h.Start();
+  h.adapters[0]->set_behavior([&](const Seen& s) {
+    DeliveryResult r;
+    if (!fixed && s.record.ends_with("000000000003")) {
+      r.outcome = DeliveryOutcome::kPermanent;
+      r.error = "400 Bad Request: field X is required";
+    }
+    return r;
+  });
+  auto seqs = h.Append(Records(5, 2));
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  const std::string dlq = h.engine->DlqJson("a0", std::nullopt, false);
+  EXPECT_NE(dlq.find("field X is required"), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("\"reason\":\"permanent\""), std::string::npos);
+  EXPECT_EQ(h.engine->dlq_pending(0), 2u);
+  EXPECT_EQ(h.engine->dlq_pending(1), 0u);
+  EXPECT_EQ(h.adapters[0]->delivered().size(), seqs.size() - 2);
+  EXPECT_EQ(h.adapters[1]->delivered().size(), seqs.size());
+  // The failed event's status shows it, with the error.
+  std::string failed_id;
+  for (const Seen& s : h.adapters[0]->seen()) {
+    if (s.record.ends_with("000000000003")) failed_id = s.event_id;
+  }
+  auto st = h.engine->EventStatusJson(failed_id);
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(st->find("\"a0\":{\"state\":\"failed\""), std::string::npos) << *st;
+  EXPECT_NE(st->find("\"a1\":{\"state\":\"completed\""), std::string::npos) << *st;
+
+  fixed = true;
+  const size_t before_a1 = h.adapters[1]->count();
+  auto n = h.engine->ReplayDlq("a0", std::nullopt);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 2u);
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->delivered().size() == seqs.size(); }));
+  ASSERT_TRUE(WaitFor([&] { return h.engine->ReplaysPending() == 0; }));
+  EXPECT_EQ(h.engine->dlq_pending(0), 0u);
+  EXPECT_EQ(h.adapters[1]->count(), before_a1) << "a replay reached another adapter";
+  size_t replays = 0;
+  for (const Seen& s : h.adapters[0]->seen()) replays += s.replay;
+  EXPECT_EQ(replays, 2u);
+  st = h.engine->EventStatusJson(failed_id);
+  ASSERT_TRUE(st.ok());
+  EXPECT_NE(st->find("\"a0\":{\"state\":\"completed\""), std::string::npos) << *st;
+}
+
+TEST(DeliveryEngine, GivesUpAfterMaxAttemptsIntoTheDlq) {
+  Harness h(1);
+  h.configs[0].max_attempts = 3;
+  h.behavior = [](const Seen& s) {
+    DeliveryResult r;
+    if (s.record.ends_with("000000000001")) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "503 from the sink";
+    }
+    return r;
+  };
+  h.Start();
+  auto seqs = h.Append(Records(3, 1));
+  ASSERT_TRUE(h.AllDelivered(0));
+  const std::string dlq = h.engine->DlqJson("", std::nullopt, false);
+  EXPECT_NE(dlq.find("\"reason\":\"gave_up"), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("\"attempts\":3"), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("503 from the sink"), std::string::npos) << dlq;
+  size_t attempts = 0;
+  for (const Seen& s : h.adapters[0]->seen()) attempts += s.record.ends_with("000000000001");
+  EXPECT_EQ(attempts, 3u);
+}
+
+TEST(DeliveryEngine, ResumesPastThePersistedCursorAfterARestart) {
+  Harness h(2);
+  h.Start();
+  auto first = h.Append(Records(5, 4));
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  h.adapters[1]->set_stalled(true);
+  auto second = h.Append(Records(5, 2));
+  ASSERT_TRUE(h.AllDelivered(0));
+  h.Stop();  // a1 never finished `second`
+
+  h.Start();
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  EXPECT_EQ(h.adapters[0]->count(), 0u) << "a0 had everything: nothing comes again";
+  EXPECT_EQ(h.adapters[1]->delivered(), std::set<uint64_t>(second.begin(), second.end()));
+  auto third = h.Append(Records(5, 1));
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_EQ(h.adapters[0]->delivered(), std::set<uint64_t>(third.begin(), third.end()));
+}
+
+TEST(DeliveryEngine, ALaneBeyondItsWindowCatchesUpFromTheJournal) {
+  Harness h(2);
+  h.delivery.window_events = 4;
+  h.delivery.queue_capacity = 16;
+  h.Start();
+  h.adapters[0]->set_stalled(true);
+  auto seqs = h.Append(Records(20, 30));
+  ASSERT_TRUE(h.AllDelivered(1));
+  EXPECT_LE(h.adapters[0]->count(), kPartitions * 4) << "a window holds at most 4 per partition";
+  h.adapters[0]->set_stalled(false);
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_EQ(h.adapters[0]->delivered(), std::set<uint64_t>(seqs.begin(), seqs.end()));
+  EXPECT_EQ(h.adapters[0]->count(), seqs.size()) << "each event exactly once";
+  for (const auto& [record, order] : ByRecord(h.adapters[0]->seen())) {
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << record;
+  }
+}
+
+TEST(DeliveryEngine, RoutesByTableMessageAndColumnsAndAppliesTheLoopGuard) {
+  Harness h(2);
+  h.routes.clear();
+  RouteConfig accounts;
+  accounts.adapters = {"a0"};
+  accounts.tables = {"account"};
+  accounts.messages = {"create", "update"};
+  RouteConfig named;
+  named.adapters = {"a1"};
+  named.changed_columns = {"name"};
+  h.routes = {accounts, named};
+  h.guard.user_ids = {"aaaaaaaa-0000-0000-0000-000000000001"};
+  h.guard.ignore_columns = {"statuscode"};
+  h.Start();
+  auto body = [](const std::string& attrs) {
+    return std::string(R"({"InputParameters":[{"key":"Target","value":{"__type":"Entity:)"
+                       R"(http://schemas.microsoft.com/xrm/2011/Contracts","Attributes":[)") +
+           attrs + R"(],"LogicalName":"account","Id":"x"}}]})";
+  };
+  std::vector<Ev> evs(5);
+  for (auto& e : evs) e.row = "00000000-0000-0000-0000-000000000001";
+  evs[0].body = body(R"({"key":"name","value":"Contoso"})");          // a0 and a1
+  evs[1].table = "contact";                                           // unrouted: nothing matches
+  evs[2].message = "Delete";                                          // unrouted
+  evs[3].user = "AAAAAAAA-0000-0000-0000-000000000001";               // the router's own user
+  evs[4].body = body(R"({"key":"statuscode","value":{"Value":2}})");  // only ignored columns
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  EXPECT_EQ(h.adapters[0]->delivered(), std::set<uint64_t>{seqs[0]});
+  EXPECT_EQ(h.adapters[1]->delivered(), std::set<uint64_t>{seqs[0]});
+}
+
+TEST(DeliveryEngine, RetentionDeletesDeliveredSegmentsAndReplayRedeliversARange) {
+  Harness h(2);
+  h.segment_bytes = 64 << 10;
+  h.delivery.retention_ms = 0;
+  Ev big;
+  big.body = "{\"pad\":\"" + std::string(8000, 'x') + "\"}";
+  std::vector<Ev> evs(40, big);
+  for (size_t i = 0; i < evs.size(); ++i) evs[i].row = "row-" + std::to_string(i % 7);
+  h.Start();
+  h.adapters[1]->set_stalled(true);
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  const uint64_t segments = h.journal->Stats().segments;
+  ASSERT_GT(segments, 3u);
+  // a1 still needs everything: nothing may go (a1 receiving every event below proves it).
+  // A replay of a retained range to a0 only.
+  ASSERT_TRUE(h.engine->ReplayRange("a0", seqs[10], seqs[14]).ok());
+  ASSERT_TRUE(WaitFor([&] { return h.engine->ReplaysPending() == 0; }));
+  size_t replays = 0;
+  for (const Seen& s : h.adapters[0]->seen()) {
+    if (s.replay) {
+      ++replays;
+      EXPECT_GE(s.seq, seqs[10]);
+      EXPECT_LE(s.seq, seqs[14]);
+    }
+  }
+  EXPECT_EQ(replays, 5u);
+  EXPECT_FALSE(h.engine->ReplayRange("nope", 1, 2).ok());
+  EXPECT_FALSE(h.engine->ReplayRange("a0", 5, 2).ok());
+  // Once a1 has it all, the old segments are deleted (the segment being written stays).
+  h.adapters[1]->set_stalled(false);
+  ASSERT_TRUE(h.AllDelivered(1));
+  EXPECT_EQ(h.adapters[1]->delivered(), std::set<uint64_t>(seqs.begin(), seqs.end()));
+  ASSERT_TRUE(WaitFor([&] { return h.journal->Stats().segments == 1; }));
+  auto gone = h.engine->ReplayRange("a0", seqs[0], seqs[1]);
+  EXPECT_EQ(gone.code(), StatusCode::kNotFound) << gone.ToString();
+}
+
+}  // namespace
+}  // namespace dvrouter
