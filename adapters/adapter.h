@@ -48,7 +48,9 @@ struct Delivery {
 
 enum class DeliveryOutcome {
   kDelivered,   // the sink has it (status: completed)
-  kProcessing,  // accepted, confirmed later (an ERP answering 202; status: processing)
+  kProcessing,  // accepted, confirmed later (an ERP answering 202; status: processing). The
+                // engine treats the event as finished for ordering and cursors: the adapter
+                // owns its confirmation from here on.
   kRetryable,   // try again later
   kPermanent,   // will never succeed as is: DLQ
 };

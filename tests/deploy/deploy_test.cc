@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <set>
 
+#include "adapters/lake/lake_adapter.h"
+#include "router/delivery/engine.h"
 #include "router/metrics/metrics.h"
 #include "tests/support/test_util.h"
 
@@ -12,7 +14,15 @@ namespace dvrouter {
 namespace {
 
 TEST(Deploy, EveryMetricNamedInDeployExists) {
+  // The router's series plus those the delivery engine and the adapters register.
   RouterMetrics metrics;
+  AdapterConfig lake_config;
+  lake_config.name = "lake";
+  lake_config.type = "lake";
+  LakeAdapter lake(lake_config, &metrics.registry());
+  EngineOptions options;
+  options.registry = &metrics.registry();
+  DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});
   const std::string exported = metrics.Serialize();
   std::set<std::string> families;
   for (size_t at = exported.find("# TYPE "); at != std::string::npos;
