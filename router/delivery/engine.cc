@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "router/common/json.h"
@@ -121,7 +122,8 @@ struct Lane {
   uint64_t read_pos = 0;  // every event of the partition up to here is in the window or skipped
   ScanHint hint;          // just past the record at read_pos, for journal scans
   uint64_t cursor = 0;    // every event up to here is finished
-  size_t waiting = 0;     // entries in kWaiting
+  std::set<uint64_t> waiting;                        // seqs of the entries in kWaiting, in order
+  std::unordered_map<uint64_t, uint32_t> in_flight;  // records with an event in flight
   std::atomic<uint64_t>* published = nullptr;
 };
 
@@ -192,6 +194,8 @@ struct DeliveryEngine::Impl {
     size_t adapter = 0;
     int in_flight = 0;
     int64_t linger_since = -1;
+    bool dirty = true;   // something changed since the last Dispatch: look again
+    int64_t due_ms = 0;  // or look again at this time (linger, backoff, breaker)
     std::unique_ptr<RetryPolicy> policy;
     std::deque<std::unique_ptr<ReplayItem>> replays;  // in seq order
     std::multiset<uint64_t> replays_in_flight;        // their records
@@ -273,6 +277,12 @@ struct DeliveryEngine::Impl {
         c.replays.begin(), c.replays.end(), item->meta.seq,
         [](uint64_t seq, const std::unique_ptr<ReplayItem>& x) { return seq < x->meta.seq; });
     c.replays.insert(at, std::move(item));
+  }
+
+  static size_t IndexOf(const Lane& lane, uint64_t seq) {
+    auto it = std::lower_bound(lane.window.begin(), lane.window.end(), seq,
+                               [](const Entry& x, uint64_t s) { return x.seq < s; });
+    return static_cast<size_t>(it - lane.window.begin());
   }
 
   void RegisterMetrics();
@@ -553,6 +563,7 @@ void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
     done.clear();
     for (auto& item : replays) {
       Channel& c = *w->channels[item->adapter];  // before the move below
+      c.dirty = true;
       InsertReplay(c, std::move(item));
     }
     progress |= !replays.empty();
@@ -573,7 +584,15 @@ void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
     const int64_t now = opt.now_ms();
     int64_t wake_at = now + kIdleWaitMs;
     if (!w->stop_dispatch.load(std::memory_order_acquire)) {
-      for (auto& c : w->channels) progress |= Dispatch(w, *c, now, &wake_at);
+      for (auto& c : w->channels) {
+        // Gathering walks the waiting events: only when something changed or a timer is due.
+        if (c->dirty || now >= c->due_ms) {
+          c->dirty = false;
+          c->due_ms = now + kIdleWaitMs;
+          progress |= Dispatch(w, *c, now, &c->due_ms);
+        }
+        wake_at = std::min(wake_at, c->due_ms);
+      }
     }
     PublishOldest(w);
     passes.fetch_add(1, std::memory_order_relaxed);
@@ -669,7 +688,8 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     e.received_ms = view.received_ms;
     e.ready_ms = now;
     lane.window.push_back(std::move(e));
-    ++lane.waiting;
+    lane.waiting.insert(view.handle.seq);
+    w->channels[a]->dirty = true;
     status.Update(view.key, view.handle.seq, a, [&](AdapterStatus& s) {
       s.state = EventState::kPending;
       s.updated_ms = now;
@@ -749,6 +769,16 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
   const AdapterConfig& cfg = adapters[c.adapter].config;
   const size_t max_batch = cfg.max_batch_events;
   bool progress = false;
+  // Lingering for a fuller batch: no need to walk the waiting events again until enough of them
+  // exist to fill one, or the linger ends.
+  if (c.linger_since >= 0 && now < c.linger_since + static_cast<int64_t>(cfg.linger_ms)) {
+    size_t waiting = 0;
+    for (const Part& part : w->parts) waiting += part.lanes[c.adapter].waiting.size();
+    if (waiting + c.replays.size() < max_batch) {
+      *wake_at = std::min(*wake_at, c.linger_since + static_cast<int64_t>(cfg.linger_ms));
+      return false;
+    }
+  }
   while (c.in_flight < static_cast<int>(cfg.max_in_flight)) {
     // Gather: per lane, the first unfinished event of each record, if it is ready.
     struct Pick {
@@ -759,11 +789,13 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     std::vector<size_t> replay_picks;
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
-      if (lane.waiting == 0) continue;
-      w->blocked.clear();
-      for (Entry& e : lane.window) {
-        if (e.state == EntryState::kDone) continue;
-        if (e.state == EntryState::kWaiting && !w->blocked.count(e.record)) {
+      if (lane.waiting.empty()) continue;
+      // Only waiting entries need looking at: in-flight records are in lane.in_flight, and
+      // earlier waiting entries of a record are met first in this walk (seq order).
+      if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
+      for (uint64_t seq : lane.waiting) {
+        Entry& e = lane.window[IndexOf(lane, seq)];
+        if (!lane.in_flight.count(e.record) && w->blocked.insert(e.record).second) {
           if (e.ready_ms <= now) {
             picks.push_back(Pick{pi, &e});
             if (picks.size() >= max_batch) break;
@@ -771,17 +803,14 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
             *wake_at = std::min(*wake_at, e.ready_ms);
           }
         }
-        w->blocked.insert(e.record);
       }
     }
     if (!c.replays.empty() && picks.size() < max_batch) {
       // A replay waits for every unfinished event of its record: in-flight live events and
       // replays, events picked above, and earlier replays of the record.
-      w->blocked.clear();
+      if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
       for (Part& part : w->parts) {
-        for (const Entry& e : part.lanes[c.adapter].window) {
-          if (e.state == EntryState::kInFlight) w->blocked.insert(e.record);
-        }
+        for (const auto& [record, n] : part.lanes[c.adapter].in_flight) w->blocked.insert(record);
       }
       for (const Pick& p : picks) w->blocked.insert(p.entry->record);
       for (uint64_t r : c.replays_in_flight) w->blocked.insert(r);
@@ -865,7 +894,9 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       b->deliveries.push_back(d);
       b->refs.push_back(Batch::Ref{p.part, e.seq, -1});
       e.state = EntryState::kInFlight;
-      --w->parts[p.part].lanes[c.adapter].waiting;
+      Lane& lane = w->parts[p.part].lanes[c.adapter];
+      lane.waiting.erase(e.seq);
+      ++lane.in_flight[e.record];
       if (e.attempts == 0) e.first_attempt_ms = now;
       status.Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
         s.state = EventState::kSubmitted;
@@ -924,6 +955,7 @@ bool DeliveryEngine::Impl::WriteDlq(Worker* w, std::vector<DlqEntry>* entries) {
 
 void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   Channel& c = *w->channels[b->adapter];
+  c.dirty = true;
   const size_t a = b->adapter;
   DeliveryMetrics& m = metrics[a];
   const int64_t now = opt.now_ms();
@@ -962,6 +994,8 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
       if (it == lane.window.end() || it->seq != ref.seq) continue;  // cannot happen
       e = &*it;
       touched.push_back(ref.part);
+      auto f = lane.in_flight.find(e->record);
+      if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
     }
     uint32_t& attempts = e ? e->attempts : item->attempts;
     const int64_t first = e ? e->first_attempt_ms : item->first_attempt_ms;
@@ -1006,7 +1040,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
           if (e) {
             e->state = EntryState::kWaiting;
             e->ready_ms = next.at_ms;
-            ++w->parts[ref.part].lanes[a].waiting;
+            w->parts[ref.part].lanes[a].waiting.insert(e->seq);
           } else {
             item->ready_ms = next.at_ms;
             InsertReplay(c, std::move(b->replays[static_cast<size_t>(ref.replay)]));
@@ -1065,7 +1099,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         // Never lose it: keep it and try the DLQ again later.
         it->state = EntryState::kWaiting;
         it->ready_ms = now + 1000;
-        ++lane.waiting;
+        lane.waiting.insert(it->seq);
       }
     }
   }
