@@ -78,6 +78,13 @@ class Adapter {
   // delivered after the last cursor was persisted); an adapter that cannot rely on the sink's
   // idempotency uses this to recognise them (the lake does). Called from the engine's thread.
   virtual Status Start(uint64_t /*redelivery_from_seq*/) { return Status::Ok(); }
+  // True (the default): one event per record in flight at a time, the next only after the
+  // previous one's result (what a sink that applies state needs). False: the adapter applies
+  // events in the order it is handed them, so the engine may hand over a record's next event
+  // (in a later batch) before the previous one's result; a retried event can then land after
+  // a later one of its record. The lake (an append-only history whose rows carry seq) says
+  // false, so a hot record is not limited to one event per file roll.
+  virtual bool one_in_flight_per_record() const { return true; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
   // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)
   // and returns once no callback can run any more.

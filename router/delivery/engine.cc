@@ -787,6 +787,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     };
     std::vector<Pick> picks;
     std::vector<size_t> replay_picks;
+    const bool serialize = adapters[c.adapter].adapter->one_in_flight_per_record();
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
       if (lane.waiting.empty()) continue;
@@ -795,7 +796,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
       for (uint64_t seq : lane.waiting) {
         Entry& e = lane.window[IndexOf(lane, seq)];
-        if (!lane.in_flight.count(e.record) && w->blocked.insert(e.record).second) {
+        if ((!serialize || !lane.in_flight.count(e.record)) && w->blocked.insert(e.record).second) {
           if (e.ready_ms <= now) {
             picks.push_back(Pick{pi, &e});
             if (picks.size() >= max_batch) break;
