@@ -246,3 +246,101 @@ TEST(DeliveryMemoryTest, AnAdapterDownKeepsMemoryBoundedWhile200kEventsArrive) {
 
 }  // namespace
 }  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// Runs `dvrouter ARGS...` and returns (exit status, what it printed).
+std::pair<int, std::string> Cli(const testing::TempDir& tmp, std::vector<std::string> args) {
+  static int n = 0;
+  const std::string out = tmp.path() + "/cli-" + std::to_string(++n) + ".out";
+  testing::ChildProcess cli(DVROUTER_BINARY, args, out);
+  const int status = cli.Wait();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, testing::ReadFileOrDie(out)};
+}
+
+TEST(DeliveryOperations, StatusDlqAndReplayCommandsAgainstARunningRouter) {
+  testing::TempDir tmp;
+  const std::string log = tmp.path() + "/router.log";
+  testing::WriteFileOrDie(log, "");
+  WriteConfig(tmp,
+              "adapters:\n"
+              "  lake:\n"
+              "    type: lake\n"
+              "    roll_interval: 20ms\n"
+              "routes:\n"
+              "  - adapters: [lake]\n");
+  RouterProcess router(tmp, log);
+  ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(log);
+  const std::string admin = "127.0.0.1:" + std::to_string(router.admin_port);
+  HttpClient client(router.port);
+  // A notification the lake cannot convert (Target is not an entity): a permanent error.
+  const std::string poison =
+      R"({"MessageName":"Update","PrimaryEntityName":"account",)"
+      R"("PrimaryEntityId":"11111111-2222-3333-4444-555555555555","Stage":40,"Mode":1,)"
+      R"("OwningExtension":{"Id":"aaaaaaaa-2222-3333-4444-555555555555"},)"
+      R"("OperationId":"bbbbbbbb-2222-3333-4444-555555555555",)"
+      R"("InputParameters":[{"key":"Target","value":[1,2]}]})";
+  HttpReply r = client.Post(kTarget, poison);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string bad_id = testing::JsonStringField(r.body, "event_id");
+  r = client.Post(kTarget, Event(1));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string good_id = testing::JsonStringField(r.body, "event_id");
+
+  HttpClient admin_http(router.admin_port);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return admin_http.Get("/dlq").body.find(bad_id) != std::string::npos &&
+           admin_http.Get("/events/" + good_id).body.find("completed") != std::string::npos;
+  })) << admin_http.Get("/dlq").body;
+
+  auto [rc, out] = Cli(tmp, {"dlq", "list", "--admin", admin});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"event_id\":\"" + bad_id + "\""), std::string::npos) << out;
+  EXPECT_NE(out.find("\"reason\":\"permanent\""), std::string::npos) << out;
+  EXPECT_NE(out.find("Target"), std::string::npos) << "the error names the problem: " << out;
+  std::tie(rc, out) = Cli(tmp, {"status", bad_id, "--admin", admin});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("\"lake\":{\"state\":\"failed\""), std::string::npos) << out;
+  std::tie(rc, out) = Cli(tmp, {"status", good_id, "--admin", admin});
+  EXPECT_NE(out.find("\"lake\":{\"state\":\"completed\""), std::string::npos) << out;
+
+  // Replaying the entry sends it to the lake again: it fails again, into a new entry, and the
+  // old one is marked replayed.
+  std::tie(rc, out) = Cli(tmp, {"dlq", "replay", "--id", "1", "--admin", admin});
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("{\"replayed\":1}"), std::string::npos) << out;
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return admin_http.Get("/dlq?id=2").body.find(bad_id) != std::string::npos;
+  })) << admin_http.Get("/dlq?all=1").body;
+  std::tie(rc, out) = Cli(tmp, {"dlq", "list", "--all", "--id", "1", "--admin", admin});
+  EXPECT_NE(out.find("\"replayed\":true"), std::string::npos) << out;
+
+  // A range replay to the lake writes the good event's row a second time.
+  std::tie(rc, out) =
+      Cli(tmp, {"replay", "--adapter", "lake", "--from", "2", "--to", "2", "--admin", admin});
+  EXPECT_EQ(rc, 0) << out;
+  ASSERT_TRUE(testing::WaitFor([&] { return LakeRows(tmp.path() + "/data/lake")[good_id] == 2; }));
+
+  // Refusals: exit status 1 and the reason.
+  std::tie(rc, out) =
+      Cli(tmp, {"replay", "--adapter", "nope", "--from", "1", "--to", "2", "--admin", admin});
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("no adapter named 'nope'"), std::string::npos) << out;
+  std::tie(rc, out) = Cli(tmp, {"status", "not-an-id", "--admin", admin});
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("32 hexadecimal digits"), std::string::npos) << out;
+  std::tie(rc, out) = Cli(tmp, {"status", std::string(32, '0'), "--admin", admin});
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("not_found"), std::string::npos) << out;
+  std::tie(rc, out) = Cli(tmp, {"dlq", "list", "--admin", "127.0.0.1:1"});
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("cannot reach"), std::string::npos) << out;
+
+  router.child().Kill(SIGTERM);
+  const int status = router.child().Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << testing::ReadFileOrDie(log);
+}
+
+}  // namespace
+}  // namespace dvrouter
