@@ -8,9 +8,10 @@
 //
 // Batches: Deliver() receives events of one adapter. Two events of the same record (table, row
 // id) are never in flight at once and are delivered in journal order (a batch holds at most one
-// event per record); events of different records may share a batch or be in separate concurrent
-// batches, in any order, up to the limit the
-// adapter's `max_in_flight` setting allows (per delivery worker).
+// event per record), unless the adapter's one_in_flight_per_record() is false (then a record's
+// events are handed over in order, one per batch, without waiting for results); events of
+// different records may share a batch or be in separate concurrent batches, in any order, up to
+// the limit the adapter's `max_in_flight` setting allows (per delivery worker).
 //
 // Threads: Deliver() is called from a delivery worker thread and must not block it: I/O runs on
 // the adapter's own threads or event loop, so a slow sink never holds up other adapters or the

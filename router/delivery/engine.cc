@@ -796,7 +796,10 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
       for (uint64_t seq : lane.waiting) {
         Entry& e = lane.window[IndexOf(lane, seq)];
-        if ((!serialize || !lane.in_flight.count(e.record)) && w->blocked.insert(e.record).second) {
+        // A serializing adapter also waits for an operator replay of the record in flight.
+        if ((!serialize ||
+             (!lane.in_flight.count(e.record) && !c.replays_in_flight.count(e.record))) &&
+            w->blocked.insert(e.record).second) {
           if (e.ready_ms <= now) {
             picks.push_back(Pick{pi, &e});
             if (picks.size() >= max_batch) break;
@@ -810,11 +813,15 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       // A replay waits for every unfinished event of its record: in-flight live events and
       // replays, events picked above, and earlier replays of the record.
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
-      for (Part& part : w->parts) {
-        for (const auto& [record, n] : part.lanes[c.adapter].in_flight) w->blocked.insert(record);
+      if (serialize) {
+        for (Part& part : w->parts) {
+          for (const auto& [record, n] : part.lanes[c.adapter].in_flight) {
+            w->blocked.insert(record);
+          }
+        }
+        for (uint64_t r : c.replays_in_flight) w->blocked.insert(r);
       }
       for (const Pick& p : picks) w->blocked.insert(p.entry->record);
-      for (uint64_t r : c.replays_in_flight) w->blocked.insert(r);
       for (size_t i = 0; i < c.replays.size() && picks.size() + replay_picks.size() < max_batch;
            ++i) {
         const ReplayItem& item = *c.replays[i];
@@ -883,6 +890,8 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
         // The record cannot be read now (I/O error): try again later, like a sink failure.
         e.last_error = "journal read: " + st.ToString();
         e.ready_ms = now + 1000;
+        *wake_at = std::min(*wake_at, e.ready_ms);
+        c.dirty = true;  // other ready events were not looked at: gather again next pass
         continue;
       }
       Delivery d;

@@ -531,6 +531,40 @@ TEST(DeliveryEngine, PermanentErrorsGoToTheDlqAndReplayRedeliversThem) {
   EXPECT_NE(st->find("\"a0\":{\"state\":\"completed\""), std::string::npos) << *st;
 }
 
+TEST(DeliveryEngine, ALiveEventWaitsForAReplayOfItsRecordInFlight) {
+  Harness h(1);
+  std::atomic<bool> fixed{false};
+  h.Start();
+  h.adapters[0]->set_behavior([&](const Seen& s) {
+    DeliveryResult r;
+    if (!fixed && !s.replay) {
+      r.outcome = DeliveryOutcome::kPermanent;
+      r.error = "rejected";
+    }
+    return r;
+  });
+  auto first = h.Append(Records(1, 1));
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_EQ(h.engine->dlq_pending(0), 1u);
+  fixed = true;
+  h.adapters[0]->set_stalled(true);
+  ASSERT_TRUE(h.engine->ReplayDlq("a0", std::nullopt).ok());
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 2; }));  // the replay, held
+  auto second = h.Append(Records(1, 1));                              // the same record again, live
+  const uint64_t passes = h.engine->LoopPasses();
+  h.engine->Wake();
+  ASSERT_TRUE(WaitFor([&] { return h.engine->LoopPasses() > passes + 4; }));
+  EXPECT_EQ(h.adapters[0]->count(), 2u) << "the live event went while the replay was in flight";
+  h.adapters[0]->set_stalled(false);
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 3; }));
+  EXPECT_EQ(h.adapters[0]->violations(), 0);
+  auto seen = h.adapters[0]->seen();
+  EXPECT_TRUE(seen[1].replay);
+  EXPECT_EQ(seen[1].seq, first[0]);
+  EXPECT_EQ(seen[2].seq, second[0]);
+}
+
 TEST(DeliveryEngine, GivesUpAfterMaxAttemptsIntoTheDlq) {
   Harness h(1);
   h.configs[0].max_attempts = 3;
