@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 namespace dvrouter {
 
@@ -597,7 +598,50 @@ std::string DescribeConfig(const Config& c) {
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
     << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
-    << "dedupe.max_entries: " << c.dedupe.max_entries << "\n";
+    << "dedupe.max_entries: " << c.dedupe.max_entries << "\n"
+    << "delivery.workers: " << c.delivery.workers << "\n"
+    << "delivery.queue_capacity: " << c.delivery.queue_capacity << "\n"
+    << "delivery.window_events: " << c.delivery.window_events << "\n"
+    << "delivery.cursor_flush_interval: " << c.delivery.cursor_flush_ms << "ms\n"
+    << "delivery.retention: " << c.delivery.retention_ms << "ms\n"
+    << "delivery.status_entries: " << c.delivery.status_entries << "\n"
+    << "loop_guard.user_ids: " << c.loop_guard.user_ids.size() << " listed\n"
+    << "loop_guard.ignore_columns: " << c.loop_guard.ignore_columns.size() << " listed\n";
+  if (c.adapters.empty()) o << "adapters: none (events are journaled, not delivered)\n";
+  for (const AdapterConfig& a : c.adapters) {
+    const std::string k = "adapters." + a.name + ".";
+    o << k << "type: " << a.type << "\n"
+      << k << "batch: max_events " << a.max_batch_events << ", linger " << a.linger_ms << "ms\n"
+      << k << "max_in_flight: " << a.max_in_flight << "\n"
+      << k << "retry: initial_backoff " << a.initial_backoff_ms << "ms, max_backoff "
+      << a.max_backoff_ms << "ms, multiplier " << a.backoff_multiplier << ", max_attempts "
+      << a.max_attempts << ", max_age " << a.max_age_ms << "ms, max_retry_after "
+      << a.max_retry_after_ms << "ms\n"
+      << k << "breaker: failures " << a.breaker_failures << ", open_for " << a.breaker_open_ms
+      << "ms\n";
+    if (a.type == "lake") {
+      o << k << "dir: " << a.lake.dir << "\n"
+        << k << "roll_bytes: " << a.lake.roll_bytes << "\n"
+        << k << "roll_interval: " << a.lake.roll_ms << "ms\n";
+    }
+  }
+  auto list = [](const auto& v) {
+    std::string out;
+    for (const auto& x : v) {
+      if (!out.empty()) out += ",";
+      if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+        out += x;
+      } else {
+        out += std::to_string(x);
+      }
+    }
+    return out.empty() ? std::string("*") : out;
+  };
+  for (const RouteConfig& r : c.routes) {
+    o << "route " << r.name << ": tables " << list(r.tables) << ", messages " << list(r.messages)
+      << ", stages " << list(r.stages) << ", changed_columns " << list(r.changed_columns) << " -> "
+      << list(r.adapters) << "\n";
+  }
   return o.str();
 }
 

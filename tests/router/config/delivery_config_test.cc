@@ -84,6 +84,25 @@ TEST(DeliveryConfigDefaults, DefaultLakeLivesUnderTheDataDir) {
   EXPECT_EQ(declared.adapters[0].lake.dir, "/srv/dvrouter/lake");
 }
 
+TEST(DeliveryConfigDefaults, SetDataDirMovesOnlyDefaultedLakeDirectories) {
+  Config c = ParseOk(
+      NoAuth("adapters:\n  a:\n    type: lake\n  b:\n    type: lake\n    dir: /srv/elsewhere\n"
+             "routes:\n  - adapters: [a, b]\n    tables: [account]\n"));
+  SetDataDir(&c, "/var/lib/dvrouter");
+  EXPECT_EQ(c.journal.data_dir, "/var/lib/dvrouter");
+  EXPECT_EQ(c.adapters[0].lake.dir, "/var/lib/dvrouter/lake");
+  EXPECT_EQ(c.adapters[1].lake.dir, "/srv/elsewhere");
+  // check-config shows the delivery settings, every adapter and every route.
+  const std::string described = DescribeConfig(c);
+  EXPECT_NE(described.find("adapters.a.dir: /var/lib/dvrouter/lake"), std::string::npos)
+      << described;
+  EXPECT_NE(described.find("adapters.b.type: lake"), std::string::npos);
+  EXPECT_NE(described.find("delivery.window_events: 1024"), std::string::npos);
+  EXPECT_NE(described.find("tables account, messages *, stages *, changed_columns * -> a,b"),
+            std::string::npos)
+      << described;
+}
+
 TEST(DeliveryConfigDefaults, EmptyAdaptersMappingMeansNone) {
   Config c = ParseOk(NoAuth("adapters: {}\n"));
   EXPECT_TRUE(c.adapters.empty());
