@@ -1,6 +1,8 @@
 #include "adapters/registry.h"
 
 #include "adapters/lake/lake_adapter.h"
+#include "adapters/sql/postgres_adapter.h"
+#include "adapters/sql/sqlite_adapter.h"
 
 namespace dvrouter {
 
@@ -10,8 +12,18 @@ Result<std::unique_ptr<Adapter>> MakeLake(const AdapterConfig& c, const AdapterC
   return std::unique_ptr<Adapter>(new LakeAdapter(c, ctx.registry));
 }
 
+Result<std::unique_ptr<Adapter>> MakePostgres(const AdapterConfig& c, const AdapterContext& ctx) {
+  return std::unique_ptr<Adapter>(new PostgresAdapter(c, ctx.registry));
+}
+
+Result<std::unique_ptr<Adapter>> MakeSqlite(const AdapterConfig& c, const AdapterContext& ctx) {
+  return std::unique_ptr<Adapter>(new SqliteAdapter(c, ctx.registry));
+}
+
 constexpr AdapterType kTypes[] = {
     {"lake", &MakeLake},
+    {"postgres", &MakePostgres},
+    {"sqlite", &MakeSqlite},
 };
 
 }  // namespace

@@ -77,13 +77,6 @@ Status WriteAll(int fd, const std::string& data, const std::string& what) {
   return Status::Ok();
 }
 
-// One parser per delivery thread; its capacity grows on demand up to the journal's frame limit.
-AttributeExtractor& ThreadExtractor() {
-  thread_local std::unique_ptr<AttributeExtractor> extractor;
-  if (!extractor) extractor = std::make_unique<AttributeExtractor>(64u << 20);
-  return *extractor;
-}
-
 }  // namespace
 
 LakeAdapter::LakeAdapter(AdapterConfig config, prometheus::Registry* registry)
@@ -120,7 +113,7 @@ Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* 
   const EventHeader& h = *d.header;
   ChangeSet changes;
   // The body view is not padded: the extractor copies it into its own buffer.
-  Status st = ThreadExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  Status st = ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
   if (!st.ok()) return st;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   const std::string op_time = FormatIsoUtc(op_ms);

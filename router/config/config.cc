@@ -194,20 +194,22 @@ class Section {
 
 // A secret is `${ENV_NAME}` under `secret`, or a path under `secret_file`; literals are refused.
 Status ResolveSecret(Section& auth, const std::string& ref, const std::string& file,
-                     const std::string& base_dir, std::string* out) {
+                     const std::string& base_dir, std::string* out,
+                     const std::string& key = "secret") {
+  const std::string file_key = key + "_file";
   if (!ref.empty() && !file.empty()) {
-    return KeyError(auth.Path("secret"), "give either secret or secret_file, not both");
+    return KeyError(auth.Path(key), "give either " + key + " or " + file_key + ", not both");
   }
   if (!ref.empty()) {
     if (ref.size() < 4 || !ref.starts_with("${") || !ref.ends_with("}")) {
-      return KeyError(auth.Path("secret"),
+      return KeyError(auth.Path(key),
                       "must be an environment reference such as ${DVROUTER_WEBHOOK_KEY}; "
                       "secrets are never written in the configuration file");
     }
     std::string name = ref.substr(2, ref.size() - 3);
     const char* value = std::getenv(name.c_str());
     if (value == nullptr || *value == '\0') {
-      return KeyError(auth.Path("secret"), "environment variable " + name + " is not set");
+      return KeyError(auth.Path(key), "environment variable " + name + " is not set");
     }
     *out = value;
     return Status::Ok();
@@ -215,18 +217,18 @@ Status ResolveSecret(Section& auth, const std::string& ref, const std::string& f
   if (!file.empty()) {
     std::string path = file.starts_with("/") ? file : base_dir + "/" + file;
     std::ifstream in(path);
-    if (!in) return KeyError(auth.Path("secret_file"), "cannot read " + path);
+    if (!in) return KeyError(auth.Path(file_key), "cannot read " + path);
     std::stringstream ss;
     ss << in.rdbuf();
     std::string value = ss.str();
     while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) {
       value.pop_back();
     }
-    if (value.empty()) return KeyError(auth.Path("secret_file"), path + " is empty");
+    if (value.empty()) return KeyError(auth.Path(file_key), path + " is empty");
     *out = value;
     return Status::Ok();
   }
-  return KeyError(auth.Path("secret"), "missing: set secret: ${ENV_NAME} or secret_file");
+  return KeyError(auth.Path(key), "missing: set " + key + ": ${ENV_NAME} or " + file_key);
 }
 
 Status ParseAuth(Section auth, const std::string& base_dir, AuthConfig* out) {
@@ -306,15 +308,178 @@ bool ValidName(const std::string& name) {
   return true;
 }
 
+// Unquoted SQL identifiers: the same in PostgreSQL and SQLite, and at most PostgreSQL's 63 bytes.
+bool ValidSqlIdentifier(const std::string& s) {
+  if (s.empty() || s.size() > 63) return false;
+  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char ch : s) {
+    if (!(std::islower(static_cast<unsigned char>(ch)) ||
+          std::isdigit(static_cast<unsigned char>(ch)) || ch == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+constexpr const char* kSqlTypes[] = {"text",    "integer",     "bigint", "numeric", "double",
+                                     "boolean", "timestamptz", "date",   "uuid",    "jsonb"};
+// The columns every mapped table has.
+constexpr const char* kSqlReserved[] = {"id", "attributes", "version", "deleted", "updated_at"};
+
+Status ParseSqlTables(Section& a, SqlConfig* out) {
+  YAML::Node tables = a.Raw("tables");
+  if (!tables || tables.IsNull()) return Status::Ok();
+  if (!tables.IsMap()) {
+    return KeyError(a.Path("tables"), "must be a mapping of Dataverse table to its mapping");
+  }
+  std::set<std::string> sql_names;
+  for (const auto& kv : tables) {
+    SqlTable t;
+    t.entity = kv.first.as<std::string>();
+    Section ts(kv.second, a.Path("tables") + "." + t.entity);
+    DV_TRY(ts.Check());
+    if (t.entity != Lower(t.entity) || !ValidSqlIdentifier(t.entity)) {
+      return KeyError(ts.Name(), "a Dataverse table logical name (a-z, 0-9, '_') is expected");
+    }
+    if (out->FindTable(t.entity) != nullptr) return KeyError(ts.Name(), "duplicate key");
+    t.table = out->table_prefix + t.entity;
+    DV_TRY(ts.String("table", &t.table));
+    if (!ValidSqlIdentifier(t.table)) {
+      return KeyError(ts.Path("table"), "'" + t.table +
+                                            "' is not a SQL identifier dvrouter accepts "
+                                            "(a-z, 0-9, '_', not starting with a digit, <= 63)");
+    }
+    if (!sql_names.insert(t.table).second) {
+      return KeyError(ts.Path("table"), "'" + t.table + "' is mapped twice");
+    }
+    YAML::Node cols = ts.Raw("columns");
+    if (cols && !cols.IsNull()) {
+      if (!cols.IsSequence()) {
+        return KeyError(ts.Path("columns"), "must be a list of {attribute, column, type} entries");
+      }
+      std::set<std::string> col_names;
+      for (size_t i = 0; i < cols.size(); ++i) {
+        Section cs(cols[i], ts.Path("columns") + "[" + std::to_string(i) + "]");
+        DV_TRY(cs.Check());
+        if (!cols[i].IsMap()) return KeyError(cs.Name(), "must be a mapping");
+        SqlColumn col;
+        DV_TRY(cs.String("attribute", &col.attribute));
+        col.attribute = Lower(col.attribute);
+        if (col.attribute.empty()) return KeyError(cs.Path("attribute"), "missing");
+        if (!ValidSqlIdentifier(col.attribute)) {
+          return KeyError(cs.Path("attribute"),
+                          "'" + col.attribute + "' is not an attribute logical name");
+        }
+        col.column = col.attribute;
+        DV_TRY(cs.String("column", &col.column));
+        if (!ValidSqlIdentifier(col.column)) {
+          return KeyError(cs.Path("column"),
+                          "'" + col.column +
+                              "' is not a SQL identifier dvrouter accepts (a-z, 0-9, '_', "
+                              "not starting with a digit, <= 63)");
+        }
+        for (const char* r : kSqlReserved) {
+          if (col.column == r) {
+            return KeyError(cs.Path("column"),
+                            "'" + col.column + "' is one of the columns dvrouter manages");
+          }
+        }
+        if (!col_names.insert(col.column).second) {
+          return KeyError(cs.Path("column"), "'" + col.column + "' appears twice");
+        }
+        DV_TRY(cs.String("type", &col.type));
+        col.type = Lower(col.type);
+        bool known = false;
+        for (const char* ty : kSqlTypes) known = known || col.type == ty;
+        if (!known) {
+          return KeyError(cs.Path("type"),
+                          "must be one of text, integer, bigint, numeric, double, boolean, "
+                          "timestamptz, date, uuid, jsonb; got '" +
+                              col.type + "'");
+        }
+        DV_TRY(cs.RejectUnknown());
+        t.columns.push_back(std::move(col));
+      }
+    }
+    DV_TRY(ts.RejectUnknown());
+    out->tables.push_back(std::move(t));
+  }
+  return Status::Ok();
+}
+
+Status ParseSql(Section& a, const std::string& type, const std::string& data_dir,
+                const std::string& base_dir, SqlConfig* out) {
+  if (type == "postgres") {
+    DV_TRY(a.String("host", &out->host));
+    if (out->host.empty()) return KeyError(a.Path("host"), "must not be empty");
+    uint64_t port = out->port;
+    DV_TRY(a.Count("port", 1, 65535, &port));
+    out->port = static_cast<uint16_t>(port);
+    DV_TRY(a.String("dbname", &out->dbname));
+    DV_TRY(a.String("user", &out->user));
+    if (out->dbname.empty()) return KeyError(a.Path("dbname"), "must not be empty");
+    if (out->user.empty()) return KeyError(a.Path("user"), "must not be empty");
+    std::string ref, file;
+    DV_TRY(a.String("password", &ref));
+    DV_TRY(a.String("password_file", &file));
+    if (!ref.empty() || !file.empty()) {
+      DV_TRY(ResolveSecret(a, ref, file, base_dir, &out->password, "password"));
+    }
+    DV_TRY(a.String("sslmode", &out->sslmode));
+    bool mode_ok = false;
+    for (const char* m : {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}) {
+      mode_ok = mode_ok || out->sslmode == m;
+    }
+    if (!mode_ok) {
+      return KeyError(a.Path("sslmode"),
+                      "must be disable, allow, prefer, require, verify-ca or verify-full, got '" +
+                          out->sslmode + "'");
+    }
+    DV_TRY(a.String("sslrootcert", &out->sslrootcert));
+    if (!out->sslrootcert.empty()) {
+      if (!out->sslrootcert.starts_with("/")) out->sslrootcert = base_dir + "/" + out->sslrootcert;
+      std::ifstream probe(out->sslrootcert);
+      if (!probe) return KeyError(a.Path("sslrootcert"), "cannot read " + out->sslrootcert);
+    } else if (out->sslmode == "verify-ca" || out->sslmode == "verify-full") {
+      return KeyError(a.Path("sslrootcert"),
+                      "missing: sslmode " + out->sslmode + " needs the CA certificate file");
+    }
+    DV_TRY(a.String("application_name", &out->application_name));
+    DV_TRY(a.DurationMs("connect_timeout", 1000, 600'000, &out->connect_timeout_ms));
+    DV_TRY(a.DurationMs("statement_timeout", 0, 3'600'000, &out->statement_timeout_ms));
+    DV_TRY(a.Count("pool_size", 1, 64, &out->pool_size));
+  } else {
+    out->path = data_dir + "/sqlite/dvrouter.db";
+    DV_TRY(a.String("path", &out->path));
+    out->path_defaulted = out->path == data_dir + "/sqlite/dvrouter.db";
+    if (out->path.empty()) return KeyError(a.Path("path"), "must not be empty");
+    DV_TRY(a.DurationMs("busy_timeout", 0, 600'000, &out->busy_timeout_ms));
+  }
+  DV_TRY(a.String("table_prefix", &out->table_prefix));
+  if (!out->table_prefix.empty() && !ValidSqlIdentifier(out->table_prefix)) {
+    return KeyError(a.Path("table_prefix"),
+                    "must be a SQL identifier prefix (a-z, 0-9, '_', not starting with a digit)");
+  }
+  DV_TRY(a.Bool("create_tables", &out->create_tables));
+  std::string del = "soft";
+  DV_TRY(a.String("delete", &del));
+  if (del != "soft" && del != "hard") {
+    return KeyError(a.Path("delete"), "must be soft or hard, got '" + del + "'");
+  }
+  out->hard_delete = del == "hard";
+  return ParseSqlTables(a, out);
+}
+
 Status ParseAdapter(Section a, const std::string& name, const std::string& data_dir,
-                    AdapterConfig* out) {
+                    const std::string& base_dir, AdapterConfig* out) {
   DV_TRY(a.Check());
   out->name = name;
   if (!ValidName(name)) {
     return KeyError(a.Name(), "adapter names use a-z, 0-9, '_' and '-' (at most 64)");
   }
   DV_TRY(a.String("type", &out->type));
-  if (out->type.empty()) return KeyError(a.Path("type"), "missing: the adapter type (lake)");
+  if (out->type.empty())
+    return KeyError(a.Path("type"), "missing: the adapter type (lake, postgres, sqlite)");
   Section batch = a.Child("batch");
   DV_TRY(batch.Check());
   DV_TRY(batch.Count("max_events", 1, 100'000, &out->max_batch_events));
@@ -345,13 +510,16 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
     if (out->lake.dir.empty()) return KeyError(a.Path("dir"), "must not be empty");
     DV_TRY(a.Bytes("roll_bytes", 4096, 4ull << 30, &out->lake.roll_bytes));
     DV_TRY(a.DurationMs("roll_interval", 10, 3'600'000, &out->lake.roll_ms));
+  } else if (out->type == "postgres" || out->type == "sqlite") {
+    DV_TRY(ParseSql(a, out->type, data_dir, base_dir, &out->sql));
   } else {
-    return KeyError(a.Path("type"), "unknown adapter type '" + out->type + "' (known: lake)");
+    return KeyError(a.Path("type"),
+                    "unknown adapter type '" + out->type + "' (known: lake, postgres, sqlite)");
   }
   return a.RejectUnknown();
 }
 
-Status ParseDelivery(Section& root, Config* c) {
+Status ParseDelivery(Section& root, const std::string& base_dir, Config* c) {
   Section d = root.Child("delivery");
   DV_TRY(d.Check());
   DV_TRY(d.Count("workers", 1, 64, &c->delivery.workers));
@@ -389,7 +557,8 @@ Status ParseDelivery(Section& root, Config* c) {
       const std::string name = kv.first.as<std::string>();
       if (!names.insert(name).second) return KeyError("adapters." + name, "duplicate key");
       AdapterConfig a;
-      DV_TRY(ParseAdapter(Section(kv.second, "adapters." + name), name, c->journal.data_dir, &a));
+      DV_TRY(ParseAdapter(Section(kv.second, "adapters." + name), name, c->journal.data_dir,
+                          base_dir, &a));
       c->adapters.push_back(std::move(a));
     }
     if (c->adapters.size() > 64) return KeyError("adapters", "at most 64 adapters");
@@ -498,7 +667,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
   DV_TRY(dedupe.RejectUnknown());
 
-  DV_TRY(ParseDelivery(root, c));
+  DV_TRY(ParseDelivery(root, base_dir, c));
   return root.RejectUnknown();
 }
 
@@ -507,8 +676,16 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
 void SetDataDir(Config* config, const std::string& data_dir) {
   for (AdapterConfig& a : config->adapters) {
     if (a.type == "lake" && a.lake.dir_defaulted) a.lake.dir = data_dir + "/lake";
+    if (a.type == "sqlite" && a.sql.path_defaulted) a.sql.path = data_dir + "/sqlite/dvrouter.db";
   }
   config->journal.data_dir = data_dir;
+}
+
+const SqlTable* SqlConfig::FindTable(std::string_view entity) const {
+  for (const SqlTable& t : tables) {
+    if (t.entity == entity) return &t;
+  }
+  return nullptr;
 }
 
 const AdapterConfig* Config::FindAdapter(std::string_view name) const {
@@ -623,6 +800,29 @@ std::string DescribeConfig(const Config& c) {
       o << k << "dir: " << a.lake.dir << "\n"
         << k << "roll_bytes: " << a.lake.roll_bytes << "\n"
         << k << "roll_interval: " << a.lake.roll_ms << "ms\n";
+    } else if (a.type == "postgres") {
+      o << k << "host: " << a.sql.host << ":" << a.sql.port << " dbname " << a.sql.dbname
+        << " user " << a.sql.user << " password " << (a.sql.password.empty() ? "(none)" : "***")
+        << "\n"
+        << k << "sslmode: " << a.sql.sslmode
+        << (a.sql.sslrootcert.empty() ? "" : " sslrootcert " + a.sql.sslrootcert) << "\n"
+        << k << "pool_size: " << a.sql.pool_size << ", statement_timeout "
+        << a.sql.statement_timeout_ms << "ms, connect_timeout " << a.sql.connect_timeout_ms
+        << "ms, application_name " << a.sql.application_name << "\n";
+    } else if (a.type == "sqlite") {
+      o << k << "path: " << a.sql.path << "\n";
+    }
+    if (a.type == "postgres" || a.type == "sqlite") {
+      o << k << "tables: prefix " << a.sql.table_prefix << ", create "
+        << (a.sql.create_tables ? "yes" : "no") << ", delete "
+        << (a.sql.hard_delete ? "hard" : "soft") << "\n";
+      for (const SqlTable& t : a.sql.tables) {
+        o << k << "table " << t.entity << " -> " << t.table;
+        for (const SqlColumn& col : t.columns) {
+          o << " " << col.attribute << "->" << col.column << ":" << col.type;
+        }
+        o << "\n";
+      }
     }
   }
   auto list = [](const auto& v) {

@@ -102,6 +102,47 @@ struct LakeConfig {
   uint64_t roll_ms = 1000;            // ...or this long after its first row
 };
 
+// A typed column of a SQL table: a Target attribute copied into its own column, besides the
+// `attributes` JSON (adapters/sql/sql_mapping.h).
+struct SqlColumn {
+  std::string attribute;  // Target attribute logical name
+  std::string column;     // SQL column name (default: the attribute name)
+  std::string type;       // text, integer, bigint, numeric, double, boolean, timestamptz, date,
+                          // uuid, jsonb (an EntityReference gives its id for uuid, else its JSON)
+};
+
+struct SqlTable {
+  std::string entity;  // Dataverse table logical name (the key under `tables`)
+  std::string table;   // SQL table name (default: table_prefix + entity)
+  std::vector<SqlColumn> columns;
+};
+
+// The SQL adapters: `postgres` (libpq) and `sqlite` (embedded file).
+struct SqlConfig {
+  // postgres
+  std::string host = "127.0.0.1";
+  uint16_t port = 5432;
+  std::string dbname = "dvrouter";
+  std::string user = "dvrouter";
+  std::string password;  // resolved from ${ENV} or password_file, never printed; may be empty
+  std::string sslmode = "prefer";  // disable, allow, prefer, require, verify-ca, verify-full
+  std::string sslrootcert;         // CA file for verify-ca / verify-full
+  std::string application_name = "dvrouter";
+  uint64_t connect_timeout_ms = 5000;
+  uint64_t statement_timeout_ms = 30'000;
+  uint64_t pool_size = 4;  // connections, each with its own thread
+  // sqlite
+  std::string path;            // default <journal.data_dir>/sqlite/dvrouter.db
+  bool path_defaulted = true;  // path follows journal.data_dir (SetDataDir)
+  uint64_t busy_timeout_ms = 5000;
+  // mapping (both)
+  std::string table_prefix = "crm_";
+  bool create_tables = true;  // CREATE TABLE IF NOT EXISTS on a table's first event
+  bool hard_delete = false;   // `delete: hard`; default soft (deleted = true)
+  std::vector<SqlTable> tables;
+  const SqlTable* FindTable(std::string_view entity) const;
+};
+
 // Settings every adapter has, and the type-specific ones.
 struct AdapterConfig {
   std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
@@ -118,6 +159,7 @@ struct AdapterConfig {
   uint64_t breaker_failures = 5;
   uint64_t breaker_open_ms = 30'000;
   LakeConfig lake;  // type: lake
+  SqlConfig sql;    // type: postgres, sqlite
 };
 
 // Which events go to which adapters. Empty lists match anything; an event may match several

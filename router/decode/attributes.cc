@@ -411,4 +411,10 @@ Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity
   return Status::Ok();
 }
 
+AttributeExtractor& ThreadAttributeExtractor() {
+  thread_local std::unique_ptr<AttributeExtractor> extractor;
+  if (!extractor) extractor = std::make_unique<AttributeExtractor>(64u << 20);
+  return *extractor;
+}
+
 }  // namespace dvrouter

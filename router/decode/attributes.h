@@ -46,6 +46,10 @@ class AttributeExtractor {
   std::unique_ptr<Impl> impl_;
 };
 
+// The calling thread's extractor (created on first use; bodies up to the journal's frame limit).
+// For adapters converting rows on delivery worker threads.
+AttributeExtractor& ThreadAttributeExtractor();
+
 // ms since the epoch → "YYYY-MM-DDTHH:MM:SS.mmmZ".
 std::string FormatIsoUtc(int64_t ms);
 

@@ -136,6 +136,12 @@ TEST(ConfigDefaults, QuickstartLoadsWithTheKeySet) {
   ExpectDefaultsExceptAuth(*c);
   EXPECT_EQ(c->ingress.auth.mode, AuthMode::kWebhookKey);
   EXPECT_EQ(c->ingress.auth.secret, "quickstart-secret");
+  // It routes everything to both embedded sinks: the lake and the SQLite mirror.
+  ASSERT_NE(c->FindAdapter("lake"), nullptr);
+  ASSERT_NE(c->FindAdapter("sqlite"), nullptr);
+  EXPECT_EQ(c->FindAdapter("sqlite")->type, "sqlite");
+  ASSERT_EQ(c->routes.size(), 1u);
+  EXPECT_EQ(c->routes[0].adapters, (std::vector<std::string>{"lake", "sqlite"}));
 }
 
 TEST(ConfigDefaults, QuickstartFailsWithoutTheKey) {

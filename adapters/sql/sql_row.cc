@@ -1,0 +1,210 @@
+#include "adapters/sql/sql_row.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <cctype>
+
+#include "router/decode/attributes.h"
+
+namespace dvrouter {
+
+namespace {
+
+bool ValidIdentifier(std::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char ch : s) {
+    if (!(std::islower(static_cast<unsigned char>(ch)) ||
+          std::isdigit(static_cast<unsigned char>(ch)) || ch == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsGuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
+  const EventHeader& h = *d.header;
+  out->op = SqlOp::kSkip;
+  out->version = d.seq;
+  out->attributes.clear();
+  const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
+  out->updated_at = FormatIsoUtc(op_ms);
+
+  ChangeSet changes;
+  Status st =
+      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  if (!st.ok()) return InvalidArgument("body: " + std::string(st.message()));
+  const bool is_delete = EqualsIgnoreCase(h.message_name, "Delete");
+  if (!changes.has_target || (changes.is_reference && !is_delete)) return Status::Ok();  // skip
+
+  const std::string& entity = h.primary_entity_name;
+  out->mapping = config.FindTable(entity);
+  out->table = out->mapping != nullptr ? out->mapping->table : config.table_prefix + entity;
+  if (!ValidIdentifier(entity) || !ValidIdentifier(out->table)) {
+    return InvalidArgument("table '" + entity + "' gives no usable SQL table name ('" + out->table +
+                           "'): a-z, 0-9, '_', at most 63 characters");
+  }
+  out->id = !h.primary_entity_id.empty() ? h.primary_entity_id : changes.id;
+  for (char& c : out->id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!IsGuid(out->id)) return InvalidArgument("row id '" + out->id + "' is not a GUID");
+  if (is_delete) {
+    out->op = SqlOp::kDelete;
+  } else {
+    out->op = SqlOp::kUpsert;
+    out->attributes = std::move(changes.attributes);
+  }
+  return Status::Ok();
+}
+
+std::string_view SqlErrorClassName(SqlErrorClass c) {
+  switch (c) {
+    case SqlErrorClass::kConnection:
+      return "connection";
+    case SqlErrorClass::kSerialization:
+      return "serialization";
+    case SqlErrorClass::kDeadlock:
+      return "deadlock";
+    case SqlErrorClass::kShutdown:
+      return "shutdown";
+    case SqlErrorClass::kTimeout:
+      return "timeout";
+    case SqlErrorClass::kResources:
+      return "resources";
+    case SqlErrorClass::kConstraint:
+      return "constraint";
+    case SqlErrorClass::kData:
+      return "data";
+    case SqlErrorClass::kSyntax:
+      return "syntax";
+    case SqlErrorClass::kOther:
+      return "other";
+  }
+  return "other";
+}
+
+bool SqlErrorRetryable(SqlErrorClass c) {
+  switch (c) {
+    case SqlErrorClass::kConnection:
+    case SqlErrorClass::kSerialization:
+    case SqlErrorClass::kDeadlock:
+    case SqlErrorClass::kShutdown:
+    case SqlErrorClass::kTimeout:
+    case SqlErrorClass::kResources:
+      return true;
+    default:
+      return false;
+  }
+}
+
+SqlErrorClass ClassifySqlState(std::string_view s) {
+  if (s.size() != 5) return SqlErrorClass::kConnection;  // no SQLSTATE: libpq lost the server
+  if (s == "40001") return SqlErrorClass::kSerialization;
+  if (s == "40P01") return SqlErrorClass::kDeadlock;
+  if (s == "57014") return SqlErrorClass::kTimeout;  // query_canceled: statement_timeout
+  if (s == "57P01" || s == "57P02" || s == "57P03" || s == "57P04" || s == "57P05") {
+    return SqlErrorClass::kShutdown;
+  }
+  const std::string_view cls = s.substr(0, 2);
+  if (cls == "08") return SqlErrorClass::kConnection;
+  if (cls == "53") return SqlErrorClass::kResources;  // disk full, out of memory, too many conns
+  if (cls == "58") return SqlErrorClass::kResources;  // system error (I/O)
+  if (cls == "40") return SqlErrorClass::kSerialization;  // other rollbacks: try again
+  if (cls == "23") return SqlErrorClass::kConstraint;
+  if (cls == "22") return SqlErrorClass::kData;
+  if (cls == "42") return SqlErrorClass::kSyntax;
+  if (cls == "25") return SqlErrorClass::kSerialization;  // invalid transaction state: retry
+  return SqlErrorClass::kOther;
+}
+
+SqlMetrics::SqlMetrics(prometheus::Registry* registry, const std::string& adapter,
+                       size_t connections)
+    : adapter_(adapter) {
+  if (registry == nullptr) return;
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  auto& rows = BuildCounter()
+                   .Name("dvrouter_sql_rows_total")
+                   .Help(
+                       "Events applied by a SQL adapter: written, stale (version guard: an "
+                       "older or replayed event, no change) or skipped (no entity Target)")
+                   .Register(*registry);
+  written_ = &rows.Add({{"adapter", adapter}, {"result", "written"}});
+  stale_ = &rows.Add({{"adapter", adapter}, {"result", "stale"}});
+  skipped_ = &rows.Add({{"adapter", adapter}, {"result", "skipped"}});
+  duration_ = &BuildHistogram()
+                   .Name("dvrouter_sql_batch_duration_seconds")
+                   .Help("Time to write one batch in one transaction, connection time excluded")
+                   .Register(*registry)
+                   .Add({{"adapter", adapter}}, prometheus::Histogram::BucketBoundaries{
+                                                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+  auto& pool = BuildGauge()
+                   .Name("dvrouter_sql_connections")
+                   .Help("SQL adapter connections by state (idle, busy, down)")
+                   .Register(*registry);
+  idle_ = &pool.Add({{"adapter", adapter}, {"state", "idle"}});
+  busy_ = &pool.Add({{"adapter", adapter}, {"state", "busy"}});
+  down_ = &pool.Add({{"adapter", adapter}, {"state", "down"}});
+  down_->Set(static_cast<double>(connections));
+  errors_ = &BuildCounter()
+                 .Name("dvrouter_sql_errors_total")
+                 .Help(
+                     "Failed SQL batches or rows by error class (retryable: connection, "
+                     "serialization, deadlock, shutdown, timeout, resources)")
+                 .Register(*registry);
+}
+
+void SqlMetrics::Rows(uint64_t written, uint64_t stale, uint64_t skipped) {
+  if (written_ == nullptr) return;
+  written_->Increment(static_cast<double>(written));
+  stale_->Increment(static_cast<double>(stale));
+  skipped_->Increment(static_cast<double>(skipped));
+}
+
+void SqlMetrics::BatchSeconds(double seconds) {
+  if (duration_ != nullptr) duration_->Observe(seconds);
+}
+
+void SqlMetrics::Error(SqlErrorClass c) {
+  if (errors_ == nullptr) return;
+  errors_->Add({{"adapter", adapter_}, {"class", std::string(SqlErrorClassName(c))}}).Increment();
+}
+
+void SqlMetrics::Pool(int64_t idle, int64_t busy, int64_t down) {
+  if (idle_ == nullptr) return;
+  idle_->Set(static_cast<double>(idle));
+  busy_->Set(static_cast<double>(busy));
+  down_->Set(static_cast<double>(down));
+}
+
+}  // namespace dvrouter

@@ -1,0 +1,99 @@
+// What the SQL adapters (postgres_adapter.h, sqlite_adapter.h) share: the row an event becomes,
+// the error classes and their retry decision, and the metrics.
+//
+// Semantics (both databases): one table per Dataverse table, `<table_prefix><logical name>`
+// unless mapped otherwise, with
+//
+//   id uuid primary key, attributes json(b), version bigint (journal seq), deleted boolean,
+//   updated_at timestamptz (the operation's time), [typed columns from `tables.<t>.columns`]
+//
+// Create and Update merge Target's converted attributes (router/decode/attributes.h, as in the
+// lake) into the stored ones: an Update that carries only the changed columns keeps the others.
+// Delete sets deleted = true (soft, the default) or removes the row and records a tombstone in
+// `dvrouter_tombstones` (hard). Every write is guarded by version: an event whose seq is not
+// above the row's (or its tombstone's) version changes nothing, so replays and redeliveries are
+// no-ops and the table converges to the CRM's latest state. Events without an entity Target
+// (custom actions, Assign/SetState references, bodies Dataverse stripped for size) are counted
+// as skipped and completed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "adapters/adapter.h"
+#include "router/config/config.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace dvrouter {
+
+enum class SqlOp { kUpsert, kDelete, kSkip };
+
+// One event as a row operation. Built on the delivery worker's thread.
+struct SqlRow {
+  SqlOp op = SqlOp::kSkip;
+  const SqlTable* mapping = nullptr;  // typed columns, if configured for the table
+  std::string table;                  // SQL table name (validated identifier)
+  std::string id;                     // lowercase GUID
+  uint64_t version = 0;               // journal seq
+  std::string attributes;             // JSON object of converted attributes (kUpsert)
+  std::string updated_at;             // ISO-8601 UTC with milliseconds
+  size_t index = 0;                   // position in the Deliver batch
+};
+
+// kInvalidArgument (permanent) when the event cannot become a row (no usable table name or id,
+// a body that does not parse); kSkip rows are not errors.
+Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out);
+
+// Error classes, as metric labels and in DLQ reasons.
+enum class SqlErrorClass {
+  kConnection,     // connection lost or refused, server starting or shutting down
+  kSerialization,  // 40001
+  kDeadlock,       // 40P01
+  kShutdown,       // 57P01-57P03 admin/crash shutdown, cannot connect now
+  kTimeout,        // 57014 statement timeout, SQLite busy
+  kResources,      // 53xxx, disk full, out of memory
+  kConstraint,     // 23xxx
+  kData,           // 22xxx: bad value for a type
+  kSyntax,         // 42xxx: syntax, undefined table or column, privileges
+  kOther,          // anything else: permanent
+};
+std::string_view SqlErrorClassName(SqlErrorClass c);
+bool SqlErrorRetryable(SqlErrorClass c);
+// From a PostgreSQL SQLSTATE ("40001"); an empty state means the connection failed.
+SqlErrorClass ClassifySqlState(std::string_view sqlstate);
+
+// Is `s` a canonical GUID (36 characters, hex and dashes)?
+bool IsGuid(std::string_view s);
+
+// The metrics both SQL adapters report, labelled by adapter.
+class SqlMetrics {
+ public:
+  SqlMetrics(prometheus::Registry* registry, const std::string& adapter, size_t connections);
+  void Rows(uint64_t written, uint64_t stale, uint64_t skipped);
+  void BatchSeconds(double seconds);
+  void Error(SqlErrorClass c);
+  // Pool state: connections idle, busy, and down (not connected).
+  void Pool(int64_t idle, int64_t busy, int64_t down);
+
+ private:
+  prometheus::Counter* written_ = nullptr;
+  prometheus::Counter* stale_ = nullptr;
+  prometheus::Counter* skipped_ = nullptr;
+  prometheus::Histogram* duration_ = nullptr;
+  prometheus::Gauge* idle_ = nullptr;
+  prometheus::Gauge* busy_ = nullptr;
+  prometheus::Gauge* down_ = nullptr;
+  prometheus::Family<prometheus::Counter>* errors_ = nullptr;
+  std::string adapter_;
+};
+
+}  // namespace dvrouter

@@ -1,0 +1,549 @@
+// The SQL adapters against real databases: the same semantic tests on SQLite (a file) and on a
+// PostgreSQL server the harness starts (tests/support/postgres_server.h). Merge of partial
+// updates, Create -> Update -> Delete order, idempotent replay, stale events, hard delete with
+// tombstones, typed columns, skipped events and error classes.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "adapters/sql/postgres_adapter.h"
+#include "adapters/sql/sqlite_adapter.h"
+#include "router/decode/decode.h"
+#include "tests/support/postgres_server.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::Fixture;
+using testing::ReplaceAll;
+using testing::TempDir;
+
+class Done final : public DeliveryDone {
+ public:
+  void OnDelivered(std::span<const DeliveryResult> r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_.assign(r.begin(), r.end());
+    called_ = true;
+    cv_.notify_all();
+  }
+  std::vector<DeliveryResult> Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return called_; });
+    return results_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool called_ = false;
+  std::vector<DeliveryResult> results_;
+};
+
+constexpr const char* kContactId = "6d81597f-0f9f-e711-8122-000d3aa2331c";
+
+// Replaces the value of the InputParameters "Target" with `value` (a JSON object).
+std::string WithTarget(const std::string& body, const std::string& value) {
+  size_t at = body.find("\"Target\"");
+  EXPECT_NE(at, std::string::npos);
+  at = body.find('{', body.find("\"value\"", at));
+  size_t end = at;
+  int depth = 0;
+  bool in_string = false;
+  for (; end < body.size(); ++end) {
+    const char c = body[end];
+    if (in_string) {
+      if (c == '\\') {
+        ++end;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{') {
+      ++depth;
+    } else if (c == '}' && --depth == 0) {
+      break;
+    }
+  }
+  return body.substr(0, at) + value + body.substr(end + 1);
+}
+
+// A contact event: message Create/Update/Delete for row `id`; `attributes` (the JSON of the
+// Attributes list's entries) replaces the fixture's Target unless empty.
+std::string ContactBody(const std::string& message, const std::string& id,
+                        const std::string& attributes = "") {
+  std::string body = Fixture("update-contact-postop-async.json");
+  body = ReplaceAll(body, "\"MessageName\": \"Update\"", "\"MessageName\": \"" + message + "\"");
+  if (message == "Delete") {
+    body = WithTarget(body,
+                      "{\"__type\":\"EntityReference:http://schemas.microsoft.com/xrm/2011/"
+                      "Contracts\",\"Id\":\"" +
+                          std::string(kContactId) +
+                          "\",\"KeyAttributes\":[],\"LogicalName\":\"contact\",\"Name\":null,"
+                          "\"RowVersion\":null}");
+  } else if (!attributes.empty()) {
+    body = WithTarget(body,
+                      "{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/Contracts\","
+                      "\"Attributes\":[" +
+                          attributes + "],\"EntityState\":null,\"FormattedValues\":[],\"Id\":\"" +
+                          kContactId +
+                          "\",\"KeyAttributes\":[],\"LogicalName\":\"contact\","
+                          "\"RelatedEntities\":[],\"RowVersion\":null}");
+  }
+  return ReplaceAll(body, kContactId, id);
+}
+
+// Events built from bodies, decoded as the ingress does.
+class Events {
+ public:
+  void Add(std::string body, uint64_t seq) {
+    auto e = std::make_unique<Event>();
+    e->body = std::move(body);
+    Decoder decoder(1 << 20);
+    Status st = decoder.Decode(e->body.data(), e->body.size(), e->body.size(), &e->header);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    e->seq = seq;
+    events_.push_back(std::move(e));
+  }
+  std::vector<Delivery> Batch() const {
+    std::vector<Delivery> out;
+    for (const auto& e : events_) {
+      Delivery d;
+      d.seq = e->seq;
+      d.key = EventKey{e->seq, 7};
+      d.header = &e->header;
+      d.body = e->body;
+      d.received_ms = 1'700'000'000'000;
+      out.push_back(d);
+    }
+    return out;
+  }
+  void Clear() { events_.clear(); }
+
+ private:
+  struct Event {
+    std::string body;
+    EventHeader header;
+    uint64_t seq = 0;
+  };
+  std::vector<std::unique_ptr<Event>> events_;
+};
+
+// One database under test.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual AdapterConfig Config(const std::string& prefix) = 0;
+  virtual std::unique_ptr<Adapter> Make(const AdapterConfig& c) = 0;
+  // First column of the first row, nullopt for no row or NULL; errors fail the test.
+  virtual std::optional<std::string> Value(const std::string& sql) = 0;
+  // SQL for attribute `key` of the attributes column, as text.
+  virtual std::string Attr(const std::string& key) = 0;
+  // The text a true boolean column reads as.
+  virtual std::string True() = 0;
+};
+
+class SqliteBackend final : public Backend {
+ public:
+  AdapterConfig Config(const std::string& prefix) override {
+    AdapterConfig c;
+    c.name = "sql";
+    c.type = "sqlite";
+    c.sql.path = tmp_.path() + "/db/dvrouter.db";
+    c.sql.table_prefix = prefix;
+    return c;
+  }
+  std::unique_ptr<Adapter> Make(const AdapterConfig& c) override {
+    return std::make_unique<SqliteAdapter>(c, nullptr);
+  }
+  std::optional<std::string> Value(const std::string& sql) override {
+    sqlite3* db = nullptr;
+    EXPECT_EQ(sqlite3_open_v2((tmp_.path() + "/db/dvrouter.db").c_str(), &db, SQLITE_OPEN_READONLY,
+                              nullptr),
+              SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    std::optional<std::string> out;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db);
+    } else if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  }
+  std::string Attr(const std::string& key) override {
+    return "json_extract(attributes, '$." + key + "')";
+  }
+  std::string True() override { return "1"; }
+
+ private:
+  TempDir tmp_;
+};
+
+class PostgresBackend final : public Backend {
+ public:
+  static testing::PostgresServer* server() {
+    static testing::PostgresServer* s = new testing::PostgresServer();  // until exit
+    return s;
+  }
+  AdapterConfig Config(const std::string& prefix) override {
+    AdapterConfig c;
+    c.name = "sql";
+    c.type = "postgres";
+    c.sql.host = "127.0.0.1";
+    c.sql.port = server()->port();
+    c.sql.user = "dvrouter";
+    c.sql.dbname = "dvrouter";
+    c.sql.sslmode = "disable";
+    c.sql.pool_size = 2;
+    c.sql.table_prefix = prefix;
+    return c;
+  }
+  std::unique_ptr<Adapter> Make(const AdapterConfig& c) override {
+    return std::make_unique<PostgresAdapter>(c, nullptr);
+  }
+  std::optional<std::string> Value(const std::string& sql) override {
+    auto r = server()->Query(sql);
+    EXPECT_TRUE(r.ok) << sql << ": " << r.error;
+    if (!r.ok || r.rows.empty() || r.rows[0].empty()) return std::nullopt;
+    return r.rows[0][0];
+  }
+  std::string Attr(const std::string& key) override { return "attributes->>'" + key + "'"; }
+  std::string True() override { return "t"; }
+};
+
+class SqlAdapterTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgres") {
+      std::string why;
+      if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;
+      ASSERT_TRUE(PostgresBackend::server()->ok()) << PostgresBackend::server()->error();
+      backend_ = std::make_unique<PostgresBackend>();
+    } else {
+      backend_ = std::make_unique<SqliteBackend>();
+    }
+    // Each test its own tables (the PostgreSQL server is shared by the suite).
+    static int counter = 0;
+    prefix_ = "t" + std::to_string(++counter) + "_";
+    table_ = prefix_ + "contact";
+  }
+  void TearDown() override {
+    if (adapter_) adapter_->Stop();
+  }
+
+  void StartAdapter(const AdapterConfig& c) {
+    if (adapter_) adapter_->Stop();
+    adapter_ = backend_->Make(c);
+    ASSERT_TRUE(adapter_->Start(1).ok());
+  }
+  void StartAdapter() { StartAdapter(backend_->Config(prefix_)); }
+
+  std::vector<DeliveryResult> Deliver(const Events& ev) {
+    Done done;
+    const std::vector<Delivery> batch = ev.Batch();
+    adapter_->Deliver(batch, &done);
+    return done.Wait();
+  }
+  void DeliverAll(const Events& ev) {
+    for (const DeliveryResult& r : Deliver(ev)) {
+      EXPECT_EQ(r.outcome, DeliveryOutcome::kDelivered) << r.error;
+    }
+  }
+
+  std::optional<std::string> Attr(const std::string& id, const std::string& key) {
+    return backend_->Value("SELECT " + backend_->Attr(key) + " FROM " + table_ + " WHERE id = '" +
+                           id + "'");
+  }
+  std::optional<std::string> Column(const std::string& id, const std::string& column) {
+    return backend_->Value("SELECT " + column + " FROM " + table_ + " WHERE id = '" + id + "'");
+  }
+  std::string Count() { return backend_->Value("SELECT count(*) FROM " + table_).value_or("?"); }
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Adapter> adapter_;
+  std::string prefix_, table_;
+};
+
+const std::string kId1 = "11111111-0f9f-e711-8122-000d3aa2331c";
+const std::string kId2 = "22222222-0f9f-e711-8122-000d3aa2331c";
+
+TEST_P(SqlAdapterTest, PartialUpdateMergesIntoTheStoredAttributes) {
+  StartAdapter();
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  DeliverAll(ev);
+  EXPECT_EQ(Attr(kId1, "firstname"), "James");
+  EXPECT_EQ(Attr(kId1, "fullname"), "James Glynn (sample)");
+  ev.Clear();
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);
+  DeliverAll(ev);
+  EXPECT_EQ(Attr(kId1, "firstname"), "Jim");
+  EXPECT_EQ(Attr(kId1, "fullname"), "James Glynn (sample)") << "the update erased a column";
+  // Converted types as in the lake: an EntityReference becomes {id, logicalname, name}, dates
+  // ISO-8601 UTC; a null stays a null member.
+  EXPECT_EQ(backend_->Value("SELECT " + backend_->Attr("modifiedby") + " IS NOT NULL FROM " +
+                            table_ + " WHERE id = '" + kId1 + "'"),
+            backend_->True());
+  EXPECT_EQ(Attr(kId1, "modifiedon"), "2017-09-26T00:04:07.000Z");
+  EXPECT_EQ(Column(kId1, "version"), "2");
+  EXPECT_EQ(Column(kId1, "deleted"), GetParam() == "postgres" ? "f" : "0");
+  EXPECT_EQ(Count(), "1");
+}
+
+TEST_P(SqlAdapterTest, CreateUpdateDeleteLeaveASoftDeletedRowAndOlderEventsChangeNothing) {
+  StartAdapter();
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 10);
+  ev.Add(ContactBody("Create", kId2), 11);
+  DeliverAll(ev);
+  ev.Clear();
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 12);
+  DeliverAll(ev);
+  ev.Clear();
+  ev.Add(ContactBody("Delete", kId1), 13);
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "deleted"), backend_->True());
+  EXPECT_EQ(Column(kId1, "version"), "13");
+  EXPECT_EQ(Attr(kId1, "firstname"), "Jim") << "a soft delete keeps the last attributes";
+  // The update again (a redelivery after the delete): ignored.
+  ev.Clear();
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Late"})"), 12);
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "deleted"), backend_->True());
+  EXPECT_EQ(Attr(kId1, "firstname"), "Jim");
+  EXPECT_EQ(Column(kId2, "deleted"), GetParam() == "postgres" ? "f" : "0");
+  // A delete for a row never seen leaves a tombstone row, so an older create cannot revive it.
+  const std::string kId3 = "33333333-0f9f-e711-8122-000d3aa2331c";
+  ev.Clear();
+  ev.Add(ContactBody("Delete", kId3), 20);
+  DeliverAll(ev);
+  ev.Clear();
+  ev.Add(ContactBody("Create", kId3), 19);
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId3, "deleted"), backend_->True());
+  EXPECT_EQ(Column(kId3, "version"), "20");
+}
+
+TEST_P(SqlAdapterTest, ReplayingABatchIsIdempotent) {
+  StartAdapter();
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(ContactBody("Create", kId2), 2);
+  DeliverAll(ev);
+  Events up;
+  up.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 3);
+  up.Add(ContactBody("Update", kId2, R"({"key":"lastname","value":"Doe"})"), 4);
+  DeliverAll(up);
+  const std::string snapshot_sql =
+      "SELECT " +
+      std::string(GetParam() == "postgres" ? "string_agg(id::text || version || "
+                                             "attributes::text || updated_at, ',' ORDER "
+                                             "BY id)"
+                                           : "group_concat(id || version || attributes || "
+                                             "updated_at, ',')") +
+      " FROM " + table_;
+  const auto before = backend_->Value(snapshot_sql);
+  ASSERT_TRUE(before.has_value());
+  DeliverAll(ev);  // replayed: older than the rows
+  DeliverAll(up);  // replayed: equal to the rows
+  EXPECT_EQ(backend_->Value(snapshot_sql), before);
+  EXPECT_EQ(Attr(kId2, "lastname"), "Doe");
+  EXPECT_EQ(Attr(kId2, "firstname"), "James");
+}
+
+TEST_P(SqlAdapterTest, AStaleEventIsIgnored) {
+  StartAdapter();
+  Events ev;
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Newer"})"), 50);
+  DeliverAll(ev);
+  ev.Clear();
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Older"})"), 40);
+  DeliverAll(ev);
+  EXPECT_EQ(Attr(kId1, "firstname"), "Newer");
+  EXPECT_EQ(Column(kId1, "version"), "50");
+}
+
+TEST_P(SqlAdapterTest, HardDeleteRemovesTheRowAndItsTombstoneStopsOlderEvents) {
+  AdapterConfig c = backend_->Config(prefix_);
+  c.sql.hard_delete = true;
+  StartAdapter(c);
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(ContactBody("Create", kId2), 2);
+  DeliverAll(ev);
+  ev.Clear();
+  ev.Add(ContactBody("Delete", kId1), 3);
+  DeliverAll(ev);
+  EXPECT_EQ(Count(), "1");
+  EXPECT_EQ(Column(kId1, "version"), std::nullopt);
+  ev.Clear();
+  ev.Add(ContactBody("Create", kId1), 1);  // replayed: the tombstone is newer
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "version"), std::nullopt);
+  ev.Clear();
+  ev.Add(ContactBody("Create", kId1), 9);  // restored in the CRM later: newer than the delete
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "version"), "9");
+}
+
+TEST_P(SqlAdapterTest, TypedColumnsFollowTheMappingAndKeepValuesAPartialUpdateLacks) {
+  AdapterConfig c = backend_->Config(prefix_);
+  SqlTable t;
+  t.entity = "contact";
+  t.table = table_;
+  t.columns = {{"firstname", "first_name", "text"},
+               {"modifiedby", "modified_by", "uuid"},
+               {"modifiedon", "modified_on", "timestamptz"},
+               {"modifiedon", "modified_day", "date"},
+               {"modifiedby", "modified_by_json", "jsonb"}};
+  c.sql.tables.push_back(t);
+  StartAdapter(c);
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "first_name"), "James");
+  EXPECT_EQ(Column(kId1, "modified_by"), "75c2dd85-e89e-e711-8122-000d3aa2331c");
+  EXPECT_EQ(Column(kId1, "modified_day"), "2017-09-26");
+  const auto json = Column(kId1, "modified_by_json");
+  ASSERT_TRUE(json.has_value());
+  EXPECT_NE(json->find("75c2dd85-e89e-e711-8122-000d3aa2331c"), std::string::npos) << *json;
+  EXPECT_NE(json->find("systemuser"), std::string::npos) << *json;
+  EXPECT_EQ(Column(kId1, GetParam() == "postgres" ? "extract(epoch from modified_on)::bigint"
+                                                  : "strftime('%s', modified_on)"),
+            "1506384247");
+  ev.Clear();
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);
+  DeliverAll(ev);
+  EXPECT_EQ(Column(kId1, "first_name"), "Jim");
+  EXPECT_EQ(Column(kId1, "modified_by"), "75c2dd85-e89e-e711-8122-000d3aa2331c");
+  EXPECT_EQ(Column(kId1, "modified_day"), "2017-09-26");
+}
+
+TEST_P(SqlAdapterTest, EventsWithoutAnEntityTargetAreCompletedWithoutWriting) {
+  StartAdapter();
+  Events ev;
+  ev.Add(Fixture("customaction-context-devkit-isodates.json"), 1);
+  ev.Add(ContactBody("Create", kId1), 2);
+  DeliverAll(ev);
+  EXPECT_EQ(Count(), "1");
+}
+
+TEST_P(SqlAdapterTest, AMissingTableWithCreateTablesOffIsAPermanentErrorWithTheServersMessage) {
+  AdapterConfig c = backend_->Config(prefix_);
+  c.sql.create_tables = false;
+  StartAdapter(c);
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(ContactBody("Create", kId2), 2);
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 2u);
+  for (const DeliveryResult& r : results) {
+    EXPECT_EQ(r.outcome, DeliveryOutcome::kPermanent);
+    EXPECT_NE(r.error.find(table_), std::string::npos) << r.error;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Databases, SqlAdapterTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+// PostgreSQL only: type errors come from the server (SQLite stores what it is given).
+class PostgresAdapterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;
+    ASSERT_TRUE(PostgresBackend::server()->ok()) << PostgresBackend::server()->error();
+  }
+  PostgresBackend backend_;
+};
+
+TEST_F(PostgresAdapterTest, ABadValueInABatchSendsOnlyItsEventToTheDlq) {
+  AdapterConfig c = backend_.Config("bad_");
+  SqlTable t;
+  t.entity = "contact";
+  t.table = "bad_contact";
+  t.columns = {{"firstname", "first_name", "integer"}};  // "James" is no integer
+  c.sql.tables.push_back(t);
+  PostgresAdapter adapter(c, nullptr);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  Events ev;
+  ev.Add(ContactBody("Create", kId1, R"({"key":"firstname","value":"42"})"), 1);
+  ev.Add(ContactBody("Create", kId2), 2);
+  Done done;
+  const std::vector<Delivery> batch = ev.Batch();
+  adapter.Deliver(batch, &done);
+  const auto results = done.Wait();
+  adapter.Stop();
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kDelivered) << results[0].error;
+  EXPECT_EQ(results[1].outcome, DeliveryOutcome::kPermanent);
+  EXPECT_NE(results[1].error.find("22P02"), std::string::npos) << results[1].error;
+  EXPECT_NE(results[1].error.find("James"), std::string::npos) << results[1].error;
+  EXPECT_EQ(backend_.Value("SELECT first_name FROM bad_contact WHERE id = '" + kId1 + "'"), "42");
+  EXPECT_EQ(backend_.Value("SELECT count(*) FROM bad_contact"), "1");
+}
+
+TEST_F(PostgresAdapterTest, ADatabaseThatIsDownIsRetryableAndReachedOnceItIsUp) {
+  AdapterConfig c = backend_.Config("down_");
+  c.sql.port = 1;  // nothing listens on port 1
+  c.sql.connect_timeout_ms = 1000;
+  PostgresAdapter adapter(c, nullptr);
+  ASSERT_TRUE(adapter.Start(1).ok()) << "a database that is down must not stop the router";
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  Done done;
+  const std::vector<Delivery> batch = ev.Batch();
+  adapter.Deliver(batch, &done);
+  const auto results = done.Wait();
+  adapter.Stop();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kRetryable);
+  EXPECT_NE(results[0].error.find("connect"), std::string::npos) << results[0].error;
+}
+
+TEST(SqlErrorClasses, SqlStatesAndSqliteCodesMapToRetryableOrPermanent) {
+  for (const char* s : {"08006", "08001", "40001", "40P01", "57P01", "57014", "53100", ""}) {
+    EXPECT_TRUE(SqlErrorRetryable(ClassifySqlState(s))) << s;
+  }
+  for (const char* s : {"23505", "23502", "22P02", "42601", "42P01", "42703", "XX000"}) {
+    EXPECT_FALSE(SqlErrorRetryable(ClassifySqlState(s))) << s;
+  }
+  EXPECT_EQ(ClassifySqlState("40P01"), SqlErrorClass::kDeadlock);
+  EXPECT_EQ(ClassifySqlState("57P01"), SqlErrorClass::kShutdown);
+  for (int code : {SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN}) {
+    EXPECT_TRUE(SqlErrorRetryable(ClassifySqliteCode(code))) << code;
+  }
+  for (int code : {SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_ERROR}) {
+    EXPECT_FALSE(SqlErrorRetryable(ClassifySqliteCode(code))) << code;
+  }
+}
+
+TEST(MergeJsonObjects, OverlaysMembersKeepsOrderAndRefusesNonObjects) {
+  std::string out;
+  ASSERT_TRUE(MergeJsonObjects(R"({"a":1,"b":{"id":"x"},"c":"s"})",
+                               R"({"b":null,"d":[1,2],"a":true})", &out)
+                  .ok());
+  EXPECT_EQ(out, R"({"a":true,"b":null,"c":"s","d":[1,2]})");
+  EXPECT_FALSE(MergeJsonObjects("[1]", "{}", &out).ok());
+  EXPECT_FALSE(MergeJsonObjects("{}", "{\"a\":", &out).ok());
+}
+
+TEST(PostgresSql, UpsertGuardsByVersionAndMergesAttributes) {
+  const std::string sql = PostgresAdapter::UpsertSql("crm_contact", nullptr, 2, false);
+  EXPECT_NE(sql.find("($1,$2,$3,$4),($5,$6,$7,$8)"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("t.attributes || EXCLUDED.attributes"), std::string::npos) << sql;
+  EXPECT_NE(sql.find("WHERE t.version < EXCLUDED.version"), std::string::npos) << sql;
+  EXPECT_EQ(sql.find("dvrouter_tombstones"), std::string::npos);
+  EXPECT_NE(PostgresAdapter::UpsertSql("crm_contact", nullptr, 1, true).find("dvrouter_tombstones"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace dvrouter

@@ -1,0 +1,210 @@
+// Tests of the SQL adapters' configuration (adapters.<name> with type postgres or sqlite): the
+// defaults, a full example, secrets, and every malformed form of the mapping.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "router/config/config.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string Adapter(std::string_view body) {
+  return "ingress:\n  auth:\n    mode: none\nadapters:\n  db:\n" + std::string(body);
+}
+
+Config ParseOk(std::string_view yaml, const std::string& base_dir = ".") {
+  Result<Config> c = ParseConfig(yaml, base_dir);
+  EXPECT_TRUE(c.ok()) << c.status().ToString() << "\n" << yaml;
+  return c.ok() ? *c : Config{};
+}
+
+std::string ExpectKeyError(std::string_view yaml, const std::string& key_path) {
+  Result<Config> c = ParseConfig(yaml);
+  EXPECT_FALSE(c.ok()) << "accepted:\n" << yaml;
+  if (c.ok()) return "";
+  EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << yaml;
+  const std::string msg(c.status().message());
+  EXPECT_THAT(msg, StartsWith(key_path + ": ")) << yaml;
+  return msg;
+}
+
+TEST(SqlConfig, PostgresDefaults) {
+  Config c = ParseOk(Adapter("    type: postgres\n"));
+  ASSERT_EQ(c.adapters.size(), 1u);
+  const SqlConfig& s = c.adapters[0].sql;
+  EXPECT_EQ(s.host, "127.0.0.1");
+  EXPECT_EQ(s.port, 5432);
+  EXPECT_EQ(s.dbname, "dvrouter");
+  EXPECT_EQ(s.user, "dvrouter");
+  EXPECT_EQ(s.password, "");
+  EXPECT_EQ(s.sslmode, "prefer");
+  EXPECT_EQ(s.pool_size, 4u);
+  EXPECT_EQ(s.statement_timeout_ms, 30'000u);
+  EXPECT_EQ(s.application_name, "dvrouter");
+  EXPECT_EQ(s.table_prefix, "crm_");
+  EXPECT_TRUE(s.create_tables);
+  EXPECT_FALSE(s.hard_delete);
+  EXPECT_TRUE(s.tables.empty());
+}
+
+TEST(SqlConfig, SqliteDefaultsFollowTheDataDir) {
+  Config c = ParseOk(Adapter("    type: sqlite\n") + "journal:\n  data_dir: /srv/dv\n");
+  ASSERT_EQ(c.adapters.size(), 1u);
+  EXPECT_EQ(c.adapters[0].sql.path, "/srv/dv/sqlite/dvrouter.db");
+  SetDataDir(&c, "/elsewhere");
+  EXPECT_EQ(c.adapters[0].sql.path, "/elsewhere/sqlite/dvrouter.db");
+  Config fixed = ParseOk(Adapter("    type: sqlite\n    path: /var/lib/x.db\n"));
+  SetDataDir(&fixed, "/elsewhere");
+  EXPECT_EQ(fixed.adapters[0].sql.path, "/var/lib/x.db");
+}
+
+TEST(SqlConfig, FullPostgresExampleWithPasswordFromTheEnvironmentAndAMapping) {
+  ::setenv("DVROUTER_TEST_PGPASSWORD", "s3cret", 1);
+  testing::TempDir tmp;
+  testing::WriteFileOrDie(tmp.path() + "/ca.pem", "-----BEGIN CERTIFICATE-----\n");
+  Config c = ParseOk(Adapter("    type: postgres\n"
+                             "    host: db.internal\n"
+                             "    port: 6432\n"
+                             "    dbname: erp_mirror\n"
+                             "    user: router\n"
+                             "    password: ${DVROUTER_TEST_PGPASSWORD}\n"
+                             "    sslmode: verify-full\n"
+                             "    sslrootcert: ca.pem\n"
+                             "    application_name: dvrouter-prod\n"
+                             "    connect_timeout: 3s\n"
+                             "    statement_timeout: 10s\n"
+                             "    pool_size: 8\n"
+                             "    table_prefix: dv_\n"
+                             "    create_tables: false\n"
+                             "    delete: hard\n"
+                             "    tables:\n"
+                             "      account:\n"
+                             "        table: accounts\n"
+                             "        columns:\n"
+                             "          - {attribute: name, type: text}\n"
+                             "          - {attribute: revenue, column: revenue_amount, type: "
+                             "numeric}\n"
+                             "          - {attribute: PrimaryContactId, column: contact_id, "
+                             "type: UUID}\n"
+                             "      contact: {}\n"),
+                     tmp.path());
+  ASSERT_EQ(c.adapters.size(), 1u);
+  const SqlConfig& s = c.adapters[0].sql;
+  EXPECT_EQ(s.host, "db.internal");
+  EXPECT_EQ(s.port, 6432);
+  EXPECT_EQ(s.password, "s3cret");
+  EXPECT_EQ(s.sslrootcert, tmp.path() + "/ca.pem");
+  EXPECT_EQ(s.connect_timeout_ms, 3000u);
+  EXPECT_EQ(s.statement_timeout_ms, 10'000u);
+  EXPECT_EQ(s.pool_size, 8u);
+  EXPECT_FALSE(s.create_tables);
+  EXPECT_TRUE(s.hard_delete);
+  ASSERT_EQ(s.tables.size(), 2u);
+  const SqlTable* account = s.FindTable("account");
+  ASSERT_NE(account, nullptr);
+  EXPECT_EQ(account->table, "accounts");
+  ASSERT_EQ(account->columns.size(), 3u);
+  EXPECT_EQ(account->columns[0].column, "name");
+  EXPECT_EQ(account->columns[1].column, "revenue_amount");
+  EXPECT_EQ(account->columns[2].attribute, "primarycontactid");
+  EXPECT_EQ(account->columns[2].type, "uuid");
+  ASSERT_NE(s.FindTable("contact"), nullptr);
+  EXPECT_EQ(s.FindTable("contact")->table, "dv_contact");
+  // The password never appears in check-config's output.
+  const std::string described = DescribeConfig(c);
+  EXPECT_THAT(described, HasSubstr("password ***"));
+  EXPECT_EQ(described.find("s3cret"), std::string::npos);
+  EXPECT_THAT(described, HasSubstr("revenue->revenue_amount:numeric"));
+  ::unsetenv("DVROUTER_TEST_PGPASSWORD");
+}
+
+TEST(SqlConfig, ConnectionSettingsErrors) {
+  ExpectKeyError(Adapter("    type: postgres\n    port: 70000\n"), "adapters.db.port");
+  ExpectKeyError(Adapter("    type: postgres\n    host: ''\n"), "adapters.db.host");
+  ExpectKeyError(Adapter("    type: postgres\n    sslmode: maybe\n"), "adapters.db.sslmode");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: postgres\n    sslmode: verify-full\n"),
+                             "adapters.db.sslrootcert"),
+              HasSubstr("CA certificate"));
+  ExpectKeyError(Adapter("    type: postgres\n    sslrootcert: /nonexistent/ca.pem\n"),
+                 "adapters.db.sslrootcert");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: postgres\n    password: hunter2\n"),
+                             "adapters.db.password"),
+              HasSubstr("environment reference"));
+  ::unsetenv("DVROUTER_TEST_UNSET_PW");
+  EXPECT_THAT(
+      ExpectKeyError(Adapter("    type: postgres\n    password: ${DVROUTER_TEST_UNSET_PW}\n"),
+                     "adapters.db.password"),
+      HasSubstr("is not set"));
+  ExpectKeyError(Adapter("    type: postgres\n    password_file: /nonexistent/pw\n"),
+                 "adapters.db.password_file");
+  ExpectKeyError(Adapter("    type: postgres\n    pool_size: 0\n"), "adapters.db.pool_size");
+  ExpectKeyError(Adapter("    type: postgres\n    statement_timeout: soon\n"),
+                 "adapters.db.statement_timeout");
+  // Keys of the other SQL type are unknown here.
+  ExpectKeyError(Adapter("    type: postgres\n    path: /x.db\n"), "adapters.db.path");
+  ExpectKeyError(Adapter("    type: sqlite\n    host: db\n"), "adapters.db.host");
+  ExpectKeyError(Adapter("    type: sqlite\n    path: ''\n"), "adapters.db.path");
+}
+
+TEST(SqlConfig, MappingErrorsNameTheKeyAndTheProblem) {
+  EXPECT_THAT(
+      ExpectKeyError(Adapter("    type: sqlite\n    delete: sometimes\n"), "adapters.db.delete"),
+      HasSubstr("soft or hard"));
+  ExpectKeyError(Adapter("    type: sqlite\n    table_prefix: 9x\n"), "adapters.db.table_prefix");
+  ExpectKeyError(Adapter("    type: sqlite\n    table_prefix: a-b\n"), "adapters.db.table_prefix");
+  ExpectKeyError(Adapter("    type: sqlite\n    tables: [account]\n"), "adapters.db.tables");
+  ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      Account: {}\n"),
+                 "adapters.db.tables.Account");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        table: \"accounts; drop table x\"\n"),
+                             "adapters.db.tables.account.table"),
+              HasSubstr("not a SQL identifier"));
+  ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n        columns: name\n"),
+                 "adapters.db.tables.account.columns");
+  ExpectKeyError(
+      Adapter("    type: sqlite\n    tables:\n      account:\n        columns: [name]\n"),
+      "adapters.db.tables.account.columns[0]");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        columns:\n          - {type: text}\n"),
+                             "adapters.db.tables.account.columns[0].attribute"),
+              HasSubstr("missing"));
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        columns:\n          - {attribute: name, type: "
+                                     "varchar}\n"),
+                             "adapters.db.tables.account.columns[0].type"),
+              HasSubstr("got 'varchar'"));
+  ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                         "        columns:\n          - {attribute: name}\n"),
+                 "adapters.db.tables.account.columns[0].type");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        columns:\n          - {attribute: accountid, "
+                                     "column: id, type: uuid}\n"),
+                             "adapters.db.tables.account.columns[0].column"),
+              HasSubstr("columns dvrouter manages"));
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        columns:\n"
+                                     "          - {attribute: name, type: text}\n"
+                                     "          - {attribute: name, type: text}\n"),
+                             "adapters.db.tables.account.columns[1].column"),
+              HasSubstr("appears twice"));
+  ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                         "        columns:\n          - {attribute: name, type: text, size: 5}\n"),
+                 "adapters.db.tables.account.columns[0].size");
+  ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n        tabel: a\n"),
+                 "adapters.db.tables.account.tabel");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      account:\n"
+                                     "        table: same\n      contact:\n        table: same\n"),
+                             "adapters.db.tables.contact.table"),
+              HasSubstr("mapped twice"));
+}
+
+}  // namespace
+}  // namespace dvrouter

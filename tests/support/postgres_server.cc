@@ -1,0 +1,344 @@
+#include "tests/support/postgres_server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace dvrouter::testing {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string FindBin() {
+  std::string best;
+  int best_version = -1;
+  DIR* d = ::opendir("/usr/lib/postgresql");
+  if (d == nullptr) return "";
+  while (dirent* e = ::readdir(d)) {
+    const int version = std::atoi(e->d_name);
+    if (version <= 0) continue;
+    const std::string bin = std::string("/usr/lib/postgresql/") + e->d_name + "/bin";
+    if (::access((bin + "/initdb").c_str(), X_OK) != 0 ||
+        ::access((bin + "/postgres").c_str(), X_OK) != 0) {
+      continue;
+    }
+    // 15 (the version the project targets) first, else the newest.
+    const int rank = version == 15 ? 1000 : version;
+    if (rank > best_version) {
+      best_version = rank;
+      best = bin;
+    }
+  }
+  ::closedir(d);
+  return best;
+}
+
+uint16_t FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+std::string Tail(const std::string& path, size_t max = 2000) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > max ? s.substr(s.size() - max) : s;
+}
+
+// Children of `parent`, from /proc/<pid>/stat (field 4 is the parent pid).
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    const pid_t pid = std::atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) == 2 && ppid == parent) {
+      out.push_back(pid);
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Gone or a zombie (whoever reaps orphans may be slow, but a zombie holds nothing).
+bool Gone(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return true;
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+// waitpid with a deadline; the exit status, or -1 on timeout.
+int WaitExit(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0) return 0;  // not our child any more
+    if (Clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace
+
+bool PostgresServer::Available(std::string* why) {
+  if (!FindBin().empty()) return true;
+  *why = "no PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql-15)";
+  return false;
+}
+
+PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
+  bin_ = FindBin();
+  if (bin_.empty()) {
+    Fail("PostgreSQL server binaries not found");
+    return;
+  }
+  std::string tmpl = "/tmp/dvrouter-pg-XXXXXX";
+  if (::mkdtemp(tmpl.data()) == nullptr) {
+    Fail("mkdtemp failed");
+    return;
+  }
+  root_ = tmpl;
+  if (::geteuid() == 0) {
+    passwd* pw = ::getpwnam("postgres");
+    if (pw == nullptr) pw = ::getpwnam("nobody");
+    if (pw == nullptr) {
+      Fail("running as root and neither a postgres nor a nobody user exists");
+      return;
+    }
+    drop_ = true;
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    if (::chown(root_.c_str(), uid_, gid_) != 0) {
+      Fail("chown " + root_ + ": " + std::strerror(errno));
+      return;
+    }
+  }
+  ::mkdir((root_ + "/sock").c_str(), 0700);
+  if (drop_ && ::chown((root_ + "/sock").c_str(), uid_, gid_) != 0) {
+    Fail("chown sock: " + std::string(std::strerror(errno)));
+    return;
+  }
+  if (!RunAsServerUser({bin_ + "/initdb", "-D", root_ + "/data", "-U", "dvrouter", "--auth=trust",
+                        "-E", "UTF8", "--no-locale", "--no-sync"},
+                       root_ + "/initdb.log")) {
+    return;
+  }
+  port_ = FreePort();
+  if (port_ == 0) {
+    Fail("no free port");
+    return;
+  }
+  if (!Start()) return;
+  QueryResult created = [&] {
+    QueryResult r;
+    PGconn* pg = PQconnectdb(
+        ("host=127.0.0.1 port=" + std::to_string(port_) + " user=dvrouter dbname=postgres")
+            .c_str());
+    PGresult* res = PQexec(pg, "CREATE DATABASE dvrouter");
+    r.ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    r.error = PQerrorMessage(pg);
+    PQclear(res);
+    PQfinish(pg);
+    return r;
+  }();
+  if (!created.ok) {
+    Fail("CREATE DATABASE: " + created.error);
+    return;
+  }
+  ok_ = true;
+}
+
+PostgresServer::~PostgresServer() {
+  Stop();
+  if (!root_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(root_, ec);
+  }
+}
+
+bool PostgresServer::Fail(const std::string& what) {
+  ok_ = false;
+  error_ = what;
+  return false;
+}
+
+std::string PostgresServer::ConnInfo() const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=dvrouter dbname=dvrouter";
+}
+
+pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::string& log) {
+  // Everything the child needs is prepared before fork (the parent may have threads).
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) return -1;
+  if (drop_ && ::fchown(log_fd, uid_, gid_) != 0) {
+    ::close(log_fd);
+    return -1;
+  }
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const bool drop = drop_;
+  const uid_t uid = uid_;
+  const gid_t gid = gid_;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(null_fd, 0);
+    ::dup2(log_fd, 1);
+    ::dup2(log_fd, 2);
+    if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
+      ::_exit(126);
+    }
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(log_fd);
+  ::close(null_fd);
+  return pid;
+}
+
+bool PostgresServer::RunAsServerUser(const std::vector<std::string>& argv, const std::string& log) {
+  const pid_t pid = Spawn(argv, log);
+  if (pid < 0) return Fail("cannot start " + argv[0]);
+  const int status = WaitExit(pid, std::chrono::seconds(120));
+  if (status == -1) {
+    ::kill(pid, SIGKILL);
+    WaitExit(pid, std::chrono::seconds(10));
+    return Fail(argv[0] + " timed out: " + Tail(log));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return Fail(argv[0] + " failed (status " + std::to_string(status) + "): " + Tail(log));
+  }
+  return true;
+}
+
+bool PostgresServer::Start() {
+  if (pid_ > 0) return true;
+  std::vector<std::string> argv = {bin_ + "/postgres",           "-D", root_ + "/data",        "-p",
+                                   std::to_string(port_),        "-k", root_ + "/sock",        "-c",
+                                   "listen_addresses=127.0.0.1", "-c", "max_connections=60",   "-c",
+                                   "shared_buffers=64MB",        "-c", "logging_collector=off"};
+  if (!fsync_) {
+    argv.insert(argv.end(), {"-c", "fsync=off", "-c", "full_page_writes=off"});
+  }
+  const std::string log = root_ + "/server.log";
+  pid_ = Spawn(argv, log);
+  if (pid_ < 0) return Fail("cannot start postgres");
+  const std::string ping =
+      "host=127.0.0.1 port=" + std::to_string(port_) + " user=dvrouter dbname=postgres";
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    if (PQping(ping.c_str()) == PQPING_OK) {
+      ok_ = true;
+      return true;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return Fail("postgres exited at start: " + Tail(log));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Kill();
+  return Fail("postgres did not accept connections within 60 s: " + Tail(log));
+}
+
+void PostgresServer::Kill() {
+  if (pid_ <= 0) return;
+  const std::vector<pid_t> backends = ChildrenOf(pid_);
+  ::kill(pid_, SIGKILL);
+  for (pid_t b : backends) ::kill(b, SIGKILL);
+  WaitExit(pid_, std::chrono::seconds(30));
+  pid_ = -1;
+  // The next postmaster refuses to start while an old backend still holds shared memory.
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (pid_t b : backends) {
+    while (!Gone(b) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+}
+
+void PostgresServer::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGINT);  // fast shutdown
+  if (WaitExit(pid_, std::chrono::seconds(30)) == -1) {
+    Kill();
+    return;
+  }
+  pid_ = -1;
+}
+
+PostgresServer::QueryResult PostgresServer::Query(const std::string& sql) const {
+  QueryResult r;
+  PGconn* pg = PQconnectdb(ConnInfo().c_str());
+  if (PQstatus(pg) != CONNECTION_OK) {
+    r.error = PQerrorMessage(pg);
+    PQfinish(pg);
+    return r;
+  }
+  PGresult* res = PQexec(pg, sql.c_str());
+  const ExecStatusType st = PQresultStatus(res);
+  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+    r.ok = true;
+    for (int i = 0; i < PQntuples(res); ++i) {
+      std::vector<std::optional<std::string>> row;
+      for (int j = 0; j < PQnfields(res); ++j) {
+        if (PQgetisnull(res, i, j)) {
+          row.emplace_back(std::nullopt);
+        } else {
+          row.emplace_back(PQgetvalue(res, i, j));
+        }
+      }
+      r.rows.push_back(std::move(row));
+    }
+  } else {
+    r.error = PQresultErrorMessage(res);
+  }
+  PQclear(res);
+  PQfinish(pg);
+  return r;
+}
+
+}  // namespace dvrouter::testing
