@@ -33,12 +33,10 @@ std::string Load(const std::string& name) {
   return ss.str();
 }
 
+// Stopped and removed at exit.
 testing::PostgresServer* Server() {
-  static testing::PostgresServer* server = [] {
-    auto* s = new testing::PostgresServer(/*fsync=*/true);
-    return s;
-  }();
-  return server;
+  static testing::PostgresServer server(/*fsync=*/true);
+  return &server;
 }
 
 // Pre-built events: bodies with distinct row ids, decoded once.
@@ -169,7 +167,8 @@ void BM_PostgresRoundTrip(benchmark::State& state) {
 }
 
 void BM_Sqlite(benchmark::State& state) {
-  static testing::TempDir* dir = new testing::TempDir();
+  static testing::TempDir tmp;  // removed at exit
+  testing::TempDir* dir = &tmp;
   AdapterConfig c;
   c.name = "bench";
   c.type = "sqlite";

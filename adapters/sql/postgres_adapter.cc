@@ -280,7 +280,12 @@ PGconn* Connect(const SqlConfig& c, std::string* error) {
   keys.push_back(nullptr);
   values.push_back(nullptr);
   PGconn* pg = PQconnectdbParams(keys.data(), values.data(), 0);
-  if (pg != nullptr && PQstatus(pg) == CONNECTION_OK) return pg;
+  if (pg != nullptr && PQstatus(pg) == CONNECTION_OK) {
+    // Notices ("relation already exists, skipping") are not errors: keep them off stderr.
+    PQsetNoticeProcessor(
+        pg, [](void*, const char*) {}, nullptr);
+    return pg;
+  }
   *error = pg != nullptr ? PQerrorMessage(pg) : "out of memory";
   while (!error->empty() && (error->back() == '\n' || error->back() == ' ')) error->pop_back();
   if (pg != nullptr) PQfinish(pg);

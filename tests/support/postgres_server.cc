@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -222,6 +223,7 @@ pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::str
   const bool drop = drop_;
   const uid_t uid = uid_;
   const gid_t gid = gid_;
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(null_fd, 0);
@@ -230,6 +232,10 @@ pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::str
     if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
       ::_exit(126);
     }
+    // If the test process dies without stopping the server (a crash, an abort), the postmaster
+    // gets SIGQUIT: immediate shutdown, its backends included. Set after setuid, which clears
+    // it; a parent that is already gone is caught by the getppid check.
+    if (::prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || ::getppid() != parent) ::_exit(125);
     ::execv(args[0], args.data());
     ::_exit(127);
   }

@@ -3,9 +3,12 @@
 // updates, Create -> Update -> Delete order, idempotent replay, stale events, hard delete with
 // tombstones, typed columns, skipped events and error classes.
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <prometheus/registry.h>
 #include <sqlite3.h>
 
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -188,9 +191,11 @@ class SqliteBackend final : public Backend {
 
 class PostgresBackend final : public Backend {
  public:
+  // One server for the whole test program, stopped at exit (and by PR_SET_PDEATHSIG if the
+  // program dies).
   static testing::PostgresServer* server() {
-    static testing::PostgresServer* s = new testing::PostgresServer();  // until exit
-    return s;
+    static testing::PostgresServer s;
+    return &s;
   }
   AdapterConfig Config(const std::string& prefix) override {
     AdapterConfig c;
@@ -506,6 +511,69 @@ TEST_F(PostgresAdapterTest, ADatabaseThatIsDownIsRetryableAndReachedOnceItIsUp) 
   ASSERT_EQ(results.size(), 1u);
   EXPECT_EQ(results[0].outcome, DeliveryOutcome::kRetryable);
   EXPECT_NE(results[0].error.find("connect"), std::string::npos) << results[0].error;
+}
+
+// The value of the series `name` with (at least) `labels`; -1 if absent.
+double Series(prometheus::Registry& registry, const std::string& name,
+              const std::map<std::string, std::string>& labels) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const auto& m : family.metric) {
+      bool match = true;
+      for (const auto& [k, v] : labels) {
+        bool found = false;
+        for (const auto& l : m.label) found = found || (l.name == k && l.value == v);
+        match = match && found;
+      }
+      if (match) {
+        return family.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+      }
+    }
+  }
+  return -1;
+}
+
+TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetricsShowIt) {
+  prometheus::Registry registry;
+  AdapterConfig c = backend_.Config("lock_");
+  c.sql.statement_timeout_ms = 200;
+  c.sql.pool_size = 1;
+  PostgresAdapter adapter(c, &registry);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  auto deliver = [&](const Events& ev) {
+    Done done;
+    const std::vector<Delivery> batch = ev.Batch();
+    adapter.Deliver(batch, &done);
+    return done.Wait();
+  };
+  Events create;
+  create.Add(ContactBody("Create", kId1), 1);
+  ASSERT_EQ(deliver(create)[0].outcome, DeliveryOutcome::kDelivered);
+  EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "idle"}}), 1);
+  EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "down"}}), 0);
+
+  // Another session holds the table: the adapter's statement times out.
+  PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PGresult* res = PQexec(locker, "BEGIN; LOCK TABLE lock_contact IN ACCESS EXCLUSIVE MODE");
+  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK) << PQerrorMessage(locker);
+  PQclear(res);
+  Events update;
+  update.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);
+  const auto timed_out = deliver(update);
+  EXPECT_EQ(timed_out[0].outcome, DeliveryOutcome::kRetryable);
+  EXPECT_NE(timed_out[0].error.find("57014"), std::string::npos) << timed_out[0].error;
+  res = PQexec(locker, "COMMIT");
+  PQclear(res);
+  PQfinish(locker);
+
+  // The connection is still good: the retry goes through.
+  EXPECT_EQ(deliver(update)[0].outcome, DeliveryOutcome::kDelivered);
+  adapter.Stop();
+  EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM lock_contact"), "Jim");
+  EXPECT_EQ(Series(registry, "dvrouter_sql_errors_total", {{"class", "timeout"}}), 1);
+  EXPECT_EQ(Series(registry, "dvrouter_sql_rows_total", {{"result", "written"}}), 2);
+  EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "busy"}}), 0);
 }
 
 TEST(SqlErrorClasses, SqlStatesAndSqliteCodesMapToRetryableOrPermanent) {
