@@ -113,7 +113,8 @@ Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* 
   const EventHeader& h = *d.header;
   ChangeSet changes;
   // The body view is not padded: the extractor copies it into its own buffer.
-  Status st = ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  Status st =
+      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
   if (!st.ok()) return st;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   const std::string op_time = FormatIsoUtc(op_ms);
