@@ -1,5 +1,6 @@
 #include "adapters/registry.h"
 
+#include "adapters/clickhouse/clickhouse_adapter.h"
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/sql/postgres_adapter.h"
 #include "adapters/sql/sqlite_adapter.h"
@@ -20,10 +21,15 @@ Result<std::unique_ptr<Adapter>> MakeSqlite(const AdapterConfig& c, const Adapte
   return std::unique_ptr<Adapter>(new SqliteAdapter(c, ctx.registry));
 }
 
+Result<std::unique_ptr<Adapter>> MakeClickHouse(const AdapterConfig& c, const AdapterContext& ctx) {
+  return std::unique_ptr<Adapter>(new ClickHouseAdapter(c, ctx.registry));
+}
+
 constexpr AdapterType kTypes[] = {
     {"lake", &MakeLake},
     {"postgres", &MakePostgres},
     {"sqlite", &MakeSqlite},
+    {"clickhouse", &MakeClickHouse},
 };
 
 }  // namespace

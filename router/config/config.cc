@@ -470,6 +470,103 @@ Status ParseSql(Section& a, const std::string& type, const std::string& data_dir
   return ParseSqlTables(a, out);
 }
 
+Status ParseClickHouse(Section& a, const std::string& base_dir, ClickHouseConfig* out) {
+  DV_TRY(a.String("url", &out->url));
+  const bool http = out->url.starts_with("http://"), https = out->url.starts_with("https://");
+  const std::string rest = out->url.substr(http ? 7 : https ? 8 : 0);
+  if ((!http && !https) || rest.empty() || rest.find_first_of("/?#@") != std::string::npos) {
+    return KeyError(a.Path("url"),
+                    "must be http://host:port or https://host:port (no path, query or "
+                    "credentials), got '" +
+                        out->url + "'");
+  }
+  DV_TRY(a.String("database", &out->database));
+  if (!ValidSqlIdentifier(out->database)) {
+    return KeyError(
+        a.Path("database"),
+        "'" + out->database + "' is not an identifier dvrouter accepts (a-z, 0-9, '_')");
+  }
+  DV_TRY(a.String("table", &out->table));
+  if (!ValidSqlIdentifier(out->table)) {
+    return KeyError(a.Path("table"),
+                    "'" + out->table + "' is not an identifier dvrouter accepts (a-z, 0-9, '_')");
+  }
+  DV_TRY(a.String("user", &out->user));
+  if (out->user.empty()) return KeyError(a.Path("user"), "must not be empty");
+  std::string ref, file;
+  DV_TRY(a.String("password", &ref));
+  DV_TRY(a.String("password_file", &file));
+  if (!ref.empty() || !file.empty()) {
+    DV_TRY(ResolveSecret(a, ref, file, base_dir, &out->password, "password"));
+  }
+  DV_TRY(a.String("ca_file", &out->ca_file));
+  if (!out->ca_file.empty()) {
+    if (!out->ca_file.starts_with("/")) out->ca_file = base_dir + "/" + out->ca_file;
+    std::ifstream probe(out->ca_file);
+    if (!probe) return KeyError(a.Path("ca_file"), "cannot read " + out->ca_file);
+  }
+  DV_TRY(a.Bool("create_table", &out->create_table));
+  std::string compression = "gzip";
+  DV_TRY(a.String("compression", &compression));
+  if (compression != "gzip" && compression != "none") {
+    return KeyError(a.Path("compression"), "must be gzip or none, got '" + compression + "'");
+  }
+  out->gzip = compression == "gzip";
+  DV_TRY(a.Bytes("max_insert_bytes", 64 << 10, 1ull << 30, &out->max_insert_bytes));
+  DV_TRY(a.Count("connections", 1, 64, &out->connections));
+  DV_TRY(a.DurationMs("connect_timeout", 100, 600'000, &out->connect_timeout_ms));
+  DV_TRY(a.DurationMs("request_timeout", 100, 3'600'000, &out->request_timeout_ms));
+  YAML::Node cols = a.Raw("columns");
+  if (!cols || cols.IsNull()) return Status::Ok();
+  if (!cols.IsSequence()) {
+    return KeyError(a.Path("columns"), "must be a list of {attribute, column, type} entries");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    Section cs(cols[i], a.Path("columns") + "[" + std::to_string(i) + "]");
+    DV_TRY(cs.Check());
+    if (!cols[i].IsMap()) return KeyError(cs.Name(), "must be a mapping");
+    ClickHouseColumn col;
+    DV_TRY(cs.String("attribute", &col.attribute));
+    col.attribute = Lower(col.attribute);
+    if (col.attribute.empty()) return KeyError(cs.Path("attribute"), "missing");
+    if (!ValidSqlIdentifier(col.attribute)) {
+      return KeyError(cs.Path("attribute"),
+                      "'" + col.attribute + "' is not an attribute logical name");
+    }
+    col.column = col.attribute;
+    DV_TRY(cs.String("column", &col.column));
+    if (!ValidSqlIdentifier(col.column)) {
+      return KeyError(cs.Path("column"),
+                      "'" + col.column + "' is not an identifier dvrouter accepts (a-z, 0-9, '_')");
+    }
+    for (const char* r :
+         {"event_id", "seq", "table_name", "row_id", "message", "stage", "operation_time",
+          "operation_time_ms", "received_time", "received_time_ms", "attributes"}) {
+      if (col.column == r) {
+        return KeyError(cs.Path("column"),
+                        "'" + col.column + "' is one of the columns dvrouter manages");
+      }
+    }
+    if (!names.insert(col.column).second) {
+      return KeyError(cs.Path("column"), "'" + col.column + "' appears twice");
+    }
+    DV_TRY(cs.String("type", &col.type));
+    bool known = false;
+    for (const char* t : {"String", "Int64", "UInt64", "Float64", "UInt8", "DateTime"}) {
+      known = known || col.type == t;
+    }
+    if (!known) {
+      return KeyError(
+          cs.Path("type"),
+          "must be String, Int64, UInt64, Float64, UInt8 or DateTime, got '" + col.type + "'");
+    }
+    DV_TRY(cs.RejectUnknown());
+    out->columns.push_back(std::move(col));
+  }
+  return Status::Ok();
+}
+
 Status ParseAdapter(Section a, const std::string& name, const std::string& data_dir,
                     const std::string& base_dir, AdapterConfig* out) {
   DV_TRY(a.Check());
@@ -478,8 +575,15 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
     return KeyError(a.Name(), "adapter names use a-z, 0-9, '_' and '-' (at most 64)");
   }
   DV_TRY(a.String("type", &out->type));
-  if (out->type.empty())
-    return KeyError(a.Path("type"), "missing: the adapter type (lake, postgres, sqlite)");
+  if (out->type.empty()) {
+    return KeyError(a.Path("type"),
+                    "missing: the adapter type (lake, postgres, sqlite, clickhouse)");
+  }
+  if (out->type == "clickhouse") {
+    // ClickHouse wants few large inserts.
+    out->max_batch_events = 10'000;
+    out->linger_ms = 1000;
+  }
   Section batch = a.Child("batch");
   DV_TRY(batch.Check());
   DV_TRY(batch.Count("max_events", 1, 100'000, &out->max_batch_events));
@@ -512,9 +616,11 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
     DV_TRY(a.DurationMs("roll_interval", 10, 3'600'000, &out->lake.roll_ms));
   } else if (out->type == "postgres" || out->type == "sqlite") {
     DV_TRY(ParseSql(a, out->type, data_dir, base_dir, &out->sql));
+  } else if (out->type == "clickhouse") {
+    DV_TRY(ParseClickHouse(a, base_dir, &out->clickhouse));
   } else {
-    return KeyError(a.Path("type"),
-                    "unknown adapter type '" + out->type + "' (known: lake, postgres, sqlite)");
+    return KeyError(a.Path("type"), "unknown adapter type '" + out->type +
+                                        "' (known: lake, postgres, sqlite, clickhouse)");
   }
   return a.RejectUnknown();
 }
@@ -811,6 +917,17 @@ std::string DescribeConfig(const Config& c) {
         << "ms, application_name " << a.sql.application_name << "\n";
     } else if (a.type == "sqlite") {
       o << k << "path: " << a.sql.path << "\n";
+    }
+    if (a.type == "clickhouse") {
+      const ClickHouseConfig& ch = a.clickhouse;
+      o << k << "url: " << ch.url << " database " << ch.database << " table " << ch.table
+        << " user " << ch.user << " password " << (ch.password.empty() ? "(none)" : "***") << "\n"
+        << k << "create_table: " << (ch.create_table ? "yes" : "no") << ", compression "
+        << (ch.gzip ? "gzip" : "none") << ", max_insert_bytes " << ch.max_insert_bytes
+        << ", connections " << ch.connections << "\n";
+      for (const ClickHouseColumn& col : ch.columns) {
+        o << k << "column " << col.attribute << "->" << col.column << ":" << col.type << "\n";
+      }
     }
     if (a.type == "postgres" || a.type == "sqlite") {
       o << k << "tables: prefix " << a.sql.table_prefix << ", create "

@@ -143,6 +143,30 @@ struct SqlConfig {
   const SqlTable* FindTable(std::string_view entity) const;
 };
 
+// A flattened typed column of the ClickHouse events table (always Nullable: absent -> NULL).
+struct ClickHouseColumn {
+  std::string attribute;  // Target attribute logical name
+  std::string column;     // column name (default: the attribute name)
+  std::string type;       // String, Int64, UInt64, Float64, UInt8 (booleans), DateTime
+};
+
+// The warehouse adapter: ClickHouse over HTTP (adapters/clickhouse/clickhouse_adapter.h).
+struct ClickHouseConfig {
+  std::string url = "http://127.0.0.1:8123";  // http:// or https://, no path
+  std::string database = "default";
+  std::string table = "dvrouter_events";
+  std::string user = "default";
+  std::string password;  // ${ENV} or password_file; never printed
+  std::string ca_file;   // https: CA bundle (default: the system's)
+  bool create_table = true;
+  bool gzip = true;                         // `compression: gzip` (default) or `none`
+  uint64_t max_insert_bytes = 32ull << 20;  // a batch is split into inserts of at most this
+  uint64_t connections = 2;                 // inserts in flight (one thread each)
+  uint64_t connect_timeout_ms = 5000;
+  uint64_t request_timeout_ms = 60'000;
+  std::vector<ClickHouseColumn> columns;
+};
+
 // Settings every adapter has, and the type-specific ones.
 struct AdapterConfig {
   std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
@@ -158,8 +182,9 @@ struct AdapterConfig {
   uint64_t max_retry_after_ms = 15 * 60'000;
   uint64_t breaker_failures = 5;
   uint64_t breaker_open_ms = 30'000;
-  LakeConfig lake;  // type: lake
-  SqlConfig sql;    // type: postgres, sqlite
+  LakeConfig lake;              // type: lake
+  SqlConfig sql;                // type: postgres, sqlite
+  ClickHouseConfig clickhouse;  // type: clickhouse
 };
 
 // Which events go to which adapters. Empty lists match anything; an event may match several

@@ -96,6 +96,22 @@ HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_int
     pos = next + 2;
   }
   if (reply.status == 100) return skip_interim ? ReadReply(timeout) : reply;
+  if (reply.headers["transfer-encoding"] == "chunked") {
+    // <hex size>\r\n<data>\r\n ... 0\r\n\r\n (answers of ClickHouse, for one).
+    for (;;) {
+      size_t eol;
+      while ((eol = buffer_.find("\r\n")) == std::string::npos) {
+        if (!Fill(deadline)) return HttpReply{};
+      }
+      const size_t size = std::stoul(buffer_.substr(0, eol), nullptr, 16);
+      while (buffer_.size() < eol + 2 + size + 2) {
+        if (!Fill(deadline)) return HttpReply{};
+      }
+      reply.body += buffer_.substr(eol + 2, size);
+      buffer_.erase(0, eol + 2 + size + 2);
+      if (size == 0) return reply;
+    }
+  }
   size_t length = 0;
   if (auto it = reply.headers.find("content-length"); it != reply.headers.end()) {
     length = std::stoul(it->second);

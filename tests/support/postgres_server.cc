@@ -4,22 +4,27 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
+#include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "tests/support/test_util.h"
 
 namespace dvrouter::testing {
 
@@ -49,22 +54,6 @@ std::string FindBin() {
   }
   ::closedir(d);
   return best;
-}
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 std::string Tail(const std::string& path, size_t max = 2000) {
@@ -98,7 +87,7 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   return out;
 }
 
-// Gone or a zombie (whoever reaps orphans may be slow, but a zombie holds nothing).
+// Gone or a zombie (a zombie holds no memory, shared or not).
 bool Gone(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
@@ -114,11 +103,31 @@ int WaitExit(pid_t pid, std::chrono::milliseconds timeout) {
     int status = 0;
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) return status;
-    if (r < 0) return 0;  // not our child any more
+    if (r < 0 && errno != EINTR) return 0;  // not our child any more
     if (Clock::now() >= deadline) return -1;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
+
+// Removes the System V shared memory segment named in a stale postmaster.pid (line 7: key and
+// id), if it still has that key and nobody is attached. A server that was killed and never
+// restarted leaves it behind; the next postmaster would remove it, but there is none.
+void RemoveStaleSharedMemory(const std::string& pid_file) {
+  std::ifstream in(pid_file);
+  std::string line;
+  for (int i = 0; i < 7 && std::getline(in, line); ++i) {
+  }
+  unsigned long key = 0, id = 0;  // written as %lu
+  if (!in || std::sscanf(line.c_str(), "%lu %lu", &key, &id) != 2 || id > INT_MAX) return;
+  shmid_ds ds{};
+  if (::shmctl(static_cast<int>(id), IPC_STAT, &ds) == 0 &&
+      static_cast<unsigned long>(ds.shm_perm.__key) == key && ds.shm_nattch == 0) {
+    ::shmctl(static_cast<int>(id), IPC_RMID, nullptr);
+  }
+}
+
+// NOTICEs (DROP ... IF EXISTS and the like) are not the test's output.
+void IgnoreNotice(void*, const char*) {}
 
 }  // namespace
 
@@ -165,7 +174,7 @@ PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
                        root_ + "/initdb.log")) {
     return;
   }
-  port_ = FreePort();
+  port_ = FreeLoopbackPort();
   if (port_ == 0) {
     Fail("no free port");
     return;
@@ -184,7 +193,7 @@ PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
     return r;
   }();
   if (!created.ok) {
-    Fail("CREATE DATABASE: " + created.error);
+    Fail("CREATE DATABASE: " + created.error + "server log: " + Tail(root_ + "/server.log"));
     return;
   }
   ok_ = true;
@@ -193,6 +202,7 @@ PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
 PostgresServer::~PostgresServer() {
   Stop();
   if (!root_.empty()) {
+    RemoveStaleSharedMemory(root_ + "/data/postmaster.pid");
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
   }
@@ -220,6 +230,7 @@ pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::str
     return -1;
   }
   const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const int open_max = static_cast<int>(std::clamp(::sysconf(_SC_OPEN_MAX), 1024L, 65536L));
   const bool drop = drop_;
   const uid_t uid = uid_;
   const gid_t gid = gid_;
@@ -229,6 +240,10 @@ pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::str
     ::dup2(null_fd, 0);
     ::dup2(log_fd, 1);
     ::dup2(log_fd, 2);
+    // Nothing else of the test process (its sockets, files) may live on in the server.
+    if (::close_range(3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < open_max; ++fd) ::close(fd);
+    }
     if (drop && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) {
       ::_exit(126);
     }
@@ -260,7 +275,11 @@ bool PostgresServer::RunAsServerUser(const std::vector<std::string>& argv, const
 }
 
 bool PostgresServer::Start() {
-  if (pid_ > 0) return true;
+  if (pid_ > 0) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;  // still running
+    pid_ = -1;  // exited on its own: start a new one
+  }
   std::vector<std::string> argv = {bin_ + "/postgres",           "-D", root_ + "/data",        "-p",
                                    std::to_string(port_),        "-k", root_ + "/sock",        "-c",
                                    "listen_addresses=127.0.0.1", "-c", "max_connections=60",   "-c",
@@ -292,18 +311,21 @@ bool PostgresServer::Start() {
 
 void PostgresServer::Kill() {
   if (pid_ <= 0) return;
+  // Stopped, the postmaster forks no new backend while its children are listed, and cannot reap
+  // them: their pids stay theirs (zombies at worst) until it dies, so no other process is hit.
+  ::kill(pid_, SIGSTOP);
   const std::vector<pid_t> backends = ChildrenOf(pid_);
-  ::kill(pid_, SIGKILL);
   for (pid_t b : backends) ::kill(b, SIGKILL);
-  WaitExit(pid_, std::chrono::seconds(30));
-  pid_ = -1;
-  // The next postmaster refuses to start while an old backend still holds shared memory.
+  // The next postmaster refuses to start while an old backend still holds the shared memory.
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   for (pid_t b : backends) {
     while (!Gone(b) && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }
+  ::kill(pid_, SIGKILL);
+  WaitExit(pid_, std::chrono::seconds(30));
+  pid_ = -1;
 }
 
 void PostgresServer::Stop() {
@@ -324,6 +346,7 @@ PostgresServer::QueryResult PostgresServer::Query(const std::string& sql) const 
     PQfinish(pg);
     return r;
   }
+  PQsetNoticeProcessor(pg, IgnoreNotice, nullptr);
   PGresult* res = PQexec(pg, sql.c_str());
   const ExecStatusType st = PQresultStatus(res);
   if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
@@ -340,7 +363,7 @@ PostgresServer::QueryResult PostgresServer::Query(const std::string& sql) const 
       r.rows.push_back(std::move(row));
     }
   } else {
-    r.error = PQresultErrorMessage(res);
+    r.error = res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(pg);
   }
   PQclear(res);
   PQfinish(pg);

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@ class PostgresServer {
   // "dvrouter". fsync=false runs with fsync=off (tests: only processes are killed, never the
   // machine); true keeps PostgreSQL's durable default (benchmarks).
   explicit PostgresServer(bool fsync = false);
+  // Stops the server (or removes what a killed one left in shared memory), removes the directory.
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -36,7 +38,8 @@ class PostgresServer {
   // Starts the postmaster on the same directory and port; waits (<= 60 s) until it accepts
   // connections. False with error() set.
   bool Start();
-  // SIGKILL to the postmaster and its backends (a crash), then reaps it.
+  // SIGKILL to the postmaster and its backends (a crash), then reaps it; waits until no old
+  // backend holds the shared memory, so Start() recovers on the same directory.
   void Kill();
   // Fast shutdown (SIGINT), bounded wait, SIGKILL as a last resort. Idempotent.
   void Stop();

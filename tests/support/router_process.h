@@ -3,9 +3,23 @@
 
 #include <string>
 
+#include "tests/support/http_client.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter::testing {
+
+// The sum of every series on the admin listener's /metrics whose text starts with `prefix`
+// (the name and leading labels), 0 if none.
+inline double MetricSum(uint16_t admin_port, const std::string& prefix) {
+  HttpClient admin(admin_port);
+  const std::string text = admin.Get("/metrics").body;
+  double sum = 0;
+  for (size_t at = text.find("\n" + prefix); at != std::string::npos;
+       at = text.find("\n" + prefix, at + 1)) {
+    sum += std::stod(text.substr(text.find(' ', at + 1) + 1));
+  }
+  return sum;
+}
 
 class RouterProcess {
  public:

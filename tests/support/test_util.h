@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
 
 // The value of "key":"value" in a flat JSON answer, or "" (tests read the router's replies).
 std::string JsonStringField(const std::string& json, const std::string& key);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+uint16_t FreeLoopbackPort();
 
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,

@@ -36,19 +36,6 @@ std::string Event(int n) {
   return body.replace(value, 11, "\"value\":" + std::to_string(n));
 }
 
-// The sum of every series whose text starts with `prefix` (name and leading labels).
-double Metric(uint16_t admin_port, const std::string& prefix) {
-  HttpClient admin(admin_port);
-  const std::string text = admin.Get("/metrics").body;
-  double sum = 0;
-  for (size_t at = text.find("\n" + prefix); at != std::string::npos;
-       at = text.find("\n" + prefix, at + 1)) {
-    const size_t space = text.find(' ', at + 1);
-    sum += std::stod(text.substr(space + 1));
-  }
-  return sum;
-}
-
 TEST(PostgresCrashTest, PostmasterKilledDuringDeliveryAndRestartedLosesNothing) {
   std::string why;
   if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;
@@ -137,8 +124,9 @@ TEST(PostgresCrashTest, PostmasterKilledDuringDeliveryAndRestartedLosesNothing) 
   ASSERT_TRUE(mismatched.ok) << mismatched.error;
   EXPECT_EQ(mismatched.rows[0][0], "0");
   // The outage was seen and retried, not missed.
-  EXPECT_GT(Metric(router.admin_port, "dvrouter_sql_errors_total{adapter=\"pg\","), 0);
-  EXPECT_GT(Metric(router.admin_port, "dvrouter_delivery_retries_total{adapter=\"pg\"}"), 0);
+  EXPECT_GT(testing::MetricSum(router.admin_port, "dvrouter_sql_errors_total{adapter=\"pg\","), 0);
+  EXPECT_GT(
+      testing::MetricSum(router.admin_port, "dvrouter_delivery_retries_total{adapter=\"pg\"}"), 0);
 
   router.child().Kill(SIGTERM);
   EXPECT_EQ(router.child().Wait(), 0);

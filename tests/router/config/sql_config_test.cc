@@ -1,5 +1,5 @@
-// Tests of the SQL adapters' configuration (adapters.<name> with type postgres or sqlite): the
-// defaults, a full example, secrets, and every malformed form of the mapping.
+// Tests of the SQL and warehouse adapters' configuration (adapters.<name> with type postgres,
+// sqlite or clickhouse): the defaults, a full example, secrets, and every malformed form.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -204,6 +204,86 @@ TEST(SqlConfig, MappingErrorsNameTheKeyAndTheProblem) {
                                      "        table: same\n      contact:\n        table: same\n"),
                              "adapters.db.tables.contact.table"),
               HasSubstr("mapped twice"));
+}
+
+TEST(ClickHouseConfig, DefaultsWantFewLargeInserts) {
+  Config c = ParseOk(Adapter("    type: clickhouse\n"));
+  ASSERT_EQ(c.adapters.size(), 1u);
+  const AdapterConfig& a = c.adapters[0];
+  EXPECT_EQ(a.max_batch_events, 10'000u);
+  EXPECT_EQ(a.linger_ms, 1000u);
+  EXPECT_EQ(a.clickhouse.url, "http://127.0.0.1:8123");
+  EXPECT_EQ(a.clickhouse.database, "default");
+  EXPECT_EQ(a.clickhouse.table, "dvrouter_events");
+  EXPECT_TRUE(a.clickhouse.gzip);
+  EXPECT_TRUE(a.clickhouse.create_table);
+  // An explicit batch section still wins.
+  Config small =
+      ParseOk(Adapter("    type: clickhouse\n    batch: {max_events: 100, linger: 5ms}\n"));
+  EXPECT_EQ(small.adapters[0].max_batch_events, 100u);
+  EXPECT_EQ(small.adapters[0].linger_ms, 5u);
+}
+
+TEST(ClickHouseConfig, FullExample) {
+  ::setenv("DVROUTER_TEST_CHPASSWORD", "ch-secret", 1);
+  Config c =
+      ParseOk(Adapter("    type: clickhouse\n"
+                      "    url: https://ch.internal:8443\n"
+                      "    database: crm\n"
+                      "    table: changes\n"
+                      "    user: router\n"
+                      "    password: ${DVROUTER_TEST_CHPASSWORD}\n"
+                      "    compression: none\n"
+                      "    max_insert_bytes: 8MiB\n"
+                      "    connections: 4\n"
+                      "    request_timeout: 2m\n"
+                      "    columns:\n"
+                      "      - {attribute: Revenue, type: Float64}\n"
+                      "      - {attribute: modifiedon, column: modified, type: DateTime}\n"));
+  const ClickHouseConfig& ch = c.adapters[0].clickhouse;
+  EXPECT_EQ(ch.url, "https://ch.internal:8443");
+  EXPECT_EQ(ch.database, "crm");
+  EXPECT_EQ(ch.table, "changes");
+  EXPECT_EQ(ch.password, "ch-secret");
+  EXPECT_FALSE(ch.gzip);
+  EXPECT_EQ(ch.max_insert_bytes, 8u << 20);
+  EXPECT_EQ(ch.connections, 4u);
+  EXPECT_EQ(ch.request_timeout_ms, 120'000u);
+  ASSERT_EQ(ch.columns.size(), 2u);
+  EXPECT_EQ(ch.columns[0].attribute, "revenue");
+  EXPECT_EQ(ch.columns[0].column, "revenue");
+  EXPECT_EQ(ch.columns[1].column, "modified");
+  EXPECT_EQ(DescribeConfig(c).find("ch-secret"), std::string::npos);
+  ::unsetenv("DVROUTER_TEST_CHPASSWORD");
+}
+
+TEST(ClickHouseConfig, Errors) {
+  for (const char* url : {"ch:8123", "http://ch:8123/path", "http://ch:8123?x=1",
+                          "http://u:p@ch:8123", "http://", "ftp://ch"}) {
+    ExpectKeyError(Adapter("    type: clickhouse\n    url: \"" + std::string(url) + "\"\n"),
+                   "adapters.db.url");
+  }
+  ExpectKeyError(Adapter("    type: clickhouse\n    table: \"x; DROP\"\n"), "adapters.db.table");
+  ExpectKeyError(Adapter("    type: clickhouse\n    database: 1db\n"), "adapters.db.database");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: clickhouse\n    compression: lz4\n"),
+                             "adapters.db.compression"),
+              HasSubstr("gzip or none"));
+  ExpectKeyError(Adapter("    type: clickhouse\n    password: plain\n"), "adapters.db.password");
+  ExpectKeyError(Adapter("    type: clickhouse\n    connections: 0\n"), "adapters.db.connections");
+  ExpectKeyError(Adapter("    type: clickhouse\n    max_insert_bytes: 1KiB\n"),
+                 "adapters.db.max_insert_bytes");
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: clickhouse\n    columns:\n"
+                                     "      - {attribute: a, type: Decimal}\n"),
+                             "adapters.db.columns[0].type"),
+              HasSubstr("got 'Decimal'"));
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: clickhouse\n    columns:\n"
+                                     "      - {attribute: a, column: seq, type: Int64}\n"),
+                             "adapters.db.columns[0].column"),
+              HasSubstr("columns dvrouter manages"));
+  ExpectKeyError(Adapter("    type: clickhouse\n    columns:\n      - {type: Int64}\n"),
+                 "adapters.db.columns[0].attribute");
+  ExpectKeyError(Adapter("    type: clickhouse\n    columns: revenue\n"), "adapters.db.columns");
+  ExpectKeyError(Adapter("    type: clickhouse\n    path: /x\n"), "adapters.db.path");
 }
 
 }  // namespace

@@ -1,0 +1,232 @@
+// The adapters' HTTP client against a scripted loopback server: keep-alive reuse, a pooled
+// connection the server closed, timeouts, refused connections, gzip bodies, oversized answers
+// and malformed URLs.
+#include "adapters/common/http_client.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dvrouter {
+namespace {
+
+// A one-thread HTTP/1.1 server: answers every request with `answer`; `close_after` closes the
+// connection after each answer (without saying so: a keep-alive peer going away); `hang` never
+// answers.
+class ScriptedServer {
+ public:
+  std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  bool close_after = false;
+  bool hang = false;
+
+  ScriptedServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~ScriptedServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int c : conns_) ::close(c);
+  }
+  void Run() {
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          conns_.push_back(c);
+        }
+        ++accepted;
+        Serve(c);
+      }
+    });
+  }
+  std::string url(const std::string& path = "/") const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  std::string last_request() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_;
+  }
+  std::atomic<int> accepted{0};
+
+ private:
+  void Serve(int c) {
+    std::string buf;
+    char tmp[65536];
+    for (;;) {
+      // One request: headers, then Content-Length bytes.
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        const ssize_t n = ::read(c, tmp, sizeof(tmp));
+        if (n <= 0) return;
+        buf.append(tmp, static_cast<size_t>(n));
+      }
+      size_t length = 0;
+      const size_t cl = buf.find("Content-Length: ");
+      if (cl != std::string::npos && cl < end) length = std::stoul(buf.substr(cl + 16));
+      while (buf.size() < end + 4 + length) {
+        const ssize_t n = ::read(c, tmp, sizeof(tmp));
+        if (n <= 0) return;
+        buf.append(tmp, static_cast<size_t>(n));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_ = buf.substr(0, end + 4 + length);
+      }
+      buf.erase(0, end + 4 + length);
+      if (hang) continue;
+      if (::write(c, answer.data(), answer.size()) < 0) return;
+      if (close_after) {
+        ::shutdown(c, SHUT_RDWR);
+        return;
+      }
+    }
+  }
+
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::string last_;
+};
+
+TEST(HttpClient, KeepAliveReusesOneConnection) {
+  ScriptedServer server;
+  server.Run();
+  HttpClient client;
+  for (int i = 0; i < 3; ++i) {
+    Result<ClientResponse> r = client.Send({"POST", server.url("/x?a=1"), {{"X-Test", "1"}}, "hi"});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "ok");
+    EXPECT_EQ(r->Header("content-length"), "2");
+  }
+  EXPECT_EQ(client.connections_opened(), 1u);
+  EXPECT_EQ(server.accepted.load(), 1);
+  const std::string req = server.last_request();
+  EXPECT_EQ(req.rfind("POST /x?a=1 HTTP/1.1\r\n", 0), 0u) << req;
+  EXPECT_NE(req.find("X-Test: 1\r\n"), std::string::npos) << req;
+  EXPECT_TRUE(req.ends_with("\r\n\r\nhi")) << req;
+}
+
+TEST(HttpClient, APooledConnectionTheServerClosedIsReplacedTransparently) {
+  ScriptedServer server;
+  server.close_after = true;
+  server.Run();
+  HttpClient client;
+  for (int i = 0; i < 3; ++i) {
+    Result<ClientResponse> r = client.Send({"GET", server.url(), {}, ""});
+    ASSERT_TRUE(r.ok()) << i << ": " << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(server.accepted.load(), 3);
+}
+
+TEST(HttpClient, ARequestWithoutAnAnswerTimesOut) {
+  ScriptedServer server;
+  server.hang = true;
+  server.Run();
+  HttpClientOptions o;
+  o.request_timeout_ms = 200;
+  HttpClient client(o);
+  Result<ClientResponse> r = client.Send({"POST", server.url(), {}, "x"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  EXPECT_TRUE(IsRetryable(r.status().code()));
+}
+
+TEST(HttpClient, ARefusedConnectionIsUnavailable) {
+  uint16_t port;
+  {
+    ScriptedServer closed;  // bound, then closed: nothing listens there any more
+    port = static_cast<uint16_t>(std::stoi(closed.url().substr(17)));
+  }
+  HttpClient client;
+  Result<ClientResponse> r =
+      client.Send({"GET", "http://127.0.0.1:" + std::to_string(port), {}, ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+}
+
+TEST(HttpClient, GzipBodiesAreSentCompressedWithTheirEncoding) {
+  ScriptedServer server;
+  server.Run();
+  HttpClient client;
+  std::string body;
+  for (int i = 0; i < 1000; ++i) body += "{\"row\":" + std::to_string(i) + "}\n";
+  ClientRequest req{"POST", server.url(), {}, body};
+  req.gzip = true;
+  ASSERT_TRUE(client.Send(req).ok());
+  const std::string seen = server.last_request();
+  EXPECT_NE(seen.find("Content-Encoding: gzip\r\n"), std::string::npos);
+  const std::string sent = seen.substr(seen.find("\r\n\r\n") + 4);
+  EXPECT_LT(sent.size(), body.size() / 4);
+  std::string back;
+  ASSERT_TRUE(GzipDecompress(sent, &back).ok());
+  EXPECT_EQ(back, body);
+  EXPECT_FALSE(GzipDecompress("not gzip", &back).ok());
+}
+
+TEST(HttpClient, AnAnswerLargerThanTheLimitIsRefused) {
+  ScriptedServer server;
+  server.answer = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'x');
+  server.Run();
+  HttpClientOptions o;
+  o.max_response_bytes = 1000;
+  HttpClient client(o);
+  Result<ClientResponse> r = client.Send({"GET", server.url(), {}, ""});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+}
+
+TEST(HttpClient, MalformedUrlsAndMethodsAreInvalidArguments) {
+  HttpClient client;
+  for (const char* url : {"ftp://x/", "http://", "http://:80/", "http://h:0/", "http://h:99999/",
+                          "http://h:8a/", "http://[::1/", "http://user:pw@h/", "h:80"}) {
+    Result<ClientResponse> r = client.Send({"GET", url, {}, ""});
+    ASSERT_FALSE(r.ok()) << url;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << url;
+  }
+  EXPECT_EQ(client.Send({"FETCH", "http://127.0.0.1:1/", {}, ""}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(HttpClient, ParseUrlReadsSchemeHostPortAndTarget) {
+  Result<Url> u = ParseUrl("https://erp.example.com/api/orders?x=1");
+  ASSERT_TRUE(u.ok());
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->host, "erp.example.com");
+  EXPECT_EQ(u->port, 443);
+  EXPECT_EQ(u->target, "/api/orders?x=1");
+  u = ParseUrl("http://[::1]:8123?query=1");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->port, 8123);
+  EXPECT_EQ(u->target, "/?query=1");
+  EXPECT_EQ(UrlEncode("INSERT INTO a.b FORMAT JSONEachRow"),
+            "INSERT%20INTO%20a.b%20FORMAT%20JSONEachRow");
+}
+
+}  // namespace
+}  // namespace dvrouter
