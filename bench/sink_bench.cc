@@ -1,9 +1,11 @@
-// Events/s through the SQL adapters into real databases: a local PostgreSQL 15 that this binary
-// starts (fsync on, as in production; tests/support/postgres_server.h) and a SQLite file. Each
+// Events/s through the SQL and warehouse adapters into real servers this binary starts: a local
+// PostgreSQL 15 (fsync on, as in production; tests/support/postgres_server.h), a SQLite file and
+// a clickhouse-server (tests/support/clickhouse_server.h). Each
 // iteration delivers `in_flight` batches of `batch` events of ~10 KB (update-msdyn_agentstatus
 // fixture, row ids rolling over 200k records, so most writes merge into existing rows) and
 // waits for every result. Arguments: batch size, batches in flight. The same-run baseline is
-// BM_PostgresRoundTrip: an empty pipelined transaction per batch (the latency floor).
+// BM_PostgresRoundTrip: an empty transaction per round trip (the latency floor); for ClickHouse
+// BM_ClickHouseRoundTrip, `SELECT 1` over the same HTTP client.
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>
 
@@ -17,9 +19,12 @@
 #include <string>
 #include <vector>
 
+#include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/common/http_client.h"
 #include "adapters/sql/postgres_adapter.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/decode/decode.h"
+#include "tests/support/clickhouse_server.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/test_util.h"
 
@@ -181,7 +186,41 @@ void BM_Sqlite(benchmark::State& state) {
   adapter.Stop();
 }
 
+// Stopped and removed at exit.
+testing::ClickHouseServer* ClickHouse() {
+  static testing::ClickHouseServer server;
+  return &server;
+}
+
+// Arguments: batch, in flight (= connections), gzip.
+void BM_ClickHouse(benchmark::State& state) {
+  if (!ClickHouse()->ok()) return state.SkipWithError(ClickHouse()->error().c_str());
+  AdapterConfig c;
+  c.name = "bench";
+  c.type = "clickhouse";
+  c.clickhouse.url = ClickHouse()->Url();
+  c.clickhouse.connections = static_cast<uint64_t>(state.range(1));
+  c.clickhouse.gzip = state.range(2) != 0;
+  ClickHouseAdapter adapter(c, nullptr);
+  (void)adapter.Start(1);
+  Run(state, adapter);
+  adapter.Stop();
+}
+
+// Baseline: `SELECT 1` over the same client and a kept-alive connection.
+void BM_ClickHouseRoundTrip(benchmark::State& state) {
+  if (!ClickHouse()->ok()) return state.SkipWithError(ClickHouse()->error().c_str());
+  HttpClient client;
+  for (auto _ : state) {
+    auto r = client.Send({"POST", ClickHouse()->Url() + "/?query=SELECT%201", {}, ""});
+    if (!r.ok() || r->status != 200) state.SkipWithError("SELECT 1 failed");
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+}
+
 BENCHMARK(BM_PostgresRoundTrip)->UseRealTime();
+BENCHMARK(BM_ClickHouseRoundTrip)->UseRealTime();
+BENCHMARK(BM_ClickHouse)->ArgsProduct({{1000, 10000}, {1, 2}, {0, 1}})->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_PostgresMultiRow)
     ->ArgsProduct({{1, 100, 500, 1000}, {1, 4}})
     ->UseRealTime()
