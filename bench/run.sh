@@ -4,9 +4,11 @@
 #   (a) ingest only, fsync on: maximum events/s (closed loop), then ack latency at 50% of it
 #       (open loop, latency from each request's due time);
 #   (b) the same load against nginx answering 200 (one worker), the HTTP ceiling, and the ratio;
-#   (c) ingest delivered to the adapters present (today: the lake) at a sustained open-loop rate
-#       (RATE_C, default 15000/s): delivery lag p50/p99/max per event (lake file finalization
-#       time minus the event's received time) and zero loss (rows counted at the sink).
+#   (c) ingest delivered to every adapter present at a sustained open-loop rate (RATE_C, default
+#       15000/s): the lake, a local PostgreSQL and a local ClickHouse (each when its server package
+#       is installed; both started here on loopback). Zero loss is checked by counting at each
+#       sink against the journal; delivery lag per event for the lake (file finalization minus
+#       received time), and for every adapter the engine's lag gauge sampled every 100 ms.
 # Everything listens on 127.0.0.1 and is stopped on exit. DURATION (s) and CONNECTIONS tune it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,10 +105,78 @@ echo "(b) nginx closed loop"
 loadgen --url "http://127.0.0.1:$nport/webhooks/dataverse" --json "$work/b-nginx.json" --seed 3
 nginx_rate=$(json_field "$work/b-nginx.json" "['achieved_rate']")
 
-# (c) the same ingest with delivery to the lake, at a sustained rate below the maximum.
+# (c) the same ingest with delivery to every sink present, at a sustained rate.
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 rate_c=${RATE_C:-15000}
 cport=$(free_port); cadmin=$(free_port)
+sinks="lake"
+extra_adapters=""
+# PostgreSQL: initdb into a temp dir, run as the postgres user when we are root.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+if [ -n "$pg_bin" ] && [ -x "$pg_bin/postgres" ]; then
+  pgdir=$(mktemp -d /tmp/dvrouter-bench-pg-XXXXXX)
+  as_pg=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$pgdir"
+    as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups)
+  fi
+  pgport=$(free_port)
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$pgdir/data" -U dvrouter --auth=trust -E UTF8 --no-locale \
+    --no-sync >"$work/initdb.log" 2>&1
+  "${as_pg[@]}" "$pg_bin/postgres" -D "$pgdir/data" -p "$pgport" -k "$pgdir" \
+    -c listen_addresses=127.0.0.1 >"$work/postgres.log" 2>&1 &
+  pg_pid=$!
+  pids+=($pg_pid)
+  for _ in $(seq 100); do
+    psql -h 127.0.0.1 -p "$pgport" -U dvrouter -d postgres -Atc 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  psql -h 127.0.0.1 -p "$pgport" -U dvrouter -d postgres -qc 'CREATE DATABASE dvrouter'
+  sinks="$sinks pg"
+  extra_adapters+="
+  pg:
+    type: postgres
+    host: 127.0.0.1
+    port: $pgport
+    sslmode: disable
+    pool_size: 4
+    max_in_flight: 8"
+fi
+# ClickHouse: a minimal configuration in a temp dir.
+ch_bin=$(command -v clickhouse-server || ls /usr/sbin/clickhouse-server 2>/dev/null || true)
+if [ -n "$ch_bin" ]; then
+  chdir="$work/ch"; mkdir -p "$chdir"
+  chport=$(free_port); chtcp=$(free_port)
+  cat > "$chdir/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <http_port>$chport</http_port><tcp_port>$chtcp</tcp_port><listen_host>127.0.0.1</listen_host>
+  <path>$chdir/data/</path><tmp_path>$chdir/tmp/</tmp_path>
+  <user_files_path>$chdir/user_files/</user_files_path>
+  <format_schema_path>$chdir/format_schemas/</format_schema_path>
+  <mark_cache_size>5368709</mark_cache_size>
+  <users_config>users.xml</users_config>
+  <default_profile>default</default_profile><default_database>default</default_database>
+</yandex>
+XML
+  cat > "$chdir/users.xml" <<XML
+<?xml version="1.0"?>
+<yandex><profiles><default></default></profiles>
+<users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+<profile>default</profile><quota>default</quota></default></users>
+<quotas><default></default></quotas></yandex>
+XML
+  "$ch_bin" --config-file="$chdir/config.xml" >"$work/clickhouse.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do curl -sf "127.0.0.1:$chport/ping" >/dev/null && break; sleep 0.1; done
+  sinks="$sinks ch"
+  extra_adapters+="
+  ch:
+    type: clickhouse
+    url: http://127.0.0.1:$chport"
+fi
+route_list=$(echo "$sinks" | sed 's/ /, /g')
 cat > "$work/router-c.yaml" <<YAML
 ingress:
   listen: 127.0.0.1:$cport
@@ -125,22 +195,43 @@ adapters:
     type: lake
     roll_interval: 1s
     batch: {max_events: 500, linger: 20ms}
-    max_in_flight: 64
+    max_in_flight: 64$extra_adapters
 routes:
-  - adapters: [lake]
+  - adapters: [$route_list]
 YAML
 DVROUTER_BENCH_KEY=bench ./build/release/dvrouter serve -c "$work/router-c.yaml" 2>"$work/router-c.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$cadmin/readyz" >/dev/null && break; sleep 0.1; done
-echo "(c) ingest + lake, open loop at $rate_c/s"
+echo "(c) ingest + $sinks, open loop at $rate_c/s"
+# The engine's lag gauges, sampled every 100 ms while the load runs and until every sink is
+# caught up (bounded: 60 s after the load).
+( while :; do
+    curl -s "127.0.0.1:$cadmin/metrics" | awk -v t="$(date +%s.%N)" \
+      '/^dvrouter_delivery_lag_(seconds|events)\{/{print t, $1, $2}'
+    sleep 0.1
+  done ) > "$work/lag-samples.txt" &
+sampler=$!
 loadgen --url "http://127.0.0.1:$cport/webhooks/dataverse?code=bench" --rate "$rate_c" \
   --json "$work/c-lake.json" --seed 4
-# Wait (bounded) until the lake has caught up, then count and time every row.
-for _ in $(seq 300); do
-  lag=$(curl -s "127.0.0.1:$cadmin/metrics" | awk '/^dvrouter_delivery_lag_events\{adapter="lake"\}/{print $2}')
-  [ "${lag:-1}" = "0" ] && break
+for _ in $(seq 600); do
+  behind=$(curl -s "127.0.0.1:$cadmin/metrics" |
+           awk '/^dvrouter_delivery_lag_events\{/{s += $2} END {print s + 0}')
+  [ "$behind" = "0" ] && break
   sleep 0.1
 done
+kill "$sampler"; wait "$sampler" 2>/dev/null || true
+# Zero loss at the database sinks: every journal record is in ClickHouse once (by event id),
+# and every PostgreSQL row carries the newest seq of its record.
+./build/release/dvrouter journal --data-dir "$work/data-c" > "$work/journal-c.jsonl"
+if [ -n "${pgport:-}" ]; then
+  psql -h 127.0.0.1 -p "$pgport" -U dvrouter -d dvrouter -Atc \
+    "SELECT 'msdyn_agentstatus', id, version FROM crm_msdyn_agentstatus UNION ALL SELECT 'contact', id, version FROM crm_contact" \
+    -F ' ' > "$work/pg-rows.txt"
+fi
+if [ -n "${chport:-}" ]; then
+  curl -s "127.0.0.1:$chport/" --data-binary \
+    "SELECT count(), uniqExact(event_id) FROM dvrouter_events FORMAT TabSeparated" > "$work/ch-count.txt"
+fi
 c_summary=$(python3 - "$work/data-c/lake" "$work/c-lake.json" <<'PY'
 import glob, json, os, sys, datetime
 rows, ids, lags = 0, set(), []
@@ -160,6 +251,40 @@ print(f"acknowledged {ok}, lake rows {rows}, distinct event ids {len(ids)}, "
 PY
 )
 echo "(c) $c_summary"
+sinks_summary=$(python3 - "$work" <<'PY'
+import json, os, sys
+work = sys.argv[1]
+journal = [json.loads(l) for l in open(f"{work}/journal-c.jsonl")]
+out = []
+newest = {}
+for r in journal:
+    key = (r["table"], r["row_id"])
+    newest[key] = max(newest.get(key, 0), r["seq"])
+if os.path.exists(f"{work}/pg-rows.txt"):
+    rows = {}
+    for line in open(f"{work}/pg-rows.txt"):
+        t, i, v = line.split()
+        rows[(t, i)] = int(v)
+    missing = sum(1 for k, v in newest.items() if rows.get(k) != v)
+    out.append(f"postgres: {len(rows)} rows for {len(newest)} records, "
+               f"{missing} not at their newest event")
+if os.path.exists(f"{work}/ch-count.txt"):
+    total, distinct = map(int, open(f"{work}/ch-count.txt").read().split())
+    out.append(f"clickhouse: {distinct} distinct events of {len(journal)} journaled "
+               f"({len(journal) - distinct} missing, {total - distinct} redelivered rows)")
+lag = {}
+for line in open(f"{work}/lag-samples.txt"):
+    parts = line.split()
+    if len(parts) == 3 and parts[1].startswith("dvrouter_delivery_lag_seconds"):
+        lag.setdefault(parts[1].split('"')[1], []).append(float(parts[2]))
+for name, v in sorted(lag.items()):
+    v.sort()
+    out.append(f"{name} lag gauge p50 {v[len(v) // 2]:.2f}s, p99 "
+               f"{v[min(len(v) - 1, int(0.99 * len(v)))]:.2f}s, max {v[-1]:.2f}s")
+print("; ".join(out))
+PY
+)
+echo "(c) $sinks_summary"
 
 mkdir -p bench/results
 out="bench/results/$(date -u +%Y-%m-%d)-$(hostname -s).md"
@@ -178,7 +303,7 @@ r = json.load(open(sys.argv[1])); l = r["latency_ms"]
 name = {"a-max": "(a) dvrouter, fsync, closed loop (max)",
         "a-half": "(a) dvrouter, fsync, open loop at 50% of max",
         "b-nginx": "(b) nginx return 200, closed loop",
-        "c-lake": "(c) dvrouter + lake delivery, open loop"}[sys.argv[2]]
+        "c-lake": "(c) dvrouter + delivery to every sink, open loop"}[sys.argv[2]]
 bad = r["requests"] - r["ok"]
 print(f"| {name} | {r['achieved_rate']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {bad} |")
 PY
@@ -187,6 +312,7 @@ PY
   echo "dvrouter / nginx throughput ratio: $(python3 -c "print(f'{$max_rate/$nginx_rate:.2f}')")"
   echo "Mean events per group commit (fdatasync) over the dvrouter runs: $group"
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
-  echo "(c) delivery to the lake (roll_interval 1s): $c_summary"
+  echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
+  echo "(c) $sinks_summary"
 } > "$out"
 cat "$out"

@@ -137,7 +137,8 @@ bool PostgresServer::Available(std::string* why) {
   return false;
 }
 
-PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
+PostgresServer::PostgresServer(bool fsync, std::string tls_cert_pem, std::string tls_key_pem)
+    : fsync_(fsync), tls_(!tls_cert_pem.empty()) {
   bin_ = FindBin();
   if (bin_.empty()) {
     Fail("PostgreSQL server binaries not found");
@@ -168,6 +169,18 @@ PostgresServer::PostgresServer(bool fsync) : fsync_(fsync) {
   if (drop_ && ::chown((root_ + "/sock").c_str(), uid_, gid_) != 0) {
     Fail("chown sock: " + std::string(std::strerror(errno)));
     return;
+  }
+  if (tls_) {
+    // The key must belong to the server's user and be private to it.
+    for (auto [name, pem] :
+         {std::pair{"/server.crt", &tls_cert_pem}, {"/server.key", &tls_key_pem}}) {
+      const std::string path = root_ + name;
+      WriteFileOrDie(path, *pem);
+      if (::chmod(path.c_str(), 0600) != 0 || (drop_ && ::chown(path.c_str(), uid_, gid_) != 0)) {
+        Fail("cannot install " + path + ": " + std::strerror(errno));
+        return;
+      }
+    }
   }
   if (!RunAsServerUser({bin_ + "/initdb", "-D", root_ + "/data", "-U", "dvrouter", "--auth=trust",
                         "-E", "UTF8", "--no-locale", "--no-sync"},
@@ -284,6 +297,10 @@ bool PostgresServer::Start() {
                                    std::to_string(port_),        "-k", root_ + "/sock",        "-c",
                                    "listen_addresses=127.0.0.1", "-c", "max_connections=60",   "-c",
                                    "shared_buffers=64MB",        "-c", "logging_collector=off"};
+  if (tls_) {
+    argv.insert(argv.end(), {"-c", "ssl=on", "-c", "ssl_cert_file=" + root_ + "/server.crt", "-c",
+                             "ssl_key_file=" + root_ + "/server.key"});
+  }
   if (!fsync_) {
     argv.insert(argv.end(), {"-c", "fsync=off", "-c", "full_page_writes=off"});
   }

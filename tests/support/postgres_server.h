@@ -22,7 +22,9 @@ class PostgresServer {
   // initdb (trust auth, superuser "dvrouter", UTF8), start, wait until ready, create database
   // "dvrouter". fsync=false runs with fsync=off (tests: only processes are killed, never the
   // machine); true keeps PostgreSQL's durable default (benchmarks).
-  explicit PostgresServer(bool fsync = false);
+  // With a certificate and key (PEM), the server also accepts TLS (ssl=on).
+  explicit PostgresServer(bool fsync = false, std::string tls_cert_pem = "",
+                          std::string tls_key_pem = "");
   // Stops the server (or removes what a killed one left in shared memory), removes the directory.
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
@@ -61,6 +63,7 @@ class PostgresServer {
   std::string root_;  // temp dir: data/, sock/, log
   uint16_t port_ = 0;
   bool fsync_ = false;
+  bool tls_ = false;
   uid_t uid_ = 0;
   gid_t gid_ = 0;
   bool drop_ = false;  // running as root: switch to uid_/gid_ in the child

@@ -38,10 +38,13 @@ class RouterProcess {
         [&] {
           // "dvrouter: ingress on 127.0.0.1:PORT/path, admin on 127.0.0.1:PORT".
           const std::string text = ReadFileOrDie(log_);
-          const std::string kIngress = "ingress on 127.0.0.1:", kAdmin = "admin on 127.0.0.1:";
+          const std::string kIngress = "ingress on ", kAdmin = "admin on 127.0.0.1:";
           size_t at = 0;
           for (size_t found = 0; (at = text.find(kIngress, at)) != std::string::npos;) {
             at += kIngress.size();
+            if (text.compare(at, 8, "https://") == 0) at += 8;  // ingress.tls
+            if (text.compare(at, 10, "127.0.0.1:") != 0) continue;
+            at += 10;
             size_t admin_at = text.find(kAdmin, at);
             if (++found == run && admin_at != std::string::npos) {
               port = static_cast<uint16_t>(std::stoi(text.substr(at)));

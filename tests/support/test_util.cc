@@ -99,6 +99,21 @@ uint16_t FreeLoopbackPort() {
   return port;
 }
 
+bool MakeSelfSignedCert(const std::string& dir, const std::string& name, std::string* error) {
+  const std::string log = dir + "/" + name + "-openssl.log";
+  WriteFileOrDie(log, "");
+  ChildProcess openssl(
+      "/usr/bin/openssl",
+      {"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key",
+       "-out", dir + "/" + name + ".crt", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+       "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+      log);
+  const int status = openssl.Wait(std::chrono::seconds(60));
+  if (status == 0) return true;
+  *error = "openssl req failed: " + ReadFileOrDie(log);
+  return false;
+}
+
 ChildProcess::ChildProcess(const std::string& binary, const std::vector<std::string>& args,
                            const std::string& log_path) {
   std::vector<char*> argv;

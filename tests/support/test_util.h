@@ -41,6 +41,10 @@ std::string JsonStringField(const std::string& json, const std::string& key);
 // A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
 uint16_t FreeLoopbackPort();
 
+// A self-signed certificate for 127.0.0.1 and localhost (openssl req): <dir>/<name>.crt and
+// <dir>/<name>.key (PEM). False with openssl's output in *error.
+bool MakeSelfSignedCert(const std::string& dir, const std::string& name, std::string* error);
+
 // Polls `condition` until it holds or `timeout` passes; returns whether it held.
 bool WaitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -10,9 +10,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "tests/support/router_process.h"
+#include "tests/support/test_util.h"
 
 namespace dvrouter {
 namespace {
@@ -226,6 +230,63 @@ TEST(HttpClient, ParseUrlReadsSchemeHostPortAndTarget) {
   EXPECT_EQ(u->target, "/?query=1");
   EXPECT_EQ(UrlEncode("INSERT INTO a.b FORMAT JSONEachRow"),
             "INSERT%20INTO%20a.b%20FORMAT%20JSONEachRow");
+}
+
+// TLS against a real HTTPS server (dvrouter's own ingress with a certificate made for the test):
+// verified with the right CA and host name, refused with another CA or another name.
+TEST(HttpClientTls, VerifiesTheCertificateAgainstTheConfiguredCaAndTheHostName) {
+  testing::TempDir tmp;
+  std::string error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(tmp.path(), "server", &error)) << error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(tmp.path(), "other", &error)) << error;
+  testing::WriteFileOrDie(tmp.path() + "/router.yaml",
+                          "ingress:\n"
+                          "  auth: {mode: none}\n"
+                          "  tls:\n"
+                          "    cert_file: " +
+                              tmp.path() + "/server.crt\n    key_file: " + tmp.path() +
+                              "/server.key\n"
+                              "adapters: {}\n");
+  const std::string log = tmp.path() + "/router.log";
+  testing::WriteFileOrDie(log, "");
+  testing::RouterProcess router(tmp, log);
+  ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(log);
+  const std::string url =
+      "https://127.0.0.1:" + std::to_string(router.port) + "/webhooks/dataverse";
+  const std::string body = testing::Fixture("update-contact-postop-async.json");
+
+  HttpClientOptions trusted;
+  trusted.ca_file = tmp.path() + "/server.crt";
+  HttpClient client(trusted);
+  for (const char* expect : {"accepted", "duplicate"}) {
+    Result<ClientResponse> r = client.Send({"POST", url, {}, body});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_NE(r->body.find(expect), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(client.connections_opened(), 1u) << "keep-alive over TLS";
+  // The name in the certificate also covers localhost.
+  Result<ClientResponse> by_name = client.Send(
+      {"GET", "https://localhost:" + std::to_string(router.port) + "/webhooks/dataverse", {}, ""});
+  EXPECT_TRUE(by_name.ok()) << by_name.status().ToString();
+
+  HttpClientOptions wrong_ca;
+  wrong_ca.ca_file = tmp.path() + "/other.crt";
+  Result<ClientResponse> refused = HttpClient(wrong_ca).Send({"POST", url, {}, body});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("handshake"), std::string_view::npos)
+      << refused.status().ToString();
+  // The system's trust store does not know the test's CA either.
+  EXPECT_FALSE(HttpClient().Send({"POST", url, {}, body}).ok());
+
+  HttpClientOptions missing;
+  missing.ca_file = tmp.path() + "/nonexistent.pem";
+  Result<ClientResponse> bad = HttpClient(missing).Send({"POST", url, {}, body});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+  router.child().Kill(SIGTERM);
+  EXPECT_EQ(router.child().Wait(), 0);
 }
 
 }  // namespace

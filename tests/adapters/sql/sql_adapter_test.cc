@@ -576,6 +576,45 @@ TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetrics
   EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "busy"}}), 0);
 }
 
+// TLS to PostgreSQL: verify-full against the test's CA works; another CA is refused.
+TEST(PostgresTls, VerifyFullConnectsWithTheRightCaAndRefusesAnother) {
+  std::string why;
+  if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;
+  TempDir tmp;
+  std::string error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(tmp.path(), "server", &error)) << error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(tmp.path(), "other", &error)) << error;
+  testing::PostgresServer pg(false, testing::ReadFileOrDie(tmp.path() + "/server.crt"),
+                             testing::ReadFileOrDie(tmp.path() + "/server.key"));
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  AdapterConfig c;
+  c.name = "tls";
+  c.type = "postgres";
+  c.sql.port = pg.port();
+  c.sql.sslmode = "verify-full";
+  c.sql.sslrootcert = tmp.path() + "/server.crt";
+  c.sql.pool_size = 1;
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  auto deliver = [&](const AdapterConfig& config) {
+    PostgresAdapter adapter(config, nullptr);
+    EXPECT_TRUE(adapter.Start(1).ok());
+    Done done;
+    const std::vector<Delivery> batch = ev.Batch();
+    adapter.Deliver(batch, &done);
+    auto results = done.Wait();
+    adapter.Stop();
+    return results[0];
+  };
+  const DeliveryResult ok = deliver(c);
+  EXPECT_EQ(ok.outcome, DeliveryOutcome::kDelivered) << ok.error;
+  c.sql.sslrootcert = tmp.path() + "/other.crt";
+  const DeliveryResult refused = deliver(c);
+  EXPECT_EQ(refused.outcome, DeliveryOutcome::kRetryable);
+  EXPECT_NE(refused.error.find("certificate verify failed"), std::string::npos) << refused.error;
+  EXPECT_EQ(pg.Query("SELECT count(*) FROM crm_contact").rows[0][0], "1");
+}
+
 TEST(SqlErrorClasses, SqlStatesAndSqliteCodesMapToRetryableOrPermanent) {
   for (const char* s : {"08006", "08001", "40001", "40P01", "57P01", "57014", "53100", ""}) {
     EXPECT_TRUE(SqlErrorRetryable(ClassifySqlState(s))) << s;
