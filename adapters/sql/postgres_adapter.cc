@@ -219,8 +219,10 @@ void PostgresAdapter::Stop() {
 
 void PostgresAdapter::UpdatePool() {
   // mu_ held.
+  // A connection that is down while its thread fails a batch counts as down, not busy.
   const auto total = static_cast<int64_t>(config_.sql.pool_size);
-  metrics_.Pool(total - busy_ - down_, busy_, down_);
+  const int64_t busy = std::min(busy_, total - down_);
+  metrics_.Pool(std::max<int64_t>(0, total - busy - down_), busy, down_);
 }
 
 void PostgresAdapter::ConnLoop(size_t) {
@@ -256,6 +258,9 @@ PGconn* Connect(const SqlConfig& c, std::string* error) {
   const std::string port = std::to_string(c.port);
   const std::string timeout = std::to_string((c.connect_timeout_ms + 999) / 1000);
   const std::string options = "-c statement_timeout=" + std::to_string(c.statement_timeout_ms);
+  // A peer that vanishes without a reset (a cut network) must not hold a pool thread for the
+  // kernel's two hours: TCP keepalives and a user timeout a little above statement_timeout.
+  const std::string user_timeout = std::to_string(c.statement_timeout_ms + 15'000);
   std::vector<const char*> keys = {"host",
                                    "port",
                                    "dbname",
@@ -264,11 +269,26 @@ PGconn* Connect(const SqlConfig& c, std::string* error) {
                                    "connect_timeout",
                                    "application_name",
                                    "options",
-                                   "target_session_attrs"};
-  std::vector<const char*> values = {
-      c.host.c_str(),    port.c_str(),    c.dbname.c_str(),           c.user.c_str(),
-      c.sslmode.c_str(), timeout.c_str(), c.application_name.c_str(), options.c_str(),
-      "read-write"};
+                                   "target_session_attrs",
+                                   "keepalives",
+                                   "keepalives_idle",
+                                   "keepalives_interval",
+                                   "keepalives_count",
+                                   "tcp_user_timeout"};
+  std::vector<const char*> values = {c.host.c_str(),
+                                     port.c_str(),
+                                     c.dbname.c_str(),
+                                     c.user.c_str(),
+                                     c.sslmode.c_str(),
+                                     timeout.c_str(),
+                                     c.application_name.c_str(),
+                                     options.c_str(),
+                                     "read-write",
+                                     "1",
+                                     "30",
+                                     "10",
+                                     "3",
+                                     user_timeout.c_str()};
   if (!c.password.empty()) {
     keys.push_back("password");
     values.push_back(c.password.c_str());
@@ -342,9 +362,9 @@ bool Pipeline(PGconn* pg, const std::vector<Statement>& statements, uint64_t* af
     PQclear(res);
     if (sync) break;
   }
-  if (PQexitPipelineMode(pg) != 1 && ok) {
-    *error = ResultError(nullptr, pg, cls);
-    *cls = SqlErrorClass::kConnection;
+  if (PQexitPipelineMode(pg) != 1) {
+    if (ok) *error = ResultError(nullptr, pg, cls);
+    *cls = SqlErrorClass::kConnection;  // the connection's state is unknown: reopen it
     return false;
   }
   // An error inside BEGIN leaves the transaction block aborted after the sync: end it, or every
@@ -353,8 +373,8 @@ bool Pipeline(PGconn* pg, const std::vector<Statement>& statements, uint64_t* af
     PGresult* res = PQexec(pg, "ROLLBACK");
     const bool rolled_back = PQresultStatus(res) == PGRES_COMMAND_OK;
     PQclear(res);
-    if (!rolled_back && ok) {
-      *error = ResultError(nullptr, pg, cls);
+    if (!rolled_back) {
+      if (ok) *error = ResultError(nullptr, pg, cls);
       *cls = SqlErrorClass::kConnection;
       return false;
     }
@@ -368,30 +388,68 @@ bool PostgresAdapter::EnsureTables(Conn& conn, const std::vector<const SqlRow*>&
                                    SqlErrorClass* cls, std::string* error) {
   if (!config_.sql.create_tables) return true;
   std::lock_guard<std::mutex> lock(ddl_mu_);
+  // Only what is missing: CREATE ... IF NOT EXISTS still needs the CREATE privilege, which a
+  // least-privilege role on existing tables does not have.
+  auto existing_columns = [&](const std::string& table, bool* exists) {
+    std::set<std::string> cols;
+    const char* param = table.c_str();
+    PGresult* res = PQexecParams(conn.pg,
+                                 "SELECT column_name FROM information_schema.columns WHERE "
+                                 "table_schema = current_schema() AND table_name = $1",
+                                 1, nullptr, &param, nullptr, nullptr, 0);
+    *exists = false;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+      for (int i = 0; i < PQntuples(res); ++i) cols.insert(PQgetvalue(res, i, 0));
+      *exists = PQntuples(res) > 0;
+    } else {
+      *error = ResultError(res, conn.pg, cls);
+    }
+    PQclear(res);
+    return cols;
+  };
   std::vector<Statement> ddl;
   std::set<std::string> batch_tables;
+  std::vector<std::pair<std::string, const SqlTable*>> needed;
   for (const SqlRow* r : rows) {
-    if (created_.count(r->table) != 0 || !batch_tables.insert(r->table).second) continue;
-    ddl.push_back({CreateTableSql(r->table, r->mapping), {}});
-    if (r->mapping != nullptr) {
-      // A mapping added after the table was created: add its columns.
-      for (const SqlColumn& c : r->mapping->columns) {
-        ddl.push_back({"ALTER TABLE " + Quote(r->table) + " ADD COLUMN IF NOT EXISTS " +
+    if (created_.count(r->table) == 0 && batch_tables.insert(r->table).second) {
+      needed.emplace_back(r->table, r->mapping);
+    }
+  }
+  if (config_.sql.hard_delete && created_.count("dvrouter_tombstones") == 0 && !needed.empty()) {
+    needed.emplace_back("dvrouter_tombstones", nullptr);
+    batch_tables.insert("dvrouter_tombstones");
+  }
+  for (const auto& [table, mapping] : needed) {
+    bool exists = false;
+    error->clear();
+    const std::set<std::string> cols = existing_columns(table, &exists);
+    if (!error->empty()) {
+      if (PQstatus(conn.pg) == CONNECTION_BAD) *cls = SqlErrorClass::kConnection;
+      return false;
+    }
+    if (!exists) {
+      ddl.push_back({table == "dvrouter_tombstones"
+                         ? "CREATE TABLE IF NOT EXISTS dvrouter_tombstones (table_name text, id "
+                           "uuid, version bigint NOT NULL, PRIMARY KEY (table_name, id))"
+                         : CreateTableSql(table, mapping),
+                     {}});
+    } else if (mapping != nullptr) {
+      // A mapping extended after the table was created: add the new columns.
+      for (const SqlColumn& c : mapping->columns) {
+        if (cols.count(c.column) != 0) continue;
+        ddl.push_back({"ALTER TABLE " + Quote(table) + " ADD COLUMN IF NOT EXISTS " +
                            Quote(c.column) + " " + PgType(c.type),
                        {}});
       }
     }
   }
-  if (ddl.empty()) return true;
-  if (config_.sql.hard_delete && created_.count("dvrouter_tombstones") == 0) {
-    ddl.push_back(
-        {"CREATE TABLE IF NOT EXISTS dvrouter_tombstones (table_name text, id uuid, "
-         "version bigint NOT NULL, PRIMARY KEY (table_name, id))",
-         {}});
-    batch_tables.insert("dvrouter_tombstones");
-  }
   uint64_t ignored = 0;
-  if (!Pipeline(conn.pg, ddl, &ignored, cls, error)) return false;
+  if (!ddl.empty() && !Pipeline(conn.pg, ddl, &ignored, cls, error)) {
+    // The events are fine; the table is not there yet (privileges, a concurrent creator).
+    if (*cls != SqlErrorClass::kConnection) *cls = SqlErrorClass::kSetup;
+    *error = "creating tables: " + *error;
+    return false;
+  }
   created_.insert(batch_tables.begin(), batch_tables.end());
   return true;
 }
@@ -447,7 +505,9 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
       job.results[r.index].error = error;
     }
   };
+  bool fresh = false;  // connected for this job: a failure is not a stale pooled connection
   if (conn.pg == nullptr) {
+    fresh = true;
     const int64_t now = NowMs();
     if (now < conn.retry_at_ms) {
       fail_all(DeliveryOutcome::kRetryable, "postgres unavailable: " + conn.last_error);
@@ -485,12 +545,28 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
     uint64_t written = 0;
     SqlErrorClass cls = SqlErrorClass::kOther;
     std::string error;
-    if (WriteTransaction(conn, round, &written, &cls, &error)) {
+    bool ok = WriteTransaction(conn, round, &written, &cls, &error);
+    if (!ok && cls == SqlErrorClass::kConnection && !fresh) {
+      // A pooled connection the server dropped while it was idle (a restart, a failover):
+      // reconnect and send once more at once, rather than failing a batch per pool thread.
+      metrics_.Error(cls);
+      conn.Close();
+      std::string connect_error;
+      conn.pg = Connect(config_.sql, &connect_error);
+      fresh = true;
+      if (conn.pg != nullptr) {
+        ok = WriteTransaction(conn, round, &written, &cls, &error);
+      } else {
+        error = "postgres connect: " + connect_error;
+      }
+    }
+    if (ok) {
       metrics_.Rows(written, round.size() - std::min<uint64_t>(written, round.size()), 0);
       continue;
     }
     metrics_.Error(cls);
-    if (cls == SqlErrorClass::kConnection || PQstatus(conn.pg) == CONNECTION_BAD) {
+    if (cls == SqlErrorClass::kConnection || PQstatus(conn.pg) == CONNECTION_BAD ||
+        error.starts_with("25P02")) {
       conn.Close();
       conn.last_error = error;
       conn.retry_at_ms = NowMs() + conn.backoff_ms;

@@ -105,6 +105,8 @@ std::string_view SqlErrorClassName(SqlErrorClass c) {
       return "data";
     case SqlErrorClass::kSyntax:
       return "syntax";
+    case SqlErrorClass::kSetup:
+      return "setup";
     case SqlErrorClass::kOther:
       return "other";
   }
@@ -119,6 +121,7 @@ bool SqlErrorRetryable(SqlErrorClass c) {
     case SqlErrorClass::kShutdown:
     case SqlErrorClass::kTimeout:
     case SqlErrorClass::kResources:
+    case SqlErrorClass::kSetup:
       return true;
     default:
       return false;
@@ -129,7 +132,9 @@ SqlErrorClass ClassifySqlState(std::string_view s) {
   if (s.size() != 5) return SqlErrorClass::kConnection;  // no SQLSTATE: libpq lost the server
   if (s == "40001") return SqlErrorClass::kSerialization;
   if (s == "40P01") return SqlErrorClass::kDeadlock;
-  if (s == "57014") return SqlErrorClass::kTimeout;  // query_canceled: statement_timeout
+  if (s == "57014") return SqlErrorClass::kTimeout;     // query_canceled: statement_timeout
+  if (s == "55P03") return SqlErrorClass::kTimeout;     // lock_not_available: lock_timeout
+  if (s == "40002") return SqlErrorClass::kConstraint;  // integrity violation at commit
   if (s == "57P01" || s == "57P02" || s == "57P03" || s == "57P04" || s == "57P05") {
     return SqlErrorClass::kShutdown;
   }

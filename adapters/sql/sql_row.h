@@ -59,11 +59,13 @@ enum class SqlErrorClass {
   kSerialization,  // 40001
   kDeadlock,       // 40P01
   kShutdown,       // 57P01-57P03 admin/crash shutdown, cannot connect now
-  kTimeout,        // 57014 statement timeout, SQLite busy
+  kTimeout,        // 57014 statement timeout, 55P03 lock not available, SQLite busy
   kResources,      // 53xxx, disk full, out of memory
   kConstraint,     // 23xxx
   kData,           // 22xxx: bad value for a type
   kSyntax,         // 42xxx: syntax, undefined table or column, privileges
+  kSetup,          // creating a table or column failed (privileges, a concurrent creator):
+                   // retried, as the events themselves are fine
   kOther,          // anything else: permanent
 };
 std::string_view SqlErrorClassName(SqlErrorClass c);

@@ -3,7 +3,9 @@
 #include <simdjson.h>
 #include <sqlite3.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <unordered_map>
 
 #include "router/common/json.h"
@@ -36,38 +38,79 @@ std::string ColumnExpr(const SqlColumn& c) {
 
 }  // namespace
 
+namespace {
+
+// The members of a JSON object, in order, each value as its exact JSON text (numbers keep
+// their digits: 100.00 stays 100.00).
+Status ObjectMembers(std::string_view json, const char* what,
+                     std::vector<std::pair<std::string, std::string>>* out) {
+  thread_local simdjson::ondemand::parser parser;
+  const simdjson::padded_string padded(json);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object obj;
+  auto fail = [&](simdjson::error_code e) {
+    return InvalidArgument(std::string(what) + ": " + simdjson::error_message(e));
+  };
+  if (auto e = parser.iterate(padded).get(doc)) return fail(e);
+  if (auto e = doc.get_object().get(obj)) return fail(e);
+  for (auto field : obj) {
+    std::string_view key, raw;
+    if (auto e = field.unescaped_key().get(key)) return fail(e);
+    simdjson::ondemand::value v;
+    if (auto e = field.value().get(v)) return fail(e);
+    simdjson::ondemand::json_type type;
+    if (auto e = v.type().get(type)) return fail(e);
+    simdjson::error_code e = simdjson::SUCCESS;
+    if (type == simdjson::ondemand::json_type::object) {
+      simdjson::ondemand::object o;
+      e = v.get_object().get(o);
+      if (!e) e = o.raw_json().get(raw);
+    } else if (type == simdjson::ondemand::json_type::array) {
+      simdjson::ondemand::array a;
+      e = v.get_array().get(a);
+      if (!e) e = a.raw_json().get(raw);
+    } else {
+      raw = v.raw_json_token();
+    }
+    if (e) return fail(e);
+    while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back()))) {
+      raw.remove_suffix(1);
+    }
+    out->emplace_back(std::string(key), std::string(raw));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status MergeJsonObjects(std::string_view base, std::string_view update, std::string* out) {
-  thread_local simdjson::dom::parser base_parser, update_parser;
-  simdjson::dom::object b, u;
-  if (auto e = base_parser.parse(base.data(), base.size()).get_object().get(b)) {
-    return InvalidArgument(std::string("stored attributes: ") + simdjson::error_message(e));
-  }
-  if (auto e = update_parser.parse(update.data(), update.size()).get_object().get(u)) {
-    return InvalidArgument(std::string("event attributes: ") + simdjson::error_message(e));
-  }
-  std::unordered_map<std::string_view, simdjson::dom::element> updated;
-  for (auto [key, value] : u) updated[key] = value;
+  std::vector<std::pair<std::string, std::string>> b, u;
+  if (Status st = ObjectMembers(base, "stored attributes", &b); !st.ok()) return st;
+  if (Status st = ObjectMembers(update, "event attributes", &u); !st.ok()) return st;
+  std::unordered_map<std::string, size_t> updated;  // key -> index in u, not yet written
+  for (size_t i = 0; i < u.size(); ++i) updated[u[i].first] = i;
   out->clear();
   out->push_back('{');
   bool first = true;
-  auto member = [&](std::string_view key, simdjson::dom::element value) {
+  auto member = [&](const std::string& key, const std::string& raw) {
     if (!first) out->push_back(',');
     first = false;
     AppendJsonString(out, key);
     out->push_back(':');
-    *out += simdjson::minify(value);
+    *out += raw;
   };
-  for (auto [key, value] : b) {
+  for (const auto& [key, raw] : b) {
     auto it = updated.find(key);
     if (it == updated.end()) {
-      member(key, value);
+      member(key, raw);
     } else {
-      member(key, it->second);
+      member(key, u[it->second].second);
       updated.erase(it);
     }
   }
-  for (auto [key, value] : u) {
-    if (updated.count(key) != 0) member(key, value);
+  for (size_t i = 0; i < u.size(); ++i) {
+    auto it = updated.find(u[i].first);
+    if (it != updated.end() && it->second == i) member(u[i].first, u[i].second);
   }
   out->push_back('}');
   return Status::Ok();
@@ -130,10 +173,22 @@ Status SqliteAdapter::Start(uint64_t) {
   }
   sqlite3_busy_timeout(db_, static_cast<int>(config_.sql.busy_timeout_ms));
   std::string error;
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL"}) {
-    if (Exec(pragma, &error) != SQLITE_OK) {
-      return Unavailable("sqlite " + path + ": " + pragma + ": " + error);
-    }
+  if (Exec("PRAGMA synchronous=FULL", &error) != SQLITE_OK) {
+    return Unavailable("sqlite " + path + ": PRAGMA synchronous=FULL: " + error);
+  }
+  // WAL lets readers work while the router writes; a file system without shared memory
+  // support refuses it (the journal mode stays as it was: still durable, readers block).
+  sqlite3_stmt* wal = nullptr;
+  std::string mode;
+  if (sqlite3_prepare_v2(db_, "PRAGMA journal_mode=WAL", -1, &wal, nullptr) == SQLITE_OK &&
+      sqlite3_step(wal) == SQLITE_ROW) {
+    const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(wal, 0));
+    mode = text != nullptr ? text : "";
+  }
+  sqlite3_finalize(wal);
+  if (mode != "wal") {
+    std::fprintf(stderr, "dvrouter: adapter %s: sqlite %s is not in WAL mode (journal_mode %s)\n",
+                 config_.name.c_str(), path.c_str(), mode.empty() ? "unknown" : mode.c_str());
   }
   started_ = true;
   metrics_.Pool(1, 0, 0);
@@ -451,10 +506,17 @@ void SqliteAdapter::Run(Job& job) {
       (void)Exec("ROLLBACK TO ev", &ignored);
       (void)Exec("RELEASE ev", &ignored);
     }
-    if (fail(job.rows[i], rc, error) || sqlite3_get_autocommit(db_) != 0) {
-      // Retryable, or SQLite ended the transaction itself: nothing of the batch is kept.
+    const bool retryable = fail(job.rows[i], rc, error);
+    if (retryable || sqlite3_get_autocommit(db_) != 0) {
+      // Retryable, or SQLite ended the transaction itself: nothing of the batch is kept. The
+      // other events did nothing wrong: they are retried, whatever this one's error was.
       if (sqlite3_get_autocommit(db_) == 0) (void)Exec("ROLLBACK", &ignored);
-      fail_rest(0, rc, error);
+      for (size_t k = 0; k < job.rows.size(); ++k) {
+        DeliveryResult& r = job.results[job.rows[k].index];
+        if (k == i || r.outcome != DeliveryOutcome::kDelivered) continue;
+        r.outcome = DeliveryOutcome::kRetryable;
+        r.error = "sqlite: batch rolled back after another event's error: " + error;
+      }
       return;
     }
   }

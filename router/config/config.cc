@@ -1,5 +1,6 @@
 #include "router/config/config.h"
 
+#include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cctype>
@@ -9,6 +10,8 @@
 #include <set>
 #include <sstream>
 #include <type_traits>
+
+#include "router/common/json_template.h"
 
 namespace dvrouter {
 
@@ -567,6 +570,138 @@ Status ParseClickHouse(Section& a, const std::string& base_dir, ClickHouseConfig
   return Status::Ok();
 }
 
+Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
+  DV_TRY(a.String("base_url", &out->base_url));
+  if (out->base_url.empty()) return KeyError(a.Path("base_url"), "missing: the ERP's base URL");
+  if (!(out->base_url.starts_with("http://") || out->base_url.starts_with("https://"))) {
+    return KeyError(a.Path("base_url"),
+                    "must start with http:// or https://, got '" + out->base_url + "'");
+  }
+  while (out->base_url.ends_with("/")) out->base_url.pop_back();
+  DV_TRY(a.String("ca_file", &out->ca_file));
+  if (!out->ca_file.empty()) {
+    if (!out->ca_file.starts_with("/")) out->ca_file = base_dir + "/" + out->ca_file;
+    std::ifstream probe(out->ca_file);
+    if (!probe) return KeyError(a.Path("ca_file"), "cannot read " + out->ca_file);
+  }
+  DV_TRY(a.DurationMs("connect_timeout", 100, 600'000, &out->connect_timeout_ms));
+  DV_TRY(a.DurationMs("request_timeout", 100, 3'600'000, &out->request_timeout_ms));
+  Section conc = a.Child("concurrency");
+  DV_TRY(conc.Check());
+  DV_TRY(conc.Count("max", 1, 4096, &out->max_concurrency));
+  DV_TRY(conc.Bool("adaptive", &out->adaptive));
+  DV_TRY(conc.RejectUnknown());
+
+  Section auth = a.Child("auth");
+  DV_TRY(auth.Check());
+  ErpAuth& au = out->auth;
+  DV_TRY(auth.String("mode", &au.mode));
+  std::string ref, file;
+  if (au.mode == "none") {
+  } else if (au.mode == "basic") {
+    DV_TRY(auth.String("user", &au.user));
+    if (au.user.empty()) return KeyError(auth.Path("user"), "missing: basic needs a user");
+    DV_TRY(auth.String("password", &ref));
+    DV_TRY(auth.String("password_file", &file));
+    DV_TRY(ResolveSecret(auth, ref, file, base_dir, &au.password, "password"));
+  } else if (au.mode == "api_key") {
+    DV_TRY(auth.String("header", &au.header));
+    if (au.header.empty()) return KeyError(auth.Path("header"), "must name the key's header");
+    DV_TRY(auth.String("key", &ref));
+    DV_TRY(auth.String("key_file", &file));
+    DV_TRY(ResolveSecret(auth, ref, file, base_dir, &au.key, "key"));
+  } else if (au.mode == "oauth2") {
+    DV_TRY(auth.String("token_url", &au.token_url));
+    if (!(au.token_url.starts_with("http://") || au.token_url.starts_with("https://"))) {
+      return KeyError(auth.Path("token_url"), "missing or not an http(s) URL");
+    }
+    DV_TRY(auth.String("client_id", &au.client_id));
+    if (au.client_id.empty()) return KeyError(auth.Path("client_id"), "missing");
+    DV_TRY(auth.String("scope", &au.scope));
+    DV_TRY(auth.String("client_secret", &ref));
+    DV_TRY(auth.String("client_secret_file", &file));
+    DV_TRY(ResolveSecret(auth, ref, file, base_dir, &au.client_secret, "client_secret"));
+  } else {
+    return KeyError(auth.Path("mode"),
+                    "must be none, basic, api_key or oauth2, got '" + au.mode + "'");
+  }
+  DV_TRY(auth.RejectUnknown());
+
+  YAML::Node reqs = a.Raw("requests");
+  if (!reqs || reqs.IsNull() || !reqs.IsSequence() || reqs.size() == 0) {
+    return KeyError(a.Path("requests"),
+                    "missing: a list of request templates (method, path, body, ...)");
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Section r(reqs[i], a.Path("requests") + "[" + std::to_string(i) + "]");
+    DV_TRY(r.Check());
+    if (!reqs[i].IsMap()) return KeyError(r.Name(), "must be a mapping");
+    ErpRequest q;
+    q.name = "request-" + std::to_string(i);
+    DV_TRY(r.String("name", &q.name));
+    DV_TRY(r.Strings("tables", &q.tables));
+    for (std::string& t : q.tables) t = Lower(t);
+    DV_TRY(r.Strings("messages", &q.messages));
+    for (std::string& m : q.messages) m = Lower(m);
+    DV_TRY(r.String("method", &q.method));
+    if (q.method != "POST" && q.method != "PUT" && q.method != "PATCH" && q.method != "DELETE") {
+      return KeyError(r.Path("method"),
+                      "must be POST, PUT, PATCH or DELETE, got '" + q.method + "'");
+    }
+    DV_TRY(r.String("path", &q.path));
+    if (!q.path.starts_with("/")) return KeyError(r.Path("path"), "must start with '/'");
+    if (Result<JsonTemplate> t = JsonTemplate::Compile(q.path); !t.ok()) {
+      return KeyError(r.Path("path"), std::string(t.status().message()));
+    }
+    YAML::Node headers = r.Raw("headers");
+    if (headers && !headers.IsNull()) {
+      if (!headers.IsMap()) return KeyError(r.Path("headers"), "must be a mapping of name: value");
+      for (const auto& kv : headers) {
+        if (!kv.second.IsScalar()) {
+          return KeyError(r.Path("headers") + "." + kv.first.as<std::string>(), "must be a string");
+        }
+        q.headers.emplace_back(kv.first.as<std::string>(), kv.second.Scalar());
+      }
+    }
+    DV_TRY(r.String("body", &q.body));
+    if (!q.body.empty()) {
+      Result<JsonTemplate> t = JsonTemplate::Compile(q.body);
+      if (!t.ok()) return KeyError(r.Path("body"), std::string(t.status().message()));
+      // Placeholders are JSON values: the body must be JSON with any value in them.
+      for (const char* probe : {"null", "\"x\""}) {
+        std::string rendered;
+        t->Render([&](std::string_view, std::string* o) { *o += probe; }, &rendered);
+        simdjson::dom::parser parser;
+        simdjson::dom::element e;
+        if (auto err = parser.parse(rendered).get(e)) {
+          return KeyError(r.Path("body"),
+                          std::string("not JSON once placeholders are filled (") +
+                              simdjson::error_message(err) +
+                              "); write placeholders bare, without quotes: \"id\": {{event.id}}");
+        }
+      }
+    }
+    YAML::Node capture = r.Raw("capture");
+    if (capture && !capture.IsNull()) {
+      if (!capture.IsMap()) {
+        return KeyError(r.Path("capture"), "must be a mapping of name: JSON pointer");
+      }
+      for (const auto& kv : capture) {
+        const std::string name = kv.first.as<std::string>();
+        if (!kv.second.IsScalar() ||
+            !(kv.second.Scalar().empty() || kv.second.Scalar().starts_with("/"))) {
+          return KeyError(r.Path("capture") + "." + name,
+                          "must be a JSON pointer such as /orderNumber");
+        }
+        q.capture.emplace_back(name, kv.second.Scalar());
+      }
+    }
+    DV_TRY(r.RejectUnknown());
+    out->requests.push_back(std::move(q));
+  }
+  return Status::Ok();
+}
+
 Status ParseAdapter(Section a, const std::string& name, const std::string& data_dir,
                     const std::string& base_dir, AdapterConfig* out) {
   DV_TRY(a.Check());
@@ -577,7 +712,7 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
   DV_TRY(a.String("type", &out->type));
   if (out->type.empty()) {
     return KeyError(a.Path("type"),
-                    "missing: the adapter type (lake, postgres, sqlite, clickhouse)");
+                    "missing: the adapter type (lake, postgres, sqlite, clickhouse, erp)");
   }
   if (out->type == "clickhouse") {
     // ClickHouse wants few large inserts.
@@ -618,9 +753,11 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
     DV_TRY(ParseSql(a, out->type, data_dir, base_dir, &out->sql));
   } else if (out->type == "clickhouse") {
     DV_TRY(ParseClickHouse(a, base_dir, &out->clickhouse));
+  } else if (out->type == "erp") {
+    DV_TRY(ParseErp(a, base_dir, &out->erp));
   } else {
     return KeyError(a.Path("type"), "unknown adapter type '" + out->type +
-                                        "' (known: lake, postgres, sqlite, clickhouse)");
+                                        "' (known: lake, postgres, sqlite, clickhouse, erp)");
   }
   return a.RejectUnknown();
 }
@@ -917,6 +1054,14 @@ std::string DescribeConfig(const Config& c) {
         << "ms, application_name " << a.sql.application_name << "\n";
     } else if (a.type == "sqlite") {
       o << k << "path: " << a.sql.path << "\n";
+    }
+    if (a.type == "erp") {
+      o << k << "base_url: " << a.erp.base_url << ", auth " << a.erp.auth.mode << ", concurrency "
+        << a.erp.max_concurrency << (a.erp.adaptive ? " (adaptive)" : "") << "\n";
+      for (const ErpRequest& q : a.erp.requests) {
+        o << k << "request " << q.name << ": " << q.method << " " << q.path << " for tables "
+          << (q.tables.empty() ? "*" : q.tables[0] + (q.tables.size() > 1 ? ",..." : "")) << "\n";
+      }
     }
     if (a.type == "clickhouse") {
       const ClickHouseConfig& ch = a.clickhouse;

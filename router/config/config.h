@@ -167,6 +167,40 @@ struct ClickHouseConfig {
   std::vector<ClickHouseColumn> columns;
 };
 
+// One ERP call, chosen for an event by table and message (first match wins).
+struct ErpRequest {
+  std::string name;
+  std::vector<std::string> tables;    // logical names, lowercase; empty: any
+  std::vector<std::string> messages;  // lowercase; empty: any
+  std::string method = "POST";
+  std::string path;  // appended to base_url; may hold {{placeholders}}
+  std::vector<std::pair<std::string, std::string>> headers;
+  // JSON with {{placeholders}} replaced by JSON values (adapters/erp/erp_template.h):
+  // {{target.<attr>}}, {{target.<attr>.<field>}}, {{target}}, {{header.<field>}},
+  // {{event.id}}, {{event.seq}}.
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> capture;  // answer name -> JSON pointer
+};
+
+struct ErpAuth {
+  std::string mode = "none";              // none, basic, api_key, oauth2
+  std::string user, password;             // basic (password: ${ENV} or password_file)
+  std::string header = "X-API-Key", key;  // api_key (key: ${ENV} or key_file)
+  std::string token_url, client_id, client_secret, scope;  // oauth2 client credentials
+};
+
+// The ERP adapter (adapters/erp/erp_adapter.h).
+struct ErpConfig {
+  std::string base_url;  // http(s)://host[:port][/prefix]
+  std::string ca_file;   // https: CA bundle (default: the system's)
+  uint64_t connect_timeout_ms = 5000;
+  uint64_t request_timeout_ms = 30'000;
+  uint64_t max_concurrency = 64;  // requests in flight, at most
+  bool adaptive = true;  // AIMD limit below max_concurrency, backing off on 429/5xx/timeouts
+  ErpAuth auth;
+  std::vector<ErpRequest> requests;
+};
+
 // Settings every adapter has, and the type-specific ones.
 struct AdapterConfig {
   std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
@@ -185,6 +219,7 @@ struct AdapterConfig {
   LakeConfig lake;              // type: lake
   SqlConfig sql;                // type: postgres, sqlite
   ClickHouseConfig clickhouse;  // type: clickhouse
+  ErpConfig erp;                // type: erp
 };
 
 // Which events go to which adapters. Empty lists match anything; an event may match several

@@ -6,7 +6,9 @@
 #include <libpq-fe.h>
 #include <prometheus/registry.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -30,13 +32,17 @@ class Done final : public DeliveryDone {
  public:
   void OnDelivered(std::span<const DeliveryResult> r) override {
     std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_FALSE(called_) << "done called twice";
     results_.assign(r.begin(), r.end());
     called_ = true;
     cv_.notify_all();
   }
+  // The results of the one OnDelivered call; fails the test if none comes within a minute.
   std::vector<DeliveryResult> Wait() {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return called_; });
+    if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return called_; })) {
+      ADD_FAILURE() << "the adapter never called done";
+    }
     return results_;
   }
 
@@ -145,6 +151,8 @@ class Backend {
   virtual std::unique_ptr<Adapter> Make(const AdapterConfig& c) = 0;
   // First column of the first row, nullopt for no row or NULL; errors fail the test.
   virtual std::optional<std::string> Value(const std::string& sql) = 0;
+  // Runs a statement; errors fail the test.
+  virtual void Exec(const std::string& sql) = 0;
   // SQL for attribute `key` of the attributes column, as text.
   virtual std::string Attr(const std::string& key) = 0;
   // The text a true boolean column reads as.
@@ -179,6 +187,17 @@ class SqliteBackend final : public Backend {
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+  }
+  void Exec(const std::string& sql) override {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((tmp_.path() + "/db/dvrouter.db").c_str(), &db, SQLITE_OPEN_READWRITE,
+                              nullptr),
+              SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << sql << ": " << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
   }
   std::string Attr(const std::string& key) override {
     return "json_extract(attributes, '$." + key + "')";
@@ -218,6 +237,10 @@ class PostgresBackend final : public Backend {
     EXPECT_TRUE(r.ok) << sql << ": " << r.error;
     if (!r.ok || r.rows.empty() || r.rows[0].empty()) return std::nullopt;
     return r.rows[0][0];
+  }
+  void Exec(const std::string& sql) override {
+    auto r = server()->Query(sql);
+    EXPECT_TRUE(r.ok) << sql << ": " << r.error;
   }
   std::string Attr(const std::string& key) override { return "attributes->>'" + key + "'"; }
   std::string True() override { return "t"; }
@@ -455,6 +478,38 @@ TEST_P(SqlAdapterTest, AMissingTableWithCreateTablesOffIsAPermanentErrorWithTheS
   }
 }
 
+TEST_P(SqlAdapterTest, AnEventTheDatabaseRefusesFailsAloneAndTheOthersOfItsBatchLand) {
+  // A table created by someone else with a rule the second event breaks.
+  const std::string ddl =
+      GetParam() == "postgres"
+          ? "CREATE TABLE " + table_ +
+                " (id uuid PRIMARY KEY, attributes jsonb NOT NULL, version bigint NOT NULL "
+                "CHECK (version <> 2), deleted boolean NOT NULL DEFAULT false, updated_at "
+                "timestamptz NOT NULL)"
+          : "CREATE TABLE " + table_ +
+                " (id TEXT PRIMARY KEY, attributes TEXT NOT NULL, version INTEGER NOT NULL "
+                "CHECK (version <> 2), deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT "
+                "NULL)";
+  AdapterConfig c = backend_->Config(prefix_);
+  StartAdapter(c);  // creates the database file (SQLite) before the DDL below
+  backend_->Exec(ddl);
+  const std::string kId3 = "33333333-0f9f-e711-8122-000d3aa2331c";
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(ContactBody("Create", kId2), 2);
+  ev.Add(ContactBody("Create", kId3), 3);
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kDelivered) << results[0].error;
+  EXPECT_EQ(results[1].outcome, DeliveryOutcome::kPermanent);
+  std::string lower = results[1].error;
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  EXPECT_NE(lower.find("check constraint"), std::string::npos) << results[1].error;
+  EXPECT_EQ(results[2].outcome, DeliveryOutcome::kDelivered) << results[2].error;
+  EXPECT_EQ(Count(), "2");
+  EXPECT_EQ(Column(kId2, "version"), std::nullopt);
+}
+
 INSTANTIATE_TEST_SUITE_P(Databases, SqlAdapterTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
@@ -470,10 +525,11 @@ class PostgresAdapterTest : public ::testing::Test {
 };
 
 TEST_F(PostgresAdapterTest, ABadValueInABatchSendsOnlyItsEventToTheDlq) {
-  AdapterConfig c = backend_.Config("bad_");
+  const std::string prefix = "bad" + std::to_string(::getpid()) + "_";
+  AdapterConfig c = backend_.Config(prefix);
   SqlTable t;
   t.entity = "contact";
-  t.table = "bad_contact";
+  t.table = prefix + "contact";
   t.columns = {{"firstname", "first_name", "integer"}};  // "James" is no integer
   c.sql.tables.push_back(t);
   PostgresAdapter adapter(c, nullptr);
@@ -491,11 +547,12 @@ TEST_F(PostgresAdapterTest, ABadValueInABatchSendsOnlyItsEventToTheDlq) {
   EXPECT_EQ(results[1].outcome, DeliveryOutcome::kPermanent);
   EXPECT_NE(results[1].error.find("22P02"), std::string::npos) << results[1].error;
   EXPECT_NE(results[1].error.find("James"), std::string::npos) << results[1].error;
-  EXPECT_EQ(backend_.Value("SELECT first_name FROM bad_contact WHERE id = '" + kId1 + "'"), "42");
-  EXPECT_EQ(backend_.Value("SELECT count(*) FROM bad_contact"), "1");
+  EXPECT_EQ(backend_.Value("SELECT first_name FROM " + t.table + " WHERE id = '" + kId1 + "'"),
+            "42");
+  EXPECT_EQ(backend_.Value("SELECT count(*) FROM " + t.table), "1");
 }
 
-TEST_F(PostgresAdapterTest, ADatabaseThatIsDownIsRetryableAndReachedOnceItIsUp) {
+TEST_F(PostgresAdapterTest, ADatabaseThatIsDownIsRetryableAndDoesNotFailStart) {
   AdapterConfig c = backend_.Config("down_");
   c.sql.port = 1;  // nothing listens on port 1
   c.sql.connect_timeout_ms = 1000;
@@ -535,7 +592,8 @@ double Series(prometheus::Registry& registry, const std::string& name,
 
 TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetricsShowIt) {
   prometheus::Registry registry;
-  AdapterConfig c = backend_.Config("lock_");
+  const std::string table = "lock" + std::to_string(::getpid()) + "_contact";
+  AdapterConfig c = backend_.Config("lock" + std::to_string(::getpid()) + "_");
   c.sql.statement_timeout_ms = 200;
   c.sql.pool_size = 1;
   PostgresAdapter adapter(c, &registry);
@@ -555,7 +613,8 @@ TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetrics
   // Another session holds the table: the adapter's statement times out.
   PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
   ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
-  PGresult* res = PQexec(locker, "BEGIN; LOCK TABLE lock_contact IN ACCESS EXCLUSIVE MODE");
+  PGresult* res =
+      PQexec(locker, ("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE").c_str());
   ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK) << PQerrorMessage(locker);
   PQclear(res);
   Events update;
@@ -570,7 +629,7 @@ TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetrics
   // The connection is still good: the retry goes through.
   EXPECT_EQ(deliver(update)[0].outcome, DeliveryOutcome::kDelivered);
   adapter.Stop();
-  EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM lock_contact"), "Jim");
+  EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM " + table), "Jim");
   EXPECT_EQ(Series(registry, "dvrouter_sql_errors_total", {{"class", "timeout"}}), 1);
   EXPECT_EQ(Series(registry, "dvrouter_sql_rows_total", {{"result", "written"}}), 2);
   EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "busy"}}), 0);
@@ -638,6 +697,11 @@ TEST(MergeJsonObjects, OverlaysMembersKeepsOrderAndRefusesNonObjects) {
                                R"({"b":null,"d":[1,2],"a":true})", &out)
                   .ok());
   EXPECT_EQ(out, R"({"a":true,"b":null,"c":"s","d":[1,2]})");
+  // Numbers keep their exact text (Money and decimals are not re-printed).
+  ASSERT_TRUE(
+      MergeJsonObjects(R"({"amount":100.00,"big":922337203685477.5807})", R"({"rate":1.50})", &out)
+          .ok());
+  EXPECT_EQ(out, R"({"amount":100.00,"big":922337203685477.5807,"rate":1.50})");
   EXPECT_FALSE(MergeJsonObjects("[1]", "{}", &out).ok());
   EXPECT_FALSE(MergeJsonObjects("{}", "{\"a\":", &out).ok());
 }
