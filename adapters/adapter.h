@@ -9,7 +9,8 @@
 // Batches: Deliver() receives events of one adapter. Two events of the same record (table, row
 // id) are never in flight at once and are delivered in journal order (a batch holds at most one
 // event per record), unless the adapter's one_in_flight_per_record() is false (then a record's
-// events are handed over in order, one per batch, without waiting for results); events of
+// events are handed over in journal order, several in one batch if they are ready, without
+// waiting for results); events of
 // different records may share a batch or be in separate concurrent batches, in any order, up to
 // the limit the adapter's `max_in_flight` setting allows (per delivery worker).
 //
@@ -81,10 +82,11 @@ class Adapter {
   virtual Status Start(uint64_t /*redelivery_from_seq*/) { return Status::Ok(); }
   // True (the default): one event per record in flight at a time, the next only after the
   // previous one's result (what a sink that applies state needs). False: the adapter applies
-  // events in the order it is handed them, so the engine may hand over a record's next event
-  // (in a later batch) before the previous one's result; a retried event can then land after
-  // a later one of its record. The lake (an append-only history whose rows carry seq) says
-  // false, so a hot record is not limited to one event per file roll.
+  // events in the order it is handed them, so the engine hands over a record's events in
+  // journal order, several in one batch or in batches in flight together, before the previous
+  // ones' results; a retried event can then land after a later one of its record. The lake and
+  // ClickHouse (append-only histories whose rows carry seq) say false, so a hot record is not
+  // limited to one event per file roll or insert.
   virtual bool one_in_flight_per_record() const { return true; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
   // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)

@@ -204,7 +204,8 @@ pids+=($!)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$cadmin/readyz" >/dev/null && break; sleep 0.1; done
 echo "(c) ingest + $sinks, open loop at $rate_c/s"
 # The engine's lag gauges, sampled every 100 ms while the load runs and until every sink is
-# caught up (bounded: 60 s after the load).
+# caught up (bounded: 60 s after the load; what is not delivered by then is reported as such,
+# it stays in the journal).
 ( while :; do
     curl -s "127.0.0.1:$cadmin/metrics" | awk -v t="$(date +%s.%N)" \
       '/^dvrouter_delivery_lag_(seconds|events)\{/{print t, $1, $2}'
@@ -267,11 +268,12 @@ if os.path.exists(f"{work}/pg-rows.txt"):
         rows[(t, i)] = int(v)
     missing = sum(1 for k, v in newest.items() if rows.get(k) != v)
     out.append(f"postgres: {len(rows)} rows for {len(newest)} records, "
-               f"{missing} not at their newest event")
+               f"{missing} not at their newest event when the wait ended")
 if os.path.exists(f"{work}/ch-count.txt"):
     total, distinct = map(int, open(f"{work}/ch-count.txt").read().split())
     out.append(f"clickhouse: {distinct} distinct events of {len(journal)} journaled "
-               f"({len(journal) - distinct} missing, {total - distinct} redelivered rows)")
+               f"({len(journal) - distinct} not there when the wait ended, "
+               f"{total - distinct} redelivered rows)")
 lag = {}
 for line in open(f"{work}/lag-samples.txt"):
     parts = line.split()

@@ -59,6 +59,9 @@ class ClickHouseAdapter final : public Adapter {
 
   std::string_view name() const override { return config_.name; }
   Status Start(uint64_t redelivery_from_seq) override;
+  // An append-only history ordered by the table's key, each row with its seq: a record's events
+  // need not wait for each other (see Adapter).
+  bool one_in_flight_per_record() const override { return false; }
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
 

@@ -796,16 +796,24 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
       for (uint64_t seq : lane.waiting) {
         Entry& e = lane.window[IndexOf(lane, seq)];
-        // A serializing adapter also waits for an operator replay of the record in flight.
-        if ((!serialize ||
-             (!lane.in_flight.count(e.record) && !c.replays_in_flight.count(e.record))) &&
-            w->blocked.insert(e.record).second) {
-          if (e.ready_ms <= now) {
-            picks.push_back(Pick{pi, &e});
-            if (picks.size() >= max_batch) break;
-          } else {
-            *wake_at = std::min(*wake_at, e.ready_ms);
+        if (serialize) {
+          // The first unfinished event of a record, when none is in flight (an operator replay
+          // of the record in flight counts too); `blocked` holds the records already met.
+          if (lane.in_flight.count(e.record) || c.replays_in_flight.count(e.record) ||
+              !w->blocked.insert(e.record).second) {
+            continue;
           }
+        } else if (w->blocked.count(e.record)) {
+          // Hand-over order: nothing of a record passes an earlier event still waiting.
+          continue;
+        }
+        if (e.ready_ms <= now) {
+          // A pipelining adapter takes every ready event of a record, in seq order.
+          picks.push_back(Pick{pi, &e});
+          if (picks.size() >= max_batch) break;
+        } else {
+          if (!serialize) w->blocked.insert(e.record);
+          *wake_at = std::min(*wake_at, e.ready_ms);
         }
       }
     }

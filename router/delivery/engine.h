@@ -10,9 +10,9 @@
 //
 // Ordering (guarantee 3): within a lane an event is dispatched only when no earlier event of the
 // same record is unfinished, so one record's events reach an adapter one at a time, in order,
-// while other records proceed. An adapter that applies events in hand-over order (the lake:
-// Adapter::one_in_flight_per_record() false) gets a record's next event without waiting for the
-// previous result, still in order and never two in one batch. Isolation (guarantee 4): every
+// while other records proceed. An adapter that applies events in hand-over order (the lake and
+// ClickHouse: Adapter::one_in_flight_per_record() false) gets a record's ready events in order,
+// several per batch, without waiting for earlier results. Isolation (guarantee 4): every
 // adapter has its own lanes, batches, retry state and circuit breaker; a stalled adapter fills its
 // own windows and nothing else. Bounded memory (guarantee 5): lanes hold small entries, never
 // bodies (a body is read from the journal when its batch is built); a lane whose window is full
