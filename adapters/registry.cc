@@ -1,6 +1,7 @@
 #include "adapters/registry.h"
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/erp/erp_adapter.h"
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/sql/postgres_adapter.h"
 #include "adapters/sql/sqlite_adapter.h"
@@ -25,11 +26,14 @@ Result<std::unique_ptr<Adapter>> MakeClickHouse(const AdapterConfig& c, const Ad
   return std::unique_ptr<Adapter>(new ClickHouseAdapter(c, ctx.registry));
 }
 
+Result<std::unique_ptr<Adapter>> MakeErp(const AdapterConfig& c, const AdapterContext& ctx) {
+  return std::unique_ptr<Adapter>(new ErpAdapter(c, ctx.registry));
+}
+
 constexpr AdapterType kTypes[] = {
-    {"lake", &MakeLake},
-    {"postgres", &MakePostgres},
-    {"sqlite", &MakeSqlite},
-    {"clickhouse", &MakeClickHouse},
+    {"lake", &MakeLake},     {"postgres", &MakePostgres},
+    {"sqlite", &MakeSqlite}, {"clickhouse", &MakeClickHouse},
+    {"erp", &MakeErp},
 };
 
 }  // namespace

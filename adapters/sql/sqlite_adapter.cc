@@ -38,55 +38,10 @@ std::string ColumnExpr(const SqlColumn& c) {
 
 }  // namespace
 
-namespace {
-
-// The members of a JSON object, in order, each value as its exact JSON text (numbers keep
-// their digits: 100.00 stays 100.00).
-Status ObjectMembers(std::string_view json, const char* what,
-                     std::vector<std::pair<std::string, std::string>>* out) {
-  thread_local simdjson::ondemand::parser parser;
-  const simdjson::padded_string padded(json);
-  simdjson::ondemand::document doc;
-  simdjson::ondemand::object obj;
-  auto fail = [&](simdjson::error_code e) {
-    return InvalidArgument(std::string(what) + ": " + simdjson::error_message(e));
-  };
-  if (auto e = parser.iterate(padded).get(doc)) return fail(e);
-  if (auto e = doc.get_object().get(obj)) return fail(e);
-  for (auto field : obj) {
-    std::string_view key, raw;
-    if (auto e = field.unescaped_key().get(key)) return fail(e);
-    simdjson::ondemand::value v;
-    if (auto e = field.value().get(v)) return fail(e);
-    simdjson::ondemand::json_type type;
-    if (auto e = v.type().get(type)) return fail(e);
-    simdjson::error_code e = simdjson::SUCCESS;
-    if (type == simdjson::ondemand::json_type::object) {
-      simdjson::ondemand::object o;
-      e = v.get_object().get(o);
-      if (!e) e = o.raw_json().get(raw);
-    } else if (type == simdjson::ondemand::json_type::array) {
-      simdjson::ondemand::array a;
-      e = v.get_array().get(a);
-      if (!e) e = a.raw_json().get(raw);
-    } else {
-      raw = v.raw_json_token();
-    }
-    if (e) return fail(e);
-    while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back()))) {
-      raw.remove_suffix(1);
-    }
-    out->emplace_back(std::string(key), std::string(raw));
-  }
-  return Status::Ok();
-}
-
-}  // namespace
-
 Status MergeJsonObjects(std::string_view base, std::string_view update, std::string* out) {
   std::vector<std::pair<std::string, std::string>> b, u;
-  if (Status st = ObjectMembers(base, "stored attributes", &b); !st.ok()) return st;
-  if (Status st = ObjectMembers(update, "event attributes", &u); !st.ok()) return st;
+  if (Status st = JsonObjectMembers(base, "stored attributes", &b); !st.ok()) return st;
+  if (Status st = JsonObjectMembers(update, "event attributes", &u); !st.ok()) return st;
   std::unordered_map<std::string, size_t> updated;  // key -> index in u, not yet written
   for (size_t i = 0; i < u.size(); ++i) updated[u[i].first] = i;
   out->clear();

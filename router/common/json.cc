@@ -1,5 +1,11 @@
 #include "router/common/json.h"
 
+#include <simdjson.h>
+
+#include <cctype>
+#include <utility>
+#include <vector>
+
 namespace dvrouter {
 
 void AppendJsonString(std::string* out, std::string_view s) {
@@ -33,6 +39,47 @@ void AppendJsonString(std::string* out, std::string_view s) {
     }
   }
   out->push_back('"');
+}
+
+// The members of a JSON object, in order, each value as its exact JSON text (numbers keep
+// their digits: 100.00 stays 100.00).
+Status JsonObjectMembers(std::string_view json, const char* what,
+                         std::vector<std::pair<std::string, std::string>>* out) {
+  thread_local simdjson::ondemand::parser parser;
+  const simdjson::padded_string padded(json);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object obj;
+  auto fail = [&](simdjson::error_code e) {
+    return InvalidArgument(std::string(what) + ": " + simdjson::error_message(e));
+  };
+  if (auto e = parser.iterate(padded).get(doc)) return fail(e);
+  if (auto e = doc.get_object().get(obj)) return fail(e);
+  for (auto field : obj) {
+    std::string_view key, raw;
+    if (auto e = field.unescaped_key().get(key)) return fail(e);
+    simdjson::ondemand::value v;
+    if (auto e = field.value().get(v)) return fail(e);
+    simdjson::ondemand::json_type type;
+    if (auto e = v.type().get(type)) return fail(e);
+    simdjson::error_code e = simdjson::SUCCESS;
+    if (type == simdjson::ondemand::json_type::object) {
+      simdjson::ondemand::object o;
+      e = v.get_object().get(o);
+      if (!e) e = o.raw_json().get(raw);
+    } else if (type == simdjson::ondemand::json_type::array) {
+      simdjson::ondemand::array a;
+      e = v.get_array().get(a);
+      if (!e) e = a.raw_json().get(raw);
+    } else {
+      raw = v.raw_json_token();
+    }
+    if (e) return fail(e);
+    while (!raw.empty() && std::isspace(static_cast<unsigned char>(raw.back()))) {
+      raw.remove_suffix(1);
+    }
+    out->emplace_back(std::string(key), std::string(raw));
+  }
+  return Status::Ok();
 }
 
 }  // namespace dvrouter

@@ -4,10 +4,19 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "router/common/status.h"
 
 namespace dvrouter {
 
 // Appends `s` as a JSON string literal, quotes included; control characters are escaped.
 void AppendJsonString(std::string* out, std::string_view s);
+
+// The members of a JSON object, in order, each value as its exact JSON text (numbers keep their
+// digits: 100.00 stays 100.00). InvalidArgument, prefixed with `what`, if it is not an object.
+Status JsonObjectMembers(std::string_view json, const char* what,
+                         std::vector<std::pair<std::string, std::string>>* out);
 
 }  // namespace dvrouter

@@ -286,5 +286,96 @@ TEST(ClickHouseConfig, Errors) {
   ExpectKeyError(Adapter("    type: clickhouse\n    path: /x\n"), "adapters.db.path");
 }
 
+std::string Erp(std::string_view body) {
+  return "ingress:\n  auth:\n    mode: none\nadapters:\n  erp:\n    type: erp\n" +
+         std::string(body);
+}
+constexpr const char* kRequest =
+    "    requests:\n"
+    "      - path: /api/orders\n"
+    "        body: '{\"id\": {{header.row_id}}}'\n";
+
+TEST(ErpConfig, AFullExample) {
+  ::setenv("DVROUTER_TEST_ERP_SECRET", "erp-secret", 1);
+  Config c =
+      ParseOk(Erp("    base_url: https://erp.example.com/sap/opu/odata/\n"
+                  "    request_timeout: 10s\n"
+                  "    concurrency: {max: 200, adaptive: false}\n"
+                  "    auth:\n"
+                  "      mode: oauth2\n"
+                  "      token_url: https://login.example.com/token\n"
+                  "      client_id: dvrouter\n"
+                  "      client_secret: ${DVROUTER_TEST_ERP_SECRET}\n"
+                  "      scope: api://erp/.default\n"
+                  "    requests:\n"
+                  "      - name: orders\n"
+                  "        tables: [SalesOrder]\n"
+                  "        messages: [Create]\n"
+                  "        method: PUT\n"
+                  "        path: /orders/{{header.row_id}}\n"
+                  "        headers: {X-Source: dvrouter}\n"
+                  "        body: '{\"customer\": {{target.customerid.id}}, \"lines\": "
+                  "{{target}}}'\n"
+                  "        capture: {order_number: /d/SalesOrder}\n"));
+  const ErpConfig& e = c.adapters[0].erp;
+  EXPECT_EQ(e.base_url, "https://erp.example.com/sap/opu/odata");
+  EXPECT_EQ(e.request_timeout_ms, 10'000u);
+  EXPECT_EQ(e.max_concurrency, 200u);
+  EXPECT_FALSE(e.adaptive);
+  EXPECT_EQ(e.auth.client_secret, "erp-secret");
+  ASSERT_EQ(e.requests.size(), 1u);
+  EXPECT_EQ(e.requests[0].tables, std::vector<std::string>{"salesorder"});
+  EXPECT_EQ(e.requests[0].messages, std::vector<std::string>{"create"});
+  EXPECT_EQ(e.requests[0].method, "PUT");
+  ASSERT_EQ(e.requests[0].capture.size(), 1u);
+  EXPECT_EQ(e.requests[0].capture[0].second, "/d/SalesOrder");
+  EXPECT_EQ(DescribeConfig(c).find("erp-secret"), std::string::npos);
+  ::unsetenv("DVROUTER_TEST_ERP_SECRET");
+}
+
+TEST(ErpConfig, Errors) {
+  ExpectKeyError(Erp(kRequest), "adapters.erp.base_url");
+  ExpectKeyError(Erp("    base_url: erp.example.com\n" + std::string(kRequest)),
+                 "adapters.erp.base_url");
+  ExpectKeyError(Erp("    base_url: http://erp\n"), "adapters.erp.requests");
+  ExpectKeyError(Erp("    base_url: http://erp\n    requests: []\n"), "adapters.erp.requests");
+  const std::string base = "    base_url: http://erp\n    requests:\n      - ";
+  ExpectKeyError(Erp(base + "path: api\n"), "adapters.erp.requests[0].path");
+  EXPECT_THAT(ExpectKeyError(Erp(base + "path: /x\n        method: GET\n"),
+                             "adapters.erp.requests[0].method"),
+              HasSubstr("POST, PUT, PATCH or DELETE"));
+  EXPECT_THAT(ExpectKeyError(Erp(base + "path: /x\n        body: '{\"a\": {{target.name}'\n"),
+                             "adapters.erp.requests[0].body"),
+              HasSubstr("unclosed"));
+  EXPECT_THAT(ExpectKeyError(Erp(base + "path: /x\n        body: '{\"a\": {{secret.key}}}'\n"),
+                             "adapters.erp.requests[0].body"),
+              HasSubstr("unknown placeholder"));
+  EXPECT_THAT(ExpectKeyError(Erp(base + "path: /x\n        body: '{\"a\": \"{{target.name}}\"}'\n"),
+                             "adapters.erp.requests[0].body"),
+              HasSubstr("without quotes"));
+  ExpectKeyError(Erp(base + "path: /x\n        body: '{\"a\": 1'\n"),
+                 "adapters.erp.requests[0].body");
+  ExpectKeyError(Erp(base + "path: /x\n        capture: {n: orderNumber}\n"),
+                 "adapters.erp.requests[0].capture.n");
+  ExpectKeyError(Erp(base + "path: /x/{{header.nope}}\n"), "adapters.erp.requests[0].path");
+  ExpectKeyError(Erp(base + "path: /x\n        headers: [a]\n"),
+                 "adapters.erp.requests[0].headers");
+  ExpectKeyError(Erp(base + "path: /x\n        retries: 3\n"), "adapters.erp.requests[0].retries");
+  const std::string req = std::string(kRequest);
+  ExpectKeyError(Erp("    base_url: http://erp\n    auth: {mode: kerberos}\n" + req),
+                 "adapters.erp.auth.mode");
+  ExpectKeyError(Erp("    base_url: http://erp\n    auth: {mode: basic}\n" + req),
+                 "adapters.erp.auth.user");
+  ExpectKeyError(
+      Erp("    base_url: http://erp\n    auth: {mode: basic, user: u, password: pw}\n" + req),
+      "adapters.erp.auth.password");
+  ExpectKeyError(Erp("    base_url: http://erp\n    auth: {mode: api_key}\n" + req),
+                 "adapters.erp.auth.key");
+  ExpectKeyError(Erp("    base_url: http://erp\n    auth: {mode: oauth2, client_id: x}\n" + req),
+                 "adapters.erp.auth.token_url");
+  ExpectKeyError(Erp("    base_url: http://erp\n    concurrency: {max: 0}\n" + req),
+                 "adapters.erp.concurrency.max");
+}
+
 }  // namespace
 }  // namespace dvrouter

@@ -1,0 +1,105 @@
+// ErpAdapter: one HTTP call per event to the customer's ERP, built from a request template
+// (router/config ErpRequest; router/common/json_template.h), over the shared HTTP client.
+//
+// Per event: the first template whose tables and messages match renders the path and the JSON
+// body from the event (Target's converted attributes, header fields, event id and seq); the call
+// carries `Idempotency-Key: <event id>`, so a resend after a lost answer is absorbed by the ERP;
+// authentication is basic, an API-key header, or an OAuth 2.0 client-credentials bearer token
+// (cached, fetched again before expiry, and once more after a 401). An event no template
+// matches is permanent (a configuration gap the DLQ shows).
+//
+// Answers: 2xx is delivered (202: processing) with the configured JSON pointers captured into
+// the status's answer ({"order_number": "SO-1"}); 408, 429, 5xx, timeouts and connection
+// errors are retried, honouring Retry-After (seconds or an HTTP date); every other 4xx is
+// permanent, with an excerpt of the answer.
+//
+// Concurrency: up to concurrency.max calls at once (one thread each). With `adaptive` the limit
+// moves like TCP congestion control: +1/limit per success, halved (at most every 200 ms) on a
+// 429, 503, timeout or connection error, never below 1. Records keep their order through the
+// engine (one event per record in flight); many records are in flight together.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "adapters/adapter.h"
+#include "adapters/common/http_client.h"
+#include "adapters/common/oauth.h"
+#include "router/common/json_template.h"
+#include "router/config/config.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace dvrouter {
+
+class ErpAdapter final : public Adapter {
+ public:
+  ErpAdapter(AdapterConfig config, prometheus::Registry* registry);
+  ~ErpAdapter() override;
+
+  std::string_view name() const override { return config_.name; }
+  Status Start(uint64_t redelivery_from_seq) override;
+  void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
+  void Stop() override;
+
+  // Retry-After as ms from now: delta seconds or an HTTP date; -1 if absent or unreadable.
+  static int64_t ParseRetryAfter(std::string_view value, int64_t now_epoch_s);
+  // The captured answer: a JSON object of name -> the value at each pointer (null if absent);
+  // empty when nothing is to be captured.
+  static std::string Capture(const std::vector<std::pair<std::string, std::string>>& capture,
+                             std::string_view body);
+  double concurrency_limit() const;
+
+ private:
+  struct Compiled {
+    const ErpRequest* request = nullptr;
+    JsonTemplate path, body;
+  };
+  struct Job;
+  struct Call {
+    Job* job = nullptr;
+    size_t index = 0;
+    const Compiled* tmpl = nullptr;
+    std::string url, body, event_id;
+  };
+
+  Status Prepare(const Delivery& d, Call* call) const;
+  void Worker();
+  DeliveryResult Execute(const Call& call);
+  void Finish(Job* job);
+  void Adapt(bool congested);
+
+  AdapterConfig config_;
+  std::vector<Compiled> templates_;
+  HttpClient http_;
+  std::unique_ptr<OAuthTokenSource> tokens_;
+
+  prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  prometheus::Histogram* duration_ = nullptr;
+  prometheus::Gauge* limit_gauge_ = nullptr;
+  prometheus::Gauge* in_flight_gauge_ = nullptr;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Call> queue_;
+  bool stopping_ = false;
+  bool started_ = false;
+  int active_ = 0;
+  double limit_ = 1;
+  int64_t last_decrease_ms_ = 0;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace dvrouter

@@ -1,0 +1,353 @@
+// The ERP adapter end to end: webhooks posted to a dvrouter child process, delivered to the ERP
+// simulator (tests/simulators/erp_simulator.cc, a separate process speaking HTTP), with the
+// simulator's faults switched on and off: an outage, a 429 storm, a record the ERP refuses,
+// answers slower than the adapter's timeout, OAuth tokens. Plus unit tests of Retry-After
+// parsing, answer capture and the configuration's malformed forms.
+#include "adapters/erp/erp_adapter.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "tests/support/http_client.h"
+#include "tests/support/router_process.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::HttpClient;
+
+// The integer after "key": in a flat JSON text, or -1.
+int64_t JsonNumber(const std::string& json, const std::string& key) {
+  const size_t at = json.find("\"" + key + "\":");
+  return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + key.size() + 3);
+}
+
+// The simulator as a child process on a free port.
+class ErpSim {
+ public:
+  explicit ErpSim(const testing::TempDir& tmp, const std::vector<std::string>& flags = {})
+      : log_(tmp.path() + "/erp-sim.log") {
+    testing::WriteFileOrDie(log_, "");
+    std::vector<std::string> args = {"--listen", "127.0.0.1:0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    child_ = std::make_unique<testing::ChildProcess>(DVROUTER_ERP_SIM, args, log_);
+    ready_ = testing::WaitFor([&] {
+      const std::string text = testing::ReadFileOrDie(log_);
+      const size_t at = text.find("listening on 127.0.0.1:");
+      if (at == std::string::npos) return false;
+      port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
+      return true;
+    });
+  }
+  ~ErpSim() {
+    child_->Kill(SIGTERM);
+    child_->Wait();
+  }
+  bool ready() const { return ready_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string Stats() { return HttpClient(port_).Get("/_stats").body; }
+  int64_t Stat(const std::string& key) { return JsonNumber(Stats(), key); }
+  void Control(const std::string& query) {
+    EXPECT_EQ(HttpClient(port_).Post("/_control?" + query, "").status, 200) << query;
+  }
+  std::string log() const { return testing::ReadFileOrDie(log_); }
+
+ private:
+  std::string log_;
+  std::unique_ptr<testing::ChildProcess> child_;
+  uint16_t port_ = 0;
+  bool ready_ = false;
+};
+
+// Event k of record r: an update of msdyn_agentstatus row r.
+std::string Event(int r, int k) {
+  static const std::string base = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
+  char op[40], row[40];
+  std::snprintf(op, sizeof(op), "%08x-4444-4000-8000-%012d", r, k);
+  std::snprintf(row, sizeof(row), "3d1feef9-604d-ef11-bfe3-%012d", r);
+  return testing::ReplaceAll(testing::ReplaceAll(base, "1a14c3ec-9c50-ef11-bfe3-00224802dbb1", op),
+                             "3d1feef9-604d-ef11-bfe3-6045bd03d9d8", row);
+}
+std::string Row(int r) {
+  char row[40];
+  std::snprintf(row, sizeof(row), "3d1feef9-604d-ef11-bfe3-%012d", r);
+  return row;
+}
+
+// A router delivering everything to the simulator; `auth` holds YAML lines of the adapter
+// (indented by four).
+class ErpRouter {
+ public:
+  ErpRouter(const testing::TempDir& tmp, const ErpSim& sim, const std::string& auth = "",
+            const std::string& request_timeout = "2s")
+      : log_(tmp.path() + "/router.log") {
+    testing::WriteFileOrDie(log_, "");
+    testing::WriteFileOrDie(tmp.path() + "/router.yaml",
+                            "ingress:\n"
+                            "  auth: {mode: none}\n"
+                            "journal:\n"
+                            "  partitions: 16\n"
+                            "adapters:\n"
+                            "  erp:\n"
+                            "    type: erp\n"
+                            "    base_url: " +
+                                sim.url() +
+                                "\n"
+                                "    request_timeout: " +
+                                request_timeout +
+                                "\n"
+                                "    retry: {initial_backoff: 20ms, max_backoff: 300ms}\n"
+                                "    breaker: {failures: 5, open_for: 100ms}\n" +
+                                auth +
+                                "    requests:\n"
+                                "      - name: orders\n"
+                                "        tables: [msdyn_agentstatus]\n"
+                                "        path: /api/orders\n"
+                                "        body: '{\"crm_id\": {{header.row_id}}, \"seq\": "
+                                "{{event.seq}}, \"capacity\": "
+                                "{{target.msdyn_availableunitscapacity}}, \"agent\": "
+                                "{{target.msdyn_agentid.id}}}'\n"
+                                "        capture: {order_number: /orderNumber}\n"
+                                "routes:\n"
+                                "  - adapters: [erp]\n");
+    router_ = std::make_unique<testing::RouterProcess>(tmp, log_);
+    ready_ = router_->WaitReady(1);
+  }
+  ~ErpRouter() {
+    router_->child().Kill(SIGTERM);
+    router_->child().Wait();
+  }
+  bool ready() const { return ready_; }
+  std::string log() const { return testing::ReadFileOrDie(log_); }
+  // Posts and returns the event id (empty if not accepted).
+  std::string Post(const std::string& body) {
+    testing::HttpReply r = client().Post("/webhooks/dataverse", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return testing::JsonStringField(r.body, "event_id");
+  }
+  std::string Status(const std::string& id) {
+    return HttpClient(router_->admin_port).Get("/events/" + id).body;
+  }
+  std::string Admin(const std::string& method, const std::string& target) {
+    return HttpClient(router_->admin_port).Request(method, target).body;
+  }
+  double Metric(const std::string& prefix) {
+    return testing::MetricSum(router_->admin_port, prefix);
+  }
+
+ private:
+  HttpClient& client() {
+    if (!client_) client_ = std::make_unique<HttpClient>(router_->port);
+    return *client_;
+  }
+  std::string log_;
+  std::unique_ptr<testing::RouterProcess> router_;
+  std::unique_ptr<HttpClient> client_;
+  bool ready_ = false;
+};
+
+TEST(ErpEndToEnd, OrdersAreCreatedInPerRecordOrderAndTheOrderNumberIsCaptured) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp, {"--latency-ms", "5"});
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ErpRouter router(tmp, sim);
+  ASSERT_TRUE(router.ready()) << router.log();
+  constexpr int kRecords = 20, kEach = 5;
+  std::string last_id;
+  for (int k = 0; k < kEach; ++k) {
+    for (int r = 0; r < kRecords; ++r) last_id = router.Post(Event(r, k));
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == kRecords * kEach; }))
+      << sim.Stats() << "\n"
+      << router.log();
+  EXPECT_EQ(sim.Stat("order_violations"), 0);
+  EXPECT_EQ(sim.Stat("duplicates"), 0);
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return router.Status(last_id).find("\"completed\"") != std::string::npos;
+  })) << router.Status(last_id);
+  const std::string status = router.Status(last_id);
+  EXPECT_NE(status.find("order_number"), std::string::npos) << status;
+  EXPECT_NE(status.find("SO-"), std::string::npos) << status;
+  // The simulator counts an order when it takes the call, the router when the answer arrives.
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return router.Metric("dvrouter_erp_requests_total{adapter=\"erp\",answer=\"2xx\"}") ==
+           kRecords * kEach;
+  }));
+}
+
+TEST(ErpEndToEnd, AnOutageLeavesEventsPendingThenEverythingCompletesInOrder) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp);
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ErpRouter router(tmp, sim);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sim.Control("outage=1");
+  constexpr int kRecords = 10, kEach = 4;
+  std::string first_id;
+  for (int k = 0; k < kEach; ++k) {
+    for (int r = 0; r < kRecords; ++r) {
+      const std::string id = router.Post(Event(r, k));
+      if (first_id.empty()) first_id = id;
+    }
+  }
+  // The ERP is down: the CRM still got its acknowledgements; events wait, retried.
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("errors_5xx") >= 20; })) << sim.Stats();
+  // Its status shows it waiting (pending between attempts, submitted during one) with the
+  // ERP's answer as the last error.
+  const std::string pending = router.Status(first_id);
+  EXPECT_TRUE(pending.find("\"pending\"") != std::string::npos ||
+              pending.find("\"submitted\"") != std::string::npos)
+      << pending;
+  EXPECT_NE(pending.find("503"), std::string::npos) << pending;
+  EXPECT_EQ(sim.Stat("created"), 0);
+  sim.Control("outage=0");
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == kRecords * kEach; },
+                               std::chrono::seconds(30)))
+      << sim.Stats();
+  EXPECT_EQ(sim.Stat("order_violations"), 0);
+  EXPECT_GT(router.Metric("dvrouter_delivery_retries_total{adapter=\"erp\"}"), 0);
+}
+
+TEST(ErpEndToEnd, A429StormIsHonouredWithRetryAfter) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp);
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ErpRouter router(tmp, sim);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sim.Control("ratelimit=15&retry_after=1");
+  for (int r = 0; r < 15; ++r) router.Post(Event(r, 0));
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == 15; }, std::chrono::seconds(30)))
+      << sim.Stats();
+  EXPECT_EQ(sim.Stat("rate_limited"), 15);
+  // No event came back sooner than the 1 s the ERP asked for.
+  EXPECT_GE(sim.Stat("min_gap_after_429_ms"), 1000) << sim.Stats();
+}
+
+TEST(ErpEndToEnd, ARefusedOrderGoesToTheDlqAndCompletesAfterAReplay) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp);
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ErpRouter router(tmp, sim);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sim.Control("reject=" + Row(1));
+  const std::string refused = router.Post(Event(1, 0));
+  router.Post(Event(2, 0));
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return router.Status(refused).find("\"failed\"") != std::string::npos;
+  })) << router.Status(refused);
+  const std::string status = router.Status(refused);
+  EXPECT_NE(status.find("400"), std::string::npos) << status;
+  EXPECT_NE(status.find("customer blocked"), std::string::npos) << status;
+  const std::string dlq = router.Admin("GET", "/dlq?adapter=erp");
+  EXPECT_NE(dlq.find(refused), std::string::npos) << dlq;
+  EXPECT_EQ(sim.Stat("created"), 1);
+  sim.Control("unreject=" + Row(1));
+  EXPECT_NE(router.Admin("POST", "/dlq/replay?adapter=erp").find("\"replayed\":1"),
+            std::string::npos);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return router.Status(refused).find("\"completed\"") != std::string::npos;
+  })) << router.Status(refused);
+  EXPECT_EQ(sim.Stat("created"), 2);
+}
+
+TEST(ErpEndToEnd, AnAnswerLostToATimeoutIsAbsorbedByTheIdempotencyKey) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp);
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  // Each key's first call is answered after 1.5 s; the adapter gives up after 0.5 s and sends
+  // it again: the ERP has already created the order, and answers the resend with it.
+  sim.Control("slow_first_ms=1500");
+  ErpRouter router(tmp, sim, "", "500ms");
+  ASSERT_TRUE(router.ready()) << router.log();
+  std::vector<std::string> ids;
+  for (int r = 0; r < 5; ++r) ids.push_back(router.Post(Event(r, 0)));
+  for (const std::string& id : ids) {
+    EXPECT_TRUE(testing::WaitFor(
+        [&] { return router.Status(id).find("\"completed\"") != std::string::npos; },
+        std::chrono::seconds(30)))
+        << router.Status(id);
+  }
+  EXPECT_EQ(sim.Stat("created"), 5);
+  EXPECT_GE(sim.Stat("duplicates"), 5) << sim.Stats();
+}
+
+TEST(ErpEndToEnd, OAuthClientCredentialsTokensAreFetchedCachedAndRenewed) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp, {"--auth", "oauth2:dvrouter:s3cret", "--token-ttl-s", "1"});
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ::setenv("DVROUTER_ERP_TEST_SECRET", "s3cret", 1);
+  ErpRouter router(tmp, sim,
+                   "    auth:\n"
+                   "      mode: oauth2\n"
+                   "      token_url: " +
+                       sim.url() +
+                       "/oauth/token\n"
+                       "      client_id: dvrouter\n"
+                       "      client_secret: ${DVROUTER_ERP_TEST_SECRET}\n");
+  ASSERT_TRUE(router.ready()) << router.log();
+  for (int r = 0; r < 10; ++r) router.Post(Event(r, 0));
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == 10; })) << sim.Stats();
+  EXPECT_EQ(sim.Stat("unauthorized"), 0) << sim.Stats();
+  const int64_t first_tokens = sim.Stat("tokens_issued");
+  EXPECT_GE(first_tokens, 1);
+  EXPECT_LE(first_tokens, 2) << "a token per call instead of a cached one";
+  // Keep the orders coming until the token's lifetime (1 s) runs out: a new token is fetched
+  // before the old one expires, so no call is refused.
+  int posted = 10;
+  ASSERT_TRUE(testing::WaitFor([&] {
+    router.Post(Event(posted++, 0));
+    return sim.Stat("tokens_issued") > first_tokens;
+  }));
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == posted; })) << sim.Stats();
+  EXPECT_EQ(sim.Stat("unauthorized"), 0) << sim.Stats();
+}
+
+TEST(ErpEndToEnd, WrongCredentialsAreRefusedAndDeadLettered) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp, {"--auth", "basic:dvrouter:right"});
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ::setenv("DVROUTER_ERP_TEST_PASSWORD", "wrong", 1);
+  ErpRouter router(tmp, sim,
+                   "    auth:\n"
+                   "      mode: basic\n"
+                   "      user: dvrouter\n"
+                   "      password: ${DVROUTER_ERP_TEST_PASSWORD}\n");
+  ASSERT_TRUE(router.ready()) << router.log();
+  const std::string id = router.Post(Event(1, 0));
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return router.Status(id).find("\"failed\"") != std::string::npos;
+  })) << router.Status(id);
+  EXPECT_NE(router.Status(id).find("401"), std::string::npos);
+  EXPECT_EQ(sim.Stat("created"), 0);
+  EXPECT_GE(sim.Stat("unauthorized"), 1);
+}
+
+TEST(ErpAdapterUnit, RetryAfterIsReadAsSecondsOrAnHttpDate) {
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("5", 0), 5000);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter(" 0 ", 0), 0);
+  // Sun, 06 Nov 1994 08:49:37 GMT is 784111777.
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111770), 7000);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111800), 0);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("", 0), -1);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("soon", 0), -1);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("-3", 0), -1);
+  EXPECT_EQ(ErpAdapter::ParseRetryAfter("99999999999", 0), -1);
+}
+
+TEST(ErpAdapterUnit, CaptureReadsJsonPointersAndToleratesOtherAnswers) {
+  const std::vector<std::pair<std::string, std::string>> capture = {
+      {"order_number", "/orderNumber"}, {"line", "/lines/0/id"}, {"missing", "/nope"}};
+  EXPECT_EQ(ErpAdapter::Capture(capture, R"({"orderNumber":"SO-1","lines":[{"id":7}]})"),
+            R"({"order_number":"SO-1","line":7,"missing":null})");
+  EXPECT_EQ(ErpAdapter::Capture(capture, "<html>not json</html>"),
+            R"({"order_number":null,"line":null,"missing":null})");
+  EXPECT_EQ(ErpAdapter::Capture({}, "{}"), "");
+}
+
+}  // namespace
+}  // namespace dvrouter

@@ -1,0 +1,337 @@
+// dvrouter-erp-sim: an ERP order API for tests, benchmarks and trying dvrouter by hand. It
+// speaks plain HTTP/1.1 JSON (on dvrouter's own Beast server) and misbehaves on command:
+//
+//   POST /api/<anything>   creates an order: 201 {"orderNumber":"SO-000001","crmId":...}.
+//                          Needs `Idempotency-Key`; a key seen before gets the first answer
+//                          again (counted as a duplicate). Reads "crm_id" and "seq" from the JSON
+//                          body when present and counts a record's seq going backwards as an
+//                          order violation.
+//   POST /oauth/token      client credentials (form body) -> {"access_token","expires_in"}.
+//   GET  /_stats           counters as JSON.
+//   POST /_control?...     outage=1|0 (503 while on), ratelimit=N&retry_after=S (the next N
+//                          calls get 429 with Retry-After S), reject=<crm_id> / unreject=<crm_id>
+//                          (400 for that record), latency_ms=N, slow_first_ms=N (a key's first
+//                          call waits N ms more: the caller times out, resends, and the resend
+//                          is a duplicate).
+//
+// Flags: --listen HOST:PORT (port 0: a free one), --latency-ms, --error-rate (share of 500s),
+// --auth none|basic:USER:PASSWORD|api_key:HEADER:KEY|oauth2:CLIENT_ID:SECRET, --token-ttl-s.
+// Prints "erp-sim listening on HOST:PORT" on stderr once ready; stops on SIGTERM or SIGINT.
+#include <simdjson.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "router/common/json.h"
+#include "router/delivery/dlq.h"
+#include "router/ingress/server.h"
+
+namespace dvrouter::sim {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// Answers later, from one thread (simulated latency without blocking I/O threads).
+class Delayer {
+ public:
+  Delayer() : thread_([this] { Run(); }) {}
+  ~Delayer() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void At(int64_t due_ms, HttpExchange* exchange, HttpResponse response) {
+    if (due_ms <= NowMs()) {
+      exchange->Respond(std::move(response));
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push(Item{due_ms, seq_++, exchange, std::move(response)});
+    cv_.notify_all();
+  }
+
+ private:
+  struct Item {
+    int64_t due;
+    uint64_t seq;
+    HttpExchange* exchange;
+    HttpResponse response;
+    bool operator>(const Item& o) const { return due != o.due ? due > o.due : seq > o.seq; }
+  };
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (stop_) {
+        while (!queue_.empty()) {  // answer what is left
+          Item item = queue_.top();
+          queue_.pop();
+          item.exchange->Respond(std::move(item.response));
+        }
+        return;
+      }
+      if (queue_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      const int64_t wait = queue_.top().due - NowMs();
+      if (wait > 0) {
+        cv_.wait_for(lock, std::chrono::milliseconds(wait));
+        continue;
+      }
+      Item item = queue_.top();
+      queue_.pop();
+      lock.unlock();
+      item.exchange->Respond(std::move(item.response));
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_;
+  uint64_t seq_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+struct Options {
+  std::string listen = "127.0.0.1:0";
+  int latency_ms = 0;
+  double error_rate = 0;
+  std::string auth = "none";
+  int token_ttl_s = 3600;
+};
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+class ErpSim final : public HttpHandler {
+ public:
+  explicit ErpSim(Options o) : o_(std::move(o)), latency_ms_(o_.latency_ms) {
+    const size_t colon = o_.auth.find(':');
+    mode_ = o_.auth.substr(0, colon);
+    if (colon != std::string::npos) {
+      const std::string rest = o_.auth.substr(colon + 1);
+      const size_t c2 = rest.find(':');
+      first_ = rest.substr(0, c2);
+      second_ = c2 == std::string::npos ? "" : rest.substr(c2 + 1);
+    }
+  }
+
+  void Handle(const HttpRequestView& req, HttpConnectionState*, HttpExchange* exchange,
+              int) override {
+    const std::string_view path = TargetPath(req.target);
+    if (path == "/_stats") return exchange->Respond(Json(200, Stats()));
+    if (path == "/_control") return exchange->Respond(Control(req.target));
+    if (path == "/oauth/token") return exchange->Respond(Token(req.body()));
+    if (!path.starts_with("/api/")) return exchange->Respond(Json(404, R"({"error":"no route"})"));
+    Api(req, exchange);
+  }
+
+ private:
+  void Api(const HttpRequestView& req, HttpExchange* exchange) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++requests_;
+    const int64_t now = NowMs();
+    if (!Authorized(*req.headers, now)) {
+      ++unauthorized_;
+      return exchange->Respond(Json(401, R"({"error":"unauthorized"})"));
+    }
+    const std::string key(req.headers->get("idempotency-key"));
+    if (auto it = last_429_.find(key); !key.empty() && it != last_429_.end()) {
+      min_gap_after_429_ = std::min(min_gap_after_429_, now - it->second);
+      last_429_.erase(it);
+    }
+    if (outage_) {
+      ++errors_5xx_;
+      return exchange->Respond(Json(503, R"({"error":"maintenance"})"));
+    }
+    if (ratelimit_ > 0) {
+      --ratelimit_;
+      ++rate_limited_;
+      last_429_[key] = now;
+      HttpResponse r = Json(429, R"({"error":"too many requests"})");
+      r.retry_after_s = static_cast<uint32_t>(retry_after_s_);
+      return exchange->Respond(std::move(r));
+    }
+    if (o_.error_rate > 0 && std::uniform_real_distribution<>(0, 1)(rng_) < o_.error_rate) {
+      ++errors_5xx_;
+      return exchange->Respond(Json(500, R"({"error":"internal"})"));
+    }
+    if (key.empty()) {
+      return exchange->Respond(Json(400, R"({"error":"Idempotency-Key header required"})"));
+    }
+    std::string crm_id;
+    int64_t seq = -1;
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    if (parser.parse(req.body().data(), req.body().size()).get(doc) != simdjson::SUCCESS) {
+      return exchange->Respond(Json(400, R"({"error":"body is not JSON"})"));
+    }
+    std::string_view s;
+    if (doc["crm_id"].get(s) == simdjson::SUCCESS) crm_id = std::string(s);
+    if (doc["seq"].get(seq) != simdjson::SUCCESS) seq = -1;
+    if (rejected_.count(crm_id) != 0) {
+      ++rejected_calls_;
+      return exchange->Respond(
+          Json(400, R"({"error":"customer blocked for ordering","crmId":")" + crm_id + "\"}"));
+    }
+    int64_t delay = latency_ms_;
+    auto seen = answers_.find(key);
+    HttpResponse answer;
+    if (seen != answers_.end()) {
+      ++duplicates_;
+      answer = seen->second;
+    } else {
+      if (seq >= 0 && !crm_id.empty()) {
+        auto& last = last_seq_[crm_id];
+        if (seq < last) ++order_violations_;
+        last = std::max(last, seq);
+      }
+      char number[32];
+      std::snprintf(number, sizeof(number), "SO-%06llu",
+                    static_cast<unsigned long long>(++created_));
+      std::string body = std::string(R"({"orderNumber":")") + number + R"(","crmId":)";
+      AppendJsonString(&body, crm_id);
+      answer = Json(201, body + "}");
+      answers_[key] = answer;
+      delay += slow_first_ms_;
+    }
+    lock.unlock();
+    delayer_.At(now + delay, exchange, std::move(answer));
+  }
+
+  bool Authorized(const HeaderLookup& h, int64_t now) {
+    if (mode_ == "none") return true;
+    const std::string_view auth = h.get("authorization");
+    if (mode_ == "basic") return auth == "Basic " + Base64Encode(first_ + ":" + second_);
+    if (mode_ == "api_key") return h.get(first_) == second_;
+    if (mode_ == "oauth2") {
+      if (!auth.starts_with("Bearer ")) return false;
+      auto it = tokens_.find(std::string(auth.substr(7)));
+      return it != tokens_.end() && now < it->second;
+    }
+    return false;
+  }
+
+  HttpResponse Token(std::string_view body) {
+    std::string id, secret;
+    QueryParameter("/?" + std::string(body), "client_id", &id);
+    QueryParameter("/?" + std::string(body), "client_secret", &secret);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (mode_ != "oauth2" || id != first_ || secret != second_) {
+      return Json(401, R"({"error":"invalid_client"})");
+    }
+    const std::string token = "tok-" + std::to_string(++tokens_issued_);
+    tokens_[token] = NowMs() + o_.token_ttl_s * 1000LL;
+    return Json(200, R"({"access_token":")" + token + R"(","token_type":"Bearer","expires_in":)" +
+                         std::to_string(o_.token_ttl_s) + "}");
+  }
+
+  HttpResponse Control(std::string_view target) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string v;
+    if (QueryParameter(target, "outage", &v)) outage_ = v == "1";
+    if (QueryParameter(target, "ratelimit", &v)) ratelimit_ = std::stoll(v);
+    if (QueryParameter(target, "retry_after", &v)) retry_after_s_ = std::stoll(v);
+    if (QueryParameter(target, "reject", &v)) rejected_.insert(v);
+    if (QueryParameter(target, "unreject", &v)) rejected_.erase(v);
+    if (QueryParameter(target, "latency_ms", &v)) latency_ms_ = std::stoll(v);
+    if (QueryParameter(target, "slow_first_ms", &v)) slow_first_ms_ = std::stoll(v);
+    return Json(200, R"({"ok":true})");
+  }
+
+  std::string Stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto n = [](const char* k, int64_t v) {
+      return std::string("\"") + k + "\":" + std::to_string(v);
+    };
+    return "{" + n("requests", requests_) + "," + n("created", created_) + "," +
+           n("duplicates", duplicates_) + "," + n("errors_5xx", errors_5xx_) + "," +
+           n("rate_limited", rate_limited_) + "," + n("rejected", rejected_calls_) + "," +
+           n("unauthorized", unauthorized_) + "," + n("order_violations", order_violations_) + "," +
+           n("tokens_issued", tokens_issued_) + "," +
+           n("min_gap_after_429_ms", min_gap_after_429_ == INT64_MAX ? -1 : min_gap_after_429_) +
+           "}";
+  }
+
+  Options o_;
+  std::string mode_, first_, second_;
+  std::mutex mu_;
+  std::mt19937 rng_{42};
+  int64_t latency_ms_ = 0, slow_first_ms_ = 0;
+  bool outage_ = false;
+  int64_t ratelimit_ = 0, retry_after_s_ = 1;
+  std::set<std::string> rejected_;
+  std::map<std::string, HttpResponse> answers_;  // by Idempotency-Key
+  std::map<std::string, int64_t> last_seq_;      // by crm_id
+  std::map<std::string, int64_t> last_429_;      // key -> when it got a 429
+  std::map<std::string, int64_t> tokens_;        // token -> expiry
+  int64_t requests_ = 0, created_ = 0, duplicates_ = 0, errors_5xx_ = 0, rate_limited_ = 0,
+          rejected_calls_ = 0, unauthorized_ = 0, order_violations_ = 0, tokens_issued_ = 0;
+  int64_t min_gap_after_429_ = INT64_MAX;
+  Delayer delayer_;
+};
+
+int Main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"dvrouter-erp-sim: an ERP order API that misbehaves on command"};
+  app.add_option("--listen", o.listen, "HOST:PORT (port 0: a free one)");
+  app.add_option("--latency-ms", o.latency_ms, "answer delay");
+  app.add_option("--error-rate", o.error_rate, "share of calls answered 500");
+  app.add_option("--auth", o.auth,
+                 "none | basic:USER:PASS | api_key:HEADER:KEY | oauth2:ID:SECRET");
+  app.add_option("--token-ttl-s", o.token_ttl_s, "lifetime of issued tokens");
+  CLI11_PARSE(app, argc, argv);
+  Result<Endpoint> ep = ParseEndpoint(o.listen);
+  if (!ep.ok()) {
+    std::fprintf(stderr, "erp-sim: --listen: %s\n", std::string(ep.status().message()).c_str());
+    return 2;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ErpSim sim(o);
+  IoRuntime runtime(2);
+  runtime.Start();
+  HttpServerLimits limits;
+  limits.max_connections = 100'000;
+  HttpServer server(&runtime, &sim, limits);
+  if (Status st = server.Listen(*ep); !st.ok()) {
+    std::fprintf(stderr, "erp-sim: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "erp-sim listening on %s:%u\n", ep->host.c_str(), server.port());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.StopAccepting();
+  runtime.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace dvrouter::sim
+
+int main(int argc, char** argv) { return dvrouter::sim::Main(argc, argv); }
