@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Events/s delivered to the ERP simulator at a simulated latency (default 20 ms): the load
+# generator posts to dvrouter for DURATION seconds (closed loop), dvrouter delivers every event
+# to dvrouter-erp-sim with the erp adapter (adaptive concurrency up to MAX_CONCURRENCY), and the
+# delivered rate is the number of orders the simulator created divided by the time from the
+# first post until the last order (so a backlog counts against it). Same-run baseline: the load
+# generator straight against the simulator with as many connections as the adapter may use.
+# Everything on 127.0.0.1, stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-10}
+latency=${LATENCY_MS:-20}
+max_conc=${MAX_CONCURRENCY:-256}
+cmake --preset release >/dev/null
+cmake --build --preset release --target dvrouter dvrouter-loadgen dvrouter-erp-sim >/dev/null
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+stat() { curl -s "127.0.0.1:$simport/_stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+simport=$(free_port)
+./build/release/tests/dvrouter-erp-sim --listen "127.0.0.1:$simport" --latency-ms "$latency" \
+  2>"$work/sim.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "127.0.0.1:$simport/_stats" >/dev/null && break; sleep 0.1; done
+
+echo "baseline: loadgen -> erp-sim directly, $max_conc connections, ${latency} ms latency"
+./build/release/bench/dvrouter-loadgen --url "http://127.0.0.1:$simport/api/orders" \
+  --body tests/fixtures/dataverse/update-msdyn_agentstatus-postop-async.json \
+  -H "Idempotency-Key: baseline" --connections "$(( max_conc > 512 ? 512 : max_conc ))" \
+  --duration "$duration" --json "$work/base.json" | grep requests
+base_rate=$(python3 -c "import json; print(round(json.load(open('$work/base.json'))['achieved_rate']))")
+
+port=$(free_port); admin=$(free_port)
+cat > "$work/router.yaml" <<YAML
+ingress:
+  listen: 127.0.0.1:$port
+  max_connections: 4096
+  auth: {mode: none}
+admin:
+  listen: 127.0.0.1:$admin
+journal:
+  data_dir: $work/data
+  disk_budget_bytes: 64GiB
+adapters:
+  erp:
+    type: erp
+    base_url: http://127.0.0.1:$simport
+    concurrency: {max: $max_conc, adaptive: true}
+    max_in_flight: 64
+    batch: {max_events: 200, linger: 5ms}
+    requests:
+      - path: /api/orders
+        body: '{"crm_id": {{header.row_id}}, "seq": {{event.seq}}, "capacity": {{target.msdyn_availableunitscapacity}}}'
+        capture: {order_number: /orderNumber}
+routes:
+  - adapters: [erp]
+YAML
+./build/release/dvrouter serve -c "$work/router.yaml" 2>"$work/router.log" &
+pids+=($!)
+for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+before=$(stat created)
+dups_before=$(stat duplicates)
+start=$(date +%s.%N)
+echo "dvrouter -> erp: loadgen closed loop for ${duration}s, 64 connections"
+./build/release/bench/dvrouter-loadgen --url "http://127.0.0.1:$port/webhooks/dataverse" \
+  --body tests/fixtures/dataverse/update-msdyn_agentstatus-postop-async.json \
+  --records 100000 --connections 64 --duration "$duration" --json "$work/load.json" | grep requests
+acked=$(python3 -c "import json; print(json.load(open('$work/load.json'))['ok'])")
+for _ in $(seq 1200); do
+  [ "$(( $(stat created) - before ))" -ge "$acked" ] && break
+  sleep 0.1
+done
+end=$(date +%s.%N)
+created=$(( $(stat created) - before ))
+limit=$(curl -s "127.0.0.1:$admin/metrics" | awk '/^dvrouter_erp_concurrency_limit/{print $2}')
+python3 - "$acked" "$created" "$start" "$end" "$base_rate" "$limit" "$(stat order_violations)" "$(( $(stat duplicates) - dups_before ))" <<'PY'
+import sys
+acked, created, start, end, base, limit, violations, dups = sys.argv[1:]
+rate = int(created) / (float(end) - float(start))
+print(f"acknowledged {acked}, orders created {created}, delivered {rate:.0f} events/s "
+      f"(first post to last order), baseline {base} req/s ({rate / float(base):.2f}x), "
+      f"adaptive limit at the end {float(limit):.0f}, order violations {violations}, "
+      f"duplicates {dups}")
+PY
