@@ -121,6 +121,9 @@ ClickHouseAdapter::ClickHouseAdapter(AdapterConfig config, prometheus::Registry*
                      "Failed inserts by class: connection, timeout, server, auth (retried); "
                      "schema, data, client (permanent)")
                  .Register(*registry);
+  for (const char* cls : {"connection", "timeout", "server", "auth", "schema", "data", "client"}) {
+    errors_->Add({{"adapter", config_.name}, {"class", cls}});  // exported at 0 from the start
+  }
 }
 
 ClickHouseAdapter::~ClickHouseAdapter() { Stop(); }

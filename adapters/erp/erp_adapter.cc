@@ -134,6 +134,9 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
                    .Name("dvrouter_erp_requests_total")
                    .Help("ERP calls by answer: 2xx, 4xx, 5xx, or error (no answer)")
                    .Register(*registry);
+  for (const char* answer : {"2xx", "4xx", "5xx", "error"}) {
+    requests_->Add({{"adapter", config_.name}, {"answer", answer}});  // exported at 0
+  }
   duration_ = &prometheus::BuildHistogram()
                    .Name("dvrouter_erp_request_duration_seconds")
                    .Help("Time of one ERP call, request to answer")

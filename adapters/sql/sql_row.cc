@@ -185,8 +185,13 @@ SqlMetrics::SqlMetrics(prometheus::Registry* registry, const std::string& adapte
                  .Name("dvrouter_sql_errors_total")
                  .Help(
                      "Failed SQL batches or rows by error class (retryable: connection, "
-                     "serialization, deadlock, shutdown, timeout, resources)")
+                     "serialization, deadlock, shutdown, timeout, resources, setup)")
                  .Register(*registry);
+  // Every class exported from the start, at 0, so rate() and alerts see the series.
+  for (int c = 0; c <= static_cast<int>(SqlErrorClass::kOther); ++c) {
+    errors_->Add({{"adapter", adapter},
+                  {"class", std::string(SqlErrorClassName(static_cast<SqlErrorClass>(c)))}});
+  }
 }
 
 void SqlMetrics::Rows(uint64_t written, uint64_t stale, uint64_t skipped) {

@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <set>
 
+#include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/erp/erp_adapter.h"
 #include "adapters/lake/lake_adapter.h"
+#include "adapters/sql/sqlite_adapter.h"
 #include "router/delivery/engine.h"
 #include "router/metrics/metrics.h"
 #include "tests/support/test_util.h"
@@ -20,6 +23,20 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   lake_config.name = "lake";
   lake_config.type = "lake";
   LakeAdapter lake(lake_config, &metrics.registry());
+  // The other adapters' series (registered by their constructors; nothing is started).
+  AdapterConfig sql_config;
+  sql_config.name = "sql";
+  sql_config.type = "sqlite";
+  SqliteAdapter sql(sql_config, &metrics.registry());
+  AdapterConfig ch_config;
+  ch_config.name = "ch";
+  ch_config.type = "clickhouse";
+  ClickHouseAdapter ch(ch_config, &metrics.registry());
+  AdapterConfig erp_config;
+  erp_config.name = "erp";
+  erp_config.type = "erp";
+  erp_config.erp.base_url = "http://127.0.0.1:1";
+  ErpAdapter erp(erp_config, &metrics.registry());
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});
