@@ -17,6 +17,9 @@ namespace dvrouter {
 
 namespace {
 
+// Inserts one batch may take while narrowing down bad rows.
+constexpr size_t kMaxInsertsPerBatch = 64;
+
 // Exception codes that name a bad insert: retrying the same rows cannot succeed.
 constexpr int kSchemaCodes[] = {16, 47, 50, 60, 62, 73, 81, 117};
 constexpr int kDataCodes[] = {6, 26, 27, 38, 41, 53, 69, 70, 72, 131, 321};
@@ -273,7 +276,15 @@ void ClickHouseAdapter::SenderLoop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    Run(*job);
+    try {
+      Run(*job);
+    } catch (const std::exception& e) {  // never out of the thread: the batch is tried again
+      for (size_t i : job->index) {
+        if (job->results[i].outcome != DeliveryOutcome::kDelivered) continue;
+        job->results[i].outcome = DeliveryOutcome::kRetryable;
+        job->results[i].error = std::string("clickhouse adapter: ") + e.what();
+      }
+    }
     job->done->OnDelivered(job->results);
   }
 }
@@ -345,8 +356,17 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Insert(const Job& job, size_t from
 
 void ClickHouseAdapter::InsertRange(Job& job, size_t from, size_t to) {
   Attempt a = Insert(job, from, to);
+  ++job.inserts;
   if (a.ok) return;
-  if (!a.retryable && a.row_specific && to - from > 1) {
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stopping_;
+  }
+  // Splitting is bounded: a type error that hits every row would otherwise cost two inserts
+  // per row. Past the budget, what is left fails as a whole (permanent, to the DLQ).
+  if (!a.retryable && a.row_specific && to - from > 1 && !stopping &&
+      job.inserts < kMaxInsertsPerBatch) {
     // Find the bad rows: halves until each failing insert is one row (schema errors hit every
     // row alike and are not split).
     const size_t mid = from + (to - from) / 2;

@@ -27,7 +27,8 @@
 // type and parse errors 6, 26, 27, 38, 41, 53, 69, 70, 72): those are permanent, with
 // ClickHouse's message. Authentication failures are retried (a configuration to fix, not a
 // reason to dead-letter every event). A permanent error in an insert of several rows is
-// narrowed down by splitting the insert in halves, so only the bad events go to the DLQ.
+// narrowed down by splitting the insert in halves (at most 64 inserts per batch), so only the
+// bad events go to the DLQ.
 #pragma once
 
 #include <condition_variable>
@@ -79,6 +80,7 @@ class ClickHouseAdapter final : public Adapter {
     std::vector<size_t> index;      // rows[k] is batch[index[k]]
     std::vector<DeliveryResult> results;
     DeliveryDone* done = nullptr;
+    size_t inserts = 0;  // attempted, bisection included
   };
   struct Attempt {
     bool ok = false;

@@ -227,7 +227,10 @@ Result<std::unique_ptr<HttpClient::Conn>> HttpClient::Open(const Url& url) {
       if (!tls_->status.ok()) return tls_->status;
     }
     c->secure = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(c->ioc, tls_->ctx);
-    if (!SSL_set_tlsext_host_name(c->secure->native_handle(), url.host.c_str())) {
+    beast::error_code ip_ec;
+    (void)net::ip::make_address(url.host, ip_ec);
+    // SNI carries host names only (RFC 6066): none for an IP address.
+    if (ip_ec && !SSL_set_tlsext_host_name(c->secure->native_handle(), url.host.c_str())) {
       return InvalidArgument(where + ": cannot set the TLS server name");
     }
     c->secure->set_verify_callback(ssl::host_name_verification(url.host));
@@ -276,6 +279,24 @@ beast::error_code Exchange(net::io_context& ioc, Stream& stream, beast::flat_buf
 }  // namespace
 
 Result<ClientResponse> HttpClient::Send(const ClientRequest& request) {
+  // Beast does not refuse CR/LF in header values: a secret with a trailing newline would split
+  // the request. Refuse instead of sending something else than asked.
+  for (const auto& [name, value] : request.headers) {
+    if (name.empty() || name.find_first_of(":\r\n", 0) != std::string::npos ||
+        value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos ||
+        value.size() > 16384) {
+      return InvalidArgument("header '" + name.substr(0, 64) +
+                             "' has a control character or is too long");
+    }
+  }
+  try {
+    return SendChecked(request);
+  } catch (const std::exception& e) {  // allocation, TLS setup: never out of an adapter thread
+    return Unavailable(std::string("HTTP client: ") + e.what());
+  }
+}
+
+Result<ClientResponse> HttpClient::SendChecked(const ClientRequest& request) {
   Result<Url> url = ParseUrl(request.url);
   if (!url.ok()) return url.status();
   const http::verb verb = http::string_to_verb(request.method);
@@ -309,6 +330,7 @@ Result<ClientResponse> HttpClient::Send(const ClientRequest& request) {
     req.prepare_payload();
     http::response_parser<http::string_body> parser;
     parser.body_limit(options_.max_response_bytes);
+    parser.header_limit(64 * 1024);
     c->lowest().expires_after(std::chrono::milliseconds(options_.request_timeout_ms));
     bool answered = false;
     const beast::error_code ec =

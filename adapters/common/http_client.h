@@ -5,13 +5,15 @@
 //   A request on a pooled connection that the server had already closed (EOF or reset before any
 //   answer) is sent once more on a fresh connection; every request dvrouter sends is idempotent
 //   at the sink (event id / version guard), so the repeat is safe.
-// - Timeouts: connect_timeout for resolve + connect + TLS handshake, request_timeout for writing
+// - Timeouts: connect_timeout for connect + TLS handshake (name resolution is a blocking
+//   getaddrinfo outside it), request_timeout for writing
 //   the request and reading the whole answer.
 // - TLS: TLS 1.2 or newer, the peer's certificate verified against ca_file (PEM; empty: the
 //   system's trust store) and its name against the URL's host (SNI sent).
 // - Optional gzip of the request body (Content-Encoding: gzip).
 //
-// Errors: InvalidArgument for a URL the client cannot use; Unavailable for connection
+// Errors: InvalidArgument for a URL the client cannot use or a header value with CR, LF or NUL;
+// Unavailable for connection
 // failures (refused, reset, TLS handshake or verification); DeadlineExceeded for timeouts;
 // ResourceExhausted for an answer larger than max_response_bytes. An HTTP answer of any status
 // is a successful Send: classifying statuses is the caller's business.
@@ -88,6 +90,7 @@ class HttpClient {
   struct Conn;
 
  private:
+  Result<ClientResponse> SendChecked(const ClientRequest& request);
   Result<std::unique_ptr<Conn>> Open(const Url& url);
   std::unique_ptr<Conn> TakeIdle(const std::string& key);
   void PutIdle(const std::string& key, std::unique_ptr<Conn> conn);

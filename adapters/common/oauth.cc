@@ -26,13 +26,50 @@ uint64_t OAuthTokenSource::fetches() const {
 
 void OAuthTokenSource::Invalidate(const std::string& token) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (token == token_) refresh_at_ms_ = 0;
+  if (token == token_) {
+    refresh_at_ms_ = 0;
+    expires_at_ms_ = 0;  // refused: do not hand it out again
+  }
 }
 
 Result<std::string> OAuthTokenSource::Token() {
-  std::lock_guard<std::mutex> lock(mu_);  // one fetch at a time; the others wait for it
-  const int64_t now = now_ms_();
-  if (!token_.empty() && now < refresh_at_ms_) return token_;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    const int64_t now = now_ms_();
+    const bool valid = !token_.empty() && now < expires_at_ms_;
+    if (valid && now < refresh_at_ms_) return token_;
+    if (!last_error_.ok() && now < retry_at_ms_) {
+      if (valid) return token_;
+      return last_error_;
+    }
+    if (fetching_) {
+      if (valid) return token_;  // another caller is renewing it
+      cv_.wait(lock);
+      continue;
+    }
+    fetching_ = true;
+    lock.unlock();
+    int64_t expires_at = 0, refresh_at = 0;
+    Result<std::string> fetched = Fetch(now, &expires_at, &refresh_at);
+    lock.lock();
+    fetching_ = false;
+    ++fetches_;
+    cv_.notify_all();
+    if (fetched.ok()) {
+      token_ = *fetched;
+      expires_at_ms_ = expires_at;
+      refresh_at_ms_ = refresh_at;
+      last_error_ = Status::Ok();
+      return token_;
+    }
+    last_error_ = fetched.status();
+    retry_at_ms_ = now_ms_() + 1000;
+    if (!token_.empty() && now_ms_() < expires_at_ms_) return token_;
+    return last_error_;
+  }
+}
+
+Result<std::string> OAuthTokenSource::Fetch(int64_t now, int64_t* expires_at, int64_t* refresh_at) {
   ClientRequest req;
   req.method = "POST";
   req.url = credentials_.token_url;
@@ -41,7 +78,6 @@ Result<std::string> OAuthTokenSource::Token() {
   req.body = "grant_type=client_credentials&client_id=" + UrlEncode(credentials_.client_id) +
              "&client_secret=" + UrlEncode(credentials_.client_secret);
   if (!credentials_.scope.empty()) req.body += "&scope=" + UrlEncode(credentials_.scope);
-  ++fetches_;
   Result<ClientResponse> res = http_->Send(req);
   if (!res.ok()) {
     return Status(res.status().code(), "token endpoint: " + std::string(res.status().message()));
@@ -72,11 +108,11 @@ Result<std::string> OAuthTokenSource::Token() {
       expires_in = std::atoll(std::string(text).c_str());
     }
   }
-  expires_in = std::max<int64_t>(expires_in, 1);
+  expires_in = std::clamp<int64_t>(expires_in, 1, 366LL * 24 * 3600);
   const int64_t margin = std::min<int64_t>(expires_in * 100, 300'000);  // a tenth, <= 5 min
-  token_ = std::string(token);
-  refresh_at_ms_ = now + expires_in * 1000 - margin;
-  return token_;
+  *expires_at = now + expires_in * 1000;
+  *refresh_at = *expires_at - margin;
+  return std::string(token);
 }
 
 }  // namespace dvrouter

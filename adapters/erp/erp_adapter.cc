@@ -126,6 +126,7 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
         OAuthClientCredentials{auth.token_url, auth.client_id, auth.client_secret, auth.scope},
         &http_);
   }
+  if (auth.mode == "basic") basic_ = "Basic " + Base64Encode(auth.user + ":" + auth.password);
   const double max = static_cast<double>(config_.erp.max_concurrency);
   limit_ = config_.erp.adaptive ? std::min(max, 8.0) : max;
   if (registry == nullptr) return;
@@ -134,8 +135,9 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
                    .Name("dvrouter_erp_requests_total")
                    .Help("ERP calls by answer: 2xx, 4xx, 5xx, or error (no answer)")
                    .Register(*registry);
-  for (const char* answer : {"2xx", "4xx", "5xx", "error"}) {
-    requests_->Add({{"adapter", config_.name}, {"answer", answer}});  // exported at 0
+  int k = 0;
+  for (const char* answer : {"2xx", "4xx", "5xx", "error"}) {  // exported at 0 from the start
+    answers_[k++] = &requests_->Add({{"adapter", config_.name}, {"answer", answer}});
   }
   duration_ = &prometheus::BuildHistogram()
                    .Name("dvrouter_erp_request_duration_seconds")
@@ -322,6 +324,7 @@ void ErpAdapter::Adapt(bool congested) {
   if (!config_.erp.adaptive) return;
   std::lock_guard<std::mutex> lock(mu_);
   const double max = static_cast<double>(config_.erp.max_concurrency);
+  const int before = static_cast<int>(limit_);
   if (congested) {
     const int64_t now = NowMs();
     if (now - last_decrease_ms_ < 200) return;  // one decrease per burst of failures
@@ -331,7 +334,7 @@ void ErpAdapter::Adapt(bool congested) {
     limit_ = std::min(max, limit_ + 1.0 / limit_);
   }
   if (limit_gauge_ != nullptr) limit_gauge_->Set(limit_);
-  cv_.notify_all();
+  if (static_cast<int>(limit_) > before) cv_.notify_one();  // one more call may start
 }
 
 void ErpAdapter::Worker() {
@@ -348,7 +351,12 @@ void ErpAdapter::Worker() {
       ++active_;
       if (in_flight_gauge_ != nullptr) in_flight_gauge_->Set(active_);
     }
-    call.job->results[call.index] = Execute(call);
+    try {
+      call.job->results[call.index] = Execute(call);
+    } catch (const std::exception& e) {  // never out of the thread: the event is tried again
+      call.job->results[call.index].outcome = DeliveryOutcome::kRetryable;
+      call.job->results[call.index].error = std::string("erp adapter: ") + e.what();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       --active_;
@@ -363,9 +371,9 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
   const ErpRequest& t = *call.tmpl->request;
   const ErpAuth& auth = config_.erp.auth;
   DeliveryResult r;
-  auto count = [&](const std::string& cls) {
-    if (requests_ != nullptr)
-      requests_->Add({{"adapter", config_.name}, {"answer", cls}}).Increment();
+  auto count = [&](int status) {  // 0: no answer
+    const int k = status == 0 ? 3 : status < 300 ? 0 : status < 500 ? 1 : 2;
+    if (answers_[k] != nullptr) answers_[k]->Increment();
   };
   for (int attempt = 0;; ++attempt) {
     ClientRequest req;
@@ -377,8 +385,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
                    {"Idempotency-Key", call.event_id}};
     std::string token;
     if (auth.mode == "basic") {
-      req.headers.emplace_back("Authorization",
-                               "Basic " + Base64Encode(auth.user + ":" + auth.password));
+      req.headers.emplace_back("Authorization", basic_);
     } else if (auth.mode == "api_key") {
       req.headers.emplace_back(auth.header, auth.key);
     } else if (auth.mode == "oauth2") {
@@ -386,7 +393,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
       if (!tok.ok()) {
         r.outcome = DeliveryOutcome::kRetryable;  // credentials to fix or an endpoint down
         r.error = std::string(tok.status().message());
-        count("error");
+        count(0);
         return r;
       }
       token = *tok;
@@ -402,12 +409,12 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     if (!res.ok()) {
       r.outcome = DeliveryOutcome::kRetryable;
       r.error = "erp: " + std::string(res.status().message());
-      count("error");
+      count(0);
       Adapt(true);
       return r;
     }
     const int status = res->status;
-    count(std::to_string(status / 100) + "xx");
+    count(status);
     if (status == 401 && tokens_ && attempt == 0) {
       tokens_->Invalidate(token);  // expired or revoked early: one more try with a fresh token
       continue;
@@ -426,7 +433,11 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
       Adapt(status == 429 || status == 503);
       return r;
     }
-    r.outcome = DeliveryOutcome::kPermanent;
+    // 401/403: credentials to fix (they would send everything to the DLQ); 409/425: the ERP is
+    // still working on an earlier copy of this Idempotency-Key. Both are retried.
+    r.outcome = status == 401 || status == 403 || status == 409 || status == 425
+                    ? DeliveryOutcome::kRetryable
+                    : DeliveryOutcome::kPermanent;
     r.error = "erp HTTP " + std::to_string(status) + ": " + excerpt;
     return r;
   }

@@ -10,8 +10,9 @@
 //
 // Answers: 2xx is delivered (202: processing) with the configured JSON pointers captured into
 // the status's answer ({"order_number": "SO-1"}); 408, 429, 5xx, timeouts and connection
-// errors are retried, honouring Retry-After (seconds or an HTTP date); every other 4xx is
-// permanent, with an excerpt of the answer.
+// errors are retried, honouring Retry-After (seconds or an HTTP date), and so are 401/403
+// (credentials to fix, not a reason to dead-letter everything) and 409/425 (the ERP still works
+// on an earlier copy of the key); every other 4xx is permanent, with an excerpt of the answer.
 //
 // Concurrency: up to concurrency.max calls at once (one thread each). With `adaptive` the limit
 // moves like TCP congestion control: +1/limit per success, halved (at most every 200 ms) on a
@@ -87,6 +88,8 @@ class ErpAdapter final : public Adapter {
   std::unique_ptr<OAuthTokenSource> tokens_;
 
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  prometheus::Counter* answers_[4] = {};  // 2xx, 4xx, 5xx, no answer
+  std::string basic_;                     // the Authorization value for basic auth
   prometheus::Histogram* duration_ = nullptr;
   prometheus::Gauge* limit_gauge_ = nullptr;
   prometheus::Gauge* in_flight_gauge_ = nullptr;

@@ -215,6 +215,9 @@ Status ResolveSecret(Section& auth, const std::string& ref, const std::string& f
       return KeyError(auth.Path(key), "environment variable " + name + " is not set");
     }
     *out = value;
+    // A newline pasted into the variable would end up inside an HTTP header.
+    while (!out->empty() && std::isspace(static_cast<unsigned char>(out->back()))) out->pop_back();
+    if (out->empty()) return KeyError(auth.Path(key), "environment variable " + name + " is blank");
     return Status::Ok();
   }
   if (!file.empty()) {

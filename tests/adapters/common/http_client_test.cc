@@ -214,6 +214,13 @@ TEST(HttpClient, MalformedUrlsAndMethodsAreInvalidArguments) {
   }
   EXPECT_EQ(client.Send({"FETCH", "http://127.0.0.1:1/", {}, ""}).status().code(),
             StatusCode::kInvalidArgument);
+  // A header value with a line break would split the request: refused before sending.
+  EXPECT_EQ(client.Send({"POST", "http://127.0.0.1:1/", {{"X-Key", "abc\r\nX-Evil: 1"}}, ""})
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.Send({"POST", "http://127.0.0.1:1/", {{"Bad:Name", "v"}}, ""}).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST(HttpClient, ParseUrlReadsSchemeHostPortAndTarget) {
