@@ -158,25 +158,7 @@ Status PostgresAdapter::Start(uint64_t) {
 
 void PostgresAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   auto job = std::make_unique<Job>();
-  job->done = done;
-  job->results.resize(batch.size());
-  uint64_t skipped = 0;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    SqlRow row;
-    row.index = i;
-    if (Status st = BuildSqlRow(batch[i], config_.sql, &row); !st.ok()) {
-      job->results[i].outcome = DeliveryOutcome::kPermanent;
-      job->results[i].error = std::string(st.message());
-      metrics_.Error(SqlErrorClass::kData);
-      continue;
-    }
-    if (row.op == SqlOp::kSkip) {
-      ++skipped;
-      continue;
-    }
-    job->rows.push_back(std::move(row));
-  }
-  if (skipped != 0) metrics_.Rows(0, 0, skipped);
+  BuildSqlJob(batch, config_.sql, &metrics_, done, job.get());
   if (job->rows.empty()) {
     done->OnDelivered(job->results);
     return;
@@ -189,11 +171,7 @@ void PostgresAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* don
       return;
     }
   }
-  for (const SqlRow& r : job->rows) {
-    job->results[r.index].outcome = DeliveryOutcome::kRetryable;
-    job->results[r.index].error = "postgres adapter stopped";
-  }
-  done->OnDelivered(job->results);
+  FailSqlJob(job.get(), "postgres adapter stopped");
 }
 
 void PostgresAdapter::Stop() {
@@ -204,13 +182,7 @@ void PostgresAdapter::Stop() {
     left.swap(queue_);
     cv_.notify_all();
   }
-  for (auto& job : left) {
-    for (const SqlRow& r : job->rows) {
-      job->results[r.index].outcome = DeliveryOutcome::kRetryable;
-      job->results[r.index].error = "postgres adapter stopped";
-    }
-    job->done->OnDelivered(job->results);
-  }
+  for (auto& job : left) FailSqlJob(job.get(), "postgres adapter stopped");
   for (std::thread& t : threads_) {
     if (t.joinable()) t.join();
   }

@@ -66,11 +66,7 @@ class PostgresAdapter final : public Adapter {
   struct Conn;
 
  private:
-  struct Job {
-    std::vector<SqlRow> rows;
-    std::vector<DeliveryResult> results;
-    DeliveryDone* done = nullptr;
-  };
+  using Job = SqlJob;
 
   void ConnLoop(size_t index);
   void Run(Conn& conn, Job& job);

@@ -85,6 +85,38 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   return Status::Ok();
 }
 
+void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlMetrics* metrics,
+                 DeliveryDone* done, SqlJob* job) {
+  job->done = done;
+  job->results.assign(batch.size(), DeliveryResult{});
+  job->rows.clear();
+  uint64_t skipped = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    SqlRow row;
+    row.index = i;
+    if (Status st = BuildSqlRow(batch[i], config, &row); !st.ok()) {
+      job->results[i].outcome = DeliveryOutcome::kPermanent;
+      job->results[i].error = std::string(st.message());
+      metrics->Error(SqlErrorClass::kData);
+      continue;
+    }
+    if (row.op == SqlOp::kSkip) {
+      ++skipped;
+      continue;
+    }
+    job->rows.push_back(std::move(row));
+  }
+  if (skipped != 0) metrics->Rows(0, 0, skipped);
+}
+
+void FailSqlJob(SqlJob* job, const std::string& error) {
+  for (const SqlRow& r : job->rows) {
+    job->results[r.index].outcome = DeliveryOutcome::kRetryable;
+    job->results[r.index].error = error;
+  }
+  job->done->OnDelivered(job->results);
+}
+
 std::string_view SqlErrorClassName(SqlErrorClass c) {
   switch (c) {
     case SqlErrorClass::kConnection:

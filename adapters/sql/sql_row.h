@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "adapters/adapter.h"
 #include "router/config/config.h"
@@ -52,6 +53,22 @@ struct SqlRow {
 // kInvalidArgument (permanent) when the event cannot become a row (no usable table name or id,
 // a body that does not parse); kSkip rows are not errors.
 Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out);
+
+class SqlMetrics;
+
+// One Deliver call of a SQL adapter: the rows to write and the results to report.
+struct SqlJob {
+  std::vector<SqlRow> rows;
+  std::vector<DeliveryResult> results;  // one per delivery; rows[k].index points here
+  DeliveryDone* done = nullptr;
+};
+
+// Builds the job for a batch on the delivery worker's thread: events that cannot become a row
+// are permanent at once, skipped ones delivered (both counted), the rest become `rows`.
+void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlMetrics* metrics,
+                 DeliveryDone* done, SqlJob* job);
+// Answers every row of the job retryable with `error` (the adapter is stopping) and calls done.
+void FailSqlJob(SqlJob* job, const std::string& error);
 
 // Error classes, as metric labels and in DLQ reasons.
 enum class SqlErrorClass {

@@ -153,25 +153,7 @@ Status SqliteAdapter::Start(uint64_t) {
 
 void SqliteAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   auto job = std::make_unique<Job>();
-  job->done = done;
-  job->results.resize(batch.size());
-  uint64_t skipped = 0;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    SqlRow row;
-    row.index = i;
-    if (Status st = BuildSqlRow(batch[i], config_.sql, &row); !st.ok()) {
-      job->results[i].outcome = DeliveryOutcome::kPermanent;
-      job->results[i].error = std::string(st.message());
-      metrics_.Error(SqlErrorClass::kData);
-      continue;
-    }
-    if (row.op == SqlOp::kSkip) {
-      ++skipped;
-      continue;
-    }
-    job->rows.push_back(std::move(row));
-  }
-  if (skipped != 0) metrics_.Rows(0, 0, skipped);
+  BuildSqlJob(batch, config_.sql, &metrics_, done, job.get());
   if (job->rows.empty()) {
     done->OnDelivered(job->results);
     return;
@@ -184,11 +166,7 @@ void SqliteAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done)
       return;
     }
   }
-  for (const SqlRow& r : job->rows) {
-    job->results[r.index].outcome = DeliveryOutcome::kRetryable;
-    job->results[r.index].error = "sqlite adapter stopped";
-  }
-  done->OnDelivered(job->results);
+  FailSqlJob(job.get(), "sqlite adapter stopped");
 }
 
 void SqliteAdapter::Stop() {
@@ -199,13 +177,7 @@ void SqliteAdapter::Stop() {
     left.swap(queue_);
     cv_.notify_all();
   }
-  for (auto& job : left) {
-    for (const SqlRow& r : job->rows) {
-      job->results[r.index].outcome = DeliveryOutcome::kRetryable;
-      job->results[r.index].error = "sqlite adapter stopped";
-    }
-    job->done->OnDelivered(job->results);
-  }
+  for (auto& job : left) FailSqlJob(job.get(), "sqlite adapter stopped");
   if (writer_.joinable()) writer_.join();
 }
 

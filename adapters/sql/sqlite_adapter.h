@@ -61,11 +61,7 @@ class SqliteAdapter final : public Adapter {
   void Stop() override;
 
  private:
-  struct Job {
-    std::vector<SqlRow> rows;
-    std::vector<DeliveryResult> results;
-    DeliveryDone* done = nullptr;
-  };
+  using Job = SqlJob;
 
   void WriterLoop();
   void Run(Job& job);
