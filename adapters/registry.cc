@@ -1,6 +1,7 @@
 #include "adapters/registry.h"
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/dataverse/dataverse_adapter.h"
 #include "adapters/erp/erp_adapter.h"
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/sql/postgres_adapter.h"
@@ -30,10 +31,14 @@ Result<std::unique_ptr<Adapter>> MakeErp(const AdapterConfig& c, const AdapterCo
   return std::unique_ptr<Adapter>(new ErpAdapter(c, ctx.registry));
 }
 
+Result<std::unique_ptr<Adapter>> MakeDataverse(const AdapterConfig& c, const AdapterContext& ctx) {
+  return std::unique_ptr<Adapter>(new DataverseAdapter(c, ctx.registry));
+}
+
 constexpr AdapterType kTypes[] = {
     {"lake", &MakeLake},     {"postgres", &MakePostgres},
     {"sqlite", &MakeSqlite}, {"clickhouse", &MakeClickHouse},
-    {"erp", &MakeErp},
+    {"erp", &MakeErp},       {"dataverse", &MakeDataverse},
 };
 
 }  // namespace

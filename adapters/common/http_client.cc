@@ -13,6 +13,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <ctime>
 
 namespace dvrouter {
 
@@ -352,6 +353,22 @@ Result<ClientResponse> HttpClient::SendChecked(const ClientRequest& request) {
     if (keep) PutIdle(key, std::move(c));
     return out;
   }
+}
+
+int64_t ParseRetryAfter(std::string_view value, int64_t now_epoch_s) {
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  if (value.empty()) return -1;
+  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (value.size() > 9) return -1;
+    return std::stoll(std::string(value)) * 1000;
+  }
+  std::tm tm{};
+  const std::string text(value);
+  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (end == nullptr || *end != '\0') return -1;
+  const int64_t at = timegm(&tm);
+  return std::max<int64_t>(0, (at - now_epoch_s) * 1000);
 }
 
 }  // namespace dvrouter

@@ -72,6 +72,9 @@ struct ClientResponse {
 };
 
 // gzip (RFC 1952) of `in` at the given zlib level (1: fastest).
+// A Retry-After value as ms from now: delta seconds or an HTTP date; -1 if absent or unreadable.
+int64_t ParseRetryAfter(std::string_view value, int64_t now_epoch_s);
+
 Status GzipCompress(std::string_view in, std::string* out, int level = 1);
 Status GzipDecompress(std::string_view in, std::string* out);
 

@@ -104,14 +104,17 @@ struct EventValues {
 }  // namespace
 
 ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
-    : config_(std::move(config)), http_([&] {
+    : config_(std::move(config)),
+      http_([&] {
         HttpClientOptions o;
         o.connect_timeout_ms = config_.erp.connect_timeout_ms;
         o.request_timeout_ms = config_.erp.request_timeout_ms;
         o.ca_file = config_.erp.ca_file;
         o.max_idle_per_host = config_.erp.max_concurrency;
         return o;
-      }()) {
+      }()),
+      pool_("erp adapter", config_.erp.max_concurrency,
+            config_.erp.adaptive ? 8.0 : static_cast<double>(config_.erp.max_concurrency)) {
   for (const ErpRequest& r : config_.erp.requests) {
     Compiled c;
     c.request = &r;
@@ -127,8 +130,6 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
         &http_);
   }
   if (auth.mode == "basic") basic_ = "Basic " + Base64Encode(auth.user + ":" + auth.password);
-  const double max = static_cast<double>(config_.erp.max_concurrency);
-  limit_ = config_.erp.adaptive ? std::min(max, 8.0) : max;
   if (registry == nullptr) return;
   const prometheus::Labels labels{{"adapter", config_.name}};
   requests_ = &prometheus::BuildCounter()
@@ -150,36 +151,17 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
                       .Help("Calls the ERP adapter allows at once (adaptive)")
                       .Register(*registry)
                       .Add(labels);
-  in_flight_gauge_ = &prometheus::BuildGauge()
-                          .Name("dvrouter_erp_in_flight")
-                          .Help("ERP calls in progress")
-                          .Register(*registry)
-                          .Add(labels);
-  limit_gauge_->Set(limit_);
+  pool_.set_in_flight_gauge(&prometheus::BuildGauge()
+                                 .Name("dvrouter_erp_in_flight")
+                                 .Help("ERP calls in progress")
+                                 .Register(*registry)
+                                 .Add(labels));
+  limit_gauge_->Set(pool_.limit());
 }
 
 ErpAdapter::~ErpAdapter() { Stop(); }
 
-double ErpAdapter::concurrency_limit() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return limit_;
-}
-
-int64_t ErpAdapter::ParseRetryAfter(std::string_view value, int64_t now_epoch_s) {
-  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-  if (value.empty()) return -1;
-  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return -1;
-    return std::stoll(std::string(value)) * 1000;
-  }
-  std::tm tm{};
-  const std::string text(value);
-  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (end == nullptr || *end != '\0') return -1;
-  const int64_t at = timegm(&tm);
-  return std::max<int64_t>(0, (at - now_epoch_s) * 1000);
-}
+double ErpAdapter::concurrency_limit() const { return pool_.limit(); }
 
 std::string ErpAdapter::Capture(const std::vector<std::pair<std::string, std::string>>& capture,
                                 std::string_view body) {
@@ -203,20 +185,9 @@ std::string ErpAdapter::Capture(const std::vector<std::pair<std::string, std::st
 }
 
 Status ErpAdapter::Start(uint64_t) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (started_) return Status::Ok();
-  started_ = true;
-  for (uint64_t i = 0; i < config_.erp.max_concurrency; ++i) {
-    threads_.emplace_back([this] { Worker(); });
-  }
+  pool_.Start();
   return Status::Ok();
 }
-
-struct ErpAdapter::Job {
-  std::vector<DeliveryResult> results;
-  DeliveryDone* done = nullptr;
-  size_t remaining = 0;  // under mu_
-};
 
 Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
   const EventHeader& h = *d.header;
@@ -259,112 +230,38 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
 }
 
 void ErpAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
-  auto* job = new Job;
-  job->done = done;
-  job->results.resize(batch.size());
-  std::vector<Call> calls;
+  std::vector<DeliveryResult> results(batch.size());
+  std::vector<std::pair<size_t, CallPool::Call>> calls;
   for (size_t i = 0; i < batch.size(); ++i) {
     Call call;
-    call.job = job;
-    call.index = i;
     if (Status st = Prepare(batch[i], &call); !st.ok()) {
-      job->results[i].outcome = DeliveryOutcome::kPermanent;
-      job->results[i].error = std::string(st.message());
+      results[i].outcome = DeliveryOutcome::kPermanent;
+      results[i].error = std::string(st.message());
       continue;
     }
-    calls.push_back(std::move(call));
+    calls.emplace_back(i, [this, call = std::move(call)] { return Execute(call); });
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!calls.empty() && !stopping_ && started_) {
-      job->remaining = calls.size();
-      for (Call& c : calls) queue_.push_back(std::move(c));
-      cv_.notify_all();
-      return;
-    }
-  }
-  for (const Call& c : calls) {
-    job->results[c.index].outcome = DeliveryOutcome::kRetryable;
-    job->results[c.index].error = "erp adapter stopped";
-  }
-  done->OnDelivered(job->results);
-  delete job;
+  pool_.Submit(std::move(results), std::move(calls), done);
 }
 
-void ErpAdapter::Stop() {
-  std::deque<Call> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ && threads_.empty()) return;
-    stopping_ = true;
-    left.swap(queue_);
-    cv_.notify_all();
-  }
-  for (std::thread& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
-  for (const Call& c : left) {
-    c.job->results[c.index].outcome = DeliveryOutcome::kRetryable;
-    c.job->results[c.index].error = "erp adapter stopped";
-    Finish(c.job);
-  }
-}
-
-void ErpAdapter::Finish(Job* job) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--job->remaining != 0) return;
-  }
-  job->done->OnDelivered(job->results);
-  delete job;
-}
+void ErpAdapter::Stop() { pool_.Stop(); }
 
 void ErpAdapter::Adapt(bool congested) {
   if (!config_.erp.adaptive) return;
-  std::lock_guard<std::mutex> lock(mu_);
   const double max = static_cast<double>(config_.erp.max_concurrency);
-  const int before = static_cast<int>(limit_);
+  double limit;
   if (congested) {
-    const int64_t now = NowMs();
-    if (now - last_decrease_ms_ < 200) return;  // one decrease per burst of failures
-    last_decrease_ms_ = now;
-    limit_ = std::max(1.0, limit_ / 2);
+    {
+      std::lock_guard<std::mutex> lock(adapt_mu_);
+      const int64_t now = NowMs();
+      if (now - last_decrease_ms_ < 200) return;  // one decrease per burst of failures
+      last_decrease_ms_ = now;
+    }
+    limit = pool_.AdjustLimit([](double l) { return l / 2; });
   } else {
-    limit_ = std::min(max, limit_ + 1.0 / limit_);
+    limit = pool_.AdjustLimit([max](double l) { return std::min(max, l + 1.0 / l); });
   }
-  if (limit_gauge_ != nullptr) limit_gauge_->Set(limit_);
-  if (static_cast<int>(limit_) > before) cv_.notify_one();  // one more call may start
-}
-
-void ErpAdapter::Worker() {
-  for (;;) {
-    Call call;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stopping_ || (!queue_.empty() && active_ < static_cast<int>(limit_));
-      });
-      if (stopping_) return;
-      call = std::move(queue_.front());
-      queue_.pop_front();
-      ++active_;
-      if (in_flight_gauge_ != nullptr) in_flight_gauge_->Set(active_);
-    }
-    try {
-      call.job->results[call.index] = Execute(call);
-    } catch (const std::exception& e) {  // never out of the thread: the event is tried again
-      call.job->results[call.index].outcome = DeliveryOutcome::kRetryable;
-      call.job->results[call.index].error = std::string("erp adapter: ") + e.what();
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --active_;
-      if (in_flight_gauge_ != nullptr) in_flight_gauge_->Set(active_);
-    }
-    cv_.notify_one();
-    Finish(call.job);
-  }
+  if (limit_gauge_ != nullptr) limit_gauge_->Set(limit);
 }
 
 DeliveryResult ErpAdapter::Execute(const Call& call) {
@@ -428,7 +325,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     }
     if (status == 408 || status == 429 || status >= 500) {
       r.outcome = DeliveryOutcome::kRetryable;
-      r.retry_after_ms = ParseRetryAfter(res->Header("retry-after"), std::time(nullptr));
+      r.retry_after_ms = dvrouter::ParseRetryAfter(res->Header("retry-after"), std::time(nullptr));
       r.error = "erp HTTP " + std::to_string(status) + ": " + excerpt;
       Adapt(status == 429 || status == 503);
       return r;

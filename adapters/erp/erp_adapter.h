@@ -20,15 +20,13 @@
 // engine (one event per record in flight); many records are in flight together.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "adapters/adapter.h"
+#include "adapters/common/call_pool.h"
 #include "adapters/common/http_client.h"
 #include "adapters/common/oauth.h"
 #include "router/common/json_template.h"
@@ -55,8 +53,6 @@ class ErpAdapter final : public Adapter {
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
 
-  // Retry-After as ms from now: delta seconds or an HTTP date; -1 if absent or unreadable.
-  static int64_t ParseRetryAfter(std::string_view value, int64_t now_epoch_s);
   // The captured answer: a JSON object of name -> the value at each pointer (null if absent);
   // empty when nothing is to be captured.
   static std::string Capture(const std::vector<std::pair<std::string, std::string>>& capture,
@@ -68,18 +64,13 @@ class ErpAdapter final : public Adapter {
     const ErpRequest* request = nullptr;
     JsonTemplate path, body;
   };
-  struct Job;
   struct Call {
-    Job* job = nullptr;
-    size_t index = 0;
     const Compiled* tmpl = nullptr;
     std::string url, body, event_id;
   };
 
   Status Prepare(const Delivery& d, Call* call) const;
-  void Worker();
   DeliveryResult Execute(const Call& call);
-  void Finish(Job* job);
   void Adapt(bool congested);
 
   AdapterConfig config_;
@@ -92,17 +83,10 @@ class ErpAdapter final : public Adapter {
   std::string basic_;                     // the Authorization value for basic auth
   prometheus::Histogram* duration_ = nullptr;
   prometheus::Gauge* limit_gauge_ = nullptr;
-  prometheus::Gauge* in_flight_gauge_ = nullptr;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Call> queue_;
-  bool stopping_ = false;
-  bool started_ = false;
-  int active_ = 0;
-  double limit_ = 1;
+  std::mutex adapt_mu_;
   int64_t last_decrease_ms_ = 0;
-  std::vector<std::thread> threads_;
+  CallPool pool_;
 };
 
 }  // namespace dvrouter

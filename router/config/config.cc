@@ -3,8 +3,11 @@
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -573,20 +576,43 @@ Status ParseClickHouse(Section& a, const std::string& base_dir, ClickHouseConfig
   return Status::Ok();
 }
 
+// OAuth 2.0 client credentials: token_url, client_id, client_secret (or _file), scope.
+Status ParseClientCredentials(Section& auth, const std::string& base_dir, std::string* token_url,
+                              std::string* client_id, std::string* client_secret,
+                              std::string* scope) {
+  DV_TRY(auth.String("token_url", token_url));
+  if (!(token_url->starts_with("http://") || token_url->starts_with("https://"))) {
+    return KeyError(auth.Path("token_url"), "missing or not an http(s) URL");
+  }
+  DV_TRY(auth.String("client_id", client_id));
+  if (client_id->empty()) return KeyError(auth.Path("client_id"), "missing");
+  DV_TRY(auth.String("scope", scope));
+  std::string ref, file;
+  DV_TRY(auth.String("client_secret", &ref));
+  DV_TRY(auth.String("client_secret_file", &file));
+  return ResolveSecret(auth, ref, file, base_dir, client_secret, "client_secret");
+}
+
+// An http(s) base URL without trailing slashes, and an optional readable CA file.
+Status ParseBaseUrl(Section& a, const std::string& key, const std::string& base_dir,
+                    std::string* url, std::string* ca_file) {
+  DV_TRY(a.String(key, url));
+  if (url->empty()) return KeyError(a.Path(key), "missing: the service's base URL");
+  if (!(url->starts_with("http://") || url->starts_with("https://"))) {
+    return KeyError(a.Path(key), "must start with http:// or https://, got '" + *url + "'");
+  }
+  while (url->ends_with("/")) url->pop_back();
+  DV_TRY(a.String("ca_file", ca_file));
+  if (!ca_file->empty()) {
+    if (!ca_file->starts_with("/")) *ca_file = base_dir + "/" + *ca_file;
+    std::ifstream probe(*ca_file);
+    if (!probe) return KeyError(a.Path("ca_file"), "cannot read " + *ca_file);
+  }
+  return Status::Ok();
+}
+
 Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
-  DV_TRY(a.String("base_url", &out->base_url));
-  if (out->base_url.empty()) return KeyError(a.Path("base_url"), "missing: the ERP's base URL");
-  if (!(out->base_url.starts_with("http://") || out->base_url.starts_with("https://"))) {
-    return KeyError(a.Path("base_url"),
-                    "must start with http:// or https://, got '" + out->base_url + "'");
-  }
-  while (out->base_url.ends_with("/")) out->base_url.pop_back();
-  DV_TRY(a.String("ca_file", &out->ca_file));
-  if (!out->ca_file.empty()) {
-    if (!out->ca_file.starts_with("/")) out->ca_file = base_dir + "/" + out->ca_file;
-    std::ifstream probe(out->ca_file);
-    if (!probe) return KeyError(a.Path("ca_file"), "cannot read " + out->ca_file);
-  }
+  DV_TRY(ParseBaseUrl(a, "base_url", base_dir, &out->base_url, &out->ca_file));
   DV_TRY(a.DurationMs("connect_timeout", 100, 600'000, &out->connect_timeout_ms));
   DV_TRY(a.DurationMs("request_timeout", 100, 3'600'000, &out->request_timeout_ms));
   Section conc = a.Child("concurrency");
@@ -614,16 +640,8 @@ Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
     DV_TRY(auth.String("key_file", &file));
     DV_TRY(ResolveSecret(auth, ref, file, base_dir, &au.key, "key"));
   } else if (au.mode == "oauth2") {
-    DV_TRY(auth.String("token_url", &au.token_url));
-    if (!(au.token_url.starts_with("http://") || au.token_url.starts_with("https://"))) {
-      return KeyError(auth.Path("token_url"), "missing or not an http(s) URL");
-    }
-    DV_TRY(auth.String("client_id", &au.client_id));
-    if (au.client_id.empty()) return KeyError(auth.Path("client_id"), "missing");
-    DV_TRY(auth.String("scope", &au.scope));
-    DV_TRY(auth.String("client_secret", &ref));
-    DV_TRY(auth.String("client_secret_file", &file));
-    DV_TRY(ResolveSecret(auth, ref, file, base_dir, &au.client_secret, "client_secret"));
+    DV_TRY(ParseClientCredentials(auth, base_dir, &au.token_url, &au.client_id, &au.client_secret,
+                                  &au.scope));
   } else {
     return KeyError(auth.Path("mode"),
                     "must be none, basic, api_key or oauth2, got '" + au.mode + "'");
@@ -705,6 +723,96 @@ Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
   return Status::Ok();
 }
 
+Status ParseDataverse(Section& a, const std::string& base_dir, DataverseConfig* out) {
+  DV_TRY(a.String("source", &out->source));
+  if (out->source.empty()) {
+    return KeyError(a.Path("source"), "missing: the adapter whose statuses are written back");
+  }
+  DV_TRY(ParseBaseUrl(a, "url", base_dir, &out->url, &out->ca_file));
+  if (out->url.find('/', out->url.find("//") + 2) != std::string::npos) {
+    return KeyError(a.Path("url"), "must be the organization's root URL, without a path");
+  }
+  DV_TRY(a.String("api_path", &out->api_path));
+  if (!out->api_path.starts_with("/")) return KeyError(a.Path("api_path"), "must start with '/'");
+  while (out->api_path.ends_with("/")) out->api_path.pop_back();
+  DV_TRY(a.DurationMs("connect_timeout", 100, 600'000, &out->connect_timeout_ms));
+  DV_TRY(a.DurationMs("request_timeout", 100, 3'600'000, &out->request_timeout_ms));
+  Section auth = a.Child("auth");
+  DV_TRY(auth.Check());
+  if (!auth.Present()) {
+    return KeyError(a.Path("auth"), "missing: token_url, client_id and client_secret");
+  }
+  DV_TRY(ParseClientCredentials(auth, base_dir, &out->token_url, &out->client_id,
+                                &out->client_secret, &out->scope));
+  if (out->scope.empty()) out->scope = out->url + "/.default";
+  DV_TRY(auth.RejectUnknown());
+
+  auto names = [&](const std::string& key, auto&& each) -> Status {
+    YAML::Node n = a.Raw(key);
+    if (!n || n.IsNull()) return Status::Ok();
+    if (!n.IsMap()) return KeyError(a.Path(key), "must be a mapping");
+    for (const auto& kv : n) {
+      const std::string k = kv.first.as<std::string>();
+      if (!kv.second.IsScalar() || kv.second.Scalar().empty()) {
+        return KeyError(a.Path(key) + "." + k, "must be a non-empty value");
+      }
+      DV_TRY(each(k, kv.second.Scalar()));
+    }
+    return Status::Ok();
+  };
+  auto identifier = [](const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+  };
+  DV_TRY(names("entity_sets", [&](const std::string& table, const std::string& set) -> Status {
+    if (!identifier(set)) {
+      return KeyError(a.Path("entity_sets") + "." + table, "not an entity set name: '" + set + "'");
+    }
+    out->entity_sets.emplace_back(Lower(table), set);
+    return Status::Ok();
+  }));
+  DV_TRY(a.String("status_column", &out->status_column));
+  if (!identifier(out->status_column)) {
+    return KeyError(a.Path("status_column"), "missing or not a column name");
+  }
+  DV_TRY(names("status_values", [&](const std::string& state, const std::string& v) -> Status {
+    const std::string path = a.Path("status_values") + "." + state;
+    if (state != "pending" && state != "submitted" && state != "processing" &&
+        state != "completed" && state != "failed") {
+      return KeyError(path, "states are pending, submitted, processing, completed, failed");
+    }
+    char* end = nullptr;
+    errno = 0;
+    const long long value = std::strtoll(v.c_str(), &end, 10);
+    if (errno != 0 || *end != '\0' || value < 0 || value > INT32_MAX) {
+      return KeyError(path,
+                      "must be an option-set value (a non-negative integer), got '" + v + "'");
+    }
+    out->status_values.emplace_back(state, value);
+    return Status::Ok();
+  }));
+  for (const char* needed : {"completed", "failed"}) {
+    bool found = false;
+    for (const auto& [state, v] : out->status_values) found = found || state == needed;
+    if (!found) {
+      return KeyError(a.Path("status_values") + "." + needed, "missing: the option value to write");
+    }
+  }
+  DV_TRY(a.String("error_column", &out->error_column));
+  if (!out->error_column.empty() && !identifier(out->error_column)) {
+    return KeyError(a.Path("error_column"), "not a column name");
+  }
+  DV_TRY(names("answer_columns", [&](const std::string& column, const std::string& name) {
+    if (!identifier(column)) return KeyError(a.Path("answer_columns"), "not a column: " + column);
+    out->answer_columns.emplace_back(column, name);
+    return Status::Ok();
+  }));
+  DV_TRY(a.Count("max_concurrency", 1, 52, &out->max_concurrency));
+  DV_TRY(a.Double("max_requests_per_second", 0.1, 1000, &out->max_requests_per_second));
+  return Status::Ok();
+}
+
 Status ParseAdapter(Section a, const std::string& name, const std::string& data_dir,
                     const std::string& base_dir, AdapterConfig* out) {
   DV_TRY(a.Check());
@@ -758,9 +866,12 @@ Status ParseAdapter(Section a, const std::string& name, const std::string& data_
     DV_TRY(ParseClickHouse(a, base_dir, &out->clickhouse));
   } else if (out->type == "erp") {
     DV_TRY(ParseErp(a, base_dir, &out->erp));
+  } else if (out->type == "dataverse") {
+    DV_TRY(ParseDataverse(a, base_dir, &out->dataverse));
   } else {
-    return KeyError(a.Path("type"), "unknown adapter type '" + out->type +
-                                        "' (known: lake, postgres, sqlite, clickhouse, erp)");
+    return KeyError(a.Path("type"),
+                    "unknown adapter type '" + out->type +
+                        "' (known: lake, postgres, sqlite, clickhouse, erp, dataverse)");
   }
   return a.RejectUnknown();
 }
@@ -808,6 +919,15 @@ Status ParseDelivery(Section& root, const std::string& base_dir, Config* c) {
       c->adapters.push_back(std::move(a));
     }
     if (c->adapters.size() > 64) return KeyError("adapters", "at most 64 adapters");
+    for (const AdapterConfig& a : c->adapters) {
+      if (a.type != "dataverse") continue;
+      const AdapterConfig* src = c->FindAdapter(a.dataverse.source);
+      if (src == nullptr || src->type == "dataverse") {
+        return KeyError(
+            "adapters." + a.name + ".source",
+            "must name another adapter (not a dataverse one), got '" + a.dataverse.source + "'");
+      }
+    }
   }
 
   YAML::Node routes = root.Raw("routes");
@@ -839,8 +959,14 @@ Status ParseDelivery(Section& root, const std::string& base_dir, Config* c) {
         return KeyError(r.Path("adapters"), "missing: which adapters the route sends to");
       }
       for (const std::string& a : route.adapters) {
-        if (c->FindAdapter(a) == nullptr) {
+        const AdapterConfig* ac = c->FindAdapter(a);
+        if (ac == nullptr) {
           return KeyError(r.Path("adapters"), "no adapter named '" + a + "' under adapters");
+        }
+        if (ac->type == "dataverse") {
+          return KeyError(r.Path("adapters"),
+                          "'" + a + "' is a dataverse write-back adapter: it takes the statuses " +
+                              "of its source adapter, not routed events");
         }
       }
       DV_TRY(r.RejectUnknown());
@@ -1065,6 +1191,19 @@ std::string DescribeConfig(const Config& c) {
         o << k << "request " << q.name << ": " << q.method << " " << q.path << " for tables "
           << (q.tables.empty() ? "*" : q.tables[0] + (q.tables.size() > 1 ? ",..." : "")) << "\n";
       }
+    }
+    if (a.type == "dataverse") {
+      const DataverseConfig& dv = a.dataverse;
+      o << k << "source: " << dv.source << ", url " << dv.url << dv.api_path << ", token_url "
+        << dv.token_url << " client_id " << dv.client_id << " client_secret "
+        << (dv.client_secret.empty() ? "(none)" : "***") << " scope " << dv.scope << "\n"
+        << k << "status_column: " << dv.status_column;
+      for (const auto& [state, v] : dv.status_values) o << " " << state << "=" << v;
+      o << (dv.error_column.empty() ? "" : ", error_column " + dv.error_column);
+      for (const auto& [col, name] : dv.answer_columns) o << ", " << col << "<-" << name;
+      o << "\n"
+        << k << "max_concurrency: " << dv.max_concurrency << ", max_requests_per_second "
+        << dv.max_requests_per_second << "\n";
     }
     if (a.type == "clickhouse") {
       const ClickHouseConfig& ch = a.clickhouse;

@@ -201,6 +201,27 @@ struct ErpConfig {
   std::vector<ErpRequest> requests;
 };
 
+// Status write-back to Dataverse (adapters/dataverse/dataverse_adapter.h): the statuses of the
+// `source` adapter's events are PATCHed onto the CRM rows through the Web API.
+struct DataverseConfig {
+  std::string source;  // the adapter whose statuses are written back
+  std::string url;     // https://<org>.crm.dynamics.com, no path
+  std::string api_path = "/api/data/v9.2";
+  std::string ca_file;  // https: CA bundle (default: the system's)
+  uint64_t connect_timeout_ms = 5000;
+  uint64_t request_timeout_ms = 30'000;
+  std::string token_url, client_id, client_secret, scope;        // scope default: <url>/.default
+  std::vector<std::pair<std::string, std::string>> entity_sets;  // table -> entity set name
+  std::string status_column;                                     // an option-set (choice) column
+  // dvrouter state (pending, submitted, processing, completed, failed) -> option value; a state
+  // without a value is not written.
+  std::vector<std::pair<std::string, int64_t>> status_values;
+  std::string error_column;  // optional: last error text, cleared (null) on success
+  std::vector<std::pair<std::string, std::string>> answer_columns;  // column -> captured name
+  uint64_t max_concurrency = 8;         // PATCHes in flight (the service allows about 52)
+  double max_requests_per_second = 15;  // pacing: 6000 per 5 minutes per user is 20/s
+};
+
 // Settings every adapter has, and the type-specific ones.
 struct AdapterConfig {
   std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
@@ -220,6 +241,7 @@ struct AdapterConfig {
   SqlConfig sql;                // type: postgres, sqlite
   ClickHouseConfig clickhouse;  // type: clickhouse
   ErpConfig erp;                // type: erp
+  DataverseConfig dataverse;    // type: dataverse
 };
 
 // Which events go to which adapters. Empty lists match anything; an event may match several

@@ -33,6 +33,7 @@ void EventHeader::Clear() {
   http_request_id.clear();
   correlation_request_id.clear();
   size_exceeded = false;
+  status_record = false;
 }
 
 EventKey EventHeader::DedupeKey() const {

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace dvrouter {
 
@@ -20,6 +21,9 @@ struct EventKey {
   // 32 lowercase hex digits: the event id shown to operators and sent as idempotency key.
   std::string ToHex() const;
 };
+
+// MessageName of status records (EventHeader::status_record).
+inline constexpr std::string_view kStatusMessage = "dvrouter.Status";
 
 struct EventHeader {
   // From the body (RemoteExecutionContext). GUIDs are canonical: lowercase, 36 characters.
@@ -44,6 +48,10 @@ struct EventHeader {
   std::string http_request_id;         // x-request-id
   std::string correlation_request_id;  // x-ms-correlation-request-id
   bool size_exceeded = false;          // x-ms-dynamics-msg-size-exceeded present: context stripped
+  // Not from Dataverse: a status record the delivery engine journals for write-back adapters
+  // (message kStatusMessage, OwningExtension.Id the source adapter's name, body the status as
+  // JSON; engine.h). The ingress never sets it, so no webhook can pose as one.
+  bool status_record = false;
 
   void Clear();
 

@@ -268,6 +268,14 @@ struct DeliveryEngine::Impl {
       bo.open_ms = static_cast<int64_t>(ea.config.breaker_open_ms);
       breakers.push_back(std::make_unique<SharedBreaker>(bo));
     }
+    feeds.reset(new StatusFeed[adapters.size()]);
+    for (size_t w = 0; w < adapters.size(); ++w) {
+      const AdapterConfig& ac = adapters[w].config;
+      if (ac.type != "dataverse") continue;
+      for (size_t a = 0; a < adapters.size(); ++a) {
+        if (adapters[a].config.name == ac.dataverse.source) feeds[a].writeback_mask |= 1ull << w;
+      }
+    }
     RegisterMetrics();
   }
 
@@ -284,6 +292,30 @@ struct DeliveryEngine::Impl {
                                [](const Entry& x, uint64_t s) { return x.seq < s; });
     return static_cast<size_t>(it - lane.window.begin());
   }
+
+  // A status record on its way into the journal (write-back adapters deliver these). Owns the
+  // request until the journal's callback; a failed append is kept and tried again.
+  struct StatusAppend final : AppendCallback {
+    Impl* engine = nullptr;
+    size_t source = 0;
+    EventHeader header;
+    std::string body;
+    AppendRequest request;
+    void OnAppendDone(const AppendResult& result) override { engine->StatusAppended(this, result); }
+  };
+  struct StatusFeed {
+    uint64_t writeback_mask = 0;       // the write-back adapters reporting this adapter
+    std::atomic<uint64_t> issued{0};   // status records handed to the journal...
+    std::atomic<uint64_t> settled{0};  // ...and durable (or found to be duplicates)
+  };
+
+  void EmitStatus(size_t a, const EventKey& key, uint64_t seq, uint32_t partition,
+                  const EventHeader& h, EventState state, uint32_t attempts, uint64_t generation,
+                  const std::string& error, const std::string& answer);
+  void StatusAppended(StatusAppend* s, const AppendResult& result);
+  void RetryStatusAppends();
+  bool StatusSettled(size_t a, uint64_t issued, int64_t wait_ms);
+  uint64_t StatusMask(const EventHeader& h) const;
 
   void RegisterMetrics();
   Status Start(Journal* j);
@@ -317,6 +349,15 @@ struct DeliveryEngine::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<CursorStore> cursor_store;
   std::unique_ptr<DeadLetterQueue> dlq;
+  // Status records: one feed per adapter; the cursors last saved (kept for an adapter whose
+  // status records are not all durable yet).
+  std::unique_ptr<StatusFeed[]> feeds;
+  std::mutex status_mu;
+  std::condition_variable status_cv;
+  std::vector<StatusAppend*> status_retry;
+  std::map<std::string, std::vector<uint64_t>> saved_cursors;
+  prometheus::Counter* status_records = nullptr;
+  prometheus::Counter* status_append_errors = nullptr;
   std::atomic<uint64_t> committed{0};
   std::atomic<bool> started{false};
   std::atomic<uint64_t> passes{0};
@@ -421,6 +462,14 @@ void DeliveryEngine::Impl::RegisterMetrics() {
                          .Help("Journal bytes deleted once every adapter had delivered them")
                          .Register(r)
                          .Add({});
+  auto& sr = BuildCounter()
+                 .Name("dvrouter_status_records_total")
+                 .Help(
+                     "Status records journaled for write-back adapters, and failed appends "
+                     "(tried again)")
+                 .Register(r);
+  status_records = &sr.Add({{"result", "appended"}});
+  status_append_errors = &sr.Add({{"result", "error"}});
   cursor_flush_errors = &BuildCounter()
                              .Name("dvrouter_delivery_cursor_flush_errors_total")
                              .Help("Failed attempts to persist the delivery cursors")
@@ -456,6 +505,7 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
     }
     new_adapter |= it == loaded->end();
   }
+  saved_cursors = *loaded;
   if (new_adapter) FlushCursors();
 
   for (size_t a = 0; a < adapters.size(); ++a) {
@@ -543,7 +593,11 @@ void DeliveryEngine::Impl::Stop() {
     w->waker.Notify();
     if (w->thread.joinable()) w->thread.join();
   }
+  RetryStatusAppends();
   FlushCursors();
+  std::lock_guard<std::mutex> lock(status_mu);
+  for (StatusAppend* s : status_retry) delete s;  // recorded again after the restart
+  status_retry.clear();
 }
 
 void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
@@ -669,9 +723,13 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     if (lane.window.size() >= opt.delivery.window_events) continue;  // falls behind
     if (!routed) {
       routed = true;
-      RouteVerdict v = routes->Match(*view.header, view.body, w->extractor.get(), &mask);
-      if (v != RouteVerdict::kRouted && skipped[static_cast<int>(v)]) {
-        skipped[static_cast<int>(v)]->Increment();
+      if (view.header->status_record) {
+        mask = StatusMask(*view.header);  // only to the write-back adapters of its source
+      } else {
+        RouteVerdict v = routes->Match(*view.header, view.body, w->extractor.get(), &mask);
+        if (v != RouteVerdict::kRouted && skipped[static_cast<int>(v)]) {
+          skipped[static_cast<int>(v)]->Increment();
+        }
       }
     }
     lane.read_pos = view.handle.seq;
@@ -915,7 +973,11 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       Lane& lane = w->parts[p.part].lanes[c.adapter];
       lane.waiting.erase(e.seq);
       ++lane.in_flight[e.record];
-      if (e.attempts == 0) e.first_attempt_ms = now;
+      if (e.attempts == 0) {
+        e.first_attempt_ms = now;
+        EmitStatus(c.adapter, e.key, e.seq, e.handle.partition, b->headers[k],
+                   EventState::kSubmitted, 1, 0, "", "");
+      }
       status.Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
         s.state = EventState::kSubmitted;
         s.attempts = e.attempts + 1;
@@ -939,7 +1001,11 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       d.attempt = item.attempts + 1;
       d.received_ms = item.meta.received_ms;
       d.replay = true;
-      if (item.attempts == 0) item.first_attempt_ms = now;
+      if (item.attempts == 0) {
+        item.first_attempt_ms = now;
+        EmitStatus(c.adapter, item.meta.key, item.meta.seq, item.meta.partition, item.header,
+                   EventState::kSubmitted, 1, static_cast<uint64_t>(now), "", "");
+      }
       b->deliveries.push_back(d);
       b->refs.push_back(Batch::Ref{0, item.meta.seq, static_cast<int>(r)});
     }
@@ -1030,6 +1096,10 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         if (!answer.empty()) st.answer = answer;
       });
     };
+    const EventHeader& header = *b->deliveries[i].header;
+    const uint32_t partition = e ? e->handle.partition : item->meta.partition;
+    // A replay's status records differ from the original run's (their dedupe keys).
+    const uint64_t generation = item ? static_cast<uint64_t>(item->first_attempt_ms) : 0;
     std::string reason;
     switch (result.outcome) {
       case DeliveryOutcome::kDelivered:
@@ -1038,6 +1108,9 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         m.outcome[processing ? 1 : 0] ? m.outcome[processing ? 1 : 0]->Increment() : void();
         set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
                    result.answer);
+        EmitStatus(a, key, seq, partition, header,
+                   processing ? EventState::kProcessing : EventState::kCompleted, attempts,
+                   generation, "", result.answer);
         if (e) e->state = EntryState::kDone;
         if (item) {
           if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);
@@ -1055,6 +1128,10 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
         if (!next.give_up) {
           if (m.retries) m.retries->Increment();
           set_status(EventState::kPending, result.error, "");
+          if (attempts == 1) {  // the row shows the first failure, not every retry
+            EmitStatus(a, key, seq, partition, header, EventState::kPending, attempts, generation,
+                       result.error, "");
+          }
           if (e) {
             e->state = EntryState::kWaiting;
             e->ready_ms = next.at_ms;
@@ -1080,10 +1157,9 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     d.adapter = adapters[a].config.name;
     d.seq = seq;
     d.event_id = key.ToHex();
-    const EventHeader& h = *b->deliveries[i].header;
-    d.table = h.primary_entity_name;
-    d.row_id = h.primary_entity_id;
-    d.message = h.message_name;
+    d.table = header.primary_entity_name;
+    d.row_id = header.primary_entity_id;
+    d.message = header.message_name;
     d.reason = reason;
     d.attempts = attempts;
     d.last_error = last_error;
@@ -1092,6 +1168,8 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     dead.push_back(std::move(d));
     dead_refs.push_back(DeadRef{ref.part, seq, ref.replay});
     set_status(EventState::kFailed, last_error, "");
+    EmitStatus(a, key, seq, partition, header, EventState::kFailed, attempts, generation,
+               last_error, "");
   }
   if (!dead.empty()) {
     const bool written = WriteDlq(w, &dead);
@@ -1177,8 +1255,23 @@ void DeliveryEngine::Impl::FlushCursors() {
     auto& v = snapshot[adapters[a].config.name];
     v.resize(opt.partitions);
     for (uint32_t p = 0; p < opt.partitions; ++p) v[p] = CursorRef(a, p).load();
+    if (feeds[a].writeback_mask == 0) continue;
+    // An event's status records are journaled before its cursor moves past it: persist this
+    // adapter's cursors only once they are durable, else keep the last saved ones (the events
+    // are delivered again after a crash, and their statuses recorded again).
+    const uint64_t issued = feeds[a].issued.load(std::memory_order_seq_cst);
+    if (!StatusSettled(a, issued, 2000)) {
+      auto old = saved_cursors.find(adapters[a].config.name);
+      if (old != saved_cursors.end()) {
+        v = old->second;
+      } else {
+        snapshot.erase(adapters[a].config.name);
+      }
+    }
   }
-  if (Status st = cursor_store->Save(snapshot); !st.ok()) {
+  if (Status st = cursor_store->Save(snapshot); st.ok()) {
+    for (auto& [name, v] : snapshot) saved_cursors[name] = v;
+  } else {
     if (cursor_flush_errors) cursor_flush_errors->Increment();
     std::fprintf(stderr, "dvrouter: persisting delivery cursors failed: %s\n",
                  st.ToString().c_str());
@@ -1281,6 +1374,115 @@ void DeliveryEngine::Impl::FeedReplays() {
   }
 }
 
+uint64_t DeliveryEngine::Impl::StatusMask(const EventHeader& h) const {
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    if (adapters[a].config.name == h.owning_extension_id) return feeds[a].writeback_mask;
+  }
+  return 0;  // its source adapter is no longer configured
+}
+
+void DeliveryEngine::Impl::EmitStatus(size_t a, const EventKey& key, uint64_t seq,
+                                      uint32_t partition, const EventHeader& h, EventState state,
+                                      uint32_t attempts, uint64_t generation,
+                                      const std::string& error, const std::string& answer) {
+  if (feeds[a].writeback_mask == 0 || h.status_record) return;
+  const int64_t now = opt.now_ms();
+  auto s = std::make_unique<StatusAppend>();
+  s->engine = this;
+  s->source = a;
+  EventHeader& sh = s->header;
+  sh.status_record = true;
+  sh.message_name = kStatusMessage;
+  sh.primary_entity_name = h.primary_entity_name;
+  sh.primary_entity_id = h.primary_entity_id;
+  sh.stage = h.stage;
+  sh.mode = h.mode;
+  sh.correlation_id = h.correlation_id;
+  sh.organization_name = h.organization_name;
+  sh.organization_host = h.organization_host;
+  sh.owning_extension_id = adapters[a].config.name;
+  sh.operation_created_on_ms = now;
+  const std::string event_id = key.ToHex();
+  const std::string_view state_name = EventStateName(state);
+  // Identity: one record per event, state, attempt count and replay, so a redelivery after a
+  // crash is a duplicate the journal drops.
+  sh.operation_id = event_id + "/" + std::string(state_name) + "/" + std::to_string(attempts) +
+                    "/" + std::to_string(generation);
+  std::string& b = s->body;
+  b = "{\"event_id\":\"" + event_id + "\",\"seq\":" + std::to_string(seq) + ",\"adapter\":";
+  AppendJsonString(&b, adapters[a].config.name);
+  b += ",\"state\":\"" + std::string(state_name) + "\",\"attempts\":" + std::to_string(attempts);
+  b += ",\"table\":";
+  AppendJsonString(&b, h.primary_entity_name);
+  b += ",\"row_id\":";
+  AppendJsonString(&b, h.primary_entity_id);
+  b += ",\"error\":";
+  if (error.empty()) {
+    b += "null";
+  } else {
+    AppendJsonString(&b, error);
+  }
+  b += ",\"answer\":";
+  if (answer.empty()) {
+    b += "null";
+  } else if (answer.front() == '{') {
+    b += answer;  // the adapter's captured JSON object
+  } else {
+    AppendJsonString(&b, answer);
+  }
+  b += ",\"at\":\"" + FormatIsoUtc(now) + "\"}";
+  AppendRequest& r = s->request;
+  r.key = sh.DedupeKey();
+  r.partition = partition;
+  r.received_ms = now;
+  r.header = &sh;
+  r.body = b;
+  r.callback = s.get();
+  feeds[a].issued.fetch_add(1, std::memory_order_seq_cst);
+  journal->Append(&s.release()->request);
+}
+
+void DeliveryEngine::Impl::StatusAppended(StatusAppend* s, const AppendResult& result) {
+  if (result.status.ok()) {
+    if (status_records && !result.duplicate) status_records->Increment();
+    {
+      std::lock_guard<std::mutex> lock(status_mu);
+      feeds[s->source].settled.fetch_add(1, std::memory_order_seq_cst);
+    }
+    status_cv.notify_all();
+    delete s;
+    return;
+  }
+  if (status_append_errors) status_append_errors->Increment();
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    status_retry.push_back(s);  // the maintenance thread appends it again
+  }
+  status_cv.notify_all();
+}
+
+void DeliveryEngine::Impl::RetryStatusAppends() {
+  std::vector<StatusAppend*> again;
+  {
+    std::lock_guard<std::mutex> lock(status_mu);
+    again.swap(status_retry);
+  }
+  // A failure calls back (possibly on this thread) into status_retry again: no lock held here.
+  for (StatusAppend* s : again) journal->Append(&s->request);
+}
+
+bool DeliveryEngine::Impl::StatusSettled(size_t a, uint64_t issued, int64_t wait_ms) {
+  std::unique_lock<std::mutex> lock(status_mu);
+  auto failed = [&] {  // a failed append waits for the next retry: no point waiting now
+    return std::any_of(status_retry.begin(), status_retry.end(),
+                       [&](const StatusAppend* s) { return s->source == a; });
+  };
+  status_cv.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
+    return feeds[a].settled.load(std::memory_order_seq_cst) >= issued || failed();
+  });
+  return feeds[a].settled.load(std::memory_order_seq_cst) >= issued;
+}
+
 void DeliveryEngine::Impl::MaintenanceLoop() {
   int64_t last_retention = 0;
   for (;;) {
@@ -1290,6 +1492,7 @@ void DeliveryEngine::Impl::MaintenanceLoop() {
                         [&] { return maint_stop; });
       if (maint_stop) return;
     }
+    RetryStatusAppends();
     FlushCursors();
     FeedReplays();
     const int64_t now = opt.now_ms();

@@ -25,6 +25,16 @@
 // `retention` has elapsed. Failures follow the adapter's RetryPolicy and CircuitBreaker
 // (retry.h); permanent errors and exhausted retries go to the DLQ (dlq.h).
 //
+// Status records (write-back): for an adapter that a write-back adapter reports (type
+// dataverse, `source: <adapter>`), every status change of its events that a CRM row should show
+// is journaled as a record of its own (EventHeader::status_record, on the event's partition,
+// body: event id, seq, adapter, state, attempts, table, row id, error, captured answer): the
+// first submission, the first failure that waits for a retry (pending), completed, processing
+// and failed. Those records go only to the source's write-back adapters, in journal order per
+// row, with their own retries, breaker and DLQ. The source adapter's cursors are persisted only
+// once its status records are durable, so a crash loses none: the events are delivered again
+// (the sinks are idempotent) and their statuses recorded again.
+//
 // Threads: OnCommitted on the journal's writer thread; one thread per worker; one maintenance
 // thread (cursor flushes, retention, replay feeding, gauges). Start, Stop on the owner's thread;
 // the admin methods from any thread.

@@ -13,6 +13,7 @@ static_assert(std::endian::native == std::endian::little, "journal frames are li
 namespace {
 
 constexpr uint32_t kFlagSizeExceeded = 1;
+constexpr uint32_t kFlagStatusRecord = 2;
 
 std::string EventHeader::*const kStringFields[] = {
     &EventHeader::message_name,        &EventHeader::primary_entity_name,
@@ -61,7 +62,8 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   Put<uint64_t>(out, meta.key.hi);
   Put<uint64_t>(out, meta.key.lo);
   Put<uint32_t>(out, meta.partition);
-  Put<uint32_t>(out, h.size_exceeded ? kFlagSizeExceeded : 0);
+  Put<uint32_t>(
+      out, (h.size_exceeded ? kFlagSizeExceeded : 0) | (h.status_record ? kFlagStatusRecord : 0));
   Put<int32_t>(out, h.stage);
   Put<int32_t>(out, h.mode);
   Put<int32_t>(out, h.depth);
@@ -116,6 +118,7 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
   ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
   if (!ok) return InvalidArgument("frame payload malformed");
   h->size_exceeded = (flags & kFlagSizeExceeded) != 0;
+  h->status_record = (flags & kFlagStatusRecord) != 0;
   *body = std::string_view(r.p, body_len);
   *frame_len = static_cast<uint32_t>(kFrameHeaderBytes + payload_len);
   return Status::Ok();

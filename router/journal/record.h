@@ -2,7 +2,8 @@
 //
 //   u32 payload length | u32 kFrameMagic | u64 XXH3-64(payload, seed = length) | payload
 //
-// payload: u64 seq, i64 received_ms, u64 key.hi, u64 key.lo, u32 partition, u32 flags,
+// payload: u64 seq, i64 received_ms, u64 key.hi, u64 key.lo, u32 partition, u32 flags (1: size
+// exceeded, 2: status record),
 // i32 stage, i32 mode, i32 depth, i64 operation_created_on_ms, the header strings (u16 length +
 // bytes each, in kStringFields order), u32 body length, body. Little-endian (checked at build).
 // Pure functions: any thread.

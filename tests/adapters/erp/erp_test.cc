@@ -329,15 +329,15 @@ TEST(ErpEndToEnd, WrongCredentialsAreRetriedNotDeadLettered) {
 }
 
 TEST(ErpAdapterUnit, RetryAfterIsReadAsSecondsOrAnHttpDate) {
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("5", 0), 5000);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter(" 0 ", 0), 0);
+  EXPECT_EQ(ParseRetryAfter("5", 0), 5000);
+  EXPECT_EQ(ParseRetryAfter(" 0 ", 0), 0);
   // Sun, 06 Nov 1994 08:49:37 GMT is 784111777.
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111770), 7000);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111800), 0);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("", 0), -1);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("soon", 0), -1);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("-3", 0), -1);
-  EXPECT_EQ(ErpAdapter::ParseRetryAfter("99999999999", 0), -1);
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111770), 7000);
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", 784111800), 0);
+  EXPECT_EQ(ParseRetryAfter("", 0), -1);
+  EXPECT_EQ(ParseRetryAfter("soon", 0), -1);
+  EXPECT_EQ(ParseRetryAfter("-3", 0), -1);
+  EXPECT_EQ(ParseRetryAfter("99999999999", 0), -1);
 }
 
 TEST(ErpAdapterUnit, CaptureReadsJsonPointersAndToleratesOtherAnswers) {

@@ -1,0 +1,302 @@
+#include "adapters/dataverse/dataverse_adapter.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <simdjson.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+
+#include "router/common/json.h"
+
+namespace dvrouter {
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr size_t kMaxErrorText = 2000;  // a "multiple lines of text" column's default size
+
+enum WriteResult { kWritten, kNotFound, kThrottled, kRetried, kRejected };
+const char* kWriteResults[] = {"written", "not_found", "throttled", "retried", "rejected"};
+
+bool IsGuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// What the service said: error.message of an OData error, else the start of the body.
+std::string ServiceMessage(int status, std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view message;
+  std::string text = "dataverse HTTP " + std::to_string(status) + ": ";
+  if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
+      doc.at_pointer("/error/message").get(message) == simdjson::SUCCESS) {
+    return text + std::string(message.substr(0, 500));
+  }
+  return text + std::string(body.substr(0, 300));
+}
+
+}  // namespace
+
+DataverseAdapter::DataverseAdapter(AdapterConfig config, prometheus::Registry* registry)
+    : config_(std::move(config)),
+      http_([&] {
+        HttpClientOptions o;
+        o.connect_timeout_ms = config_.dataverse.connect_timeout_ms;
+        o.request_timeout_ms = config_.dataverse.request_timeout_ms;
+        o.ca_file = config_.dataverse.ca_file;
+        o.max_idle_per_host = config_.dataverse.max_concurrency;
+        return o;
+      }()),
+      tokens_(std::make_unique<OAuthTokenSource>(
+          OAuthClientCredentials{config_.dataverse.token_url, config_.dataverse.client_id,
+                                 config_.dataverse.client_secret, config_.dataverse.scope},
+          &http_)),
+      pool_("dataverse adapter", config_.dataverse.max_concurrency,
+            static_cast<double>(config_.dataverse.max_concurrency)) {
+  if (registry == nullptr) return;
+  auto& writes = prometheus::BuildCounter()
+                     .Name("dvrouter_dataverse_writes_total")
+                     .Help(
+                         "Status write-backs (PATCH) by result: written, not_found (row gone), "
+                         "throttled (429), retried (other retryable), rejected (to the DLQ)")
+                     .Register(*registry);
+  for (int i = 0; i < 5; ++i)
+    writes_[i] = &writes.Add({{"adapter", config_.name}, {"result", kWriteResults[i]}});
+  duration_ = &prometheus::BuildHistogram()
+                   .Name("dvrouter_dataverse_request_duration_seconds")
+                   .Help("Time of one Web API PATCH, request to answer")
+                   .Register(*registry)
+                   .Add({{"adapter", config_.name}},
+                        prometheus::Histogram::BucketBoundaries{0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                                1, 2.5, 5, 10, 30});
+  pool_.set_in_flight_gauge(&prometheus::BuildGauge()
+                                 .Name("dvrouter_dataverse_in_flight")
+                                 .Help("Web API PATCHes in progress")
+                                 .Register(*registry)
+                                 .Add({{"adapter", config_.name}}));
+}
+
+DataverseAdapter::~DataverseAdapter() { Stop(); }
+
+Status DataverseAdapter::Start(uint64_t) {
+  pool_.Start();
+  return Status::Ok();
+}
+
+void DataverseAdapter::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(pace_mu_);
+    stopping_ = true;
+  }
+  pace_cv_.notify_all();
+  pool_.Stop();
+}
+
+std::string DataverseAdapter::EntitySet(const DataverseConfig& c, const std::string& table) {
+  for (const auto& [t, set] : c.entity_sets) {
+    if (t == table) return set;
+  }
+  auto ends = [&](std::string_view s) { return table.ends_with(s); };
+  if (ends("y") && !(ends("ay") || ends("ey") || ends("oy") || ends("uy"))) {
+    return table.substr(0, table.size() - 1) + "ies";
+  }
+  if (ends("s") || ends("x") || ends("z") || ends("ch") || ends("sh")) return table + "es";
+  return table + "s";
+}
+
+Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConfig& c,
+                                                             const EventHeader& header,
+                                                             std::string_view body) {
+  if (!header.status_record) {
+    return InvalidArgument(
+        "not a status record: a dataverse adapter takes only the statuses of its source adapter");
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (auto err = parser.parse(body.data(), body.size()).get(doc)) {
+    return InvalidArgument(std::string("status record is not JSON: ") +
+                           simdjson::error_message(err));
+  }
+  std::string_view state;
+  if (doc["state"].get(state) != simdjson::SUCCESS) {
+    return InvalidArgument("status record without a state");
+  }
+  const std::string& table = header.primary_entity_name;
+  const std::string& row = header.primary_entity_id;
+  if (table.empty() || table == "none" || !IsGuid(row)) {
+    return InvalidArgument("status record without a table and row id (table '" + table +
+                           "', row '" + row + "')");
+  }
+  Patch p;
+  p.state = std::string(state);
+  p.url = c.url + c.api_path + "/" + EntitySet(c, table) + "(" + row + ")";
+  const int64_t* value = nullptr;
+  for (const auto& [s, v] : c.status_values) {
+    if (s == state) value = &v;
+  }
+  if (value == nullptr) return p;  // this state is not shown on the row
+  std::string& b = p.body;
+  b = "{";
+  AppendJsonString(&b, c.status_column);
+  b += ":" + std::to_string(*value);
+  if (!c.error_column.empty()) {
+    b += ",";
+    AppendJsonString(&b, c.error_column);
+    std::string_view error;
+    if ((state == "pending" || state == "failed") && doc["error"].get(error) == simdjson::SUCCESS) {
+      if (error.size() > kMaxErrorText) error = error.substr(0, kMaxErrorText);
+      b += ":";
+      AppendJsonString(&b, error);
+    } else {
+      b += ":null";
+    }
+  }
+  simdjson::dom::object answer;
+  if (!c.answer_columns.empty() && doc["answer"].get(answer) == simdjson::SUCCESS) {
+    for (const auto& [column, name] : c.answer_columns) {
+      simdjson::dom::element v;
+      if (answer[name].get(v) != simdjson::SUCCESS || v.is_null()) continue;
+      b += ",";
+      AppendJsonString(&b, column);
+      b += ":" + simdjson::minify(v);
+    }
+  }
+  b += "}";
+  return p;
+}
+
+void DataverseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
+  std::vector<DeliveryResult> results(batch.size());
+  std::vector<std::pair<size_t, CallPool::Call>> calls;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Result<Patch> p = BuildPatch(config_.dataverse, *batch[i].header, batch[i].body);
+    if (!p.ok()) {
+      results[i].outcome = DeliveryOutcome::kPermanent;
+      results[i].error = std::string(p.status().message());
+      if (writes_[kRejected] != nullptr) writes_[kRejected]->Increment();
+      continue;
+    }
+    if (p->body.empty()) {
+      results[i].answer = "not written: no status value for state " + p->state;
+      continue;
+    }
+    calls.emplace_back(i, [this, patch = std::move(*p)] { return Execute(patch); });
+  }
+  pool_.Submit(std::move(results), std::move(calls), done);
+}
+
+bool DataverseAdapter::Pace() {
+  const double rate = config_.dataverse.max_requests_per_second;
+  const int64_t gap = static_cast<int64_t>(std::ceil(1000.0 / rate));
+  std::unique_lock<std::mutex> lock(pace_mu_);
+  for (;;) {
+    if (stopping_) return false;
+    const int64_t now = NowMs();
+    const int64_t at = std::max(next_slot_ms_, paused_until_ms_);
+    if (at <= now) {
+      // Slots do not accumulate while idle beyond one second's worth of requests.
+      next_slot_ms_ = std::max(next_slot_ms_, now - 1000) + gap;
+      return true;
+    }
+    pace_cv_.wait_for(lock, std::chrono::milliseconds(at - now));
+  }
+}
+
+DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
+  DeliveryResult r;
+  auto count = [&](WriteResult w) {
+    if (writes_[w] != nullptr) writes_[w]->Increment();
+  };
+  for (int attempt = 0;; ++attempt) {
+    if (!Pace()) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "dataverse adapter stopped";
+      return r;
+    }
+    Result<std::string> token = tokens_->Token();
+    if (!token.ok()) {
+      count(kRetried);
+      r.outcome = DeliveryOutcome::kRetryable;  // credentials to fix or the endpoint down
+      r.error = "dataverse token: " + std::string(token.status().message());
+      return r;
+    }
+    ClientRequest req;
+    req.method = "PATCH";
+    req.url = patch.url;
+    req.body = patch.body;
+    req.headers = {{"Authorization", "Bearer " + *token},
+                   {"Accept", "application/json"},
+                   {"Content-Type", "application/json; charset=utf-8"},
+                   {"OData-MaxVersion", "4.0"},
+                   {"OData-Version", "4.0"},
+                   {"If-Match", "*"}};
+    const auto start = std::chrono::steady_clock::now();
+    Result<ClientResponse> res = http_.Send(req);
+    if (duration_ != nullptr) {
+      duration_->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    if (!res.ok()) {
+      count(kRetried);
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "dataverse: " + std::string(res.status().message());
+      return r;
+    }
+    const int status = res->status;
+    if (status == 401 && attempt == 0) {
+      tokens_->Invalidate(*token);  // expired or revoked early: once more with a fresh token
+      continue;
+    }
+    if (status >= 200 && status < 300) {
+      count(kWritten);
+      r.answer = patch.state + " written";
+      return r;
+    }
+    if (status == 404) {  // the row is gone: nothing to write, and no retry storm
+      count(kNotFound);
+      r.answer = "row not found (HTTP 404): " + patch.state + " not written";
+      return r;
+    }
+    r.error = ServiceMessage(status, res->body);
+    if (status == 429) {
+      count(kThrottled);
+      int64_t after = ParseRetryAfter(res->Header("retry-after"), std::time(nullptr));
+      if (after < 0) after = 5000;
+      {
+        std::lock_guard<std::mutex> lock(pace_mu_);  // every PATCH waits, not just this one
+        paused_until_ms_ = std::max(paused_until_ms_, NowMs() + after);
+      }
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.retry_after_ms = after;
+      return r;
+    }
+    if (status == 408 || status >= 500 || status == 401 || status == 403) {
+      count(kRetried);
+      r.outcome = DeliveryOutcome::kRetryable;
+      return r;
+    }
+    count(kRejected);
+    r.outcome = DeliveryOutcome::kPermanent;
+    return r;
+  }
+}
+
+}  // namespace dvrouter
