@@ -14,6 +14,7 @@
 
 #include "tests/support/http_client.h"
 #include "tests/support/router_process.h"
+#include "tests/support/sim_process.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -21,47 +22,11 @@ namespace {
 
 using testing::HttpClient;
 
-// The integer after "key": in a flat JSON text, or -1.
-int64_t JsonNumber(const std::string& json, const std::string& key) {
-  const size_t at = json.find("\"" + key + "\":");
-  return at == std::string::npos ? -1 : std::atoll(json.c_str() + at + key.size() + 3);
-}
-
 // The simulator as a child process on a free port.
-class ErpSim {
+class ErpSim : public testing::SimProcess {
  public:
   explicit ErpSim(const testing::TempDir& tmp, const std::vector<std::string>& flags = {})
-      : log_(tmp.path() + "/erp-sim.log") {
-    testing::WriteFileOrDie(log_, "");
-    std::vector<std::string> args = {"--listen", "127.0.0.1:0"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    child_ = std::make_unique<testing::ChildProcess>(DVROUTER_ERP_SIM, args, log_);
-    ready_ = testing::WaitFor([&] {
-      const std::string text = testing::ReadFileOrDie(log_);
-      const size_t at = text.find("listening on 127.0.0.1:");
-      if (at == std::string::npos) return false;
-      port_ = static_cast<uint16_t>(std::stoi(text.substr(at + 23)));
-      return true;
-    });
-  }
-  ~ErpSim() {
-    child_->Kill(SIGTERM);
-    child_->Wait();
-  }
-  bool ready() const { return ready_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  std::string Stats() { return HttpClient(port_).Get("/_stats").body; }
-  int64_t Stat(const std::string& key) { return JsonNumber(Stats(), key); }
-  void Control(const std::string& query) {
-    EXPECT_EQ(HttpClient(port_).Post("/_control?" + query, "").status, 200) << query;
-  }
-  std::string log() const { return testing::ReadFileOrDie(log_); }
-
- private:
-  std::string log_;
-  std::unique_ptr<testing::ChildProcess> child_;
-  uint16_t port_ = 0;
-  bool ready_ = false;
+      : SimProcess(DVROUTER_ERP_SIM, "erp-sim", tmp, flags) {}
 };
 
 // Event k of record r: an update of msdyn_agentstatus row r.

@@ -14,6 +14,8 @@ namespace dvrouter {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::ReplaceAll;
 using ::testing::StartsWith;
 
 std::string Adapter(std::string_view body) {
@@ -375,6 +377,83 @@ TEST(ErpConfig, Errors) {
                  "adapters.erp.auth.token_url");
   ExpectKeyError(Erp("    base_url: http://erp\n    concurrency: {max: 0}\n" + req),
                  "adapters.erp.concurrency.max");
+}
+
+// A dataverse write-back adapter named crm, reporting the ERP adapter; `body` adds its keys.
+std::string Writeback(std::string_view body, std::string_view routes = "") {
+  return Erp("    base_url: http://erp\n" + std::string(kRequest)) +
+         "  crm:\n    type: dataverse\n" + std::string(body) + std::string(routes);
+}
+constexpr const char* kWriteback =
+    "    source: erp\n"
+    "    url: https://contoso.crm.dynamics.com\n"
+    "    auth:\n"
+    "      token_url: https://login.example.com/t/oauth2/v2.0/token\n"
+    "      client_id: app\n"
+    "      client_secret: ${DVROUTER_TEST_DV_SECRET}\n"
+    "    status_column: new_integrationstatus\n";
+constexpr const char* kValues = "    status_values: {completed: 3, failed: 4}\n";
+
+TEST(DataverseConfig, AFullExample) {
+  ::setenv("DVROUTER_TEST_DV_SECRET", "dv-secret\n", 1);
+  Config c = ParseOk(Writeback(std::string(kWriteback) +
+                               "    status_values: {pending: 0, submitted: 1, processing: 2, "
+                               "completed: 3, failed: 4}\n"
+                               "    error_column: new_integrationerror\n"
+                               "    answer_columns: {new_erpordernumber: order_number}\n"
+                               "    entity_sets: {SalesOrder: salesorders}\n"
+                               "    max_concurrency: 4\n"
+                               "    max_requests_per_second: 10\n"));
+  const DataverseConfig& dv = c.FindAdapter("crm")->dataverse;
+  EXPECT_EQ(dv.source, "erp");
+  EXPECT_EQ(dv.client_secret, "dv-secret");
+  EXPECT_EQ(dv.scope, "https://contoso.crm.dynamics.com/.default");
+  EXPECT_EQ(dv.api_path, "/api/data/v9.2");
+  ASSERT_EQ(dv.status_values.size(), 5u);
+  EXPECT_EQ(dv.status_values[3], (std::pair<std::string, int64_t>{"completed", 3}));
+  EXPECT_EQ(dv.entity_sets[0].first, "salesorder");
+  EXPECT_EQ(dv.answer_columns[0].second, "order_number");
+  EXPECT_EQ(dv.max_concurrency, 4u);
+  EXPECT_THAT(DescribeConfig(c), HasSubstr("client_secret ***"));
+  EXPECT_THAT(DescribeConfig(c), Not(HasSubstr("dv-secret")));
+}
+
+TEST(DataverseConfig, Errors) {
+  ::setenv("DVROUTER_TEST_DV_SECRET", "dv-secret", 1);
+  const std::string ok = std::string(kWriteback) + kValues;
+  ParseOk(Writeback(ok));
+  ExpectKeyError(Writeback(ReplaceAll(ok, "    source: erp\n", "")), "adapters.crm.source");
+  ExpectKeyError(Writeback(ReplaceAll(ok, "source: erp", "source: nope")), "adapters.crm.source");
+  ExpectKeyError(Writeback(ReplaceAll(ok, "source: erp", "source: crm")), "adapters.crm.source");
+  ExpectKeyError(Writeback(ReplaceAll(ok, "https://contoso.crm.dynamics.com", "contoso")),
+                 "adapters.crm.url");
+  ExpectKeyError(
+      Writeback(ReplaceAll(ok, "https://contoso.crm.dynamics.com", "https://c.example/api")),
+      "adapters.crm.url");
+  ExpectKeyError(Writeback(ReplaceAll(ok, "      client_id: app\n", "")),
+                 "adapters.crm.auth.client_id");
+  ExpectKeyError(Writeback(ReplaceAll(ok, "client_secret: ${DVROUTER_TEST_DV_SECRET}",
+                                      "client_secret: plain")),
+                 "adapters.crm.auth.client_secret");
+  ExpectKeyError(
+      Writeback(ReplaceAll(ok, "status_column: new_integrationstatus", "status_column: 'a b'")),
+      "adapters.crm.status_column");
+  ExpectKeyError(Writeback(std::string(kWriteback) + "    status_values: {completed: 3}\n"),
+                 "adapters.crm.status_values.failed");
+  ExpectKeyError(Writeback(std::string(kWriteback) + "    status_values: {done: 3, failed: 4}\n"),
+                 "adapters.crm.status_values.done");
+  EXPECT_THAT(ExpectKeyError(Writeback(std::string(kWriteback) +
+                                       "    status_values: {completed: x, failed: 4}\n"),
+                             "adapters.crm.status_values.completed"),
+              HasSubstr("option-set value"));
+  ExpectKeyError(Writeback(ok + "    entity_sets: {salesorder: 'sales orders'}\n"),
+                 "adapters.crm.entity_sets.salesorder");
+  ExpectKeyError(Writeback(ok + "    max_concurrency: 100\n"), "adapters.crm.max_concurrency");
+  ExpectKeyError(Writeback(ok + "    status: x\n"), "adapters.crm.status");
+  // Routed events never go to a write-back adapter: it takes its source's statuses.
+  EXPECT_THAT(
+      ExpectKeyError(Writeback(ok, "routes:\n  - adapters: [erp, crm]\n"), "routes[0].adapters"),
+      HasSubstr("write-back"));
 }
 
 }  // namespace
