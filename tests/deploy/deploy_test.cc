@@ -6,6 +6,7 @@
 #include <set>
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/dataverse/dataverse_adapter.h"
 #include "adapters/erp/erp_adapter.h"
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/sql/sqlite_adapter.h"
@@ -37,6 +38,11 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   erp_config.type = "erp";
   erp_config.erp.base_url = "http://127.0.0.1:1";
   ErpAdapter erp(erp_config, &metrics.registry());
+  AdapterConfig dv_config;
+  dv_config.name = "crm";
+  dv_config.type = "dataverse";
+  dv_config.dataverse.url = "http://127.0.0.1:1";
+  DataverseAdapter dv(dv_config, &metrics.registry());
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});

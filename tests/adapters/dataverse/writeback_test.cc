@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -146,6 +147,11 @@ class WritebackRouter {
     router_->child().Wait();
   }
   bool ready() const { return ready_; }
+  // kill -9, and reaped.
+  void Crash() {
+    router_->child().Kill(SIGKILL);
+    router_->child().Wait();
+  }
   std::string log() const { return testing::ReadFileOrDie(log_); }
   std::string webhook_url() const {
     return "http://127.0.0.1:" + std::to_string(router_->port) + "/webhooks/dataverse";
@@ -336,6 +342,36 @@ TEST(WritebackEndToEnd, TheWritebacksOwnUpdatesDoNotLoopBackToTheErp) {
   EXPECT_EQ(sims.erp.Stat("requests"), 3);
   EXPECT_EQ(sims.erp.Stat("created"), 3);
   EXPECT_EQ(sims.dataverse.Stat("patched"), 6);
+}
+
+// A kill -9 while ERP calls and write-backs are under way loses no status: after the restart
+// every row ends Completed with its order number, and the ERP created each order once.
+TEST(WritebackEndToEnd, AKill9MidLoadLosesNoStatus) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  ASSERT_TRUE(sims.ready());
+  constexpr int kRows = 60;
+  for (int r = 0; r < kRows; ++r) sims.SeedRow(r);
+  sims.erp.Control("latency_ms=30");
+  {
+    WritebackRouter router(tmp, sims);
+    ASSERT_TRUE(router.ready()) << router.log();
+    for (int r = 0; r < kRows; ++r) router.Post(Event(r, 0));
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.dataverse.Stat("patched") >= kRows; }));
+    router.Crash();
+  }
+  const int64_t patched_at_crash = sims.dataverse.Stat("patched");
+  EXPECT_LT(patched_at_crash, 2 * kRows) << "the crash came too late to test anything";
+  WritebackRouter again(tmp, sims);
+  ASSERT_TRUE(again.ready()) << again.log();
+  for (int r = 0; r < kRows; ++r) {
+    ASSERT_TRUE(
+        testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }, std::chrono::seconds(30)))
+        << r << ": " << sims.RowJson(r) << again.log();
+    EXPECT_NE(sims.RowJson(r).find("\"new_erpordernumber\":\"SO-"), std::string::npos);
+  }
+  EXPECT_EQ(sims.erp.Stat("created"), kRows);  // resends were absorbed by the idempotency key
+  EXPECT_EQ(sims.erp.Stat("order_violations"), 0);
 }
 
 // --- units ---
