@@ -57,18 +57,7 @@ std::string ServiceMessage(int status, std::string_view body) {
 
 DataverseAdapter::DataverseAdapter(AdapterConfig config, prometheus::Registry* registry)
     : config_(std::move(config)),
-      http_([&] {
-        HttpClientOptions o;
-        o.connect_timeout_ms = config_.dataverse.connect_timeout_ms;
-        o.request_timeout_ms = config_.dataverse.request_timeout_ms;
-        o.ca_file = config_.dataverse.ca_file;
-        o.max_idle_per_host = config_.dataverse.max_concurrency;
-        return o;
-      }()),
-      tokens_(std::make_unique<OAuthTokenSource>(
-          OAuthClientCredentials{config_.dataverse.token_url, config_.dataverse.client_id,
-                                 config_.dataverse.client_secret, config_.dataverse.scope},
-          &http_)),
+      web_(config_.dataverse),
       pool_("dataverse adapter", config_.dataverse.max_concurrency,
             static_cast<double>(config_.dataverse.max_concurrency)) {
   if (registry == nullptr) return;
@@ -147,7 +136,7 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
   }
   Patch p;
   p.state = std::string(state);
-  p.url = c.url + c.api_path + "/" + EntitySet(c, table) + "(" + row + ")";
+  p.resource = EntitySet(c, table) + "(" + row + ")";
   const int64_t* value = nullptr;
   for (const auto& [s, v] : c.status_values) {
     if (s == state) value = &v;
@@ -225,78 +214,55 @@ DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
   auto count = [&](WriteResult w) {
     if (writes_[w] != nullptr) writes_[w]->Increment();
   };
-  for (int attempt = 0;; ++attempt) {
-    if (!Pace()) {
-      r.outcome = DeliveryOutcome::kRetryable;
-      r.error = "dataverse adapter stopped";
-      return r;
-    }
-    Result<std::string> token = tokens_->Token();
-    if (!token.ok()) {
-      count(kRetried);
-      r.outcome = DeliveryOutcome::kRetryable;  // credentials to fix or the endpoint down
-      r.error = "dataverse token: " + std::string(token.status().message());
-      return r;
-    }
-    ClientRequest req;
-    req.method = "PATCH";
-    req.url = patch.url;
-    req.body = patch.body;
-    req.headers = {{"Authorization", "Bearer " + *token},
-                   {"Accept", "application/json"},
-                   {"Content-Type", "application/json; charset=utf-8"},
-                   {"OData-MaxVersion", "4.0"},
-                   {"OData-Version", "4.0"},
-                   {"If-Match", "*"}};
-    const auto start = std::chrono::steady_clock::now();
-    Result<ClientResponse> res = http_.Send(req);
-    if (duration_ != nullptr) {
-      duration_->Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    if (!res.ok()) {
-      count(kRetried);
-      r.outcome = DeliveryOutcome::kRetryable;
-      r.error = "dataverse: " + std::string(res.status().message());
-      return r;
-    }
-    const int status = res->status;
-    if (status == 401 && attempt == 0) {
-      tokens_->Invalidate(*token);  // expired or revoked early: once more with a fresh token
-      continue;
-    }
-    if (status >= 200 && status < 300) {
-      count(kWritten);
-      r.answer = patch.state + " written";
-      return r;
-    }
-    if (status == 404) {  // the row is gone: nothing to write, and no retry storm
-      count(kNotFound);
-      r.answer = "row not found (HTTP 404): " + patch.state + " not written";
-      return r;
-    }
-    r.error = ServiceMessage(status, res->body);
-    if (status == 429) {
-      count(kThrottled);
-      int64_t after = ParseRetryAfter(res->Header("retry-after"), std::time(nullptr));
-      if (after < 0) after = 5000;
-      {
-        std::lock_guard<std::mutex> lock(pace_mu_);  // every PATCH waits, not just this one
-        paused_until_ms_ = std::max(paused_until_ms_, NowMs() + after);
-      }
-      r.outcome = DeliveryOutcome::kRetryable;
-      r.retry_after_ms = after;
-      return r;
-    }
-    if (status == 408 || status >= 500 || status == 401 || status == 403) {
-      count(kRetried);
-      r.outcome = DeliveryOutcome::kRetryable;
-      return r;
-    }
-    count(kRejected);
-    r.outcome = DeliveryOutcome::kPermanent;
+  if (!Pace()) {
+    r.outcome = DeliveryOutcome::kRetryable;
+    r.error = "dataverse adapter stopped";
     return r;
   }
+  const auto start = std::chrono::steady_clock::now();
+  Result<ClientResponse> res = web_.Send("PATCH", patch.resource, patch.body, {{"If-Match", "*"}});
+  if (duration_ != nullptr) {
+    duration_->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (!res.ok()) {  // no answer, or no token (credentials to fix, or the endpoint down)
+    count(kRetried);
+    r.outcome = DeliveryOutcome::kRetryable;
+    r.error = "dataverse: " + std::string(res.status().message());
+    return r;
+  }
+  const int status = res->status;
+  if (status >= 200 && status < 300) {
+    count(kWritten);
+    r.answer = patch.state + " written";
+    return r;
+  }
+  if (status == 404) {  // the row is gone: nothing to write, and no retry storm
+    count(kNotFound);
+    r.answer = "row not found (HTTP 404): " + patch.state + " not written";
+    return r;
+  }
+  r.error = ServiceMessage(status, res->body);
+  if (status == 429) {
+    count(kThrottled);
+    int64_t after = ParseRetryAfter(res->Header("retry-after"), std::time(nullptr));
+    if (after < 0) after = 5000;
+    {
+      std::lock_guard<std::mutex> lock(pace_mu_);  // every PATCH waits, not just this one
+      paused_until_ms_ = std::max(paused_until_ms_, NowMs() + after);
+    }
+    r.outcome = DeliveryOutcome::kRetryable;
+    r.retry_after_ms = after;
+    return r;
+  }
+  if (status == 408 || status >= 500 || status == 401 || status == 403) {
+    count(kRetried);
+    r.outcome = DeliveryOutcome::kRetryable;
+    return r;
+  }
+  count(kRejected);
+  r.outcome = DeliveryOutcome::kPermanent;
+  return r;
 }
 
 }  // namespace dvrouter

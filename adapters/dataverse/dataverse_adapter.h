@@ -29,8 +29,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/common/call_pool.h"
-#include "adapters/common/http_client.h"
-#include "adapters/common/oauth.h"
+#include "adapters/dataverse/webapi.h"
 #include "router/config/config.h"
 
 namespace prometheus {
@@ -56,8 +55,8 @@ class DataverseAdapter final : public Adapter {
   static std::string EntitySet(const DataverseConfig& c, const std::string& table);
 
   struct Patch {
-    std::string url;
-    std::string body;  // empty: nothing to write for this state
+    std::string resource;  // <entity set>(<row id>)
+    std::string body;      // empty: nothing to write for this state
     std::string state;
   };
   // The PATCH for one status record body; InvalidArgument when it is not one.
@@ -69,8 +68,7 @@ class DataverseAdapter final : public Adapter {
   bool Pace();  // waits for the next request slot; false when stopping
 
   AdapterConfig config_;
-  HttpClient http_;
-  std::unique_ptr<OAuthTokenSource> tokens_;
+  WebApiClient web_;
 
   prometheus::Counter* writes_[5] = {};  // written, not_found, throttled, retried, rejected
   prometheus::Histogram* duration_ = nullptr;

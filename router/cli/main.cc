@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <memory>
 
+#include "adapters/dataverse/registration.h"
 #include "router/app/app.h"
 #include "router/config/config.h"
 #include "router/journal/file_journal.h"
@@ -120,6 +122,28 @@ int DumpJournal(const std::string& data_dir, uint64_t from_seq, uint64_t limit) 
       });
   if (!st.ok()) {
     std::fprintf(stderr, "dvrouter: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+// `dvrouter register`: the webhook and its steps in Dataverse (adapters/dataverse/registration.h).
+int Register(const std::string& path, bool dry_run) {
+  Result<Config> config = dvrouter::LoadConfigFile(path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "dvrouter: %s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (!config->registration.present) {
+    std::fprintf(stderr, "dvrouter: %s has no `registration` section\n", path.c_str());
+    return 2;
+  }
+  const dvrouter::AdapterConfig* dv = config->FindAdapter(config->registration.dataverse);
+  std::unique_ptr<dvrouter::WebApiClient> web;
+  if (!dry_run) web = std::make_unique<dvrouter::WebApiClient>(dv->dataverse);
+  if (Status st = dvrouter::RegisterWebhook(*config, web.get(), dry_run, std::cout); !st.ok()) {
+    std::cout.flush();
+    std::fprintf(stderr, "dvrouter: register: %s\n", std::string(st.message()).c_str());
     return 1;
   }
   return 0;
@@ -254,6 +278,12 @@ int main(int argc, char** argv) {
   replay->add_option("--to", range_to, "Last sequence number")->required();
   admin_option(replay);
 
+  bool dry_run = false;
+  CLI::App* reg = cli.add_subcommand(
+      "register", "Create or update the webhook and its steps in Dataverse (idempotent)");
+  reg->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  reg->add_flag("--dry-run", dry_run, "Print the requests instead of sending them");
+
   CLI11_PARSE(cli, argc, argv);
   auto filters = [&] {
     std::string q;
@@ -271,6 +301,7 @@ int main(int argc, char** argv) {
                      "/replay?adapter=" + Query(adapter) + "&from=" + std::to_string(range_from) +
                          "&to=" + std::to_string(range_to));
   }
+  if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);
   if (check->parsed()) return CheckConfig(config_path, overrides);

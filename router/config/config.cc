@@ -976,6 +976,101 @@ Status ParseDelivery(Section& root, const std::string& base_dir, Config* c) {
   return Status::Ok();
 }
 
+Status ParseRegistration(Section& root, Config* c) {
+  Section r = root.Child("registration");
+  DV_TRY(r.Check());
+  if (!r.Present()) return Status::Ok();
+  RegistrationConfig& out = c->registration;
+  out.present = true;
+  DV_TRY(r.String("dataverse", &out.dataverse));
+  const AdapterConfig* dv = c->FindAdapter(out.dataverse);
+  if (dv == nullptr || dv->type != "dataverse") {
+    return KeyError(
+        r.Path("dataverse"),
+        "must name a dataverse adapter (its url and auth are used), got '" + out.dataverse + "'");
+  }
+  DV_TRY(r.String("endpoint_name", &out.endpoint_name));
+  if (out.endpoint_name.empty()) return KeyError(r.Path("endpoint_name"), "must not be empty");
+  DV_TRY(r.String("webhook_url", &out.webhook_url));
+  if (!out.webhook_url.starts_with("https://") && !out.webhook_url.starts_with("http://")) {
+    return KeyError(r.Path("webhook_url"),
+                    "missing: the router's public URL (https://host/webhooks/dataverse)");
+  }
+  if (c->ingress.auth.mode == AuthMode::kNone) {
+    return KeyError(r.Path("webhook_url"),
+                    "ingress.auth.mode is none: Dataverse would post without a secret");
+  }
+  YAML::Node steps = r.Raw("steps");
+  if (!steps || !steps.IsSequence() || steps.size() == 0) {
+    return KeyError(r.Path("steps"), "missing: a list of {table, messages, ...}");
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    Section s(steps[i], r.Path("steps") + "[" + std::to_string(i) + "]");
+    DV_TRY(s.Check());
+    RegistrationStep st;
+    DV_TRY(s.String("table", &st.table));
+    st.table = Lower(st.table);
+    if (st.table.empty() || !ValidSqlIdentifier(st.table)) {
+      return KeyError(s.Path("table"), "missing or not a table's logical name");
+    }
+    DV_TRY(s.Strings("messages", &st.messages));
+    if (st.messages.empty()) return KeyError(s.Path("messages"), "missing: e.g. [Create, Update]");
+    for (const std::string& m : st.messages) {
+      if (m.empty() || !std::all_of(m.begin(), m.end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_';
+          })) {
+        return KeyError(s.Path("messages"), "not a message name: '" + m + "'");
+      }
+    }
+    uint64_t stage = 40;
+    DV_TRY(s.Count("stage", 10, 40, &stage));
+    if (stage != 10 && stage != 20 && stage != 40) {
+      return KeyError(s.Path("stage"), "must be 10, 20 or 40");
+    }
+    st.stage = static_cast<int32_t>(stage);
+    std::string mode = "async";
+    DV_TRY(s.String("mode", &mode));
+    if (mode != "async" && mode != "sync") return KeyError(s.Path("mode"), "must be async or sync");
+    st.async = mode == "async";
+    if (st.async && st.stage != 40) {
+      return KeyError(s.Path("mode"), "asynchronous steps run only at stage 40 (PostOperation)");
+    }
+    uint64_t rank = 1;
+    DV_TRY(s.Count("rank", 1, 1000, &rank));
+    st.rank = static_cast<int32_t>(rank);
+    DV_TRY(s.Strings("filtering_attributes", &st.filtering_attributes));
+    for (std::string& a : st.filtering_attributes) a = Lower(a);
+    YAML::Node images = s.Raw("images");
+    if (images && !images.IsNull()) {
+      if (!images.IsSequence()) return KeyError(s.Path("images"), "must be a list");
+      for (size_t k = 0; k < images.size(); ++k) {
+        Section im(images[k], s.Path("images") + "[" + std::to_string(k) + "]");
+        DV_TRY(im.Check());
+        RegistrationImage image;
+        DV_TRY(im.String("name", &image.name));
+        if (image.name.empty()) return KeyError(im.Path("name"), "missing");
+        DV_TRY(im.String("type", &image.type));
+        if (image.type != "pre" && image.type != "post" && image.type != "both") {
+          return KeyError(im.Path("type"), "must be pre, post or both");
+        }
+        for (const std::string& m : st.messages) {
+          if ((m == "Create" && image.type != "post") || (m == "Delete" && image.type != "pre")) {
+            return KeyError(im.Path("type"), "a " + m + " step has only " +
+                                                 (m == "Create" ? "post" : "pre") + " images");
+          }
+        }
+        DV_TRY(im.Strings("attributes", &image.attributes));
+        for (std::string& a : image.attributes) a = Lower(a);
+        DV_TRY(im.RejectUnknown());
+        st.images.push_back(std::move(image));
+      }
+    }
+    DV_TRY(s.RejectUnknown());
+    out.steps.push_back(std::move(st));
+  }
+  return r.RejectUnknown();
+}
+
 Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Config* c) {
   Section root(root_node, "");
   DV_TRY(root.Check());
@@ -1040,6 +1135,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   DV_TRY(dedupe.RejectUnknown());
 
   DV_TRY(ParseDelivery(root, base_dir, c));
+  DV_TRY(ParseRegistration(root, c));
   return root.RejectUnknown();
 }
 

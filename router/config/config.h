@@ -255,6 +255,36 @@ struct RouteConfig {
   std::vector<std::string> adapters;         // names under `adapters`
 };
 
+// One step image (`sdkmessageprocessingstepimage`): the row's columns before or after the
+// operation, sent in PreEntityImages / PostEntityImages.
+struct RegistrationImage {
+  std::string name;                     // also the entity alias
+  std::string type = "post";            // pre, post, both
+  std::vector<std::string> attributes;  // empty: all columns
+};
+
+// Steps (`sdkmessageprocessingstep`) on the webhook, one per message.
+struct RegistrationStep {
+  std::string table;                  // logical name
+  std::vector<std::string> messages;  // Create, Update, Delete, ...
+  int32_t stage = 40;                 // 10, 20, 40
+  bool async = true;                  // mode 1 (asynchronous) or 0 (synchronous)
+  int32_t rank = 1;
+  std::vector<std::string> filtering_attributes;  // Update: only changes of these columns
+  std::vector<RegistrationImage> images;
+};
+
+// `dvrouter register`: the webhook service endpoint and its steps in Dataverse, created or
+// updated from this (adapters/dataverse/registration.h). The Web API connection is a dataverse
+// adapter's (url, auth).
+struct RegistrationConfig {
+  bool present = false;
+  std::string dataverse;  // the name of a dataverse adapter
+  std::string endpoint_name = "dvrouter";
+  std::string webhook_url;  // the router's public URL, https://.../webhooks/dataverse
+  std::vector<RegistrationStep> steps;
+};
+
 struct Config {
   IngressConfig ingress;
   AdminConfig admin;
@@ -265,6 +295,7 @@ struct Config {
   // Without an `adapters` section: one lake adapter named "lake" and a route of everything to it.
   std::vector<AdapterConfig> adapters;
   std::vector<RouteConfig> routes;
+  RegistrationConfig registration;
   const AdapterConfig* FindAdapter(std::string_view name) const;
 };
 

@@ -401,9 +401,7 @@ TEST(DataverseAdapterUnit, ACompletionSetsStatusAnswerColumnsAndClearsTheError) 
       Config(), StatusHeader(),
       R"({"state":"completed","error":null,"answer":{"order_number":"SO-7","other":1}})");
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  EXPECT_EQ(p->url,
-            "https://contoso.crm.dynamics.com/api/data/v9.2/"
-            "salesorders(3d1feef9-604d-ef11-bfe3-6045bd03d9d8)");
+  EXPECT_EQ(p->resource, "salesorders(3d1feef9-604d-ef11-bfe3-6045bd03d9d8)");
   EXPECT_EQ(p->body, R"({"new_integrationstatus":3,"new_integrationerror":null,)"
                      R"("new_erpordernumber":"SO-7"})");
 }

@@ -456,5 +456,57 @@ TEST(DataverseConfig, Errors) {
       HasSubstr("write-back"));
 }
 
+TEST(RegistrationConfig, AFullExampleAndErrors) {
+  ::setenv("DVROUTER_TEST_DV_SECRET", "dv-secret", 1);
+  const std::string base = Writeback(std::string(kWriteback) + kValues);
+  const std::string ok =
+      "registration:\n"
+      "  dataverse: crm\n"
+      "  webhook_url: https://router.example.com/webhooks/dataverse\n"
+      "  steps:\n"
+      "    - table: SalesOrder\n"
+      "      messages: [Create, Update]\n"
+      "      filtering_attributes: [StatusCode]\n"
+      "      images: [{name: post, type: post, attributes: [name]}]\n";
+  // Erp() has ingress.auth mode none: registration needs a secret to give Dataverse.
+  ExpectKeyError(base + ok, "registration.webhook_url");
+  ::setenv("DVROUTER_TEST_HOOK_SECRET", "hook", 1);
+  auto with_auth = [&](const std::string& yaml) {
+    return ReplaceAll(yaml, "auth:\n    mode: none\n",
+                      "auth:\n    mode: webhook_key\n    secret: ${DVROUTER_TEST_HOOK_SECRET}\n");
+  };
+  Config c = ParseOk(with_auth(base + ok));
+  ASSERT_TRUE(c.registration.present);
+  ASSERT_EQ(c.registration.steps.size(), 1u);
+  const RegistrationStep& st = c.registration.steps[0];
+  EXPECT_EQ(st.table, "salesorder");
+  EXPECT_EQ(st.stage, 40);
+  EXPECT_TRUE(st.async);
+  EXPECT_EQ(st.filtering_attributes, std::vector<std::string>{"statuscode"});
+  EXPECT_EQ(c.registration.endpoint_name, "dvrouter");
+  auto bad = [&](const std::string& from, const std::string& to, const std::string& key) {
+    ExpectKeyError(with_auth(base + ReplaceAll(ok, from, to)), key);
+  };
+  bad("dataverse: crm", "dataverse: erp", "registration.dataverse");
+  bad("webhook_url: https://router.example.com/webhooks/dataverse", "webhook_url: router",
+      "registration.webhook_url");
+  bad("    - table: SalesOrder\n", "    - table: 'sales order'\n", "registration.steps[0].table");
+  bad("messages: [Create, Update]", "messages: []", "registration.steps[0].messages");
+  bad("messages: [Create, Update]", "messages: ['Create; drop']", "registration.steps[0].messages");
+  bad("      filtering_attributes", "      stage: 30\n      filtering_attributes",
+      "registration.steps[0].stage");
+  bad("      filtering_attributes", "      stage: 20\n      filtering_attributes",
+      "registration.steps[0].mode");
+  bad("      filtering_attributes", "      mode: later\n      filtering_attributes",
+      "registration.steps[0].mode");
+  bad("type: post", "type: pre", "registration.steps[0].images[0].type");
+  bad("type: post", "type: side", "registration.steps[0].images[0].type");
+  bad("{name: post, ", "{", "registration.steps[0].images[0].name");
+  bad("      filtering_attributes", "      filter: x\n      filtering_attributes",
+      "registration.steps[0].filter");
+  ExpectKeyError(with_auth(base + "registration:\n  dataverse: crm\n  webhook_url: https://r\n"),
+                 "registration.steps");
+}
+
 }  // namespace
 }  // namespace dvrouter
