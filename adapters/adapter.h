@@ -71,6 +71,17 @@ class DeliveryDone {
   virtual void OnDelivered(std::span<const DeliveryResult> results) = 0;
 };
 
+// Where an adapter reports the later outcome of an event it answered kProcessing for (a job the
+// sink confirmed by polling or by a callback). Any thread.
+class ConfirmationSink {
+ public:
+  virtual ~ConfirmationSink() = default;
+  // `result`: kDelivered (with the answer) or kPermanent (with the error; the event goes to the
+  // DLQ). NotFound when the engine no longer knows the event (restart, status_entries), OK when
+  // it was confirmed already, FailedPrecondition when it is not processing.
+  virtual Status Confirm(const EventKey& key, const DeliveryResult& result) = 0;
+};
+
 class Adapter {
  public:
   virtual ~Adapter() = default;
@@ -89,6 +100,16 @@ class Adapter {
   // limited to one event per file roll or insert.
   virtual bool one_in_flight_per_record() const { return true; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
+  // Before Start: where to report confirmations of kProcessing events (adapters that poll).
+  virtual void SetConfirmationSink(ConfirmationSink* /*sink*/) {}
+  // A callback POSTed by the sink to /callbacks/<adapter>/<event id> on the ingress listener:
+  // authenticates it (`authorization`: the request's Authorization header) and reads the outcome.
+  // PermissionDenied for a wrong credential; NotFound when the adapter takes no callbacks;
+  // InvalidArgument for a body it cannot read.
+  virtual Result<DeliveryResult> ParseCallback(std::string_view /*authorization*/,
+                                               std::string_view /*body*/) {
+    return NotFound("adapter " + std::string(name()) + " takes no callbacks");
+  }
   // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)
   // and returns once no callback can run any more.
   virtual void Stop() = 0;

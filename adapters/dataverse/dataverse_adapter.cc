@@ -24,8 +24,10 @@ int64_t NowMs() {
 
 constexpr size_t kMaxErrorText = 2000;  // a "multiple lines of text" column's default size
 
-enum WriteResult { kWritten, kNotFound, kThrottled, kRetried, kRejected };
-const char* kWriteResults[] = {"written", "not_found", "throttled", "retried", "rejected"};
+enum WriteResult { kWritten, kNotFound, kThrottled, kRetried, kRejected, kSuperseded };
+const char* kWriteResults[] = {"written", "not_found", "throttled",
+                               "retried", "rejected",  "superseded"};
+constexpr size_t kRowsRemembered = 100'000;
 
 bool IsGuid(std::string_view s) {
   if (s.size() != 36) return false;
@@ -48,9 +50,9 @@ std::string ServiceMessage(int status, std::string_view body) {
   std::string text = "dataverse HTTP " + std::to_string(status) + ": ";
   if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
       doc.at_pointer("/error/message").get(message) == simdjson::SUCCESS) {
-    return text + std::string(message.substr(0, 500));
+    return text + Utf8Excerpt(message, 500);
   }
-  return text + std::string(body.substr(0, 300));
+  return text + Utf8Excerpt(body, 300);
 }
 
 }  // namespace
@@ -67,7 +69,7 @@ DataverseAdapter::DataverseAdapter(AdapterConfig config, prometheus::Registry* r
                          "Status write-backs (PATCH) by result: written, not_found (row gone), "
                          "throttled (429), retried (other retryable), rejected (to the DLQ)")
                      .Register(*registry);
-  for (int i = 0; i < 5; ++i)
+  for (int i = 0; i < 6; ++i)
     writes_[i] = &writes.Add({{"adapter", config_.name}, {"result", kWriteResults[i]}});
   duration_ = &prometheus::BuildHistogram()
                    .Name("dvrouter_dataverse_request_duration_seconds")
@@ -136,6 +138,8 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
   }
   Patch p;
   p.state = std::string(state);
+  uint64_t order = 0;
+  if (doc["order"].get(order) == simdjson::SUCCESS) p.order = order;
   p.resource = EntitySet(c, table) + "(" + row + ")";
   const int64_t* value = nullptr;
   for (const auto& [s, v] : c.status_values) {
@@ -151,9 +155,8 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
     AppendJsonString(&b, c.error_column);
     std::string_view error;
     if ((state == "pending" || state == "failed") && doc["error"].get(error) == simdjson::SUCCESS) {
-      if (error.size() > kMaxErrorText) error = error.substr(0, kMaxErrorText);
       b += ":";
-      AppendJsonString(&b, error);
+      AppendJsonString(&b, Utf8Excerpt(error, kMaxErrorText));
     } else {
       b += ":null";
     }
@@ -209,11 +212,36 @@ bool DataverseAdapter::Pace() {
   }
 }
 
+bool DataverseAdapter::Superseded(const Patch& p) {
+  std::lock_guard<std::mutex> lock(order_mu_);
+  auto it = last_order_.find(p.resource);
+  return it != last_order_.end() && p.order < it->second;
+}
+
+void DataverseAdapter::Remember(const Patch& p) {
+  std::lock_guard<std::mutex> lock(order_mu_);
+  auto [it, inserted] = last_order_.try_emplace(p.resource, p.order);
+  if (!inserted) {
+    it->second = std::max(it->second, p.order);
+    return;
+  }
+  order_fifo_.push_back(p.resource);
+  while (order_fifo_.size() > kRowsRemembered) {
+    last_order_.erase(order_fifo_.front());
+    order_fifo_.pop_front();
+  }
+}
+
 DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
   DeliveryResult r;
   auto count = [&](WriteResult w) {
     if (writes_[w] != nullptr) writes_[w]->Increment();
   };
+  if (Superseded(patch)) {  // a row's statuses are handled one at a time (adapter.h)
+    count(kSuperseded);
+    r.answer = "superseded: the row shows a newer status; " + patch.state + " not written";
+    return r;
+  }
   if (!Pace()) {
     r.outcome = DeliveryOutcome::kRetryable;
     r.error = "dataverse adapter stopped";
@@ -234,6 +262,7 @@ DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
   const int status = res->status;
   if (status >= 200 && status < 300) {
     count(kWritten);
+    Remember(patch);
     r.answer = patch.state + " written";
     return r;
   }
@@ -250,6 +279,7 @@ DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
     {
       std::lock_guard<std::mutex> lock(pace_mu_);  // every PATCH waits, not just this one
       paused_until_ms_ = std::max(paused_until_ms_, NowMs() + after);
+      next_slot_ms_ = std::max(next_slot_ms_, paused_until_ms_);  // no burst after the pause
     }
     r.outcome = DeliveryOutcome::kRetryable;
     r.retry_after_ms = after;

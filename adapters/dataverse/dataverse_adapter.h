@@ -16,16 +16,23 @@
 // (a wrong column or option value) is permanent, with the service's message: the DLQ shows it
 // and a replay sends it again once the configuration is fixed.
 //
+// Order: a row's status records arrive in the order they were journaled; a status record whose
+// append had to be retried can be journaled after a newer one, and a DLQ replay can bring an old
+// one back. Each carries its place in time (`order`), and a status older than the last one
+// written to its row is dropped (counted as superseded), so a row never goes back in time.
+//
 // Pacing: at most max_concurrency PATCHes at once and max_requests_per_second on average (the
 // service protection limits are per user: 6000 requests per 5 minutes, about 52 concurrent).
 // Authentication: OAuth 2.0 client credentials (token cached and renewed before expiry).
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "adapters/adapter.h"
 #include "adapters/common/call_pool.h"
@@ -56,6 +63,7 @@ class DataverseAdapter final : public Adapter {
 
   struct Patch {
     std::string resource;  // <entity set>(<row id>)
+    uint64_t order = 0;    // the status's place in time (engine.cc EmitStatus)
     std::string body;      // empty: nothing to write for this state
     std::string state;
   };
@@ -70,7 +78,13 @@ class DataverseAdapter final : public Adapter {
   AdapterConfig config_;
   WebApiClient web_;
 
-  prometheus::Counter* writes_[5] = {};  // written, not_found, throttled, retried, rejected
+  // Whether a newer status than `p` was written to its row already (then `p` is not written);
+  // Remember records one that was.
+  bool Superseded(const Patch& p);
+  void Remember(const Patch& p);
+
+  prometheus::Counter* writes_[6] = {};  // written, not_found, throttled, retried, rejected,
+                                         // superseded
   prometheus::Histogram* duration_ = nullptr;
 
   std::mutex pace_mu_;
@@ -78,6 +92,10 @@ class DataverseAdapter final : public Adapter {
   bool stopping_ = false;
   int64_t next_slot_ms_ = 0;     // the earliest start of the next request
   int64_t paused_until_ms_ = 0;  // after a 429: no request before this
+  // The order of the last status written per row (bounded; oldest rows forgotten first).
+  std::mutex order_mu_;
+  std::unordered_map<std::string, uint64_t> last_order_;
+  std::deque<std::string> order_fifo_;
   CallPool pool_;
 };
 

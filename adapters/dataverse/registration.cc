@@ -78,7 +78,7 @@ class Registrar {
     simdjson::dom::array rows;
     if (parser.parse(r->body).at_key("value").get(rows) != simdjson::SUCCESS) {
       return InvalidArgument("GET " + collection +
-                             ": answer without a value array: " + r->body.substr(0, 200));
+                             ": answer without a value array: " + Utf8Excerpt(r->body, 200));
     }
     if (rows.size() == 0) return std::optional<std::string>();
     if (rows.size() > 1) {
@@ -139,7 +139,7 @@ class Registrar {
   static Status Failed(const std::string& what, const ClientResponse& r) {
     simdjson::dom::parser parser;
     std::string_view message;
-    std::string text = r.body.substr(0, 300);
+    std::string text = Utf8Excerpt(r.body, 300);
     if (parser.parse(r.body).at_pointer("/error/message").get(message) == simdjson::SUCCESS) {
       text = std::string(message);
     }

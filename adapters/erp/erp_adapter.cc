@@ -14,6 +14,7 @@
 #include "router/common/json.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/dlq.h"
+#include "router/ingress/http.h"
 
 namespace dvrouter {
 
@@ -122,6 +123,11 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
     if (Result<JsonTemplate> t = JsonTemplate::Compile(r.path); t.ok()) c.path = *t;
     if (Result<JsonTemplate> t = JsonTemplate::Compile(r.body); t.ok()) c.body = *t;
     templates_.push_back(std::move(c));
+    for (const auto& cap : r.capture) {
+      bool seen = false;
+      for (const auto& have : callback_capture_) seen = seen || have.first == cap.first;
+      if (!seen) callback_capture_.push_back(cap);
+    }
   }
   const ErpAuth& auth = config_.erp.auth;
   if (auth.mode == "oauth2") {
@@ -186,6 +192,9 @@ std::string ErpAdapter::Capture(const std::vector<std::pair<std::string, std::st
 
 Status ErpAdapter::Start(uint64_t) {
   pool_.Start();
+  if (config_.erp.async.poll_interval_ms > 0 && !poller_.joinable()) {
+    poller_ = std::thread([this] { PollLoop(); });
+  }
   return Status::Ok();
 }
 
@@ -226,6 +235,7 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
                           &call->body);
   call->url = config_.erp.base_url + path;
   call->event_id = d.key.ToHex();
+  call->key = d.key;
   return Status::Ok();
 }
 
@@ -244,7 +254,176 @@ void ErpAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   pool_.Submit(std::move(results), std::move(calls), done);
 }
 
-void ErpAdapter::Stop() { pool_.Stop(); }
+void ErpAdapter::Stop() {
+  pool_.Stop();
+  {
+    std::lock_guard<std::mutex> lock(poll_mu_);
+    poll_stop_ = true;
+  }
+  poll_cv_.notify_all();
+  if (poller_.joinable()) poller_.join();
+}
+
+std::optional<DeliveryResult> ErpAdapter::JobOutcome(
+    const ErpAsync& async, const std::vector<std::pair<std::string, std::string>>& capture,
+    std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  DeliveryResult r;
+  std::string_view status;
+  if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS ||
+      doc.at_pointer(async.status_pointer).get(status) != simdjson::SUCCESS) {
+    r.outcome = DeliveryOutcome::kPermanent;
+    r.error =
+        "job status without a string at " + async.status_pointer + ": " + Utf8Excerpt(body, 200);
+    return r;
+  }
+  std::string lower(status);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto in = [&](const std::vector<std::string>& v) {
+    for (const std::string& x : v) {
+      std::string lx = x;
+      for (char& c : lx) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lx == lower) return true;
+    }
+    return false;
+  };
+  if (in(async.completed)) {
+    r.answer = Capture(capture, body);
+    return r;
+  }
+  if (in(async.failed)) {
+    r.outcome = DeliveryOutcome::kPermanent;
+    std::string_view error;
+    r.error = "erp job " + std::string(status);
+    if (doc.at_pointer(async.error_pointer).get(error) == simdjson::SUCCESS) {
+      r.error += ": " + Utf8Excerpt(error, 300);
+    }
+    return r;
+  }
+  return std::nullopt;  // still running
+}
+
+Result<DeliveryResult> ErpAdapter::ParseCallback(std::string_view authorization,
+                                                 std::string_view body) {
+  const std::string& secret = config_.erp.async.callback_secret;
+  if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
+  if (!authorization.starts_with("Bearer ") ||
+      !ConstantTimeEquals(secret, authorization.substr(7))) {
+    return PermissionDenied("missing or wrong callback credentials");
+  }
+  std::optional<DeliveryResult> r = JobOutcome(config_.erp.async, callback_capture_, body);
+  if (!r) return InvalidArgument("the callback reports no final status (still running?)");
+  if (r->outcome == DeliveryOutcome::kPermanent && r->error.starts_with("job status without")) {
+    return InvalidArgument(r->error);
+  }
+  return *r;
+}
+
+void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
+  const ErpAsync& as = config_.erp.async;
+  std::string url;
+  simdjson::dom::parser parser;
+  std::string_view v;
+  if (parser.parse(answer.body).at_pointer(as.poll_url_pointer).get(v) == simdjson::SUCCESS) {
+    url = std::string(v);
+  } else {
+    url = answer.Header("location");
+  }
+  if (url.empty()) return;     // nothing to poll: a callback has to confirm it
+  if (url.starts_with("/")) {  // relative to the ERP's origin
+    Result<Url> base = ParseUrl(config_.erp.base_url);
+    if (!base.ok()) return;
+    url =
+        (base->tls ? "https://" : "http://") + base->host + ":" + std::to_string(base->port) + url;
+  }
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  polls_.push_back(Poll{call.key, url, call.tmpl, now + static_cast<int64_t>(as.poll_interval_ms),
+                        now + static_cast<int64_t>(as.poll_timeout_ms)});
+  poll_cv_.notify_all();
+}
+
+void ErpAdapter::PollLoop() {
+  const ErpAsync& as = config_.erp.async;
+  std::unique_lock<std::mutex> lock(poll_mu_);
+  while (!poll_stop_) {
+    int64_t now = NowMs();
+    int64_t next = now + 1000;
+    std::vector<Poll> due;
+    for (size_t i = 0; i < polls_.size();) {
+      if (polls_[i].next_ms <= now) {
+        due.push_back(std::move(polls_[i]));
+        polls_[i] = std::move(polls_.back());
+        polls_.pop_back();
+      } else {
+        next = std::min(next, polls_[i].next_ms);
+        ++i;
+      }
+    }
+    if (due.empty()) {
+      poll_cv_.wait_for(lock, std::chrono::milliseconds(next - now));
+      continue;
+    }
+    lock.unlock();
+    std::vector<Poll> again;
+    for (Poll& p : due) {
+      std::optional<DeliveryResult> outcome;
+      ClientRequest req;
+      req.method = "GET";
+      req.url = p.url;
+      std::string token;
+      AuthHeaders(&req, &token);
+      if (!token.empty() || config_.erp.auth.mode != "oauth2") {
+        Result<ClientResponse> res = http_.Send(req);
+        if (res.ok() && res->status == 200) {
+          outcome = JobOutcome(as, p.tmpl->request->capture, res->body);
+        } else if (res.ok() && res->status >= 400 && res->status < 500 && res->status != 408 &&
+                   res->status != 429 && res->status != 401) {
+          DeliveryResult r;
+          r.outcome = DeliveryOutcome::kPermanent;
+          r.error = "erp job status HTTP " + std::to_string(res->status) + ": " +
+                    Utf8Excerpt(res->body, 300);
+          outcome = r;
+        }
+      }
+      now = NowMs();
+      if (!outcome && now >= p.deadline_ms) {
+        DeliveryResult r;
+        r.outcome = DeliveryOutcome::kPermanent;
+        r.error = "erp job not confirmed within " + std::to_string(as.poll_timeout_ms) + " ms";
+        outcome = r;
+      }
+      if (outcome && sink_ != nullptr) {
+        const Status st = sink_->Confirm(p.key, *outcome);
+        // Not processing yet (the engine has not applied the 202): ask again next round.
+        if (st.code() == StatusCode::kFailedPrecondition || st.code() == StatusCode::kUnavailable) {
+          outcome.reset();
+        }
+      }
+      if (!outcome) {
+        p.next_ms = now + static_cast<int64_t>(as.poll_interval_ms);
+        again.push_back(std::move(p));
+      }
+    }
+    lock.lock();
+    for (Poll& p : again) polls_.push_back(std::move(p));
+  }
+}
+
+void ErpAdapter::AuthHeaders(ClientRequest* req, std::string* token) {
+  const ErpAuth& auth = config_.erp.auth;
+  if (auth.mode == "basic") {
+    req->headers.emplace_back("Authorization", basic_);
+  } else if (auth.mode == "api_key") {
+    req->headers.emplace_back(auth.header, auth.key);
+  } else if (auth.mode == "oauth2") {
+    Result<std::string> tok = tokens_->Token();
+    if (!tok.ok()) return;
+    *token = *tok;
+    req->headers.emplace_back("Authorization", "Bearer " + *token);
+  }
+}
 
 void ErpAdapter::Adapt(bool congested) {
   if (!config_.erp.adaptive) return;
@@ -281,11 +460,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
                    {"Accept", "application/json"},
                    {"Idempotency-Key", call.event_id}};
     std::string token;
-    if (auth.mode == "basic") {
-      req.headers.emplace_back("Authorization", basic_);
-    } else if (auth.mode == "api_key") {
-      req.headers.emplace_back(auth.header, auth.key);
-    } else if (auth.mode == "oauth2") {
+    if (auth.mode == "oauth2") {
       Result<std::string> tok = tokens_->Token();
       if (!tok.ok()) {
         r.outcome = DeliveryOutcome::kRetryable;  // credentials to fix or an endpoint down
@@ -293,8 +468,11 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
         count(0);
         return r;
       }
-      token = *tok;
-      req.headers.emplace_back("Authorization", "Bearer " + token);
+    }
+    AuthHeaders(&req, &token);
+    if (!config_.erp.async.public_url.empty()) {
+      req.headers.emplace_back("X-Callback-Url", config_.erp.async.public_url + "/callbacks/" +
+                                                     config_.name + "/" + call.event_id);
     }
     for (const auto& h : t.headers) req.headers.push_back(h);
     const auto start = std::chrono::steady_clock::now();
@@ -316,10 +494,11 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
       tokens_->Invalidate(token);  // expired or revoked early: one more try with a fresh token
       continue;
     }
-    const std::string excerpt = res->body.substr(0, 300);
+    const std::string excerpt = Utf8Excerpt(res->body, 300);
     if (status >= 200 && status < 300) {
       r.outcome = status == 202 ? DeliveryOutcome::kProcessing : DeliveryOutcome::kDelivered;
       r.answer = Capture(t.capture, res->body);
+      if (status == 202 && config_.erp.async.poll_interval_ms > 0) StartPoll(call, *res);
       Adapt(false);
       return r;
     }

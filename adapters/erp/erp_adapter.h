@@ -14,15 +14,27 @@
 // (credentials to fix, not a reason to dead-letter everything) and 409/425 (the ERP still works
 // on an earlier copy of the key); every other 4xx is permanent, with an excerpt of the answer.
 //
+// Jobs (`async`): a 202 answer leaves the event processing. The ERP confirms it by calling back
+// (POST /callbacks/<adapter>/<event id> on the ingress listener with `Authorization: Bearer
+// <secret>`; every call carries `X-Callback-Url` when `public_url` is set), or the adapter polls
+// the status URL of the 202 answer (`url_pointer`, else its Location header) every `interval`
+// until the status at `status_pointer` is one of `completed` or `failed` (or `timeout` passes:
+// failed). The answer's captures are read from the final body; a failure goes to the DLQ with the
+// text at `error_pointer`. Polls are kept in memory: after a restart only callbacks confirm
+// (the event's status stays processing otherwise; README).
+//
 // Concurrency: up to concurrency.max calls at once (one thread each). With `adaptive` the limit
 // moves like TCP congestion control: +1/limit per success, halved (at most every 200 ms) on a
 // 429, 503, timeout or connection error, never below 1. Records keep their order through the
 // engine (one event per record in flight); many records are in flight together.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "adapters/adapter.h"
@@ -52,6 +64,13 @@ class ErpAdapter final : public Adapter {
   Status Start(uint64_t redelivery_from_seq) override;
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
+  void SetConfirmationSink(ConfirmationSink* sink) override { sink_ = sink; }
+  Result<DeliveryResult> ParseCallback(std::string_view authorization,
+                                       std::string_view body) override;
+  // A job's status answer (callback or poll): nullopt while it is still running.
+  static std::optional<DeliveryResult> JobOutcome(
+      const ErpAsync& async, const std::vector<std::pair<std::string, std::string>>& capture,
+      std::string_view body);
 
   // The captured answer: a JSON object of name -> the value at each pointer (null if absent);
   // empty when nothing is to be captured.
@@ -67,11 +86,21 @@ class ErpAdapter final : public Adapter {
   struct Call {
     const Compiled* tmpl = nullptr;
     std::string url, body, event_id;
+    EventKey key;
+  };
+  struct Poll {
+    EventKey key;
+    std::string url;
+    const Compiled* tmpl = nullptr;
+    int64_t next_ms = 0, deadline_ms = 0;
   };
 
   Status Prepare(const Delivery& d, Call* call) const;
   DeliveryResult Execute(const Call& call);
   void Adapt(bool congested);
+  void AuthHeaders(ClientRequest* req, std::string* token);
+  void StartPoll(const Call& call, const ClientResponse& answer);
+  void PollLoop();
 
   AdapterConfig config_;
   std::vector<Compiled> templates_;
@@ -86,6 +115,14 @@ class ErpAdapter final : public Adapter {
 
   std::mutex adapt_mu_;
   int64_t last_decrease_ms_ = 0;
+  std::vector<std::pair<std::string, std::string>> callback_capture_;  // every template's
+  ConfirmationSink* sink_ = nullptr;
+
+  std::mutex poll_mu_;
+  std::condition_variable poll_cv_;
+  std::vector<Poll> polls_;
+  bool poll_stop_ = false;
+  std::thread poller_;
   CallPool pool_;
 };
 

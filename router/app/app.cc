@@ -39,6 +39,10 @@ HttpResponse FromStatus(const Status& st) {
       return ErrorResponse(400, "bad_request", st.message());
     case StatusCode::kUnavailable:
       return ErrorResponse(503, "unavailable", st.message());
+    case StatusCode::kPermissionDenied:
+      return ErrorResponse(401, "unauthorized", st.message());
+    case StatusCode::kFailedPrecondition:
+      return ErrorResponse(409, "conflict", st.message());
     default:
       return ErrorResponse(500, "internal", st.message());
   }
@@ -114,6 +118,34 @@ class EngineAdmin final : public AdminOperations {
   DeliveryEngine* engine_;
 };
 
+// Sinks' callbacks on the ingress listener: the adapter named authenticates and reads it, the
+// engine applies it to the event (status, write-back, DLQ).
+class EngineCallbacks final : public CallbackOperations {
+ public:
+  EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters)
+      : engine_(engine), adapters_(adapters) {}
+  HttpResponse Callback(std::string_view adapter, std::string_view event_id,
+                        std::string_view authorization, std::string_view body) override {
+    Adapter* a = nullptr;
+    for (const auto& x : *adapters_) {
+      if (x->name() == adapter) a = x.get();
+    }
+    if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
+    Result<DeliveryResult> result = a->ParseCallback(authorization, body);
+    if (!result.ok()) return FromStatus(result.status());
+    if (Status st = engine_->Confirm(adapter, std::string(event_id), *result); !st.ok()) {
+      return FromStatus(st);
+    }
+    HttpResponse r;
+    r.body = R"({"status":"confirmed"})";
+    return r;
+  }
+
+ private:
+  DeliveryEngine* engine_;
+  const std::vector<std::unique_ptr<Adapter>>* adapters_;
+};
+
 }  // namespace
 
 struct App::Impl {
@@ -154,6 +186,7 @@ struct App::Impl {
   std::vector<std::unique_ptr<Adapter>> adapters;
   std::unique_ptr<DeliveryEngine> engine;
   std::unique_ptr<EngineAdmin> engine_admin;
+  std::unique_ptr<EngineCallbacks> engine_callbacks;
   std::unique_ptr<FileJournal> journal;
 };
 
@@ -225,6 +258,8 @@ Status App::Start() {
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
   m.admin.set_operations(m.engine_admin.get());
+  m.engine_callbacks = std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters);
+  m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
 
   HttpServerLimits limits;
@@ -243,6 +278,16 @@ Status App::Start() {
   if (m.config.ingress.auth.mode == AuthMode::kNone) {
     std::fprintf(stderr,
                  "dvrouter: WARNING: ingress.auth.mode is none: webhooks unauthenticated\n");
+  }
+  for (const AdapterConfig& ac : m.config.adapters) {
+    if (ac.type == "dataverse" && m.config.loop_guard.user_ids.empty()) {
+      std::fprintf(
+          stderr,
+          "dvrouter: WARNING: adapters.%s writes back to Dataverse but loop_guard.user_ids "
+          "is empty: the Updates its PATCHes raise come back as events (README, "
+          "\"Status write-back\")\n",
+          ac.name.c_str());
+    }
   }
   if (!m.config.journal.fsync) {
     std::fprintf(stderr,
@@ -272,6 +317,7 @@ void App::Shutdown() {
   if (m.admin_server) m.admin_server->StopAccepting();
   m.runtime.Stop();  // no admin request runs from here on
   m.admin.set_operations(nullptr);
+  m.webhook.set_callbacks(nullptr);
   m.engine_ready.store(nullptr, std::memory_order_release);
   // No commit can come any more: stop delivery (persists the cursors).
   if (m.engine) m.engine->Stop();
@@ -279,6 +325,7 @@ void App::Shutdown() {
   m.ingress.reset();
   m.admin_server.reset();
   m.engine_admin.reset();
+  m.engine_callbacks.reset();
   m.engine.reset();
   m.adapters.clear();
   m.journal.reset();

@@ -82,4 +82,24 @@ Status JsonObjectMembers(std::string_view json, const char* what,
   return Status::Ok();
 }
 
+std::string Utf8Excerpt(std::string_view s, size_t max_bytes) {
+  if (s.size() > max_bytes) s = s.substr(0, max_bytes);
+  if (simdjson::validate_utf8(s.data(), s.size())) return std::string(s);
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n > 0 && i + n <= s.size() && simdjson::validate_utf8(s.data() + i, n)) {
+      out.append(s.data() + i, n);
+      i += n;
+    } else {
+      out += '?';
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace dvrouter

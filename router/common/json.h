@@ -2,6 +2,7 @@
 // rows, converted attributes). Pure functions: any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,6 +14,10 @@ namespace dvrouter {
 
 // Appends `s` as a JSON string literal, quotes included; control characters are escaped.
 void AppendJsonString(std::string* out, std::string_view s);
+
+// `s` cut to at most `max_bytes`, as valid UTF-8: a character split by the cut and any invalid
+// byte become '?'. For excerpts of foreign text (answers, errors) that end up in JSON.
+std::string Utf8Excerpt(std::string_view s, size_t max_bytes = SIZE_MAX);
 
 // The members of a JSON object, in order, each value as its exact JSON text (numbers keep their
 // digits: 100.00 stays 100.00). InvalidArgument, prefixed with `what`, if it is not an object.

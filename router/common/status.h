@@ -16,12 +16,14 @@ namespace dvrouter {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // the input is wrong and will stay wrong: do not retry
-  kNotFound,           // the thing asked for does not exist
-  kUnavailable,        // transient: the peer or resource may come back
-  kDeadlineExceeded,   // it took too long
-  kResourceExhausted,  // a budget or limit is exhausted: retry later
-  kInternal,           // a bug or an invariant broken
+  kInvalidArgument,     // the input is wrong and will stay wrong: do not retry
+  kNotFound,            // the thing asked for does not exist
+  kUnavailable,         // transient: the peer or resource may come back
+  kDeadlineExceeded,    // it took too long
+  kResourceExhausted,   // a budget or limit is exhausted: retry later
+  kInternal,            // a bug or an invariant broken
+  kPermissionDenied,    // the caller's credentials are wrong
+  kFailedPrecondition,  // the thing is not in a state that allows this
 };
 
 class [[nodiscard]] Status {
@@ -54,6 +56,10 @@ inline Status Unavailable(std::string_view m) { return {StatusCode::kUnavailable
 inline Status DeadlineExceeded(std::string_view m) { return {StatusCode::kDeadlineExceeded, m}; }
 inline Status ResourceExhausted(std::string_view m) { return {StatusCode::kResourceExhausted, m}; }
 inline Status Internal(std::string_view m) { return {StatusCode::kInternal, m}; }
+inline Status PermissionDenied(std::string_view m) { return {StatusCode::kPermissionDenied, m}; }
+inline Status FailedPrecondition(std::string_view m) {
+  return {StatusCode::kFailedPrecondition, m};
+}
 
 // Translates an errno value; `what` names the operation and the file.
 Status ErrnoStatus(std::string_view what, int err);

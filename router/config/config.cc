@@ -648,6 +648,52 @@ Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
   }
   DV_TRY(auth.RejectUnknown());
 
+  Section as = a.Child("async");
+  DV_TRY(as.Check());
+  ErpAsync& aj = out->async;
+  auto pointer = [&](const std::string& key, std::string* p) -> Status {
+    DV_TRY(as.String(key, p));
+    if (!p->starts_with("/"))
+      return KeyError(as.Path(key), "must be a JSON pointer such as /status");
+    return Status::Ok();
+  };
+  DV_TRY(pointer("status_pointer", &aj.status_pointer));
+  DV_TRY(pointer("error_pointer", &aj.error_pointer));
+  DV_TRY(as.Strings("completed", &aj.completed));
+  DV_TRY(as.Strings("failed", &aj.failed));
+  if (aj.completed.empty() || aj.failed.empty()) {
+    return KeyError(as.Path(aj.completed.empty() ? "completed" : "failed"),
+                    "must list the status values that mean it");
+  }
+  Section cb = as.Child("callback");
+  DV_TRY(cb.Check());
+  if (cb.Present()) {
+    std::string ref, file;
+    DV_TRY(cb.String("secret", &ref));
+    DV_TRY(cb.String("secret_file", &file));
+    DV_TRY(ResolveSecret(cb, ref, file, base_dir, &aj.callback_secret, "secret"));
+    DV_TRY(cb.String("public_url", &aj.public_url));
+    while (aj.public_url.ends_with("/")) aj.public_url.pop_back();
+    if (!aj.public_url.empty() && !aj.public_url.starts_with("https://") &&
+        !aj.public_url.starts_with("http://")) {
+      return KeyError(cb.Path("public_url"), "must be the router's http(s) base URL");
+    }
+  }
+  DV_TRY(cb.RejectUnknown());
+  Section poll = as.Child("poll");
+  DV_TRY(poll.Check());
+  if (poll.Present()) {
+    aj.poll_interval_ms = 5000;
+    DV_TRY(poll.String("url_pointer", &aj.poll_url_pointer));
+    if (!aj.poll_url_pointer.starts_with("/")) {
+      return KeyError(poll.Path("url_pointer"), "must be a JSON pointer such as /statusUrl");
+    }
+    DV_TRY(poll.DurationMs("interval", 10, 3'600'000, &aj.poll_interval_ms));
+    DV_TRY(poll.DurationMs("timeout", 1000, 30ull * 24 * 3'600'000, &aj.poll_timeout_ms));
+  }
+  DV_TRY(poll.RejectUnknown());
+  DV_TRY(as.RejectUnknown());
+
   YAML::Node reqs = a.Raw("requests");
   if (!reqs || reqs.IsNull() || !reqs.IsSequence() || reqs.size() == 0) {
     return KeyError(a.Path("requests"),
@@ -809,7 +855,7 @@ Status ParseDataverse(Section& a, const std::string& base_dir, DataverseConfig* 
     return Status::Ok();
   }));
   DV_TRY(a.Count("max_concurrency", 1, 52, &out->max_concurrency));
-  DV_TRY(a.Double("max_requests_per_second", 0.1, 1000, &out->max_requests_per_second));
+  DV_TRY(a.Double("max_requests_per_second", 0.1, 100, &out->max_requests_per_second));
   return Status::Ok();
 }
 

@@ -189,6 +189,21 @@ struct ErpAuth {
   std::string token_url, client_id, client_secret, scope;  // oauth2 client credentials
 };
 
+// Jobs the ERP accepts with 202 and confirms later: by calling back
+// (POST /callbacks/<adapter>/<event id> on the ingress listener, `Authorization: Bearer
+// <secret>`) or by being polled at the status URL its 202 answer names.
+struct ErpAsync {
+  std::string status_pointer = "/status";  // in a callback or poll answer
+  std::vector<std::string> completed = {"completed", "succeeded", "done"};
+  std::vector<std::string> failed = {"failed", "rejected", "error"};
+  std::string error_pointer = "/error";
+  std::string callback_secret;  // empty: callbacks refused
+  std::string public_url;       // sent as X-Callback-Url: <public_url>/callbacks/<adapter>/<id>
+  std::string poll_url_pointer = "/statusUrl";  // in the 202 answer; else its Location header
+  uint64_t poll_interval_ms = 0;                // 0: no polling
+  uint64_t poll_timeout_ms = 3'600'000;         // then the event fails (DLQ)
+};
+
 // The ERP adapter (adapters/erp/erp_adapter.h).
 struct ErpConfig {
   std::string base_url;  // http(s)://host[:port][/prefix]
@@ -199,6 +214,7 @@ struct ErpConfig {
   bool adaptive = true;  // AIMD limit below max_concurrency, backing off on 429/5xx/timeouts
   ErpAuth auth;
   std::vector<ErpRequest> requests;
+  ErpAsync async;
 };
 
 // Status write-back to Dataverse (adapters/dataverse/dataverse_adapter.h): the statuses of the

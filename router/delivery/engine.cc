@@ -309,6 +309,19 @@ struct DeliveryEngine::Impl {
     std::atomic<uint64_t> settled{0};  // ...and durable (or found to be duplicates)
   };
 
+  // Hands each adapter its ConfirmationSink (DeliveryEngine::Confirm for that adapter).
+  struct Confirmer final : ConfirmationSink {
+    Impl* engine = nullptr;
+    size_t adapter = 0;
+    Status Confirm(const EventKey& key, const DeliveryResult& result) override {
+      return engine->ConfirmEvent(adapter, key, result);
+    }
+  };
+  Status ConfirmEvent(size_t a, const EventKey& key, const DeliveryResult& result);
+  std::vector<std::unique_ptr<Confirmer>> confirmers;
+  std::mutex confirm_mu;  // one confirmation at a time: a repeated callback sees the first's effect
+  prometheus::Family<prometheus::Counter>* confirmations = nullptr;
+
   void EmitStatus(size_t a, const EventKey& key, uint64_t seq, uint32_t partition,
                   const EventHeader& h, EventState state, uint32_t attempts, uint64_t generation,
                   const std::string& error, const std::string& answer);
@@ -355,6 +368,7 @@ struct DeliveryEngine::Impl {
   std::mutex status_mu;
   std::condition_variable status_cv;
   std::vector<StatusAppend*> status_retry;
+  std::atomic<uint64_t> status_clock{0};
   std::map<std::string, std::vector<uint64_t>> saved_cursors;
   prometheus::Counter* status_records = nullptr;
   prometheus::Counter* status_append_errors = nullptr;
@@ -462,6 +476,16 @@ void DeliveryEngine::Impl::RegisterMetrics() {
                          .Help("Journal bytes deleted once every adapter had delivered them")
                          .Register(r)
                          .Add({});
+  confirmations = &BuildCounter()
+                       .Name("dvrouter_delivery_confirmations_total")
+                       .Help(
+                           "Later outcomes of events a sink accepted as processing (202), by "
+                           "callback or poll: completed, failed")
+                       .Register(r);
+  for (const EngineAdapter& ea : adapters) {  // exported at 0 from the start
+    confirmations->Add({{"adapter", ea.config.name}, {"outcome", "completed"}});
+    confirmations->Add({{"adapter", ea.config.name}, {"outcome", "failed"}});
+  }
   auto& sr = BuildCounter()
                  .Name("dvrouter_status_records_total")
                  .Help(
@@ -505,9 +529,19 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
     }
     new_adapter |= it == loaded->end();
   }
-  saved_cursors = *loaded;
+  for (const EngineAdapter& ea : adapters) {
+    auto it = loaded->find(ea.config.name);
+    if (it != loaded->end()) saved_cursors[ea.config.name] = it->second;
+  }
   if (new_adapter) FlushCursors();
 
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    auto c = std::make_unique<Confirmer>();
+    c->engine = this;
+    c->adapter = a;
+    adapters[a].adapter->SetConfirmationSink(c.get());
+    confirmers.push_back(std::move(c));
+  }
   for (size_t a = 0; a < adapters.size(); ++a) {
     uint64_t min_cursor = UINT64_MAX;
     for (uint32_t p = 0; p < opt.partitions; ++p) {
@@ -1284,6 +1318,11 @@ void DeliveryEngine::Impl::RunRetention() {
     for (uint32_t p = 0; p < opt.partitions; ++p)
       below = std::min(below, CursorRef(a, p).load() + 1);
   }
+  // A cursor held back (status records not yet durable) is what a restart resumes from: keep
+  // what lies past it. (The maintenance thread owns saved_cursors.)
+  for (const auto& [name, v] : saved_cursors) {
+    for (uint64_t c : v) below = std::min(below, c + 1);
+  }
   {
     std::lock_guard<std::mutex> lock(jobs_mu);
     for (const ReplayJob& j : jobs) {
@@ -1353,7 +1392,11 @@ void DeliveryEngine::Impl::FeedReplays() {
           job.hint = ScanHint{v.handle.segment, v.handle.offset + v.handle.length};
           // Only what the routes (and the loop guard) send to this adapter.
           uint64_t mask = 0;
-          routes->Match(*v.header, v.body, replay_extractor.get(), &mask);
+          if (v.header->status_record) {
+            mask = StatusMask(*v.header);  // status records: to write-back adapters only
+          } else {
+            routes->Match(*v.header, v.body, replay_extractor.get(), &mask);
+          }
           if ((mask >> job.adapter & 1) == 0) return true;
           // Re-encode the frame from the view (the scan's buffer is reused).
           frame.clear();
@@ -1372,6 +1415,79 @@ void DeliveryEngine::Impl::FeedReplays() {
     if (finished || !st.ok()) jobs.pop_front();
     if (!finished) break;
   }
+}
+
+Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
+                                          const DeliveryResult& result) {
+  if (!started.load(std::memory_order_acquire)) return Unavailable("delivery is not running");
+  std::lock_guard<std::mutex> lock(confirm_mu);
+  std::optional<EventStatus> st = status.Find(key);
+  if (!st) {
+    return NotFound("event " + key.ToHex() +
+                    " is not in the status table (forgotten after a restart, or older than "
+                    "delivery.status_entries)");
+  }
+  const AdapterStatus& as = st->adapters[a];
+  const bool failed = result.outcome != DeliveryOutcome::kDelivered;
+  if (as.state == EventState::kCompleted || as.state == EventState::kFailed) {
+    return Status::Ok();  // confirmed already: a repeated callback changes nothing
+  }
+  if (as.state != EventState::kProcessing) {
+    return FailedPrecondition("event " + key.ToHex() + " is " +
+                              std::string(EventStateName(as.state)) + " at adapter " +
+                              adapters[a].config.name + ", not processing");
+  }
+  // The record: its header for the status record and the write-back, its frame for the DLQ.
+  std::string frame;
+  EventHeader header;
+  uint32_t partition = 0;
+  bool found = false;
+  Status scan = journal->Scan(st->seq, [&](const RecordView& v) {
+    if (v.handle.seq == st->seq && v.key == key) {
+      found = true;
+      header = *v.header;
+      partition = v.handle.partition;
+      journal::FrameMeta meta{v.handle.seq, v.received_ms, v.key, v.handle.partition};
+      journal::EncodeFramePrefix(meta, header, v.body, &frame);
+      frame.append(v.body);
+    }
+    return false;
+  });
+  if (!scan.ok()) return scan;
+  if (!found) return NotFound("event " + key.ToHex() + " is no longer in the journal");
+  const int64_t now = opt.now_ms();
+  if (failed) {
+    DlqEntry d;
+    d.adapter = adapters[a].config.name;
+    d.seq = st->seq;
+    d.event_id = key.ToHex();
+    d.table = header.primary_entity_name;
+    d.row_id = header.primary_entity_id;
+    d.message = header.message_name;
+    d.reason = "permanent";
+    d.attempts = as.attempts;
+    d.last_error = result.error;
+    d.failed_at_ms = now;
+    d.record = std::move(frame);
+    std::vector<DlqEntry> dead;
+    dead.push_back(std::move(d));
+    if (Status w = dlq->Append(&dead); !w.ok()) return w;  // the sink may confirm again
+  }
+  status.Update(key, st->seq, a, [&](AdapterStatus& s) {
+    s.state = failed ? EventState::kFailed : EventState::kCompleted;
+    s.updated_ms = now;
+    if (!result.error.empty()) s.last_error = result.error;
+    if (!result.answer.empty()) s.answer = result.answer;
+  });
+  EmitStatus(a, key, st->seq, partition, header,
+             failed ? EventState::kFailed : EventState::kCompleted, as.attempts, 0, result.error,
+             result.answer);
+  if (confirmations) {
+    confirmations
+        ->Add({{"adapter", adapters[a].config.name}, {"outcome", failed ? "failed" : "completed"}})
+        .Increment();
+  }
+  return Status::Ok();
 }
 
 uint64_t DeliveryEngine::Impl::StatusMask(const EventHeader& h) const {
@@ -1420,7 +1536,7 @@ void DeliveryEngine::Impl::EmitStatus(size_t a, const EventKey& key, uint64_t se
   if (error.empty()) {
     b += "null";
   } else {
-    AppendJsonString(&b, error);
+    AppendJsonString(&b, Utf8Excerpt(error, 4000));  // any adapter's text, cut and made valid
   }
   b += ",\"answer\":";
   if (answer.empty()) {
@@ -1430,6 +1546,14 @@ void DeliveryEngine::Impl::EmitStatus(size_t a, const EventKey& key, uint64_t se
   } else {
     AppendJsonString(&b, answer);
   }
+  // A hybrid clock: increasing across events, attempts, replays and restarts, so the write-back
+  // can drop a status older than the one a row already shows (a retried append lands late).
+  uint64_t order = status_clock.load();
+  uint64_t next;
+  do {
+    next = std::max(order + 1, static_cast<uint64_t>(now) * 1000);
+  } while (!status_clock.compare_exchange_weak(order, next));
+  b += ",\"order\":" + std::to_string(next);
   b += ",\"at\":\"" + FormatIsoUtc(now) + "\"}";
   AppendRequest& r = s->request;
   r.key = sh.DedupeKey();
@@ -1480,7 +1604,8 @@ bool DeliveryEngine::Impl::StatusSettled(size_t a, uint64_t issued, int64_t wait
   status_cv.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
     return feeds[a].settled.load(std::memory_order_seq_cst) >= issued || failed();
   });
-  return feeds[a].settled.load(std::memory_order_seq_cst) >= issued;
+  // Counts alone could match while an older record waits for its retry and a newer one is in.
+  return feeds[a].settled.load(std::memory_order_seq_cst) >= issued && !failed();
 }
 
 void DeliveryEngine::Impl::MaintenanceLoop() {
@@ -1731,6 +1856,15 @@ void DeliveryEngine::RefreshMetrics() {
     dm.breaker->Set(static_cast<double>(static_cast<int>(m.breakers[a]->state())));
     dm.dlq->Set(static_cast<double>(dlq_pending(a)));
   }
+}
+
+Status DeliveryEngine::Confirm(std::string_view adapter, const std::string& event_id,
+                               const DeliveryResult& result) {
+  const size_t a = adapter_index(adapter);
+  if (a == SIZE_MAX) return NotFound("no adapter named " + std::string(adapter));
+  EventKey key;
+  if (!ParseEventId(event_id, &key)) return NotFound("not an event id: " + event_id);
+  return impl_->ConfirmEvent(a, key, result);
 }
 
 void DeliveryEngine::Wake() {

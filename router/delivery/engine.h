@@ -99,6 +99,12 @@ class DeliveryEngine final : public CommitListener {
                       bool include_replayed) const;
   // Sends DLQ entries (one adapter's, or one id) back to their adapter. Returns how many.
   Result<uint64_t> ReplayDlq(const std::string& adapter, std::optional<uint64_t> id);
+  // The later outcome of an event `adapter` answered kProcessing for (a callback or a poll):
+  // updates its status, records it for write-back, and sends a failure to the DLQ. OK when it
+  // was confirmed already; NotFound for an event the status table no longer holds;
+  // FailedPrecondition when the event is not processing at that adapter.
+  Status Confirm(std::string_view adapter, const std::string& event_id,
+                 const DeliveryResult& result);
   // Delivers the retained journal range [from_seq, to_seq] again to one adapter.
   Status ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
 

@@ -92,6 +92,14 @@ void WebhookHandler::Reply(Call* call, HttpExchange* exchange, RequestOutcome ou
 std::optional<HttpResponse> WebhookHandler::Precheck(const HttpRequestView& request) {
   // Decided on the header alone, so a refused client never gets `100 Continue` and its body is
   // never read.
+  if (TargetPath(request.target).starts_with(kCallbackPrefix)) {
+    if (request.method != "POST") {
+      HttpResponse r = ErrorResponse(405, "method_not_allowed", "callbacks are POSTed");
+      r.allow = "POST";
+      return r;
+    }
+    return std::nullopt;  // authenticated by the adapter the callback names
+  }
   if (TargetPath(request.target) != config_.path) {
     metrics_->Count(RequestOutcome::kNotFound);
     return ErrorResponse(404, "not_found", "no webhook at this path");
@@ -111,6 +119,24 @@ std::optional<HttpResponse> WebhookHandler::Precheck(const HttpRequestView& requ
 
 void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState* state,
                             HttpExchange* exchange, int io_thread) {
+  const std::string_view path = TargetPath(request.target);
+  if (path.starts_with(kCallbackPrefix)) {
+    // /callbacks/<adapter>/<event id>
+    const std::string_view rest = path.substr(kCallbackPrefix.size());
+    const size_t slash = rest.find('/');
+    CallbackOperations* ops = callbacks_.load(std::memory_order_acquire);
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
+      return exchange->Respond(
+          ErrorResponse(404, "not_found", "callbacks go to /callbacks/<adapter>/<event id>"));
+    }
+    if (ops == nullptr) {
+      HttpResponse r = ErrorResponse(503, "overloaded", "delivery is not running yet");
+      r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
+      return exchange->Respond(std::move(r));
+    }
+    return exchange->Respond(ops->Callback(rest.substr(0, slash), rest.substr(slash + 1),
+                                           request.headers->get("authorization"), request.body()));
+  }
   // Path, method and credentials were checked by Precheck on the header.
   Call* call = static_cast<Call*>(state);
   call->started = SteadyClock::now();

@@ -24,6 +24,18 @@
 
 namespace dvrouter {
 
+// Callbacks from sinks on the ingress listener: POST /callbacks/<adapter>/<event id> (an ERP
+// confirming a job it answered 202 for). The operations authenticate and apply them; plugged in
+// once the delivery engine runs (until then: 503). Called on ingress I/O threads.
+class CallbackOperations {
+ public:
+  virtual ~CallbackOperations() = default;
+  virtual HttpResponse Callback(std::string_view adapter, std::string_view event_id,
+                                std::string_view authorization, std::string_view body) = 0;
+};
+
+inline constexpr std::string_view kCallbackPrefix = "/callbacks/";
+
 class WebhookHandler final : public HttpHandler {
  public:
   // `journal` may be set later (set_journal) so the listener can exist during recovery; until
@@ -32,6 +44,7 @@ class WebhookHandler final : public HttpHandler {
                  RouterMetrics* metrics);
 
   void set_journal(Journal* journal) { journal_.store(journal, std::memory_order_release); }
+  void set_callbacks(CallbackOperations* ops) { callbacks_.store(ops, std::memory_order_release); }
 
   std::unique_ptr<HttpConnectionState> NewConnection() override;
   std::optional<HttpResponse> Precheck(const HttpRequestView& request) override;
@@ -49,6 +62,7 @@ class WebhookHandler final : public HttpHandler {
   const uint32_t partitions_;
   RouterMetrics* metrics_;
   std::atomic<Journal*> journal_{nullptr};
+  std::atomic<CallbackOperations*> callbacks_{nullptr};
   std::vector<std::unique_ptr<Decoder>> decoders_;  // one per I/O thread
 };
 

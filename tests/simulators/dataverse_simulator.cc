@@ -215,9 +215,9 @@ class DataverseSim final : public HttpHandler {
     std::lock_guard<std::mutex> lock(mu_);
     ++requests_;
     const int64_t now = NowMs();
-    // A request later than 100 ms after a 429 (time for the ones already on their way) but
+    // A request later than 300 ms after a 429 (time for the ones already on their way) but
     // sooner than its Retry-After did not honour it.
-    if (now > last_429_ms_ + 100 && now < last_429_ms_ + last_retry_after_s_ * 1000) {
+    if (now > last_429_ms_ + 300 && now < last_429_ms_ + last_retry_after_s_ * 1000) {
       ++early_after_429_;
     }
     const std::string_view auth = req.headers->get("authorization");

@@ -15,7 +15,8 @@
 //                          is a duplicate).
 //
 // Flags: --listen HOST:PORT (port 0: a free one), --latency-ms, --error-rate (share of 500s),
-// --auth none|basic:USER:PASSWORD|api_key:HEADER:KEY|oauth2:CLIENT_ID:SECRET, --token-ttl-s.
+// --auth none|basic:USER:PASSWORD|api_key:HEADER:KEY|oauth2:CLIENT_ID:SECRET, --token-ttl-s,
+// --callback-secret.
 // Prints "erp-sim listening on HOST:PORT" on stderr once ready; stops on SIGTERM or SIGINT.
 #include <simdjson.h>
 
@@ -31,6 +32,7 @@
 #include <set>
 #include <thread>
 
+#include "adapters/common/http_client.h"
 #include "router/common/json.h"
 #include "router/delivery/dlq.h"
 #include "router/ingress/server.h"
@@ -116,6 +118,81 @@ struct Options {
   double error_rate = 0;
   std::string auth = "none";
   int token_ttl_s = 3600;
+  std::string callback_secret = "callback-secret";
+};
+
+// Posts job callbacks when they are due, from one thread; retries a refused one (409: the router
+// has not seen the 202 yet; 5xx) every 50 ms, up to 100 times.
+class CallbackSender {
+ public:
+  explicit CallbackSender(std::string secret)
+      : secret_(std::move(secret)), thread_([this] { Run(); }) {}
+  ~CallbackSender() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void At(int64_t due_ms, std::string url, std::string body) {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(Item{due_ms, std::move(url), std::move(body), 0});
+    cv_.notify_all();
+  }
+  int64_t sent() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sent_;
+  }
+  int64_t refused() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return refused_;
+  }
+
+ private:
+  struct Item {
+    int64_t due;
+    std::string url, body;
+    int tries;
+  };
+  void Run() {
+    HttpClient http;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      const int64_t now = NowMs();
+      auto it = std::min_element(queue_.begin(), queue_.end(),
+                                 [](const Item& a, const Item& b) { return a.due < b.due; });
+      if (it == queue_.end() || it->due > now) {
+        cv_.wait_for(lock, std::chrono::milliseconds(it == queue_.end() ? 1000 : it->due - now));
+        continue;
+      }
+      Item item = std::move(*it);
+      queue_.erase(it);
+      lock.unlock();
+      ClientRequest req;
+      req.url = item.url;
+      req.body = item.body;
+      req.headers = {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + secret_}};
+      Result<ClientResponse> r = http.Send(req);
+      lock.lock();
+      if (r.ok() && r->status == 200) {
+        ++sent_;
+      } else {
+        ++refused_;
+        if (++item.tries < 100) {
+          item.due = NowMs() + 50;
+          queue_.push_back(std::move(item));
+        }
+      }
+    }
+  }
+  std::string secret_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Item> queue_;
+  bool stop_ = false;
+  int64_t sent_ = 0, refused_ = 0;
+  std::thread thread_;
 };
 
 HttpResponse Json(int status, std::string body) {
@@ -127,7 +204,8 @@ HttpResponse Json(int status, std::string body) {
 
 class ErpSim final : public HttpHandler {
  public:
-  explicit ErpSim(Options o) : o_(std::move(o)), latency_ms_(o_.latency_ms) {
+  explicit ErpSim(Options o)
+      : o_(std::move(o)), latency_ms_(o_.latency_ms), callbacks_(o_.callback_secret) {
     const size_t colon = o_.auth.find(':');
     mode_ = o_.auth.substr(0, colon);
     if (colon != std::string::npos) {
@@ -144,6 +222,9 @@ class ErpSim final : public HttpHandler {
     if (path == "/_stats") return exchange->Respond(Json(200, Stats()));
     if (path == "/_control") return exchange->Respond(Control(req.target));
     if (path == "/oauth/token") return exchange->Respond(Token(req.body()));
+    if (path.starts_with("/api/jobs/") && req.method == "GET") {
+      return exchange->Respond(JobStatus(std::string(path.substr(10))));
+    }
     if (!path.starts_with("/api/")) return exchange->Respond(Json(404, R"({"error":"no route"})"));
     Api(req, exchange);
   }
@@ -191,6 +272,20 @@ class ErpSim final : public HttpHandler {
     std::string_view s;
     if (doc["crm_id"].get(s) == simdjson::SUCCESS) crm_id = std::string(s);
     if (doc["seq"].get(seq) != simdjson::SUCCESS) seq = -1;
+    if (rejected_.count(crm_id) != 0 && async_ && answers_.find(key) == answers_.end()) {
+      ++rejected_calls_;  // the job is accepted, and fails later
+      const std::string job = "X" + std::to_string(++failed_jobs_);
+      JobState& j = jobs_[job];
+      j.done_ms = now + job_ms_;
+      j.final = R"({"status":"failed","error":"customer blocked for ordering"})";
+      HttpResponse accepted =
+          Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":"/api/jobs/)" +
+                        job + "\"}");
+      answers_[key] = accepted;
+      const std::string callback_url(req.headers->get("x-callback-url"));
+      if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
+      return exchange->Respond(std::move(accepted));
+    }
     if (rejected_.count(crm_id) != 0) {
       ++rejected_calls_;
       return exchange->Respond(
@@ -214,6 +309,16 @@ class ErpSim final : public HttpHandler {
       std::string body = std::string(R"({"orderNumber":")") + number + R"(","crmId":)";
       AppendJsonString(&body, crm_id);
       answer = Json(201, body + "}");
+      if (async_) {
+        const std::string job = "J" + std::to_string(created_);
+        JobState& j = jobs_[job];
+        j.done_ms = now + job_ms_;
+        j.final = std::string(R"({"status":"completed","orderNumber":")") + number + "\"}";
+        answer = Json(202, R"({"jobId":")" + job +
+                               R"(","status":"accepted","statusUrl":"/api/jobs/)" + job + "\"}");
+        const std::string callback_url(req.headers->get("x-callback-url"));
+        if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
+      }
       answers_[key] = answer;
       delay += slow_first_ms_;
     }
@@ -248,6 +353,20 @@ class ErpSim final : public HttpHandler {
                          std::to_string(o_.token_ttl_s) + "}");
   }
 
+  struct JobState {
+    int64_t done_ms = 0;
+    std::string final;
+  };
+
+  HttpResponse JobStatus(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++polls_;
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return Json(404, R"({"error":"no such job"})");
+    if (NowMs() < it->second.done_ms) return Json(200, R"({"status":"processing"})");
+    return Json(200, it->second.final);
+  }
+
   HttpResponse Control(std::string_view target) {
     std::lock_guard<std::mutex> lock(mu_);
     std::string v;
@@ -258,6 +377,9 @@ class ErpSim final : public HttpHandler {
     if (QueryParameter(target, "unreject", &v)) rejected_.erase(v);
     if (QueryParameter(target, "latency_ms", &v)) latency_ms_ = std::stoll(v);
     if (QueryParameter(target, "slow_first_ms", &v)) slow_first_ms_ = std::stoll(v);
+    if (QueryParameter(target, "async", &v)) async_ = v == "1";
+    if (QueryParameter(target, "job_ms", &v)) job_ms_ = std::stoll(v);
+    if (QueryParameter(target, "callback", &v)) callback_ = v == "1";
     return Json(200, R"({"ok":true})");
   }
 
@@ -270,7 +392,9 @@ class ErpSim final : public HttpHandler {
            n("duplicates", duplicates_) + "," + n("errors_5xx", errors_5xx_) + "," +
            n("rate_limited", rate_limited_) + "," + n("rejected", rejected_calls_) + "," +
            n("unauthorized", unauthorized_) + "," + n("order_violations", order_violations_) + "," +
-           n("tokens_issued", tokens_issued_) + "," +
+           n("tokens_issued", tokens_issued_) + "," + n("polls", polls_) + "," +
+           n("callbacks_sent", callbacks_.sent()) + "," +
+           n("callbacks_refused", callbacks_.refused()) + "," +
            n("min_gap_after_429_ms", min_gap_after_429_ == INT64_MAX ? -1 : min_gap_after_429_) +
            "}";
   }
@@ -290,7 +414,11 @@ class ErpSim final : public HttpHandler {
   int64_t requests_ = 0, created_ = 0, duplicates_ = 0, errors_5xx_ = 0, rate_limited_ = 0,
           rejected_calls_ = 0, unauthorized_ = 0, order_violations_ = 0, tokens_issued_ = 0;
   int64_t min_gap_after_429_ = INT64_MAX;
+  bool async_ = false, callback_ = false;
+  int64_t job_ms_ = 100, polls_ = 0, failed_jobs_ = 0;
+  std::map<std::string, JobState> jobs_;
   Delayer delayer_;
+  CallbackSender callbacks_;
 };
 
 int Main(int argc, char** argv) {
@@ -302,6 +430,7 @@ int Main(int argc, char** argv) {
   app.add_option("--auth", o.auth,
                  "none | basic:USER:PASS | api_key:HEADER:KEY | oauth2:ID:SECRET");
   app.add_option("--token-ttl-s", o.token_ttl_s, "lifetime of issued tokens");
+  app.add_option("--callback-secret", o.callback_secret, "Bearer token sent with job callbacks");
   CLI11_PARSE(app, argc, argv);
   Result<Endpoint> ep = ParseEndpoint(o.listen);
   if (!ep.ok()) {

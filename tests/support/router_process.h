@@ -23,13 +23,14 @@ inline double MetricSum(uint16_t admin_port, const std::string& prefix) {
 
 class RouterProcess {
  public:
-  // Runs `dvrouter serve -c <dir>/router.yaml --data-dir <dir>/data` on 127.0.0.1:0 ports,
-  // appending its stderr to `log`.
-  RouterProcess(const TempDir& tmp, const std::string& log)
+  // Runs `dvrouter serve -c <dir>/router.yaml --data-dir <dir>/data` on 127.0.0.1:0 ports (the
+  // ingress on `listen` when given), appending its stderr to `log`.
+  RouterProcess(const TempDir& tmp, const std::string& log,
+                const std::string& listen = "127.0.0.1:0")
       : log_(log),
         child_(DVROUTER_BINARY,
-               {"serve", "-c", tmp.path() + "/router.yaml", "--listen", "127.0.0.1:0",
-                "--admin-listen", "127.0.0.1:0", "--data-dir", tmp.path() + "/data"},
+               {"serve", "-c", tmp.path() + "/router.yaml", "--listen", listen, "--admin-listen",
+                "127.0.0.1:0", "--data-dir", tmp.path() + "/data"},
                log) {}
 
   // Waits for the `run`-th "ingress on ..." line in the log and reads the ports from it.

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "router/common/json.h"
 #include "tests/support/http_client.h"
 #include "tests/support/router_process.h"
 #include "tests/support/sim_process.h"
@@ -88,8 +89,11 @@ class Sims {
 
 class WritebackRouter {
  public:
-  WritebackRouter(const testing::TempDir& tmp, Sims& sims, bool loop_guard = true)
-      : log_(tmp.path() + "/router.log") {
+  // `erp_async`: YAML of the ERP adapter's `async` section (indented by four), with
+  // {{PUBLIC_URL}} for the router's own ingress URL.
+  WritebackRouter(const testing::TempDir& tmp, Sims& sims, bool loop_guard = true,
+                  const std::string& erp_async = "")
+      : log_(tmp.path() + "/router.log"), port_(testing::FreeLoopbackPort()) {
     ::setenv("DVROUTER_DV_TEST_SECRET", "s3cret", 1);
     testing::WriteFileOrDie(log_, "");
     const std::string dv = sims.dataverse.url();
@@ -109,7 +113,9 @@ class WritebackRouter {
         sims.erp.url() +
         "\n"
         "    retry: {initial_backoff: 20ms, max_backoff: 300ms}\n"
-        "    breaker: {failures: 5, open_for: 100ms}\n"
+        "    breaker: {failures: 5, open_for: 100ms}\n" +
+        testing::ReplaceAll(erp_async, "{{PUBLIC_URL}}",
+                            "http://127.0.0.1:" + std::to_string(port_)) +
         "    requests:\n"
         "      - path: /api/orders\n"
         "        body: '{\"crm_id\": {{header.row_id}}, \"seq\": {{event.seq}}}'\n"
@@ -139,7 +145,8 @@ class WritebackRouter {
         "routes:\n"
         "  - adapters: [erp]\n";
     testing::WriteFileOrDie(tmp.path() + "/router.yaml", yaml);
-    router_ = std::make_unique<testing::RouterProcess>(tmp, log_);
+    router_ =
+        std::make_unique<testing::RouterProcess>(tmp, log_, "127.0.0.1:" + std::to_string(port_));
     ready_ = router_->WaitReady(1);
   }
   ~WritebackRouter() {
@@ -161,6 +168,11 @@ class WritebackRouter {
     EXPECT_EQ(r.status, 200) << r.body;
     return testing::JsonStringField(r.body, "event_id");
   }
+  testing::HttpReply Callback(const std::string& target, const std::string& body,
+                              const std::string& secret, const std::string& method = "POST") {
+    return HttpClient(router_->port)
+        .Request(method, target, body, {{"Authorization", "Bearer " + secret}});
+  }
   std::string Admin(const std::string& method, const std::string& target) {
     return HttpClient(router_->admin_port).Request(method, target).body;
   }
@@ -170,6 +182,7 @@ class WritebackRouter {
 
  private:
   std::string log_;
+  uint16_t port_;
   std::unique_ptr<testing::RouterProcess> router_;
   bool ready_ = false;
 };
@@ -201,6 +214,25 @@ TEST(WritebackEndToEnd, RowsGoFromPendingSubmissionToSubmittedToCompletedWithThe
   EXPECT_EQ(sims.dataverse.Stat("tokens_issued"), 1);
   EXPECT_EQ(router.Metric("dvrouter_dataverse_writes_total{adapter=\"crm\",result=\"written\"}"),
             2 * kRows);
+
+  // A range replay to the ERP resends the events (absorbed by their idempotency keys), never the
+  // status records between them; one to the write-back resends the statuses, and none takes a
+  // row back in time.
+  ASSERT_NE(router.Admin("POST", "/replay?adapter=erp&from=1&to=" + std::to_string(4 * kRows))
+                .find("replaying"),
+            std::string::npos);
+  ASSERT_TRUE(testing::WaitFor([&] { return sims.erp.Stat("duplicates") == kRows; }))
+      << sims.erp.Stats();
+  EXPECT_EQ(sims.erp.Stat("created"), kRows);
+  EXPECT_EQ(sims.erp.Stat("requests"), 2 * kRows);
+  ASSERT_NE(router.Admin("POST", "/replay?adapter=crm&from=1&to=" + std::to_string(4 * kRows))
+                .find("replaying"),
+            std::string::npos);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return router.Metric(
+               "dvrouter_dataverse_writes_total{adapter=\"crm\",result=\"superseded\"}") >= 1;
+  })) << router.log();
+  for (int r = 0; r < kRows; ++r) EXPECT_EQ(sims.RowStatus(r), kCompleted);
 }
 
 TEST(WritebackEndToEnd, AnErpOutageShowsOnTheRowsThenEverythingCompletesInOrder) {
@@ -286,7 +318,7 @@ TEST(WritebackEndToEnd, DataverseThrottlingIsHonouredForEveryWrite) {
   ASSERT_TRUE(router.ready()) << router.log();
   constexpr int kRows = 6;
   for (int r = 0; r < kRows; ++r) sims.SeedRow(r);
-  sims.dataverse.Control("throttle=4&retry_after=1");
+  sims.dataverse.Control("throttle=4&retry_after=2");
   for (int r = 0; r < kRows; ++r) router.Post(Event(r, 0));
   for (int r = 0; r < kRows; ++r) {
     ASSERT_TRUE(
@@ -295,7 +327,7 @@ TEST(WritebackEndToEnd, DataverseThrottlingIsHonouredForEveryWrite) {
   }
   EXPECT_EQ(sims.dataverse.Stat("throttled"), 4);
   // After a 429 no PATCH of the adapter came sooner than the Retry-After asked for (except
-  // those already on their way when the 429 was sent).
+  // those already on their way when the 429 was sent: the simulator allows 300 ms for them).
   EXPECT_EQ(sims.dataverse.Stat("early_after_429"), 0) << sims.dataverse.Stats();
   EXPECT_GE(router.Metric("dvrouter_dataverse_writes_total{adapter=\"crm\",result=\"throttled\"}"),
             1);
@@ -374,6 +406,78 @@ TEST(WritebackEndToEnd, AKill9MidLoadLosesNoStatus) {
   EXPECT_EQ(sims.erp.Stat("order_violations"), 0);
 }
 
+// ERP jobs (202) confirmed by the ERP calling back: the row shows Processing, then Completed with
+// the order number from the callback; a failed job shows Failed and goes to the DLQ.
+constexpr const char* kCallbacks =
+    "    async:\n"
+    "      callback: {secret: '${DVROUTER_CB_TEST_SECRET}', public_url: '{{PUBLIC_URL}}'}\n";
+
+TEST(WritebackEndToEnd, JobsConfirmedByCallbackShowProcessingThenCompleted) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  ASSERT_TRUE(sims.ready());
+  ::setenv("DVROUTER_CB_TEST_SECRET", "callback-secret", 1);
+  WritebackRouter router(tmp, sims, true, kCallbacks);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sims.erp.Control("async=1&job_ms=300&callback=1");
+  sims.erp.Control("reject=" + Row(3));
+  for (int r = 0; r < 4; ++r) sims.SeedRow(r);
+  std::string refused;
+  for (int r = 0; r < 4; ++r) {
+    const std::string id = router.Post(Event(r, 0));
+    if (r == 3) refused = id;
+  }
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }))
+        << sims.RowJson(r) << sims.erp.Stats() << router.log();
+    EXPECT_EQ(sims.StatusesWritten(r), (std::vector<int>{kSubmitted, kProcessing, kCompleted}));
+    EXPECT_NE(sims.RowJson(r).find("\"new_erpordernumber\":\"SO-"), std::string::npos);
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(3) == kFailed; })) << sims.RowJson(3);
+  EXPECT_NE(sims.RowJson(3).find("customer blocked"), std::string::npos) << sims.RowJson(3);
+  EXPECT_NE(router.Admin("GET", "/dlq?adapter=erp").find(refused), std::string::npos);
+  EXPECT_EQ(sims.erp.Stat("callbacks_sent"), 4);
+  EXPECT_EQ(sims.erp.Stat("polls"), 0);
+  EXPECT_EQ(
+      router.Metric("dvrouter_delivery_confirmations_total{adapter=\"erp\",outcome=\"completed\"}"),
+      3);
+  // A repeated callback changes nothing; a wrong secret, an unknown event, a body without a
+  // status and a GET are refused.
+  const std::string target = "/callbacks/erp/" + refused;
+  const std::string done = R"({"status":"completed","orderNumber":"SO-9"})";
+  EXPECT_EQ(router.Callback(target, done, "callback-secret").status, 200);
+  EXPECT_EQ(sims.RowStatus(3), kFailed);
+  EXPECT_EQ(router.Callback(target, done, "wrong").status, 401);
+  EXPECT_EQ(
+      router.Callback("/callbacks/erp/" + std::string(32, 'a'), done, "callback-secret").status,
+      404);
+  EXPECT_EQ(router.Callback("/callbacks/nope/" + refused, done, "callback-secret").status, 404);
+  EXPECT_EQ(router.Callback("/callbacks/crm/" + refused, done, "callback-secret").status, 404);
+  EXPECT_EQ(router.Callback(target, "{not json", "callback-secret").status, 400);
+  EXPECT_EQ(router.Callback(target, R"({"status":"processing"})", "callback-secret").status, 400);
+  EXPECT_EQ(router.Callback(target, "", "callback-secret", "GET").status, 405);
+  EXPECT_EQ(router.Callback("/callbacks/erp", done, "callback-secret").status, 404);
+}
+
+TEST(WritebackEndToEnd, JobsConfirmedByPollingTheStatusUrl) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  ASSERT_TRUE(sims.ready());
+  WritebackRouter router(tmp, sims, true, "    async:\n      poll: {interval: 100ms}\n");
+  ASSERT_TRUE(router.ready()) << router.log();
+  sims.erp.Control("async=1&job_ms=400");
+  for (int r = 0; r < 3; ++r) sims.SeedRow(r);
+  for (int r = 0; r < 3; ++r) router.Post(Event(r, 0));
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }))
+        << sims.RowJson(r) << sims.erp.Stats();
+    EXPECT_EQ(sims.StatusesWritten(r), (std::vector<int>{kSubmitted, kProcessing, kCompleted}));
+    EXPECT_NE(sims.RowJson(r).find("\"new_erpordernumber\":\"SO-"), std::string::npos);
+  }
+  EXPECT_GE(sims.erp.Stat("polls"), 6);  // each job answered "processing" at least once
+  EXPECT_EQ(sims.erp.Stat("callbacks_sent"), 0);
+}
+
 // --- units ---
 
 DataverseConfig Config() {
@@ -430,6 +534,19 @@ TEST(DataverseAdapterUnit, WhatIsNotAStatusRecordIsRefused) {
   EventHeader no_row = StatusHeader();
   no_row.primary_entity_id = "../accounts";
   EXPECT_FALSE(DataverseAdapter::BuildPatch(Config(), no_row, R"({"state":"completed"})").ok());
+}
+
+TEST(DataverseAdapterUnit, TheStatusOrderIsReadAndForeignTextIsKeptValid) {
+  auto p = DataverseAdapter::BuildPatch(
+      Config(), StatusHeader(),
+      R"({"state":"failed","order":1732792800000123,"error":"Kunde gesperrt: \u00fcberf\u00e4llig"})");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->order, 1732792800000123u);
+  EXPECT_NE(p->body.find("Kunde gesperrt: \u00fcberf\u00e4llig"), std::string::npos) << p->body;
+  // An excerpt cut inside a character, or with a stray byte, stays valid UTF-8.
+  EXPECT_EQ(Utf8Excerpt("ab\xc3\xbc", 3), "ab?");
+  EXPECT_EQ(Utf8Excerpt("a\xff" "b"), "a?b");
+  EXPECT_EQ(Utf8Excerpt("\xe2\x82\xac ok", 100), "\xe2\x82\xac ok");
 }
 
 TEST(DataverseAdapterUnit, EntitySetsFollowDataversePluralsUnlessConfigured) {

@@ -508,5 +508,37 @@ TEST(RegistrationConfig, AFullExampleAndErrors) {
                  "registration.steps");
 }
 
+TEST(ErpConfig, AsyncJobs) {
+  ::setenv("DVROUTER_TEST_CB_SECRET", "cb", 1);
+  const std::string req = std::string(kRequest);
+  Config c =
+      ParseOk(Erp("    base_url: http://erp\n    async:\n      status_pointer: /state\n"
+                  "      completed: [OK]\n      failed: [KO]\n"
+                  "      callback: {secret: '${DVROUTER_TEST_CB_SECRET}', "
+                  "public_url: 'https://router.example.com/'}\n"
+                  "      poll: {interval: 2s, timeout: 1h}\n" +
+                  req));
+  const ErpAsync& as = c.adapters[0].erp.async;
+  EXPECT_EQ(as.status_pointer, "/state");
+  EXPECT_EQ(as.completed, std::vector<std::string>{"OK"});
+  EXPECT_EQ(as.callback_secret, "cb");
+  EXPECT_EQ(as.public_url, "https://router.example.com");
+  EXPECT_EQ(as.poll_interval_ms, 2000u);
+  EXPECT_EQ(ParseOk(Erp("    base_url: http://erp\n" + req)).adapters[0].erp.async.poll_interval_ms,
+            0u);  // no polling unless asked for
+  auto bad = [&](const std::string& async, const std::string& key) {
+    ExpectKeyError(Erp("    base_url: http://erp\n    async:\n" + async + req), key);
+  };
+  bad("      status_pointer: state\n", "adapters.erp.async.status_pointer");
+  bad("      completed: []\n", "adapters.erp.async.completed");
+  bad("      callback: {public_url: 'https://r'}\n", "adapters.erp.async.callback.secret");
+  bad("      callback: {secret: plain}\n", "adapters.erp.async.callback.secret");
+  bad("      callback: {secret: '${DVROUTER_TEST_CB_SECRET}', public_url: router}\n",
+      "adapters.erp.async.callback.public_url");
+  bad("      poll: {interval: 1ms}\n", "adapters.erp.async.poll.interval");
+  bad("      poll: {url_pointer: statusUrl}\n", "adapters.erp.async.poll.url_pointer");
+  bad("      webhook: x\n", "adapters.erp.async.webhook");
+}
+
 }  // namespace
 }  // namespace dvrouter
