@@ -545,7 +545,9 @@ TEST(DataverseAdapterUnit, TheStatusOrderIsReadAndForeignTextIsKeptValid) {
   EXPECT_NE(p->body.find("Kunde gesperrt: \u00fcberf\u00e4llig"), std::string::npos) << p->body;
   // An excerpt cut inside a character, or with a stray byte, stays valid UTF-8.
   EXPECT_EQ(Utf8Excerpt("ab\xc3\xbc", 3), "ab?");
-  EXPECT_EQ(Utf8Excerpt("a\xff" "b"), "a?b");
+  EXPECT_EQ(Utf8Excerpt("a\xff"
+                        "b"),
+            "a?b");
   EXPECT_EQ(Utf8Excerpt("\xe2\x82\xac ok", 100), "\xe2\x82\xac ok");
 }
 
