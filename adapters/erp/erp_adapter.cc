@@ -26,6 +26,13 @@ int64_t NowMs() {
       .count();
 }
 
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 bool Matches(const std::vector<std::string>& wanted, const std::string& value) {
   if (wanted.empty()) return true;
   std::string lower = value;
@@ -163,6 +170,11 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
                                  .Register(*registry)
                                  .Add(labels));
   limit_gauge_->Set(pool_.limit());
+  csrf_fetches_ = &prometheus::BuildCounter()
+                       .Name("dvrouter_erp_csrf_fetches_total")
+                       .Help("CSRF tokens fetched from an SAP Gateway (profile sap_odata)")
+                       .Register(*registry)
+                       .Add(labels);
 }
 
 ErpAdapter::~ErpAdapter() { Stop(); }
@@ -223,14 +235,21 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
       return m;
     }
   }
-  std::string path;
+  std::string path, bad;
   call->tmpl->path.Render(
       [&](std::string_view p, std::string* out) {
         std::string json;
         values.Resolve(p, &json);
-        *out += PathText(json);
+        const std::string text = PathText(json);
+        // An empty or dot segment would call another resource than the template names.
+        if (text.empty() || text == "." || text == "..") bad = std::string(p);
+        *out += text;
       },
       &path);
+  if (!bad.empty()) {
+    return InvalidArgument("path placeholder {{" + bad + "}} of request " +
+                           call->tmpl->request->name + " is empty or a dot segment for this event");
+  }
   call->tmpl->body.Render([&](std::string_view p, std::string* out) { values.Resolve(p, out); },
                           &call->body);
   call->url = config_.erp.base_url + path;
@@ -411,6 +430,37 @@ void ErpAdapter::PollLoop() {
   }
 }
 
+Status ErpAdapter::CsrfHeaders(ClientRequest* req, const std::string& stale, std::string* used) {
+  std::lock_guard<std::mutex> lock(csrf_mu_);  // one fetch at a time; the others reuse it
+  if (csrf_token_.empty() || csrf_token_ == stale) {
+    ClientRequest fetch;
+    fetch.method = "GET";
+    fetch.url = config_.erp.base_url + config_.erp.csrf_path;
+    fetch.headers = {{"x-csrf-token", "Fetch"}, {"Accept", "application/json"}};
+    std::string ignored;
+    AuthHeaders(&fetch, &ignored);
+    Result<ClientResponse> res = http_.Send(fetch);
+    if (!res.ok()) return Unavailable("csrf token fetch: " + std::string(res.status().message()));
+    const std::string token = res->Header("x-csrf-token");
+    if (res->status / 100 != 2 || token.empty() || token == "Required") {
+      return Unavailable("csrf token fetch: HTTP " + std::to_string(res->status) +
+                         " without a token: " + Utf8Excerpt(res->body, 200));
+    }
+    csrf_token_ = token;
+    csrf_cookies_.clear();
+    for (const auto& [name, value] : res->headers) {
+      if (name != "set-cookie") continue;
+      if (!csrf_cookies_.empty()) csrf_cookies_ += "; ";
+      csrf_cookies_ += value.substr(0, value.find(';'));  // name=value, without attributes
+    }
+    if (csrf_fetches_ != nullptr) csrf_fetches_->Increment();
+  }
+  req->headers.emplace_back("x-csrf-token", csrf_token_);
+  if (!csrf_cookies_.empty()) req->headers.emplace_back("Cookie", csrf_cookies_);
+  *used = csrf_token_;
+  return Status::Ok();
+}
+
 void ErpAdapter::AuthHeaders(ClientRequest* req, std::string* token) {
   const ErpAuth& auth = config_.erp.auth;
   if (auth.mode == "basic") {
@@ -451,7 +501,9 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     const int k = status == 0 ? 3 : status < 300 ? 0 : status < 500 ? 1 : 2;
     if (answers_[k] != nullptr) answers_[k]->Increment();
   };
-  for (int attempt = 0;; ++attempt) {
+  bool token_retried = false;
+  std::string stale_csrf;
+  for (;;) {
     ClientRequest req;
     req.method = t.method;
     req.url = call.url;
@@ -470,6 +522,15 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
       }
     }
     AuthHeaders(&req, &token);
+    std::string csrf;
+    if (config_.erp.profile == "sap_odata") {
+      if (Status st = CsrfHeaders(&req, stale_csrf, &csrf); !st.ok()) {
+        r.outcome = DeliveryOutcome::kRetryable;
+        r.error = "erp: " + std::string(st.message());
+        count(0);
+        return r;
+      }
+    }
     if (!config_.erp.async.public_url.empty()) {
       req.headers.emplace_back("X-Callback-Url", config_.erp.async.public_url + "/callbacks/" +
                                                      config_.name + "/" + call.event_id);
@@ -490,8 +551,15 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     }
     const int status = res->status;
     count(status);
-    if (status == 401 && tokens_ && attempt == 0) {
+    if (status == 401 && tokens_ && !token_retried) {
+      token_retried = true;
       tokens_->Invalidate(token);  // expired or revoked early: one more try with a fresh token
+      continue;
+    }
+    if (status == 403 && !csrf.empty() && stale_csrf.empty() &&
+        (EqualsIgnoreCase(res->Header("x-csrf-token"), "Required") ||
+         res->body.find("CSRF token validation failed") != std::string::npos)) {
+      stale_csrf = csrf;  // the session expired: one more try with a fresh token
       continue;
     }
     const std::string excerpt = Utf8Excerpt(res->body, 300);

@@ -23,6 +23,11 @@
 // text at `error_pointer`. Polls are kept in memory: after a restart only callbacks confirm
 // (the event's status stays processing otherwise; README).
 //
+// SAP OData (`profile: sap_odata`): SAP Gateway wants a CSRF token on every modifying call: one
+// GET of base_url + csrf_path with `x-csrf-token: Fetch` answers it (and the session cookies it
+// belongs to); calls carry both; a 403 "CSRF token validation failed" (or x-csrf-token: Required)
+// fetches a new one and sends the call once more.
+//
 // Concurrency: up to concurrency.max calls at once (one thread each). With `adaptive` the limit
 // moves like TCP congestion control: +1/limit per success, halved (at most every 200 ms) on a
 // 429, 503, timeout or connection error, never below 1. Records keep their order through the
@@ -99,6 +104,9 @@ class ErpAdapter final : public Adapter {
   DeliveryResult Execute(const Call& call);
   void Adapt(bool congested);
   void AuthHeaders(ClientRequest* req, std::string* token);
+  // sap_odata: the CSRF token and session cookies, fetched when missing or after `stale` was
+  // refused. Error: the fetch failed (retry the call later).
+  Status CsrfHeaders(ClientRequest* req, const std::string& stale, std::string* used);
   void StartPoll(const Call& call, const ClientResponse& answer);
   void PollLoop();
 
@@ -117,6 +125,10 @@ class ErpAdapter final : public Adapter {
   int64_t last_decrease_ms_ = 0;
   std::vector<std::pair<std::string, std::string>> callback_capture_;  // every template's
   ConfirmationSink* sink_ = nullptr;
+
+  std::mutex csrf_mu_;
+  std::string csrf_token_, csrf_cookies_;
+  prometheus::Counter* csrf_fetches_ = nullptr;
 
   std::mutex poll_mu_;
   std::condition_variable poll_cv_;

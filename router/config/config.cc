@@ -648,6 +648,12 @@ Status ParseErp(Section& a, const std::string& base_dir, ErpConfig* out) {
   }
   DV_TRY(auth.RejectUnknown());
 
+  DV_TRY(a.String("profile", &out->profile));
+  if (out->profile != "generic" && out->profile != "sap_odata") {
+    return KeyError(a.Path("profile"), "must be generic or sap_odata, got '" + out->profile + "'");
+  }
+  DV_TRY(a.String("csrf_path", &out->csrf_path));
+  if (!out->csrf_path.starts_with("/")) return KeyError(a.Path("csrf_path"), "must start with '/'");
   Section as = a.Child("async");
   DV_TRY(as.Check());
   ErpAsync& aj = out->async;
@@ -1327,8 +1333,9 @@ std::string DescribeConfig(const Config& c) {
       o << k << "path: " << a.sql.path << "\n";
     }
     if (a.type == "erp") {
-      o << k << "base_url: " << a.erp.base_url << ", auth " << a.erp.auth.mode << ", concurrency "
-        << a.erp.max_concurrency << (a.erp.adaptive ? " (adaptive)" : "") << "\n";
+      o << k << "base_url: " << a.erp.base_url << ", profile " << a.erp.profile << ", auth "
+        << a.erp.auth.mode << ", concurrency " << a.erp.max_concurrency
+        << (a.erp.adaptive ? " (adaptive)" : "") << "\n";
       for (const ErpRequest& q : a.erp.requests) {
         o << k << "request " << q.name << ": " << q.method << " " << q.path << " for tables "
           << (q.tables.empty() ? "*" : q.tables[0] + (q.tables.size() > 1 ? ",..." : "")) << "\n";

@@ -215,6 +215,11 @@ struct ErpConfig {
   ErpAuth auth;
   std::vector<ErpRequest> requests;
   ErpAsync async;
+  // `sap_odata`: every call carries the x-csrf-token (and the session cookies) fetched with a GET
+  // of base_url + csrf_path carrying `x-csrf-token: Fetch`; fetched again once on a 403 "CSRF
+  // token validation failed".
+  std::string profile = "generic";
+  std::string csrf_path = "/";
 };
 
 // Status write-back to Dataverse (adapters/dataverse/dataverse_adapter.h): the statuses of the

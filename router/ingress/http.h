@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace dvrouter {
 
@@ -41,6 +43,7 @@ struct HttpResponse {
   uint32_t retry_after_s = 0;  // sent as Retry-After when non-zero
   std::string allow;           // sent as Allow when non-empty (405)
   bool close = false;          // close the connection after this response
+  std::vector<std::pair<std::string, std::string>> headers;  // any others (simulators)
 };
 
 class HttpExchange {

@@ -313,6 +313,7 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>, publ
     res_.set(http::field::content_type, r.content_type);
     if (r.retry_after_s > 0) res_.set(http::field::retry_after, std::to_string(r.retry_after_s));
     if (!r.allow.empty()) res_.set(http::field::allow, r.allow);
+    for (const auto& [name, value] : r.headers) res_.insert(name, value);
     keep_alive_ = !r.close && parser_->get().keep_alive();
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(r.body);

@@ -16,7 +16,7 @@
 //
 // Flags: --listen HOST:PORT (port 0: a free one), --latency-ms, --error-rate (share of 500s),
 // --auth none|basic:USER:PASSWORD|api_key:HEADER:KEY|oauth2:CLIENT_ID:SECRET, --token-ttl-s,
-// --callback-secret.
+// --callback-secret, --tls-cert FILE --tls-key FILE (serve HTTPS).
 // Prints "erp-sim listening on HOST:PORT" on stderr once ready; stops on SIGTERM or SIGINT.
 #include <simdjson.h>
 
@@ -119,6 +119,7 @@ struct Options {
   std::string auth = "none";
   int token_ttl_s = 3600;
   std::string callback_secret = "callback-secret";
+  std::string tls_cert, tls_key;  // both: serve HTTPS
 };
 
 // Posts job callbacks when they are due, from one thread; retries a refused one (409: the router
@@ -226,6 +227,12 @@ class ErpSim final : public HttpHandler {
       return exchange->Respond(JobStatus(std::string(path.substr(10))));
     }
     if (!path.starts_with("/api/")) return exchange->Respond(Json(404, R"({"error":"no route"})"));
+    if (req.method == "GET") return exchange->Respond(CsrfFetch(req));
+    if (!CsrfValid(req)) {
+      HttpResponse r = Json(403, R"({"error":{"message":"CSRF token validation failed"}})");
+      r.headers.emplace_back("x-csrf-token", "Required");
+      return exchange->Respond(std::move(r));
+    }
     Api(req, exchange);
   }
 
@@ -353,6 +360,35 @@ class ErpSim final : public HttpHandler {
                          std::to_string(o_.token_ttl_s) + "}");
   }
 
+  HttpResponse CsrfFetch(const HttpRequestView& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!csrf_ || req.headers->get("x-csrf-token") != "Fetch") {
+      return Json(200, R"({"d":{"EntitySets":["A_SalesOrder"]}})");  // a service document
+    }
+    ++csrf_fetches_;
+    if (csrf_token_.empty()) {
+      csrf_token_ = "csrf-" + std::to_string(csrf_fetches_);
+      csrf_session_ = "sid-" + std::to_string(csrf_fetches_);
+    }
+    HttpResponse r = Json(200, R"({"d":{"EntitySets":["A_SalesOrder"]}})");
+    r.headers.emplace_back("x-csrf-token", csrf_token_);
+    r.headers.emplace_back("set-cookie",
+                           "SAP_SESSIONID_ERP_100=" + csrf_session_ + "; path=/; HttpOnly");
+    r.headers.emplace_back("set-cookie", "sap-usercontext=sap-client=100; path=/");
+    return r;
+  }
+
+  bool CsrfValid(const HttpRequestView& req) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!csrf_) return true;
+    const std::string_view cookie = req.headers->get("cookie");
+    const bool ok = !csrf_token_.empty() && req.headers->get("x-csrf-token") == csrf_token_ &&
+                    cookie.find("SAP_SESSIONID_ERP_100=" + csrf_session_) != std::string::npos &&
+                    cookie.find("sap-usercontext=sap-client=100") != std::string::npos;
+    if (!ok) ++csrf_refused_;
+    return ok;
+  }
+
   struct JobState {
     int64_t done_ms = 0;
     std::string final;
@@ -378,6 +414,8 @@ class ErpSim final : public HttpHandler {
     if (QueryParameter(target, "latency_ms", &v)) latency_ms_ = std::stoll(v);
     if (QueryParameter(target, "slow_first_ms", &v)) slow_first_ms_ = std::stoll(v);
     if (QueryParameter(target, "async", &v)) async_ = v == "1";
+    if (QueryParameter(target, "csrf", &v)) csrf_ = v == "1";
+    if (QueryParameter(target, "csrf_rotate", &v)) csrf_token_.clear();
     if (QueryParameter(target, "job_ms", &v)) job_ms_ = std::stoll(v);
     if (QueryParameter(target, "callback", &v)) callback_ = v == "1";
     return Json(200, R"({"ok":true})");
@@ -394,7 +432,8 @@ class ErpSim final : public HttpHandler {
            n("unauthorized", unauthorized_) + "," + n("order_violations", order_violations_) + "," +
            n("tokens_issued", tokens_issued_) + "," + n("polls", polls_) + "," +
            n("callbacks_sent", callbacks_.sent()) + "," +
-           n("callbacks_refused", callbacks_.refused()) + "," +
+           n("callbacks_refused", callbacks_.refused()) + "," + n("csrf_fetches", csrf_fetches_) +
+           "," + n("csrf_refused", csrf_refused_) + "," +
            n("min_gap_after_429_ms", min_gap_after_429_ == INT64_MAX ? -1 : min_gap_after_429_) +
            "}";
   }
@@ -414,7 +453,9 @@ class ErpSim final : public HttpHandler {
   int64_t requests_ = 0, created_ = 0, duplicates_ = 0, errors_5xx_ = 0, rate_limited_ = 0,
           rejected_calls_ = 0, unauthorized_ = 0, order_violations_ = 0, tokens_issued_ = 0;
   int64_t min_gap_after_429_ = INT64_MAX;
-  bool async_ = false, callback_ = false;
+  bool async_ = false, callback_ = false, csrf_ = false;
+  std::string csrf_token_, csrf_session_;
+  int64_t csrf_fetches_ = 0, csrf_refused_ = 0;
   int64_t job_ms_ = 100, polls_ = 0, failed_jobs_ = 0;
   std::map<std::string, JobState> jobs_;
   Delayer delayer_;
@@ -431,6 +472,8 @@ int Main(int argc, char** argv) {
                  "none | basic:USER:PASS | api_key:HEADER:KEY | oauth2:ID:SECRET");
   app.add_option("--token-ttl-s", o.token_ttl_s, "lifetime of issued tokens");
   app.add_option("--callback-secret", o.callback_secret, "Bearer token sent with job callbacks");
+  app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve HTTPS");
+  app.add_option("--tls-key", o.tls_key, "PEM private key for --tls-cert");
   CLI11_PARSE(app, argc, argv);
   Result<Endpoint> ep = ParseEndpoint(o.listen);
   if (!ep.ok()) {
@@ -448,6 +491,16 @@ int Main(int argc, char** argv) {
   HttpServerLimits limits;
   limits.max_connections = 100'000;
   HttpServer server(&runtime, &sim, limits);
+  if (!o.tls_cert.empty()) {
+    TlsConfig tls;
+    tls.enabled = true;
+    tls.cert_file = o.tls_cert;
+    tls.key_file = o.tls_key;
+    if (Status st = server.EnableTls(tls); !st.ok()) {
+      std::fprintf(stderr, "erp-sim: %s\n", st.ToString().c_str());
+      return 1;
+    }
+  }
   if (Status st = server.Listen(*ep); !st.ok()) {
     std::fprintf(stderr, "erp-sim: %s\n", st.ToString().c_str());
     return 1;

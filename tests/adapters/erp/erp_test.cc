@@ -50,6 +50,9 @@ class ErpRouter {
  public:
   ErpRouter(const testing::TempDir& tmp, const ErpSim& sim, const std::string& auth = "",
             const std::string& request_timeout = "2s")
+      : ErpRouter(tmp, sim.url(), auth, request_timeout) {}
+  ErpRouter(const testing::TempDir& tmp, const std::string& base_url, const std::string& auth = "",
+            const std::string& request_timeout = "2s")
       : log_(tmp.path() + "/router.log") {
     testing::WriteFileOrDie(log_, "");
     testing::WriteFileOrDie(tmp.path() + "/router.yaml",
@@ -61,7 +64,7 @@ class ErpRouter {
                             "  erp:\n"
                             "    type: erp\n"
                             "    base_url: " +
-                                sim.url() +
+                                base_url +
                                 "\n"
                                 "    request_timeout: " +
                                 request_timeout +
@@ -291,6 +294,92 @@ TEST(ErpEndToEnd, WrongCredentialsAreRetriedNotDeadLettered) {
   EXPECT_EQ(status.find("\"failed\""), std::string::npos) << status;
   EXPECT_EQ(router.Admin("GET", "/dlq?adapter=erp").find(id), std::string::npos);
   EXPECT_EQ(sim.Stat("created"), 0);
+}
+
+TEST(ErpEndToEnd, SapGatewayCsrfTokensAreFetchedKeptAndRenewedOnce) {
+  testing::TempDir tmp;
+  ErpSim sim(tmp);
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  sim.Control("csrf=1");
+  ErpRouter router(tmp, sim, "    profile: sap_odata\n    csrf_path: /api/\n");
+  ASSERT_TRUE(router.ready()) << router.log();
+  for (int r = 0; r < 5; ++r) router.Post(Event(r, 0));
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == 5; })) << sim.Stats();
+  EXPECT_EQ(sim.Stat("csrf_fetches"), 1);  // one token (and session) for every call
+  EXPECT_EQ(sim.Stat("csrf_refused"), 0);
+  sim.Control("csrf_rotate=1");  // the session ends: the next call is refused, once
+  for (int r = 5; r < 10; ++r) router.Post(Event(r, 0));
+  ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == 10; })) << sim.Stats();
+  EXPECT_EQ(sim.Stat("csrf_fetches"), 2);
+  EXPECT_GE(sim.Stat("csrf_refused"), 1);
+  EXPECT_EQ(router.Metric("dvrouter_erp_csrf_fetches_total"), 2);
+  EXPECT_EQ(router.Metric("dvrouter_delivery_retries_total{adapter=\"erp\"}"), 0)
+      << "a refused token is fetched again within the same call";
+  EXPECT_EQ(router.Admin("GET", "/dlq?adapter=erp"), "[]");
+}
+
+// The ERP behind HTTPS with a private CA: verified against `ca_file`, calls go through; without
+// it (the system's CAs) the certificate is refused, the calls are retried, none dead-lettered.
+TEST(ErpEndToEnd, HttpsWithAPrivateCaIsVerified) {
+  testing::TempDir tmp;
+  std::string error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(tmp.path(), "erp", &error)) << error;
+  ErpSim sim(tmp, {"--tls-cert", tmp.path() + "/erp.crt", "--tls-key", tmp.path() + "/erp.key"});
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  const std::string https = "https://127.0.0.1:" + std::to_string(sim.port());
+  {
+    testing::TempDir run;
+    ErpRouter router(run, https, "    ca_file: " + tmp.path() + "/erp.crt\n");
+    ASSERT_TRUE(router.ready()) << router.log();
+    for (int r = 0; r < 3; ++r) router.Post(Event(r, 0));
+    ASSERT_TRUE(testing::WaitFor([&] {
+      return router.Metric("dvrouter_deliveries_total{adapter=\"erp\",outcome=\"delivered\"}") == 3;
+    })) << router.log();
+  }
+  testing::TempDir run;
+  ErpRouter untrusted(run, https);
+  ASSERT_TRUE(untrusted.ready()) << untrusted.log();
+  const std::string id = untrusted.Post(Event(7, 0));
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return untrusted.Metric("dvrouter_deliveries_total{adapter=\"erp\",outcome=\"retryable\"}") >=
+           2;
+  }));
+  EXPECT_NE(untrusted.Status(id).find("certificate"), std::string::npos) << untrusted.Status(id);
+  EXPECT_EQ(untrusted.Metric("dvrouter_deliveries_total{adapter=\"erp\",outcome=\"delivered\"}"),
+            0);
+  EXPECT_EQ(untrusted.Admin("GET", "/dlq?adapter=erp"), "[]");
+}
+
+TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyOrADotSegmentIsPermanent) {
+  AdapterConfig c;
+  c.name = "erp";
+  c.type = "erp";
+  c.erp.base_url = "http://127.0.0.1:1";
+  ErpRequest q;
+  q.name = "orders";
+  q.path = "/api/orders/{{header.row_id}}";
+  q.body = "{}";
+  c.erp.requests = {q};
+  ErpAdapter erp(c, nullptr);
+  struct Results final : DeliveryDone {
+    std::vector<DeliveryResult> got;
+    void OnDelivered(std::span<const DeliveryResult> r) override { got.assign(r.begin(), r.end()); }
+  };
+  const std::string body = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
+  for (const char* row : {"", ".", ".."}) {
+    EventHeader h;
+    h.message_name = "Update";
+    h.primary_entity_name = "msdyn_agentstatus";
+    h.primary_entity_id = row;
+    Delivery d;
+    d.header = &h;
+    d.body = body;
+    Results results;
+    erp.Deliver(std::span<const Delivery>(&d, 1), &results);  // refused before any call
+    ASSERT_EQ(results.got.size(), 1u) << row;
+    EXPECT_EQ(results.got[0].outcome, DeliveryOutcome::kPermanent) << row;
+    EXPECT_NE(results.got[0].error.find("dot segment"), std::string::npos) << results.got[0].error;
+  }
 }
 
 TEST(ErpAdapterUnit, RetryAfterIsReadAsSecondsOrAnHttpDate) {

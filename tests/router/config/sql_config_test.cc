@@ -538,6 +538,9 @@ TEST(ErpConfig, AsyncJobs) {
   bad("      poll: {interval: 1ms}\n", "adapters.erp.async.poll.interval");
   bad("      poll: {url_pointer: statusUrl}\n", "adapters.erp.async.poll.url_pointer");
   bad("      webhook: x\n", "adapters.erp.async.webhook");
+  ExpectKeyError(Erp("    base_url: http://erp\n    profile: sap\n" + req), "adapters.erp.profile");
+  ExpectKeyError(Erp("    base_url: http://erp\n    profile: sap_odata\n    csrf_path: x\n" + req),
+                 "adapters.erp.csrf_path");
 }
 
 }  // namespace
