@@ -10,17 +10,12 @@
 #include <cmath>
 #include <ctime>
 
+#include "router/common/clock.h"
 #include "router/common/json.h"
 
 namespace dvrouter {
 
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr size_t kMaxErrorText = 2000;  // a "multiple lines of text" column's default size
 
@@ -28,19 +23,6 @@ enum WriteResult { kWritten, kNotFound, kThrottled, kRetried, kRejected, kSupers
 const char* kWriteResults[] = {"written", "not_found", "throttled",
                                "retried", "rejected",  "superseded"};
 constexpr size_t kRowsRemembered = 100'000;
-
-bool IsGuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 // What the service said: error.message of an OData error, else the start of the body.
 std::string ServiceMessage(int status, std::string_view body) {
@@ -201,7 +183,7 @@ bool DataverseAdapter::Pace() {
   std::unique_lock<std::mutex> lock(pace_mu_);
   for (;;) {
     if (stopping_) return false;
-    const int64_t now = NowMs();
+    const int64_t now = SteadyNowMs();
     const int64_t at = std::max(next_slot_ms_, paused_until_ms_);
     if (at <= now) {
       // Slots do not accumulate while idle beyond one second's worth of requests.
@@ -278,7 +260,7 @@ DeliveryResult DataverseAdapter::Execute(const Patch& patch) {
     if (after < 0) after = 5000;
     {
       std::lock_guard<std::mutex> lock(pace_mu_);  // every PATCH waits, not just this one
-      paused_until_ms_ = std::max(paused_until_ms_, NowMs() + after);
+      paused_until_ms_ = std::max(paused_until_ms_, SteadyNowMs() + after);
       next_slot_ms_ = std::max(next_slot_ms_, paused_until_ms_);  // no burst after the pause
     }
     r.outcome = DeliveryOutcome::kRetryable;

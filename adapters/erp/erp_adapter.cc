@@ -11,6 +11,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "router/common/clock.h"
 #include "router/common/json.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/dlq.h"
@@ -19,12 +20,6 @@
 namespace dvrouter {
 
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -356,7 +351,7 @@ void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
     url =
         (base->tls ? "https://" : "http://") + base->host + ":" + std::to_string(base->port) + url;
   }
-  const int64_t now = NowMs();
+  const int64_t now = SteadyNowMs();
   std::lock_guard<std::mutex> lock(poll_mu_);
   polls_.push_back(Poll{call.key, url, call.tmpl, now + static_cast<int64_t>(as.poll_interval_ms),
                         now + static_cast<int64_t>(as.poll_timeout_ms)});
@@ -367,7 +362,7 @@ void ErpAdapter::PollLoop() {
   const ErpAsync& as = config_.erp.async;
   std::unique_lock<std::mutex> lock(poll_mu_);
   while (!poll_stop_) {
-    int64_t now = NowMs();
+    int64_t now = SteadyNowMs();
     int64_t next = now + 1000;
     std::vector<Poll> due;
     for (size_t i = 0; i < polls_.size();) {
@@ -406,7 +401,7 @@ void ErpAdapter::PollLoop() {
           outcome = r;
         }
       }
-      now = NowMs();
+      now = SteadyNowMs();
       if (!outcome && now >= p.deadline_ms) {
         DeliveryResult r;
         r.outcome = DeliveryOutcome::kPermanent;
@@ -482,7 +477,7 @@ void ErpAdapter::Adapt(bool congested) {
   if (congested) {
     {
       std::lock_guard<std::mutex> lock(adapt_mu_);
-      const int64_t now = NowMs();
+      const int64_t now = SteadyNowMs();
       if (now - last_decrease_ms_ < 200) return;  // one decrease per burst of failures
       last_decrease_ms_ = now;
     }

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "router/common/clock.h"
 #include "router/common/json.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/cursor_store.h"
@@ -20,12 +21,6 @@
 namespace dvrouter {
 
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Table names come from the webhook body: keep them to safe path characters.
 std::string SafeSegment(std::string_view name) {
@@ -367,7 +362,7 @@ void LakeAdapter::WriterLoop() {
           cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
         } else {
           const int64_t due = first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms);
-          cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, due - NowMs())),
+          cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, due - SteadyNowMs())),
                        [&] { return !queue_.empty() || stopping_; });
         }
       }
@@ -379,7 +374,7 @@ void LakeAdapter::WriterLoop() {
     for (auto& p : work) {
       if (st.ok()) st = Write(*p);
       waiting_.push_back(std::move(p));
-      if (first_write_ms_ == 0) first_write_ms_ = NowMs();
+      if (first_write_ms_ == 0) first_write_ms_ = SteadyNowMs();
     }
     work.clear();
     for (const auto& [dir, f] : open_) big |= f.bytes >= config_.lake.roll_bytes;
@@ -389,7 +384,7 @@ void LakeAdapter::WriterLoop() {
       FailAll(st);
     } else if (!waiting_.empty() &&
                (big || stopping ||
-                NowMs() >= first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms))) {
+                SteadyNowMs() >= first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms))) {
       if (Status r = RollAll(); !r.ok()) {
         std::fprintf(stderr, "dvrouter: lake %s: %s (events will be retried)\n",
                      config_.lake.dir.c_str(), r.ToString().c_str());

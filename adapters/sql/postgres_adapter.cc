@@ -7,18 +7,14 @@
 #include <cstdlib>
 #include <map>
 
+#include "router/common/clock.h"
+
 namespace dvrouter {
 
 namespace {
 
 // PostgreSQL allows 65535 parameters per statement.
 constexpr size_t kMaxRowsPerStatement = 4096;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string Quote(const std::string& identifier) { return "\"" + identifier + "\""; }
 
@@ -480,7 +476,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
   bool fresh = false;  // connected for this job: a failure is not a stale pooled connection
   if (conn.pg == nullptr) {
     fresh = true;
-    const int64_t now = NowMs();
+    const int64_t now = SteadyNowMs();
     if (now < conn.retry_at_ms) {
       fail_all(DeliveryOutcome::kRetryable, "postgres unavailable: " + conn.last_error);
       return;
@@ -489,7 +485,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
     conn.pg = Connect(config_.sql, &error);
     if (conn.pg == nullptr) {
       conn.last_error = error;
-      conn.retry_at_ms = NowMs() + conn.backoff_ms;
+      conn.retry_at_ms = SteadyNowMs() + conn.backoff_ms;
       conn.backoff_ms = std::min<int64_t>(conn.backoff_ms * 2, 10'000);
       metrics_.Error(SqlErrorClass::kConnection);
       fail_all(DeliveryOutcome::kRetryable, "postgres connect: " + error);
@@ -541,7 +537,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
         error.starts_with("25P02")) {
       conn.Close();
       conn.last_error = error;
-      conn.retry_at_ms = NowMs() + conn.backoff_ms;
+      conn.retry_at_ms = SteadyNowMs() + conn.backoff_ms;
     }
     if (SqlErrorRetryable(cls) || conn.pg == nullptr) {
       for (const SqlRow* r : round) {
@@ -571,7 +567,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
       if (one_cls == SqlErrorClass::kConnection || PQstatus(conn.pg) == CONNECTION_BAD) {
         conn.Close();
         conn.last_error = one_error;
-        conn.retry_at_ms = NowMs() + conn.backoff_ms;
+        conn.retry_at_ms = SteadyNowMs() + conn.backoff_ms;
       }
       metrics_.Error(one_cls);
       job.results[r->index].outcome =

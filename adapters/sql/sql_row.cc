@@ -38,19 +38,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-bool IsGuid(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   const EventHeader& h = *d.header;
   out->op = SqlOp::kSkip;

@@ -90,9 +90,6 @@ bool SqlErrorRetryable(SqlErrorClass c);
 // From a PostgreSQL SQLSTATE ("40001"); an empty state means the connection failed.
 SqlErrorClass ClassifySqlState(std::string_view sqlstate);
 
-// Is `s` a canonical GUID (36 characters, hex and dashes)?
-bool IsGuid(std::string_view s);
-
 // The metrics both SQL adapters report, labelled by adapter.
 class SqlMetrics {
  public:

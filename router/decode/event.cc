@@ -1,5 +1,7 @@
 #include "router/decode/event.h"
 
+#include <cctype>
+
 #define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
 #include <xxhash.h>
 
@@ -52,6 +54,19 @@ EventKey EventHeader::DedupeKey() const {
   }
   XXH128_hash_t h = XXH3_128bits_digest(&state);
   return EventKey{h.high64, h.low64};
+}
+
+bool IsGuid(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace dvrouter

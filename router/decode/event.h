@@ -22,6 +22,9 @@ struct EventKey {
   std::string ToHex() const;
 };
 
+// Is `s` a GUID in its 36-character form (hex digits and dashes)?
+bool IsGuid(std::string_view s);
+
 // MessageName of status records (EventHeader::status_record).
 inline constexpr std::string_view kStatusMessage = "dvrouter.Status";
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "router/common/clock.h"
 #include "router/common/json.h"
 #include "router/partition/partition.h"
 
@@ -10,12 +11,6 @@ namespace dvrouter {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -169,7 +164,7 @@ void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState*
   call->append.key = call->header.DedupeKey();
   call->append.partition =
       PartitionOf(call->header.primary_entity_name, call->header.primary_entity_id, partitions_);
-  call->append.received_ms = NowMs();
+  call->append.received_ms = WallNowMs();
   call->append.header = &call->header;
   call->append.body = request.body();
   call->append.callback = call;

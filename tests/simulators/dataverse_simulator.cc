@@ -47,6 +47,7 @@
 #include "adapters/common/http_client.h"
 #include "router/common/json.h"
 #include "router/ingress/server.h"
+#include "tests/simulators/sim_main.h"
 
 namespace dvrouter::sim {
 namespace {
@@ -575,31 +576,8 @@ int Main(int argc, char** argv) {
   app.add_option("--webhook", o.webhook, "URL to post Update notifications of PATCHed rows to");
   app.add_option("--webhook-header", o.webhook_header, "NAME:VALUE sent with each notification");
   CLI11_PARSE(app, argc, argv);
-  Result<Endpoint> ep = ParseEndpoint(o.listen);
-  if (!ep.ok()) {
-    std::fprintf(stderr, "dataverse-sim: --listen: %s\n",
-                 std::string(ep.status().message()).c_str());
-    return 2;
-  }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  DataverseSim sim(o);
-  IoRuntime runtime(2);
-  runtime.Start();
-  HttpServer server(&runtime, &sim, HttpServerLimits{});
-  if (Status st = server.Listen(*ep); !st.ok()) {
-    std::fprintf(stderr, "dataverse-sim: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "dataverse-sim listening on %s:%u\n", ep->host.c_str(), server.port());
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.StopAccepting();
-  runtime.Stop();
-  return 0;
+  return RunSimulator("dataverse-sim", o.listen, "", "", HttpServerLimits{},
+                      [&] { return std::make_unique<DataverseSim>(o); });
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include "router/common/json.h"
 #include "router/delivery/dlq.h"
 #include "router/ingress/server.h"
+#include "tests/simulators/sim_main.h"
 
 namespace dvrouter::sim {
 namespace {
@@ -475,42 +476,10 @@ int Main(int argc, char** argv) {
   app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain: serve HTTPS");
   app.add_option("--tls-key", o.tls_key, "PEM private key for --tls-cert");
   CLI11_PARSE(app, argc, argv);
-  Result<Endpoint> ep = ParseEndpoint(o.listen);
-  if (!ep.ok()) {
-    std::fprintf(stderr, "erp-sim: --listen: %s\n", std::string(ep.status().message()).c_str());
-    return 2;
-  }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ErpSim sim(o);
-  IoRuntime runtime(2);
-  runtime.Start();
   HttpServerLimits limits;
   limits.max_connections = 100'000;
-  HttpServer server(&runtime, &sim, limits);
-  if (!o.tls_cert.empty()) {
-    TlsConfig tls;
-    tls.enabled = true;
-    tls.cert_file = o.tls_cert;
-    tls.key_file = o.tls_key;
-    if (Status st = server.EnableTls(tls); !st.ok()) {
-      std::fprintf(stderr, "erp-sim: %s\n", st.ToString().c_str());
-      return 1;
-    }
-  }
-  if (Status st = server.Listen(*ep); !st.ok()) {
-    std::fprintf(stderr, "erp-sim: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  std::fprintf(stderr, "erp-sim listening on %s:%u\n", ep->host.c_str(), server.port());
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.StopAccepting();
-  runtime.Stop();
-  return 0;
+  return RunSimulator("erp-sim", o.listen, o.tls_cert, o.tls_key, limits,
+                      [&] { return std::make_unique<ErpSim>(o); });
 }
 
 }  // namespace
