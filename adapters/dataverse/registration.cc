@@ -196,8 +196,10 @@ Status RegisterWebhook(const Config& config, WebApiClient* web, bool dry_run, st
 
   for (const RegistrationStep& st : rc.steps) {
     for (const std::string& message : st.messages) {
+      // The endpoint's name in the step's: two routers (staging, production) registered in one
+      // organization keep their own steps.
       const std::string step_name =
-          "dvrouter: " + st.table + " " + message + " " + std::to_string(st.stage);
+          rc.endpoint_name + ": " + st.table + " " + message + " " + std::to_string(st.stage);
       auto message_id = reg.Lookup("sdkmessages", "sdkmessageid", "name eq " + ODataString(message),
                                    "sdkmessageid:" + message);
       if (!message_id.ok()) return message_id.status();
@@ -235,8 +237,10 @@ Status RegisterWebhook(const Config& config, WebApiClient* web, bool dry_run, st
         const int type = im.type == "pre" ? 0 : im.type == "post" ? 1 : 2;
         const std::string image_body =
             "{\"name\":" + Quote(im.name) + ",\"entityalias\":" + Quote(im.name) +
-            ",\"imagetype\":" + std::to_string(type) +
-            ",\"messagepropertyname\":" + (message == "Create" ? "\"Id\"" : "\"Target\"") +
+            ",\"imagetype\":" + std::to_string(type) + ",\"messagepropertyname\":" +
+            (message == "Create"                                           ? "\"Id\""
+             : message == "SetState" || message == "SetStateDynamicEntity" ? "\"EntityMoniker\""
+                                                                           : "\"Target\"") +
             ",\"attributes\":" + Quote(Join(im.attributes)) +
             ",\"sdkmessageprocessingstepid@odata.bind\":\"/sdkmessageprocessingsteps(" + *step +
             ")\"}";

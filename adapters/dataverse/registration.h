@@ -4,9 +4,9 @@
 // "Authenticating the webhook"; deploy/DATAVERSE-REGISTRATION.md).
 //
 // Each object is looked up by name first (the endpoint by `endpoint_name`; a step by its name
-// "dvrouter: <table> <Message> <stage>"; an image by step and name): found, it is PATCHed to the
-// configured state; missing, it is POSTed. Running it twice changes nothing the second time. The
-// endpoint's authentication follows ingress.auth: webhook_key -> WebhookKey (4), http_header ->
+// "<endpoint_name>: <table> <Message> <stage>"; an image by step and name): found, it is PATCHed to
+// the configured state; missing, it is POSTed. Running it twice changes nothing the second time.
+// The endpoint's authentication follows ingress.auth: webhook_key -> WebhookKey (4), http_header ->
 // HttpHeader (5), http_query_string -> HttpQueryString (6), with the ingress secret.
 //
 // With dry_run no request is sent: the requests are printed, with ids not yet known shown as

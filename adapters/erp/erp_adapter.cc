@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 #include "router/common/clock.h"
@@ -20,6 +21,16 @@
 namespace dvrouter {
 
 namespace {
+
+constexpr size_t kMaxPolls = 100'000;  // jobs polled at once; more wait for their callback
+
+// scheme://authority of a URL (IPv6 literals kept as written).
+std::string Origin(const std::string& url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return url;
+  const size_t path = url.find('/', scheme + 3);
+  return path == std::string::npos ? url : url.substr(0, path);
+}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -344,18 +355,24 @@ void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
   } else {
     url = answer.Header("location");
   }
-  if (url.empty()) return;     // nothing to poll: a callback has to confirm it
-  if (url.starts_with("/")) {  // relative to the ERP's origin
-    Result<Url> base = ParseUrl(config_.erp.base_url);
-    if (!base.ok()) return;
-    url =
-        (base->tls ? "https://" : "http://") + base->host + ":" + std::to_string(base->port) + url;
-  }
+  if (url.empty()) return;  // nothing to poll: a callback has to confirm it
+  if (url.starts_with("/")) url = Origin(config_.erp.base_url) + url;  // relative to the ERP
   const int64_t now = SteadyNowMs();
   std::lock_guard<std::mutex> lock(poll_mu_);
+  if (polls_.size() >= kMaxPolls) {
+    std::fprintf(stderr,
+                 "dvrouter: adapters.%s: %zu jobs already polled; event %s waits for a callback\n",
+                 config_.name.c_str(), polls_.size(), call.event_id.c_str());
+    return;
+  }
   polls_.push_back(Poll{call.key, url, call.tmpl, now + static_cast<int64_t>(as.poll_interval_ms),
                         now + static_cast<int64_t>(as.poll_timeout_ms)});
   poll_cv_.notify_all();
+}
+
+bool ErpAdapter::StopRequested() {
+  std::lock_guard<std::mutex> lock(poll_mu_);
+  return poll_stop_;
 }
 
 void ErpAdapter::PollLoop() {
@@ -381,14 +398,21 @@ void ErpAdapter::PollLoop() {
     }
     lock.unlock();
     std::vector<Poll> again;
+    const std::string origin = Origin(config_.erp.base_url);
     for (Poll& p : due) {
+      if (StopRequested()) {  // the rest are answered by callbacks, or polled after a restart
+        again.push_back(std::move(p));
+        continue;
+      }
       std::optional<DeliveryResult> outcome;
       ClientRequest req;
       req.method = "GET";
       req.url = p.url;
       std::string token;
-      AuthHeaders(&req, &token);
-      if (!token.empty() || config_.erp.auth.mode != "oauth2") {
+      // The ERP's credentials go to the ERP only, not to any host a 202 answer names.
+      const bool own = p.url.starts_with(origin + "/");
+      if (own) AuthHeaders(&req, &token);
+      if (!own || !token.empty() || config_.erp.auth.mode != "oauth2") {
         Result<ClientResponse> res = http_.Send(req);
         if (res.ok() && res->status == 200) {
           outcome = JobOutcome(as, p.tmpl->request->capture, res->body);
@@ -410,9 +434,12 @@ void ErpAdapter::PollLoop() {
       }
       if (outcome && sink_ != nullptr) {
         const Status st = sink_->Confirm(p.key, *outcome);
-        // Not processing yet (the engine has not applied the 202): ask again next round.
-        if (st.code() == StatusCode::kFailedPrecondition || st.code() == StatusCode::kUnavailable) {
-          outcome.reset();
+        if (st.code() == StatusCode::kNotFound) {
+          // Forgotten by the status table or the journal: nothing can take this outcome now.
+          std::fprintf(stderr, "dvrouter: adapters.%s: job outcome for event %s dropped: %s\n",
+                       config_.name.c_str(), p.key.ToHex().c_str(), st.ToString().c_str());
+        } else if (!st.ok()) {
+          outcome.reset();  // not applied (e.g. the DLQ could not be written): poll again
         }
       }
       if (!outcome) {

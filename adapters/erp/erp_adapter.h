@@ -109,6 +109,7 @@ class ErpAdapter final : public Adapter {
   Status CsrfHeaders(ClientRequest* req, const std::string& stale, std::string* used);
   void StartPoll(const Call& call, const ClientResponse& answer);
   void PollLoop();
+  bool StopRequested();
 
   AdapterConfig config_;
   std::vector<Compiled> templates_;

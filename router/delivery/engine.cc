@@ -320,6 +320,25 @@ struct DeliveryEngine::Impl {
   Status ConfirmEvent(size_t a, const EventKey& key, const DeliveryResult& result);
   std::vector<std::unique_ptr<Confirmer>> confirmers;
   std::mutex confirm_mu;  // one confirmation at a time: a repeated callback sees the first's effect
+  // Confirmations that came before the sink's 202 was applied (a callback racing the answer to
+  // the call itself): applied when that answer arrives. Bounded; oldest dropped first.
+  std::mutex early_mu;
+  std::unordered_map<std::string, DeliveryResult> early;
+  std::deque<std::string> early_order;
+  std::atomic<size_t> early_count{0};
+  static std::string EarlyKey(size_t a, const EventKey& key) {
+    return std::to_string(a) + ":" + key.ToHex();
+  }
+  std::optional<DeliveryResult> TakeEarly(size_t a, const EventKey& key) {
+    if (early_count.load(std::memory_order_acquire) == 0) return std::nullopt;
+    std::lock_guard<std::mutex> lock(early_mu);
+    auto it = early.find(EarlyKey(a, key));
+    if (it == early.end()) return std::nullopt;
+    DeliveryResult r = std::move(it->second);
+    early.erase(it);
+    early_count.store(early.size(), std::memory_order_release);
+    return r;
+  }
   prometheus::Family<prometheus::Counter>* confirmations = nullptr;
 
   void EmitStatus(size_t a, const EventKey& key, uint64_t seq, uint32_t partition,
@@ -782,10 +801,13 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     lane.window.push_back(std::move(e));
     lane.waiting.insert(view.handle.seq);
     w->channels[a]->dirty = true;
-    status.Update(view.key, view.handle.seq, a, [&](AdapterStatus& s) {
-      s.state = EventState::kPending;
-      s.updated_ms = now;
-    });
+    status.Update(
+        view.key, view.handle.seq, a,
+        [&](AdapterStatus& s) {
+          s.state = EventState::kPending;
+          s.updated_ms = now;
+        },
+        &view.handle);
   }
 }
 
@@ -1135,16 +1157,35 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     // A replay's status records differ from the original run's (their dedupe keys).
     const uint64_t generation = item ? static_cast<uint64_t>(item->first_attempt_ms) : 0;
     std::string reason;
+    if (result.outcome == DeliveryOutcome::kProcessing) {
+      if (std::optional<DeliveryResult> confirmed = TakeEarly(a, key)) {
+        // Confirmed already (its callback came first): processing, then that outcome at once.
+        set_status(EventState::kProcessing, "", result.answer);
+        EmitStatus(a, key, seq, partition, header, EventState::kProcessing, attempts, generation,
+                   "", result.answer);
+        result = std::move(*confirmed);
+        if (confirmations) {
+          confirmations
+              ->Add({{"adapter", adapters[a].config.name},
+                     {"outcome",
+                      result.outcome == DeliveryOutcome::kDelivered ? "completed" : "failed"}})
+              .Increment();
+        }
+        if (result.outcome == DeliveryOutcome::kPermanent) last_error = result.error;
+      }
+    }
     switch (result.outcome) {
       case DeliveryOutcome::kDelivered:
       case DeliveryOutcome::kProcessing: {
         const bool processing = result.outcome == DeliveryOutcome::kProcessing;
         m.outcome[processing ? 1 : 0] ? m.outcome[processing ? 1 : 0]->Increment() : void();
-        set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
-                   result.answer);
+        // The record first: a confirmation (which needs the status processing) then always
+        // comes after it in the status order.
         EmitStatus(a, key, seq, partition, header,
                    processing ? EventState::kProcessing : EventState::kCompleted, attempts,
                    generation, "", result.answer);
+        set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
+                   result.answer);
         if (e) e->state = EntryState::kDone;
         if (item) {
           if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);
@@ -1432,6 +1473,19 @@ Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
   if (as.state == EventState::kCompleted || as.state == EventState::kFailed) {
     return Status::Ok();  // confirmed already: a repeated callback changes nothing
   }
+  if (as.state == EventState::kPending || as.state == EventState::kSubmitted) {
+    // The call is in flight (or waits for a retry): the sink confirmed before its answer to the
+    // call came back. Kept until that answer says processing.
+    std::lock_guard<std::mutex> early_lock(early_mu);
+    const std::string k = EarlyKey(a, key);
+    if (early.insert_or_assign(k, result).second) early_order.push_back(k);
+    while (early_order.size() > 10'000) {
+      early.erase(early_order.front());
+      early_order.pop_front();
+    }
+    early_count.store(early.size(), std::memory_order_release);
+    return Status::Ok();
+  }
   if (as.state != EventState::kProcessing) {
     return FailedPrecondition("event " + key.ToHex() + " is " +
                               std::string(EventStateName(as.state)) + " at adapter " +
@@ -1442,18 +1496,29 @@ Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
   EventHeader header;
   uint32_t partition = 0;
   bool found = false;
-  Status scan = journal->Scan(st->seq, [&](const RecordView& v) {
-    if (v.handle.seq == st->seq && v.key == key) {
-      found = true;
-      header = *v.header;
-      partition = v.handle.partition;
-      journal::FrameMeta meta{v.handle.seq, v.received_ms, v.key, v.handle.partition};
-      journal::EncodeFramePrefix(meta, header, v.body, &frame);
-      frame.append(v.body);
-    }
-    return false;
-  });
-  if (!scan.ok()) return scan;
+  auto take = [&](const RecordView& v) {
+    if (v.handle.seq != st->seq || !(v.key == key)) return;
+    found = true;
+    header = *v.header;
+    partition = v.handle.partition;
+    journal::FrameMeta meta{v.handle.seq, v.received_ms, v.key, v.handle.partition};
+    journal::EncodeFramePrefix(meta, header, v.body, &frame);
+    frame.append(v.body);
+  };
+  if (st->handle.length != 0) {  // one read where the record is (any thread)
+    std::string buffer;
+    EventHeader h;
+    RecordView v;
+    Status read = journal->Read(st->handle, &buffer, &h, &v);
+    if (!read.ok()) return read;
+    take(v);
+  } else {  // a replayed event: scan from its sequence
+    Status scan = journal->Scan(st->seq, [&](const RecordView& v) {
+      take(v);
+      return false;
+    });
+    if (!scan.ok()) return scan;
+  }
   if (!found) return NotFound("event " + key.ToHex() + " is no longer in the journal");
   const int64_t now = opt.now_ms();
   if (failed) {
@@ -1479,9 +1544,11 @@ Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
     if (!result.error.empty()) s.last_error = result.error;
     if (!result.answer.empty()) s.answer = result.answer;
   });
+  // Its own identity (generation: the confirmation's time): a replayed job's confirmation must
+  // not be taken for the original run's record and dropped as a duplicate.
   EmitStatus(a, key, st->seq, partition, header,
-             failed ? EventState::kFailed : EventState::kCompleted, as.attempts, 0, result.error,
-             result.answer);
+             failed ? EventState::kFailed : EventState::kCompleted, as.attempts,
+             static_cast<uint64_t>(now), result.error, result.answer);
   if (confirmations) {
     confirmations
         ->Add({{"adapter", adapters[a].config.name}, {"outcome", failed ? "failed" : "completed"}})

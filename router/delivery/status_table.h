@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "router/decode/event.h"
+#include "router/journal/journal.h"
 
 namespace dvrouter {
 
@@ -34,6 +35,7 @@ struct AdapterStatus {
 
 struct EventStatus {
   uint64_t seq = 0;
+  RecordHandle handle;                  // where the record is (length 0: not known)
   std::vector<AdapterStatus> adapters;  // indexed like the engine's adapters
 };
 
@@ -42,8 +44,10 @@ class StatusTable {
   StatusTable(size_t capacity, size_t adapters);
 
   // Creates the record if missing (every adapter pending), then applies fn to adapter a's status.
+  // `handle`, when given, records where the event is in the journal.
   template <typename Fn>
-  void Update(const EventKey& key, uint64_t seq, size_t adapter, Fn&& fn) {
+  void Update(const EventKey& key, uint64_t seq, size_t adapter, Fn&& fn,
+              const RecordHandle* handle = nullptr) {
     if (capacity_ == 0) return;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
@@ -59,6 +63,7 @@ class StatusTable {
       it = s.map.find(key);
       if (it == s.map.end()) return;
     }
+    if (handle != nullptr) it->second.handle = *handle;
     fn(it->second.adapters[adapter]);
   }
 

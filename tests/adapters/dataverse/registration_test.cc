@@ -117,9 +117,9 @@ TEST(Register, ADryRunPrintsTheRequestsAndSendsNothing) {
   EXPECT_NE(r.output.find("\"contract\":8,\"authtype\":5,\"authvalue\":\"***\""), std::string::npos)
       << r.output;
   EXPECT_EQ(r.output.find("hook-s3cret"), std::string::npos) << "the secret was printed";
-  EXPECT_NE(r.output.find("\"name\":\"dvrouter: salesorder Update 40\""), std::string::npos);
+  EXPECT_NE(r.output.find("\"name\":\"dvrouter-test: salesorder Update 40\""), std::string::npos);
   EXPECT_NE(r.output.find("\"filteringattributes\":\"statuscode,totalamount\""), std::string::npos);
-  EXPECT_NE(r.output.find("\"name\":\"dvrouter: account Delete 40\",\"description\":"
+  EXPECT_NE(r.output.find("\"name\":\"dvrouter-test: account Delete 40\",\"description\":"
                           "\"Sends the event to dvrouter\",\"stage\":40,\"mode\":0"),
             std::string::npos)
       << r.output;

@@ -225,13 +225,18 @@ TEST(WritebackEndToEnd, RowsGoFromPendingSubmissionToSubmittedToCompletedWithThe
       << sims.erp.Stats();
   EXPECT_EQ(sims.erp.Stat("created"), kRows);
   EXPECT_EQ(sims.erp.Stat("requests"), 2 * kRows);
-  ASSERT_NE(router.Admin("POST", "/replay?adapter=crm&from=1&to=" + std::to_string(4 * kRows))
-                .find("replaying"),
+  auto crm_delivered = [&] {
+    return router.Metric("dvrouter_deliveries_total{adapter=\"crm\",outcome=\"delivered\"}");
+  };
+  // The ERP's replay recorded a submission and a completion per event again.
+  ASSERT_TRUE(testing::WaitFor([&] { return crm_delivered() == 4 * kRows; })) << router.log();
+  ASSERT_NE(router.Admin("POST", "/replay?adapter=crm&from=1&to=100000").find("replaying"),
             std::string::npos);
-  ASSERT_TRUE(testing::WaitFor([&] {
-    return router.Metric(
-               "dvrouter_dataverse_writes_total{adapter=\"crm\",result=\"superseded\"}") >= 1;
-  })) << router.log();
+  // All 4 statuses per row again: only each row's newest is written, the older three are
+  // dropped as older than what the row shows.
+  ASSERT_TRUE(testing::WaitFor([&] { return crm_delivered() == 8 * kRows; })) << router.log();
+  EXPECT_EQ(router.Metric("dvrouter_dataverse_writes_total{adapter=\"crm\",result=\"superseded\"}"),
+            3 * kRows);
   for (int r = 0; r < kRows; ++r) EXPECT_EQ(sims.RowStatus(r), kCompleted);
 }
 
@@ -457,6 +462,30 @@ TEST(WritebackEndToEnd, JobsConfirmedByCallbackShowProcessingThenCompleted) {
   EXPECT_EQ(router.Callback(target, R"({"status":"processing"})", "callback-secret").status, 400);
   EXPECT_EQ(router.Callback(target, "", "callback-secret", "GET").status, 405);
   EXPECT_EQ(router.Callback("/callbacks/erp", done, "callback-secret").status, 404);
+}
+
+// The ERP calls back before its 202 answer reaches dvrouter (the job was instant, the answer
+// slow): the confirmation is kept and applied when the 202 arrives, never refused.
+TEST(WritebackEndToEnd, ACallbackThatOvertakesThe202IsAppliedWhenTheAnswerArrives) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  ASSERT_TRUE(sims.ready());
+  ::setenv("DVROUTER_CB_TEST_SECRET", "callback-secret", 1);
+  WritebackRouter router(tmp, sims, true, kCallbacks);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sims.erp.Control("async=1&job_ms=0&callback=1&latency_ms=300");
+  for (int r = 0; r < 3; ++r) sims.SeedRow(r);
+  for (int r = 0; r < 3; ++r) router.Post(Event(r, 0));
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }))
+        << sims.RowJson(r) << sims.erp.Stats();
+    EXPECT_EQ(sims.StatusesWritten(r), (std::vector<int>{kSubmitted, kProcessing, kCompleted}));
+  }
+  EXPECT_EQ(sims.erp.Stat("callbacks_sent"), 3);
+  EXPECT_EQ(sims.erp.Stat("callbacks_refused"), 0) << "a callback was refused (409) and resent";
+  EXPECT_EQ(
+      router.Metric("dvrouter_delivery_confirmations_total{adapter=\"erp\",outcome=\"completed\"}"),
+      3);
 }
 
 TEST(WritebackEndToEnd, JobsConfirmedByPollingTheStatusUrl) {
