@@ -1,5 +1,8 @@
 #include "router/app/app.h"
 
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
 #include <sys/stat.h>
 
 #include <atomic>
@@ -122,10 +125,33 @@ class EngineAdmin final : public AdminOperations {
 // engine applies it to the event (status, write-back, DLQ).
 class EngineCallbacks final : public CallbackOperations {
  public:
-  EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters)
-      : engine_(engine), adapters_(adapters) {}
+  EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
+                  prometheus::Registry* registry)
+      : engine_(engine), adapters_(adapters) {
+    auto& family = prometheus::BuildCounter()
+                       .Name("dvrouter_callbacks_total")
+                       .Help("Callbacks from sinks (POST /callbacks/...) by result")
+                       .Register(*registry);
+    int k = 0;
+    for (const char* result : {"confirmed", "unauthorized", "not_found", "bad_request", "error"}) {
+      counts_[k++] = &family.Add({{"result", result}});  // exported at 0 from the start
+    }
+  }
   HttpResponse Callback(std::string_view adapter, std::string_view event_id,
                         std::string_view authorization, std::string_view body) override {
+    HttpResponse r = Apply(adapter, event_id, authorization, body);
+    const int k = r.status == 200   ? 0
+                  : r.status == 401 ? 1
+                  : r.status == 404 ? 2
+                  : r.status == 400 ? 3
+                                    : 4;
+    counts_[k]->Increment();
+    return r;
+  }
+
+ private:
+  HttpResponse Apply(std::string_view adapter, std::string_view event_id,
+                     std::string_view authorization, std::string_view body) {
     Adapter* a = nullptr;
     for (const auto& x : *adapters_) {
       if (x->name() == adapter) a = x.get();
@@ -141,9 +167,9 @@ class EngineCallbacks final : public CallbackOperations {
     return r;
   }
 
- private:
   DeliveryEngine* engine_;
   const std::vector<std::unique_ptr<Adapter>>* adapters_;
+  prometheus::Counter* counts_[5] = {};
 };
 
 }  // namespace
@@ -258,7 +284,8 @@ Status App::Start() {
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
   m.admin.set_operations(m.engine_admin.get());
-  m.engine_callbacks = std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters);
+  m.engine_callbacks =
+      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics.registry());
   m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
 

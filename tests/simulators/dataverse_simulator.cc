@@ -15,7 +15,7 @@
 //                                      generically; POST answers 201 with the row (as with
 //                                      Prefer: return=representation). sdkmessages holds Create,
 //                                      Update, Delete, Assign and SetState; sdkmessagefilters a
-//                                      row for every (message, table) asked for.
+//                                      row for every message on each --tables table.
 //   POST /_rows?set=S&table=T&id=G     seeds a row (body: its columns as a JSON object);
 //   GET  /_rows?set=S&id=G             reads one without a token.
 //   GET  /_patches, GET /_stats        the PATCH log and counters, as JSON.
@@ -33,6 +33,7 @@
 #include <simdjson.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -65,6 +66,9 @@ struct Options {
   std::string app_user = "9f3c1d2e-0000-4000-8000-00000000a001";
   std::string webhook;
   std::string webhook_header;
+  // Tables the organization has: sdkmessagefilters exist for these only.
+  std::vector<std::string> tables = {"account",           "contact",     "incident",
+                                     "msdyn_agentstatus", "opportunity", "salesorder"};
 };
 
 HttpResponse Json(int status, std::string body) {
@@ -455,6 +459,7 @@ class DataverseSim final : public HttpHandler {
       table = table.substr(0, table.find('\''));
     }
     if (message.empty() || table.empty()) return;
+    if (std::find(o_.tables.begin(), o_.tables.end(), table) == o_.tables.end()) return;
     auto& rows = collections_["sdkmessagefilters"];
     for (const Columns& c : rows) {
       if (Unquote(c.at("_sdkmessageid_value")) == message &&
@@ -575,6 +580,7 @@ int Main(int argc, char** argv) {
   app.add_option("--app-user", o.app_user, "the user id the client's changes are made as");
   app.add_option("--webhook", o.webhook, "URL to post Update notifications of PATCHed rows to");
   app.add_option("--webhook-header", o.webhook_header, "NAME:VALUE sent with each notification");
+  app.add_option("--tables", o.tables, "the organization's tables (logical names)")->delimiter(',');
   CLI11_PARSE(app, argc, argv);
   return RunSimulator("dataverse-sim", o.listen, "", "", HttpServerLimits{},
                       [&] { return std::make_unique<DataverseSim>(o); });

@@ -182,5 +182,19 @@ TEST(Register, RefusedCredentialsFailWithTheServicesAnswer) {
   EXPECT_EQ(sim.Stat("registrations"), 0);
 }
 
+TEST(Register, AStepOnATableTheOrganizationLacksFailsAndSaysSo) {
+  testing::TempDir tmp;
+  testing::SimProcess sim(DVROUTER_DATAVERSE_SIM, "dataverse-sim", tmp,
+                          {"--client", "dvrouter:reg-s3cret", "--tables", "account,contact"});
+  ASSERT_TRUE(sim.ready()) << sim.log();
+  ::setenv("DVROUTER_REG_TEST_SECRET", "reg-s3cret", 1);
+  WriteConfig(tmp, sim, "DVROUTER_REG_TEST_SECRET", "statuscode");  // salesorder steps
+  const RegisterRun r = Register(tmp, false, 1);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("message Create is not available on table salesorder"), std::string::npos)
+      << r.output;
+  EXPECT_EQ(Count(Rows(sim, "sdkmessageprocessingsteps"), "\"sdkmessageprocessingstepid\""), 0u);
+}
+
 }  // namespace
 }  // namespace dvrouter

@@ -462,6 +462,8 @@ TEST(WritebackEndToEnd, JobsConfirmedByCallbackShowProcessingThenCompleted) {
   EXPECT_EQ(router.Callback(target, R"({"status":"processing"})", "callback-secret").status, 400);
   EXPECT_EQ(router.Callback(target, "", "callback-secret", "GET").status, 405);
   EXPECT_EQ(router.Callback("/callbacks/erp", done, "callback-secret").status, 404);
+  EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"unauthorized\"}"), 1);
+  EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"bad_request\"}"), 2);
 }
 
 // The ERP calls back before its 202 answer reaches dvrouter (the job was instant, the answer
