@@ -6,24 +6,29 @@
 // on --hot-records hot rows); --duplicates resends earlier events. Open loop (--rate R): request
 // i is due at start + i/R and its latency is measured from that due time, so a stalled server
 // shows up in the percentiles instead of silently slowing the sender (no coordinated omission).
-// Closed loop (--rate 0): each connection sends as fast as answers come back. Blocking sockets,
-// one thread per connection; only loopback or addresses you give it.
+// Closed loop (--rate 0): each connection sends as fast as answers come back. Non-blocking
+// sockets driven by epoll, --threads threads (default 1) sharing the connections, so the load
+// generator costs the machine few context switches; only loopback or addresses you give it.
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -43,6 +48,7 @@ struct Options {
   double duration_s = 10;
   uint64_t requests = 0;  // 0 = until duration
   int connections = 16;
+  int threads = 1;
   std::vector<std::string> bodies;
   uint64_t records = 100'000;
   double hot_share = 0.0;
@@ -84,13 +90,18 @@ uint64_t Mix(uint64_t x) {  // splitmix64: a cheap, good-enough deterministic ha
   return x ^ (x >> 31);
 }
 
+void WriteHex(uint64_t v, int digits, char* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = digits - 1; i >= 0; --i, v >>= 4) out[i] = kHex[v & 0xf];
+}
+
+// 36 characters: xxxxxxxx-xxxx-4000-8000-xxxxxxxxxxxx (no snprintf: this runs per request).
 void WriteGuid(uint64_t kind, uint64_t n, char* out) {
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%08llx-%04llx-4000-8000-%012llx",
-                static_cast<unsigned long long>(Mix(kind) & 0xffffffffu),
-                static_cast<unsigned long long>(kind & 0xffff),
-                static_cast<unsigned long long>(n & 0xffffffffffffull));
-  std::memcpy(out, buf, 36);
+  WriteHex(Mix(kind) & 0xffffffffu, 8, out);
+  out[8] = '-';
+  WriteHex(kind & 0xffff, 4, out + 9);
+  std::memcpy(out + 13, "-4000-8000-", 11);
+  WriteHex(n & 0xffffffffffffull, 12, out + 24);
 }
 
 // A body with the positions of every copy of its operation id and row id.
@@ -174,99 +185,297 @@ struct ThreadStats {
   uint64_t sent = 0;
 };
 
-class Connection {
+// One keep-alive connection, driven by its thread's epoll loop. A request is written with
+// writev (head and body), its answer parsed by Content-Length; "Connection: close" or any
+// error closes the socket, and the next request on this slot reconnects.
+struct Connection {
+  int fd = -1;
+  bool connecting = false;
+  bool busy = false;
+  bool want_write = false;
+  uint64_t index = 0;
+  Clock::time_point due, sent;
+  std::string head, body;
+  size_t written = 0;
+  std::string in;
+};
+
+class Worker {
  public:
-  Connection(const Target& t, int timeout_ms) : target_(t), timeout_ms_(timeout_ms) {}
-  ~Connection() { Close(); }
-  void Close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-    buf_.clear();
+  Worker(const Options& opt, const Target& target, const Workload& w, const std::string& extra,
+         const sockaddr_storage& addr, socklen_t addr_len, int id, int threads, int connections,
+         Clock::time_point start, Clock::time_point deadline, std::atomic<uint64_t>* next)
+      : opt_(opt),
+        target_(target),
+        w_(w),
+        extra_(extra),
+        addr_(addr),
+        addr_len_(addr_len),
+        threads_(threads),
+        conns_(static_cast<size_t>(connections)),
+        start_(start),
+        deadline_(deadline),
+        next_(next),
+        next_open_(static_cast<uint64_t>(id)) {}
+  ~Worker() {
+    for (auto& c : conns_) CloseConn(c);
+    if (ep_ >= 0) ::close(ep_);
   }
-  // Returns the status, 0 on failure; *dup set when the answer says "duplicate".
-  int Exchange(const std::string& head, const std::string& body, bool* dup) {
-    if (fd_ < 0 && !Connect()) return 0;
-    iovec iov[2] = {{const_cast<char*>(head.data()), head.size()},
-                    {const_cast<char*>(body.data()), body.size()}};
-    size_t left = head.size() + body.size();
-    int idx = 0;
-    while (left > 0) {
-      ssize_t n = ::writev(fd_, iov + idx, 2 - idx);
-      if (n <= 0) return Fail();
-      left -= static_cast<size_t>(n);
-      size_t k = static_cast<size_t>(n);
-      while (idx < 2 && k >= iov[idx].iov_len) k -= iov[idx++].iov_len;
-      if (idx < 2) {
-        iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + k;
-        iov[idx].iov_len -= k;
+
+  ThreadStats& stats() { return s_; }
+
+  void Run() {
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) {
+      std::perror("loadgen: epoll_create1");
+      return;
+    }
+    for (size_t i = 0; i < conns_.size(); ++i) idle_.push_back(i);
+    const bool open = opt_.rate > 0;
+    const double interval_ns = open ? 1e9 / opt_.rate : 0;
+    epoll_event events[256];
+    auto last_scan = Clock::now();
+    for (;;) {
+      auto now = Clock::now();
+      if (open) {
+        // Request i is due at start + i/rate; this thread takes every threads-th one.
+        for (;;) {
+          if (opt_.requests > 0 && next_open_ >= opt_.requests) break;
+          const auto due = start_ + std::chrono::nanoseconds(static_cast<int64_t>(
+                                        interval_ns * static_cast<double>(next_open_)));
+          if (due >= deadline_) {
+            open_done_ = true;
+            break;
+          }
+          if (due > now) {
+            next_due_ = due;
+            break;
+          }
+          waiting_.push_back({next_open_, due});
+          next_open_ += static_cast<uint64_t>(threads_);
+        }
+        if (opt_.requests > 0 && next_open_ >= opt_.requests) open_done_ = true;
+        while (!waiting_.empty() && !idle_.empty()) {
+          const auto [index, due] = waiting_.front();
+          waiting_.pop_front();
+          Start(TakeIdle(), index, due);
+        }
+      } else {
+        while (!closed_done_ && !idle_.empty()) {
+          if (now >= deadline_) {
+            closed_done_ = true;
+            break;
+          }
+          const uint64_t i = next_->fetch_add(1);
+          if (opt_.requests > 0 && i >= opt_.requests) {
+            closed_done_ = true;
+            break;
+          }
+          Start(TakeIdle(), i, now);
+          now = Clock::now();
+        }
+      }
+      const bool done_scheduling = open ? open_done_ && waiting_.empty() : closed_done_;
+      if (done_scheduling && idle_.size() == conns_.size()) break;
+
+      int wait_ms = 50;
+      if (open && !open_done_) {
+        const auto until = std::chrono::ceil<std::chrono::milliseconds>(next_due_ - now).count();
+        wait_ms = static_cast<int>(std::clamp<int64_t>(until, 0, 50));
+      } else if (!open && !closed_done_ && !idle_.empty()) {
+        wait_ms = 0;
+      }
+      const int n = ::epoll_wait(ep_, events, 256, wait_ms);
+      if (n < 0 && errno != EINTR) {
+        std::perror("loadgen: epoll_wait");
+        return;
+      }
+      for (int k = 0; k < n; ++k) {
+        Connection& c = conns_[events[k].data.u32];
+        if (!c.busy) continue;
+        if (events[k].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+          if (c.connecting) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            ::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) {
+              Finish(c, 0, false);
+              continue;
+            }
+            c.connecting = false;
+          }
+          if (c.written < c.head.size() + c.body.size() && !Write(c)) continue;
+        }
+        if (events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) Read(c);
+      }
+      now = Clock::now();
+      if (now - last_scan >= std::chrono::milliseconds(20)) {
+        last_scan = now;
+        for (auto& c : conns_) {
+          if (c.busy && now - c.sent > std::chrono::milliseconds(opt_.timeout_ms)) {
+            Finish(c, 0, false);
+          }
+        }
       }
     }
-    size_t end;
-    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Fill()) return Fail();
-    }
-    int status = buf_.size() > 12 ? std::atoi(buf_.c_str() + 9) : 0;
-    size_t length = 0;
-    bool close = false;
-    for (size_t pos = buf_.find("\r\n") + 2; pos < end;) {
-      size_t next = buf_.find("\r\n", pos);
-      std::string line = buf_.substr(pos, next - pos);
-      for (auto& c : line) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (line.rfind("content-length:", 0) == 0)
-        length = std::strtoul(line.c_str() + 15, nullptr, 10);
-      if (line.rfind("connection:", 0) == 0 && line.find("close") != std::string::npos)
-        close = true;
-      pos = next + 2;
-    }
-    while (buf_.size() < end + 4 + length) {
-      if (!Fill()) return Fail();
-    }
-    static constexpr std::string_view kDuplicate = "{\"status\":\"duplicate\"";
-    *dup = length >= kDuplicate.size() &&
-           std::string_view(buf_).substr(end + 4, kDuplicate.size()) == kDuplicate;
-    buf_.erase(0, end + 4 + length);
-    if (close) Close();
-    return status;
   }
 
  private:
-  bool Connect() {
-    addrinfo hints{}, *res = nullptr;
-    hints.ai_socktype = SOCK_STREAM;
-    if (::getaddrinfo(target_.host.c_str(), std::to_string(target_.port).c_str(), &hints, &res) !=
-        0) {
-      return false;
-    }
-    fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok = fd_ >= 0 && ::connect(fd_, res->ai_addr, res->ai_addrlen) == 0;
-    ::freeaddrinfo(res);
-    if (!ok) {
-      Close();
-      return false;
-    }
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    timeval tv{timeout_ms_ / 1000, (timeout_ms_ % 1000) * 1000};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return true;
-  }
-  bool Fill() {
-    char tmp[16384];
-    ssize_t n = ::recv(fd_, tmp, sizeof(tmp), 0);
-    if (n <= 0) return false;
-    buf_.append(tmp, static_cast<size_t>(n));
-    return true;
-  }
-  int Fail() {
-    Close();
-    return 0;
+  size_t TakeIdle() {
+    const size_t i = idle_.back();
+    idle_.pop_back();
+    return i;
   }
 
-  Target target_;
-  int timeout_ms_;
-  int fd_ = -1;
-  std::string buf_;
+  void Start(size_t slot, uint64_t index, Clock::time_point due) {
+    Connection& c = conns_[slot];
+    c.busy = true;
+    c.index = index;
+    c.due = due;
+    c.sent = Clock::now();
+    w_.Build(w_.EventFor(index), &c.body);
+    c.head = "POST " + target_.path + " HTTP/1.1\r\nHost: " + target_.host +
+             "\r\nContent-Type: application/json\r\n" + extra_ +
+             "Content-Length: " + std::to_string(c.body.size()) + "\r\n\r\n";
+    c.written = 0;
+    if (c.fd < 0) {
+      c.fd = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+      if (c.fd < 0) {
+        Finish(c, 0, false);
+        return;
+      }
+      int one = 1;
+      ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT;
+      ev.data.u32 = static_cast<uint32_t>(slot);
+      c.want_write = true;
+      if (::epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+        Finish(c, 0, false);
+        return;
+      }
+      if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) != 0) {
+        if (errno != EINPROGRESS) {
+          Finish(c, 0, false);
+          return;
+        }
+        c.connecting = true;
+        return;  // the write starts when the connection is up
+      }
+    }
+    Write(c);
+  }
+
+  // Writes what the socket takes; false when the connection failed.
+  bool Write(Connection& c) {
+    const size_t total = c.head.size() + c.body.size();
+    while (c.written < total) {
+      iovec iov[2];
+      int cnt = 0;
+      if (c.written < c.head.size()) {
+        iov[cnt++] = {c.head.data() + c.written, c.head.size() - c.written};
+        iov[cnt++] = {c.body.data(), c.body.size()};
+      } else {
+        const size_t off = c.written - c.head.size();
+        iov[cnt++] = {c.body.data() + off, c.body.size() - off};
+      }
+      const ssize_t n = ::writev(c.fd, iov, cnt);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {
+        Finish(c, 0, false);
+        return false;
+      }
+      c.written += static_cast<size_t>(n);
+    }
+    SetWantWrite(c, c.written < total);
+    return true;
+  }
+
+  void SetWantWrite(Connection& c, bool want) {
+    if (c.want_write == want) return;
+    c.want_write = want;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (want ? EPOLLOUT : 0u);
+    ev.data.u32 = static_cast<uint32_t>(&c - conns_.data());
+    ::epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+  }
+
+  void Read(Connection& c) {
+    char tmp[16384];
+    for (;;) {
+      const ssize_t n = ::recv(c.fd, tmp, sizeof(tmp), 0);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) {
+        Finish(c, 0, false);
+        return;
+      }
+      c.in.append(tmp, static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < sizeof(tmp)) break;
+    }
+    const size_t end = c.in.find("\r\n\r\n");
+    if (end == std::string::npos) return;
+    const int status = c.in.size() > 12 ? std::atoi(c.in.c_str() + 9) : 0;
+    size_t length = 0;
+    bool close = false;
+    for (size_t pos = c.in.find("\r\n") + 2; pos < end;) {
+      const size_t next = c.in.find("\r\n", pos);
+      std::string line = c.in.substr(pos, next - pos);
+      for (auto& ch : line) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (line.rfind("content-length:", 0) == 0) {
+        length = std::strtoul(line.c_str() + 15, nullptr, 10);
+      }
+      if (line.rfind("connection:", 0) == 0 && line.find("close") != std::string::npos) {
+        close = true;
+      }
+      pos = next + 2;
+    }
+    if (c.in.size() < end + 4 + length) return;
+    static constexpr std::string_view kDuplicate = "{\"status\":\"duplicate\"";
+    const bool dup = length >= kDuplicate.size() &&
+                     std::string_view(c.in).substr(end + 4, kDuplicate.size()) == kDuplicate;
+    c.in.erase(0, end + 4 + length);
+    // An answer before the whole request was sent (e.g. 413) leaves the stream unusable.
+    if (c.written < c.head.size() + c.body.size()) close = true;
+    Finish(c, status, dup);
+    if (close) CloseConn(c);
+  }
+
+  // Records the request's result and frees its slot; status 0 (error or timeout) also closes.
+  void Finish(Connection& c, int status, bool dup) {
+    s_.latency.Record(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - c.due).count());
+    ++s_.by_status[status];
+    ++s_.sent;
+    if (dup) ++s_.duplicates;
+    c.busy = false;
+    if (status == 0) CloseConn(c);
+    idle_.push_back(static_cast<size_t>(&c - conns_.data()));
+  }
+
+  void CloseConn(Connection& c) {
+    if (c.fd >= 0) ::close(c.fd);  // closing also removes it from the epoll set
+    c.fd = -1;
+    c.connecting = false;
+    c.want_write = false;
+    c.in.clear();
+  }
+
+  const Options& opt_;
+  const Target& target_;
+  const Workload& w_;
+  const std::string& extra_;
+  sockaddr_storage addr_;
+  socklen_t addr_len_;
+  int threads_;
+  std::vector<Connection> conns_;
+  std::vector<size_t> idle_;
+  std::deque<std::pair<uint64_t, Clock::time_point>> waiting_;
+  Clock::time_point start_, deadline_, next_due_;
+  std::atomic<uint64_t>* next_;
+  uint64_t next_open_;
+  bool open_done_ = false, closed_done_ = false;
+  int ep_ = -1;
+  ThreadStats s_;
 };
 
 double Ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
@@ -294,50 +503,37 @@ int Run(const Options& opt) {
   std::string extra;
   for (const auto& h : opt.headers) extra += h + "\r\n";
 
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  if (::getaddrinfo(target.host.c_str(), std::to_string(target.port).c_str(), &hints, &res) != 0 ||
+      res == nullptr) {
+    std::fprintf(stderr, "loadgen: cannot resolve %s\n", target.host.c_str());
+    return 2;
+  }
+  sockaddr_storage addr{};
+  const socklen_t addr_len = res->ai_addrlen;
+  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  ::freeaddrinfo(res);
+
+  const int threads = std::min(opt.threads, opt.connections);
   const auto start = Clock::now();
   const auto deadline = start + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(opt.duration_s));
-  const double interval_ns = opt.rate > 0 ? 1e9 / opt.rate : 0;
   std::atomic<uint64_t> next{0};
-  std::vector<ThreadStats> stats(static_cast<size_t>(opt.connections));
-  std::vector<std::thread> threads;
-  for (int c = 0; c < opt.connections; ++c) {
-    threads.emplace_back([&, c] {
-      ThreadStats& s = stats[static_cast<size_t>(c)];
-      Connection conn(target, opt.timeout_ms);
-      std::string body, head;
-      for (;;) {
-        const uint64_t i = next.fetch_add(1);
-        if (opt.requests > 0 && i >= opt.requests) break;
-        Clock::time_point due = Clock::now();
-        if (interval_ns > 0) {
-          due = start + std::chrono::nanoseconds(
-                            static_cast<int64_t>(interval_ns * static_cast<double>(i)));
-          if (due >= deadline) break;
-          std::this_thread::sleep_until(due);
-        } else if (due >= deadline) {
-          break;
-        }
-        w.Build(w.EventFor(i), &body);
-        head = "POST " + target.path + " HTTP/1.1\r\nHost: " + target.host +
-               "\r\nContent-Type: application/json\r\n" + extra +
-               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-        if (interval_ns == 0) due = Clock::now();
-        bool dup = false;
-        const int status = conn.Exchange(head, body, &dup);
-        s.latency.Record(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - due).count());
-        ++s.by_status[status];
-        ++s.sent;
-        if (dup) ++s.duplicates;
-      }
-    });
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int t = 0; t < threads; ++t) {
+    const int conns = opt.connections / threads + (t < opt.connections % threads ? 1 : 0);
+    workers.push_back(std::make_unique<Worker>(opt, target, w, extra, addr, addr_len, t, threads,
+                                               conns, start, deadline, &next));
   }
-  for (auto& t : threads) t.join();
+  std::vector<std::thread> pool;
+  for (auto& worker : workers) pool.emplace_back([&worker] { worker->Run(); });
+  for (auto& t : pool) t.join();
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
 
   ThreadStats all;
-  for (const auto& s : stats) {
+  for (auto& worker : workers) {
+    const ThreadStats& s = worker->stats();
     all.latency.Merge(s.latency);
     for (const auto& [k, v] : s.by_status) all.by_status[k] += v;
     all.duplicates += s.duplicates;
@@ -407,6 +603,8 @@ int main(int argc, char** argv) {
   cli.add_option("--requests", o.requests, "Stop after this many requests (0: duration only)");
   cli.add_option("--connections", o.connections, "Concurrent connections")
       ->check(CLI::Range(1, 512));
+  cli.add_option("--threads", o.threads, "Threads driving the connections (epoll each)")
+      ->check(CLI::Range(1, 64));
   cli.add_option("--body", o.bodies, "Dataverse body file to post (repeatable)")->required();
   cli.add_option("--records", o.records, "Distinct rows the events touch")
       ->check(CLI::PositiveNumber);

@@ -258,6 +258,7 @@ Status App::Start() {
   jo.segment_bytes = m.config.journal.segment_bytes;
   jo.disk_budget_bytes = m.config.journal.disk_budget_bytes;
   jo.fsync = m.config.journal.fsync;
+  jo.page_cache_bytes = m.config.journal.page_cache_bytes;
   jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);
   jo.dedupe_max_entries = m.config.dedupe.max_entries;
   jo.max_batch_events = m.config.journal.max_batch_events;

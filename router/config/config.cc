@@ -1178,6 +1178,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
                     "must be fsync or unsafe_no_fsync, got '" + durability + "'");
   }
   DV_TRY(journal.Count("max_batch_events", 1, 65536, &c->journal.max_batch_events));
+  DV_TRY(journal.Bytes("page_cache_bytes", 0, UINT64_MAX, &c->journal.page_cache_bytes));
   DV_TRY(journal.RejectUnknown());
 
   Section dedupe = root.Child("dedupe");
@@ -1294,6 +1295,7 @@ std::string DescribeConfig(const Config& c) {
     << "journal.disk_budget_bytes: " << c.journal.disk_budget_bytes << "\n"
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
+    << "journal.page_cache_bytes: " << c.journal.page_cache_bytes << "\n"
     << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
     << "dedupe.max_entries: " << c.dedupe.max_entries << "\n"
     << "delivery.workers: " << c.delivery.workers << "\n"

@@ -71,6 +71,7 @@ struct JournalConfig {
   uint64_t disk_budget_bytes = 8ull << 30;
   bool fsync = true;  // `durability: unsafe_no_fsync` sets false
   uint64_t max_batch_events = 2048;
+  uint64_t page_cache_bytes = 256ull << 20;  // newest synced journal bytes kept cached; 0: all
 };
 
 struct DedupeConfig {

@@ -277,6 +277,15 @@ struct FileJournal::Impl {
   uint64_t seg_first = 0;
   uint64_t seg_size = 0;
   bool needs_truncate = false;  // a failed write left bytes past seg_size
+  // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
+  // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
+  struct CachedRange {
+    uint64_t first;  // segment
+    uint64_t from, to;
+  };
+  std::deque<CachedRange> cached_segments;
+  uint64_t seg_cached_from = 0;
+  uint64_t cached_bytes = 0;
   struct DedupeEntry {
     uint64_t seq;
     int64_t received_ms;
@@ -323,6 +332,7 @@ struct FileJournal::Impl {
   Status Recover();
   Status SyncFile(const std::string& path);
   Status OpenSegmentForAppend(uint64_t first, bool create);
+  void DropCachedPages();
   void ExpireDedupe(int64_t now);
   void ForgetOldest();
   void RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms, size_t index);
@@ -449,10 +459,16 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   }
   struct stat sb {};
   ::fstat(fd, &sb);
-  if (seg_fd >= 0) ::close(seg_fd);
+  if (seg_fd >= 0) {
+    if (seg_size > seg_cached_from)
+      cached_segments.push_back({seg_first, seg_cached_from, seg_size});
+    ::close(seg_fd);
+  }
   seg_fd = fd;
   seg_first = first;
   seg_size = static_cast<uint64_t>(sb.st_size);
+  seg_cached_from = 0;
+  cached_bytes += seg_size;  // recovery has just read it
   std::lock_guard<std::mutex> lock(state_mu);
   segments.try_emplace(first, seg_size);
   return Status::Ok();
@@ -649,6 +665,8 @@ void FileJournal::Impl::CommitGroup() {
   } else {
     seg_size += total;
     total_bytes.fetch_add(total, std::memory_order_relaxed);
+    cached_bytes += total;
+    DropCachedPages();
     {
       std::lock_guard<std::mutex> lock(state_mu);
       segments[seg_first] = seg_size;
@@ -660,6 +678,42 @@ void FileJournal::Impl::CommitGroup() {
   }
   group.clear();
   frame_buf.clear();
+}
+
+// Keeps the journal's page cache near opt.page_cache_bytes. Without this the page cache grows
+// with every byte journaled until the kernel reclaims it under pressure, evicting other
+// processes' pages (a database on the same host) before the journal's; and on a VM whose host
+// backs guest memory lazily, each fresh page-cache page costs a host fault on first write
+// (bench/README.md). Only synced pages are dropped (DONTNEED would start writeback of dirty
+// ones instead), so this runs with fsync only. Readers of older records (a delivery backlog,
+// replays) read them from the disk.
+void FileJournal::Impl::DropCachedPages() {
+  static constexpr uint64_t kStep = 8ull << 20;  // one fadvise per 8 MiB journaled
+  if (!opt.fsync || opt.page_cache_bytes == 0 || cached_bytes < opt.page_cache_bytes + kStep) {
+    return;
+  }
+  uint64_t excess = cached_bytes - opt.page_cache_bytes;
+  while (excess > 0 && !cached_segments.empty()) {
+    CachedRange& r = cached_segments.front();
+    const uint64_t n = std::min(excess, r.to - r.from);
+    // A segment retention already deleted has no pages left to drop.
+    const int fd = ::open((opt.dir + "/" + SegmentName(r.first)).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::posix_fadvise(fd, static_cast<off_t>(r.from), static_cast<off_t>(n), POSIX_FADV_DONTNEED);
+      ::close(fd);
+    }
+    r.from += n;
+    excess -= n;
+    cached_bytes -= n;
+    if (r.from == r.to) cached_segments.pop_front();
+  }
+  if (excess > 0) {
+    const uint64_t n = std::min(excess, seg_size - seg_cached_from);
+    ::posix_fadvise(seg_fd, static_cast<off_t>(seg_cached_from), static_cast<off_t>(n),
+                    POSIX_FADV_DONTNEED);
+    seg_cached_from += n;
+    cached_bytes -= n;
+  }
 }
 
 Status FileJournal::Impl::Roll() {

@@ -52,6 +52,9 @@ struct FileJournalOptions {
   uint64_t segment_bytes = 64ull << 20;     // roll to a new segment past this size
   uint64_t disk_budget_bytes = 8ull << 30;  // refuse appends (503) past this many bytes
   bool fsync = true;                        // false: ack before fdatasync (unsafe, off by default)
+  // With fsync, the newest this-many synced bytes stay in the page cache; older ones are dropped
+  // (posix_fadvise DONTNEED) as the journal grows. 0: leave the page cache to the kernel.
+  uint64_t page_cache_bytes = 256ull << 20;
   int64_t dedupe_window_ms = 24ll * 3600 * 1000;  // duplicates within this window are absorbed
   size_t dedupe_max_entries = 1'000'000;          // bound on the dedupe index; oldest evicted first
   size_t max_batch_events = 2048;                 // upper bound on events per group commit

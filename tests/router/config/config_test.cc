@@ -100,6 +100,7 @@ void ExpectDefaultsExceptAuth(const Config& c) {
   EXPECT_EQ(c.journal.disk_budget_bytes, 8ull * 1024 * 1024 * 1024);
   EXPECT_TRUE(c.journal.fsync);
   EXPECT_EQ(c.journal.max_batch_events, 2048u);
+  EXPECT_EQ(c.journal.page_cache_bytes, 256ull << 20);
   EXPECT_EQ(c.dedupe.window_ms, 86400000u);
   EXPECT_EQ(c.dedupe.max_entries, 1000000u);
 }
@@ -456,6 +457,18 @@ TEST(ConfigQuantities, Sizes) {
   EXPECT_EQ(c.journal.disk_budget_bytes, 3000000000u);
   c = ParseOk(NoAuth("  max_body_bytes: 4096B\n"));
   EXPECT_EQ(c.ingress.max_body_bytes, 4096u);
+  // The journal's page-cache bound: 0 turns it off.
+  c = ParseOk(NoAuth("", "journal:\n  page_cache_bytes: 0\n"));
+  EXPECT_EQ(c.journal.page_cache_bytes, 0u);
+  c = ParseOk(NoAuth("", "journal:\n  page_cache_bytes: 1GiB\n"));
+  EXPECT_EQ(c.journal.page_cache_bytes, 1ull << 30);
+}
+
+TEST(ConfigQuantities, BadPageCacheBound) {
+  ExpectConfigError(NoAuth("", "journal:\n  page_cache_bytes: lots\n"),
+                    "journal.page_cache_bytes: must be a size such as 65536, 64KiB or 64MiB, got "
+                    "'lots'");
+  ExpectKeyError(NoAuth("", "journal:\n  page_cache_bytes: [1]\n"), "journal.page_cache_bytes");
 }
 
 TEST(ConfigQuantities, BadSizes) {
