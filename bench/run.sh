@@ -65,7 +65,7 @@ port=$(free_port); admin=$(free_port)
 cat > "$work/router.yaml" <<YAML
 ingress:
   listen: 127.0.0.1:$port
-  io_threads: 2
+  io_threads: 4
   max_connections: 4096
   auth:
     mode: webhook_key
@@ -196,7 +196,7 @@ route_list=$(echo "$sinks" | sed 's/ /, /g')
 cat > "$work/router-c.yaml" <<YAML
 ingress:
   listen: 127.0.0.1:$cport
-  io_threads: 2
+  io_threads: 4
   max_connections: 4096
   auth:
     mode: webhook_key

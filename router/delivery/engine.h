@@ -88,6 +88,7 @@ class DeliveryEngine final : public CommitListener {
   void Stop();
 
   void OnCommitted(const RecordHandle& handle) override;
+  void OnGroupCommitted() override;
 
   // --- operations (admin listener, CLI, tests); any thread ---
 

@@ -673,6 +673,7 @@ void FileJournal::Impl::CommitGroup() {
     }
     if (opt.listener) {
       for (const RecordHandle& h : committed) opt.listener->OnCommitted(h);
+      opt.listener->OnGroupCommitted();
     }
     ReportSize();
   }

@@ -67,6 +67,9 @@ class CommitListener {
   virtual ~CommitListener() = default;
   // After the record is durable, in sequence order, on the writer thread.
   virtual void OnCommitted(const RecordHandle& handle) = 0;
+  // After the OnCommitted calls of one group commit (one fdatasync), on the writer thread: a
+  // listener that wakes other threads does it here, once per group instead of once per record.
+  virtual void OnGroupCommitted() {}
 };
 
 struct JournalStats {

@@ -84,7 +84,7 @@ void ExpectDefaultsExceptAuth(const Config& c) {
   EXPECT_EQ(c.ingress.listen.host, "0.0.0.0");
   EXPECT_EQ(c.ingress.listen.port, 8080);
   EXPECT_EQ(c.ingress.path, "/webhooks/dataverse");
-  EXPECT_EQ(c.ingress.io_threads, 2);
+  EXPECT_EQ(c.ingress.io_threads, 4);
   EXPECT_EQ(c.ingress.max_body_bytes, 1048576u);
   EXPECT_EQ(c.ingress.header_timeout_ms, 10000u);
   EXPECT_EQ(c.ingress.body_timeout_ms, 30000u);
