@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/dlq.h"
 
@@ -267,6 +268,7 @@ void ClickHouseAdapter::Stop() {
 }
 
 void ClickHouseAdapter::SenderLoop() {
+  SetThreadName("dv-clickhouse");
   for (;;) {
     std::unique_ptr<Job> job;
     {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <exception>
 
+#include "router/common/thread_name.h"
+
 namespace dvrouter {
 
 CallPool::CallPool(std::string what, size_t threads, double limit)
@@ -86,6 +88,7 @@ void CallPool::Finish(Job* job) {
 }
 
 void CallPool::Run() {
+  SetThreadName("dv-calls");
   for (;;) {
     Item item;
     {

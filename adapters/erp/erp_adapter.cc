@@ -14,6 +14,7 @@
 
 #include "router/common/clock.h"
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/dlq.h"
 #include "router/ingress/http.h"
@@ -376,6 +377,7 @@ bool ErpAdapter::StopRequested() {
 }
 
 void ErpAdapter::PollLoop() {
+  SetThreadName("dv-erp-poll");
   const ErpAsync& as = config_.erp.async;
   std::unique_lock<std::mutex> lock(poll_mu_);
   while (!poll_stop_) {

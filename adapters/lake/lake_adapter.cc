@@ -15,6 +15,7 @@
 
 #include "router/common/clock.h"
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/cursor_store.h"
 
@@ -352,6 +353,7 @@ void LakeAdapter::FailAll(const Status& why) {
 }
 
 void LakeAdapter::WriterLoop() {
+  SetThreadName("dv-lake");
   std::deque<std::unique_ptr<Pending>> work;
   for (;;) {
     bool stopping;

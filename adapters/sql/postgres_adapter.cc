@@ -8,6 +8,7 @@
 #include <map>
 
 #include "router/common/clock.h"
+#include "router/common/thread_name.h"
 
 namespace dvrouter {
 
@@ -194,6 +195,7 @@ void PostgresAdapter::UpdatePool() {
 }
 
 void PostgresAdapter::ConnLoop(size_t) {
+  SetThreadName("dv-pg");
   Conn conn;
   for (;;) {
     std::unique_ptr<Job> job;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 #include "router/delivery/cursor_store.h"
 
 namespace dvrouter {
@@ -182,6 +183,7 @@ void SqliteAdapter::Stop() {
 }
 
 void SqliteAdapter::WriterLoop() {
+  SetThreadName("dv-sqlite");
   for (;;) {
     std::unique_ptr<Job> job;
     {

@@ -19,6 +19,7 @@
 #include <unordered_set>
 
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/cursor_store.h"
 #include "router/delivery/dlq.h"
@@ -656,6 +657,7 @@ void DeliveryEngine::Impl::Stop() {
 }
 
 void DeliveryEngine::Impl::WorkerLoop(Worker* w) {
+  SetThreadName("dv-worker-" + std::to_string(w->index));
   std::vector<Batch*> done;
   std::vector<std::unique_ptr<ReplayItem>> replays;
   for (;;) {
@@ -1678,6 +1680,7 @@ bool DeliveryEngine::Impl::StatusSettled(size_t a, uint64_t issued, int64_t wait
 }
 
 void DeliveryEngine::Impl::MaintenanceLoop() {
+  SetThreadName("dv-maint");
   int64_t last_retention = 0;
   for (;;) {
     {

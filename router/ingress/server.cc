@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "router/common/json.h"
+#include "router/common/thread_name.h"
 
 namespace dvrouter {
 
@@ -63,6 +64,7 @@ void IoRuntime::Start() {
     net::io_context& ctx = *impl_->contexts[static_cast<size_t>(i)];
     impl_->work.emplace_back(ctx.get_executor());
     impl_->threads.emplace_back([&ctx, i] {
+      SetThreadName("dv-io-" + std::to_string(i));
       t_io_thread = i;
       ctx.run();
     });

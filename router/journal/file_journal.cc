@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "router/common/thread_name.h"
 #include "router/journal/record.h"
 
 namespace dvrouter {
@@ -503,6 +504,7 @@ void FileJournal::Impl::ExpireDedupe(int64_t now) {
 }
 
 void FileJournal::Impl::WriterLoop() {
+  SetThreadName("dv-journal");
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(queue_mu);

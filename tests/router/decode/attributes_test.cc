@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
+
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -157,6 +160,27 @@ TEST(FormatIsoUtc, KnownInstants) {
   EXPECT_EQ(FormatIsoUtc(951782400000), "2000-02-29T00:00:00.000Z");
   EXPECT_EQ(FormatIsoUtc(1735689599999), "2024-12-31T23:59:59.999Z");
   EXPECT_EQ(FormatIsoUtc(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatIsoUtc(253402300799999), "9999-12-31T23:59:59.999Z");  // last 4-digit year
+  EXPECT_EQ(FormatIsoUtc(253402300800000), "10000-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatIsoUtc(-62135596800000), "0001-01-01T00:00:00.000Z");
+}
+
+// The digit-by-digit formatter against std::chrono's calendar and snprintf, over instants
+// spread across four centuries (each a different day, time and millisecond).
+TEST(FormatIsoUtc, MatchesTheCalendarEverywhere) {
+  using namespace std::chrono;
+  for (int64_t ms = -2'208'988'800'000; ms < 10'000'000'000'000; ms += 9'876'543'211) {
+    const sys_days day = floor<days>(sys_time<milliseconds>(milliseconds(ms)));
+    const year_month_day ymd(day);
+    const int64_t rem = ms - duration_cast<milliseconds>(day.time_since_epoch()).count();
+    char want[40];
+    std::snprintf(want, sizeof(want), "%04d-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                  static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()), static_cast<long long>(rem / 3'600'000),
+                  static_cast<long long>(rem / 60'000 % 60),
+                  static_cast<long long>(rem / 1000 % 60), static_cast<long long>(rem % 1000));
+    ASSERT_EQ(FormatIsoUtc(ms), want) << ms;
+  }
 }
 
 }  // namespace
