@@ -173,7 +173,7 @@ TEST(FormatIsoUtc, MatchesTheCalendarEverywhere) {
     const sys_days day = floor<days>(sys_time<milliseconds>(milliseconds(ms)));
     const year_month_day ymd(day);
     const int64_t rem = ms - duration_cast<milliseconds>(day.time_since_epoch()).count();
-    char want[40];
+    char want[96];
     std::snprintf(want, sizeof(want), "%04d-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
                   static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
                   static_cast<unsigned>(ymd.day()), static_cast<long long>(rem / 3'600'000),
