@@ -39,7 +39,7 @@ echo "baseline: loadgen -> erp-sim directly, $max_conc connections, ${latency} m
   --body tests/fixtures/dataverse/update-msdyn_agentstatus-postop-async.json \
   -H "Idempotency-Key: baseline" --connections "$(( max_conc > 512 ? 512 : max_conc ))" \
   --duration "$duration" --json "$work/base.json" | grep requests
-base_rate=$(python3 -c "import json; print(round(json.load(open('$work/base.json'))['achieved_rate']))")
+base_rate=$(python3 -c "import json; print(round(json.load(open('$work/base.json'))['ok_rate']))")
 
 # One dvrouter run: closed loop for $duration s, then wait until the ERP has every order.
 # $1: "plain", or "writeback" (a dataverse adapter reports the ERP's statuses to the Dataverse

@@ -461,7 +461,8 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   struct stat sb {};
   ::fstat(fd, &sb);
   if (seg_fd >= 0) {
-    if (seg_size > seg_cached_from)
+    // Listed only while the bound is in force (otherwise nothing would ever take them off).
+    if (opt.fsync && opt.page_cache_bytes != 0 && seg_size > seg_cached_from)
       cached_segments.push_back({seg_first, seg_cached_from, seg_size});
     ::close(seg_fd);
   }
@@ -692,7 +693,8 @@ void FileJournal::Impl::CommitGroup() {
 // replays) read them from the disk.
 void FileJournal::Impl::DropCachedPages() {
   static constexpr uint64_t kStep = 8ull << 20;  // one fadvise per 8 MiB journaled
-  if (!opt.fsync || opt.page_cache_bytes == 0 || cached_bytes < opt.page_cache_bytes + kStep) {
+  if (!opt.fsync || opt.page_cache_bytes == 0 || cached_bytes < kStep ||
+      cached_bytes - kStep < opt.page_cache_bytes) {  // (no overflow near UINT64_MAX)
     return;
   }
   uint64_t excess = cached_bytes - opt.page_cache_bytes;

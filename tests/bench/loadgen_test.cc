@@ -70,5 +70,36 @@ TEST(Loadgen, ReportsWhatTheRouterJournaled) {
   EXPECT_GT(JsonNumber(result, "p99"), 0);
 }
 
+// A keep-alive connection the router closes while it is idle (its idle timeout, here 100 ms,
+// shorter than the 300 ms between requests) is reconnected for the next request, not written
+// into: every request is answered and none is counted as an error.
+TEST(Loadgen, ReconnectsWhenTheServerClosedAnIdleConnection) {
+  testing::TempDir tmp;
+  Config c;
+  c.ingress.listen = {"127.0.0.1", 0};
+  c.admin.listen = {"127.0.0.1", 0};
+  c.journal.data_dir = tmp.path() + "/data";
+  c.ingress.auth.mode = AuthMode::kNone;
+  c.ingress.header_timeout_ms = 100;
+  App app(c);
+  ASSERT_TRUE(app.Start().ok());
+  const std::string json = tmp.path() + "/result.json";
+  testing::ChildProcess loadgen(
+      DVROUTER_LOADGEN,
+      {"--url", "http://127.0.0.1:" + std::to_string(app.ingress_port()) + "/webhooks/dataverse",
+       "--body", std::string(DVROUTER_FIXTURES_DIR) + "/update-contact-postop-async.json",
+       "--requests", "6", "--rate", "3.33", "--connections", "2", "--duration", "30", "--json",
+       json},
+      tmp.path() + "/loadgen.log");
+  const int status = loadgen.Wait(std::chrono::seconds(60));
+  app.Shutdown();
+  const std::string log = testing::ReadFileOrDie(tmp.path() + "/loadgen.log");
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+  const std::string result = testing::ReadFileOrDie(json);
+  EXPECT_EQ(JsonNumber(result, "requests"), 6) << result;
+  EXPECT_EQ(JsonNumber(result, "ok"), 6) << result;
+  EXPECT_EQ(result.find("\"error\""), std::string::npos) << result;
+}
+
 }  // namespace
 }  // namespace dvrouter
