@@ -723,9 +723,12 @@ TEST(FileJournal, SyncedPagesBeyondThePageCacheBoundAreDropped) {
     GTEST_SKIP() << "this filesystem keeps only " << unbounded
                  << " bytes of a fresh 40 MiB journal in the page cache";
   }
-  // Bounded to 1 MiB: what stays is the bound plus at most one drop step (8 MiB).
+  // Bounded to 1 MiB: what stays is the bound plus at most one drop step (8 MiB), plus slack
+  // of one segment (4 MiB): DONTNEED is advisory, and a page the kernel still holds at that
+  // instant (seen once in a sanitizer build under load: 1.8 MiB over) stays cached. Without the
+  // bound the same journal keeps over 30 MiB, so the check still fails if nothing is dropped.
   const uint64_t bounded = JournalAndMeasure(1 << 20, &bounded_dir, &bounded_tmp);
-  EXPECT_LE(bounded, (1ull << 20) + (8ull << 20) + (256ull << 10));
+  EXPECT_LE(bounded, (1ull << 20) + (8ull << 20) + (4ull << 20));
   // Dropped pages are read back from the disk: every record is still there and intact.
   auto records = ReadAll(bounded_dir);
   ASSERT_EQ(records.size(), 320u);
