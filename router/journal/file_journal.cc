@@ -334,6 +334,8 @@ struct FileJournal::Impl {
   Status SyncFile(const std::string& path);
   Status OpenSegmentForAppend(uint64_t first, bool create);
   void DropCachedPages();
+  // Synced pages are dropped only with fsync (DONTNEED would start writeback of dirty ones).
+  bool PageCacheBounded() const { return opt.fsync && opt.page_cache_bytes != 0; }
   void ExpireDedupe(int64_t now);
   void ForgetOldest();
   void RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms, size_t index);
@@ -462,7 +464,7 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   ::fstat(fd, &sb);
   if (seg_fd >= 0) {
     // Listed only while the bound is in force (otherwise nothing would ever take them off).
-    if (opt.fsync && opt.page_cache_bytes != 0 && seg_size > seg_cached_from)
+    if (PageCacheBounded() && seg_size > seg_cached_from)
       cached_segments.push_back({seg_first, seg_cached_from, seg_size});
     ::close(seg_fd);
   }
@@ -693,7 +695,7 @@ void FileJournal::Impl::CommitGroup() {
 // replays) read them from the disk.
 void FileJournal::Impl::DropCachedPages() {
   static constexpr uint64_t kStep = 8ull << 20;  // one fadvise per 8 MiB journaled
-  if (!opt.fsync || opt.page_cache_bytes == 0 || cached_bytes < kStep ||
+  if (!PageCacheBounded() || cached_bytes < kStep ||
       cached_bytes - kStep < opt.page_cache_bytes) {  // (no overflow near UINT64_MAX)
     return;
   }

@@ -16,12 +16,18 @@ double JsonNumber(const std::string& json, const std::string& key) {
   return at == std::string::npos ? -1 : std::stod(json.substr(at + key.size() + 3));
 }
 
-TEST(Loadgen, ReportsWhatTheRouterJournaled) {
-  testing::TempDir tmp;
+// A router on free loopback ports journaling into tmp/data.
+Config RouterConfig(const testing::TempDir& tmp) {
   Config c;
   c.ingress.listen = {"127.0.0.1", 0};
   c.admin.listen = {"127.0.0.1", 0};
   c.journal.data_dir = tmp.path() + "/data";
+  return c;
+}
+
+TEST(Loadgen, ReportsWhatTheRouterJournaled) {
+  testing::TempDir tmp;
+  Config c = RouterConfig(tmp);
   c.ingress.auth.mode = AuthMode::kWebhookKey;
   c.ingress.auth.secret = "lg";
   App app(c);
@@ -75,10 +81,7 @@ TEST(Loadgen, ReportsWhatTheRouterJournaled) {
 // into: every request is answered and none is counted as an error.
 TEST(Loadgen, ReconnectsWhenTheServerClosedAnIdleConnection) {
   testing::TempDir tmp;
-  Config c;
-  c.ingress.listen = {"127.0.0.1", 0};
-  c.admin.listen = {"127.0.0.1", 0};
-  c.journal.data_dir = tmp.path() + "/data";
+  Config c = RouterConfig(tmp);
   c.ingress.auth.mode = AuthMode::kNone;
   c.ingress.header_timeout_ms = 100;
   App app(c);
