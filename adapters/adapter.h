@@ -37,6 +37,8 @@
 
 namespace dvrouter {
 
+class ChangeMemo;  // router/decode/attributes.h
+
 // One event handed to an adapter. Views stay valid until `done` is called.
 struct Delivery {
   uint64_t seq = 0;                     // journal position: version guard at the sink
@@ -46,6 +48,9 @@ struct Delivery {
   uint32_t attempt = 1;                 // 1 for the first try
   int64_t received_ms = 0;              // when the ingress accepted it
   bool replay = false;                  // sent again by an operator (DLQ or range replay)
+  // The event's Target, extracted once for every adapter it goes to (the engine attaches one
+  // when it has the record cached; null otherwise). Use ExtractChanges(d.body, d.changes, ...).
+  ChangeMemo* changes = nullptr;
 };
 
 enum class DeliveryOutcome {

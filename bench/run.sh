@@ -9,7 +9,11 @@
 #       is installed; both started here on loopback). Zero loss is checked by counting at each
 #       sink against the journal; delivery lag per event for the lake (file finalization minus
 #       received time), and for every adapter the engine's lag gauge sampled every 100 ms.
-# Everything listens on 127.0.0.1 and is stopped on exit. DURATION (s) and CONNECTIONS tune it.
+# Everything listens on 127.0.0.1 and is stopped on exit. DURATION (s) and CONNECTIONS tune it;
+# RECORD_CACHE_BYTES sets (c)'s delivery.record_cache_bytes (0: the adapters read the journal);
+# SCENARIOS picks a subset (default "a b c"; the ratio needs a and b); PROFILE=1 records a
+# `perf record -g` (PERF_FLAGS replaces -g, e.g. "--call-graph dwarf") of the router during each
+# measured load into bench/results/perf-<run>.data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,6 +21,9 @@ duration=${DURATION:-10}
 # (a) and (b) take the best closed-loop rate over these connection counts; (c) uses C_CONNECTIONS.
 connections=${CONNECTIONS:-32 64 128}
 c_connections=${C_CONNECTIONS:-128}
+scenarios=" ${SCENARIOS:-a b c} "
+want() { [[ "$scenarios" == *" $1 "* ]]; }
+profile=${PROFILE:-0}
 
 ./scripts/install-deps.sh
 if ! command -v nginx >/dev/null 2>&1; then
@@ -60,6 +67,23 @@ sweep() {
 }
 json_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))$2)" "$1"; }
 
+# Runs "$@" while perf records the process $2 (when PROFILE=1) into bench/results/perf-$1.data.
+profiled() {
+  local name=$1 pid=$2 perf_pid=""
+  shift 2
+  if [ "$profile" = 1 ]; then
+    mkdir -p bench/results
+    # shellcheck disable=SC2086  # PERF_FLAGS is a list of options
+    perf record -q ${PERF_FLAGS:--g} -p "$pid" -o "bench/results/perf-$name.data" 2>/dev/null &
+    perf_pid=$!
+  fi
+  "$@"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
+}
+[ "$profile" != 1 ] || command -v perf >/dev/null || { echo "PROFILE=1 needs perf (linux-perf)" >&2; exit 1; }
+
+a_sweep="not run"; b_sweep="not run"; a_conn="-"; b_conn="-"; group="n/a"; slow_syncs="n/a"
+if want a; then
 # (a) dvrouter, default durability.
 port=$(free_port); admin=$(free_port)
 cat > "$work/router.yaml" <<YAML
@@ -78,7 +102,8 @@ journal:
 adapters: {}   # ingest only
 YAML
 DVROUTER_BENCH_KEY=bench ./build/release/dvrouter serve -c "$work/router.yaml" 2>"$work/router.log" &
-pids+=($!)
+a_pid=$!
+pids+=($a_pid)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
 url="http://127.0.0.1:$port/webhooks/dataverse?code=bench"
 
@@ -87,12 +112,16 @@ sweep a-max "$url" 1000
 max_rate=$best_rate; a_conn=$best_conn; a_sweep=$sweep_line
 half=$(python3 -c "print(int($max_rate/2))")
 echo "(a) dvrouter open loop at $half/s, $a_conn connections"
-loadgen --url "$url" --connections "$a_conn" --rate "$half" --json "$work/a-half.json" --seed 2
+profiled a-half "$a_pid" \
+  loadgen --url "$url" --connections "$a_conn" --rate "$half" --json "$work/a-half.json" --seed 2
 metrics=$(curl -s "127.0.0.1:$admin/metrics")
 group=$(awk '/^dvrouter_journal_group_commit_events_sum/{s=$2} /^dvrouter_journal_group_commit_events_count/{c=$2} END{if(c>0) printf "%.1f", s/c}' <<<"$metrics")
 # fdatasync calls slower than 100 ms over both dvrouter runs: disk stalls show here.
 slow_syncs=$(awk '/^dvrouter_journal_fsync_duration_seconds_bucket\{le="0.1"\}/{b=$2} /^dvrouter_journal_fsync_duration_seconds_count/{c=$2} END{printf "%d of %d", c-b, c}' <<<"$metrics")
+kill "$a_pid"; wait "$a_pid" 2>/dev/null || true
+fi
 
+if want b; then
 # (b) nginx returning 200, one worker, same load.
 nport=$(free_port)
 mkdir -p "$work/nginx"
@@ -120,9 +149,11 @@ for _ in $(seq 50); do curl -sf -X POST -d '{}' "127.0.0.1:$nport/" >/dev/null &
 echo "(b) nginx, closed loop over connections: $connections"
 sweep b-nginx "http://127.0.0.1:$nport/webhooks/dataverse" 2000
 nginx_rate=$best_rate; b_conn=$best_conn; b_sweep=$sweep_line
+fi
 
+c_summary="not run"; sinks_summary="not run"; sinks="none"
+if want c; then
 # (c) the same ingest with delivery to every sink present, at a sustained rate.
-kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 rate_c=${RATE_C:-15000}
 cport=$(free_port); cadmin=$(free_port)
 sinks="lake"
@@ -206,6 +237,8 @@ admin:
 journal:
   data_dir: $work/data-c
   disk_budget_bytes: 64GiB
+delivery:
+  record_cache_bytes: ${RECORD_CACHE_BYTES:-256MiB}
 adapters:
   lake:
     type: lake
@@ -216,7 +249,8 @@ routes:
   - adapters: [$route_list]
 YAML
 DVROUTER_BENCH_KEY=bench ./build/release/dvrouter serve -c "$work/router-c.yaml" 2>"$work/router-c.log" &
-pids+=($!)
+c_pid=$!
+pids+=($c_pid)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$cadmin/readyz" >/dev/null && break; sleep 0.1; done
 echo "(c) ingest + $sinks, open loop at $rate_c/s, $c_connections connections"
 # The engine's lag gauges, sampled every 100 ms while the load runs and until every sink is
@@ -224,11 +258,12 @@ echo "(c) ingest + $sinks, open loop at $rate_c/s, $c_connections connections"
 # it stays in the journal).
 ( while :; do
     curl -s "127.0.0.1:$cadmin/metrics" | awk -v t="$(date +%s.%N)" \
-      '/^dvrouter_delivery_lag_(seconds|events)\{/{print t, $1, $2}'
+      '/^dvrouter_delivery_(lag_seconds|lag_events|record_cache_bytes)[{ ]/{print t, $1, $2}'
     sleep 0.1
   done ) > "$work/lag-samples.txt" &
 sampler=$!
-loadgen --url "http://127.0.0.1:$cport/webhooks/dataverse?code=bench" --rate "$rate_c" \
+profiled c "$c_pid" \
+  loadgen --url "http://127.0.0.1:$cport/webhooks/dataverse?code=bench" --rate "$rate_c" \
   --connections "$c_connections" --json "$work/c-lake.json" --seed 4
 for _ in $(seq 600); do
   behind=$(curl -s "127.0.0.1:$cadmin/metrics" |
@@ -237,6 +272,11 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 kill "$sampler"; wait "$sampler" 2>/dev/null || true
+# How many batch records came from the record cache instead of a journal read.
+c_cache=$(curl -s "127.0.0.1:$cadmin/metrics" | awk '
+  /^dvrouter_delivery_batch_records_total\{source="cache"\}/{c=$2}
+  /^dvrouter_delivery_batch_records_total\{source="journal"\}/{j=$2}
+  END{printf "%d of %d (%.0f%%)", c, c+j, (c+j>0) ? 100*c/(c+j) : 0}')
 # Zero loss at the database sinks: every journal record is in ClickHouse once (by event id),
 # and every PostgreSQL row carries the newest seq of its record.
 ./build/release/dvrouter journal --data-dir "$work/data-c" > "$work/journal-c.jsonl"
@@ -291,18 +331,24 @@ if os.path.exists(f"{work}/ch-count.txt"):
                f"({len(journal) - distinct} not there when the wait ended, "
                f"{total - distinct} redelivered rows)")
 lag = {}
+cache = [0.0]
 for line in open(f"{work}/lag-samples.txt"):
     parts = line.split()
+    if len(parts) == 3 and parts[1] == "dvrouter_delivery_record_cache_bytes":
+        cache.append(float(parts[2]))
     if len(parts) == 3 and parts[1].startswith("dvrouter_delivery_lag_seconds"):
         lag.setdefault(parts[1].split('"')[1], []).append(float(parts[2]))
 for name, v in sorted(lag.items()):
     v.sort()
     out.append(f"{name} lag gauge p50 {v[len(v) // 2]:.2f}s, p99 "
                f"{v[min(len(v) - 1, int(0.99 * len(v)))]:.2f}s, max {v[-1]:.2f}s")
+out.append(f"record cache peak {max(cache) / 2**20:.0f} MiB")
 print("; ".join(out))
 PY
 )
 echo "(c) $sinks_summary"
+echo "(c) batch records from the record cache: $c_cache"
+fi
 
 mkdir -p bench/results
 out="bench/results/$(date -u +%Y-%m-%d)-$(hostname -s).md"
@@ -317,6 +363,7 @@ out="bench/results/$(date -u +%Y-%m-%d)-$(hostname -s).md"
   echo "| scenario | 2xx/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | non-2xx |"
   echo "|---|---|---|---|---|---|---|---|"
   for f in a-max a-half b-nginx c-lake; do
+    [ -f "$work/$f.json" ] || continue
     python3 - "$work/$f.json" "$f" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); l = r["latency_ms"]
@@ -329,10 +376,13 @@ print(f"| {name} | {r['ok_rate']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {l['p9
 PY
   done
   echo
-  echo "dvrouter / nginx throughput ratio: $(python3 -c "print(f'{$max_rate/$nginx_rate:.2f}')")"
+  if want a && want b; then
+    echo "dvrouter / nginx throughput ratio: $(python3 -c "print(f'{$max_rate/$nginx_rate:.2f}')")"
+  fi
   echo "Mean events per group commit (fdatasync) over the dvrouter runs: $group"
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
   echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
   echo "(c) $sinks_summary"
+  echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-256MiB}): ${c_cache:-n/a}"
 } > "$out"
 cat "$out"

@@ -154,10 +154,11 @@ std::string ClickHouseAdapter::CreateTableSql(const ClickHouseConfig& c) {
 Status ClickHouseAdapter::EncodeRow(const Delivery& d, const ClickHouseConfig& config,
                                     std::string* out) {
   const EventHeader& h = *d.header;
-  ChangeSet changes;
-  Status st =
-      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  ChangeSet scratch;
+  const ChangeSet* cs = nullptr;
+  Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
   if (!st.ok()) return InvalidArgument("body: " + std::string(st.message()));
+  const ChangeSet& changes = *cs;
   const std::string& attributes =
       changes.has_target && !changes.is_reference ? changes.attributes : std::string("{}");
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;

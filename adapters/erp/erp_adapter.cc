@@ -232,10 +232,11 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
   }
   EventValues values;
   values.d = &d;
-  ChangeSet changes;
-  Status st =
-      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  ChangeSet scratch;
+  const ChangeSet* cs = nullptr;
+  Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
   if (!st.ok()) return InvalidArgument("body: " + std::string(st.message()));
+  const ChangeSet& changes = *cs;
   if (changes.has_target && !changes.is_reference) {
     values.target_json = changes.attributes;
     if (Status m = JsonObjectMembers(changes.attributes, "attributes", &values.target); !m.ok()) {

@@ -107,11 +107,11 @@ LakeAdapter::~LakeAdapter() { Stop(); }
 
 Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* partition_dir) {
   const EventHeader& h = *d.header;
-  ChangeSet changes;
-  // The body view is not padded: the extractor copies it into its own buffer.
-  Status st =
-      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  ChangeSet scratch;
+  const ChangeSet* cs = nullptr;
+  Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
   if (!st.ok()) return st;
+  const ChangeSet& changes = *cs;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   const std::string op_time = FormatIsoUtc(op_ms);
   *partition_dir = SafeSegment(h.primary_entity_name) + "/date=" + op_time.substr(0, 10);

@@ -46,10 +46,11 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   out->updated_at = FormatIsoUtc(op_ms);
 
-  ChangeSet changes;
-  Status st =
-      ThreadAttributeExtractor().Extract(d.body.data(), d.body.size(), d.body.size(), &changes);
+  ChangeSet scratch;
+  const ChangeSet* cs = nullptr;
+  Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
   if (!st.ok()) return InvalidArgument("body: " + std::string(st.message()));
+  const ChangeSet& changes = *cs;
   const bool is_delete = EqualsIgnoreCase(h.message_name, "Delete");
   if (!changes.has_target || (changes.is_reference && !is_delete)) return Status::Ok();  // skip
 
@@ -67,7 +68,8 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
     out->op = SqlOp::kDelete;
   } else {
     out->op = SqlOp::kUpsert;
-    out->attributes = std::move(changes.attributes);
+    // A shared memo's attributes are copied; our own scratch's are taken.
+    out->attributes = cs == &scratch ? std::move(scratch.attributes) : changes.attributes;
   }
   return Status::Ok();
 }

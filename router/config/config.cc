@@ -937,6 +937,7 @@ Status ParseDelivery(Section& root, const std::string& base_dir, Config* c) {
   DV_TRY(d.DurationMs("cursor_flush_interval", 10, 60'000, &c->delivery.cursor_flush_ms));
   DV_TRY(d.DurationMs("retention", 0, 365ull * 24 * 3'600'000, &c->delivery.retention_ms));
   DV_TRY(d.Count("status_entries", 0, 100'000'000, &c->delivery.status_entries));
+  DV_TRY(d.Bytes("record_cache_bytes", 0, 64ull << 30, &c->delivery.record_cache_bytes));
   DV_TRY(d.RejectUnknown());
 
   Section guard = root.Child("loop_guard");
@@ -1304,6 +1305,7 @@ std::string DescribeConfig(const Config& c) {
     << "delivery.cursor_flush_interval: " << c.delivery.cursor_flush_ms << "ms\n"
     << "delivery.retention: " << c.delivery.retention_ms << "ms\n"
     << "delivery.status_entries: " << c.delivery.status_entries << "\n"
+    << "delivery.record_cache_bytes: " << c.delivery.record_cache_bytes << "\n"
     << "loop_guard.user_ids: " << c.loop_guard.user_ids.size() << " listed\n"
     << "loop_guard.ignore_columns: " << c.loop_guard.ignore_columns.size() << " listed\n";
   if (c.adapters.empty()) o << "adapters: none (events are journaled, not delivered)\n";

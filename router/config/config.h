@@ -87,6 +87,10 @@ struct DeliveryConfig {
   uint64_t cursor_flush_ms = 200;  // how often delivered cursors are persisted
   uint64_t retention_ms = 24ull * 3'600'000;  // keep delivered segments this long (for replay)
   uint64_t status_entries = 100'000;          // recent events whose status GET /events/{id} knows
+  // Records read for routing stay in memory, shared by the adapters they go to, until each
+  // adapter's batch is built (then the Target is also extracted once for all): at most this
+  // many bytes in all workers together; 0 reads the journal again for every adapter.
+  uint64_t record_cache_bytes = 256ull << 20;
 };
 
 // Events the router itself caused (its write-back to Dataverse) must not loop back out.

@@ -434,4 +434,20 @@ AttributeExtractor& ThreadAttributeExtractor() {
   return *extractor;
 }
 
+Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
+  std::call_once(once_, [&] {
+    // The body view is not padded: the extractor copies it into its own buffer.
+    status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), body.size(), &changes_);
+  });
+  *out = &changes_;
+  return status_;
+}
+
+Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,
+                      const ChangeSet** out) {
+  if (memo != nullptr) return memo->Get(body, out);
+  *out = scratch;
+  return ThreadAttributeExtractor().Extract(body.data(), body.size(), body.size(), scratch);
+}
+
 }  // namespace dvrouter

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "router/common/status.h"
@@ -49,6 +51,25 @@ class AttributeExtractor {
 // The calling thread's extractor (created on first use; bodies up to the journal's frame limit).
 // For adapters converting rows on delivery worker threads.
 AttributeExtractor& ThreadAttributeExtractor();
+
+// One event's ChangeSet, extracted on first use and then shared: every adapter an event goes to
+// converts the same Target, so the delivery engine attaches one memo per event (Delivery::changes)
+// and the event's body is parsed once, not once per adapter. Get is safe from any thread; all
+// callers must pass the same body.
+class ChangeMemo {
+ public:
+  Status Get(std::string_view body, const ChangeSet** out);
+
+ private:
+  std::once_flag once_;
+  Status status_;
+  ChangeSet changes_;
+};
+
+// The ChangeSet of `body`: from `memo` when there is one, otherwise extracted by the calling
+// thread's extractor into *scratch. *out is valid while the memo (or scratch) lives.
+Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,
+                      const ChangeSet** out);
 
 // ms since the epoch → "YYYY-MM-DDTHH:MM:SS.mmmZ".
 std::string FormatIsoUtc(int64_t ms);

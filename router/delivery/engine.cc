@@ -103,7 +103,66 @@ class SharedBreaker {
 
 enum class EntryState : uint8_t { kWaiting, kInFlight, kDone };
 
-// One event in a lane: small, no body.
+// A record read from the journal to be routed, kept for the lanes it was offered to until each
+// of their adapters' batches is built: the adapters then neither read it again nor parse its
+// Target again (the memo extracts it once for all). Counted against its worker's share of
+// delivery.record_cache_bytes while lane entries hold it; a batch's hold is not counted (the
+// batch would hold a journal read of the record otherwise).
+struct CachedRecord {
+  CachedRecord() = default;
+  CachedRecord(const CachedRecord&) = delete;
+  CachedRecord& operator=(const CachedRecord&) = delete;
+  ~CachedRecord() { Uncharge(); }
+  void Uncharge() {
+    if (budget != nullptr) budget->fetch_sub(charge, std::memory_order_relaxed);
+    budget = nullptr;
+  }
+
+  std::string buffer;  // the whole frame (a DLQ entry keeps it)
+  EventHeader header;
+  std::string_view body;
+  ChangeMemo changes;
+  uint64_t charge = 0;
+  std::atomic<uint64_t>* budget = nullptr;  // the worker's cached bytes, while charged
+  uint32_t entry_holds = 0;                 // lane entries holding it (worker thread only)
+};
+
+// A lane entry's hold on a cached record; the last entry to let go uncharges it.
+class EntryHold {
+ public:
+  EntryHold() = default;
+  explicit EntryHold(std::shared_ptr<CachedRecord> r) : r_(std::move(r)) { ++r_->entry_holds; }
+  EntryHold(EntryHold&& o) noexcept : r_(std::move(o.r_)) {}
+  EntryHold& operator=(EntryHold&& o) noexcept {
+    if (this != &o) {
+      Release();
+      r_ = std::move(o.r_);
+    }
+    return *this;
+  }
+  ~EntryHold() { Release(); }
+
+  explicit operator bool() const { return r_ != nullptr; }
+  CachedRecord& operator*() const { return *r_; }
+  // Hands the record over (to a batch); the entry no longer holds it.
+  std::shared_ptr<CachedRecord> Take() {
+    std::shared_ptr<CachedRecord> r = r_;
+    Release();
+    return r;
+  }
+
+ private:
+  void Release() {
+    if (r_ && --r_->entry_holds == 0) r_->Uncharge();
+    r_.reset();
+  }
+  std::shared_ptr<CachedRecord> r_;
+};
+
+// A lane with this many events waiting for a batch does not hold cached records.
+constexpr size_t kCacheMaxWaiting = 256;
+
+// One event in a lane: small; its body only while the record is cached (CachedRecord).
 struct Entry {
   uint64_t seq = 0;
   RecordHandle handle;
@@ -115,6 +174,7 @@ struct Entry {
   uint32_t attempts = 0;
   EntryState state = EntryState::kWaiting;
   std::string last_error;
+  EntryHold cached;  // the record, until its first batch is built (not always: CachedRecord)
 };
 
 // One adapter's view of one partition.
@@ -180,8 +240,11 @@ struct DeliveryEngine::Impl {
     };
     std::vector<Ref> refs;
     std::vector<Delivery> deliveries;
-    std::vector<std::string> buffers;
+    std::vector<std::string> buffers;  // records read from the journal for this batch
     std::vector<EventHeader> headers;
+    std::vector<std::shared_ptr<CachedRecord>> held;  // or cached ones, by delivery index
+    // The journal record of delivery i (not a replay).
+    const std::string& Record(size_t i) const { return held[i] ? held[i]->buffer : buffers[i]; }
     std::vector<std::unique_ptr<ReplayItem>> replays;
     std::vector<DeliveryResult> results;
 
@@ -195,8 +258,9 @@ struct DeliveryEngine::Impl {
     size_t adapter = 0;
     int in_flight = 0;
     int64_t linger_since = -1;
-    bool dirty = true;   // something changed since the last Dispatch: look again
-    int64_t due_ms = 0;  // or look again at this time (linger, backoff, breaker)
+    bool dirty = true;     // something changed since the last Dispatch: look again
+    int64_t due_ms = 0;    // or look again at this time (linger, backoff, breaker)
+    bool stalled = false;  // the breaker said no last time: its lanes take no cached records
     std::unique_ptr<RetryPolicy> policy;
     std::deque<std::unique_ptr<ReplayItem>> replays;  // in seq order
     std::multiset<uint64_t> replays_in_flight;        // their records
@@ -204,6 +268,8 @@ struct DeliveryEngine::Impl {
   };
 
   struct Worker {
+    // CachedRecords alive. First: outlives the entries and batches that hold them.
+    std::atomic<uint64_t> cached_bytes{0};
     Impl* engine = nullptr;
     int index = 0;
     std::vector<Part> parts;
@@ -356,7 +422,8 @@ struct DeliveryEngine::Impl {
   void WorkerLoop(Worker* w);
   bool Drain(Worker* w, Part& part, uint64_t committed);
   bool CatchUp(Worker* w);
-  void Offer(Worker* w, Part& part, const RecordView& view, bool live);
+  void Offer(Worker* w, Part& part, const RecordView& view, bool live,
+             const std::shared_ptr<CachedRecord>& cached = nullptr);
   bool Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at);
   void Complete(Worker* w, Batch* b);
   void Finish(Worker* w, Part& part, Lane& lane, size_t adapter);
@@ -414,8 +481,12 @@ struct DeliveryEngine::Impl {
   std::vector<DeliveryMetrics> metrics;
   prometheus::Gauge* queue_sum = nullptr;
   prometheus::Gauge* queue_max = nullptr;
+  prometheus::Gauge* cache_bytes = nullptr;
   prometheus::Counter* skipped[4] = {};  // by RouteVerdict
+  uint64_t cache_budget = 0;             // bytes of CachedRecords per worker
+
   prometheus::Counter* catch_up_reads = nullptr;
+  prometheus::Counter* batch_records[2] = {};  // from the record cache, from the journal
   prometheus::Counter* retention_bytes = nullptr;
   prometheus::Counter* cursor_flush_errors = nullptr;
 };
@@ -480,6 +551,13 @@ void DeliveryEngine::Impl::RegisterMetrics() {
                     .Register(r);
   queue_sum = &depth.Add({{"stat", "sum"}});
   queue_max = &depth.Add({{"stat", "max"}});
+  cache_bytes = &BuildGauge()
+                     .Name("dvrouter_delivery_record_cache_bytes")
+                     .Help(
+                         "Bytes charged to the record cache: records read for routing that lane "
+                         "entries keep for their batches (delivery.record_cache_bytes)")
+                     .Register(r)
+                     .Add({});
   auto& skip = BuildCounter()
                    .Name("dvrouter_events_skipped_total")
                    .Help("Events no adapter receives: no route matched, or the loop guard")
@@ -493,6 +571,14 @@ void DeliveryEngine::Impl::RegisterMetrics() {
                         .Help("Journal scans by lanes that fell behind their in-memory window")
                         .Register(r)
                         .Add({});
+  auto& sources = BuildCounter()
+                      .Name("dvrouter_delivery_batch_records_total")
+                      .Help(
+                          "Records put into adapter batches (first attempts and retries), by "
+                          "where they came from: the record cache or a journal read")
+                      .Register(r);
+  batch_records[0] = &sources.Add({{"source", "cache"}});
+  batch_records[1] = &sources.Add({{"source", "journal"}});
   retention_bytes = &BuildCounter()
                          .Name("dvrouter_journal_retention_deleted_bytes_total")
                          .Help("Journal bytes deleted once every adapter had delivered them")
@@ -576,6 +662,7 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
   }
 
   const int n = static_cast<int>(std::min<uint64_t>(opt.delivery.workers, opt.partitions));
+  cache_budget = opt.delivery.record_cache_bytes / static_cast<uint64_t>(n);
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>();
     w->engine = this;
@@ -737,13 +824,28 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
       }
       if (wanted) {
         RecordView view;
-        Status st = journal->Read(h, &w->read_buf, &w->read_header, &view);
+        std::shared_ptr<CachedRecord> cached;
+        // Charged for the frame and once more for the Target its memo may extract.
+        const uint64_t charge = 2ull * h.length;
+        Status st;
+        if (w->cached_bytes.load(std::memory_order_relaxed) + charge <= cache_budget) {
+          cached = std::make_shared<CachedRecord>();
+          st = journal->Read(h, &cached->buffer, &cached->header, &view);
+          if (st.ok()) {
+            cached->body = view.body;
+            cached->charge = charge;
+            cached->budget = &w->cached_bytes;
+            w->cached_bytes.fetch_add(charge, std::memory_order_relaxed);
+          }
+        } else {
+          st = journal->Read(h, &w->read_buf, &w->read_header, &view);
+        }
         if (!st.ok()) {
           // Leave it to the journal scan of the catch-up path (which reports persistent errors).
           part.last = h.seq;
           continue;
         }
-        Offer(w, part, view, /*live=*/true);
+        Offer(w, part, view, /*live=*/true, cached);
       }
       part.last = h.seq;
     }
@@ -767,7 +869,8 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
 }
 
 // Routes the record and appends it to every lane that is at the record's position.
-void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, bool live) {
+void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, bool live,
+                                 const std::shared_ptr<CachedRecord>& cached) {
   uint64_t mask = 0;
   bool routed = false;
   const int64_t now = opt.now_ms();
@@ -802,6 +905,11 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     e.key = view.key;
     e.received_ms = view.received_ms;
     e.ready_ms = now;
+    // Only a lane that keeps up holds the cached record: one with a backlog would keep it (and
+    // the cache budget) long before its batch comes, so it reads the journal when it gets there.
+    if (cached && lane.waiting.size() < kCacheMaxWaiting && !w->channels[a]->stalled) {
+      e.cached = EntryHold(cached);
+    }
     lane.window.push_back(std::move(e));
     lane.waiting.insert(view.handle.seq);
     w->channels[a]->dirty = true;
@@ -978,8 +1086,16 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     int64_t retry_at = 0;
     if (!breakers[c.adapter]->Allow(now, &probe, &retry_at)) {
       *wake_at = std::min(*wake_at, retry_at);
+      // A stalled adapter does not keep records cached for when it comes back.
+      if (!c.stalled) {
+        c.stalled = true;
+        for (Part& part : w->parts) {
+          for (Entry& e : part.lanes[c.adapter].window) e.cached = EntryHold();
+        }
+      }
       return progress;
     }
+    c.stalled = false;
     if (probe) {
       if (!picks.empty()) {
         picks.resize(1);
@@ -1007,24 +1123,37 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     const size_t n = picks.size() + replay_picks.size();
     if (b->buffers.size() < n) b->buffers.resize(n);
     if (b->headers.size() < n) b->headers.resize(n);
+    b->held.clear();
+    b->held.resize(n);
     for (const Pick& p : picks) {
       Entry& e = *p.entry;
       const size_t k = b->deliveries.size();
-      RecordView view;
-      Status st = journal->Read(e.handle, &b->buffers[k], &b->headers[k], &view);
-      if (!st.ok()) {
-        // The record cannot be read now (I/O error): try again later, like a sink failure.
-        e.last_error = "journal read: " + st.ToString();
-        e.ready_ms = now + 1000;
-        *wake_at = std::min(*wake_at, e.ready_ms);
-        c.dirty = true;  // other ready events were not looked at: gather again next pass
-        continue;
-      }
       Delivery d;
+      if (e.cached) {
+        // Read for routing and kept: the batch holds it from here on (a retry reads again).
+        CachedRecord& rec = *e.cached;
+        d.header = &rec.header;
+        d.body = rec.body;
+        d.changes = &rec.changes;
+        b->held[k] = e.cached.Take();
+        if (batch_records[0]) batch_records[0]->Increment();
+      } else {
+        RecordView view;
+        Status st = journal->Read(e.handle, &b->buffers[k], &b->headers[k], &view);
+        if (!st.ok()) {
+          // The record cannot be read now (I/O error): try again later, like a sink failure.
+          e.last_error = "journal read: " + st.ToString();
+          e.ready_ms = now + 1000;
+          *wake_at = std::min(*wake_at, e.ready_ms);
+          c.dirty = true;  // other ready events were not looked at: gather again next pass
+          continue;
+        }
+        d.header = &b->headers[k];
+        d.body = view.body;
+        if (batch_records[1]) batch_records[1]->Increment();
+      }
       d.seq = e.seq;
       d.key = e.key;
-      d.header = &b->headers[k];
-      d.body = view.body;
       d.attempt = e.attempts + 1;
       d.received_ms = e.received_ms;
       b->deliveries.push_back(d);
@@ -1035,8 +1164,8 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       ++lane.in_flight[e.record];
       if (e.attempts == 0) {
         e.first_attempt_ms = now;
-        EmitStatus(c.adapter, e.key, e.seq, e.handle.partition, b->headers[k],
-                   EventState::kSubmitted, 1, 0, "", "");
+        EmitStatus(c.adapter, e.key, e.seq, e.handle.partition, *d.header, EventState::kSubmitted,
+                   1, 0, "", "");
       }
       status.Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
         s.state = EventState::kSubmitted;
@@ -1070,6 +1199,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       b->refs.push_back(Batch::Ref{0, item.meta.seq, static_cast<int>(r)});
     }
     if (b->deliveries.empty()) {
+      b->held.clear();
       w->free_batches.emplace_back(b);
       if (probe) breakers[c.adapter]->OnFailure(now);
       return progress;
@@ -1243,7 +1373,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
     d.attempts = attempts;
     d.last_error = last_error;
     d.failed_at_ms = now;
-    d.record = e ? b->buffers[i] : item->frame;
+    d.record = e ? b->Record(i) : item->frame;
     dead.push_back(std::move(d));
     dead_refs.push_back(DeadRef{ref.part, seq, ref.replay});
     set_status(EventState::kFailed, last_error, "");
@@ -1300,6 +1430,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   w->in_flight_total.fetch_sub(1);
   b->replays.clear();
   b->results.clear();
+  b->held.clear();  // releases the cached records this batch held
   w->free_batches.emplace_back(b);
 }
 
@@ -1916,6 +2047,12 @@ Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq
   return Status::Ok();
 }
 
+uint64_t DeliveryEngine::RecordCacheBytes() const {
+  uint64_t sum = 0;
+  for (const auto& w : impl_->workers) sum += w->cached_bytes.load(std::memory_order_relaxed);
+  return sum;
+}
+
 void DeliveryEngine::RefreshMetrics() {
   Impl& m = *impl_;
   if (!m.started.load() || m.queue_sum == nullptr) return;
@@ -1927,6 +2064,7 @@ void DeliveryEngine::RefreshMetrics() {
   }
   m.queue_sum->Set(sum);
   m.queue_max->Set(max);
+  m.cache_bytes->Set(static_cast<double>(RecordCacheBytes()));
   const int64_t now = m.opt.now_ms();
   for (size_t a = 0; a < m.adapters.size(); ++a) {
     DeliveryMetrics& dm = m.metrics[a];

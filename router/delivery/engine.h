@@ -14,10 +14,14 @@
 // ClickHouse: Adapter::one_in_flight_per_record() false) gets a record's ready events in order,
 // several per batch, without waiting for earlier results. Isolation (guarantee 4): every
 // adapter has its own lanes, batches, retry state and circuit breaker; a stalled adapter fills its
-// own windows and nothing else. Bounded memory (guarantee 5): lanes hold small entries, never
-// bodies (a body is read from the journal when its batch is built); a lane whose window is full
-// stops taking events and later catches up by scanning the journal, as does every lane after a
-// queue overflow or a restart.
+// own windows and nothing else. Bounded memory (guarantee 5): lanes hold small entries, bodies
+// only within the record cache's budget (otherwise a body is read from the journal when its
+// batch is built); a lane whose window is full stops taking events and later catches up by
+// scanning the journal, as does every lane after a queue overflow or a restart. Record cache: a
+// record the worker read to route it stays in memory, shared by the lanes it went to, until their
+// batches are built (then its Target is also extracted once for all adapters); lanes with a backlog
+// or an open breaker do not hold it, and what lane entries hold is bounded by
+// delivery.record_cache_bytes. Without it each adapter reads the record from the journal again.
 //
 // Progress: an adapter's cursor per partition (cursor_store.h) is the sequence up to which every
 // event is finished; it is persisted every `cursor_flush_interval`, and after a restart delivery
@@ -124,6 +128,8 @@ class DeliveryEngine final : public CommitListener {
   uint64_t LagEvents(size_t adapter) const;
   // Replay work not yet finished (queued or in flight), all adapters.
   uint64_t ReplaysPending() const;
+  // Bytes charged to the record cache (delivery.record_cache_bytes), all workers.
+  uint64_t RecordCacheBytes() const;
   size_t adapter_index(std::string_view name) const;  // SIZE_MAX when unknown
   uint64_t dlq_pending(size_t adapter) const;
 

@@ -69,6 +69,7 @@ TEST(DeliveryConfigDefaults, NoAdaptersKeyGivesOneLakeAndARouteOfEverything) {
   EXPECT_EQ(c.delivery.cursor_flush_ms, d.cursor_flush_ms);
   EXPECT_EQ(c.delivery.retention_ms, d.retention_ms);
   EXPECT_EQ(c.delivery.status_entries, d.status_entries);
+  EXPECT_EQ(c.delivery.record_cache_bytes, 256u << 20);
   EXPECT_TRUE(c.loop_guard.user_ids.empty());
   EXPECT_TRUE(c.loop_guard.ignore_columns.empty());
 }
@@ -98,6 +99,7 @@ TEST(DeliveryConfigDefaults, SetDataDirMovesOnlyDefaultedLakeDirectories) {
       << described;
   EXPECT_NE(described.find("adapters.b.type: lake"), std::string::npos);
   EXPECT_NE(described.find("delivery.window_events: 1024"), std::string::npos);
+  EXPECT_NE(described.find("delivery.record_cache_bytes: 268435456"), std::string::npos);
   EXPECT_NE(described.find("tables account, messages *, stages *, changed_columns * -> a,b"),
             std::string::npos)
       << described;
@@ -129,6 +131,7 @@ delivery:
   cursor_flush_interval: 1s
   retention: 48h
   status_entries: 0
+  record_cache_bytes: 0
 loop_guard:
   user_ids: [75C2DD85-E89E-E711-8122-000D3AA2331C, 00000000-0000-0000-0000-000000000001]
   ignore_columns: [ModifiedOn, dv_syncstate]
@@ -170,6 +173,7 @@ routes:
   EXPECT_EQ(c.delivery.cursor_flush_ms, 1000u);
   EXPECT_EQ(c.delivery.retention_ms, 48ull * 3'600'000);
   EXPECT_EQ(c.delivery.status_entries, 0u);
+  EXPECT_EQ(c.delivery.record_cache_bytes, 0u);
   EXPECT_THAT(c.loop_guard.user_ids, ElementsAre("75c2dd85-e89e-e711-8122-000d3aa2331c",
                                                  "00000000-0000-0000-0000-000000000001"));
   EXPECT_THAT(c.loop_guard.ignore_columns, ElementsAre("modifiedon", "dv_syncstate"));
@@ -233,6 +237,9 @@ TEST(DeliveryConfigErrors, DeliverySectionKeys) {
   ExpectKeyError(NoAuth("delivery:\n  cursor_flush_interval: 1\n"),
                  "delivery.cursor_flush_interval");
   ExpectKeyError(NoAuth("delivery:\n  retention: forever\n"), "delivery.retention");
+  ExpectKeyError(NoAuth("delivery:\n  record_cache_bytes: lots\n"), "delivery.record_cache_bytes");
+  ExpectKeyError(NoAuth("delivery:\n  record_cache_bytes: -1\n"), "delivery.record_cache_bytes");
+  ExpectKeyError(NoAuth("delivery:\n  record_cache_bytes: 65GiB\n"), "delivery.record_cache_bytes");
 }
 
 TEST(DeliveryConfigErrors, LoopGuardKeys) {

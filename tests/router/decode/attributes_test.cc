@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <thread>
+#include <vector>
 
 #include "tests/support/test_util.h"
 
@@ -204,6 +206,59 @@ TEST(AttributeExtractor, LongKeysInNestedObjectsAreReadOnce) {
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(cs.columns, std::vector<std::string>{"a"});
   EXPECT_EQ(cs.attributes, "{\"a\":{\"" + long_key + "\":1,\"other\":{\"" + long_key + "\":2}}}");
+}
+
+}  // namespace
+}  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// The memo extracts once: every caller, on any thread, gets the same ChangeSet, equal to what
+// an extractor of its own gives.
+TEST(ChangeMemo, ExtractsOnceForAllCallersOnAnyThread) {
+  const std::string body = testing::Fixture("update-contact-postop-async.json");
+  const ChangeSet direct = ExtractOk(body);
+  ChangeMemo memo;
+  std::vector<const ChangeSet*> got(4, nullptr);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < got.size(); ++i) {
+    threads.emplace_back([&, i] { EXPECT_TRUE(memo.Get(body, &got[i]).ok()); });
+  }
+  for (auto& t : threads) t.join();
+  for (const ChangeSet* cs : got) {
+    ASSERT_EQ(cs, got[0]) << "extracted more than once";
+  }
+  EXPECT_EQ(got[0]->attributes, direct.attributes);
+  EXPECT_EQ(got[0]->columns, direct.columns);
+  EXPECT_EQ(got[0]->id, direct.id);
+}
+
+// A malformed body's error is kept: every caller sees it, not an empty ChangeSet.
+TEST(ChangeMemo, KeepsTheErrorOfAMalformedBodyForEveryCaller) {
+  const std::string body = "{\"InputParameters\": [";
+  ChangeMemo memo;
+  const ChangeSet* first = nullptr;
+  const ChangeSet* second = nullptr;
+  Status a = memo.Get(body, &first);
+  Status b = memo.Get(body, &second);
+  EXPECT_FALSE(a.ok());
+  EXPECT_FALSE(b.ok());
+  EXPECT_EQ(a.ToString(), b.ToString());
+}
+
+// Without a memo, ExtractChanges extracts into the caller's scratch.
+TEST(ChangeMemo, ExtractChangesWithoutAMemoUsesTheScratch) {
+  const std::string body = testing::Fixture("update-contact-postop-async.json");
+  ChangeSet scratch;
+  const ChangeSet* out = nullptr;
+  ASSERT_TRUE(ExtractChanges(body, nullptr, &scratch, &out).ok());
+  EXPECT_EQ(out, &scratch);
+  EXPECT_EQ(scratch.entity, "contact");
+  ChangeMemo memo;
+  ASSERT_TRUE(ExtractChanges(body, &memo, &scratch, &out).ok());
+  EXPECT_NE(out, &scratch);
+  EXPECT_EQ(out->attributes, scratch.attributes);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "router/decode/attributes.h"
 #include "router/journal/file_journal.h"
 #include "router/partition/partition.h"
 #include "tests/support/test_util.h"
@@ -35,6 +36,9 @@ struct Seen {
   bool replay = false;
   int64_t at_ms = 0;  // the engine's clock when the batch was handed over
   size_t batch_size = 0;
+  std::string body;
+  const ChangeMemo* changes = nullptr;  // the shared extraction the engine attached, if any
+  std::string target_columns;           // what ExtractChanges gave, comma-separated
 };
 
 class TestAdapter final : public Adapter {
@@ -64,6 +68,13 @@ class TestAdapter final : public Adapter {
       s.replay = d.replay;
       s.at_ms = now;
       s.batch_size = batch.size();
+      s.body = std::string(d.body);
+      s.changes = d.changes;
+      ChangeSet scratch;
+      const ChangeSet* cs = nullptr;
+      if (ExtractChanges(d.body, d.changes, &scratch, &cs).ok()) {
+        for (const std::string& c : cs->columns) s.target_columns += c + ",";
+      }
       if (!in_flight_.insert(s.record).second && !pipelined_) ++violations_;  // twice in flight
       seen_.push_back(s);
       job.events.push_back(s);
@@ -185,6 +196,32 @@ class TestAdapter final : public Adapter {
   std::vector<std::thread> threads_;
 };
 
+// Counts the records read one by one (Read); everything else goes to the journal it wraps.
+class CountingJournal final : public Journal {
+ public:
+  explicit CountingJournal(Journal* inner) : inner_(inner) {}
+  void Append(AppendRequest* request) override { inner_->Append(request); }
+  Status Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn,
+              ScanHint hint) override {
+    return inner_->Scan(from_seq, fn, hint);
+  }
+  Status Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
+              RecordView* out) override {
+    reads.fetch_add(1);
+    return inner_->Read(handle, buffer, header, out);
+  }
+  Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) override {
+    return inner_->DeleteBefore(below_seq, min_age_ms);
+  }
+  JournalStats Stats() const override { return inner_->Stats(); }
+  void Stop() override { inner_->Stop(); }
+
+  std::atomic<uint64_t> reads{0};
+
+ private:
+  Journal* inner_;
+};
+
 // One event to journal.
 struct Ev {
   std::string table = "account";
@@ -259,7 +296,8 @@ class Harness {
     ASSERT_TRUE(j.ok()) << j.status().ToString();
     journal = std::move(j).value();
     for (auto& a : adapters) a->set_behavior(behavior);
-    Status st = engine->Start(journal.get());
+    counting = std::make_unique<CountingJournal>(journal.get());
+    Status st = engine->Start(counting.get());
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
@@ -267,6 +305,7 @@ class Harness {
     if (journal) journal->Stop();
     if (engine) engine->Stop();
     engine.reset();
+    counting.reset();
     journal.reset();
     adapters.clear();
   }
@@ -337,6 +376,7 @@ class Harness {
   std::vector<std::unique_ptr<TestAdapter>> adapters;
   std::unique_ptr<DeliveryEngine> engine;
   std::unique_ptr<FileJournal> journal;
+  std::unique_ptr<CountingJournal> counting;  // what the engine reads through
   uint64_t next_op_ = 0;
 };
 
@@ -730,6 +770,150 @@ TEST(DeliveryEngine, RetentionDeletesDeliveredSegmentsAndReplayRedeliversARange)
   ASSERT_TRUE(WaitFor([&] { return h.journal->Stats().segments == 1; }));
   auto gone = h.engine->ReplayRange("a0", seqs[0], seqs[1]);
   EXPECT_EQ(gone.code(), StatusCode::kNotFound) << gone.ToString();
+}
+
+}  // namespace
+}  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// Event i of `evs` gets a Target changing one column, "c<i>".
+std::vector<Ev> Numbered(std::vector<Ev> evs) {
+  for (size_t i = 0; i < evs.size(); ++i) {
+    const std::string n = std::to_string(i);
+    evs[i].body =
+        "{\"InputParameters\":[{\"key\":\"Target\",\"value\":{\"__type\":\"Entity:account\","
+        "\"Attributes\":[{\"key\":\"c" +
+        n + "\",\"value\":" + n + "}],\"Id\":\"x\"}}]}";
+  }
+  return evs;
+}
+
+// Every delivery the adapter saw carried its own event's body and Target.
+void ExpectOwnBodies(const TestAdapter& a, const std::vector<uint64_t>& seqs,
+                     const std::vector<Ev>& evs) {
+  std::map<uint64_t, size_t> index;
+  for (size_t i = 0; i < seqs.size(); ++i) index[seqs[i]] = i;
+  for (const Seen& s : a.seen()) {
+    auto it = index.find(s.seq);
+    ASSERT_NE(it, index.end()) << s.seq;
+    EXPECT_EQ(s.body, evs[it->second].body) << s.seq;
+    EXPECT_EQ(s.target_columns, "c" + std::to_string(it->second) + ",") << s.seq;
+  }
+}
+
+TEST(DeliveryEngine, TheRoutingReadServesEveryAdapterAndTheTargetIsExtractedOnce) {
+  Harness h(3);
+  h.Start();
+  const std::vector<Ev> evs = Numbered(Records(20, 15));
+  auto seqs = h.Append(evs);
+  for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
+  // One journal read per event, to route it: no adapter read it again.
+  EXPECT_LE(h.counting->reads.load(), seqs.size());
+  std::map<uint64_t, const ChangeMemo*> memo_of;
+  for (auto& a : h.adapters) {
+    EXPECT_EQ(a->count(), seqs.size());
+    ExpectOwnBodies(*a, seqs, evs);
+    for (const Seen& s : a->seen()) {
+      ASSERT_NE(s.changes, nullptr) << s.seq;
+      auto [it, fresh] = memo_of.emplace(s.seq, s.changes);
+      EXPECT_EQ(it->second, s.changes) << "the adapters of " << s.seq << " extracted it apart";
+    }
+  }
+  // Nothing stays charged once every batch is built.
+  EXPECT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() == 0; }));
+}
+
+// The control for the test above: with the cache off, each adapter reads each record itself.
+TEST(DeliveryEngine, WithoutTheRecordCacheEachAdapterReadsTheJournal) {
+  Harness h(3);
+  h.delivery.record_cache_bytes = 0;
+  h.Start();
+  const std::vector<Ev> evs = Numbered(Records(20, 5));
+  auto seqs = h.Append(evs);
+  for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
+  EXPECT_GE(h.counting->reads.load(), 3 * seqs.size());
+  for (auto& a : h.adapters) {
+    ExpectOwnBodies(*a, seqs, evs);
+    for (const Seen& s : a->seen()) EXPECT_EQ(s.changes, nullptr) << s.seq;
+  }
+  EXPECT_EQ(h.engine->RecordCacheBytes(), 0u);
+}
+
+TEST(DeliveryEngine, ARetryReadsTheRecordAgainFromTheJournal) {
+  Harness h(1);
+  h.configs[0].breaker_failures = 1'000'000;  // every first attempt fails: keep it closed
+  h.behavior = [](const Seen& s) {
+    DeliveryResult r;
+    if (s.attempt == 1) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "first attempts fail";
+    }
+    return r;
+  };
+  h.Start();
+  const std::vector<Ev> evs = Numbered(Records(10, 3));
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  const std::vector<Seen> seen = h.adapters[0]->seen();
+  ASSERT_EQ(seen.size(), 2 * seqs.size());
+  ExpectOwnBodies(*h.adapters[0], seqs, evs);
+  for (const Seen& s : seen) {
+    // The first attempt had the routing read; the retry read the journal again.
+    if (s.attempt == 1) {
+      EXPECT_NE(s.changes, nullptr) << s.seq;
+    } else {
+      EXPECT_EQ(s.changes, nullptr) << s.seq;
+    }
+  }
+  EXPECT_GE(h.counting->reads.load(), 2 * seqs.size());
+}
+
+// A stalled adapter's entries (batches in flight, the rest waiting) hold cached records only
+// up to the budget; the others go back to the journal when their batch comes.
+TEST(DeliveryEngine, TheRecordCacheStaysWithinItsBudget) {
+  Harness h(1);
+  h.delivery.record_cache_bytes = 8 << 10;  // per worker 4 KiB: a dozen of these records
+  h.Start();
+  h.adapters[0]->set_stalled(true);
+  const std::vector<Ev> evs = Numbered(Records(50, 4));
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() > 0; }));
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_LE(h.engine->RecordCacheBytes(), 8u << 10);
+    std::this_thread::yield();
+  }
+  h.adapters[0]->set_stalled(false);
+  ASSERT_TRUE(h.AllDelivered(0));
+  ExpectOwnBodies(*h.adapters[0], seqs, evs);
+  EXPECT_EQ(h.adapters[0]->delivered().size(), seqs.size());
+  // Beyond the budget, records were read again for their batches.
+  EXPECT_GT(h.counting->reads.load(), seqs.size());
+  EXPECT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() == 0; }));
+}
+
+// An adapter behind its open breaker lets go of the records it held: they would wait for it
+// for as long as it is down, and take the cache from the adapters that work.
+TEST(DeliveryEngine, AnAdapterBehindItsOpenBreakerHoldsNoCachedRecords) {
+  Harness h(2);
+  h.configs[1].breaker_failures = 1;
+  h.configs[1].breaker_open_ms = 600'000;
+  h.Start();
+  h.adapters[1]->set_behavior([](const Seen&) {
+    DeliveryResult r;
+    r.outcome = DeliveryOutcome::kRetryable;
+    r.error = "down";
+    return r;
+  });
+  h.Append(Numbered(Records(5, 1)));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->count() >= 1; }));
+  auto seqs = h.Append(Numbered(Records(50, 2)));
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_LT(h.adapters[1]->count(), seqs.size()) << "the open breaker let the events through";
+  EXPECT_GT(h.engine->LagEvents(1), seqs.size());
+  EXPECT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() == 0; }))
+      << h.engine->RecordCacheBytes() << " bytes still held";
 }
 
 }  // namespace
