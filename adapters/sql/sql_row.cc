@@ -69,7 +69,11 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   } else {
     out->op = SqlOp::kUpsert;
     // A shared memo's attributes are copied; our own scratch's are taken.
-    out->attributes = cs == &scratch ? std::move(scratch.attributes) : changes.attributes;
+    if (cs == &scratch) {
+      out->attributes = std::move(scratch.attributes);
+    } else {
+      out->attributes = changes.attributes;
+    }
   }
   return Status::Ok();
 }

@@ -434,14 +434,32 @@ AttributeExtractor& ThreadAttributeExtractor() {
   return *extractor;
 }
 
+namespace {
+std::atomic<uint64_t> memo_extractions{0};
+}  // namespace
+
 Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
-  std::call_once(once_, [&] {
-    // The body view is not padded: the extractor copies it into its own buffer.
-    status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), body.size(), &changes_);
-  });
+  if (!done_.load(std::memory_order_acquire)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!done_.load(std::memory_order_relaxed)) {
+      // The body view is not padded: the extractor copies it into its own buffer.
+      status_ =
+          ThreadAttributeExtractor().Extract(body.data(), body.size(), body.size(), &changes_);
+      memo_extractions.fetch_add(1, std::memory_order_relaxed);
+      done_.store(true, std::memory_order_release);
+    }
+  }
   *out = &changes_;
   return status_;
 }
+
+void ChangeMemo::Reset() {
+  done_.store(false, std::memory_order_relaxed);
+  status_ = Status::Ok();
+  changes_.Clear();
+}
+
+uint64_t ChangeMemo::Extractions() { return memo_extractions.load(std::memory_order_relaxed); }
 
 Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,
                       const ChangeSet** out) {

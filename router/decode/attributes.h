@@ -12,6 +12,8 @@
 // workers call it once per event that a route needs the columns of.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -59,9 +61,14 @@ AttributeExtractor& ThreadAttributeExtractor();
 class ChangeMemo {
  public:
   Status Get(std::string_view body, const ChangeSet** out);
+  // Forgets the extraction, keeping the storage, for the next event. Not while a Get may run.
+  void Reset();
+  // Extractions by all memos so far, process-wide (tests).
+  static uint64_t Extractions();
 
  private:
-  std::once_flag once_;
+  std::mutex mu_;
+  std::atomic<bool> done_{false};
   Status status_;
   ChangeSet changes_;
 };

@@ -103,64 +103,123 @@ class SharedBreaker {
 
 enum class EntryState : uint8_t { kWaiting, kInFlight, kDone };
 
+class RecordCache;
+
 // A record read from the journal to be routed, kept for the lanes it was offered to until each
 // of their adapters' batches is built: the adapters then neither read it again nor parse its
-// Target again (the memo extracts it once for all). Counted against its worker's share of
-// delivery.record_cache_bytes while lane entries hold it; a batch's hold is not counted (the
-// batch would hold a journal read of the record otherwise).
+// Target again (the memo extracts it once for all). Charged against its worker's share of
+// delivery.record_cache_bytes while lane entries hold it; a batch's hold is not charged (the
+// batch would hold a journal read of the record otherwise). Worker thread only.
 struct CachedRecord {
-  CachedRecord() = default;
-  CachedRecord(const CachedRecord&) = delete;
-  CachedRecord& operator=(const CachedRecord&) = delete;
-  ~CachedRecord() { Uncharge(); }
-  void Uncharge() {
-    if (budget != nullptr) budget->fetch_sub(charge, std::memory_order_relaxed);
-    budget = nullptr;
-  }
-
   std::string buffer;  // the whole frame (a DLQ entry keeps it)
   EventHeader header;
   std::string_view body;
   ChangeMemo changes;
-  uint64_t charge = 0;
-  std::atomic<uint64_t>* budget = nullptr;  // the worker's cached bytes, while charged
-  uint32_t entry_holds = 0;                 // lane entries holding it (worker thread only)
+  RecordCache* cache = nullptr;
+  uint64_t charge = 0;       // bytes charged, 0 once no entry holds it
+  uint32_t entry_holds = 0;  // lane entries holding it
+  uint32_t refs = 0;         // entry holds, batch holds and the reader's own
 };
 
-// A lane entry's hold on a cached record; the last entry to let go uncharges it.
+// A worker's cached records: their budget, and a bounded free list so that a steady stream of
+// events reuses records (and their buffers) instead of allocating. Worker thread only, except
+// bytes().
+class RecordCache {
+ public:
+  explicit RecordCache(uint64_t budget = 0) : budget_(budget) {}
+  RecordCache(const RecordCache&) = delete;
+  RecordCache& operator=(const RecordCache&) = delete;
+  ~RecordCache() {
+    for (CachedRecord* r : free_) delete r;
+  }
+  void set_budget(uint64_t budget) { budget_ = budget; }
+
+  // A record to read into, charged `charge` bytes and referenced once (by the caller), or null
+  // when the charge would pass the budget.
+  CachedRecord* Acquire(uint64_t charge) {
+    if (bytes_.load(std::memory_order_relaxed) + charge > budget_) return nullptr;
+    CachedRecord* r;
+    if (!free_.empty()) {
+      r = free_.back();
+      free_.pop_back();
+    } else {
+      r = new CachedRecord;
+      r->cache = this;
+    }
+    r->charge = charge;
+    r->refs = 1;
+    bytes_.fetch_add(charge, std::memory_order_relaxed);
+    return r;
+  }
+  void AddEntryHold(CachedRecord* r) {
+    ++r->entry_holds;
+    ++r->refs;
+  }
+  // An entry lets go (dropped, or turned into a batch's hold when `to_batch`).
+  void ReleaseEntryHold(CachedRecord* r, bool to_batch) {
+    if (--r->entry_holds == 0) Uncharge(r);
+    if (!to_batch) Unref(r);
+  }
+  void Unref(CachedRecord* r) {
+    if (--r->refs != 0) return;
+    Uncharge(r);
+    r->changes.Reset();
+    r->body = {};
+    if (free_.size() < kMaxFree) {
+      free_.push_back(r);
+    } else {
+      delete r;
+    }
+  }
+  uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr size_t kMaxFree = 1024;
+  void Uncharge(CachedRecord* r) {
+    bytes_.fetch_sub(r->charge, std::memory_order_relaxed);
+    r->charge = 0;
+  }
+  uint64_t budget_;
+  std::atomic<uint64_t> bytes_{0};
+  std::vector<CachedRecord*> free_;
+};
+
+// A lane entry's hold on a cached record.
 class EntryHold {
  public:
   EntryHold() = default;
-  explicit EntryHold(std::shared_ptr<CachedRecord> r) : r_(std::move(r)) { ++r_->entry_holds; }
-  EntryHold(EntryHold&& o) noexcept : r_(std::move(o.r_)) {}
+  explicit EntryHold(CachedRecord* r) : r_(r) { r_->cache->AddEntryHold(r_); }
+  EntryHold(EntryHold&& o) noexcept : r_(std::exchange(o.r_, nullptr)) {}
   EntryHold& operator=(EntryHold&& o) noexcept {
     if (this != &o) {
       Release();
-      r_ = std::move(o.r_);
+      r_ = std::exchange(o.r_, nullptr);
     }
     return *this;
   }
   ~EntryHold() { Release(); }
 
   explicit operator bool() const { return r_ != nullptr; }
-  CachedRecord& operator*() const { return *r_; }
-  // Hands the record over (to a batch); the entry no longer holds it.
-  std::shared_ptr<CachedRecord> Take() {
-    std::shared_ptr<CachedRecord> r = r_;
-    Release();
+  // Hands the record to a batch: the entry no longer holds it; the caller owns one reference
+  // (RecordCache::Unref when done).
+  CachedRecord* TakeForBatch() {
+    CachedRecord* r = std::exchange(r_, nullptr);
+    r->cache->ReleaseEntryHold(r, /*to_batch=*/true);
     return r;
   }
 
  private:
   void Release() {
-    if (r_ && --r_->entry_holds == 0) r_->Uncharge();
-    r_.reset();
+    if (r_ != nullptr) r_->cache->ReleaseEntryHold(std::exchange(r_, nullptr), false);
   }
-  std::shared_ptr<CachedRecord> r_;
+  CachedRecord* r_ = nullptr;
 };
 
 // A lane with this many events waiting for a batch does not hold cached records.
 constexpr size_t kCacheMaxWaiting = 256;
+// An adapter with batches in flight and none answered for this long counts as stalled for the
+// record cache (a healthy lake or ClickHouse answers within about a second of its roll or linger).
+constexpr int64_t kCacheHungMs = 5000;
 
 // One event in a lane: small; its body only while the record is cached (CachedRecord).
 struct Entry {
@@ -242,11 +301,19 @@ struct DeliveryEngine::Impl {
     std::vector<Delivery> deliveries;
     std::vector<std::string> buffers;  // records read from the journal for this batch
     std::vector<EventHeader> headers;
-    std::vector<std::shared_ptr<CachedRecord>> held;  // or cached ones, by delivery index
+    std::vector<CachedRecord*> held;  // or cached ones (one reference each), by delivery index
     // The journal record of delivery i (not a replay).
     const std::string& Record(size_t i) const { return held[i] ? held[i]->buffer : buffers[i]; }
     std::vector<std::unique_ptr<ReplayItem>> replays;
     std::vector<DeliveryResult> results;
+
+    ~Batch() override { ReleaseHeld(); }
+    void ReleaseHeld() {
+      for (CachedRecord* r : held) {
+        if (r != nullptr) r->cache->Unref(r);
+      }
+      held.clear();
+    }
 
     void OnDelivered(std::span<const DeliveryResult> r) override {
       results.assign(r.begin(), r.end());
@@ -258,9 +325,10 @@ struct DeliveryEngine::Impl {
     size_t adapter = 0;
     int in_flight = 0;
     int64_t linger_since = -1;
-    bool dirty = true;     // something changed since the last Dispatch: look again
-    int64_t due_ms = 0;    // or look again at this time (linger, backoff, breaker)
-    bool stalled = false;  // the breaker said no last time: its lanes take no cached records
+    bool dirty = true;                 // something changed since the last Dispatch: look again
+    int64_t due_ms = 0;                // or look again at this time (linger, backoff, breaker)
+    bool stalled = false;              // see MarkStalled; cleared when the breaker lets a batch go
+    int64_t unanswered_since_ms = -1;  // batches in flight, none answered since (-1: none out)
     std::unique_ptr<RetryPolicy> policy;
     std::deque<std::unique_ptr<ReplayItem>> replays;  // in seq order
     std::multiset<uint64_t> replays_in_flight;        // their records
@@ -268,8 +336,8 @@ struct DeliveryEngine::Impl {
   };
 
   struct Worker {
-    // CachedRecords alive. First: outlives the entries and batches that hold them.
-    std::atomic<uint64_t> cached_bytes{0};
+    // First: outlives the entries and batches that hold its records.
+    RecordCache record_cache;
     Impl* engine = nullptr;
     int index = 0;
     std::vector<Part> parts;
@@ -421,9 +489,23 @@ struct DeliveryEngine::Impl {
   void Stop();
   void WorkerLoop(Worker* w);
   bool Drain(Worker* w, Part& part, uint64_t committed);
+  // Lane a of a partition may hold a cached record: it keeps up (fewer than kCacheMaxWaiting
+  // events waiting for a batch) and its adapter is not stalled.
+  bool CanHoldCached(Worker* w, const Lane& lane, size_t a) const {
+    return lane.waiting.size() < kCacheMaxWaiting && !w->channels[a]->stalled;
+  }
+  // The channel's adapter stopped taking batches (open breaker) or answering them (none for
+  // kCacheHungMs): its lanes drop the cached records they hold and take no more until it does.
+  void MarkStalled(Worker* w, Channel& c) {
+    if (c.stalled) return;
+    c.stalled = true;
+    for (Part& part : w->parts) {
+      for (Entry& e : part.lanes[c.adapter].window) e.cached = EntryHold();
+    }
+  }
   bool CatchUp(Worker* w);
   void Offer(Worker* w, Part& part, const RecordView& view, bool live,
-             const std::shared_ptr<CachedRecord>& cached = nullptr);
+             CachedRecord* cached = nullptr);
   bool Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at);
   void Complete(Worker* w, Batch* b);
   void Finish(Worker* w, Part& part, Lane& lane, size_t adapter);
@@ -483,7 +565,6 @@ struct DeliveryEngine::Impl {
   prometheus::Gauge* queue_max = nullptr;
   prometheus::Gauge* cache_bytes = nullptr;
   prometheus::Counter* skipped[4] = {};  // by RouteVerdict
-  uint64_t cache_budget = 0;             // bytes of CachedRecords per worker
 
   prometheus::Counter* catch_up_reads = nullptr;
   prometheus::Counter* batch_records[2] = {};  // from the record cache, from the journal
@@ -662,11 +743,11 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
   }
 
   const int n = static_cast<int>(std::min<uint64_t>(opt.delivery.workers, opt.partitions));
-  cache_budget = opt.delivery.record_cache_bytes / static_cast<uint64_t>(n);
   for (int i = 0; i < n; ++i) {
     auto w = std::make_unique<Worker>();
     w->engine = this;
     w->index = i;
+    w->record_cache.set_budget(opt.delivery.record_cache_bytes / static_cast<uint64_t>(n));
     w->part_of.assign(opt.partitions, SIZE_MAX);
     w->extractor = std::make_unique<AttributeExtractor>(opt.max_body_bytes);
     for (size_t a = 0; a < adapters.size(); ++a) {
@@ -817,35 +898,33 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
       const RecordHandle& h = batch[i];
       if (h.seq <= part.last) continue;
       bool wanted = false;
-      for (const Lane& lane : part.lanes) {
+      bool cacheable = false;  // some lane that takes it could hold it cached
+      for (size_t a = 0; a < part.lanes.size(); ++a) {
+        const Lane& lane = part.lanes[a];
         if (lane.read_pos == part.last && lane.window.size() < opt.delivery.window_events) {
           wanted = true;
+          cacheable |= CanHoldCached(w, lane, a);
         }
       }
       if (wanted) {
         RecordView view;
-        std::shared_ptr<CachedRecord> cached;
         // Charged for the frame and once more for the Target its memo may extract.
-        const uint64_t charge = 2ull * h.length;
+        CachedRecord* cached = cacheable ? w->record_cache.Acquire(2ull * h.length) : nullptr;
         Status st;
-        if (w->cached_bytes.load(std::memory_order_relaxed) + charge <= cache_budget) {
-          cached = std::make_shared<CachedRecord>();
+        if (cached != nullptr) {
           st = journal->Read(h, &cached->buffer, &cached->header, &view);
-          if (st.ok()) {
-            cached->body = view.body;
-            cached->charge = charge;
-            cached->budget = &w->cached_bytes;
-            w->cached_bytes.fetch_add(charge, std::memory_order_relaxed);
-          }
+          cached->body = view.body;
         } else {
           st = journal->Read(h, &w->read_buf, &w->read_header, &view);
         }
+        if (st.ok()) Offer(w, part, view, /*live=*/true, cached);
+        // The lanes that took it hold it now; otherwise back to the free list.
+        if (cached != nullptr) w->record_cache.Unref(cached);
         if (!st.ok()) {
           // Leave it to the journal scan of the catch-up path (which reports persistent errors).
           part.last = h.seq;
           continue;
         }
-        Offer(w, part, view, /*live=*/true, cached);
       }
       part.last = h.seq;
     }
@@ -870,7 +949,7 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
 
 // Routes the record and appends it to every lane that is at the record's position.
 void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, bool live,
-                                 const std::shared_ptr<CachedRecord>& cached) {
+                                 CachedRecord* cached) {
   uint64_t mask = 0;
   bool routed = false;
   const int64_t now = opt.now_ms();
@@ -907,9 +986,7 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     e.ready_ms = now;
     // Only a lane that keeps up holds the cached record: one with a backlog would keep it (and
     // the cache budget) long before its batch comes, so it reads the journal when it gets there.
-    if (cached && lane.waiting.size() < kCacheMaxWaiting && !w->channels[a]->stalled) {
-      e.cached = EntryHold(cached);
-    }
+    if (cached != nullptr && CanHoldCached(w, lane, a)) e.cached = EntryHold(cached);
     lane.window.push_back(std::move(e));
     lane.waiting.insert(view.handle.seq);
     w->channels[a]->dirty = true;
@@ -992,6 +1069,9 @@ bool DeliveryEngine::Impl::CatchUp(Worker* w) {
 }
 
 bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
+  // Batches out and none answered for a while: stalled for the record cache.
+  const bool hung = c.unanswered_since_ms >= 0 && now - c.unanswered_since_ms > kCacheHungMs;
+  if (hung) MarkStalled(w, c);
   const AdapterConfig& cfg = adapters[c.adapter].config;
   const size_t max_batch = cfg.max_batch_events;
   bool progress = false;
@@ -1086,16 +1166,10 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     int64_t retry_at = 0;
     if (!breakers[c.adapter]->Allow(now, &probe, &retry_at)) {
       *wake_at = std::min(*wake_at, retry_at);
-      // A stalled adapter does not keep records cached for when it comes back.
-      if (!c.stalled) {
-        c.stalled = true;
-        for (Part& part : w->parts) {
-          for (Entry& e : part.lanes[c.adapter].window) e.cached = EntryHold();
-        }
-      }
+      MarkStalled(w, c);  // it does not keep records cached for when it comes back
       return progress;
     }
-    c.stalled = false;
+    if (!hung) c.stalled = false;
     if (probe) {
       if (!picks.empty()) {
         picks.resize(1);
@@ -1123,19 +1197,19 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     const size_t n = picks.size() + replay_picks.size();
     if (b->buffers.size() < n) b->buffers.resize(n);
     if (b->headers.size() < n) b->headers.resize(n);
-    b->held.clear();
-    b->held.resize(n);
+    b->ReleaseHeld();
+    b->held.resize(n, nullptr);
     for (const Pick& p : picks) {
       Entry& e = *p.entry;
       const size_t k = b->deliveries.size();
       Delivery d;
       if (e.cached) {
         // Read for routing and kept: the batch holds it from here on (a retry reads again).
-        CachedRecord& rec = *e.cached;
-        d.header = &rec.header;
-        d.body = rec.body;
-        d.changes = &rec.changes;
-        b->held[k] = e.cached.Take();
+        CachedRecord* rec = e.cached.TakeForBatch();
+        d.header = &rec->header;
+        d.body = rec->body;
+        d.changes = &rec->changes;
+        b->held[k] = rec;
         if (batch_records[0]) batch_records[0]->Increment();
       } else {
         RecordView view;
@@ -1199,7 +1273,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       b->refs.push_back(Batch::Ref{0, item.meta.seq, static_cast<int>(r)});
     }
     if (b->deliveries.empty()) {
-      b->held.clear();
+      b->ReleaseHeld();
       w->free_batches.emplace_back(b);
       if (probe) breakers[c.adapter]->OnFailure(now);
       return progress;
@@ -1208,6 +1282,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
       metrics[c.adapter].batch->Observe(static_cast<double>(b->deliveries.size()));
     }
     ++c.in_flight;
+    if (c.unanswered_since_ms < 0) c.unanswered_since_ms = now;
     w->in_flight_total.fetch_add(1);
     b->started = SteadyClock::now();
     progress = true;
@@ -1427,10 +1502,11 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   for (size_t pi : touched) Finish(w, w->parts[pi], w->parts[pi].lanes[a], a);
   --c.in_flight;
+  c.unanswered_since_ms = c.in_flight > 0 ? now : -1;
   w->in_flight_total.fetch_sub(1);
   b->replays.clear();
   b->results.clear();
-  b->held.clear();  // releases the cached records this batch held
+  b->ReleaseHeld();
   w->free_batches.emplace_back(b);
 }
 
@@ -2048,8 +2124,9 @@ Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq
 }
 
 uint64_t DeliveryEngine::RecordCacheBytes() const {
+  if (!impl_->started.load(std::memory_order_acquire)) return 0;
   uint64_t sum = 0;
-  for (const auto& w : impl_->workers) sum += w->cached_bytes.load(std::memory_order_relaxed);
+  for (const auto& w : impl_->workers) sum += w->record_cache.bytes();
   return sum;
 }
 

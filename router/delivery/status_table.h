@@ -51,17 +51,21 @@ class StatusTable {
     if (capacity_ == 0) return;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
-    auto [it, inserted] = s.map.try_emplace(key);
-    if (inserted) {
-      it->second.seq = seq;
-      it->second.adapters.resize(adapters_);
-      s.order.push_back(key);
-      while (s.map.size() > per_shard_) {
-        s.map.erase(s.order.front());
+    auto it = s.map.find(key);
+    if (it == s.map.end()) {
+      if (s.map.size() >= per_shard_) {
+        // Full: the oldest record's node (and its statuses' storage) becomes the new record's.
+        auto node = s.map.extract(s.order.front());
         s.order.pop_front();
+        node.key() = key;
+        Reset(&node.mapped());
+        it = s.map.insert(std::move(node)).position;
+      } else {
+        it = s.map.try_emplace(key).first;
+        it->second.adapters.resize(adapters_);
       }
-      it = s.map.find(key);
-      if (it == s.map.end()) return;
+      it->second.seq = seq;
+      s.order.push_back(key);
     }
     if (handle != nullptr) it->second.handle = *handle;
     fn(it->second.adapters[adapter]);
@@ -79,6 +83,17 @@ class StatusTable {
     std::deque<EventKey> order;
   };
   Shard& ShardOf(const EventKey& key) { return shards_[key.hi % kShards]; }
+  // As created (every adapter pending), keeping the strings' storage.
+  static void Reset(EventStatus* st) {
+    st->handle = RecordHandle{};
+    for (AdapterStatus& a : st->adapters) {
+      a.state = EventState::kPending;
+      a.attempts = 0;
+      a.updated_ms = 0;
+      a.last_error.clear();
+      a.answer.clear();
+    }
+  }
 
   static constexpr size_t kShards = 16;
   size_t capacity_;

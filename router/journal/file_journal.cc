@@ -110,15 +110,21 @@ Status ReadFile(const std::string& path, uint64_t limit, std::string* out) {
   return Status::Ok();
 }
 
-Status PreadFull(int fd, char* out, size_t size, uint64_t offset, const std::string& what) {
+// 0, or the errno of the failed read (EIO for a file that ends early).
+int PreadAll(int fd, char* out, size_t size, uint64_t offset) {
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return ErrnoStatus("read " + what, n < 0 ? errno : EIO);
+    if (n <= 0) return n < 0 ? errno : EIO;
     done += static_cast<size_t>(n);
   }
-  return Status::Ok();
+  return 0;
+}
+
+Status PreadFull(int fd, char* out, size_t size, uint64_t offset, const std::string& what) {
+  const int err = PreadAll(fd, out, size, offset);
+  return err == 0 ? Status::Ok() : ErrnoStatus("read " + what, err);
 }
 
 struct SegmentScan {
@@ -855,10 +861,9 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     fd = slot;
   }
   buffer->resize(handle.length);
-  if (Status st = PreadFull(fd->fd, buffer->data(), handle.length, handle.offset,
-                            "journal segment " + SegmentName(handle.segment));
-      !st.ok()) {
-    return st;
+  // (The hot path of delivery: the message is built only on failure.)
+  if (const int err = PreadAll(fd->fd, buffer->data(), handle.length, handle.offset); err != 0) {
+    return ErrnoStatus("read journal segment " + SegmentName(handle.segment), err);
   }
   journal::FrameMeta meta;
   std::string_view body;

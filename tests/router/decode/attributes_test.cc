@@ -220,24 +220,25 @@ TEST(ChangeMemo, ExtractsOnceForAllCallersOnAnyThread) {
   const std::string body = testing::Fixture("update-contact-postop-async.json");
   const ChangeSet direct = ExtractOk(body);
   ChangeMemo memo;
+  const uint64_t before = ChangeMemo::Extractions();
   std::vector<const ChangeSet*> got(4, nullptr);
   std::vector<std::thread> threads;
   for (size_t i = 0; i < got.size(); ++i) {
     threads.emplace_back([&, i] { EXPECT_TRUE(memo.Get(body, &got[i]).ok()); });
   }
   for (auto& t : threads) t.join();
-  for (const ChangeSet* cs : got) {
-    ASSERT_EQ(cs, got[0]) << "extracted more than once";
-  }
+  EXPECT_EQ(ChangeMemo::Extractions() - before, 1u);
+  for (const ChangeSet* cs : got) ASSERT_EQ(cs, got[0]);
   EXPECT_EQ(got[0]->attributes, direct.attributes);
   EXPECT_EQ(got[0]->columns, direct.columns);
   EXPECT_EQ(got[0]->id, direct.id);
 }
 
-// A malformed body's error is kept: every caller sees it, not an empty ChangeSet.
+// A malformed body's error is kept: every caller sees it, and it is not extracted again.
 TEST(ChangeMemo, KeepsTheErrorOfAMalformedBodyForEveryCaller) {
   const std::string body = "{\"InputParameters\": [";
   ChangeMemo memo;
+  const uint64_t before = ChangeMemo::Extractions();
   const ChangeSet* first = nullptr;
   const ChangeSet* second = nullptr;
   Status a = memo.Get(body, &first);
@@ -245,6 +246,23 @@ TEST(ChangeMemo, KeepsTheErrorOfAMalformedBodyForEveryCaller) {
   EXPECT_FALSE(a.ok());
   EXPECT_FALSE(b.ok());
   EXPECT_EQ(a.ToString(), b.ToString());
+  EXPECT_EQ(ChangeMemo::Extractions() - before, 1u);
+}
+
+// A reset memo serves the next event: its own Target, not the previous one's or its error.
+TEST(ChangeMemo, AfterResetItExtractsTheNextBody) {
+  ChangeMemo memo;
+  const ChangeSet* cs = nullptr;
+  EXPECT_FALSE(memo.Get("{\"InputParameters\": [", &cs).ok());
+  memo.Reset();
+  const std::string contact = testing::Fixture("update-contact-postop-async.json");
+  ASSERT_TRUE(memo.Get(contact, &cs).ok());
+  EXPECT_EQ(cs->entity, "contact");
+  memo.Reset();
+  const std::string agent = testing::Fixture("create-msdyn_agentstatus-postop-sync.json");
+  ASSERT_TRUE(memo.Get(agent, &cs).ok());
+  EXPECT_EQ(cs->entity, "msdyn_agentstatus");
+  EXPECT_EQ(cs->attributes, ExtractOk(agent).attributes);
 }
 
 // Without a memo, ExtractChanges extracts into the caller's scratch.

@@ -208,7 +208,19 @@ class CountingJournal final : public Journal {
   Status Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
               RecordView* out) override {
     reads.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // The chosen record's second read (the first one routes it) fails once.
+      if (fail_second_read_.count(handle.seq) && ++reads_of_[handle.seq] == 2) {
+        failed.fetch_add(1);
+        return ErrnoStatus("injected read failure of record " + std::to_string(handle.seq), EIO);
+      }
+    }
     return inner_->Read(handle, buffer, header, out);
+  }
+  void FailSecondReadOf(uint64_t seq) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_second_read_.insert(seq);
   }
   Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) override {
     return inner_->DeleteBefore(below_seq, min_age_ms);
@@ -217,9 +229,13 @@ class CountingJournal final : public Journal {
   void Stop() override { inner_->Stop(); }
 
   std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> failed{0};
 
  private:
   Journal* inner_;
+  std::mutex mu_;
+  std::set<uint64_t> fail_second_read_;
+  std::map<uint64_t, int> reads_of_;
 };
 
 // One event to journal.
@@ -879,11 +895,16 @@ TEST(DeliveryEngine, TheRecordCacheStaysWithinItsBudget) {
   h.adapters[0]->set_stalled(true);
   const std::vector<Ev> evs = Numbered(Records(50, 4));
   auto seqs = h.Append(evs);
-  ASSERT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() > 0; }));
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_LE(h.engine->RecordCacheBytes(), 8u << 10);
-    std::this_thread::yield();
-  }
+  // The batch slots taken, and the workers through with the rest.
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->batches() >= 4; }));
+  const uint64_t passes = h.engine->LoopPasses();
+  ASSERT_TRUE(WaitFor([&] {
+    h.engine->Wake();
+    return h.engine->LoopPasses() >= passes + 4;
+  }));
+  const uint64_t held = h.engine->RecordCacheBytes();
+  EXPECT_GT(held, 0u);
+  EXPECT_LE(held, 8u << 10);
   h.adapters[0]->set_stalled(false);
   ASSERT_TRUE(h.AllDelivered(0));
   ExpectOwnBodies(*h.adapters[0], seqs, evs);
@@ -914,6 +935,56 @@ TEST(DeliveryEngine, AnAdapterBehindItsOpenBreakerHoldsNoCachedRecords) {
   EXPECT_GT(h.engine->LagEvents(1), seqs.size());
   EXPECT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() == 0; }))
       << h.engine->RecordCacheBytes() << " bytes still held";
+  // The adapter that works still got the routing reads.
+  size_t cached = 0;
+  for (const Seen& s : h.adapters[0]->seen()) cached += s.changes != nullptr;
+  EXPECT_GT(cached, seqs.size() / 2);
+}
+
+// The same for an adapter that takes batches and never answers: once none of its batches was
+// answered for a while, its lanes let go of their records.
+TEST(DeliveryEngine, AnAdapterThatStopsAnsweringHoldsNoCachedRecords) {
+  Harness h(2);
+  h.fake_clock = true;
+  h.Start();
+  h.adapters[1]->set_stalled(true);
+  auto seqs = h.Append(Numbered(Records(50, 4)));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->delivered().size() == seqs.size(); }));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->batches() >= 4; }));  // its slots taken
+  h.Advance(100);
+  EXPECT_GT(h.engine->RecordCacheBytes(), 0u) << "its waiting events held nothing to begin with";
+  h.Advance(6000);
+  EXPECT_TRUE(WaitFor([&] { return h.engine->RecordCacheBytes() == 0; }))
+      << h.engine->RecordCacheBytes() << " bytes still held";
+  // It answers again: everything arrives, with the right bodies.
+  h.adapters[1]->set_stalled(false);
+  for (int i = 0; i < 100 && h.adapters[1]->delivered().size() < seqs.size(); ++i) h.Advance(100);
+  EXPECT_EQ(h.adapters[1]->delivered().size(), seqs.size());
+  ExpectOwnBodies(*h.adapters[1], seqs, Numbered(Records(50, 4)));
+}
+
+// Batches mixing cached records with records read for the batch, some of whose reads fail:
+// every delivery still carries its own event, and the failed ones come later.
+TEST(DeliveryEngine, AFailedJournalReadAmongCachedRecordsKeepsEveryEventItsOwnBody) {
+  Harness h(2);
+  h.delivery.record_cache_bytes = 8 << 10;  // a dozen records cached per worker, the rest read
+  h.configs[0].max_batch_events = 64;
+  h.Start();
+  h.adapters[0]->set_stalled(true);
+  h.adapters[1]->set_stalled(true);
+  const std::vector<Ev> evs = Numbered(Records(40, 3));
+  const uint64_t first = h.journal->Stats().next_seq;
+  for (uint64_t seq = first; seq < first + evs.size(); seq += 7) h.counting->FailSecondReadOf(seq);
+  auto seqs = h.Append(evs);
+  ASSERT_EQ(seqs.front(), first);
+  h.adapters[0]->set_stalled(false);
+  h.adapters[1]->set_stalled(false);
+  for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
+  EXPECT_GT(h.counting->failed.load(), 0u);
+  for (auto& a : h.adapters) {
+    EXPECT_EQ(a->delivered().size(), seqs.size());
+    ExpectOwnBodies(*a, seqs, evs);
+  }
 }
 
 }  // namespace

@@ -621,6 +621,38 @@ TEST(StatusTable, FindReturnsLaterUpdates) {
   EXPECT_EQ(st->adapters[1].answer, "{\"ok\":true}");
 }
 
+// A full table reuses the oldest record's storage for a new event: nothing of it carries over.
+TEST(StatusTable, ANewEventInAFullTableStartsClean) {
+  StatusTable table(16, 2);  // one record per shard
+  RecordHandle where;
+  where.seq = 3;
+  where.length = 100;
+  table.Update(
+      Key(0, 1), 3, 1,
+      [](AdapterStatus& s) {
+        s.state = EventState::kFailed;
+        s.attempts = 7;
+        s.updated_ms = 55;
+        s.last_error = "HTTP 500";
+        s.answer = "{\"order\":1}";
+      },
+      &where);
+  // Same shard (hi % 16 == 0): the first record goes.
+  table.Update(Key(16, 2), 9, 0, [](AdapterStatus& s) { s.attempts = 1; });
+  EXPECT_FALSE(table.Find(Key(0, 1)).has_value());
+  std::optional<EventStatus> st = table.Find(Key(16, 2));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->seq, 9u);
+  EXPECT_EQ(st->handle.length, 0u) << "the evicted event's journal position carried over";
+  ASSERT_EQ(st->adapters.size(), 2u);
+  EXPECT_EQ(st->adapters[0].attempts, 1u);
+  EXPECT_EQ(st->adapters[1].state, EventState::kPending);
+  EXPECT_EQ(st->adapters[1].attempts, 0u);
+  EXPECT_EQ(st->adapters[1].updated_ms, 0);
+  EXPECT_EQ(st->adapters[1].last_error, "");
+  EXPECT_EQ(st->adapters[1].answer, "");
+}
+
 TEST(StatusTable, CapacityEvictsTheOldestEvents) {
   constexpr size_t kCapacity = 64;
   StatusTable table(kCapacity, 1);
