@@ -142,6 +142,7 @@ class RecordCache {
     if (!free_.empty()) {
       r = free_.back();
       free_.pop_back();
+      free_bytes_ -= Footprint(*r);
     } else {
       r = new CachedRecord;
       r->cache = this;
@@ -165,7 +166,11 @@ class RecordCache {
     Uncharge(r);
     r->changes.Reset();
     r->body = {};
-    if (free_.size() < kMaxFree) {
+    // Keep at most the budget's worth of spare records: a burst of releases (a large batch
+    // answered) is followed by as many reads.
+    const uint64_t footprint = Footprint(*r);
+    if (free_bytes_ + footprint <= budget_) {
+      free_bytes_ += footprint;
       free_.push_back(r);
     } else {
       delete r;
@@ -174,7 +179,9 @@ class RecordCache {
   uint64_t bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
  private:
-  static constexpr size_t kMaxFree = 1024;
+  static uint64_t Footprint(const CachedRecord& r) {
+    return sizeof(CachedRecord) + r.buffer.capacity();
+  }
   void Uncharge(CachedRecord* r) {
     bytes_.fetch_sub(r->charge, std::memory_order_relaxed);
     r->charge = 0;
@@ -182,6 +189,7 @@ class RecordCache {
   uint64_t budget_;
   std::atomic<uint64_t> bytes_{0};
   std::vector<CachedRecord*> free_;
+  uint64_t free_bytes_ = 0;  // Footprint of the records in free_
 };
 
 // A lane entry's hold on a cached record.
