@@ -459,6 +459,13 @@ void ChangeMemo::Reset() {
   changes_.Clear();
 }
 
+uint64_t ChangeMemo::StorageBytes() const {
+  uint64_t n = changes_.attributes.capacity() + changes_.entity.capacity() +
+               changes_.id.capacity() + changes_.columns.capacity() * sizeof(std::string);
+  for (const std::string& c : changes_.columns) n += c.capacity();
+  return n;
+}
+
 uint64_t ChangeMemo::Extractions() { return memo_extractions.load(std::memory_order_relaxed); }
 
 Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,

@@ -65,6 +65,8 @@ class ChangeMemo {
   void Reset();
   // Extractions by all memos so far, process-wide (tests).
   static uint64_t Extractions();
+  // Heap bytes its ChangeSet keeps (approximately), for memory accounting.
+  uint64_t StorageBytes() const;
 
  private:
   std::mutex mu_;

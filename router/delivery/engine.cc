@@ -143,6 +143,7 @@ class RecordCache {
       r = free_.back();
       free_.pop_back();
       free_bytes_ -= Footprint(*r);
+      charge = std::max(charge, Footprint(*r));  // a reused record keeps its largest buffers
     } else {
       r = new CachedRecord;
       r->cache = this;
@@ -166,10 +167,11 @@ class RecordCache {
     Uncharge(r);
     r->changes.Reset();
     r->body = {};
-    // Keep at most the budget's worth of spare records: a burst of releases (a large batch
-    // answered) is followed by as many reads.
+    // Spare records count against the budget too: a burst of releases (a large batch
+    // answered) is followed by as many reads, but charged and spare records together stay
+    // within it.
     const uint64_t footprint = Footprint(*r);
-    if (free_bytes_ + footprint <= budget_) {
+    if (bytes_.load(std::memory_order_relaxed) + free_bytes_ + footprint <= budget_) {
       free_bytes_ += footprint;
       free_.push_back(r);
     } else {
@@ -180,7 +182,7 @@ class RecordCache {
 
  private:
   static uint64_t Footprint(const CachedRecord& r) {
-    return sizeof(CachedRecord) + r.buffer.capacity();
+    return sizeof(CachedRecord) + r.buffer.capacity() + r.changes.StorageBytes();
   }
   void Uncharge(CachedRecord* r) {
     bytes_.fetch_sub(r->charge, std::memory_order_relaxed);
@@ -225,8 +227,9 @@ class EntryHold {
 
 // A lane with this many events waiting for a batch does not hold cached records.
 constexpr size_t kCacheMaxWaiting = 256;
-// An adapter with batches in flight and none answered for this long counts as stalled for the
-// record cache (a healthy lake or ClickHouse answers within about a second of its roll or linger).
+// An adapter with batches in flight and none answered for this long, or for 4 times as long as
+// its batches usually take, counts as stalled for the record cache (a healthy lake or ClickHouse
+// answers within about a second of its roll or linger; a paced write-back takes longer).
 constexpr int64_t kCacheHungMs = 5000;
 
 // One event in a lane: small; its body only while the record is cached (CachedRecord).
@@ -300,6 +303,7 @@ struct DeliveryEngine::Impl {
     size_t adapter = 0;
     bool probe = false;
     SteadyClock::time_point started;
+    int64_t dispatched_ms = 0;  // on the engine's clock
     struct Ref {
       size_t part = 0;  // index into worker->parts
       uint64_t seq = 0;
@@ -337,6 +341,7 @@ struct DeliveryEngine::Impl {
     int64_t due_ms = 0;                // or look again at this time (linger, backoff, breaker)
     bool stalled = false;              // see MarkStalled; cleared when the breaker lets a batch go
     int64_t unanswered_since_ms = -1;  // batches in flight, none answered since (-1: none out)
+    int64_t answer_avg_ms = 0;         // how long its batches take (moving average)
     std::unique_ptr<RetryPolicy> policy;
     std::deque<std::unique_ptr<ReplayItem>> replays;  // in seq order
     std::multiset<uint64_t> replays_in_flight;        // their records
@@ -502,7 +507,7 @@ struct DeliveryEngine::Impl {
   bool CanHoldCached(Worker* w, const Lane& lane, size_t a) const {
     return lane.waiting.size() < kCacheMaxWaiting && !w->channels[a]->stalled;
   }
-  // The channel's adapter stopped taking batches (open breaker) or answering them (none for
+  // The channel's adapter stopped taking batches (open breaker) or answering them (see
   // kCacheHungMs): its lanes drop the cached records they hold and take no more until it does.
   void MarkStalled(Worker* w, Channel& c) {
     if (c.stalled) return;
@@ -1078,7 +1083,8 @@ bool DeliveryEngine::Impl::CatchUp(Worker* w) {
 
 bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
   // Batches out and none answered for a while: stalled for the record cache.
-  const bool hung = c.unanswered_since_ms >= 0 && now - c.unanswered_since_ms > kCacheHungMs;
+  const bool hung = c.unanswered_since_ms >= 0 &&
+                    now - c.unanswered_since_ms > std::max(kCacheHungMs, 4 * c.answer_avg_ms);
   if (hung) MarkStalled(w, c);
   const AdapterConfig& cfg = adapters[c.adapter].config;
   const size_t max_batch = cfg.max_batch_events;
@@ -1291,6 +1297,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     }
     ++c.in_flight;
     if (c.unanswered_since_ms < 0) c.unanswered_since_ms = now;
+    b->dispatched_ms = now;
     w->in_flight_total.fetch_add(1);
     b->started = SteadyClock::now();
     progress = true;
@@ -1511,6 +1518,8 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   for (size_t pi : touched) Finish(w, w->parts[pi], w->parts[pi].lanes[a], a);
   --c.in_flight;
   c.unanswered_since_ms = c.in_flight > 0 ? now : -1;
+  const int64_t took = std::max<int64_t>(0, now - b->dispatched_ms);
+  c.answer_avg_ms = c.answer_avg_ms == 0 ? took : (7 * c.answer_avg_ms + took) / 8;
   w->in_flight_total.fetch_sub(1);
   b->replays.clear();
   b->results.clear();

@@ -210,17 +210,19 @@ class CountingJournal final : public Journal {
     reads.fetch_add(1);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      // The chosen record's second read (the first one routes it) fails once.
-      if (fail_second_read_.count(handle.seq) && ++reads_of_[handle.seq] == 2) {
+      // A chosen read of a record fails (the first one routes it, later ones fill batches).
+      auto f = fail_read_.find(handle.seq);
+      if (f != fail_read_.end() && ++reads_of_[handle.seq] == f->second) {
         failed.fetch_add(1);
         return ErrnoStatus("injected read failure of record " + std::to_string(handle.seq), EIO);
       }
     }
     return inner_->Read(handle, buffer, header, out);
   }
-  void FailSecondReadOf(uint64_t seq) {
+  // The nth read of the record at `seq` fails (once).
+  void FailReadOf(uint64_t seq, int nth) {
     std::lock_guard<std::mutex> lock(mu_);
-    fail_second_read_.insert(seq);
+    fail_read_[seq] = nth;
   }
   Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) override {
     return inner_->DeleteBefore(below_seq, min_age_ms);
@@ -234,7 +236,7 @@ class CountingJournal final : public Journal {
  private:
   Journal* inner_;
   std::mutex mu_;
-  std::set<uint64_t> fail_second_read_;
+  std::map<uint64_t, int> fail_read_;
   std::map<uint64_t, int> reads_of_;
 };
 
@@ -823,10 +825,13 @@ TEST(DeliveryEngine, TheRoutingReadServesEveryAdapterAndTheTargetIsExtractedOnce
   Harness h(3);
   h.Start();
   const std::vector<Ev> evs = Numbered(Records(20, 15));
+  const uint64_t extractions = ChangeMemo::Extractions();
   auto seqs = h.Append(evs);
   for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
-  // One journal read per event, to route it: no adapter read it again.
+  // One journal read per event, to route it: no adapter read it again; and one conversion of
+  // its Target for the three adapters.
   EXPECT_LE(h.counting->reads.load(), seqs.size());
+  EXPECT_EQ(ChangeMemo::Extractions() - extractions, seqs.size());
   std::map<uint64_t, const ChangeMemo*> memo_of;
   for (auto& a : h.adapters) {
     EXPECT_EQ(a->count(), seqs.size());
@@ -950,7 +955,8 @@ TEST(DeliveryEngine, AnAdapterThatStopsAnsweringHoldsNoCachedRecords) {
   h.adapters[1]->set_stalled(true);
   auto seqs = h.Append(Numbered(Records(50, 4)));
   ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->delivered().size() == seqs.size(); }));
-  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->batches() >= 4; }));  // its slots taken
+  // Its first batches out (one event per record at a time: at least 4 here), the rest waiting.
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->batches() >= 4; }));
   h.Advance(100);
   EXPECT_GT(h.engine->RecordCacheBytes(), 0u) << "its waiting events held nothing to begin with";
   h.Advance(6000);
@@ -958,14 +964,20 @@ TEST(DeliveryEngine, AnAdapterThatStopsAnsweringHoldsNoCachedRecords) {
       << h.engine->RecordCacheBytes() << " bytes still held";
   // It answers again: everything arrives, with the right bodies.
   h.adapters[1]->set_stalled(false);
-  for (int i = 0; i < 100 && h.adapters[1]->delivered().size() < seqs.size(); ++i) h.Advance(100);
-  EXPECT_EQ(h.adapters[1]->delivered().size(), seqs.size());
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->delivered().size() == seqs.size(); }));
   ExpectOwnBodies(*h.adapters[1], seqs, Numbered(Records(50, 4)));
+  // And it is no longer stalled: new events reach it from the cache again.
+  auto more = h.Append(Numbered(Records(10, 1)));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[1]->delivered().size() == seqs.size() + 10; }));
+  size_t cached = 0;
+  for (const Seen& s : h.adapters[1]->seen()) cached += s.seq >= more.front() && s.changes;
+  EXPECT_EQ(cached, more.size());
 }
 
-// Batches mixing cached records with records read for the batch, some of whose reads fail:
-// every delivery still carries its own event, and the failed ones come later.
-TEST(DeliveryEngine, AFailedJournalReadAmongCachedRecordsKeepsEveryEventItsOwnBody) {
+// Batches mixing cached records with records read for the batch, some of whose reads fail
+// (the routing read, or the batch's), and some of whose events go to the DLQ from such a batch:
+// every delivery, and every replay from the DLQ, still carries its own event.
+TEST(DeliveryEngine, FailedReadsAndDlqEntriesAmongCachedRecordsKeepEveryEventItsOwnBody) {
   Harness h(2);
   h.delivery.record_cache_bytes = 8 << 10;  // a dozen records cached per worker, the rest read
   h.configs[0].max_batch_events = 64;
@@ -974,17 +986,34 @@ TEST(DeliveryEngine, AFailedJournalReadAmongCachedRecordsKeepsEveryEventItsOwnBo
   h.adapters[1]->set_stalled(true);
   const std::vector<Ev> evs = Numbered(Records(40, 3));
   const uint64_t first = h.journal->Stats().next_seq;
-  for (uint64_t seq = first; seq < first + evs.size(); seq += 7) h.counting->FailSecondReadOf(seq);
+  for (uint64_t seq = first; seq < first + evs.size(); seq += 7) h.counting->FailReadOf(seq, 2);
+  for (uint64_t seq = first + 3; seq < first + evs.size(); seq += 11) {
+    h.counting->FailReadOf(seq, 1);
+  }
+  h.adapters[0]->set_behavior([](const Seen& s) {
+    DeliveryResult r;
+    if (!s.replay && s.seq % 5 == 0) {
+      r.outcome = DeliveryOutcome::kPermanent;
+      r.error = "refused";
+    }
+    return r;
+  });
   auto seqs = h.Append(evs);
   ASSERT_EQ(seqs.front(), first);
   h.adapters[0]->set_stalled(false);
   h.adapters[1]->set_stalled(false);
   for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
   EXPECT_GT(h.counting->failed.load(), 0u);
-  for (auto& a : h.adapters) {
-    EXPECT_EQ(a->delivered().size(), seqs.size());
-    ExpectOwnBodies(*a, seqs, evs);
-  }
+  EXPECT_EQ(h.adapters[1]->delivered().size(), seqs.size());
+  // The refused events were taken from their batches into the DLQ; replayed, they are whole.
+  auto replayed = h.engine->ReplayDlq("a0", std::nullopt);
+  ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
+  EXPECT_GT(*replayed, 0u);
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->delivered().size() == seqs.size(); }));
+  size_t replays = 0;
+  for (const Seen& s : h.adapters[0]->seen()) replays += s.replay;
+  EXPECT_EQ(replays, *replayed);
+  for (auto& a : h.adapters) ExpectOwnBodies(*a, seqs, evs);
 }
 
 }  // namespace
