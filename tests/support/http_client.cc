@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <utility>
 
 namespace dvrouter::testing {
 
@@ -67,7 +68,8 @@ bool HttpClient::Fill(std::chrono::steady_clock::time_point deadline) {
   return true;
 }
 
-HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_interim) {
+HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_interim,
+                                bool head_request) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   HttpReply reply;
   size_t end;
@@ -95,7 +97,8 @@ HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_int
     }
     pos = next + 2;
   }
-  if (reply.status == 100) return skip_interim ? ReadReply(timeout) : reply;
+  if (reply.status == 100) return skip_interim ? ReadReply(timeout, true, head_request) : reply;
+  if (head_request) return reply;
   if (reply.headers["transfer-encoding"] == "chunked") {
     // <hex size>\r\n<data>\r\n ... 0\r\n\r\n (answers of ClickHouse, for one).
     for (;;) {
@@ -133,6 +136,11 @@ HttpReply HttpClient::ReadReply(std::chrono::milliseconds timeout, bool skip_int
   return reply;
 }
 
+std::string HttpClient::ReadAvailable(std::chrono::milliseconds timeout) {
+  if (buffer_.empty()) Fill(std::chrono::steady_clock::now() + timeout);
+  return std::exchange(buffer_, std::string());
+}
+
 bool HttpClient::WaitClosed(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (fd_ >= 0) {
@@ -152,7 +160,7 @@ HttpReply HttpClient::Request(const std::string& method, const std::string& targ
   req += "\r\n";
   req += body;
   if (!SendRaw(req)) return {};
-  return ReadReply();
+  return ReadReply(std::chrono::seconds(10), true, method == "HEAD");
 }
 
 }  // namespace dvrouter::testing

@@ -31,9 +31,12 @@ class HttpClient {
   // Sends raw bytes; false if the connection is closed.
   bool SendRaw(const std::string& bytes);
   // Reads one response; status 0 if the peer closed or the timeout passed first.
-  // Interim 1xx answers are skipped unless skip_interim is false.
+  // Interim 1xx answers are skipped unless skip_interim is false. The answer to a HEAD request
+  // has no body whatever its Content-Length says: pass head_request = true.
   HttpReply ReadReply(std::chrono::milliseconds timeout = std::chrono::seconds(10),
-                      bool skip_interim = true);
+                      bool skip_interim = true, bool head_request = false);
+  // Bytes that arrive within `timeout` beyond the answers read so far (taken from the buffer).
+  std::string ReadAvailable(std::chrono::milliseconds timeout);
   // True once the peer has closed the connection (reads EOF within timeout).
   bool WaitClosed(std::chrono::milliseconds timeout);
 

@@ -138,6 +138,8 @@ class TestAdapter final : public Adapter {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
   }
+  // Batches whose results were handed back to the engine (OnDelivered returned).
+  size_t answered() const { return answered_.load(); }
 
  private:
   struct Job {
@@ -175,6 +177,7 @@ class TestAdapter final : public Adapter {
         }
       }
       job.done->OnDelivered(results);
+      answered_.fetch_add(1);
     }
   }
 
@@ -193,6 +196,7 @@ class TestAdapter final : public Adapter {
   std::set<std::string> in_flight_;
   int violations_ = 0;
   size_t batches_ = 0;
+  std::atomic<size_t> answered_{0};
   std::vector<std::thread> threads_;
 };
 
@@ -556,21 +560,31 @@ TEST(DeliveryEngine, BreakerOpensThenLetsOneProbeThrough) {
   h.Start();
   auto seqs = h.Append(Records(10, 1));
   // Three failed batches open the breaker; backoffs (<= 50 ms) then pass, but it stays shut.
-  for (int i = 0; i < 20 && h.adapters[0]->count() < 3; ++i) h.Advance(100);
+  // Conditions, not a number of clock steps: the adapter answers on its own thread.
+  ASSERT_TRUE(WaitFor([&] {
+    h.Advance(100);
+    return h.adapters[0]->count() >= 3;
+  }));
   ASSERT_EQ(h.adapters[0]->count(), 3u);
+  // The third failure reaches the engine, which opens the breaker on its next pass.
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->answered() == 3; }));
   h.Advance(100);
   h.Advance(10'000);
   EXPECT_EQ(h.adapters[0]->count(), 3u) << "the open breaker let a delivery through";
   // After open_for: exactly one probe. It fails: open again.
-  h.Advance(20'000);
+  h.Advance(20'100);
   ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 4; }));
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->answered() == 4; }));
   h.Advance(100);
   EXPECT_EQ(h.adapters[0]->count(), 4u);
   EXPECT_EQ(h.adapters[0]->seen()[3].batch_size, 1u);
   // The next probe succeeds: the breaker closes and everything goes.
   healthy = true;
-  h.Advance(30'001);
-  for (int i = 0; i < 50 && h.adapters[0]->delivered().size() < seqs.size(); ++i) h.Advance(100);
+  h.Advance(30'101);
+  EXPECT_TRUE(WaitFor([&] {
+    h.Advance(100);
+    return h.adapters[0]->delivered().size() == seqs.size();
+  }));
   EXPECT_EQ(h.adapters[0]->delivered().size(), seqs.size());
 }
 

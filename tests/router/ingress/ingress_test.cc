@@ -352,6 +352,106 @@ TEST_F(Ingress, SlowClientsAreClosed) {
   EXPECT_EQ(fine.Post(Url(), ContactEvent(1)).status, 200);
 }
 
+// Each phase has its own deadline, and a shorter one takes over from a longer one at once.
+TEST_F(Ingress, EachPhaseClosesAtItsOwnTimeout) {
+  testing::FaultIo io;
+  Config c = BaseConfig();
+  c.ingress.io_threads = 1;  // one context, one deadline timer: the order below is exact
+  c.ingress.header_timeout_ms = 300;
+  c.ingress.body_timeout_ms = 60'000;
+  Start(c, AppHooks{&io});
+  // The journal holds the request past the header timeout: no deadline runs while the handler
+  // has it, so the timer passes and finds nothing to arm. Writing the answer arms it 60 s out
+  // (the body timeout); the keep-alive deadline right after must bring it back to 300 ms.
+  io.CloseGate();
+  HttpClient idle(port());
+  std::thread held([&] { EXPECT_EQ(idle.Post(Url(), ContactEvent(1)).status, 200); });
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));  // three header timeouts
+  io.OpenGate();
+  held.join();
+  const auto served = std::chrono::steady_clock::now();
+  EXPECT_TRUE(idle.WaitClosed(std::chrono::seconds(10)));
+  const auto waited = std::chrono::steady_clock::now() - served;
+  EXPECT_GE(waited, std::chrono::milliseconds(200));
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  // An idle connection is not a slow client.
+  EXPECT_EQ(MetricValue(Metrics(), "dvrouter_ingress_timeouts_total"), 0);
+  app_->Shutdown();
+  app_.reset();
+
+  // A slow body closes at the body timeout even when the header timeout is far longer, and
+  // deadlines of many connections, set at different times, all fire.
+  c.ingress.header_timeout_ms = 60'000;
+  c.ingress.body_timeout_ms = 300;
+  Start(c);
+  std::vector<std::unique_ptr<HttpClient>> slow;
+  for (int i = 0; i < 5; ++i) {
+    slow.push_back(std::make_unique<HttpClient>(port()));
+    ASSERT_TRUE(
+        slow.back()->SendRaw("POST " + Url() + " HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{"));
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));  // staggers the deadlines
+  }
+  for (auto& client : slow) EXPECT_TRUE(client->WaitClosed(std::chrono::seconds(10)));
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return MetricValue(Metrics(), "dvrouter_ingress_timeouts_total") == 5;
+  })) << MetricValue(Metrics(), "dvrouter_ingress_timeouts_total");
+}
+
+// A request the journal holds longer than both timeouts is still answered: the timeouts are
+// for clients, not for the router's own work.
+TEST_F(Ingress, NoTimeoutWhileTheRouterHoldsTheRequest) {
+  testing::FaultIo io;
+  Config c = BaseConfig();
+  c.ingress.header_timeout_ms = 300;
+  c.ingress.body_timeout_ms = 300;
+  Start(c, AppHooks{&io});
+  io.CloseGate();
+  HttpClient client(port());
+  std::thread held([&] { EXPECT_EQ(client.Post(Url(), ContactEvent(1)).status, 200); });
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // both timeouts, three times
+  io.OpenGate();
+  held.join();
+  EXPECT_EQ(MetricValue(Metrics(), "dvrouter_ingress_timeouts_total"), 0);
+  EXPECT_EQ(JournalRecords(), 1u);
+}
+
+// Requests sent back to back without waiting for answers are answered in order.
+TEST_F(Ingress, PipelinedRequestsAreAnsweredInOrder) {
+  Start(BaseConfig());
+  HttpClient client(port());
+  std::string requests;
+  for (int i = 0; i < 3; ++i) {
+    const std::string body = ContactEvent(i);
+    requests += "POST " + Url() +
+                " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n\r\n" + body;
+  }
+  ASSERT_TRUE(client.SendRaw(requests));
+  for (int i = 0; i < 3; ++i) {
+    HttpReply r = client.ReadReply();
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_NE(r.body.find("\"seq\":" + std::to_string(i + 1) + "}"), std::string::npos)
+        << i << ": " << r.body;
+  }
+  EXPECT_EQ(JournalRecords(), 3u);
+}
+
+// A HEAD answer carries the length a GET would have, and no body: a body would be read as the
+// start of the next answer on a keep-alive connection.
+TEST_F(Ingress, HeadAnswersHaveNoBody) {
+  Start(BaseConfig());
+  HttpClient admin(app_->admin_port());
+  HttpReply head = admin.Request("HEAD", "/healthz");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["content-length"], "15");
+  EXPECT_EQ(admin.ReadAvailable(std::chrono::milliseconds(300)), "") << "a body followed";
+  HttpReply get = admin.Get("/healthz");
+  EXPECT_EQ(get.status, 200);
+  EXPECT_EQ(get.body, R"({"status":"ok"})");
+}
+
 TEST_F(Ingress, ConnectionsBeyondTheLimitAreClosed) {
   Config c = BaseConfig();
   c.ingress.max_connections = 2;
