@@ -238,7 +238,7 @@ journal:
   data_dir: $work/data-c
   disk_budget_bytes: 64GiB
 delivery:
-  record_cache_bytes: ${RECORD_CACHE_BYTES:-256MiB}
+  record_cache_bytes: ${RECORD_CACHE_BYTES:-512MiB}
 adapters:
   lake:
     type: lake
@@ -383,6 +383,6 @@ PY
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
   echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
   echo "(c) $sinks_summary"
-  echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-256MiB}): ${c_cache:-n/a}"
+  echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-512MiB}): ${c_cache:-n/a}"
 } > "$out"
 cat "$out"

@@ -90,7 +90,7 @@ struct DeliveryConfig {
   // Records read for routing stay in memory, shared by the adapters they go to, until each
   // adapter's batch is built (then the Target is also extracted once for all): at most this
   // many bytes in all workers together; 0 reads the journal again for every adapter.
-  uint64_t record_cache_bytes = 256ull << 20;
+  uint64_t record_cache_bytes = 512ull << 20;
 };
 
 // Events the router itself caused (its write-back to Dataverse) must not loop back out.

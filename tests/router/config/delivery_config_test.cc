@@ -69,7 +69,7 @@ TEST(DeliveryConfigDefaults, NoAdaptersKeyGivesOneLakeAndARouteOfEverything) {
   EXPECT_EQ(c.delivery.cursor_flush_ms, d.cursor_flush_ms);
   EXPECT_EQ(c.delivery.retention_ms, d.retention_ms);
   EXPECT_EQ(c.delivery.status_entries, d.status_entries);
-  EXPECT_EQ(c.delivery.record_cache_bytes, 256u << 20);
+  EXPECT_EQ(c.delivery.record_cache_bytes, 512u << 20);
   EXPECT_TRUE(c.loop_guard.user_ids.empty());
   EXPECT_TRUE(c.loop_guard.ignore_columns.empty());
 }
@@ -99,7 +99,7 @@ TEST(DeliveryConfigDefaults, SetDataDirMovesOnlyDefaultedLakeDirectories) {
       << described;
   EXPECT_NE(described.find("adapters.b.type: lake"), std::string::npos);
   EXPECT_NE(described.find("delivery.window_events: 1024"), std::string::npos);
-  EXPECT_NE(described.find("delivery.record_cache_bytes: 268435456"), std::string::npos);
+  EXPECT_NE(described.find("delivery.record_cache_bytes: 536870912"), std::string::npos);
   EXPECT_NE(described.find("tables account, messages *, stages *, changed_columns * -> a,b"),
             std::string::npos)
       << described;
