@@ -13,7 +13,8 @@
 # RECORD_CACHE_BYTES sets (c)'s delivery.record_cache_bytes (0: the adapters read the journal);
 # SCENARIOS picks a subset (default "a b c"; the ratio needs a and b); PROFILE=1 records a
 # `perf record -g` (PERF_FLAGS replaces -g, e.g. "--call-graph dwarf") of the router during each
-# measured load into bench/results/perf-<run>.data.
+# measured load into bench/results/perf-<run>.data; DVROUTER_BIN names another router binary
+# to measure (A/B within one session).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -24,6 +25,8 @@ c_connections=${C_CONNECTIONS:-128}
 scenarios=" ${SCENARIOS:-a b c} "
 want() { [[ "$scenarios" == *" $1 "* ]]; }
 profile=${PROFILE:-0}
+# DVROUTER_BIN runs another build of the router (an A/B against an older commit's binary).
+router_bin=${DVROUTER_BIN:-./build/release/dvrouter}
 
 ./scripts/install-deps.sh
 if ! command -v nginx >/dev/null 2>&1; then
@@ -101,7 +104,7 @@ journal:
   disk_budget_bytes: 64GiB
 adapters: {}   # ingest only
 YAML
-DVROUTER_BENCH_KEY=bench ./build/release/dvrouter serve -c "$work/router.yaml" 2>"$work/router.log" &
+DVROUTER_BENCH_KEY=bench "$router_bin" serve -c "$work/router.yaml" 2>"$work/router.log" &
 a_pid=$!
 pids+=($a_pid)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
@@ -248,7 +251,7 @@ adapters:
 routes:
   - adapters: [$route_list]
 YAML
-DVROUTER_BENCH_KEY=bench ./build/release/dvrouter serve -c "$work/router-c.yaml" 2>"$work/router-c.log" &
+DVROUTER_BENCH_KEY=bench "$router_bin" serve -c "$work/router-c.yaml" 2>"$work/router-c.log" &
 c_pid=$!
 pids+=($c_pid)
 for _ in $(seq 100); do curl -sf "127.0.0.1:$cadmin/readyz" >/dev/null && break; sleep 0.1; done
@@ -272,6 +275,8 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 kill "$sampler"; wait "$sampler" 2>/dev/null || true
+# The router's CPU (user + system) for the whole scenario: ingest and delivery of every event.
+c_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$c_pid/stat")
 # How many batch records came from the record cache instead of a journal read.
 c_cache=$(curl -s "127.0.0.1:$cadmin/metrics" | awk '
   /^dvrouter_delivery_batch_records_total\{source="cache"\}/{c=$2}
@@ -384,5 +389,9 @@ PY
   echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
   echo "(c) $sinks_summary"
   echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-512MiB}): ${c_cache:-n/a}"
+  if [ -n "${c_cpu:-}" ]; then
+    c_events=$(json_field "$work/c-lake.json" "['ok']")
+    echo "(c) router CPU (user + system) until every sink had every event: ${c_cpu} s for $c_events events, $(python3 -c "print(f'{$c_cpu * 1e6 / max($c_events, 1):.0f}')") µs per event"
+  fi
 } > "$out"
 cat "$out"

@@ -442,9 +442,10 @@ Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
   if (!done_.load(std::memory_order_acquire)) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!done_.load(std::memory_order_relaxed)) {
-      // The body view is not padded: the extractor copies it into its own buffer.
-      status_ =
-          ThreadAttributeExtractor().Extract(body.data(), body.size(), body.size(), &changes_);
+      // Without padding after the body, the extractor copies it into its own buffer.
+      const size_t capacity =
+          body.data() == readable_data_ && readable_ >= body.size() ? readable_ : body.size();
+      status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), capacity, &changes_);
       memo_extractions.fetch_add(1, std::memory_order_relaxed);
       done_.store(true, std::memory_order_release);
     }
@@ -455,6 +456,8 @@ Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
 
 void ChangeMemo::Reset() {
   done_.store(false, std::memory_order_relaxed);
+  readable_data_ = nullptr;
+  readable_ = 0;
   status_ = Status::Ok();
   changes_.Clear();
 }

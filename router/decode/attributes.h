@@ -61,6 +61,12 @@ AttributeExtractor& ThreadAttributeExtractor();
 class ChangeMemo {
  public:
   Status Get(std::string_view body, const ChangeSet** out);
+  // The body at `data` may be read up to `readable` bytes: with simdjson's padding there, Get
+  // parses it in place instead of copying it. Set before any Get; Reset forgets it.
+  void SetReadable(const char* data, size_t readable) {
+    readable_data_ = data;
+    readable_ = readable;
+  }
   // Forgets the extraction, keeping the storage, for the next event. Not while a Get may run.
   void Reset();
   // Extractions by all memos so far, process-wide (tests).
@@ -73,6 +79,8 @@ class ChangeMemo {
   std::atomic<bool> done_{false};
   Status status_;
   ChangeSet changes_;
+  const char* readable_data_ = nullptr;
+  size_t readable_ = 0;
 };
 
 // The ChangeSet of `body`: from `memo` when there is one, otherwise extracted by the calling

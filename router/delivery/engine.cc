@@ -21,6 +21,7 @@
 #include "router/common/json.h"
 #include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
+#include "router/decode/decode.h"
 #include "router/delivery/cursor_store.h"
 #include "router/delivery/dlq.h"
 #include "router/delivery/partition_queue.h"
@@ -925,8 +926,15 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
         CachedRecord* cached = cacheable ? w->record_cache.Acquire(2ull * h.length) : nullptr;
         Status st;
         if (cached != nullptr) {
+          // Room for simdjson's padding after the frame: the memo parses the body in place.
+          cached->buffer.reserve(h.length + Decoder::kPadding);
           st = journal->Read(h, &cached->buffer, &cached->header, &view);
           cached->body = view.body;
+          if (st.ok()) {
+            const char* end = cached->buffer.data() + cached->buffer.capacity();
+            cached->changes.SetReadable(view.body.data(),
+                                        static_cast<size_t>(end - view.body.data()));
+          }
         } else {
           st = journal->Read(h, &w->read_buf, &w->read_header, &view);
         }
@@ -964,6 +972,7 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
 void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, bool live,
                                  CachedRecord* cached) {
   uint64_t mask = 0;
+  uint64_t pending = 0;  // adapters that took the event: its status is pending there
   bool routed = false;
   const int64_t now = opt.now_ms();
   for (size_t a = 0; a < part.lanes.size(); ++a) {
@@ -1003,14 +1012,15 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     lane.window.push_back(std::move(e));
     lane.waiting.insert(view.handle.seq);
     w->channels[a]->dirty = true;
-    status.Update(
-        view.key, view.handle.seq, a,
-        [&](AdapterStatus& s) {
-          s.state = EventState::kPending;
-          s.updated_ms = now;
-        },
-        &view.handle);
+    pending |= uint64_t{1} << a;
   }
+  status.UpdateEach(
+      view.key, view.handle.seq, pending,
+      [&](AdapterStatus& s) {
+        s.state = EventState::kPending;
+        s.updated_ms = now;
+      },
+      &view.handle);
 }
 
 bool DeliveryEngine::Impl::CatchUp(Worker* w) {

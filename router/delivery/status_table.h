@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "router/decode/event.h"
@@ -48,7 +49,14 @@ class StatusTable {
   template <typename Fn>
   void Update(const EventKey& key, uint64_t seq, size_t adapter, Fn&& fn,
               const RecordHandle* handle = nullptr) {
-    if (capacity_ == 0) return;
+    UpdateEach(key, seq, uint64_t{1} << adapter, std::forward<Fn>(fn), handle);
+  }
+  // The same for every adapter whose bit is set in `adapters` (bit a: adapter a), with one
+  // lookup: routing a new event sets it pending at all its adapters at once.
+  template <typename Fn>
+  void UpdateEach(const EventKey& key, uint64_t seq, uint64_t adapters, Fn&& fn,
+                  const RecordHandle* handle = nullptr) {
+    if (capacity_ == 0 || adapters == 0) return;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
     auto it = s.map.find(key);
@@ -68,7 +76,9 @@ class StatusTable {
       s.order.push_back(key);
     }
     if (handle != nullptr) it->second.handle = *handle;
-    fn(it->second.adapters[adapter]);
+    for (size_t a = 0; a < adapters_ && a < 64; ++a) {
+      if (adapters >> a & 1) fn(it->second.adapters[a]);
+    }
   }
 
   std::optional<EventStatus> Find(const EventKey& key) const;

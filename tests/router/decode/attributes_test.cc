@@ -265,6 +265,31 @@ TEST(ChangeMemo, AfterResetItExtractsTheNextBody) {
   EXPECT_EQ(cs->attributes, ExtractOk(agent).attributes);
 }
 
+// A body with readable bytes after it (the record cache's buffer) is parsed in place; what
+// those bytes hold does not matter. A body other than the one named is not read past its end.
+TEST(ChangeMemo, ParsesAPaddedBodyInPlaceWhateverThePaddingHolds) {
+  const std::string body = testing::Fixture("create-msdyn_agentstatus-postop-sync.json");
+  const ChangeSet direct = ExtractOk(body);
+  std::string buffer = body + std::string(64, '"') + "{[";  // padding that is not JSON
+  const std::string_view in_place(buffer.data(), body.size());
+  ChangeMemo memo;
+  memo.SetReadable(buffer.data(), buffer.size());
+  const ChangeSet* cs = nullptr;
+  ASSERT_TRUE(memo.Get(in_place, &cs).ok());
+  EXPECT_EQ(cs->attributes, direct.attributes);
+  EXPECT_EQ(cs->columns, direct.columns);
+  // Reset forgets the readable range: the next body (elsewhere, unpadded) is copied.
+  memo.Reset();
+  const std::string other = testing::Fixture("update-contact-postop-async.json");
+  ASSERT_TRUE(memo.Get(other, &cs).ok());
+  EXPECT_EQ(cs->attributes, ExtractOk(other).attributes);
+  // Named for one body, asked for another: that one is copied, not read as if padded.
+  ChangeMemo mismatched;
+  mismatched.SetReadable(buffer.data(), buffer.size());
+  ASSERT_TRUE(mismatched.Get(other, &cs).ok());
+  EXPECT_EQ(cs->entity, "contact");
+}
+
 // Without a memo, ExtractChanges extracts into the caller's scratch.
 TEST(ChangeMemo, ExtractChangesWithoutAMemoUsesTheScratch) {
   const std::string body = testing::Fixture("update-contact-postop-async.json");
