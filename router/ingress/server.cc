@@ -20,6 +20,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <optional>
@@ -383,7 +384,11 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>,
   }
 
   void ReadSome() {
-    const size_t size = beast::read_size(buffer_, 65536);
+    // At least 16 KiB per read. Beast's read_size() offers the buffer's free capacity, 512 bytes
+    // at first; the parser empties the buffer after every request, so it never grew, and a
+    // 10 KB webhook took 20 recv calls (as it did under http::async_read too).
+    static constexpr size_t kMinRead = 16 << 10;
+    const size_t size = std::max(beast::read_size(buffer_, 65536), kMinRead);
     stream_.async_read_some(
         buffer_.prepare(size),
         [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
