@@ -104,6 +104,12 @@ class Adapter {
   // ClickHouse (append-only histories whose rows carry seq) say false, so a hot record is not
   // limited to one event per file roll or insert.
   virtual bool one_in_flight_per_record() const { return true; }
+  // With one_in_flight_per_record(): a batch may carry several ready events of one record, in
+  // journal order, while none of the record's events is in flight; the adapter writes them in
+  // that order and answers a later one delivered only if every earlier one of its record in the
+  // batch was delivered or failed for good. The SQL adapters say true (one transaction per
+  // round of a record's events, in order), so a hot record moves several events per round trip.
+  virtual bool record_events_share_batch() const { return false; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
   // Before Start: where to report confirmations of kProcessing events (adapters that poll).
   virtual void SetConfirmationSink(ConfirmationSink* /*sink*/) {}

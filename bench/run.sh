@@ -52,7 +52,7 @@ fixtures=tests/fixtures/dataverse
 bodies=(--body $fixtures/update-msdyn_agentstatus-postop-async.json
         --body $fixtures/create-msdyn_agentstatus-postop-sync.json
         --body $fixtures/update-contact-postop-async.json)
-loadgen() { ./build/release/bench/dvrouter-loadgen "${bodies[@]}" --records 100000 --hot-share 0.1 \
+loadgen() { ./build/release/bench/dvrouter-loadgen "${bodies[@]}" --records 100000 --hot-share "${HOT_SHARE:-0.1}" \
               --hot-records 100 --duration "$duration" "$@"; }
 # Closed loop at each connection count; leaves the best run in $work/$1.json and its rate and
 # connections in best_rate / best_conn, and every rate in sweep_line.

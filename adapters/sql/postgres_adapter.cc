@@ -499,8 +499,12 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
   std::vector<const SqlRow*> rows;
   rows.reserve(job.rows.size());
   for (const SqlRow& r : job.rows) rows.push_back(&r);
-  // Two events of one record in a batch (the engine never sends them, but a multi-row upsert
-  // cannot touch a row twice): write them in rounds, each round its own transaction.
+  // Several events of one record in a batch (record_events_share_batch): a multi-row upsert
+  // cannot touch a row twice, so they are written in rounds, the k-th event of every record in
+  // round k, each round its own transaction, in order on this connection. Once a round leaves an
+  // event to be retried, the later rounds are not written: an event must not land before an
+  // earlier one of its record (an update merges into the row; the version guard would then
+  // refuse the earlier one for good).
   std::vector<std::vector<const SqlRow*>> rounds;
   {
     std::map<std::pair<std::string, std::string>, size_t> seen;
@@ -511,7 +515,24 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
+  std::string held_back;  // why the rounds after a retried event are not written
   for (const std::vector<const SqlRow*>& round : rounds) {
+    if (!held_back.empty()) {
+      for (const SqlRow* r : round) {
+        job.results[r->index].outcome = DeliveryOutcome::kRetryable;
+        job.results[r->index].error = held_back;
+      }
+      continue;
+    }
+    const auto hold_back_after_retries = [&] {
+      for (const SqlRow* r : round) {
+        if (job.results[r->index].outcome == DeliveryOutcome::kRetryable) {
+          held_back =
+              "an earlier event of this batch is retried first: " + job.results[r->index].error;
+          return;
+        }
+      }
+    };
     uint64_t written = 0;
     SqlErrorClass cls = SqlErrorClass::kOther;
     std::string error;
@@ -546,6 +567,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
         job.results[r->index].outcome = DeliveryOutcome::kRetryable;
         job.results[r->index].error = error;
       }
+      hold_back_after_retries();
       continue;
     }
     if (round.size() == 1) {
@@ -576,6 +598,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
           SqlErrorRetryable(one_cls) ? DeliveryOutcome::kRetryable : DeliveryOutcome::kPermanent;
       job.results[r->index].error = one_error;
     }
+    hold_back_after_retries();
   }
   metrics_.BatchSeconds(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

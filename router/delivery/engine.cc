@@ -1118,6 +1118,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     std::vector<Pick> picks;
     std::vector<size_t> replay_picks;
     const bool serialize = adapters[c.adapter].adapter->one_in_flight_per_record();
+    const bool share = serialize && adapters[c.adapter].adapter->record_events_share_batch();
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
       if (lane.waiting.empty()) continue;
@@ -1128,9 +1129,10 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
         Entry& e = lane.window[IndexOf(lane, seq)];
         if (serialize) {
           // The first unfinished event of a record, when none is in flight (an operator replay
-          // of the record in flight counts too); `blocked` holds the records already met.
-          if (lane.in_flight.count(e.record) || c.replays_in_flight.count(e.record) ||
-              !w->blocked.insert(e.record).second) {
+          // of the record in flight counts too); `blocked` holds the records already met. When
+          // a record's events share a batch, its ready events up to the first one not ready.
+          if (lane.in_flight.count(e.record) || c.replays_in_flight.count(e.record)) continue;
+          if (share ? w->blocked.count(e.record) != 0 : !w->blocked.insert(e.record).second) {
             continue;
           }
         } else if (w->blocked.count(e.record)) {
@@ -1142,7 +1144,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
           picks.push_back(Pick{pi, &e});
           if (picks.size() >= max_batch) break;
         } else {
-          if (!serialize) w->blocked.insert(e.record);
+          if (!serialize || share) w->blocked.insert(e.record);
           *wake_at = std::min(*wake_at, e.ready_ms);
         }
       }

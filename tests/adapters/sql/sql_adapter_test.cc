@@ -325,6 +325,41 @@ TEST_P(SqlAdapterTest, PartialUpdateMergesIntoTheStoredAttributes) {
   EXPECT_EQ(Count(), "1");
 }
 
+// Several events of one record in one batch (record_events_share_batch): applied in order, so
+// each partial update merges on top of the one before and the row ends at the newest version.
+// A merge in any other order, or the upsert of a row twice in one statement, fails this.
+TEST_P(SqlAdapterTest, ARecordsEventsInOneBatchAreAppliedInOrder) {
+  StartAdapter();
+  EXPECT_TRUE(adapter_->record_events_share_batch());
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);
+  ev.Add(ContactBody("Create", kId2), 3);
+  ev.Add(ContactBody("Update", kId1, R"({"key":"lastname","value":"Gray"})"), 4);
+  ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jimmy"})"), 5);
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 5u);
+  for (const DeliveryResult& r : results) {
+    EXPECT_EQ(r.outcome, DeliveryOutcome::kDelivered) << r.error;
+  }
+  EXPECT_EQ(Attr(kId1, "firstname"), "Jimmy");
+  EXPECT_EQ(Attr(kId1, "lastname"), "Gray");
+  EXPECT_EQ(Attr(kId1, "fullname"), "James Glynn (sample)") << "the create's attributes were lost";
+  EXPECT_EQ(Column(kId1, "version"), "5");
+  EXPECT_EQ(Column(kId2, "version"), "3");
+  EXPECT_EQ(Count(), "2");
+  // Then deleted and created again within one batch: the create after the delete wins.
+  ev.Clear();
+  ev.Add(ContactBody("Delete", kId1), 6);
+  ev.Add(ContactBody("Create", kId1), 7);
+  for (const DeliveryResult& r : Deliver(ev)) {
+    EXPECT_EQ(r.outcome, DeliveryOutcome::kDelivered) << r.error;
+  }
+  EXPECT_EQ(Column(kId1, "version"), "7");
+  EXPECT_EQ(Column(kId1, "deleted"), GetParam() == "postgres" ? "f" : "0");
+  EXPECT_EQ(Attr(kId1, "firstname"), "James");
+}
+
 TEST_P(SqlAdapterTest, CreateUpdateDeleteLeaveASoftDeletedRowAndOlderEventsChangeNothing) {
   StartAdapter();
   Events ev;
@@ -633,6 +668,61 @@ TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetrics
   EXPECT_EQ(Series(registry, "dvrouter_sql_errors_total", {{"class", "timeout"}}), 1);
   EXPECT_EQ(Series(registry, "dvrouter_sql_rows_total", {{"result", "written"}}), 2);
   EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "busy"}}), 0);
+}
+
+// A batch whose record events go in rounds: when a round is retried, the later rounds are not
+// written. Otherwise a record's second event would land before its first, and the version
+// guard would then refuse the first (and its attributes) for good.
+TEST_F(PostgresAdapterTest, AfterARetriedRoundTheLaterRoundsWaitForIt) {
+  prometheus::Registry registry;
+  const std::string table = "rounds" + std::to_string(::getpid()) + "_contact";
+  AdapterConfig c = backend_.Config("rounds" + std::to_string(::getpid()) + "_");
+  c.sql.statement_timeout_ms = 200;
+  c.sql.pool_size = 1;
+  PostgresAdapter adapter(c, &registry);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  auto deliver = [&](const Events& ev) {
+    Done done;
+    const std::vector<Delivery> batch = ev.Batch();
+    adapter.Deliver(batch, &done);
+    return done.Wait();
+  };
+  Events create;
+  create.Add(ContactBody("Create", kId2), 1);
+  ASSERT_EQ(deliver(create)[0].outcome, DeliveryOutcome::kDelivered);
+  // Another session holds kId2's row: the first round (kId2's update, kId1's create) times out.
+  PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PGresult* res = PQexec(
+      locker, ("BEGIN; SELECT id FROM " + table + " WHERE id = '" + kId2 + "' FOR UPDATE").c_str());
+  ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK) << PQerrorMessage(locker);
+  PQclear(res);
+  Events batch;
+  batch.Add(ContactBody("Update", kId2, R"({"key":"firstname","value":"Ann"})"), 2);
+  batch.Add(ContactBody("Create", kId1), 3);
+  batch.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 4);
+  const auto held = deliver(batch);
+  ASSERT_EQ(held.size(), 3u);
+  EXPECT_EQ(held[0].outcome, DeliveryOutcome::kRetryable);
+  EXPECT_EQ(held[1].outcome, DeliveryOutcome::kRetryable);
+  EXPECT_EQ(held[2].outcome, DeliveryOutcome::kRetryable) << "the second round was written";
+  EXPECT_NE(held[2].error.find("earlier event"), std::string::npos) << held[2].error;
+  EXPECT_EQ(backend_.Value("SELECT count(*) FROM " + table + " WHERE id = '" + kId1 + "'"), "0");
+  res = PQexec(locker, "COMMIT");
+  PQclear(res);
+  PQfinish(locker);
+  // The retry writes all three, in order.
+  for (const DeliveryResult& r : deliver(batch)) {
+    EXPECT_EQ(r.outcome, DeliveryOutcome::kDelivered) << r.error;
+  }
+  adapter.Stop();
+  EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM " + table + " WHERE id = '" +
+                           kId1 + "'"),
+            "Jim");
+  EXPECT_EQ(
+      backend_.Value("SELECT attributes->>'fullname' FROM " + table + " WHERE id = '" + kId1 + "'"),
+      "James Glynn (sample)");
+  EXPECT_EQ(backend_.Value("SELECT version FROM " + table + " WHERE id = '" + kId1 + "'"), "4");
 }
 
 // TLS to PostgreSQL: verify-full against the test's CA works; another CA is refused.

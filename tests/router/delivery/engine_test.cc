@@ -43,22 +43,25 @@ struct Seen {
 
 class TestAdapter final : public Adapter {
  public:
-  // pipelined: one_in_flight_per_record() is false (the lake's and ClickHouse's mode).
+  // pipelined: one_in_flight_per_record() is false (the lake's and ClickHouse's mode). share:
+  // record_events_share_batch() is true (the SQL adapters' mode).
   TestAdapter(std::string name, std::function<int64_t()> clock, int threads = 1,
-              bool pipelined = false)
-      : name_(std::move(name)), clock_(std::move(clock)), pipelined_(pipelined) {
+              bool pipelined = false, bool share = false)
+      : name_(std::move(name)), clock_(std::move(clock)), pipelined_(pipelined), share_(share) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i] { Run(i); });
   }
   ~TestAdapter() override { Stop(); }
 
   std::string_view name() const override { return name_; }
   bool one_in_flight_per_record() const override { return !pipelined_; }
+  bool record_events_share_batch() const override { return share_; }
 
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override {
     Job job;
     job.done = done;
     const int64_t now = clock_();
     std::lock_guard<std::mutex> lock(mu_);
+    std::set<std::string> in_batch;  // records met in this batch
     for (const Delivery& d : batch) {
       Seen s;
       s.seq = d.seq;
@@ -75,7 +78,12 @@ class TestAdapter final : public Adapter {
       if (ExtractChanges(d.body, d.changes, &scratch, &cs).ok()) {
         for (const std::string& c : cs->columns) s.target_columns += c + ",";
       }
-      if (!in_flight_.insert(s.record).second && !pipelined_) ++violations_;  // twice in flight
+      // Twice in flight: in another batch, or twice in this one unless events share batches.
+      if (in_batch.insert(s.record).second) {
+        if (!in_flight_.insert(s.record).second && !pipelined_) ++violations_;
+      } else if (!pipelined_ && !share_) {
+        ++violations_;
+      }
       seen_.push_back(s);
       job.events.push_back(s);
     }
@@ -184,6 +192,7 @@ class TestAdapter final : public Adapter {
   std::string name_;
   std::function<int64_t()> clock_;
   const bool pipelined_;
+  const bool share_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;
@@ -302,7 +311,7 @@ class Harness {
     std::vector<EngineAdapter> ea;
     for (size_t i = 0; i < configs.size(); ++i) {
       adapters.push_back(std::make_unique<TestAdapter>(
-          configs[i].name, [this] { return Now(); }, adapter_threads_[i], pipelined));
+          configs[i].name, [this] { return Now(); }, adapter_threads_[i], pipelined, share));
       ea.push_back(EngineAdapter{configs[i], adapters.back().get()});
     }
     EngineOptions eo;
@@ -386,6 +395,7 @@ class Harness {
 
   TempDir dir;
   bool pipelined = false;  // the adapters say one_in_flight_per_record() == false
+  bool share = false;      // the adapters say record_events_share_batch() == true
   std::vector<AdapterConfig> configs;
   std::vector<int> adapter_threads_;
   std::vector<RouteConfig> routes;
@@ -448,6 +458,92 @@ TEST(DeliveryEngine, APipeliningAdapterGetsAHotRecordsEventsInOrderSeveralPerBat
   for (const Seen& s : a.seen()) largest = std::max(largest, s.batch_size);
   EXPECT_GT(largest, 1u);
   EXPECT_LT(a.batches(), 150u) << "a hot record limited to one event per batch";
+}
+
+// An adapter whose record events share batches (the SQL adapters) gets a hot record's ready
+// events several per batch, in order, and never while another batch of the record is out.
+TEST(DeliveryEngine, ARecordsEventsShareABatchButNeverTwoBatchesOfItAreOut) {
+  Harness h(1, /*adapter_threads=*/3);
+  h.share = true;
+  h.configs[0].max_batch_events = 64;
+  h.configs[0].max_in_flight = 4;
+  h.Start();
+  h.adapters[0]->set_random_delay_us(1000);
+  std::vector<Ev> evs = Records(1, 300);
+  for (const Ev& e : Records(20, 1)) evs.push_back(e);
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  auto& a = *h.adapters[0];
+  EXPECT_EQ(a.delivered().size(), seqs.size());
+  EXPECT_EQ(a.violations(), 0) << "a record in two batches at once";
+  for (const auto& [record, order] : ByRecord(a.seen())) {
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << record;
+    EXPECT_EQ(std::adjacent_find(order.begin(), order.end()), order.end()) << record;
+  }
+  EXPECT_LT(a.batches(), 150u) << "a hot record limited to one event per batch";
+}
+
+// Without it (the default: ERP, Dataverse), one event of a record per batch: the same hot
+// record takes a batch per event.
+TEST(DeliveryEngine, ByDefaultABatchHoldsOneEventPerRecord) {
+  Harness h(1, /*adapter_threads=*/3);
+  h.configs[0].max_batch_events = 64;
+  h.configs[0].max_in_flight = 4;
+  h.Start();
+  auto seqs = h.Append(Records(1, 40));
+  ASSERT_TRUE(h.AllDelivered(0));
+  auto& a = *h.adapters[0];
+  EXPECT_EQ(a.violations(), 0);
+  EXPECT_EQ(a.batches(), seqs.size());
+}
+
+// When a record's events share batches, a retried one holds back the later ones: until it is
+// delivered, no batch carries a later event of its record without it, in front of them.
+TEST(DeliveryEngine, SharedBatchesKeepARecordsOrderAcrossRetries) {
+  Harness h(1);
+  h.share = true;
+  h.configs[0].max_batch_events = 64;
+  int failures = 0;          // the adapter's thread only
+  bool five_failed = false;  // in the batch being answered
+  h.behavior = [&](const Seen& s) {
+    DeliveryResult r;
+    // The 5th event fails twice; the later ones of its batch are answered retryable with it,
+    // as the SQL adapters do.
+    if (s.seq == 5) {
+      five_failed = failures < 2;
+      if (five_failed) ++failures;
+    }
+    if (s.seq >= 5 && five_failed) {
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "held back";
+    }
+    return r;
+  };
+  h.Start();
+  auto seqs = h.Append(Records(1, 20));
+  ASSERT_TRUE(h.AllDelivered(0));
+  auto& a = *h.adapters[0];
+  EXPECT_EQ(a.violations(), 0);
+  EXPECT_EQ(a.delivered().size(), seqs.size());
+  // The batches, in the order they were handed over (each is a run of batch_size in seen()).
+  const std::vector<Seen> seen = a.seen();
+  std::vector<std::vector<uint64_t>> batches;
+  for (size_t i = 0; i < seen.size(); i += seen[i].batch_size) {
+    std::vector<uint64_t> b;
+    for (size_t k = i; k < i + seen[i].batch_size && k < seen.size(); ++k) b.push_back(seen[k].seq);
+    batches.push_back(b);
+  }
+  size_t attempts_of_5 = 0;
+  for (const auto& b : batches) {
+    EXPECT_TRUE(std::is_sorted(b.begin(), b.end()));
+    const bool has5 = std::find(b.begin(), b.end(), 5u) != b.end();
+    attempts_of_5 += has5 ? 1 : 0;
+    if (attempts_of_5 < 3 && !has5) {
+      // Before 5's third (successful) attempt, nothing after it goes without it.
+      for (uint64_t seq : b) EXPECT_LT(seq, 5u);
+    }
+  }
+  EXPECT_EQ(attempts_of_5, 3u);
 }
 
 TEST(DeliveryEngine, DeliversEveryEventOnceAndAdvancesTheCursors) {
