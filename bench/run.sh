@@ -14,7 +14,9 @@
 # SCENARIOS picks a subset (default "a b c"; the ratio needs a and b); PROFILE=1 records a
 # `perf record -g` (PERF_FLAGS replaces -g, e.g. "--call-graph dwarf") of the router during each
 # measured load into bench/results/perf-<run>.data; DVROUTER_BIN names another router binary
-# to measure (A/B within one session).
+# to measure (A/B within one session). HOT_SHARE (default 0.1) is the share of events on 100 hot
+# records; CH_LINGER (default 500ms) is ClickHouse's batch linger in (c): with a 2 s lag target,
+# its default 1s would take half of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -224,7 +226,8 @@ XML
   extra_adapters+="
   ch:
     type: clickhouse
-    url: http://127.0.0.1:$chport"
+    url: http://127.0.0.1:$chport
+    batch: {linger: ${CH_LINGER:-500ms}}"
 fi
 route_list=$(echo "$sinks" | sed 's/ /, /g')
 cat > "$work/router-c.yaml" <<YAML
