@@ -610,6 +610,42 @@ TEST_F(IngressTls, AcceptsWebhooksOverHttpsWithAVerifiedCertificate) {
   EXPECT_EQ(JournalRecords(), 1u);
 }
 
+// A client that connects to the HTTPS listener and never starts the handshake is closed at the
+// header timeout and counted as a timeout, not as a failed handshake.
+TEST_F(IngressTls, AClientThatNeverHandshakesIsClosedAtTheHeaderTimeout) {
+  Config c = TlsConfig();
+  c.ingress.header_timeout_ms = 300;
+  c.ingress.body_timeout_ms = 60'000;
+  Start(c);
+  HttpClient silent(port());
+  ASSERT_TRUE(silent.Connect());
+  const auto connected = std::chrono::steady_clock::now();
+  EXPECT_TRUE(silent.WaitClosed(std::chrono::seconds(10)));
+  EXPECT_GE(std::chrono::steady_clock::now() - connected, std::chrono::milliseconds(250));
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return MetricValue(Metrics(), "dvrouter_ingress_timeouts_total") == 1;
+  })) << MetricValue(Metrics(), "dvrouter_ingress_timeouts_total");
+  EXPECT_EQ(MetricValue(Metrics(), "dvrouter_ingress_tls_handshake_failures_total"), 0);
+}
+
+// After a refusal the server closes its side and reads what the client still sends, for at
+// most 2 s: a client that keeps the connection open without sending is closed then.
+TEST_F(Ingress, ALingeringCloseEndsAfterTwoSeconds) {
+  Start(BaseConfig());
+  HttpClient client(port());
+  client.set_honor_connection_close(false);
+  ASSERT_TRUE(client.SendRaw("POST " + Url("?code=nope") +
+                             " HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"));
+  EXPECT_EQ(client.ReadReply().status, 401);
+  const auto answered = std::chrono::steady_clock::now();
+  // While the server drains, what the client sends is read and dropped; once it has closed the
+  // socket, a send meets the reset.
+  EXPECT_TRUE(testing::WaitFor([&] { return !client.SendRaw("x"); }, std::chrono::seconds(10)));
+  const auto lingered = std::chrono::steady_clock::now() - answered;
+  EXPECT_GE(lingered, std::chrono::milliseconds(1500));
+  EXPECT_LT(lingered, std::chrono::seconds(10));
+}
+
 TEST_F(IngressTls, AMismatchedKeyIsAStartError) {
   Config c = TlsConfig();
   int rc = 0;
