@@ -502,9 +502,10 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
   // Several events of one record in a batch (record_events_share_batch): a multi-row upsert
   // cannot touch a row twice, so they are written in rounds, the k-th event of every record in
   // round k, each round its own transaction, in order on this connection. Once a round leaves an
-  // event to be retried, the later rounds are not written: an event must not land before an
-  // earlier one of its record (an update merges into the row; the version guard would then
-  // refuse the earlier one for good).
+  // event of a record to be retried, that record's later events are not written (answered
+  // retryable, and the engine sends them again without counting an attempt): an event must not
+  // land before an earlier one of its record (an update merges into the row; the version guard
+  // would then refuse the earlier one for good). Other records' rounds go on.
   std::vector<std::vector<const SqlRow*>> rounds;
   {
     std::map<std::pair<std::string, std::string>, size_t> seen;
@@ -515,21 +516,25 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
-  std::string held_back;  // why the rounds after a retried event are not written
-  for (const std::vector<const SqlRow*>& round : rounds) {
-    if (!held_back.empty()) {
-      for (const SqlRow* r : round) {
-        job.results[r->index].outcome = DeliveryOutcome::kRetryable;
-        job.results[r->index].error = held_back;
+  // Records with an event left to retry, and that event's version (its seq).
+  std::map<std::pair<std::string, std::string>, uint64_t> retried;
+  for (const std::vector<const SqlRow*>& full_round : rounds) {
+    std::vector<const SqlRow*> round;
+    for (const SqlRow* r : full_round) {
+      auto it = retried.find({r->table, r->id});
+      if (it == retried.end()) {
+        round.push_back(r);
+        continue;
       }
-      continue;
+      job.results[r->index].outcome = DeliveryOutcome::kRetryable;
+      job.results[r->index].error = "not written: an earlier event of this record (seq " +
+                                    std::to_string(it->second) + ") is retried first";
     }
+    if (round.empty()) continue;
     const auto hold_back_after_retries = [&] {
       for (const SqlRow* r : round) {
         if (job.results[r->index].outcome == DeliveryOutcome::kRetryable) {
-          held_back =
-              "an earlier event of this batch is retried first: " + job.results[r->index].error;
-          return;
+          retried.emplace(std::make_pair(r->table, r->id), r->version);
         }
       }
     };

@@ -436,6 +436,7 @@ AttributeExtractor& ThreadAttributeExtractor() {
 
 namespace {
 std::atomic<uint64_t> memo_extractions{0};
+std::atomic<uint64_t> memo_in_place{0};
 }  // namespace
 
 Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
@@ -446,6 +447,9 @@ Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
       const size_t capacity =
           body.data() == readable_data_ && readable_ >= body.size() ? readable_ : body.size();
       status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), capacity, &changes_);
+      if (capacity >= body.size() + simdjson::SIMDJSON_PADDING) {
+        memo_in_place.fetch_add(1, std::memory_order_relaxed);
+      }
       memo_extractions.fetch_add(1, std::memory_order_relaxed);
       done_.store(true, std::memory_order_release);
     }
@@ -470,6 +474,7 @@ uint64_t ChangeMemo::StorageBytes() const {
 }
 
 uint64_t ChangeMemo::Extractions() { return memo_extractions.load(std::memory_order_relaxed); }
+uint64_t ChangeMemo::InPlaceExtractions() { return memo_in_place.load(std::memory_order_relaxed); }
 
 Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,
                       const ChangeSet** out) {

@@ -69,8 +69,9 @@ class ChangeMemo {
   }
   // Forgets the extraction, keeping the storage, for the next event. Not while a Get may run.
   void Reset();
-  // Extractions by all memos so far, process-wide (tests).
+  // Extractions by all memos so far, process-wide (tests); those that parsed the body in place.
   static uint64_t Extractions();
+  static uint64_t InPlaceExtractions();
   // Heap bytes its ChangeSet keeps (approximately), for memory accounting.
   uint64_t StorageBytes() const;
 

@@ -1226,8 +1226,14 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     if (b->headers.size() < n) b->headers.resize(n);
     b->ReleaseHeld();
     b->held.resize(n, nullptr);
+    // Records one of whose picks could not be read: their later picks stay behind too, or a
+    // record's later event would reach the adapter before its earlier one.
+    std::vector<uint64_t> unread;
     for (const Pick& p : picks) {
       Entry& e = *p.entry;
+      if (!unread.empty() && std::find(unread.begin(), unread.end(), e.record) != unread.end()) {
+        continue;  // still waiting and ready; blocked behind the unread one at the next gather
+      }
       const size_t k = b->deliveries.size();
       Delivery d;
       if (e.cached) {
@@ -1245,6 +1251,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
           // The record cannot be read now (I/O error): try again later, like a sink failure.
           e.last_error = "journal read: " + st.ToString();
           e.ready_ms = now + 1000;
+          unread.push_back(e.record);
           *wake_at = std::min(*wake_at, e.ready_ms);
           c.dirty = true;  // other ready events were not looked at: gather again next pass
           continue;
@@ -1349,6 +1356,13 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   std::vector<DeadRef> dead_refs;
   std::vector<size_t> touched;
   std::vector<uint64_t> replayed_ids;
+  // Shared batches (record_events_share_batch): records with an event answered retryable in
+  // this batch. A later event of such a record answered retryable too was held back unwritten
+  // by the adapter (its contract): it goes back to waiting as it was, without counting an
+  // attempt, so it is neither backed off nor given up on for its predecessor's failures.
+  const bool share = adapters[a].adapter->one_in_flight_per_record() &&
+                     adapters[a].adapter->record_events_share_batch();
+  std::vector<uint64_t> retried_records;
   for (size_t i = 0; i < b->refs.size(); ++i) {
     const Batch::Ref& ref = b->refs[i];
     DeliveryResult result;
@@ -1373,6 +1387,16 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
       touched.push_back(ref.part);
       auto f = lane.in_flight.find(e->record);
       if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
+    }
+    if (share && e != nullptr && result.outcome == DeliveryOutcome::kRetryable) {
+      if (std::find(retried_records.begin(), retried_records.end(), e->record) !=
+          retried_records.end()) {
+        e->state = EntryState::kWaiting;
+        e->ready_ms = now;  // goes with its predecessor, which the walk meets first
+        w->parts[ref.part].lanes[a].waiting.insert(e->seq);
+        continue;
+      }
+      retried_records.push_back(e->record);
     }
     uint32_t& attempts = e ? e->attempts : item->attempts;
     const int64_t first = e ? e->first_attempt_ms : item->first_attempt_ms;

@@ -706,7 +706,8 @@ TEST_F(PostgresAdapterTest, AfterARetriedRoundTheLaterRoundsWaitForIt) {
   EXPECT_EQ(held[0].outcome, DeliveryOutcome::kRetryable);
   EXPECT_EQ(held[1].outcome, DeliveryOutcome::kRetryable);
   EXPECT_EQ(held[2].outcome, DeliveryOutcome::kRetryable) << "the second round was written";
-  EXPECT_NE(held[2].error.find("earlier event"), std::string::npos) << held[2].error;
+  EXPECT_NE(held[2].error.find("earlier event of this record (seq 3)"), std::string::npos)
+      << held[2].error;
   EXPECT_EQ(backend_.Value("SELECT count(*) FROM " + table + " WHERE id = '" + kId1 + "'"), "0");
   res = PQexec(locker, "COMMIT");
   PQclear(res);

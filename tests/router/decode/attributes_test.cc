@@ -275,7 +275,9 @@ TEST(ChangeMemo, ParsesAPaddedBodyInPlaceWhateverThePaddingHolds) {
   ChangeMemo memo;
   memo.SetReadable(buffer.data(), buffer.size());
   const ChangeSet* cs = nullptr;
+  const uint64_t in_place_before = ChangeMemo::InPlaceExtractions();
   ASSERT_TRUE(memo.Get(in_place, &cs).ok());
+  EXPECT_EQ(ChangeMemo::InPlaceExtractions() - in_place_before, 1u);
   EXPECT_EQ(cs->attributes, direct.attributes);
   EXPECT_EQ(cs->columns, direct.columns);
   // Reset forgets the readable range: the next body (elsewhere, unpadded) is copied.
@@ -288,6 +290,7 @@ TEST(ChangeMemo, ParsesAPaddedBodyInPlaceWhateverThePaddingHolds) {
   mismatched.SetReadable(buffer.data(), buffer.size());
   ASSERT_TRUE(mismatched.Get(other, &cs).ok());
   EXPECT_EQ(cs->entity, "contact");
+  EXPECT_EQ(ChangeMemo::InPlaceExtractions() - in_place_before, 1u) << "an unpadded body in place";
 }
 
 // Without a memo, ExtractChanges extracts into the caller's scratch.

@@ -546,6 +546,82 @@ TEST(DeliveryEngine, SharedBatchesKeepARecordsOrderAcrossRetries) {
   EXPECT_EQ(attempts_of_5, 3u);
 }
 
+// A batch whose first event of a record cannot be read from the journal: the record's later
+// events in the batch stay behind it, for shared batches and for a pipelining adapter alike.
+TEST(DeliveryEngine, AnUnreadableEventHoldsBackTheLaterOnesOfItsRecord) {
+  for (const bool share : {true, false}) {
+    Harness h(1);
+    h.share = share;
+    h.pipelined = !share;
+    h.delivery.record_cache_bytes = 0;  // every batch reads the journal
+    h.configs[0].max_batch_events = 64;
+    h.Start();
+    h.adapters[0]->set_stalled(true);
+    const uint64_t first = h.journal->Stats().next_seq;
+    h.counting->FailReadOf(first, 2);  // the batch's read of the record's first event
+    auto seqs = h.Append(Records(1, 6));
+    ASSERT_EQ(seqs.front(), first);
+    h.adapters[0]->set_stalled(false);
+    ASSERT_TRUE(h.AllDelivered(0)) << "share " << share;
+    EXPECT_EQ(h.counting->failed.load(), 1u);
+    EXPECT_EQ(h.adapters[0]->violations(), 0);
+    std::vector<uint64_t> order;
+    for (const Seen& s : h.adapters[0]->seen()) order.push_back(s.seq);
+    EXPECT_TRUE(std::is_sorted(order.begin(), order.end())) << "share " << share;
+    EXPECT_EQ(order.front(), first) << "a later event went ahead of the unreadable one";
+  }
+}
+
+// With shared batches, the events an adapter held back behind a retried predecessor are not
+// attempts: when the predecessor gives up (to the DLQ), they are delivered, not given up on.
+TEST(DeliveryEngine, EventsHeldBackBehindARetriedOneCountNoAttempt) {
+  Harness h(1);
+  h.share = true;
+  h.configs[0].max_batch_events = 64;
+  h.configs[0].linger_ms = 200;  // the four events go in one batch
+  h.configs[0].max_attempts = 3;
+  h.configs[0].initial_backoff_ms = 1;
+  h.configs[0].max_backoff_ms = 5;
+  // The adapter's thread only: where it is in the batch it answers, and whether the record's
+  // first event failed in it.
+  size_t remaining = 0;
+  bool first_failed = false;
+  uint64_t first = 0;
+  h.behavior = [&](const Seen& s) {
+    if (remaining == 0) {
+      remaining = s.batch_size;
+      first_failed = false;
+    }
+    --remaining;
+    DeliveryResult r;
+    if (s.seq == first) {
+      first_failed = true;
+      r.outcome = DeliveryOutcome::kRetryable;
+      r.error = "row locked";
+    } else if (first_failed) {
+      r.outcome = DeliveryOutcome::kRetryable;  // held back, as the SQL adapters do
+      r.error = "not written: an earlier event of this record is retried first";
+    }
+    return r;
+  };
+  h.Start();
+  first = h.journal->Stats().next_seq;
+  auto seqs = h.Append(Records(1, 4));
+  ASSERT_EQ(seqs.front(), first);
+  ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->delivered().size() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return h.engine->dlq_pending(0) == 1; }));
+  EXPECT_EQ(h.adapters[0]->delivered(), std::set<uint64_t>(seqs.begin() + 1, seqs.end()));
+  size_t first_attempts = 0;
+  uint32_t last_attempt_of_others = 0;
+  for (const Seen& s : h.adapters[0]->seen()) {
+    if (s.seq == first) ++first_attempts;
+    if (s.seq != first) last_attempt_of_others = std::max(last_attempt_of_others, s.attempt);
+  }
+  EXPECT_EQ(first_attempts, 3u);
+  EXPECT_EQ(last_attempt_of_others, 1u) << "a held-back event counted attempts";
+  EXPECT_EQ(h.adapters[0]->violations(), 0);
+}
+
 TEST(DeliveryEngine, DeliversEveryEventOnceAndAdvancesTheCursors) {
   Harness h(2);
   h.Start();
@@ -936,12 +1012,15 @@ TEST(DeliveryEngine, TheRoutingReadServesEveryAdapterAndTheTargetIsExtractedOnce
   h.Start();
   const std::vector<Ev> evs = Numbered(Records(20, 15));
   const uint64_t extractions = ChangeMemo::Extractions();
+  const uint64_t in_place = ChangeMemo::InPlaceExtractions();
   auto seqs = h.Append(evs);
   for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
   // One journal read per event, to route it: no adapter read it again; and one conversion of
   // its Target for the three adapters.
   EXPECT_LE(h.counting->reads.load(), seqs.size());
   EXPECT_EQ(ChangeMemo::Extractions() - extractions, seqs.size());
+  // The cached record keeps simdjson's padding after the body: parsed where it was read.
+  EXPECT_EQ(ChangeMemo::InPlaceExtractions() - in_place, seqs.size());
   std::map<uint64_t, const ChangeMemo*> memo_of;
   for (auto& a : h.adapters) {
     EXPECT_EQ(a->count(), seqs.size());
