@@ -61,7 +61,6 @@ void BM_BaselineCopyBody(benchmark::State& state) {
 }
 BENCHMARK(BM_BaselineCopyBody)->DenseRange(0, 2);
 
-}  // namespace
 // Escaping a JSON document into a JSON string (ClickHouse's attributes column): the Target's
 // converted attributes of each fixture. Baseline in the same run: the byte-at-a-time escaper
 // this replaced.
@@ -123,4 +122,5 @@ void BM_EscapeAttributes(benchmark::State& state) {
 BENCHMARK(BM_EscapeAttributes<true>)->DenseRange(0, 2);
 BENCHMARK(BM_EscapeAttributes<false>)->DenseRange(0, 2);
 
+}  // namespace
 }  // namespace dvrouter::bench

@@ -523,6 +523,11 @@ struct DeliveryEngine::Impl {
   bool Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at);
   void Complete(Worker* w, Batch* b);
   void Finish(Worker* w, Part& part, Lane& lane, size_t adapter);
+  // One batch in flight per record, several of its events in a batch (the SQL adapters).
+  bool SharesBatches(size_t adapter) const {
+    const Adapter& a = *adapters[adapter].adapter;
+    return a.one_in_flight_per_record() && a.record_events_share_batch();
+  }
   void PublishOldest(Worker* w);
   void MaintenanceLoop();
   void FlushCursors();
@@ -1118,7 +1123,7 @@ bool DeliveryEngine::Impl::Dispatch(Worker* w, Channel& c, int64_t now, int64_t*
     std::vector<Pick> picks;
     std::vector<size_t> replay_picks;
     const bool serialize = adapters[c.adapter].adapter->one_in_flight_per_record();
-    const bool share = serialize && adapters[c.adapter].adapter->record_events_share_batch();
+    const bool share = SharesBatches(c.adapter);
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
       if (lane.waiting.empty()) continue;
@@ -1360,8 +1365,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
   // this batch. A later event of such a record answered retryable too was held back unwritten
   // by the adapter (its contract): it goes back to waiting as it was, without counting an
   // attempt, so it is neither backed off nor given up on for its predecessor's failures.
-  const bool share = adapters[a].adapter->one_in_flight_per_record() &&
-                     adapters[a].adapter->record_events_share_batch();
+  const bool share = SharesBatches(a);
   std::vector<uint64_t> retried_records;
   for (size_t i = 0; i < b->refs.size(); ++i) {
     const Batch::Ref& ref = b->refs[i];

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <future>
 #include <optional>
@@ -129,7 +130,7 @@ class DeadlineList {
       }
       d = following;
     }
-    if (next != Deadlined::kNever && RoundUp(next) < armed_ms_) Arm(RoundUp(next));
+    Changed(next);
   }
 
   struct Head final : Deadlined {
@@ -531,16 +532,17 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>,
     out_ += std::to_string(r.body.size());
     if (!keep_alive_) out_ += "\r\nConnection: close";
     out_ += "\r\n\r\n";
-    if (!head) out_ += r.body;  // a HEAD answer carries the length, not the body
+    out_body_ = std::move(r.body);
+    if (head) out_body_.clear();  // a HEAD answer carries the length, not the body
     ExpiresAfter(server_->limits.body_timeout_ms);
+    const std::array<net::const_buffer, 2> answer{net::buffer(out_), net::buffer(out_body_)};
     net::async_write(
-        stream_, net::buffer(out_),
+        stream_, answer,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnWrite(ec); });
   }
 
   void OnWrite(beast::error_code ec) {
-    // Like the body buffer: keep the capacity of a usual answer, not of a large one (/metrics).
-    if (out_.capacity() > (256u << 10)) out_ = std::string();
+    out_body_ = std::string();  // the handler's buffer (a /metrics page can be large)
     if (handled_) server_->in_flight.fetch_sub(1, std::memory_order_relaxed);
     handled_ = false;
     if (ec || timed_out_) return Close();
@@ -583,7 +585,8 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>,
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::string out_;  // the answer being written
+  std::string out_;       // the answer's status line and header fields
+  std::string out_body_;  // and its body, as the handler gave it
   std::shared_ptr<SessionShared> server_;
   DeadlineList* deadlines_;
   std::unique_ptr<HttpConnectionState> state_;

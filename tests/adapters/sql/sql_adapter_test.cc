@@ -556,6 +556,40 @@ class PostgresAdapterTest : public ::testing::Test {
     if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;
     ASSERT_TRUE(PostgresBackend::server()->ok()) << PostgresBackend::server()->error();
   }
+  // An adapter on one connection whose statements give up after 200 ms (behind another
+  // session's lock); its tables start with `prefix`. Null (and a failure) if it cannot start.
+  std::unique_ptr<PostgresAdapter> StartTimingOut(const std::string& prefix,
+                                                  prometheus::Registry* registry) {
+    AdapterConfig c = backend_.Config(prefix);
+    c.sql.statement_timeout_ms = 200;
+    c.sql.pool_size = 1;
+    auto adapter = std::make_unique<PostgresAdapter>(c, registry);
+    const Status st = adapter->Start(1);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return st.ok() ? std::move(adapter) : nullptr;
+  }
+  static std::vector<DeliveryResult> DeliverTo(Adapter& adapter, const Events& ev) {
+    Done done;
+    const std::vector<Delivery> batch = ev.Batch();
+    adapter.Deliver(batch, &done);
+    return done.Wait();
+  }
+  // Another session that runs `sql` (BEGIN and a lock) and holds it until Release. Null (and a
+  // failure) if the statement does not give `expected`.
+  static PGconn* Hold(const std::string& sql, ExecStatusType expected) {
+    PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
+    EXPECT_EQ(PQstatus(locker), CONNECTION_OK) << PQerrorMessage(locker);
+    PGresult* res = PQexec(locker, sql.c_str());
+    const bool ok = PQresultStatus(res) == expected;
+    EXPECT_TRUE(ok) << PQerrorMessage(locker);
+    PQclear(res);
+    if (!ok) PQfinish(locker);
+    return ok ? locker : nullptr;
+  }
+  static void Release(PGconn* locker) {
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+  }
   PostgresBackend backend_;
 };
 
@@ -628,42 +662,28 @@ double Series(prometheus::Registry& registry, const std::string& name,
 TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetricsShowIt) {
   prometheus::Registry registry;
   const std::string table = "lock" + std::to_string(::getpid()) + "_contact";
-  AdapterConfig c = backend_.Config("lock" + std::to_string(::getpid()) + "_");
-  c.sql.statement_timeout_ms = 200;
-  c.sql.pool_size = 1;
-  PostgresAdapter adapter(c, &registry);
-  ASSERT_TRUE(adapter.Start(1).ok());
-  auto deliver = [&](const Events& ev) {
-    Done done;
-    const std::vector<Delivery> batch = ev.Batch();
-    adapter.Deliver(batch, &done);
-    return done.Wait();
-  };
+  auto adapter = StartTimingOut("lock" + std::to_string(::getpid()) + "_", &registry);
+  ASSERT_NE(adapter, nullptr);
   Events create;
   create.Add(ContactBody("Create", kId1), 1);
-  ASSERT_EQ(deliver(create)[0].outcome, DeliveryOutcome::kDelivered);
+  ASSERT_EQ(DeliverTo(*adapter, create)[0].outcome, DeliveryOutcome::kDelivered);
   EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "idle"}}), 1);
   EXPECT_EQ(Series(registry, "dvrouter_sql_connections", {{"state", "down"}}), 0);
 
   // Another session holds the table: the adapter's statement times out.
-  PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
-  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
-  PGresult* res =
-      PQexec(locker, ("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE").c_str());
-  ASSERT_EQ(PQresultStatus(res), PGRES_COMMAND_OK) << PQerrorMessage(locker);
-  PQclear(res);
+  PGconn* locker =
+      Hold("BEGIN; LOCK TABLE " + table + " IN ACCESS EXCLUSIVE MODE", PGRES_COMMAND_OK);
+  ASSERT_NE(locker, nullptr);
   Events update;
   update.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);
-  const auto timed_out = deliver(update);
+  const auto timed_out = DeliverTo(*adapter, update);
   EXPECT_EQ(timed_out[0].outcome, DeliveryOutcome::kRetryable);
   EXPECT_NE(timed_out[0].error.find("57014"), std::string::npos) << timed_out[0].error;
-  res = PQexec(locker, "COMMIT");
-  PQclear(res);
-  PQfinish(locker);
+  Release(locker);
 
   // The connection is still good: the retry goes through.
-  EXPECT_EQ(deliver(update)[0].outcome, DeliveryOutcome::kDelivered);
-  adapter.Stop();
+  EXPECT_EQ(DeliverTo(*adapter, update)[0].outcome, DeliveryOutcome::kDelivered);
+  adapter->Stop();
   EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM " + table), "Jim");
   EXPECT_EQ(Series(registry, "dvrouter_sql_errors_total", {{"class", "timeout"}}), 1);
   EXPECT_EQ(Series(registry, "dvrouter_sql_rows_total", {{"result", "written"}}), 2);
@@ -676,32 +696,20 @@ TEST_F(PostgresAdapterTest, AStatementTimeoutBehindALockIsRetryableAndTheMetrics
 TEST_F(PostgresAdapterTest, AfterARetriedRoundTheLaterRoundsWaitForIt) {
   prometheus::Registry registry;
   const std::string table = "rounds" + std::to_string(::getpid()) + "_contact";
-  AdapterConfig c = backend_.Config("rounds" + std::to_string(::getpid()) + "_");
-  c.sql.statement_timeout_ms = 200;
-  c.sql.pool_size = 1;
-  PostgresAdapter adapter(c, &registry);
-  ASSERT_TRUE(adapter.Start(1).ok());
-  auto deliver = [&](const Events& ev) {
-    Done done;
-    const std::vector<Delivery> batch = ev.Batch();
-    adapter.Deliver(batch, &done);
-    return done.Wait();
-  };
+  auto adapter = StartTimingOut("rounds" + std::to_string(::getpid()) + "_", &registry);
+  ASSERT_NE(adapter, nullptr);
   Events create;
   create.Add(ContactBody("Create", kId2), 1);
-  ASSERT_EQ(deliver(create)[0].outcome, DeliveryOutcome::kDelivered);
+  ASSERT_EQ(DeliverTo(*adapter, create)[0].outcome, DeliveryOutcome::kDelivered);
   // Another session holds kId2's row: the first round (kId2's update, kId1's create) times out.
-  PGconn* locker = PQconnectdb(PostgresBackend::server()->ConnInfo().c_str());
-  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
-  PGresult* res = PQexec(
-      locker, ("BEGIN; SELECT id FROM " + table + " WHERE id = '" + kId2 + "' FOR UPDATE").c_str());
-  ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK) << PQerrorMessage(locker);
-  PQclear(res);
+  PGconn* locker = Hold("BEGIN; SELECT id FROM " + table + " WHERE id = '" + kId2 + "' FOR UPDATE",
+                        PGRES_TUPLES_OK);
+  ASSERT_NE(locker, nullptr);
   Events batch;
   batch.Add(ContactBody("Update", kId2, R"({"key":"firstname","value":"Ann"})"), 2);
   batch.Add(ContactBody("Create", kId1), 3);
   batch.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 4);
-  const auto held = deliver(batch);
+  const auto held = DeliverTo(*adapter, batch);
   ASSERT_EQ(held.size(), 3u);
   EXPECT_EQ(held[0].outcome, DeliveryOutcome::kRetryable);
   EXPECT_EQ(held[1].outcome, DeliveryOutcome::kRetryable);
@@ -709,14 +717,12 @@ TEST_F(PostgresAdapterTest, AfterARetriedRoundTheLaterRoundsWaitForIt) {
   EXPECT_NE(held[2].error.find("earlier event of this record (seq 3)"), std::string::npos)
       << held[2].error;
   EXPECT_EQ(backend_.Value("SELECT count(*) FROM " + table + " WHERE id = '" + kId1 + "'"), "0");
-  res = PQexec(locker, "COMMIT");
-  PQclear(res);
-  PQfinish(locker);
+  Release(locker);
   // The retry writes all three, in order.
-  for (const DeliveryResult& r : deliver(batch)) {
+  for (const DeliveryResult& r : DeliverTo(*adapter, batch)) {
     EXPECT_EQ(r.outcome, DeliveryOutcome::kDelivered) << r.error;
   }
-  adapter.Stop();
+  adapter->Stop();
   EXPECT_EQ(backend_.Value("SELECT attributes->>'firstname' FROM " + table + " WHERE id = '" +
                            kId1 + "'"),
             "Jim");
