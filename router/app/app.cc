@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "adapters/registry.h"
+#include "router/common/clock.h"
 #include "router/delivery/cursor_store.h"
 #include "router/delivery/engine.h"
 #include "router/ingress/server.h"
@@ -189,9 +190,7 @@ struct App::Impl {
       metrics.connections_open.Set(static_cast<double>(s->connections()));
     }
     if (FileJournal* j = journal_ready.load(std::memory_order_acquire)) {
-      const JournalStats stats = j->Stats();
-      metrics.journal_next_seq.Set(static_cast<double>(stats.next_seq));
-      metrics.journal_pending.Set(static_cast<double>(stats.pending));
+      metrics.OnJournalStats(j->Stats(), WallNowMs());
     }
     if (DeliveryEngine* e = engine_ready.load(std::memory_order_acquire)) e->RefreshMetrics();
   }

@@ -290,6 +290,7 @@ struct DeliveryMetrics {
   prometheus::Gauge* dlq = nullptr;
   prometheus::Gauge* lag_events = nullptr;
   prometheus::Gauge* lag_seconds = nullptr;
+  prometheus::Gauge* bytes_held = nullptr;
 };
 
 const char* kOutcomeNames[] = {"delivered", "processing", "retryable", "permanent", "gave_up"};
@@ -532,6 +533,10 @@ struct DeliveryEngine::Impl {
   void MaintenanceLoop();
   void FlushCursors();
   void RunRetention();
+  uint64_t ReclaimableBelow() const;
+  void UpdateHeldFloor();
+  uint64_t MinCursor(size_t adapter) const;
+  void LogBudgetHolders();
   void FeedReplays();
   bool WriteDlq(Worker* w, std::vector<DlqEntry>* entries);
 
@@ -560,6 +565,11 @@ struct DeliveryEngine::Impl {
   std::vector<StatusAppend*> status_retry;
   std::atomic<uint64_t> status_clock{0};
   std::map<std::string, std::vector<uint64_t>> saved_cursors;
+  // What the journal must keep besides the live cursors: the saved cursors of write-back
+  // sources and the start of range replays (maintenance thread and ReplayRange, under jobs_mu).
+  std::atomic<uint64_t> held_floor{0};
+  uint64_t logged_refusals = 0;  // maintenance thread
+  int64_t last_budget_log_ms = 0;
   prometheus::Counter* status_records = nullptr;
   prometheus::Counter* status_append_errors = nullptr;
   std::atomic<uint64_t> committed{0};
@@ -628,6 +638,12 @@ void DeliveryEngine::Impl::RegisterMetrics() {
                     .Name("dvrouter_delivery_lag_seconds")
                     .Help("Age of the adapter's oldest unfinished event it is tracking")
                     .Register(r);
+  auto& held = BuildGauge()
+                   .Name("dvrouter_journal_bytes_held")
+                   .Help(
+                       "Journal bytes the adapter keeps from being deleted: the segments from its "
+                       "oldest unfinished event on (undelivered data never yields to the budget)")
+                   .Register(r);
   for (size_t a = 0; a < adapters.size(); ++a) {
     const std::string& name = adapters[a].config.name;
     for (int k = 0; k < 5; ++k) {
@@ -644,6 +660,7 @@ void DeliveryEngine::Impl::RegisterMetrics() {
     metrics[a].dlq = &dlq_g.Add({{"adapter", name}});
     metrics[a].lag_events = &lag_e.Add({{"adapter", name}});
     metrics[a].lag_seconds = &lag_s.Add({{"adapter", name}});
+    metrics[a].bytes_held = &held.Add({{"adapter", name}});
   }
   auto& depth = BuildGauge()
                     .Name("dvrouter_delivery_queue_depth")
@@ -742,6 +759,7 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
     if (it != loaded->end()) saved_cursors[ea.config.name] = it->second;
   }
   if (new_adapter) FlushCursors();
+  UpdateHeldFloor();
 
   for (size_t a = 0; a < adapters.size(); ++a) {
     auto c = std::make_unique<Confirmer>();
@@ -1622,29 +1640,80 @@ void DeliveryEngine::Impl::FlushCursors() {
   }
 }
 
-void DeliveryEngine::Impl::RunRetention() {
-  uint64_t below = committed.load() + 1;
+uint64_t DeliveryEngine::Impl::MinCursor(size_t a) const {
+  uint64_t c = UINT64_MAX;
+  for (uint32_t p = 0; p < opt.partitions; ++p) {
+    c = std::min(c, cursors[a * opt.partitions + p].load(std::memory_order_acquire));
+  }
+  return c;
+}
+
+// Records below the returned sequence are finished by every adapter, and no restart or replay
+// reads them again (README, "Journal budget and retention"). Called by the journal's writer when
+// an append needs room, and by the maintenance thread: atomic loads only.
+uint64_t DeliveryEngine::Impl::ReclaimableBelow() const {
+  if (!started.load(std::memory_order_acquire)) return 0;
+  uint64_t below = std::min(committed.load(std::memory_order_acquire) + 1,
+                            held_floor.load(std::memory_order_acquire));
+  for (size_t a = 0; a < adapters.size(); ++a) below = std::min(below, MinCursor(a) + 1);
+  return below;
+}
+
+// A write-back source's saved cursor is held back until its status records are durable: a
+// restart resumes there and reads its events again, so they stay. Other adapters' events behind
+// their live cursors are finished; a restart that finds them deleted starts at the oldest
+// retained record. A range replay keeps what it has yet to read.
+void DeliveryEngine::Impl::UpdateHeldFloor() {
+  uint64_t floor = UINT64_MAX;
   for (size_t a = 0; a < adapters.size(); ++a) {
-    for (uint32_t p = 0; p < opt.partitions; ++p)
-      below = std::min(below, CursorRef(a, p).load() + 1);
+    if (feeds[a].writeback_mask == 0) continue;
+    auto it = saved_cursors.find(adapters[a].config.name);
+    if (it == saved_cursors.end()) continue;
+    for (uint64_t c : it->second) floor = std::min(floor, c + 1);
   }
-  // A cursor held back (status records not yet durable) is what a restart resumes from: keep
-  // what lies past it. (The maintenance thread owns saved_cursors.)
-  for (const auto& [name, v] : saved_cursors) {
-    for (uint64_t c : v) below = std::min(below, c + 1);
+  std::lock_guard<std::mutex> lock(jobs_mu);
+  for (const ReplayJob& j : jobs) {
+    if (j.range) floor = std::min(floor, j.pos);
   }
-  {
-    std::lock_guard<std::mutex> lock(jobs_mu);
-    for (const ReplayJob& j : jobs) {
-      if (j.range) below = std::min(below, j.pos);
-    }
-  }
-  auto r = journal->DeleteBefore(below, static_cast<int64_t>(opt.delivery.retention_ms));
+  held_floor.store(floor, std::memory_order_release);
+}
+
+void DeliveryEngine::Impl::RunRetention() {
+  auto r =
+      journal->DeleteBefore(ReclaimableBelow(), static_cast<int64_t>(opt.delivery.retention_ms));
   if (!r.ok()) {
     std::fprintf(stderr, "dvrouter: journal retention failed: %s\n", r.status().ToString().c_str());
   } else if (r->bytes_deleted > 0 && retention_bytes) {
     retention_bytes->Increment(static_cast<double>(r->bytes_deleted));
   }
+  LogBudgetHolders();
+}
+
+// When the journal refuses appends because undelivered events fill its budget, says which
+// adapters hold how much (at most every 10 s).
+void DeliveryEngine::Impl::LogBudgetHolders() {
+  const JournalStats js = journal->Stats();
+  if (js.budget_refusals == logged_refusals) return;
+  const int64_t now = opt.now_ms();
+  if (now - last_budget_log_ms < 10'000) return;
+  last_budget_log_ms = now;
+  std::string holders;
+  const uint64_t last = committed.load(std::memory_order_acquire);
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    const uint64_t c = MinCursor(a);
+    if (c >= last) continue;
+    holders += " " + adapters[a].config.name + " holds " +
+               std::to_string(journal->BytesFrom(c + 1)) + " bytes from seq " +
+               std::to_string(c + 1) + ";";
+  }
+  std::fprintf(
+      stderr,
+      "dvrouter: journal disk budget (%llu bytes) is full of undelivered events: %llu "
+      "appends refused (503) since the last report;%s\n",
+      static_cast<unsigned long long>(js.budget_bytes),
+      static_cast<unsigned long long>(js.budget_refusals - logged_refusals),
+      holders.empty() ? " (the slowest status write-back or range replay)" : holders.c_str());
+  logged_refusals = js.budget_refusals;
 }
 
 void DeliveryEngine::Impl::FeedReplays() {
@@ -1957,6 +2026,7 @@ void DeliveryEngine::Impl::MaintenanceLoop() {
     RetryStatusAppends();
     FlushCursors();
     FeedReplays();
+    UpdateHeldFloor();
     const int64_t now = opt.now_ms();
     if (now - last_retention >= 1000) {
       last_retention = now;
@@ -1983,6 +2053,8 @@ void DeliveryEngine::OnCommitted(const RecordHandle& handle) {
   if (m.wake_pending.size() != m.workers.size()) m.wake_pending.assign(m.workers.size(), 0);
   m.wake_pending[handle.partition % m.workers.size()] = 1;
 }
+
+uint64_t DeliveryEngine::ReclaimableBelow() { return impl_->ReclaimableBelow(); }
 
 void DeliveryEngine::OnGroupCommitted() {
   Impl& m = *impl_;
@@ -2157,24 +2229,27 @@ Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq
     return InvalidArgument("from " + std::to_string(from_seq) + " is past the newest event " +
                            std::to_string(m.committed.load()));
   }
-  // Retention deletes whole segments from the front: is the start still there?
-  uint64_t oldest = 0;
-  Status st = m.journal->Scan(0, [&](const RecordView& v) {
-    oldest = v.handle.seq;
-    return false;
-  });
-  if (!st.ok()) return st;
-  if (oldest == 0 || oldest > from_seq) {
-    return NotFound("events before " + std::to_string(oldest) +
-                    " are no longer retained (delivery.retention)");
-  }
-  Impl::ReplayJob job;
-  job.adapter = a;
-  job.range = true;
-  job.pos = from_seq;
-  job.to = to_seq;
   {
+    // The floor goes down before the check: from here on nothing at or past from_seq is deleted
+    // (the journal reads the floor under the lock its Scan snapshots under).
     std::lock_guard<std::mutex> lock(m.jobs_mu);
+    m.held_floor.store(std::min(m.held_floor.load(), from_seq));
+    // Retention deletes whole segments from the front: is the start still there?
+    uint64_t oldest = 0;
+    Status st = m.journal->Scan(0, [&](const RecordView& v) {
+      oldest = v.handle.seq;
+      return false;
+    });
+    if (!st.ok()) return st;
+    if (oldest == 0 || oldest > from_seq) {
+      return NotFound("events before " + std::to_string(oldest) +
+                      " are no longer retained (delivery.retention and journal.disk_budget_bytes)");
+    }
+    Impl::ReplayJob job;
+    job.adapter = a;
+    job.range = true;
+    job.pos = from_seq;
+    job.to = to_seq;
     m.jobs.push_back(std::move(job));
   }
   m.maint_cv.notify_all();
@@ -2212,6 +2287,9 @@ void DeliveryEngine::RefreshMetrics() {
     dm.lag_seconds->Set(oldest == 0 ? 0.0 : std::max<double>(0, (now - oldest) / 1000.0));
     dm.breaker->Set(static_cast<double>(static_cast<int>(m.breakers[a]->state())));
     dm.dlq->Set(static_cast<double>(dlq_pending(a)));
+    const uint64_t c = m.MinCursor(a);
+    dm.bytes_held->Set(c >= m.committed.load() ? 0.0
+                                               : static_cast<double>(m.journal->BytesFrom(c + 1)));
   }
 }
 

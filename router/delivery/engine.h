@@ -93,6 +93,7 @@ class DeliveryEngine final : public CommitListener {
 
   void OnCommitted(const RecordHandle& handle) override;
   void OnGroupCommitted() override;
+  uint64_t ReclaimableBelow() override;
 
   // --- operations (admin listener, CLI, tests); any thread ---
 

@@ -138,7 +138,19 @@ struct SegmentScan {
 // bytes with no valid frame after them are a torn tail.
 // `base` is data[0]'s offset in the segment. With `chunked`, a frame cut off by the end of data
 // ends the scan at valid_end (the caller reads on from there) instead of counting as torn.
-SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
+// A frame naming a partition the journal does not have is as corrupt as a bad checksum.
+Status DecodeChecked(const char* data, size_t available, uint32_t partitions,
+                     journal::FrameMeta* meta, EventHeader* header, std::string_view* body,
+                     uint32_t* len) {
+  Status st = journal::DecodeFrame(data, available, meta, header, body, len);
+  if (st.ok() && meta->partition >= partitions) {
+    return InvalidArgument("frame partition " + std::to_string(meta->partition) +
+                           " is out of range");
+  }
+  return st;
+}
+
+SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t partitions,
                        const std::function<bool(const RecordView&)>& fn, bool* stopped,
                        uint64_t base = 0, bool chunked = false) {
   SegmentScan scan;
@@ -149,7 +161,7 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
   while (pos < size) {
     std::string_view body;
     uint32_t len = 0;
-    Status st = journal::DecodeFrame(data + pos, size - pos, &meta, &header, &body, &len);
+    Status st = DecodeChecked(data + pos, size - pos, partitions, &meta, &header, &body, &len);
     if (st.ok()) {
       RecordView view;
       view.handle = RecordHandle{meta.seq, segment, base + pos, len, meta.partition};
@@ -179,7 +191,7 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
       if (magic != journal::kFrameMagic) continue;
       std::string_view b;
       uint32_t l = 0;
-      if (journal::DecodeFrame(data + next, size - next, &meta, &header, &b, &l).ok()) {
+      if (DecodeChecked(data + next, size - next, partitions, &meta, &header, &b, &l).ok()) {
         found = true;
         break;
       }
@@ -197,8 +209,9 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment,
 constexpr size_t kScanChunk = 1u << 20;
 
 // Scans the committed bytes [start, limit) of one segment in bounded chunks.
-Status ScanSegment(const std::string& path, uint64_t first, uint64_t start, uint64_t limit,
-                   const std::function<bool(const RecordView&)>& fn, bool* stopped) {
+Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions, uint64_t start,
+                   uint64_t limit, const std::function<bool(const RecordView&)>& fn,
+                   bool* stopped) {
   *stopped = false;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("open " + path, errno);
@@ -212,7 +225,8 @@ Status ScanSegment(const std::string& path, uint64_t first, uint64_t start, uint
     buf.resize(want);
     st = PreadFull(fd, buf.data(), want, pos, path);
     if (!st.ok()) break;
-    SegmentScan scan = ScanFrames(buf.data(), want, first, fn, stopped, pos, !whole_rest);
+    SegmentScan scan =
+        ScanFrames(buf.data(), want, first, partitions, fn, stopped, pos, !whole_rest);
     if (scan.valid_end == 0 && !*stopped) {
       if (whole_rest) break;  // nothing valid in the rest of the segment
       chunk *= 2;             // a record larger than the chunk
@@ -254,6 +268,38 @@ Status WriteFileDurably(const std::string& dir, const std::string& name,
   return FsyncDir(dir);
 }
 
+// Sequence numbers are reserved ahead in <dir>/SEQ ("next=N"), durably, before any of them is
+// handed out: after a crash that lost the newest records (unsafe_no_fsync, a damaged tail) the
+// journal resumes above every sequence an adapter may have seen, so no new event is ever taken
+// for an older version of its row. A clean stop writes the exact next sequence.
+constexpr uint64_t kSeqReserve = 1ull << 20;
+constexpr std::string_view kSeqKey = "next=";
+
+// The sequence SEQ says to resume at; 0 when there is no SEQ file.
+Result<uint64_t> ReadSeqMark(const std::string& dir) {
+  std::string text;
+  Status st = ReadFile(dir + "/SEQ", 4096, &text);
+  if (st.code() == StatusCode::kNotFound) return uint64_t{0};
+  if (!st.ok()) return st;
+  uint64_t value = 0;
+  size_t digits = 0;
+  if (text.rfind(kSeqKey, 0) == 0) {
+    for (size_t i = kSeqKey.size(); i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+      if (value > (UINT64_MAX - 9) / 10)
+        return InvalidArgument("journal " + dir + "/SEQ: overflow");
+      value = value * 10 + static_cast<uint64_t>(text[i] - '0');
+      ++digits;
+    }
+  }
+  if (digits == 0 || text.size() != kSeqKey.size() + digits + 1 || text.back() != '\n') {
+    return InvalidArgument("journal " + dir +
+                           "/SEQ is not a sequence mark (expected \"next=<number>\\n\"); "
+                           "it is written by dvrouter only: restore it or remove it to resume "
+                           "after the newest record found");
+  }
+  return value;
+}
+
 }  // namespace
 
 // A read-only descriptor shared by concurrent Read() calls; closed when the last one is done.
@@ -271,19 +317,26 @@ struct FileJournal::Impl {
   int lock_fd = -1;
 
   // Segments and sizes: written by the writer, read by Scan/Stats.
+  struct SegmentInfo {
+    uint64_t bytes = 0;    // committed
+    int64_t first_ms = 0;  // received_ms of its first record; 0 while it has none
+  };
   mutable std::mutex state_mu;
-  std::map<uint64_t, uint64_t> segments;                 // first seq -> committed bytes
+  std::map<uint64_t, SegmentInfo> segments;              // by first seq
   std::map<uint64_t, std::shared_ptr<ReadFd>> read_fds;  // for Read(), opened on demand
   std::atomic<uint64_t> next_seq{1};
   std::atomic<uint64_t> total_bytes{0};
   uint64_t corrupt_records = 0;
   uint64_t truncated_bytes = 0;
+  std::atomic<uint64_t> budget_refusals{0};
+  std::atomic<uint64_t> reclaimed_bytes{0};
 
   // Writer state (writer thread only, after Open).
   int seg_fd = -1;
   uint64_t seg_first = 0;
   uint64_t seg_size = 0;
   bool needs_truncate = false;  // a failed write left bytes past seg_size
+  uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
   // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
   // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
   struct CachedRange {
@@ -337,6 +390,9 @@ struct FileJournal::Impl {
   int64_t Now() const { return opt.now_ms ? opt.now_ms() : SystemNowMs(); }
 
   Status Recover();
+  Status CheckMeta(bool has_segments);
+  Status ReserveSeqs(uint64_t until);
+  bool MakeRoom(uint64_t need);
   Status SyncFile(const std::string& path);
   Status OpenSegmentForAppend(uint64_t first, bool create);
   void DropCachedPages();
@@ -369,40 +425,22 @@ Status FileJournal::Impl::Recover() {
     return Unavailable("journal " + opt.dir + " is in use by another process (LOCK held)");
   }
 
-  // META records the partition count the journal was created with.
-  std::string meta;
-  Status st = ReadFile(opt.dir + "/META", 4096, &meta);
-  if (st.code() == StatusCode::kNotFound) {
-    meta = "format=1\npartitions=" + std::to_string(opt.partitions) + "\n";
-    if (Status w = WriteFileDurably(opt.dir, "META", meta); !w.ok()) return w;
-  } else if (!st.ok()) {
-    return st;
-  } else {
-    const std::string_view kKey = "partitions=";
-    size_t at = meta.find(kKey);
-    if (meta.rfind("format=1\n", 0) != 0 || at == std::string::npos) {
-      return InvalidArgument("journal " + opt.dir + "/META is not a dvrouter journal header");
-    }
-    uint64_t p = std::strtoull(meta.c_str() + at + kKey.size(), nullptr, 10);
-    if (p != opt.partitions) {
-      return InvalidArgument("journal " + opt.dir + " was created with " + std::to_string(p) +
-                             " partitions but the configuration says " +
-                             std::to_string(opt.partitions) +
-                             "; the partition count is fixed when a journal is created");
-    }
-  }
-
   Result<std::map<uint64_t, std::string>> list = ListSegments(opt.dir);
   if (!list.ok()) return list.status();
+  if (Status st = CheckMeta(!list->empty()); !st.ok()) return st;
+  Result<uint64_t> seq_mark = ReadSeqMark(opt.dir);
+  if (!seq_mark.ok()) return seq_mark.status();
   const int64_t now = Now();
   uint64_t last_seq = 0;
   std::string data;
   for (auto it = list->begin(); it != list->end(); ++it) {
     if (Status r = ReadFile(it->second, UINT64_MAX, &data); !r.ok()) return r;
     bool stopped = false;
+    int64_t first_ms = 0;
     SegmentScan scan = ScanFrames(
-        data.data(), data.size(), it->first,
+        data.data(), data.size(), it->first, opt.partitions,
         [&](const RecordView& v) {
+          if (first_ms == 0) first_ms = v.received_ms;
           last_seq = std::max(last_seq, v.handle.seq);
           if (now - v.received_ms <= opt.dedupe_window_ms) {
             RememberKey(v.key, v.handle.seq, v.received_ms, SIZE_MAX);
@@ -432,17 +470,56 @@ Status FileJournal::Impl::Recover() {
     // fdatasync): make it durable before any of it is treated as journaled (the dedupe index
     // answers 200 for it from now on).
     if (Status sync = SyncFile(it->second); !sync.ok()) return sync;
-    segments[it->first] = size;
+    segments[it->first] = SegmentInfo{size, first_ms};
     total_bytes += size;
   }
   if (Status sync = FsyncDir(opt.dir); !sync.ok()) return sync;
-  next_seq = last_seq + 1;
+  next_seq = std::max(last_seq + 1, *seq_mark);
+  if (Status st = ReserveSeqs(next_seq + kSeqReserve); !st.ok()) return st;
   // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
   std::sort(dedupe_order.begin(), dedupe_order.end(),
             [](const OrderEntry& a, const OrderEntry& b) { return a.received_ms < b.received_ms; });
 
   if (segments.empty()) return OpenSegmentForAppend(next_seq, /*create=*/true);
   return OpenSegmentForAppend(segments.rbegin()->first, /*create=*/false);
+}
+
+// META records the format and the partition count the journal was created with. A directory
+// with segments but no META is refused: recreating META from the configuration could give the
+// records another partition count than the one they were written with.
+Status FileJournal::Impl::CheckMeta(bool has_segments) {
+  std::string meta;
+  Status st = ReadFile(opt.dir + "/META", 4096, &meta);
+  if (st.code() == StatusCode::kNotFound) {
+    if (has_segments) {
+      return FailedPrecondition("journal " + opt.dir +
+                                " holds segments but no META file; refusing to start rather than "
+                                "guess the partition count they were written with: restore META "
+                                "(\"format=1\\npartitions=<N>\\n\") from a backup");
+    }
+    meta = "format=1\npartitions=" + std::to_string(opt.partitions) + "\n";
+    return WriteFileDurably(opt.dir, "META", meta);
+  }
+  if (!st.ok()) return st;
+  const std::string_view kKey = "partitions=";
+  const size_t at = meta.find(kKey);
+  if (meta.rfind("format=1\n", 0) != 0 || at == std::string::npos) {
+    return InvalidArgument("journal " + opt.dir + "/META is not a dvrouter journal header");
+  }
+  const uint64_t p = std::strtoull(meta.c_str() + at + kKey.size(), nullptr, 10);
+  if (p != opt.partitions) {
+    return InvalidArgument("journal " + opt.dir + " was created with " + std::to_string(p) +
+                           " partitions but the configuration says " +
+                           std::to_string(opt.partitions) +
+                           "; the partition count is fixed when a journal is created");
+  }
+  return Status::Ok();
+}
+
+Status FileJournal::Impl::ReserveSeqs(uint64_t until) {
+  Status st = WriteFileDurably(opt.dir, "SEQ", std::string(kSeqKey) + std::to_string(until) + "\n");
+  if (st.ok()) seq_reserved = until;
+  return st;
 }
 
 Status FileJournal::Impl::SyncFile(const std::string& path) {
@@ -480,7 +557,7 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   seg_cached_from = 0;
   cached_bytes += seg_size;  // recovery has just read it
   std::lock_guard<std::mutex> lock(state_mu);
-  segments.try_emplace(first, seg_size);
+  segments.try_emplace(first, SegmentInfo{seg_size, 0});
   return Status::Ok();
 }
 
@@ -540,6 +617,16 @@ void FileJournal::Impl::ProcessBatch() {
   group.clear();
   frame_buf.clear();
   size_t group_bytes = 0;  // frames in `group`, not yet written
+  // Every sequence this batch may hand out is reserved durably first (see kSeqReserve).
+  const uint64_t first_seq = next_seq.load(std::memory_order_relaxed);
+  if (first_seq + batch.size() > seq_reserved) {
+    if (Status st = ReserveSeqs(first_seq + batch.size() + kSeqReserve); !st.ok()) {
+      for (Slot& slot : slots) slot.result.status = st;
+      if (opt.observer) opt.observer->OnRefused(st);
+      for (size_t i = 0; i < batch.size(); ++i) batch[i]->callback->OnAppendDone(slots[i].result);
+      return;
+    }
+  }
 
   for (size_t i = 0; i < batch.size(); ++i) {
     AppendRequest* req = batch[i];
@@ -569,11 +656,13 @@ void FileJournal::Impl::ProcessBatch() {
       slot.result.status = InvalidArgument("event larger than the journal's frame limit");
       continue;
     }
-    if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes) {
+    if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes &&
+        !MakeRoom(group_bytes + len)) {
       frame_buf.resize(prefix_off);
+      budget_refusals.fetch_add(1, std::memory_order_relaxed);
       slot.result.status =
           ResourceExhausted("journal disk budget of " + std::to_string(opt.disk_budget_bytes) +
-                            " bytes is exhausted");
+                            " bytes is full of events some adapter has not finished");
       continue;
     }
     if (seg_size + group_bytes + len > opt.segment_bytes && seg_size + group_bytes > 0) {
@@ -680,7 +769,9 @@ void FileJournal::Impl::CommitGroup() {
     DropCachedPages();
     {
       std::lock_guard<std::mutex> lock(state_mu);
-      segments[seg_first] = seg_size;
+      SegmentInfo& info = segments[seg_first];
+      info.bytes = seg_size;
+      if (info.first_ms == 0) info.first_ms = batch[group.front()]->received_ms;
     }
     if (opt.listener) {
       for (const RecordHandle& h : committed) opt.listener->OnCommitted(h);
@@ -690,6 +781,47 @@ void FileJournal::Impl::CommitGroup() {
   }
   group.clear();
   frame_buf.clear();
+}
+
+// Deletes the oldest segments that every reader is done with (below the listener's
+// ReclaimableBelow) until `need` more bytes fit in the budget: delivered history yields to new
+// events. Unlinks without syncing the directory: a segment that reappears after a power loss is
+// only history, deleted again. False when the budget still has no room (undelivered data).
+bool FileJournal::Impl::MakeRoom(uint64_t need) {
+  const auto start = Clock::now();
+  std::vector<std::pair<uint64_t, uint64_t>> doomed;  // first seq, bytes
+  {
+    std::lock_guard<std::mutex> lock(state_mu);
+    // Asked under the lock Scan snapshots under: a reader that lowers the floor and then finds
+    // its start retained keeps it.
+    const uint64_t below = opt.listener ? opt.listener->ReclaimableBelow() : 0;
+    uint64_t total = total_bytes.load(std::memory_order_relaxed);
+    for (auto it = segments.begin(); total + need > opt.disk_budget_bytes;) {
+      auto next = std::next(it);
+      // A segment's records end where the next one begins; the writer's segment stays.
+      if (next == segments.end() || it->first == seg_first || next->first > below) break;
+      total -= std::min(total, it->second.bytes);
+      doomed.emplace_back(it->first, it->second.bytes);
+      read_fds.erase(it->first);
+      it = segments.erase(it);
+    }
+  }
+  uint64_t freed = 0;
+  for (const auto& [first, bytes] : doomed) {
+    const std::string path = opt.dir + "/" + SegmentName(first);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      std::fprintf(stderr, "dvrouter: journal: unlink %s: %s\n", path.c_str(),
+                   std::strerror(errno));
+    }
+    total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    freed += bytes;
+  }
+  if (freed > 0) {
+    reclaimed_bytes.fetch_add(freed, std::memory_order_relaxed);
+    if (opt.observer) opt.observer->OnReclaimed(SecondsSince(start), freed);
+    ReportSize();
+  }
+  return total_bytes.load(std::memory_order_relaxed) + need <= opt.disk_budget_bytes;
 }
 
 // Keeps the journal's page cache near opt.page_cache_bytes. Without this the page cache grows
@@ -787,7 +919,14 @@ void FileJournal::Stop() {
     impl_->stopping = true;
   }
   impl_->queue_cv.notify_all();
-  if (impl_->writer.joinable()) impl_->writer.join();
+  if (!impl_->writer.joinable()) return;
+  impl_->writer.join();
+  // A clean stop resumes at the exact next sequence (no reserved range skipped).
+  const uint64_t next = impl_->next_seq.load(std::memory_order_relaxed);
+  if (Status st = impl_->ReserveSeqs(next); !st.ok()) {
+    std::fprintf(stderr, "dvrouter: journal: %s (the next start skips reserved sequences)\n",
+                 st.ToString().c_str());
+  }
 }
 
 JournalStats FileJournal::Stats() const {
@@ -799,11 +938,30 @@ JournalStats FileJournal::Stats() const {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
     s.pending = impl_->pending.size();
   }
+  s.budget_bytes = impl_->opt.disk_budget_bytes;
+  s.budget_refusals = impl_->budget_refusals.load(std::memory_order_relaxed);
+  s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(impl_->state_mu);
   s.segments = impl_->segments.size();
   s.corrupt_records = impl_->corrupt_records;
   s.truncated_bytes = impl_->truncated_bytes;
+  for (const auto& [first, info] : impl_->segments) {
+    if (info.first_ms != 0) {
+      s.oldest_received_ms = info.first_ms;
+      break;
+    }
+  }
   return s;
+}
+
+uint64_t FileJournal::BytesFrom(uint64_t seq) const {
+  std::lock_guard<std::mutex> lock(impl_->state_mu);
+  uint64_t bytes = 0;
+  for (auto it = impl_->segments.rbegin(); it != impl_->segments.rend(); ++it) {
+    bytes += it->second.bytes;
+    if (it->first <= seq) break;  // the segment that holds `seq`
+  }
+  return bytes;
 }
 
 Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const RecordView&)>& fn,
@@ -811,7 +969,7 @@ Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
   std::vector<std::pair<uint64_t, uint64_t>> snapshot;  // first seq, committed bytes
   {
     std::lock_guard<std::mutex> lock(impl_->state_mu);
-    snapshot.assign(impl_->segments.begin(), impl_->segments.end());
+    for (const auto& [first, info] : impl_->segments) snapshot.emplace_back(first, info.bytes);
   }
   const bool hinted = std::any_of(snapshot.begin(), snapshot.end(),
                                   [&](const auto& s) { return s.first == hint.segment; });
@@ -824,7 +982,7 @@ Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
     const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
     bool stopped = false;
     Status st = ScanSegment(
-        path, snapshot[i].first, start, snapshot[i].second,
+        path, snapshot[i].first, impl_->opt.partitions, start, snapshot[i].second,
         [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
     if (!st.ok()) {
       if (st.code() == StatusCode::kNotFound) {
@@ -847,7 +1005,7 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     if (seg == impl_->segments.end()) {
       return NotFound("journal record " + std::to_string(handle.seq) + " is no longer retained");
     }
-    if (handle.offset + handle.length > seg->second) {
+    if (handle.offset + handle.length > seg->second.bytes) {
       return InvalidArgument("journal record " + std::to_string(handle.seq) +
                              " lies past the committed end of its segment");
     }
@@ -869,10 +1027,11 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   std::string_view body;
   uint32_t len = 0;
   if (Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
-      !st.ok() || meta.seq != handle.seq) {
-    return Internal("journal record " + std::to_string(handle.seq) + " at " +
-                    SegmentName(handle.segment) + ":" + std::to_string(handle.offset) +
-                    " does not read back: " + (st.ok() ? "sequence differs" : st.ToString()));
+      !st.ok() || meta.seq != handle.seq || meta.partition != handle.partition) {
+    return Internal(
+        "journal record " + std::to_string(handle.seq) + " at " + SegmentName(handle.segment) +
+        ":" + std::to_string(handle.offset) +
+        " does not read back: " + (st.ok() ? "sequence or partition differs" : st.ToString()));
   }
   out->handle = handle;
   out->key = meta.key;
@@ -888,6 +1047,10 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
   const int64_t now = impl_->Now();
   {
     std::lock_guard<std::mutex> lock(impl_->state_mu);
+    // The listener's floor is read under the lock too (see MakeRoom).
+    if (impl_->opt.listener) {
+      below_seq = std::min(below_seq, impl_->opt.listener->ReclaimableBelow());
+    }
     for (auto it = impl_->segments.begin(); it != impl_->segments.end();) {
       auto next = std::next(it);
       // The newest segment is the writer's; a segment's records end where the next one begins.
@@ -898,7 +1061,7 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
       const int64_t mtime_ms =
           static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000 + sb.st_mtim.tv_nsec / 1'000'000;
       if (now - mtime_ms < min_age_ms) break;
-      doomed.emplace_back(it->first, it->second);
+      doomed.emplace_back(it->first, it->second.bytes);
       impl_->read_fds.erase(it->first);
       it = impl_->segments.erase(it);
     }
@@ -925,11 +1088,20 @@ Status FileJournal::ScanDirectory(const std::string& dir,
                                   const std::function<bool(const RecordView&)>& fn) {
   Result<std::map<uint64_t, std::string>> list = ListSegments(dir);
   if (!list.ok()) return list.status();
+  // The partition count from META, when it can be read (frames beyond it are corrupt).
+  uint32_t partitions = UINT32_MAX;
+  std::string meta;
+  if (ReadFile(dir + "/META", 4096, &meta).ok()) {
+    const size_t at = meta.find("partitions=");
+    const uint64_t p =
+        at == std::string::npos ? 0 : std::strtoull(meta.c_str() + at + 11, nullptr, 10);
+    if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
+  }
   std::string data;
   for (const auto& [first, path] : *list) {
     if (Status st = ReadFile(path, UINT64_MAX, &data); !st.ok()) return st;
     bool stopped = false;
-    ScanFrames(data.data(), data.size(), first, fn, &stopped);
+    ScanFrames(data.data(), data.size(), first, partitions, fn, &stopped);
     if (stopped) break;
   }
   return Status::Ok();

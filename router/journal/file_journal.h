@@ -1,7 +1,8 @@
 // FileJournal: the embedded, single-node Journal on local disk.
 //
 // Layout under <dir>: META (format and partition count, written once), LOCK (flock: one router
-// per directory) and segment files <first seq, 20 digits>.seg. One writer thread takes every
+// per directory), SEQ (sequences reserved ahead, so they never go back after a crash) and
+// segment files <first seq, 20 digits>.seg. One writer thread takes every
 // Append queued since its last pass, writes their frames with writev, syncs once with fdatasync
 // (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks. Open() recovers:
 // it scans every segment, skips (and counts) corrupt records that valid ones follow, truncates a
@@ -44,14 +45,18 @@ class JournalObserver {
   virtual void OnSync(double seconds, size_t batch_events) = 0;
   virtual void OnSize(uint64_t bytes, uint64_t segments) = 0;
   virtual void OnRefused(const Status& why) = 0;
+  // Delivered segments deleted to make room for an append: how long the writer spent, and bytes.
+  virtual void OnReclaimed(double /*seconds*/, uint64_t /*bytes*/) {}
 };
 
 struct FileJournalOptions {
-  std::string dir;                          // required; created if missing
-  uint32_t partitions = 64;                 // recorded when the journal is created; must match
-  uint64_t segment_bytes = 64ull << 20;     // roll to a new segment past this size
-  uint64_t disk_budget_bytes = 8ull << 30;  // refuse appends (503) past this many bytes
-  bool fsync = true;                        // false: ack before fdatasync (unsafe, off by default)
+  std::string dir;                       // required; created if missing
+  uint32_t partitions = 64;              // recorded when the journal is created; must match
+  uint64_t segment_bytes = 64ull << 20;  // roll to a new segment past this size
+  // Past this many bytes, delivered segments are deleted to make room (CommitListener::
+  // ReclaimableBelow); appends are refused (503) only when undelivered data fills it.
+  uint64_t disk_budget_bytes = 8ull << 30;
+  bool fsync = true;  // false: ack before fdatasync (unsafe, off by default)
   // With fsync, the newest this-many synced bytes stay in the page cache; older ones are dropped
   // (posix_fadvise DONTNEED) as the journal grows. 0: leave the page cache to the kernel.
   uint64_t page_cache_bytes = 256ull << 20;
@@ -77,6 +82,7 @@ class FileJournal final : public Journal {
               RecordView* out) override;
   Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) override;
   JournalStats Stats() const override;
+  uint64_t BytesFrom(uint64_t seq) const override;
   void Stop() override;
 
   // Reads a journal directory without opening it for writing (tools, tests): visits every valid

@@ -70,6 +70,11 @@ class CommitListener {
   // After the OnCommitted calls of one group commit (one fdatasync), on the writer thread: a
   // listener that wakes other threads does it here, once per group instead of once per record.
   virtual void OnGroupCommitted() {}
+  // The lowest sequence a reader still needs: records below it are delivered everywhere (and no
+  // replay or restart will read them). Segments wholly below it may be deleted, oldest first,
+  // whenever an append would otherwise exceed the disk budget (README, "Journal budget and
+  // retention"). On the writer thread: cheap, never blocking. 0: nothing may be deleted.
+  virtual uint64_t ReclaimableBelow() { return 0; }
 };
 
 struct JournalStats {
@@ -77,9 +82,13 @@ struct JournalStats {
   uint64_t bytes = 0;
   uint64_t segments = 0;
   uint64_t dedupe_entries = 0;
-  uint64_t pending = 0;          // appends queued for the next group commit
-  uint64_t corrupt_records = 0;  // skipped during recovery
-  uint64_t truncated_bytes = 0;  // torn tail cut off during recovery
+  uint64_t pending = 0;            // appends queued for the next group commit
+  uint64_t corrupt_records = 0;    // skipped during recovery
+  uint64_t truncated_bytes = 0;    // torn tail cut off during recovery
+  uint64_t budget_bytes = 0;       // journal.disk_budget_bytes
+  int64_t oldest_received_ms = 0;  // of the oldest retained record; 0 when there is none
+  uint64_t budget_refusals = 0;    // appends refused because undelivered data fills the budget
+  uint64_t reclaimed_bytes = 0;    // delivered bytes deleted to make room (not by age)
 };
 
 // Where a Scan may start reading: the handle of a record at or before the first one wanted
@@ -112,6 +121,9 @@ class Journal {
   // least `min_age_ms` old. The segment being written is never deleted. Any thread.
   virtual Result<RetentionResult> DeleteBefore(uint64_t below_seq, int64_t min_age_ms) = 0;
   virtual JournalStats Stats() const = 0;
+  // Bytes of the segments that hold records with seq >= `seq`: what a reader positioned at `seq`
+  // keeps from being deleted. Any thread.
+  virtual uint64_t BytesFrom(uint64_t seq) const = 0;
   // Completes every pending Append (their callbacks run) and stops the writer thread.
   virtual void Stop() = 0;
 };

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+
 namespace dvrouter {
 
 namespace {
@@ -94,6 +96,21 @@ RouterMetrics::RouterMetrics()
                              "Sequence number the next journaled event gets")),
       journal_pending(Gauge(*registry_, "dvrouter_journal_pending_events",
                             "Events waiting for the next group commit")),
+      journal_budget_bytes(Gauge(*registry_, "dvrouter_journal_budget_bytes",
+                                 "journal.disk_budget_bytes: what the segments may occupy")),
+      journal_retained_seconds(
+          Gauge(*registry_, "dvrouter_journal_retained_seconds",
+                "Age of the oldest retained record: the replay history actually kept")),
+      journal_budget_refusals(Counter(
+          *registry_, "dvrouter_journal_budget_refusals_total",
+          "Appends refused (503) because events not every adapter finished fill the budget")),
+      journal_reclaimed_bytes(
+          Counter(*registry_, "dvrouter_journal_reclaimed_bytes_total",
+                  "Delivered journal bytes deleted to make room for new events (budget)")),
+      journal_reclaim_seconds(Hist(*registry_, "dvrouter_journal_reclaim_duration_seconds",
+                                   "Time the journal writer spent deleting delivered segments to "
+                                   "make room, per deletion",
+                                   LatencyBuckets())),
       ready(Gauge(*registry_, "dvrouter_ready", "1 once recovery has finished")) {
   auto& family = BuildCounter()
                      .Name("dvrouter_requests_total")
@@ -134,5 +151,24 @@ void RouterMetrics::OnSize(uint64_t bytes, uint64_t segments) {
 }
 
 void RouterMetrics::OnRefused(const Status&) { journal_write_errors.Increment(); }
+
+void RouterMetrics::OnReclaimed(double seconds, uint64_t bytes) {
+  journal_reclaim_seconds.Observe(seconds);
+  journal_reclaimed_bytes.Increment(static_cast<double>(bytes));
+}
+
+void RouterMetrics::OnJournalStats(const JournalStats& stats, int64_t now_ms) {
+  journal_next_seq.Set(static_cast<double>(stats.next_seq));
+  journal_pending.Set(static_cast<double>(stats.pending));
+  journal_budget_bytes.Set(static_cast<double>(stats.budget_bytes));
+  journal_retained_seconds.Set(stats.oldest_received_ms == 0
+                                   ? 0.0
+                                   : std::max(0.0, (now_ms - stats.oldest_received_ms) / 1000.0));
+  // A counter that follows the journal's own count (it only grows while the process lives).
+  const double refused = static_cast<double>(stats.budget_refusals);
+  if (refused > journal_budget_refusals.Value()) {
+    journal_budget_refusals.Increment(refused - journal_budget_refusals.Value());
+  }
+}
 
 }  // namespace dvrouter

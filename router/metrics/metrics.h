@@ -49,6 +49,9 @@ class RouterMetrics final : public JournalObserver {
   void OnSync(double seconds, size_t batch_events) override;
   void OnSize(uint64_t bytes, uint64_t segments) override;
   void OnRefused(const Status& why) override;
+  void OnReclaimed(double seconds, uint64_t bytes) override;
+  // The journal gauges read from its stats (before a scrape).
+  void OnJournalStats(const JournalStats& stats, int64_t now_ms);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter* requests[static_cast<int>(RequestOutcome::kCount)];
@@ -70,6 +73,11 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Gauge& journal_truncated_bytes;
   prometheus::Gauge& journal_next_seq;
   prometheus::Gauge& journal_pending;
+  prometheus::Gauge& journal_budget_bytes;
+  prometheus::Gauge& journal_retained_seconds;
+  prometheus::Counter& journal_budget_refusals;
+  prometheus::Counter& journal_reclaimed_bytes;
+  prometheus::Histogram& journal_reclaim_seconds;
   prometheus::Gauge& ready;
 };
 

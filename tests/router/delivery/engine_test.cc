@@ -241,6 +241,7 @@ class CountingJournal final : public Journal {
     return inner_->DeleteBefore(below_seq, min_age_ms);
   }
   JournalStats Stats() const override { return inner_->Stats(); }
+  uint64_t BytesFrom(uint64_t seq) const override { return inner_->BytesFrom(seq); }
   void Stop() override { inner_->Stop(); }
 
   std::atomic<uint64_t> reads{0};

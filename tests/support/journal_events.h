@@ -1,0 +1,121 @@
+// Journal test helpers: events with a callback to wait on, a journal directory with a fake
+// clock, and readers of what a journal directory holds. Used from the test's main thread.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "router/journal/file_journal.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter::testing {
+
+// Collects callback results; each Append gets its own Pending slot.
+struct Pending final : AppendCallback {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  AppendResult result;
+  EventHeader header;
+  std::string body;
+  AppendRequest request;
+
+  void OnAppendDone(const AppendResult& r) override {
+    std::lock_guard<std::mutex> lock(mu);
+    result = r;
+    done = true;
+    cv.notify_all();
+  }
+  AppendResult Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return done; }));
+    return result;
+  }
+};
+
+inline std::string Guid(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "00000000-0000-0000-0000-%012d", n);
+  return buf;
+}
+
+// An event whose dedupe key is unique per `n`, with a body of `body_bytes`.
+constexpr int64_t kEpochMs = 1'700'000'000'000;  // the fake clock's start
+
+inline std::unique_ptr<Pending> MakeEvent(int n, size_t body_bytes = 200,
+                                          int64_t received_ms = kEpochMs) {
+  auto p = std::make_unique<Pending>();
+  p->header.message_name = "Update";
+  p->header.primary_entity_name = "contact";
+  p->header.primary_entity_id = Guid(n % 97);
+  p->header.operation_id = Guid(n);
+  p->header.owning_extension_id = Guid(424242);
+  p->header.stage = 40;
+  p->header.mode = 1;
+  p->body = "{\"n\":" + std::to_string(n) + ",\"pad\":\"";
+  p->body.append(body_bytes > p->body.size() + 2 ? body_bytes - p->body.size() - 2 : 0, 'x');
+  p->body += "\"}";
+  p->request.key = p->header.DedupeKey();
+  p->request.partition = static_cast<uint32_t>(n % 7);
+  p->request.received_ms = received_ms;
+  p->request.header = &p->header;
+  p->request.body = p->body;
+  p->request.callback = p.get();
+  return p;
+}
+
+struct JournalFixture {
+  TempDir tmp;
+  std::string dir = tmp.path() + "/journal";
+  int64_t now = kEpochMs;
+
+  FileJournalOptions Options() {
+    FileJournalOptions o;
+    o.dir = dir;
+    o.partitions = 8;
+    o.now_ms = [this] { return now; };
+    return o;
+  }
+};
+
+inline std::unique_ptr<FileJournal> OpenOrDie(FileJournalOptions o) {
+  auto j = FileJournal::Open(std::move(o));
+  EXPECT_TRUE(j.ok()) << j.status().ToString();
+  if (!j.ok()) return nullptr;
+  return std::move(j).value();
+}
+
+inline AppendResult AppendOne(Journal* j, Pending* p) {
+  j->Append(&p->request);
+  return p->Wait();
+}
+
+inline std::vector<std::pair<uint64_t, std::string>> ReadAll(const std::string& dir) {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  Status st = FileJournal::ScanDirectory(dir, [&](const RecordView& v) {
+    out.emplace_back(v.handle.seq, std::string(v.body));
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+inline std::vector<std::string> SegmentFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".seg") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace dvrouter::testing
