@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/support/http_client.h"
+#include "tests/support/lake_rows.h"
 #include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
 
@@ -35,31 +36,7 @@ std::string Event(int n) {
                              "3d1feef9-604d-ef11-bfe3-6045bd03d9d8", row);
 }
 
-// event_id -> rows with it, over every final lake file.
-std::map<std::string, int> LakeRows(const std::string& dir) {
-  std::map<std::string, int> rows;
-  std::function<void(const std::string&)> walk = [&](const std::string& d) {
-    DIR* h = ::opendir(d.c_str());
-    if (h == nullptr) return;
-    while (dirent* e = ::readdir(h)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      const std::string path = d + "/" + name;
-      struct stat sb {};
-      ::stat(path.c_str(), &sb);
-      if (S_ISDIR(sb.st_mode)) {
-        walk(path);
-      } else if (name.ends_with(".jsonl")) {
-        std::ifstream in(path);
-        std::string line;
-        while (std::getline(in, line)) rows[testing::JsonStringField(line, "event_id")]++;
-      }
-    }
-    ::closedir(h);
-  };
-  walk(dir);
-  return rows;
-}
+using testing::LakeRows;
 
 double Metric(uint16_t admin_port, const std::string& series) {
   HttpClient admin(admin_port);
