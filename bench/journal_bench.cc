@@ -4,6 +4,7 @@
 // flush, measured in the same run.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -76,6 +77,98 @@ BENCHMARK(BM_JournalAppend)
     ->ArgsProduct({{1, 16, 128}, {1, 0}})
     ->UseRealTime()
     ->MinTime(2.0);
+
+// Delivered history yielding to the budget: every append past it deletes the oldest segment on
+// the writer thread. Reports the time of each deletion against the group commit's fdatasync in
+// the same run (the deletion must not hold the writer longer than one sync): their medians and
+// maxima, in microseconds. Arg: segment MiB (the budget is 8 segments).
+struct Timings final : JournalObserver {
+  std::mutex mu;
+  std::vector<double> syncs, reclaims, writer_reclaims;
+  void OnWrite(double, uint64_t) override {}
+  void OnSync(double seconds, size_t) override {
+    std::lock_guard<std::mutex> lock(mu);
+    syncs.push_back(seconds);
+  }
+  void OnSize(uint64_t, uint64_t) override {}
+  void OnRefused(const Status&) override {}
+  void OnReclaimed(double seconds, uint64_t, bool on_writer) override {
+    std::lock_guard<std::mutex> lock(mu);
+    (on_writer ? writer_reclaims : reclaims).push_back(seconds);
+  }
+};
+
+struct AllDelivered final : CommitListener {
+  void OnCommitted(const RecordHandle&) override {}
+  uint64_t ReclaimableBelow() override { return UINT64_MAX; }
+};
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
+}
+
+void BM_JournalAppendUnderBudget(benchmark::State& state) {
+  constexpr int kGroup = 16;
+  const uint64_t segment = static_cast<uint64_t>(state.range(0)) << 20;
+  const std::string dir = std::filesystem::temp_directory_path() / "dvrouter-bench-budget";
+  std::filesystem::remove_all(dir);
+  Timings timings;
+  AllDelivered listener;
+  FileJournalOptions o;
+  o.dir = dir;
+  o.segment_bytes = segment;
+  o.disk_budget_bytes = 8 * segment;
+  o.dedupe_window_ms = 1;
+  o.observer = &timings;
+  o.listener = &listener;
+  auto journal = FileJournal::Open(o);
+  if (!journal.ok()) {
+    state.SkipWithError(std::string(journal.status().message()).c_str());
+    return;
+  }
+  const std::string body = LoadFixture("create-msdyn_agentstatus-postop-sync.json");
+  EventHeader header;
+  header.message_name = "Create";
+  header.primary_entity_name = "msdyn_agentstatus";
+  header.primary_entity_id = "4b1e3d75-a749-ef11-acce-00224802d26d";
+  header.owning_extension_id = "09097f27-6123-4c61-b463-af00adb2e082";
+  std::vector<AppendRequest> requests(kGroup);
+  Waiter waiter;
+  uint64_t n = 0;
+  for (auto _ : state) {
+    waiter.remaining = kGroup;
+    for (auto& r : requests) {
+      r.key = EventKey{0xb0d9e7, ++n};
+      r.header = &header;
+      r.body = body;
+      r.callback = &waiter;
+      (*journal)->Append(&r);
+    }
+    std::unique_lock<std::mutex> lock(waiter.mu);
+    waiter.cv.wait(lock, [&] { return waiter.remaining == 0; });
+  }
+  if (waiter.failures) state.SkipWithError("appends failed");
+  journal->reset();
+  std::lock_guard<std::mutex> lock(timings.mu);
+  state.counters["sync_p50_us"] = Quantile(timings.syncs, 0.5) * 1e6;
+  state.counters["sync_max_us"] = Quantile(timings.syncs, 1.0) * 1e6;
+  state.counters["reclaim_p50_us"] = Quantile(timings.reclaims, 0.5) * 1e6;
+  state.counters["reclaim_max_us"] = Quantile(timings.reclaims, 1.0) * 1e6;
+  state.counters["reclaims"] = static_cast<double>(timings.reclaims.size());
+  // Deletions the writer had to make itself (the reclaimer was behind): it waited that long.
+  state.counters["writer_reclaims"] = static_cast<double>(timings.writer_reclaims.size());
+  state.counters["writer_reclaim_max_us"] = Quantile(timings.writer_reclaims, 1.0) * 1e6;
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * kGroup);
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_JournalAppendUnderBudget)
+    ->ArgNames({"segment_mib"})
+    ->Arg(8)
+    ->Arg(64)
+    ->UseRealTime()
+    ->MinTime(3.0);
 
 }  // namespace
 }  // namespace dvrouter::bench

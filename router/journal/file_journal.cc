@@ -382,6 +382,13 @@ struct FileJournal::Impl {
   bool stopping = false;
   std::thread writer;
 
+  // The reclaimer: deletes delivered segments ahead of the writer's need (ReclaimTarget).
+  std::mutex reclaim_mu;
+  std::condition_variable reclaim_cv;
+  std::atomic<bool> reclaim_wanted{false};
+  bool reclaim_stop = false;
+  std::thread reclaimer;
+
   ~Impl() {
     if (seg_fd >= 0) ::close(seg_fd);
     if (lock_fd >= 0) ::close(lock_fd);
@@ -392,7 +399,11 @@ struct FileJournal::Impl {
   Status Recover();
   Status CheckMeta(bool has_segments);
   Status ReserveSeqs(uint64_t until);
+  uint64_t DeleteForRoom(uint64_t limit, bool on_writer);
   bool MakeRoom(uint64_t need);
+  uint64_t ReclaimTarget() const;
+  void WakeReclaimer();
+  void ReclaimerLoop();
   Status SyncFile(const std::string& path);
   Status OpenSegmentForAppend(uint64_t first, bool create);
   void DropCachedPages();
@@ -764,7 +775,10 @@ void FileJournal::Impl::CommitGroup() {
     if (opt.observer) opt.observer->OnRefused(st);
   } else {
     seg_size += total;
-    total_bytes.fetch_add(total, std::memory_order_relaxed);
+    if (total_bytes.fetch_add(total, std::memory_order_relaxed) + total > ReclaimTarget() &&
+        reclaimer.joinable()) {
+      WakeReclaimer();
+    }
     cached_bytes += total;
     DropCachedPages();
     {
@@ -783,11 +797,11 @@ void FileJournal::Impl::CommitGroup() {
   frame_buf.clear();
 }
 
-// Deletes the oldest segments that every reader is done with (below the listener's
-// ReclaimableBelow) until `need` more bytes fit in the budget: delivered history yields to new
-// events. Unlinks without syncing the directory: a segment that reappears after a power loss is
-// only history, deleted again. False when the budget still has no room (undelivered data).
-bool FileJournal::Impl::MakeRoom(uint64_t need) {
+// Deletes the oldest segments every reader is done with (below the listener's
+// ReclaimableBelow) until the journal holds at most `limit` bytes: delivered history yields to
+// new events. Unlinks without syncing the directory: a segment that reappears after a power loss
+// is only history, deleted again. The newest segment (the writer's) always stays.
+uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
   const auto start = Clock::now();
   std::vector<std::pair<uint64_t, uint64_t>> doomed;  // first seq, bytes
   {
@@ -796,10 +810,10 @@ bool FileJournal::Impl::MakeRoom(uint64_t need) {
     // its start retained keeps it.
     const uint64_t below = opt.listener ? opt.listener->ReclaimableBelow() : 0;
     uint64_t total = total_bytes.load(std::memory_order_relaxed);
-    for (auto it = segments.begin(); total + need > opt.disk_budget_bytes;) {
+    for (auto it = segments.begin(); total > limit;) {
       auto next = std::next(it);
-      // A segment's records end where the next one begins; the writer's segment stays.
-      if (next == segments.end() || it->first == seg_first || next->first > below) break;
+      // A segment's records end where the next one begins.
+      if (next == segments.end() || next->first > below) break;
       total -= std::min(total, it->second.bytes);
       doomed.emplace_back(it->first, it->second.bytes);
       read_fds.erase(it->first);
@@ -818,10 +832,49 @@ bool FileJournal::Impl::MakeRoom(uint64_t need) {
   }
   if (freed > 0) {
     reclaimed_bytes.fetch_add(freed, std::memory_order_relaxed);
-    if (opt.observer) opt.observer->OnReclaimed(SecondsSince(start), freed);
+    if (opt.observer) opt.observer->OnReclaimed(SecondsSince(start), freed, on_writer);
     ReportSize();
   }
+  return freed;
+}
+
+// On the writer, when an append does not fit: normally the reclaimer has made room already.
+bool FileJournal::Impl::MakeRoom(uint64_t need) {
+  if (need > opt.disk_budget_bytes) return false;
+  DeleteForRoom(opt.disk_budget_bytes - need, /*on_writer=*/true);
   return total_bytes.load(std::memory_order_relaxed) + need <= opt.disk_budget_bytes;
+}
+
+// Past the low-water mark (the budget less one segment, or a quarter of it), the writer wakes
+// the reclaimer, which deletes delivered segments ahead of need: deleting a file whose pages are
+// cached takes milliseconds, several group commits' worth, and must not happen on the writer.
+uint64_t FileJournal::Impl::ReclaimTarget() const {
+  return opt.disk_budget_bytes - std::min(opt.segment_bytes, opt.disk_budget_bytes / 4);
+}
+
+void FileJournal::Impl::WakeReclaimer() {
+  if (!reclaim_wanted.exchange(true, std::memory_order_acq_rel)) {
+    std::lock_guard<std::mutex> lock(reclaim_mu);
+    reclaim_cv.notify_one();
+  }
+}
+
+void FileJournal::Impl::ReclaimerLoop() {
+  SetThreadName("dv-journal-gc");
+  std::unique_lock<std::mutex> lock(reclaim_mu);
+  for (;;) {
+    reclaim_cv.wait(lock, [&] { return reclaim_stop || reclaim_wanted.load(); });
+    if (reclaim_stop) return;
+    reclaim_wanted.store(false, std::memory_order_release);
+    lock.unlock();
+    DeleteForRoom(ReclaimTarget(), /*on_writer=*/false);
+    lock.lock();
+    // Still above the mark: the rest is undelivered. Ask the readers again in a while, not at
+    // every group commit.
+    if (total_bytes.load(std::memory_order_relaxed) > ReclaimTarget()) {
+      reclaim_cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return reclaim_stop; });
+    }
+  }
 }
 
 // Keeps the journal's page cache near opt.page_cache_bytes. Without this the page cache grows
@@ -896,6 +949,7 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
   impl->ReportSize();
   Impl* raw = impl.get();
   impl->writer = std::thread([raw] { raw->WriterLoop(); });
+  if (impl->opt.listener) impl->reclaimer = std::thread([raw] { raw->ReclaimerLoop(); });
   return std::unique_ptr<FileJournal>(new FileJournal(std::move(impl)));
 }
 
@@ -921,6 +975,14 @@ void FileJournal::Stop() {
   impl_->queue_cv.notify_all();
   if (!impl_->writer.joinable()) return;
   impl_->writer.join();
+  if (impl_->reclaimer.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(impl_->reclaim_mu);
+      impl_->reclaim_stop = true;
+    }
+    impl_->reclaim_cv.notify_all();
+    impl_->reclaimer.join();
+  }
   // A clean stop resumes at the exact next sequence (no reserved range skipped).
   const uint64_t next = impl_->next_seq.load(std::memory_order_relaxed);
   if (Status st = impl_->ReserveSeqs(next); !st.ok()) {

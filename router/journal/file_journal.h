@@ -10,8 +10,9 @@
 // have been in the page cache only), and rebuilds the next sequence and the dedupe index.
 //
 // Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
-// writer thread; Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while
-// the writer runs).
+// writer thread (ReclaimableBelow and OnReclaimed also on the reclaimer, dv-journal-gc);
+// Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while the writer
+// runs).
 #pragma once
 
 #include <sys/types.h>
@@ -45,8 +46,9 @@ class JournalObserver {
   virtual void OnSync(double seconds, size_t batch_events) = 0;
   virtual void OnSize(uint64_t bytes, uint64_t segments) = 0;
   virtual void OnRefused(const Status& why) = 0;
-  // Delivered segments deleted to make room for an append: how long the writer spent, and bytes.
-  virtual void OnReclaimed(double /*seconds*/, uint64_t /*bytes*/) {}
+  // Delivered segments deleted to make room: how long it took, the bytes, and whether the writer
+  // did it (an append found no room) or the reclaimer, ahead of need. On either thread.
+  virtual void OnReclaimed(double /*seconds*/, uint64_t /*bytes*/, bool /*on_writer*/) {}
 };
 
 struct FileJournalOptions {

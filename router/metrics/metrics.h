@@ -49,7 +49,7 @@ class RouterMetrics final : public JournalObserver {
   void OnSync(double seconds, size_t batch_events) override;
   void OnSize(uint64_t bytes, uint64_t segments) override;
   void OnRefused(const Status& why) override;
-  void OnReclaimed(double seconds, uint64_t bytes) override;
+  void OnReclaimed(double seconds, uint64_t bytes, bool on_writer) override;
   // The journal gauges read from its stats (before a scrape).
   void OnJournalStats(const JournalStats& stats, int64_t now_ms);
 
@@ -77,7 +77,9 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Gauge& journal_retained_seconds;
   prometheus::Counter& journal_budget_refusals;
   prometheus::Counter& journal_reclaimed_bytes;
-  prometheus::Histogram& journal_reclaim_seconds;
+  prometheus::Family<prometheus::Histogram>& journal_reclaim_family;
+  prometheus::Histogram& journal_reclaim_writer;
+  prometheus::Histogram& journal_reclaim_background;
   prometheus::Gauge& ready;
 };
 
