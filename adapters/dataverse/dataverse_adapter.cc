@@ -114,9 +114,14 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
   }
   const std::string& table = header.primary_entity_name;
   const std::string& row = header.primary_entity_id;
-  if (table.empty() || table == "none" || !IsGuid(row)) {
-    return InvalidArgument("status record without a table and row id (table '" + table +
-                           "', row '" + row + "')");
+  // The table goes into the PATCH URL: only a logical name, never '#', '?' or '/'.
+  if (!IsLogicalName(table) || table == "none") {
+    return InvalidArgument("status record without a table: '" + Utf8Excerpt(table, 200) +
+                           "' is not a Dataverse logical name");
+  }
+  if (!IsGuid(row)) {
+    return InvalidArgument("status record without a row id (table '" + table + "', row '" +
+                           Utf8Excerpt(row, 200) + "')");
   }
   Patch p;
   p.state = std::string(state);

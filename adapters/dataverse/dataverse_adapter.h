@@ -7,7 +7,9 @@
 //   PATCH <url><api_path>/<entity set>(<row id>)   If-Match: *, OData-Version 4.0
 // with the configured status column set to the option value of the state, the error column set
 // to the error text (pending, failed) or null, and answer columns from the source's captured
-// answer (e.g. the ERP's order number). If-Match: * means a PATCH never creates a row.
+// answer (e.g. the ERP's order number). If-Match: * means a PATCH never creates a row. A status
+// record whose table is not a logical name (IsLogicalName) or whose row id is not a GUID is
+// refused as permanent: nothing from the body is spliced into the URL unchecked.
 //
 // Answers: 204/200 delivered; 404 (the row was deleted or its transaction rolled back) ends that
 // write-back as delivered with the answer "row not found", counted, never retried; 429 honours

@@ -23,15 +23,13 @@ namespace dvrouter {
 
 namespace {
 
-// Table names come from the webhook body: keep them to safe path characters.
-std::string SafeSegment(std::string_view name) {
-  std::string out;
-  for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-    out += ok ? c : (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : '_';
-  }
-  if (out.empty()) out = "_none";
-  return out;
+// An I/O error on one table's file. Permanent when the event's own path can never work (too
+// long, invalid); anything else (disk full, I/O error, a directory an operator can fix) is
+// retried (IsRetryable decides from the code).
+Status FileError(const std::string& what, int err) {
+  const Status st = ErrnoStatus(what, err);
+  if (err == ENAMETOOLONG || err == EINVAL) return InvalidArgument(st.message());
+  return Unavailable(st.message());
 }
 
 std::vector<std::string> ListDir(const std::string& dir) {
@@ -67,7 +65,7 @@ Status WriteAll(int fd, const std::string& data, const std::string& what) {
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return ErrnoStatus("write " + what, n < 0 ? errno : EIO);
+    if (n <= 0) return FileError("write " + what, n < 0 ? errno : EIO);
     done += static_cast<size_t>(n);
   }
   return Status::Ok();
@@ -107,14 +105,20 @@ LakeAdapter::~LakeAdapter() { Stop(); }
 
 Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* partition_dir) {
   const EventHeader& h = *d.header;
+  // The table names a directory: only a logical name (no '/', '..', nor one too long for a path).
+  if (!IsLogicalName(h.primary_entity_name)) {
+    return InvalidArgument("table name '" + Utf8Excerpt(h.primary_entity_name, 200) +
+                           "' is not a Dataverse logical name");
+  }
   ChangeSet scratch;
   const ChangeSet* cs = nullptr;
-  Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
-  if (!st.ok()) return st;
+  if (Status st = ExtractChanges(d.body, d.changes, &scratch, &cs); !st.ok()) {
+    return InvalidArgument("the event's Target cannot be converted: " + st.ToString());
+  }
   const ChangeSet& changes = *cs;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   const std::string op_time = FormatIsoUtc(op_ms);
-  *partition_dir = SafeSegment(h.primary_entity_name) + "/date=" + op_time.substr(0, 10);
+  *partition_dir = h.primary_entity_name + "/date=" + op_time.substr(0, 10);
   out->clear();
   *out +=
       "{\"event_id\":\"" + d.key.ToHex() + "\",\"seq\":" + std::to_string(d.seq) + ",\"table\":";
@@ -180,7 +184,6 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   std::map<std::string, size_t> group_of;
   std::string row, dir;
   uint64_t skipped = 0;
-  p->written.assign(batch.size(), 0);
   std::vector<char> skip(batch.size(), 0);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -203,19 +206,19 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
     Status st = EncodeRow(batch[i], &row, &dir);
     if (!st.ok()) {
       p->results[i].outcome = DeliveryOutcome::kPermanent;
-      p->results[i].error = "lake: the event's Target cannot be converted: " + st.ToString();
+      p->results[i].error = "lake: " + std::string(st.message());
       continue;
     }
     auto [it, inserted] = group_of.try_emplace(dir, p->groups.size());
-    if (inserted) p->groups.push_back(Group{config_.lake.dir + "/" + dir, "", UINT64_MAX, 0});
+    if (inserted) p->groups.emplace_back().dir = config_.lake.dir + "/" + dir;
     Group& g = p->groups[it->second];
     g.rows += row;
     g.rows += '\n';
     g.min_seq = std::min(g.min_seq, batch[i].seq);
     g.max_seq = std::max(g.max_seq, batch[i].seq);
     g.events.emplace_back(batch[i].seq, batch[i].key);
+    g.index.push_back(i);
     p->results[i].outcome = DeliveryOutcome::kDelivered;
-    p->written[i] = 1;
     any = true;
   }
   if (!any) {
@@ -230,124 +233,134 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
       return;
     }
   }
-  for (size_t i = 0; i < p->results.size(); ++i) {
-    if (p->written[i]) {
-      p->results[i].outcome = DeliveryOutcome::kRetryable;
-      p->results[i].error = "lake adapter is stopping";
-    }
-  }
+  for (const Group& g : p->groups) FailGroup(*p, g, Unavailable("the lake adapter is stopping"));
   done->OnDelivered(p->results);
 }
 
 Status LakeAdapter::EnsureDir(const std::string& dir) {
   if (known_dirs_.count(dir)) return Status::Ok();
-  if (Status st = MakeDirectories(dir); !st.ok()) return st;
+  // <lake dir>/<table>/date=...: each level below the lake directory (Start created that one),
+  // with its errno kept to classify a failure.
+  for (size_t slash = config_.lake.dir.size();;) {
+    slash = dir.find('/', slash + 1);
+    const std::string level = dir.substr(0, slash);
+    if (::mkdir(level.c_str(), 0755) != 0 && errno != EEXIST) {
+      return FileError("mkdir " + level, errno);
+    }
+    if (slash == std::string::npos) break;
+  }
+  struct stat sb {};
+  if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) return FileError(dir, ENOTDIR);
   // Make the new directory entries durable: each level's parent.
   for (std::string d = dir; d.size() > config_.lake.dir.size();) {
     const size_t slash = d.rfind('/');
     const std::string parent = d.substr(0, slash);
-    if (Status st = SyncDirectory(parent); !st.ok()) return st;
+    if (Status st = SyncDirectory(parent); !st.ok()) return Unavailable(st.message());
     known_dirs_.insert(d);
     d = parent;
   }
   return Status::Ok();
 }
 
-Status LakeAdapter::Write(Pending& p) {
-  for (Group& g : p.groups) {
-    if (Status st = EnsureDir(g.dir); !st.ok()) return st;
-    OpenFile& f = open_[g.dir];
+void LakeAdapter::FailGroup(Pending& p, const Group& g, const Status& why) {
+  const DeliveryOutcome outcome =
+      IsRetryable(why.code()) ? DeliveryOutcome::kRetryable : DeliveryOutcome::kPermanent;
+  for (size_t i : g.index) {
+    p.results[i].outcome = outcome;
+    p.results[i].error = "lake: " + std::string(why.message());
+  }
+}
+
+void LakeAdapter::FailFile(OpenFile& f, const Status& why) {
+  std::fprintf(stderr, "dvrouter: lake adapter %s: %s (its events %s)\n", config_.name.c_str(),
+               why.ToString().c_str(),
+               IsRetryable(why.code()) ? "will be retried" : "go to the DLQ");
+  if (f.fd >= 0) ::close(f.fd);
+  f.fd = -1;
+  ::unlink(f.tmp_path.c_str());
+  for (const auto& [p, g] : f.groups) FailGroup(*p, *g, why);
+}
+
+Status LakeAdapter::Append(Pending& p, const Group& g) {
+  if (Status st = EnsureDir(g.dir); !st.ok()) return st;
+  OpenFile& f = open_[g.dir];
+  if (f.fd < 0) {
+    f.tmp_path = g.dir + "/.part-" + std::to_string(::getpid()) + "-" +
+                 std::to_string(++tmp_counter_) + ".jsonl.tmp";
+    f.fd = ::open(f.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f.fd < 0) {
-      f.tmp_path = g.dir + "/.part-" + std::to_string(::getpid()) + "-" +
-                   std::to_string(++tmp_counter_) + ".jsonl.tmp";
-      f.fd = ::open(f.tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (f.fd < 0) {
-        const int err = errno;
-        open_.erase(g.dir);
-        return ErrnoStatus("create " + g.dir + "/.part-*.tmp", err);
-      }
-      f.bytes = 0;
-      f.min_seq = UINT64_MAX;
-      f.max_seq = 0;
+      const int err = errno;
+      open_.erase(g.dir);
+      return FileError("create " + g.dir + "/.part-*.tmp", err);
     }
-    if (Status st = WriteAll(f.fd, g.rows, f.tmp_path); !st.ok()) return st;
-    f.bytes += g.rows.size();
-    f.min_seq = std::min(f.min_seq, g.min_seq);
-    f.max_seq = std::max(f.max_seq, g.max_seq);
-    f.events.insert(f.events.end(), g.events.begin(), g.events.end());
-    if (bytes_) bytes_->Increment(static_cast<double>(g.rows.size()));
+  }
+  if (Status st = WriteAll(f.fd, g.rows, f.tmp_path); !st.ok()) {
+    FailFile(f, st);  // a partial write spoils the file: its earlier rows fail with it
+    open_.erase(g.dir);
+    return st;
+  }
+  f.bytes += g.rows.size();
+  f.min_seq = std::min(f.min_seq, g.min_seq);
+  f.max_seq = std::max(f.max_seq, g.max_seq);
+  f.groups.emplace_back(&p, &g);
+  if (bytes_) bytes_->Increment(static_cast<double>(g.rows.size()));
+  return Status::Ok();
+}
+
+void LakeAdapter::Write(Pending& p) {
+  for (const Group& g : p.groups) {
+    if (Status st = Append(p, g); !st.ok()) {
+      std::fprintf(stderr, "dvrouter: lake adapter %s: %s (%zu events %s)\n", config_.name.c_str(),
+                   st.ToString().c_str(), g.index.size(),
+                   IsRetryable(st.code()) ? "will be retried" : "go to the DLQ");
+      FailGroup(p, g, st);
+    }
+  }
+}
+
+Status LakeAdapter::Finalize(const std::string& dir, OpenFile& f) {
+  if (::fdatasync(f.fd) != 0) return FileError("fdatasync " + f.tmp_path, errno);
+  ::close(f.fd);
+  f.fd = -1;
+  const std::string base =
+      dir + "/part-" + std::to_string(f.min_seq) + "-" + std::to_string(f.max_seq);
+  std::string final_path = base + ".jsonl";
+  // Never replace a file: an operator replay can produce the same range again.
+  for (int n = 1; ::renameat2(AT_FDCWD, f.tmp_path.c_str(), AT_FDCWD, final_path.c_str(),
+                              RENAME_NOREPLACE) != 0;
+       ++n) {
+    if (errno != EEXIST) return FileError("rename " + f.tmp_path, errno);
+    final_path = base + "-r" + std::to_string(n) + ".jsonl";
+  }
+  if (Status st = SyncDirectory(dir); !st.ok()) {
+    // Final but not known to be durable: take it back so that the retry writes its rows once;
+    // if that fails too, the retry skips them as already written.
+    if (::unlink(final_path.c_str()) != 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [p, g] : f.groups) {
+        for (const auto& [seq, key] : g->events) seen_[seq] = key.ToHex();
+      }
+    }
+    return Unavailable(st.message());
   }
   return Status::Ok();
 }
 
-Status LakeAdapter::RollAll() {
-  std::set<std::string> dirs;
-  uint64_t finalized = 0;
-  std::vector<const OpenFile*> renamed;
-  // After a failure part way, the files already renamed are final: their rows must not be
-  // written again when the engine retries them (once their directory entry is durable).
-  auto fail = [&](Status st) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const OpenFile* f : renamed) {
-      const std::string dir = f->tmp_path.substr(0, f->tmp_path.rfind('/'));
-      if (!SyncDirectory(dir).ok()) continue;
-      for (const auto& [seq, key] : f->events) seen_[seq] = key.ToHex();
-    }
-    return st;
-  };
+void LakeAdapter::RollAll() {
+  uint64_t finalized = 0, rows = 0;
   for (auto& [dir, f] : open_) {
-    if (f.fd < 0) continue;
-    if (::fdatasync(f.fd) != 0) return fail(ErrnoStatus("fdatasync " + f.tmp_path, errno));
-    ::close(f.fd);
-    f.fd = -1;
-    const std::string base =
-        dir + "/part-" + std::to_string(f.min_seq) + "-" + std::to_string(f.max_seq);
-    std::string final_path = base + ".jsonl";
-    // Never replace a file: an operator replay can produce the same range again.
-    for (int n = 1; ::renameat2(AT_FDCWD, f.tmp_path.c_str(), AT_FDCWD, final_path.c_str(),
-                                RENAME_NOREPLACE) != 0;
-         ++n) {
-      if (errno != EEXIST) return fail(ErrnoStatus("rename " + f.tmp_path, errno));
-      final_path = base + "-r" + std::to_string(n) + ".jsonl";
+    if (Status st = Finalize(dir, f); !st.ok()) {
+      FailFile(f, st);
+      continue;
     }
-    renamed.push_back(&f);
-    dirs.insert(dir);
     ++finalized;
-  }
-  for (const std::string& dir : dirs) {
-    if (Status st = SyncDirectory(dir); !st.ok()) return fail(st);
+    for (const auto& [p, g] : f.groups) rows += g->index.size();
   }
   open_.clear();
   if (files_) files_->Increment(static_cast<double>(finalized));
-  // Everything written is final: complete the batches.
-  for (auto& p : waiting_) {
-    if (rows_) {
-      for (const Group& g : p->groups) {
-        rows_->Increment(static_cast<double>(std::count(g.rows.begin(), g.rows.end(), '\n')));
-      }
-    }
-    p->done->OnDelivered(p->results);
-  }
-  waiting_.clear();
-  first_write_ms_ = 0;
-  return Status::Ok();
-}
-
-void LakeAdapter::FailAll(const Status& why) {
-  for (auto& [dir, f] : open_) {
-    if (f.fd >= 0) ::close(f.fd);
-    ::unlink(f.tmp_path.c_str());
-  }
-  open_.clear();
-  for (auto& p : waiting_) {
-    for (size_t i = 0; i < p->results.size(); ++i) {
-      if (p->written[i]) {
-        p->results[i].outcome = DeliveryOutcome::kRetryable;
-        p->results[i].error = "lake: " + why.ToString();
-      }
-    }
-    p->done->OnDelivered(p->results);
-  }
+  if (rows_) rows_->Increment(static_cast<double>(rows));
+  // Every row written is final or failed: complete the batches.
+  for (auto& p : waiting_) p->done->OnDelivered(p->results);
   waiting_.clear();
   first_write_ms_ = 0;
 }
@@ -371,27 +384,19 @@ void LakeAdapter::WriterLoop() {
       work.swap(queue_);
       stopping = stopping_;
     }
-    Status st;
     bool big = false;
     for (auto& p : work) {
-      if (st.ok()) st = Write(*p);
+      Write(*p);
       waiting_.push_back(std::move(p));
       if (first_write_ms_ == 0) first_write_ms_ = SteadyNowMs();
     }
     work.clear();
     for (const auto& [dir, f] : open_) big |= f.bytes >= config_.lake.roll_bytes;
-    if (!st.ok()) {
-      std::fprintf(stderr, "dvrouter: lake %s: %s (events will be retried)\n",
-                   config_.lake.dir.c_str(), st.ToString().c_str());
-      FailAll(st);
-    } else if (!waiting_.empty() &&
-               (big || stopping ||
-                SteadyNowMs() >= first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms))) {
-      if (Status r = RollAll(); !r.ok()) {
-        std::fprintf(stderr, "dvrouter: lake %s: %s (events will be retried)\n",
-                     config_.lake.dir.c_str(), r.ToString().c_str());
-        FailAll(r);
-      }
+    // No file open with rows waiting: every one of them failed, answer now.
+    if (!waiting_.empty() &&
+        (big || stopping || open_.empty() ||
+         SteadyNowMs() >= first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms))) {
+      RollAll();
     }
     if (stopping) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -17,6 +17,12 @@
 // again: Start reads the seqs of the final files that may hold them and skips those events, so
 // a crash never duplicates a row. Operator replays (Delivery::replay) are written again.
 //
+// Failures are narrowed to the events they concern: an event whose table is not a logical name
+// or whose Target cannot be converted is permanent at once; a file that cannot be created,
+// written or made final fails only the events written into it (permanent for ENAMETOOLONG and
+// EINVAL, retryable otherwise), while the other files of the roll become final and their events
+// delivered. One failing event never holds back another table's.
+//
 // Threads: Deliver converts rows on the calling worker thread (a per-thread parser) and hands
 // them to the lake's own writer thread, which does all file I/O; `done` runs on the writer
 // thread (or the caller's, when no row needed writing).
@@ -67,11 +73,11 @@ class LakeAdapter final : public Adapter {
     std::string rows;
     uint64_t min_seq = UINT64_MAX, max_seq = 0;
     std::vector<std::pair<uint64_t, EventKey>> events;
+    std::vector<size_t> index;  // the events' places in the batch (Pending::results)
   };
   struct Pending {
     std::vector<Group> groups;
-    std::vector<DeliveryResult> results;
-    std::vector<char> written;  // results[i] waits for its file to become final
+    std::vector<DeliveryResult> results;  // a group's wait for its file to become final
     DeliveryDone* done = nullptr;
   };
   struct OpenFile {
@@ -79,13 +85,21 @@ class LakeAdapter final : public Adapter {
     std::string tmp_path;
     uint64_t bytes = 0;
     uint64_t min_seq = UINT64_MAX, max_seq = 0;
-    std::vector<std::pair<uint64_t, EventKey>> events;  // its rows
+    std::vector<std::pair<Pending*, const Group*>> groups;  // its rows
   };
 
   void WriterLoop();
-  Status Write(Pending& p);
-  Status RollAll();
-  void FailAll(const Status& why);
+  // Appends a batch's rows to their files; a group that cannot be written fails alone.
+  void Write(Pending& p);
+  Status Append(Pending& p, const Group& g);
+  // Makes every open file final, then answers every waiting batch.
+  void RollAll();
+  // fdatasync, rename to the final name (never over a file), directory fsync.
+  Status Finalize(const std::string& dir, OpenFile& f);
+  // Drops a file that cannot be made final and fails the events written into it.
+  void FailFile(OpenFile& f, const Status& why);
+  // Answers a group's events with `why`: retryable or permanent by IsRetryable.
+  static void FailGroup(Pending& p, const Group& g, const Status& why);
   Status EnsureDir(const std::string& dir);
 
   AdapterConfig config_;

@@ -38,6 +38,29 @@ Status ReadString(od::value v, std::string_view field, std::string* out) {
   return Status::Ok();
 }
 
+constexpr std::string_view kNotALogicalName =
+    "not a Dataverse logical name (a lowercase letter, then up to 127 lowercase letters, digits "
+    "or underscores)";
+
+// A table's logical name (table names go into lake paths and Web API URLs).
+Status ReadLogicalName(od::value v, std::string_view field, std::string* out) {
+  if (Status st = ReadString(v, field, out); !st.ok()) return st;
+  if (!IsLogicalName(*out)) return FieldError(field, kNotALogicalName);
+  return Status::Ok();
+}
+
+// SecondaryEntityName is not kept, only checked: a logical name ("none" when there is none), or
+// null.
+Status CheckSecondaryEntityName(od::value v, std::string_view field) {
+  bool is_null = false;
+  if (auto e = v.is_null().get(is_null)) return JsonError(field, e);
+  if (is_null) return Status::Ok();
+  std::string_view s;
+  if (auto e = v.get_string().get(s)) return JsonError(field, e);
+  if (!IsLogicalName(s)) return FieldError(field, kNotALogicalName);
+  return Status::Ok();
+}
+
 // Null is allowed and leaves *out empty (RequestId is null in asynchronous steps).
 Status ReadGuid(od::value v, std::string_view field, std::string* out) {
   bool is_null = false;
@@ -291,8 +314,10 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
       st = ReadString(v, key, &out->message_name);
       have_message = st.ok() && !out->message_name.empty();
     } else if (key == "PrimaryEntityName") {
-      st = ReadString(v, key, &out->primary_entity_name);
-      have_entity = st.ok() && !out->primary_entity_name.empty();
+      st = ReadLogicalName(v, key, &out->primary_entity_name);
+      have_entity = st.ok();
+    } else if (key == "SecondaryEntityName") {
+      st = CheckSecondaryEntityName(v, key);
     } else if (key == "PrimaryEntityId") {
       st = ReadGuid(v, key, &out->primary_entity_id);
       have_id = st.ok() && !out->primary_entity_id.empty();

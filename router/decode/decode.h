@@ -5,6 +5,8 @@
 // capacity after the data (the ingress reserves them), otherwise it is copied once into the
 // decoder's own padded buffer. Only the header fields are read: the rest of the body is skipped,
 // never materialized. Errors never throw: they come back as InvalidArgument naming the field.
+// PrimaryEntityName and SecondaryEntityName (when present and not null) must be logical names
+// (IsLogicalName, event.h): table names reach file paths and URLs downstream.
 #pragma once
 
 #include <cstddef>

@@ -69,4 +69,12 @@ bool IsGuid(std::string_view s) {
   return true;
 }
 
+bool IsLogicalName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxLogicalNameBytes || s[0] < 'a' || s[0] > 'z') return false;
+  for (char c : s) {
+    if ((c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_') return false;
+  }
+  return true;
+}
+
 }  // namespace dvrouter

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,6 +25,11 @@ struct EventKey {
 
 // Is `s` a GUID in its 36-character form (hex digits and dashes)?
 bool IsGuid(std::string_view s);
+
+// Is `s` a Dataverse logical name, ^[a-z][a-z0-9_]{0,127}$ ("none" included)? Table names come
+// from webhook bodies and end up in file paths and URLs: nothing else is let through.
+inline constexpr size_t kMaxLogicalNameBytes = 128;
+bool IsLogicalName(std::string_view s);
 
 // MessageName of status records (EventHeader::status_record).
 inline constexpr std::string_view kStatusMessage = "dvrouter.Status";

@@ -10,9 +10,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -522,6 +524,28 @@ DataverseConfig Config() {
   return c;
 }
 
+// A Deliver's results, awaited.
+class Results final : public DeliveryDone {
+ public:
+  void OnDelivered(std::span<const DeliveryResult> r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    results_.assign(r.begin(), r.end());
+    called_ = true;
+    cv_.notify_all();
+  }
+  std::vector<DeliveryResult> Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return called_; });
+    return results_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool called_ = false;
+  std::vector<DeliveryResult> results_;
+};
+
 EventHeader StatusHeader() {
   EventHeader h;
   h.status_record = true;
@@ -565,6 +589,57 @@ TEST(DataverseAdapterUnit, WhatIsNotAStatusRecordIsRefused) {
   EventHeader no_row = StatusHeader();
   no_row.primary_entity_id = "../accounts";
   EXPECT_FALSE(DataverseAdapter::BuildPatch(Config(), no_row, R"({"state":"completed"})").ok());
+}
+
+// The table is spliced into the PATCH URL: one that is not a logical name is refused for good
+// (the DLQ), never retried, and no request is made for it.
+TEST(DataverseAdapterUnit, ATableThatIsNotALogicalNameIsPermanent) {
+  const std::string completed = R"({"state":"completed"})";
+  const std::vector<std::string> bad = {
+      std::string(300, 'a'), "contacts(x)#",       "../x", "Account", "",
+      "accounts?$filter=x",  std::string(129, 'a')};
+  for (const std::string& table : bad) {
+    EventHeader h = StatusHeader();
+    h.primary_entity_name = table;
+    auto p = DataverseAdapter::BuildPatch(Config(), h, completed);
+    ASSERT_FALSE(p.ok()) << table << " gave " << p->resource;
+    EXPECT_NE(p.status().message().find("is not a Dataverse logical name"), std::string::npos)
+        << p.status().ToString();
+  }
+  EventHeader longest = StatusHeader();
+  longest.primary_entity_name = std::string(128, 'a');
+  auto p = DataverseAdapter::BuildPatch(Config(), longest, completed);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->resource, std::string(128, 'a') + "s(3d1feef9-604d-ef11-bfe3-6045bd03d9d8)");
+
+  // Through Deliver, against an endpoint where nothing listens: a request would be retryable.
+  AdapterConfig c;
+  c.name = "crm";
+  c.type = "dataverse";
+  c.dataverse = Config();
+  c.dataverse.url = "http://127.0.0.1:1";
+  c.dataverse.token_url = "http://127.0.0.1:1/token";
+  c.dataverse.client_id = "dvrouter";
+  c.dataverse.client_secret = "s3cret";
+  DataverseAdapter adapter(c, nullptr);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  std::vector<EventHeader> headers(bad.size(), StatusHeader());
+  std::vector<Delivery> batch(bad.size());
+  for (size_t i = 0; i < bad.size(); ++i) {
+    headers[i].primary_entity_name = bad[i];
+    batch[i].seq = i + 1;
+    batch[i].header = &headers[i];
+    batch[i].body = completed;
+  }
+  Results done;
+  adapter.Deliver(batch, &done);
+  const std::vector<DeliveryResult> results = done.Wait();
+  ASSERT_EQ(results.size(), bad.size());
+  for (size_t i = 0; i < bad.size(); ++i) {
+    EXPECT_EQ(results[i].outcome, DeliveryOutcome::kPermanent)
+        << bad[i] << ": " << results[i].error;
+  }
+  adapter.Stop();
 }
 
 TEST(DataverseAdapterUnit, TheStatusOrderIsReadAndForeignTextIsKeptValid) {

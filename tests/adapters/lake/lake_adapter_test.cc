@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -270,6 +273,122 @@ TEST(LakeAdapter, AnUnconvertibleTargetIsPermanent) {
   EXPECT_EQ(results[0].outcome, DeliveryOutcome::kPermanent);
   EXPECT_NE(results[0].error.find("Target"), std::string::npos) << results[0].error;
   lake.Stop();
+}
+
+TEST(LakeAdapter, ATableNameThatIsNotALogicalNameIsPermanentAndWritesNothing) {
+  TempDir tmp;
+  LakeAdapter lake(LakeConfig(tmp.path() + "/lake"), nullptr);
+  ASSERT_TRUE(lake.Start(1).ok());
+  const std::vector<std::string> bad = {std::string(300, 'a'), "contacts(x)#", "../x", "Account",
+                                        ""};
+  Events ev;
+  for (uint64_t s = 1; s <= bad.size() + 1; ++s) ev.Add("update-contact-postop-async.json", s);
+  for (size_t i = 0; i < bad.size(); ++i) ev.headers[i].primary_entity_name = bad[i];
+  Done done;
+  lake.Deliver(ev.Batch(), &done);
+  const auto results = done.Wait();
+  ASSERT_EQ(results.size(), bad.size() + 1);
+  for (size_t i = 0; i < bad.size(); ++i) {
+    EXPECT_EQ(results[i].outcome, DeliveryOutcome::kPermanent) << bad[i];
+    EXPECT_NE(results[i].error.find("is not a Dataverse logical name"), std::string::npos)
+        << results[i].error;
+  }
+  // The good event of the same batch is written, alone.
+  EXPECT_EQ(results.back().outcome, DeliveryOutcome::kDelivered) << results.back().error;
+  EXPECT_EQ(Files(tmp.path()),
+            (std::vector<std::string>{"lake/contact/date=2017-09-26/part-6-6.jsonl"}));
+  lake.Stop();
+}
+
+// `root` extended with subdirectories to about `length` characters (each name under NAME_MAX).
+std::string LongPath(std::string root, size_t length) {
+  while (root.size() < length) {
+    root += "/" + std::string(std::clamp<size_t>(length - root.size(), 1, 200), 'd');
+  }
+  return root;
+}
+
+// How many rows of each seq the final files hold.
+std::map<uint64_t, int> RowsBySeq(const std::string& dir) {
+  std::map<uint64_t, int> out;
+  const std::string rows = AllRows(dir);
+  for (size_t line = 0; line < rows.size(); line = rows.find('\n', line) + 1) {
+    const size_t at = rows.find("\"seq\":", line);
+    if (at == std::string::npos) break;
+    ++out[std::strtoull(rows.c_str() + at + 6, nullptr, 10)];
+  }
+  return out;
+}
+
+// Among 10,000 good events, two that fail at every roll they are in: one whose table directory
+// is in the way (a regular file: retryable, an operator can fix it) and one whose path is longer
+// than PATH_MAX (ENAMETOOLONG: permanent). The engine hands the retried one over again with each
+// next batch, as it does for the lake. They fail alone: every good event is answered delivered
+// at its first attempt and written exactly once.
+TEST(LakeAdapter, AnEventThatKeepsFailingHoldsBackNoOther) {
+  TempDir tmp;
+  // <dir>/<128 characters> is past PATH_MAX (4096); <dir>/contact/date=.../<file> is not.
+  const std::string dir = LongPath(tmp.path() + "/lake", 3980);
+  LakeAdapter lake(LakeConfig(dir, /*roll_ms=*/1), nullptr);
+  ASSERT_TRUE(lake.Start(1).ok());
+  testing::WriteFileOrDie(dir + "/account", "in the way");
+  Events ev;
+  ev.Add("update-contact-postop-async.json", 0);  // one decoded header and body for all
+  EventHeader lead = ev.headers[0], squatted = ev.headers[0], too_long = ev.headers[0];
+  lead.primary_entity_name = "lead";
+  squatted.primary_entity_name = "account";
+  too_long.primary_entity_name = std::string(kMaxLogicalNameBytes, 'n');
+  auto event = [&](uint64_t seq, const EventHeader* h, uint32_t attempt) {
+    Delivery d;
+    d.seq = seq;
+    d.key = EventKey{seq, 42};
+    d.header = h;
+    d.body = ev.bodies[0];
+    d.attempt = attempt;
+    d.received_ms = 1'700'000'000'000;
+    return d;
+  };
+  constexpr uint64_t kGood = 10'000, kPerBatch = 100;
+  constexpr uint64_t kSquatted = kGood + 1, kTooLong = kGood + 2;
+  uint64_t delivered = 0, squatted_retryable = 0, too_long_permanent = 0;
+  std::string squatted_error, too_long_error;
+  for (uint64_t first = 1; first <= kGood; first += kPerBatch) {
+    std::vector<Delivery> batch;
+    batch.push_back(event(kSquatted, &squatted, static_cast<uint32_t>(first / kPerBatch + 1)));
+    if (too_long_permanent == 0) batch.push_back(event(kTooLong, &too_long, 1));
+    for (uint64_t s = first; s < first + kPerBatch; ++s) {
+      batch.push_back(event(s, s % 2 != 0 ? &ev.headers[0] : &lead, 1));
+    }
+    Done done;
+    lake.Deliver(batch, &done);
+    const auto results = done.Wait();
+    ASSERT_EQ(results.size(), batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const DeliveryOutcome o = results[i].outcome;
+      if (batch[i].seq == kSquatted) {
+        squatted_retryable += o == DeliveryOutcome::kRetryable;
+        squatted_error = results[i].error;
+      } else if (batch[i].seq == kTooLong) {
+        too_long_permanent += o == DeliveryOutcome::kPermanent;
+        too_long_error = results[i].error;
+      } else {
+        delivered += o == DeliveryOutcome::kDelivered;
+      }
+    }
+  }
+  lake.Stop();
+  EXPECT_EQ(delivered, kGood);
+  EXPECT_EQ(squatted_retryable, kGood / kPerBatch);
+  EXPECT_NE(squatted_error.find("/account/date=2017-09-26: Not a directory"), std::string::npos)
+      << squatted_error;
+  EXPECT_EQ(too_long_permanent, 1u);
+  EXPECT_NE(too_long_error.find(std::strerror(ENAMETOOLONG)), std::string::npos) << too_long_error;
+  const std::map<uint64_t, int> rows = RowsBySeq(dir);
+  uint64_t once = 0;
+  for (uint64_t s = 1; s <= kGood; ++s) once += rows.count(s) == 1 && rows.at(s) == 1;
+  EXPECT_EQ(once, kGood);
+  EXPECT_EQ(rows.size(), kGood) << "a failing event was written";
+  for (const std::string& f : Files(dir)) EXPECT_FALSE(f.ends_with(".tmp")) << f;
 }
 
 }  // namespace

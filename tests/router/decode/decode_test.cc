@@ -572,6 +572,56 @@ TEST(DecodeMalformed, MissingPrimaryEntityName) {
                      "PrimaryEntityName: missing");
 }
 
+// Table names reach lake paths and Web API URLs: each of these is refused, naming the field.
+TEST(DecodeMalformed, EntityNamesThatAreNotLogicalNamesAreRefusedNamingTheField) {
+  const std::string base = Fixture(kContact);
+  for (const std::string& bad :
+       {std::string(300, 'a'), std::string("contacts(x)#"), std::string("../x"),
+        std::string("Account"), std::string(""), std::string("_contact"), std::string("2contact"),
+        std::string("con tact"), std::string("cont\u00e9"), std::string("contact?x=1"),
+        std::string("a/b"), std::string(129, 'a')}) {
+    for (const char* field : {"PrimaryEntityName", "SecondaryEntityName"}) {
+      SCOPED_TRACE(std::string(field) + " = \"" + bad + "\"");
+      ExpectError(ReplaceValue(base, field, "\"" + bad + "\""),
+                  std::string(field) + ": not a Dataverse logical name");
+    }
+  }
+  ExpectError(ReplaceValue(base, "SecondaryEntityName", "42"), "SecondaryEntityName: ");
+}
+
+TEST(DecodeMalformed, LogicalNamesOfUpTo128CharactersDecode) {
+  const std::string base = Fixture(kContact);
+  const std::string longest = "new_" + std::string(120, 'x') + "_9_z";
+  ASSERT_EQ(longest.size(), 128u);
+  EventHeader h;
+  Status st = DecodeBody(ReplaceValue(base, "PrimaryEntityName", "\"" + longest + "\""), &h);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(h.primary_entity_name, longest);
+  st = DecodeBody(ReplaceValue(base, "SecondaryEntityName", "\"" + longest + "\""), &h);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(h.primary_entity_name, "contact");
+  // "none" (every fixture's secondary) and null are accepted; the field may be absent.
+  EXPECT_TRUE(DecodeBody(ReplaceValue(base, "SecondaryEntityName", "null"), &h).ok());
+  EXPECT_TRUE(DecodeBody(RemoveField(base, "SecondaryEntityName"), &h).ok());
+  ExpectErrorExactly(
+      ReplaceValue(base, "PrimaryEntityName", "\"" + longest + "a\""),
+      "PrimaryEntityName: not a Dataverse logical name (a lowercase letter, then up to 127 "
+      "lowercase letters, digits or underscores)");
+}
+
+TEST(IsLogicalName, TheDataverseRule) {
+  for (std::string_view good : {"a", "none", "contact", "msdyn_agentstatus", "new_x1", "a_"}) {
+    EXPECT_TRUE(IsLogicalName(good)) << good;
+  }
+  EXPECT_TRUE(IsLogicalName(std::string(128, 'z')));
+  for (std::string_view bad : {"", "_a", "1a", "A", "aB", "a-b", "a.b", "a/b", "..", "a b", "a#",
+                               "a?", "a(b)", "\xc3\xa9t\xc3\xa9"}) {
+    EXPECT_FALSE(IsLogicalName(bad)) << bad;
+  }
+  EXPECT_FALSE(IsLogicalName(std::string(129, 'z')));
+  EXPECT_FALSE(IsLogicalName(std::string_view("a\0b", 3)));
+}
+
 TEST(DecodeMalformed, PrimaryEntityIdNotAGuid) {
   const std::string base = Fixture(kContact);
   for (const char* bad : {

@@ -8,12 +8,15 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "adapters/lake/lake_adapter.h"
 #include "router/decode/attributes.h"
 #include "router/journal/file_journal.h"
 #include "router/partition/partition.h"
@@ -313,7 +316,8 @@ class Harness {
     for (size_t i = 0; i < configs.size(); ++i) {
       adapters.push_back(std::make_unique<TestAdapter>(
           configs[i].name, [this] { return Now(); }, adapter_threads_[i], pipelined, share));
-      ea.push_back(EngineAdapter{configs[i], adapters.back().get()});
+      Adapter* a = i == 0 && sink != nullptr ? sink : adapters.back().get();
+      ea.push_back(EngineAdapter{configs[i], a});
     }
     EngineOptions eo;
     eo.delivery = delivery;
@@ -406,6 +410,7 @@ class Harness {
   bool fake_clock = false;
   std::atomic<int64_t> clock{1'000'000};
   std::function<DeliveryResult(const Seen&)> behavior;
+  Adapter* sink = nullptr;  // when set, the engine delivers to it instead of adapters[0]
   std::vector<std::unique_ptr<TestAdapter>> adapters;
   std::unique_ptr<DeliveryEngine> engine;
   std::unique_ptr<FileJournal> journal;
@@ -1195,6 +1200,55 @@ TEST(DeliveryEngine, FailedReadsAndDlqEntriesAmongCachedRecordsKeepEveryEventIts
   for (const Seen& s : h.adapters[0]->seen()) replays += s.replay;
   EXPECT_EQ(replays, *replayed);
   for (auto& a : h.adapters) ExpectOwnBodies(*a, seqs, evs);
+}
+
+// Through the engine to the real lake: among 10,000 events, one whose table directory cannot be
+// created (a regular file in the way: retried, then given up) and one whose table is not a
+// logical name (permanent) go to the DLQ, and every other event is in the lake exactly once.
+TEST(DeliveryEngine, AnEventTheLakeKeepsFailingHoldsBackNoOther) {
+  std::unique_ptr<LakeAdapter> lake;  // outlives the harness, which stops it
+  Harness h(1);
+  AdapterConfig& c = h.configs[0];
+  c.type = "lake";
+  c.lake.dir = h.dir.path() + "/lake";
+  c.lake.roll_ms = 5;
+  c.max_batch_events = 256;
+  c.max_attempts = 3;
+  lake = std::make_unique<LakeAdapter>(c, nullptr);
+  h.sink = lake.get();
+  h.Start();
+  testing::WriteFileOrDie(c.lake.dir + "/contact", "in the way");
+  std::vector<Ev> evs = Records(10'000, 1);
+  constexpr size_t kSquatted = 5000, kRefused = 7001;  // their places among the events
+  Ev squatted = evs[0], refused = evs[0];
+  squatted.table = "contact";
+  refused.table = "Contact#1";
+  evs.insert(evs.begin() + kSquatted, squatted);
+  evs.insert(evs.begin() + kRefused, refused);
+  const std::vector<uint64_t> seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_EQ(h.engine->dlq_pending(0), 2u);
+  const std::string dlq = h.engine->DlqJson("a0", std::nullopt, false);
+  EXPECT_NE(dlq.find("\"reason\":\"gave_up"), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("\"attempts\":3"), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("/contact/date="), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("\"reason\":\"permanent\""), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("not a Dataverse logical name"), std::string::npos) << dlq;
+  h.Stop();
+  std::map<uint64_t, int> rows;  // seq -> rows in the lake's final files
+  for (const auto& f : std::filesystem::recursive_directory_iterator(c.lake.dir)) {
+    if (f.path().extension() != ".jsonl") continue;
+    std::ifstream in(f.path());
+    for (std::string line; std::getline(in, line);) {
+      ++rows[std::stoull(line.substr(line.find("\"seq\":") + 6))];
+    }
+  }
+  size_t once = 0;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    if (i != kSquatted && i != kRefused) once += rows.count(seqs[i]) == 1 && rows.at(seqs[i]) == 1;
+  }
+  EXPECT_EQ(once, 10'000u);
+  EXPECT_EQ(rows.size(), 10'000u) << "a failing event was written";
 }
 
 }  // namespace

@@ -179,6 +179,27 @@ TEST_F(Ingress, MalformedBodiesGet400NamingTheProblem) {
   EXPECT_EQ(JournalRecords(), 1u);
 }
 
+// Table names are checked at the door: a 400 naming the field, and nothing journaled.
+TEST_F(Ingress, TableNamesThatAreNotLogicalNamesGet400NamingTheFieldAndAreNotJournaled) {
+  Start(BaseConfig());
+  HttpClient client(port());
+  int refused = 0;
+  for (const std::string& bad : {std::string(300, 'a'), std::string("contacts(x)#"),
+                                 std::string("../x"), std::string("Account"), std::string("")}) {
+    for (const std::string field : {"PrimaryEntityName", "SecondaryEntityName"}) {
+      const std::string from = field == "PrimaryEntityName" ? "\"contact\"" : "\"none\"";
+      const std::string body =
+          testing::ReplaceAll(ContactEvent(++refused), "\"" + field + "\": " + from,
+                              "\"" + field + "\": \"" + bad + "\"");
+      HttpReply r = client.Post(Url(), body);
+      EXPECT_EQ(r.status, 400) << field << " = " << bad << ": " << r.body;
+      EXPECT_NE(r.body.find(field + ": not a Dataverse logical name"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_EQ(Requests("bad_request"), refused);
+  EXPECT_EQ(JournalRecords(), 0u);
+}
+
 TEST_F(Ingress, OversizedBodiesGet413) {
   Config c = BaseConfig();
   c.ingress.max_body_bytes = 16 << 10;
