@@ -16,7 +16,8 @@
 # measured load into bench/results/perf-<run>.data; DVROUTER_BIN names another router binary
 # to measure (A/B within one session). HOT_SHARE (default 0.1) is the share of events on 100 hot
 # records; CH_LINGER (default 500ms) is ClickHouse's batch linger in (c): with a 2 s lag target,
-# its default 1s would take half of it.
+# its default 1s would take half of it. COMPRESSION (zstd, the default, or none) sets
+# journal.compression in (a) and (c); (a) reports the journal bytes written per body byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,6 +30,7 @@ want() { [[ "$scenarios" == *" $1 "* ]]; }
 profile=${PROFILE:-0}
 # DVROUTER_BIN runs another build of the router (an A/B against an older commit's binary).
 router_bin=${DVROUTER_BIN:-./build/release/dvrouter}
+compression=${COMPRESSION:-zstd}
 
 ./scripts/install-deps.sh
 if ! command -v nginx >/dev/null 2>&1; then
@@ -87,7 +89,7 @@ profiled() {
 }
 [ "$profile" != 1 ] || command -v perf >/dev/null || { echo "PROFILE=1 needs perf (linux-perf)" >&2; exit 1; }
 
-a_sweep="not run"; b_sweep="not run"; a_conn="-"; b_conn="-"; group="n/a"; slow_syncs="n/a"
+a_sweep="not run"; b_sweep="not run"; a_conn="-"; b_conn="-"; group="n/a"; slow_syncs="n/a"; journal_ratio=
 if want a; then
 # (a) dvrouter, default durability.
 port=$(free_port); admin=$(free_port)
@@ -104,6 +106,7 @@ admin:
 journal:
   data_dir: $work/data
   disk_budget_bytes: 64GiB
+  compression: $compression
 adapters: {}   # ingest only
 YAML
 DVROUTER_BENCH_KEY=bench "$router_bin" serve -c "$work/router.yaml" 2>"$work/router.log" &
@@ -123,6 +126,9 @@ metrics=$(curl -s "127.0.0.1:$admin/metrics")
 group=$(awk '/^dvrouter_journal_group_commit_events_sum/{s=$2} /^dvrouter_journal_group_commit_events_count/{c=$2} END{if(c>0) printf "%.1f", s/c}' <<<"$metrics")
 # fdatasync calls slower than 100 ms over both dvrouter runs: disk stalls show here.
 slow_syncs=$(awk '/^dvrouter_journal_fsync_duration_seconds_bucket\{le="0.1"\}/{b=$2} /^dvrouter_journal_fsync_duration_seconds_count/{c=$2} END{printf "%d of %d", c-b, c}' <<<"$metrics")
+# Journal bytes written per webhook body byte received (frames, headers and all).
+journal_ratio=$(awk '/^dvrouter_journal_written_bytes_total /{j=$2} /^dvrouter_received_bytes_total /{r=$2} END{if(r>0) printf "%.3f", j/r}' <<<"$metrics")
+echo "(a) journal.compression $compression: $journal_ratio journal bytes per body byte"
 kill "$a_pid"; wait "$a_pid" 2>/dev/null || true
 fi
 
@@ -243,6 +249,7 @@ admin:
 journal:
   data_dir: $work/data-c
   disk_budget_bytes: 64GiB
+  compression: $compression
 delivery:
   record_cache_bytes: ${RECORD_CACHE_BYTES:-512MiB}
 adapters:
@@ -389,6 +396,7 @@ PY
   fi
   echo "Mean events per group commit (fdatasync) over the dvrouter runs: $group"
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
+  echo "journal.compression $compression: ${journal_ratio:-n/a} journal bytes written per body byte in (a)"
   echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
   echo "(c) $sinks_summary"
   echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-512MiB}): ${c_cache:-n/a}"

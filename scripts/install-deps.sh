@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git curl openssl clang-format
   libboost-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev libxxhash-dev xxhash
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev clickhouse-server
+  libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev libzstd-dev clickhouse-server
 )
 
 missing=()

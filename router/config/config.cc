@@ -1180,6 +1180,13 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Confi
   }
   DV_TRY(journal.Count("max_batch_events", 1, 65536, &c->journal.max_batch_events));
   DV_TRY(journal.Bytes("page_cache_bytes", 0, UINT64_MAX, &c->journal.page_cache_bytes));
+  std::string compression = "zstd";
+  DV_TRY(journal.String("compression", &compression));
+  if (compression != "zstd" && compression != "none") {
+    return KeyError("journal.compression", "must be zstd or none, got '" + compression + "'");
+  }
+  c->journal.compression = compression == "zstd";
+  DV_TRY(journal.Count("compression_level", 1, 19, &c->journal.compression_level));
   DV_TRY(journal.RejectUnknown());
 
   Section dedupe = root.Child("dedupe");
@@ -1297,6 +1304,8 @@ std::string DescribeConfig(const Config& c) {
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
     << "journal.page_cache_bytes: " << c.journal.page_cache_bytes << "\n"
+    << "journal.compression: " << (c.journal.compression ? "zstd" : "none") << "\n"
+    << "journal.compression_level: " << c.journal.compression_level << "\n"
     << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
     << "dedupe.max_entries: " << c.dedupe.max_entries << "\n"
     << "delivery.workers: " << c.delivery.workers << "\n"

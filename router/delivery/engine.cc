@@ -154,6 +154,14 @@ class RecordCache {
     bytes_.fetch_add(charge, std::memory_order_relaxed);
     return r;
   }
+  // After the read: a record is charged what it really holds once that is known (a compressed
+  // record's buffer holds its body decompressed), twice for the Target its memo may extract.
+  void Recharge(CachedRecord* r) {
+    const uint64_t real = 2ull * r->buffer.size();
+    if (real <= r->charge) return;
+    bytes_.fetch_add(real - r->charge, std::memory_order_relaxed);
+    r->charge = real;
+  }
   void AddEntryHold(CachedRecord* r) {
     ++r->entry_holds;
     ++r->refs;
@@ -954,6 +962,7 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
           st = journal->Read(h, &cached->buffer, &cached->header, &view);
           cached->body = view.body;
           if (st.ok()) {
+            w->record_cache.Recharge(cached);
             const char* end = cached->buffer.data() + cached->buffer.capacity();
             cached->changes.SetReadable(view.body.data(),
                                         static_cast<size_t>(end - view.body.data()));

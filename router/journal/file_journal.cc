@@ -138,6 +138,11 @@ struct SegmentScan {
 // bytes with no valid frame after them are a torn tail.
 // `base` is data[0]'s offset in the segment. With `chunked`, a frame cut off by the end of data
 // ends the scan at valid_end (the caller reads on from there) instead of counting as torn.
+// The bytes of a request's body as the journal stores them.
+std::string_view Stored(const AppendRequest& r) {
+  return r.stored.codec == Codec::kNone ? r.body : std::string_view(r.stored.bytes);
+}
+
 // A frame naming a partition the journal does not have is as corrupt as a bad checksum.
 Status DecodeChecked(const char* data, size_t available, uint32_t partitions,
                      journal::FrameMeta* meta, EventHeader* header, std::string_view* body,
@@ -150,12 +155,15 @@ Status DecodeChecked(const char* data, size_t available, uint32_t partitions,
   return st;
 }
 
+// With `bodies` false the visitor gets no body (recovery needs the keys only, and a compressed
+// body would have to be decompressed for nothing).
 SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t partitions,
                        const std::function<bool(const RecordView&)>& fn, bool* stopped,
-                       uint64_t base = 0, bool chunked = false) {
+                       uint64_t base = 0, bool chunked = false, bool bodies = true) {
   SegmentScan scan;
   EventHeader header;
   journal::FrameMeta meta;
+  std::string raw;  // a decompressed body
   size_t pos = 0;
   *stopped = false;
   while (pos < size) {
@@ -168,9 +176,17 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t
       view.key = meta.key;
       view.received_ms = meta.received_ms;
       view.header = &header;
-      view.body = body;
       pos += len;
       scan.valid_end = pos;
+      if (bodies && fn) {
+        Result<std::string_view> plain = journal::RawBody(meta, body, &raw);
+        if (!plain.ok()) {
+          // Its checksum holds, its compressed bytes do not: skipped and counted as corrupt.
+          ++scan.corrupt_records;
+          continue;
+        }
+        view.body = *plain;
+      }
       if (fn && !fn(view)) {
         *stopped = true;
         return scan;
@@ -458,7 +474,7 @@ Status FileJournal::Impl::Recover() {
           }
           return true;
         },
-        &stopped);
+        &stopped, 0, false, /*bodies=*/false);
     corrupt_records += scan.corrupt_records;
     uint64_t size = data.size();
     const bool last = std::next(it) == list->end();
@@ -495,10 +511,16 @@ Status FileJournal::Impl::Recover() {
   return OpenSegmentForAppend(segments.rbegin()->first, /*create=*/false);
 }
 
-// META records the format and the partition count the journal was created with. A directory
+// META records the format and the partition count the journal was created with: format=1
+// frames are all uncompressed; format=2 frames may be compressed (a version that does not know
+// compression refuses the journal instead of reading compressed bytes as a body). A directory
 // with segments but no META is refused: recreating META from the configuration could give the
 // records another partition count than the one they were written with.
 Status FileJournal::Impl::CheckMeta(bool has_segments) {
+  const int format = opt.compression == Codec::kNone ? 1 : 2;
+  const auto header = [&](int f) {
+    return "format=" + std::to_string(f) + "\npartitions=" + std::to_string(opt.partitions) + "\n";
+  };
   std::string meta;
   Status st = ReadFile(opt.dir + "/META", 4096, &meta);
   if (st.code() == StatusCode::kNotFound) {
@@ -506,16 +528,17 @@ Status FileJournal::Impl::CheckMeta(bool has_segments) {
       return FailedPrecondition("journal " + opt.dir +
                                 " holds segments but no META file; refusing to start rather than "
                                 "guess the partition count they were written with: restore META "
-                                "(\"format=1\\npartitions=<N>\\n\") from a backup");
+                                "(\"format=2\\npartitions=<N>\\n\") from a backup");
     }
-    meta = "format=1\npartitions=" + std::to_string(opt.partitions) + "\n";
-    return WriteFileDurably(opt.dir, "META", meta);
+    return WriteFileDurably(opt.dir, "META", header(format));
   }
   if (!st.ok()) return st;
-  const std::string_view kKey = "partitions=";
+  const std::string_view kKey = "\npartitions=";
   const size_t at = meta.find(kKey);
-  if (meta.rfind("format=1\n", 0) != 0 || at == std::string::npos) {
-    return InvalidArgument("journal " + opt.dir + "/META is not a dvrouter journal header");
+  const bool v1 = meta.rfind("format=1\n", 0) == 0;
+  if ((!v1 && meta.rfind("format=2\n", 0) != 0) || at == std::string::npos) {
+    return InvalidArgument("journal " + opt.dir +
+                           "/META is not a dvrouter journal header (format=1 or format=2)");
   }
   const uint64_t p = std::strtoull(meta.c_str() + at + kKey.size(), nullptr, 10);
   if (p != opt.partitions) {
@@ -524,6 +547,8 @@ Status FileJournal::Impl::CheckMeta(bool has_segments) {
                            std::to_string(opt.partitions) +
                            "; the partition count is fixed when a journal is created");
   }
+  // Compressed frames are about to join a format 1 journal: mark it before the first one.
+  if (v1 && format == 2) return WriteFileDurably(opt.dir, "META", header(2));
   return Status::Ok();
 }
 
@@ -658,10 +683,16 @@ void FileJournal::Impl::ProcessBatch() {
     }
     // Encode first to know the exact frame size; undo if the budget refuses it.
     const size_t prefix_off = frame_buf.size();
-    journal::FrameMeta meta{next_seq.load(std::memory_order_relaxed), req->received_ms, req->key,
-                            req->partition};
-    const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
-    if (len - journal::kFrameHeaderBytes > journal::kMaxPayloadBytes) {
+    journal::FrameMeta meta{next_seq.load(std::memory_order_relaxed),
+                            req->received_ms,
+                            req->key,
+                            req->partition,
+                            req->stored.codec,
+                            static_cast<uint32_t>(req->body.size())};
+    const std::string_view stored = Stored(*req);
+    const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, stored, &frame_buf);
+    if (len - journal::kFrameHeaderBytes > journal::kMaxPayloadBytes ||
+        req->body.size() > journal::kMaxPayloadBytes) {
       // Recovery would refuse such a frame: never acknowledge what cannot be read back.
       frame_buf.resize(prefix_off);
       slot.result.status = InvalidArgument("event larger than the journal's frame limit");
@@ -692,7 +723,7 @@ void FileJournal::Impl::ProcessBatch() {
       if (meta.seq != next_seq.load(std::memory_order_relaxed)) {
         frame_buf.clear();
         meta.seq = next_seq.load(std::memory_order_relaxed);
-        journal::EncodeFramePrefix(meta, *req->header, req->body, &frame_buf);
+        journal::EncodeFramePrefix(meta, *req->header, stored, &frame_buf);
       }
       slot.prefix_off = 0;
       slot.prefix_len = static_cast<uint32_t>(frame_buf.size());
@@ -745,8 +776,9 @@ void FileJournal::Impl::CommitGroup() {
   for (size_t i : group) {
     const Slot& slot = slots[i];
     iov.push_back({frame_buf.data() + slot.prefix_off, slot.prefix_len});
-    iov.push_back({const_cast<char*>(batch[i]->body.data()), batch[i]->body.size()});
-    const uint32_t len = static_cast<uint32_t>(slot.prefix_len + batch[i]->body.size());
+    const std::string_view stored = Stored(*batch[i]);
+    iov.push_back({const_cast<char*>(stored.data()), stored.size()});
+    const uint32_t len = static_cast<uint32_t>(slot.prefix_len + stored.size());
     committed.push_back(RecordHandle{slot.result.seq, seg_first, offset, len, batch[i]->partition});
     offset += len;
     total += len;
@@ -954,6 +986,11 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
 }
 
 void FileJournal::Append(AppendRequest* request) {
+  if (impl_->opt.compression == Codec::kZstd) {
+    journal::CompressBody(request->body, impl_->opt.compression_level, &request->stored);
+  } else {
+    request->stored.codec = Codec::kNone;
+  }
   {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
     if (!impl_->stopping) {
@@ -1080,6 +1117,11 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     }
     fd = slot;
   }
+  // Spare capacity the caller reserved past the frame (simdjson's padding): kept past the body,
+  // up to a bound (a reused buffer's capacity is not a request).
+  constexpr size_t kMaxSlack = 4096;
+  const size_t slack = std::min(
+      kMaxSlack, buffer->capacity() > handle.length ? buffer->capacity() - handle.length : 0);
   buffer->resize(handle.length);
   // (The hot path of delivery: the message is built only on failure.)
   if (const int err = PreadAll(fd->fd, buffer->data(), handle.length, handle.offset); err != 0) {
@@ -1088,12 +1130,30 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   journal::FrameMeta meta;
   std::string_view body;
   uint32_t len = 0;
-  if (Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
-      !st.ok() || meta.seq != handle.seq || meta.partition != handle.partition) {
-    return Internal(
-        "journal record " + std::to_string(handle.seq) + " at " + SegmentName(handle.segment) +
-        ":" + std::to_string(handle.offset) +
-        " does not read back: " + (st.ok() ? "sequence or partition differs" : st.ToString()));
+  Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
+  if (st.ok() && (meta.seq != handle.seq || meta.partition != handle.partition)) {
+    st = InvalidArgument("sequence or partition differs");
+  }
+  if (st.ok() && meta.codec != Codec::kNone) {
+    // Callers get the plain frame (format 1): the same bytes a record cache entry, a DLQ entry
+    // and a replay hold, whatever the journal stores.
+    thread_local std::string raw;
+    Result<std::string_view> plain = journal::RawBody(meta, body, &raw);
+    if (plain.ok()) {
+      meta.codec = Codec::kNone;
+      buffer->clear();
+      buffer->reserve(handle.length + raw.size() + slack);
+      journal::EncodeFramePrefix(meta, *header, raw, buffer);
+      buffer->append(raw);
+      body = std::string_view(buffer->data() + buffer->size() - raw.size(), raw.size());
+    } else {
+      st = plain.status();
+    }
+  }
+  if (!st.ok()) {
+    return Internal("journal record " + std::to_string(handle.seq) + " at " +
+                    SegmentName(handle.segment) + ":" + std::to_string(handle.offset) +
+                    " does not read back: " + st.ToString());
   }
   out->handle = handle;
   out->key = meta.key;

@@ -65,10 +65,14 @@ struct FileJournalOptions {
   int64_t dedupe_window_ms = 24ll * 3600 * 1000;  // duplicates within this window are absorbed
   size_t dedupe_max_entries = 1'000'000;          // bound on the dedupe index; oldest evicted first
   size_t max_batch_events = 2048;                 // upper bound on events per group commit
-  JournalIo* io = nullptr;                        // default: JournalIo::Default()
-  JournalObserver* observer = nullptr;            // optional
-  CommitListener* listener = nullptr;             // optional
-  std::function<int64_t()> now_ms;                // default: system clock
+  // Bodies are stored compressed (zstd at this level; on the appending thread) when that saves
+  // bytes. Journals of either setting read the same; turning it on marks META format=2.
+  Codec compression = Codec::kZstd;
+  int compression_level = 1;
+  JournalIo* io = nullptr;              // default: JournalIo::Default()
+  JournalObserver* observer = nullptr;  // optional
+  CommitListener* listener = nullptr;   // optional
+  std::function<int64_t()> now_ms;      // default: system clock
 };
 
 class FileJournal final : public Journal {

@@ -43,6 +43,15 @@ class AppendCallback {
   virtual void OnAppendDone(const AppendResult& result) = 0;
 };
 
+// How a journal stores a record's body.
+enum class Codec : uint8_t { kNone, kZstd };
+
+// A body as it will be stored: compressed when that saves bytes.
+struct StoredBody {
+  Codec codec = Codec::kNone;
+  std::string bytes;  // the compressed body (kZstd); empty for kNone (the body is stored as is)
+};
+
 // One event to append. Owned by the caller and left untouched until the callback has run.
 struct AppendRequest {
   EventKey key;
@@ -51,6 +60,9 @@ struct AppendRequest {
   const EventHeader* header = nullptr;
   std::string_view body;
   AppendCallback* callback = nullptr;
+  // The journal's own: the body's stored form, prepared by Append on the caller's thread (so
+  // compression runs on the ingress threads, not the writer). Reused across appends.
+  StoredBody stored;
 };
 
 // A record read back from the journal. Views point into a buffer valid during the visit only.

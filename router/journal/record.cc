@@ -2,6 +2,7 @@
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <bit>
 #include <cstring>
@@ -14,6 +15,22 @@ namespace {
 
 constexpr uint32_t kFlagSizeExceeded = 1;
 constexpr uint32_t kFlagStatusRecord = 2;
+constexpr uint32_t kFlagZstd = 4;
+constexpr uint32_t kKnownFlags = kFlagSizeExceeded | kFlagStatusRecord | kFlagZstd;
+// Below this, zstd's frame header eats most of what it could save.
+constexpr size_t kMinCompressBytes = 256;
+
+// One compression and one decompression context per thread (ingress threads compress, readers
+// decompress), freed when the thread ends.
+struct Contexts {
+  ZSTD_CCtx* c = nullptr;
+  ZSTD_DCtx* d = nullptr;
+  ~Contexts() {
+    ZSTD_freeCCtx(c);
+    ZSTD_freeDCtx(d);
+  }
+};
+thread_local Contexts contexts;
 
 std::string EventHeader::*const kStringFields[] = {
     &EventHeader::message_name,        &EventHeader::primary_entity_name,
@@ -53,6 +70,38 @@ struct Reader {
 
 }  // namespace
 
+void CompressBody(std::string_view body, int level, StoredBody* out) {
+  out->codec = Codec::kNone;
+  out->bytes.clear();
+  if (body.size() < kMinCompressBytes) return;
+  if (contexts.c == nullptr) contexts.c = ZSTD_createCCtx();
+  if (contexts.c == nullptr) return;  // out of memory: store it as it is
+  out->bytes.resize(ZSTD_compressBound(body.size()));
+  const size_t n = ZSTD_compressCCtx(contexts.c, out->bytes.data(), out->bytes.size(), body.data(),
+                                     body.size(), level);
+  if (ZSTD_isError(n) || n >= body.size()) {
+    out->bytes.clear();
+    return;
+  }
+  out->bytes.resize(n);
+  out->codec = Codec::kZstd;
+}
+
+Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
+                                 std::string* scratch) {
+  if (meta.codec == Codec::kNone) return stored;
+  if (contexts.d == nullptr) contexts.d = ZSTD_createDCtx();
+  if (contexts.d == nullptr) return ResourceExhausted("no memory for a zstd context");
+  scratch->resize(meta.raw_length);
+  const size_t n = ZSTD_decompressDCtx(contexts.d, scratch->data(), scratch->size(), stored.data(),
+                                       stored.size());
+  if (ZSTD_isError(n) || n != meta.raw_length) {
+    return InvalidArgument(std::string("compressed body does not decompress: ") +
+                           (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "length differs"));
+  }
+  return std::string_view(*scratch);
+}
+
 uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::string_view body,
                            std::string* out) {
   const size_t start = out->size();
@@ -62,8 +111,9 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   Put<uint64_t>(out, meta.key.hi);
   Put<uint64_t>(out, meta.key.lo);
   Put<uint32_t>(out, meta.partition);
-  Put<uint32_t>(
-      out, (h.size_exceeded ? kFlagSizeExceeded : 0) | (h.status_record ? kFlagStatusRecord : 0));
+  const bool zstd = meta.codec == Codec::kZstd;
+  Put<uint32_t>(out, (h.size_exceeded ? kFlagSizeExceeded : 0) |
+                         (h.status_record ? kFlagStatusRecord : 0) | (zstd ? kFlagZstd : 0));
   Put<int32_t>(out, h.stage);
   Put<int32_t>(out, h.mode);
   Put<int32_t>(out, h.depth);
@@ -76,6 +126,7 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
     Put<uint16_t>(out, n);
     out->append(s.data(), n);
   }
+  if (zstd) Put<uint32_t>(out, meta.raw_length);
   Put<uint32_t>(out, static_cast<uint32_t>(body.size()));
   const size_t prefix_payload = out->size() - start - kFrameHeaderBytes;
   const uint32_t payload_len = static_cast<uint32_t>(prefix_payload + body.size());
@@ -115,8 +166,14 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
             r.Get(&meta->key.lo) && r.Get(&meta->partition) && r.Get(&flags) && r.Get(&h->stage) &&
             r.Get(&h->mode) && r.Get(&h->depth) && r.Get(&h->operation_created_on_ms);
   for (auto field : kStringFields) ok = ok && r.GetString(&(h->*field));
+  meta->codec = (flags & kFlagZstd) != 0 ? Codec::kZstd : Codec::kNone;
+  meta->raw_length = 0;
+  if (meta->codec == Codec::kZstd) ok = ok && r.Get(&meta->raw_length);
   ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
-  if (!ok) return InvalidArgument("frame payload malformed");
+  // A flag this version does not know means a format it cannot read (never guess).
+  if (!ok || (flags & ~kKnownFlags) != 0 || meta->raw_length > kMaxPayloadBytes) {
+    return InvalidArgument("frame payload malformed");
+  }
   h->size_exceeded = (flags & kFlagSizeExceeded) != 0;
   h->status_record = (flags & kFlagStatusRecord) != 0;
   *body = std::string_view(r.p, body_len);

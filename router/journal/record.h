@@ -3,10 +3,12 @@
 //   u32 payload length | u32 kFrameMagic | u64 XXH3-64(payload, seed = length) | payload
 //
 // payload: u64 seq, i64 received_ms, u64 key.hi, u64 key.lo, u32 partition, u32 flags (1: size
-// exceeded, 2: status record),
-// i32 stage, i32 mode, i32 depth, i64 operation_created_on_ms, the header strings (u16 length +
-// bytes each, in kStringFields order), u32 body length, body. Little-endian (checked at build).
-// Pure functions: any thread.
+// exceeded, 2: status record, 4: body compressed with zstd), i32 stage, i32 mode, i32 depth,
+// i64 operation_created_on_ms, the header strings (u16 length + bytes each, in kStringFields
+// order), [with flag 4: u32 raw body length], u32 stored body length, stored body. The checksum
+// covers what is on disk (the compressed bytes). Frames without flag 4 are byte for byte those
+// of format 1 (docs: README, "Journal compression"). Little-endian (checked at build).
+// Pure functions: any thread (the codec functions keep one context per thread).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +17,7 @@
 
 #include "router/common/status.h"
 #include "router/decode/event.h"
+#include "router/journal/journal.h"
 
 namespace dvrouter::journal {
 
@@ -27,16 +30,29 @@ struct FrameMeta {
   int64_t received_ms = 0;
   EventKey key;
   uint32_t partition = 0;
+  Codec codec = Codec::kNone;  // how the body is stored
+  uint32_t raw_length = 0;     // the body's length once decompressed (kZstd only)
 };
 
-// Appends frame header + payload prefix (everything before the body bytes) to *out. The body
-// follows it on disk; the checksum covers both. Returns the total frame length.
-uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header, std::string_view body,
-                           std::string* out);
+// Compresses `body` into *out with zstd at `level` when that makes it smaller (bodies under a
+// few hundred bytes are stored as they are).
+void CompressBody(std::string_view body, int level, StoredBody* out);
+
+// The body of a decoded frame as the webhook sent it: `stored` itself, or decompressed into
+// *scratch. InvalidArgument when compressed bytes do not decompress to meta.raw_length.
+Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
+                                 std::string* scratch);
+
+// Appends frame header + payload prefix (everything before the stored body bytes) to *out. The
+// stored body (the raw body, or its compressed form per meta.codec and meta.raw_length) follows
+// it on disk; the checksum covers both. Returns the total frame length.
+uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header,
+                           std::string_view stored, std::string* out);
 
 // Parses the frame starting at data[0]; `available` bytes are readable. On success fills the
-// outputs (views into data) and *frame_len. NotFound when fewer bytes than a whole frame remain
-// (a torn tail), InvalidArgument when the bytes are not a valid frame.
+// outputs (*body: the stored body, a view into data; meta->codec says whether RawBody must
+// decompress it) and *frame_len. NotFound when fewer bytes than a whole frame remain (a torn
+// tail), InvalidArgument when the bytes are not a valid frame.
 Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* header,
                    std::string_view* body, uint32_t* frame_len);
 

@@ -73,6 +73,9 @@ inline std::unique_ptr<Pending> MakeEvent(int n, size_t body_bytes = 200,
   return p;
 }
 
+// A journal directory and a fake clock. Its journals store bodies uncompressed, so that frames
+// are as large as their bodies (the tests of segment and budget arithmetic); the compression
+// tests turn it on.
 struct JournalFixture {
   TempDir tmp;
   std::string dir = tmp.path() + "/journal";
@@ -82,6 +85,7 @@ struct JournalFixture {
     FileJournalOptions o;
     o.dir = dir;
     o.partitions = 8;
+    o.compression = Codec::kNone;
     o.now_ms = [this] { return now; };
     return o;
   }
@@ -116,6 +120,18 @@ inline std::vector<std::string> SegmentFiles(const std::string& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// Bytes of the segment files in `dir` (a segment deleted meanwhile counts 0).
+inline uint64_t SegmentBytesOnDisk(const std::string& dir) {
+  uint64_t bytes = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() != ".seg") continue;
+    const auto size = std::filesystem::file_size(e.path(), ec);
+    if (!ec) bytes += size;
+  }
+  return bytes;
 }
 
 }  // namespace dvrouter::testing

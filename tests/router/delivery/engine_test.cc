@@ -310,6 +310,7 @@ class Harness {
     jo.dir = dir.path() + "/journal";
     jo.partitions = kPartitions;
     jo.segment_bytes = segment_bytes;
+    jo.compression = compression;
     jo.listener = nullptr;  // set below, once the engine exists
     adapters.clear();
     std::vector<EngineAdapter> ea;
@@ -407,6 +408,7 @@ class Harness {
   DeliveryConfig delivery;
   LoopGuardConfig guard;
   uint64_t segment_bytes = 64ull << 20;
+  Codec compression = Codec::kZstd;
   bool fake_clock = false;
   std::atomic<int64_t> clock{1'000'000};
   std::function<DeliveryResult(const Seen&)> behavior;
@@ -938,6 +940,7 @@ TEST(DeliveryEngine, RoutesByTableMessageAndColumnsAndAppliesTheLoopGuard) {
 TEST(DeliveryEngine, RetentionDeletesDeliveredSegmentsAndReplayRedeliversARange) {
   Harness h(2);
   h.segment_bytes = 64 << 10;
+  h.compression = Codec::kNone;  // segments fill at the bodies' own size
   h.delivery.retention_ms = 0;
   Ev big;
   big.body = "{\"pad\":\"" + std::string(8000, 'x') + "\"}";

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/support/http_client.h"
+#include "tests/support/journal_events.h"
 #include "tests/support/lake_rows.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/router_process.h"
@@ -26,6 +27,7 @@ using testing::HttpClient;
 using testing::HttpReply;
 using testing::MetricSum;
 using testing::RouterProcess;
+using testing::SegmentBytesOnDisk;
 
 // Room for what the lake has not finished at full speed (its files roll every 50 ms).
 constexpr uint64_t kSegment = 2 << 20;
@@ -42,7 +44,9 @@ std::string Event(int n) {
                              "6d81597f-0f9f-e711-8122-000d3aa2331c", row);
 }
 
-// A small budget, the default 24 h retention: only the budget can make room.
+// A small budget, the default 24 h retention: only the budget can make room. Uncompressed, so
+// that a few thousand events fill it several times over (compression only changes how many
+// events a byte of budget holds; it has its own tests).
 void WriteConfig(const testing::TempDir& tmp, const std::string& adapters) {
   ::setenv("DVROUTER_BUDGET_TEST_KEY", "budget-key", 1);
   testing::WriteFileOrDie(tmp.path() + "/router.yaml",
@@ -57,16 +61,10 @@ void WriteConfig(const testing::TempDir& tmp, const std::string& adapters) {
                               std::to_string(kSegment) +
                               "\n"
                               "  disk_budget_bytes: " +
-                              std::to_string(kBudget) + "\n" + adapters);
-}
-
-uint64_t SegmentBytesOnDisk(const std::string& dir) {
-  uint64_t bytes = 0;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".seg") bytes += e.file_size(ec);
-  }
-  return bytes;
+                              std::to_string(kBudget) +
+                              "\n"
+                              "  compression: none\n" +
+                              adapters);
 }
 
 // Posts events [first, first + count) over `connections` connections; records each answer.

@@ -69,9 +69,7 @@ TEST(JournalBudget, DeliveredSegmentsYieldSoIngestNeverStops) {
     AppendResult r = AppendOne(j.get(), e.get());
     ASSERT_TRUE(r.status.ok()) << "event " << i << ": " << r.status.ToString();
     ASSERT_LE(j->Stats().bytes, o.disk_budget_bytes) << "after event " << i;
-    uint64_t on_disk = 0;
-    for (const auto& s : SegmentFiles(f.dir)) on_disk += std::filesystem::file_size(s);
-    ASSERT_LE(on_disk, o.disk_budget_bytes) << "after event " << i;
+    ASSERT_LE(testing::SegmentBytesOnDisk(f.dir), o.disk_budget_bytes) << "after event " << i;
   }
   const JournalStats s = j->Stats();
   EXPECT_EQ(s.budget_refusals, 0u);
@@ -256,11 +254,16 @@ TEST(JournalMeta, SegmentsWithoutMetaAreRefusedAndMetaIsNotRecreated) {
   EXPECT_EQ(ReadAll(f.dir).size(), 1u);
 }
 
-TEST(JournalMeta, AnEmptyDirectoryGetsMeta) {
+TEST(JournalMeta, AnEmptyDirectoryGetsMetaOfTheFormatItWillWrite) {
   JournalFixture f;
   std::filesystem::create_directories(f.dir);
-  { auto j = OpenOrDie(f.Options()); }
+  { auto j = OpenOrDie(f.Options()); }  // uncompressed: format 1, readable by older versions
   EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META"), "format=1\npartitions=8\n");
+  JournalFixture g;
+  FileJournalOptions o = g.Options();
+  o.compression = Codec::kZstd;
+  { auto j = OpenOrDie(o); }
+  EXPECT_EQ(testing::ReadFileOrDie(g.dir + "/META"), "format=2\npartitions=8\n");
 }
 
 TEST(JournalMeta, FramesBeyondThePartitionCountAreCorrupt) {

@@ -1,7 +1,9 @@
 #include "router/journal/record.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
+#include <cstring>
 #include <vector>
 
 namespace dvrouter::journal {
@@ -70,6 +72,74 @@ TEST(Record, DamageIsDetected) {
   EXPECT_EQ(DecodeFrame(frame.data(), frame.size() - 1, &meta, &h, &out, &len).code(),
             StatusCode::kNotFound);
   EXPECT_EQ(DecodeFrame(frame.data(), 10, &meta, &h, &out, &len).code(), StatusCode::kNotFound);
+}
+
+TEST(Record, ACompressedBodyRoundTripsAndItsFrameSaysSo) {
+  const std::string body = "{\"attributes\":[" + std::string(4000, ' ') + "]}";
+  StoredBody stored;
+  CompressBody(body, 1, &stored);
+  ASSERT_EQ(stored.codec, Codec::kZstd);
+  ASSERT_LT(stored.bytes.size(), body.size() / 10);
+  std::string frame;
+  FrameMeta in{5, 1, {3, 4}, 2, Codec::kZstd, static_cast<uint32_t>(body.size())};
+  EncodeFramePrefix(in, Header(2), stored.bytes, &frame);
+  frame += stored.bytes;
+  FrameMeta meta;
+  EventHeader h;
+  std::string_view out;
+  uint32_t len = 0;
+  ASSERT_TRUE(DecodeFrame(frame.data(), frame.size(), &meta, &h, &out, &len).ok());
+  EXPECT_EQ(meta.codec, Codec::kZstd);
+  EXPECT_EQ(meta.raw_length, body.size());
+  EXPECT_EQ(out, stored.bytes);
+  std::string scratch;
+  Result<std::string_view> raw = RawBody(meta, out, &scratch);
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  EXPECT_EQ(*raw, body);
+  // Compressed bytes that do not decompress to the recorded length are an error, not a body.
+  std::string cut = stored.bytes.substr(0, stored.bytes.size() - 3);
+  EXPECT_EQ(RawBody(meta, cut, &scratch).status().code(), StatusCode::kInvalidArgument);
+  meta.raw_length += 1;
+  EXPECT_FALSE(RawBody(meta, out, &scratch).ok());
+}
+
+TEST(Record, SmallOrIncompressibleBodiesAreStoredAsTheyAre) {
+  StoredBody stored;
+  CompressBody(std::string(255, 'a'), 1, &stored);
+  EXPECT_EQ(stored.codec, Codec::kNone);
+  std::string random(5000, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (char& c : random) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  CompressBody(random, 1, &stored);
+  EXPECT_EQ(stored.codec, Codec::kNone);
+  EXPECT_TRUE(stored.bytes.empty());
+}
+
+// A flag this version does not know is a format it cannot read: refused, never guessed at.
+TEST(Record, AFrameWithAnUnknownFlagIsRefused) {
+  std::string frame;
+  const std::string body(300, 'b');
+  EncodeFramePrefix(FrameMeta{9, 1, {1, 2}, 0}, Header(1), body, &frame);
+  frame += body;
+  // flags live after seq, received_ms, key.hi, key.lo, partition: payload offset 36.
+  uint32_t flags;
+  std::memcpy(&flags, frame.data() + kFrameHeaderBytes + 36, 4);
+  flags |= 1u << 7;
+  std::memcpy(frame.data() + kFrameHeaderBytes + 36, &flags, 4);
+  // Re-seal the checksum so only the flag is wrong.
+  const uint32_t payload_len = static_cast<uint32_t>(frame.size() - kFrameHeaderBytes);
+  const uint64_t sum =
+      XXH3_64bits_withSeed(frame.data() + kFrameHeaderBytes, payload_len, payload_len);
+  std::memcpy(frame.data() + 8, &sum, 8);
+  FrameMeta meta;
+  EventHeader h;
+  std::string_view out;
+  uint32_t len;
+  Status st = DecodeFrame(frame.data(), frame.size(), &meta, &h, &out, &len);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
 }
 
 }  // namespace

@@ -1,0 +1,256 @@
+// The compressed journal: bodies round-trip byte for byte through appends, recovery, Scan and
+// Read; readers get plain frames; a damaged compressed frame is skipped like any corrupt frame;
+// journals written before compression (format 1) still open, read and take new records.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "router/journal/file_journal.h"
+#include "router/journal/record.h"
+#include "tests/support/journal_events.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::AppendOne;
+using testing::JournalFixture;
+using testing::MakeEvent;
+using testing::OpenOrDie;
+using testing::Pending;
+using testing::SegmentFiles;
+
+FileJournalOptions Compressed(JournalFixture& f) {
+  FileJournalOptions o = f.Options();
+  o.compression = Codec::kZstd;
+  return o;
+}
+
+// Bodies worth testing: the fixtures, tiny ones, incompressible random bytes of several sizes.
+std::vector<std::string> Bodies() {
+  std::vector<std::string> out;
+  for (const std::string& name : testing::FixtureNames()) out.push_back(testing::Fixture(name));
+  out.push_back("");
+  out.push_back("{}");
+  out.push_back(std::string(255, 'a'));
+  out.push_back(std::string(100'000, 'a'));
+  std::mt19937_64 rng(42);
+  for (size_t n : {1u, 300u, 4096u, 70'000u, 1u << 20}) {
+    std::string s(n, '\0');
+    for (char& c : s) c = static_cast<char>(rng());
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::unique_ptr<Pending> EventWithBody(int n, std::string body) {
+  auto e = MakeEvent(n);
+  e->body = std::move(body);
+  e->request.body = e->body;
+  return e;
+}
+
+TEST(JournalCompression, EveryBodyRoundTripsThroughScanReadAndRecovery) {
+  JournalFixture f;
+  const auto bodies = Bodies();
+  std::vector<RecordHandle> handles;
+  struct Listener final : CommitListener {
+    std::vector<RecordHandle>* out;
+    void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
+  } listener;
+  listener.out = &handles;
+  FileJournalOptions o = Compressed(f);
+  o.listener = &listener;
+  uint64_t raw_bytes = 0;
+  {
+    auto j = OpenOrDie(o);
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      auto e = EventWithBody(static_cast<int>(i), bodies[i]);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok()) << i;
+      raw_bytes += bodies[i].size();
+    }
+  }
+  ASSERT_EQ(handles.size(), bodies.size());
+  o.listener = nullptr;
+  auto j = OpenOrDie(o);
+  EXPECT_EQ(j->Stats().corrupt_records, 0u);
+  size_t seen = 0;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.body, bodies[seen]) << "scan of body " << seen;
+                 ++seen;
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, bodies.size());
+  for (size_t i = 0; i < handles.size(); ++i) {
+    std::string buffer;
+    EventHeader header;
+    RecordView view;
+    ASSERT_TRUE(j->Read(handles[i], &buffer, &header, &view).ok()) << i;
+    EXPECT_EQ(view.body, bodies[i]) << "read of body " << i;
+    // The buffer holds a plain frame whatever the disk holds.
+    journal::FrameMeta meta;
+    EventHeader h;
+    std::string_view body;
+    uint32_t len = 0;
+    ASSERT_TRUE(journal::DecodeFrame(buffer.data(), buffer.size(), &meta, &h, &body, &len).ok());
+    EXPECT_EQ(meta.codec, Codec::kNone);
+    EXPECT_EQ(len, buffer.size());
+    EXPECT_EQ(body, bodies[i]);
+    EXPECT_EQ(meta.seq, handles[i].seq);
+  }
+  // The repetitive bodies shrank on disk (the random ones are stored as they are).
+  EXPECT_LT(j->Stats().bytes, raw_bytes);
+  // FileJournal::ScanDirectory (the CLI's reader) decompresses too.
+  seen = 0;
+  j->Stop();
+  ASSERT_TRUE(FileJournal::ScanDirectory(f.dir, [&](const RecordView& v) {
+                EXPECT_EQ(v.body, bodies[seen]);
+                ++seen;
+                return true;
+              }).ok());
+  EXPECT_EQ(seen, bodies.size());
+}
+
+TEST(JournalCompression, FixturesShrinkSeveralTimes) {
+  JournalFixture f;
+  uint64_t raw = 0;
+  {
+    auto j = OpenOrDie(Compressed(f));
+    int n = 0;
+    for (const std::string& name : testing::FixtureNames()) {
+      auto e = EventWithBody(n++, testing::Fixture(name));
+      raw += e->body.size();
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+  }
+  uint64_t on_disk = 0;
+  for (const auto& s : SegmentFiles(f.dir)) on_disk += std::filesystem::file_size(s);
+  EXPECT_LT(on_disk * 3, raw) << on_disk << " bytes on disk for " << raw << " bytes of bodies";
+}
+
+TEST(JournalCompression, ReadsIntoOneBufferKeepThePaddingAndDoNotGrowIt) {
+  JournalFixture f;
+  RecordHandle handle;
+  struct Listener final : CommitListener {
+    RecordHandle* out;
+    void OnCommitted(const RecordHandle& h) override { *out = h; }
+  } listener;
+  listener.out = &handle;
+  FileJournalOptions o = Compressed(f);
+  o.listener = &listener;
+  auto j = OpenOrDie(o);
+  auto e = EventWithBody(1, testing::Fixture("update-contact-postop-async.json"));
+  ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+  std::string buffer;
+  EventHeader header;
+  RecordView view;
+  size_t settled_capacity = 0;
+  for (int i = 0; i < 1000; ++i) {
+    buffer.reserve(handle.length + 64);
+    ASSERT_TRUE(j->Read(handle, &buffer, &header, &view).ok());
+    const size_t body_end =
+        static_cast<size_t>(view.body.data() + view.body.size() - buffer.data());
+    ASSERT_GE(buffer.capacity() - body_end, 64u) << "read " << i;
+    if (i == 1) settled_capacity = buffer.capacity();
+  }
+  EXPECT_EQ(view.body, e->body);
+  // Settled after the first reads: not one body more per read.
+  EXPECT_EQ(buffer.capacity(), settled_capacity);
+}
+
+TEST(JournalCompression, ADamagedCompressedFrameIsSkippedLikeAnyCorruptFrame) {
+  JournalFixture f;
+  const std::string body = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
+  {
+    auto j = OpenOrDie(Compressed(f));
+    for (int i = 0; i < 3; ++i) {
+      auto e = EventWithBody(i, body);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_EQ(segs.size(), 1u);
+  std::string data = testing::ReadFileOrDie(segs[0]);
+  ASSERT_LT(data.size(), 3 * body.size());  // compressed
+  data[data.size() / 2] ^= 0x20;            // inside the second record's compressed body
+  testing::WriteFileOrDie(segs[0], data);
+  auto j = OpenOrDie(Compressed(f));
+  EXPECT_EQ(j->Stats().corrupt_records, 1u);
+  std::vector<uint64_t> seqs;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.body, body);
+                 seqs.push_back(v.handle.seq);
+                 return true;
+               }).ok());
+  EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 3}));
+}
+
+// tests/fixtures/journal-v1: the four fixture bodies, in file-name order, by the first format.
+std::string CopyV1Journal(const testing::TempDir& tmp) {
+  const std::string dir = tmp.path() + "/journal-v1";
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"META", "00000000000000000001.seg"}) {
+    std::filesystem::copy_file(
+        std::string(DVROUTER_SOURCE_DIR) + "/tests/fixtures/journal-v1/" + name, dir + "/" + name);
+  }
+  return dir;
+}
+
+TEST(JournalCompression, AJournalOfTheFirstFormatOpensReadsAndTakesCompressedRecords) {
+  JournalFixture f;
+  f.dir = CopyV1Journal(f.tmp);
+  FileJournalOptions o = Compressed(f);
+  o.segment_bytes = 64 << 10;
+  std::vector<std::string> expected;
+  for (const std::string& name : testing::FixtureNames())
+    expected.push_back(testing::Fixture(name));
+  ASSERT_EQ(expected.size(), 4u);
+  {
+    auto j = OpenOrDie(o);
+    EXPECT_EQ(j->Stats().next_seq, 5u);
+    EXPECT_EQ(j->Stats().corrupt_records, 0u);
+    // Compressed records may join it now: it says so before the first one.
+    EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META"), "format=2\npartitions=8\n");
+    for (int i = 0; i < 20; ++i) {  // enough to roll into new segments
+      auto e = EventWithBody(100 + i, expected[static_cast<size_t>(i) % 4]);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+      expected.push_back(e->body);
+    }
+    EXPECT_GT(j->Stats().segments, 1u);
+  }
+  auto j = OpenOrDie(o);
+  EXPECT_EQ(j->Stats().corrupt_records, 0u);
+  size_t seen = 0;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.handle.seq, seen + 1);
+                 EXPECT_EQ(v.body, expected[seen]) << "record " << seen + 1;
+                 ++seen;
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, expected.size());
+}
+
+TEST(JournalCompression, WithCompressionOffAFirstFormatJournalStaysFirstFormat) {
+  JournalFixture f;
+  f.dir = CopyV1Journal(f.tmp);
+  {
+    auto j = OpenOrDie(f.Options());
+    auto e = MakeEvent(7);
+    ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+  }
+  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META"), "format=1\npartitions=8\n");
+  EXPECT_EQ(testing::ReadAll(f.dir).size(), 5u);
+}
+
+TEST(JournalCompression, AnUnknownMetaFormatIsRefused) {
+  JournalFixture f;
+  { auto j = OpenOrDie(f.Options()); }
+  testing::WriteFileOrDie(f.dir + "/META", "format=3\npartitions=8\n");
+  auto j = FileJournal::Open(f.Options());
+  ASSERT_FALSE(j.ok());
+  EXPECT_NE(j.status().message().find("format=1 or format=2"), std::string_view::npos)
+      << j.status().ToString();
+}
+
+}  // namespace
+}  // namespace dvrouter
