@@ -572,6 +572,23 @@ TEST(ConfigQuantities, Durability) {
                     "journal.durability: must be fsync or unsafe_no_fsync, got 'FSYNC'");
 }
 
+TEST(ConfigQuantities, Compression) {
+  const Config defaults = ParseOk(NoAuth("", ""));
+  EXPECT_TRUE(defaults.journal.compression);
+  EXPECT_EQ(defaults.journal.compression_level, 1u);
+  EXPECT_FALSE(ParseOk(NoAuth("", "journal:\n  compression: none\n")).journal.compression);
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  compression_level: 19\n")).journal.compression_level,
+            19u);
+  ExpectConfigError(NoAuth("", "journal:\n  compression: gzip\n"),
+                    "journal.compression: must be zstd or none, got 'gzip'");
+  ExpectConfigError(NoAuth("", "journal:\n  compression: ZSTD\n"),
+                    "journal.compression: must be zstd or none, got 'ZSTD'");
+  ExpectKeyError(NoAuth("", "journal:\n  compression: [zstd]\n"), "journal.compression");
+  ExpectKeyError(NoAuth("", "journal:\n  compression_level: 0\n"), "journal.compression_level");
+  ExpectKeyError(NoAuth("", "journal:\n  compression_level: 20\n"), "journal.compression_level");
+  ExpectKeyError(NoAuth("", "journal:\n  compression_level: fast\n"), "journal.compression_level");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Endpoints.
 
