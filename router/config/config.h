@@ -73,7 +73,7 @@ struct JournalConfig {
   uint64_t max_batch_events = 2048;
   uint64_t page_cache_bytes = 256ull << 20;  // newest synced journal bytes kept cached; 0: all
   bool compression = true;                   // `compression: zstd` (default) or `none`
-  uint64_t compression_level = 1;            // zstd level, 1 (fastest) to 19
+  uint64_t compression_level = 1;            // zstd level, 1 (fastest) to 9
 };
 
 struct DedupeConfig {

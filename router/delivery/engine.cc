@@ -41,6 +41,13 @@ using SteadyClock = std::chrono::steady_clock;
 // cursors follow the journal's end (for lag and retention) within this time.
 constexpr int64_t kIdleWaitMs = 100;
 
+// *v = min(*v, x), atomically.
+void LowerTo(std::atomic<uint64_t>* v, uint64_t x) {
+  uint64_t cur = v->load(std::memory_order_relaxed);
+  while (x < cur && !v->compare_exchange_weak(cur, x, std::memory_order_acq_rel)) {
+  }
+}
+
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -427,6 +434,9 @@ struct DeliveryEngine::Impl {
       breakers.push_back(std::make_unique<SharedBreaker>(bo));
     }
     feeds.reset(new StatusFeed[adapters.size()]);
+    adapter_holds.reset(new std::atomic<uint64_t>[adapters.size()]);
+    for (size_t a = 0; a < adapters.size(); ++a) adapter_holds[a] = UINT64_MAX;
+    processing_kept.resize(adapters.size());
     for (size_t w = 0; w < adapters.size(); ++w) {
       const AdapterConfig& ac = adapters[w].config;
       if (ac.type != "dataverse") continue;
@@ -543,6 +553,10 @@ struct DeliveryEngine::Impl {
   void RunRetention();
   uint64_t ReclaimableBelow() const;
   void UpdateHeldFloor();
+  void KeepProcessing(size_t a, uint64_t seq, std::string_view frame);
+  std::optional<std::string> TakeProcessing(size_t a, uint64_t seq);
+  uint64_t AdapterFloor(size_t a) const;
+  uint64_t BytesHeld(size_t a) const;
   uint64_t MinCursor(size_t adapter) const;
   void LogBudgetHolders();
   void FeedReplays();
@@ -576,6 +590,17 @@ struct DeliveryEngine::Impl {
   // What the journal must keep besides the live cursors: the saved cursors of write-back
   // sources and the start of range replays (maintenance thread and ReplayRange, under jobs_mu).
   std::atomic<uint64_t> held_floor{0};
+  std::unique_ptr<std::atomic<uint64_t>[]> adapter_holds;  // each adapter's part of held_floor
+  // Records of events a sink answered processing, kept for their confirmation.
+  struct KeptRecord {
+    StoredBody frame;  // the plain frame, compressed
+    uint32_t raw_length = 0;
+    int64_t since_ms = 0;
+  };
+  static constexpr uint64_t kProcessingBytes = 64ull << 20;
+  std::mutex processing_mu;
+  std::vector<std::map<uint64_t, KeptRecord>> processing_kept;  // by adapter, by seq
+  uint64_t kept_bytes = 0;
   uint64_t logged_refusals = 0;  // maintenance thread
   int64_t last_budget_log_ms = 0;
   prometheus::Counter* status_records = nullptr;
@@ -1478,6 +1503,7 @@ void DeliveryEngine::Impl::Complete(Worker* w, Batch* b) {
                    generation, "", result.answer);
         set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
                    result.answer);
+        if (processing) KeepProcessing(a, seq, e ? b->Record(i) : item->frame);
         if (e) e->state = EntryState::kDone;
         if (item) {
           if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);
@@ -1673,18 +1699,91 @@ uint64_t DeliveryEngine::Impl::ReclaimableBelow() const {
 // their live cursors are finished; a restart that finds them deleted starts at the oldest
 // retained record. A range replay keeps what it has yet to read.
 void DeliveryEngine::Impl::UpdateHeldFloor() {
-  uint64_t floor = UINT64_MAX;
+  std::vector<uint64_t> floors(adapters.size(), UINT64_MAX);
   for (size_t a = 0; a < adapters.size(); ++a) {
     if (feeds[a].writeback_mask == 0) continue;
     auto it = saved_cursors.find(adapters[a].config.name);
     if (it == saved_cursors.end()) continue;
-    for (uint64_t c : it->second) floor = std::min(floor, c + 1);
+    for (uint64_t c : it->second) floors[a] = std::min(floors[a], c + 1);
   }
+  // Under the lock to the end: a replay added meanwhile lowers the floor itself, and must not be
+  // overwritten by this older view.
   std::lock_guard<std::mutex> lock(jobs_mu);
   for (const ReplayJob& j : jobs) {
-    if (j.range) floor = std::min(floor, j.pos);
+    if (j.range) floors[j.adapter] = std::min(floors[j.adapter], j.pos);
+  }
+  uint64_t floor = UINT64_MAX;
+  for (size_t a = 0; a < adapters.size(); ++a) {
+    adapter_holds[a].store(floors[a], std::memory_order_relaxed);
+    floor = std::min(floor, floors[a]);
   }
   held_floor.store(floor, std::memory_order_release);
+}
+
+// An event an adapter answered processing (202) is finished for ordering, cursors and the
+// journal, which may delete it under pressure; its confirmation needs the record again (the DLQ
+// frame, the status header). A compressed copy is kept for that, within kProcessingBytes and
+// delivery.retention, oldest dropped first (its confirmation then reads the journal, which may
+// no longer have it). Worker threads keep; admin and poll threads take.
+void DeliveryEngine::Impl::KeepProcessing(size_t a, uint64_t seq, std::string_view frame) {
+  KeptRecord k;
+  journal::CompressBody(frame, 1, &k.frame);
+  k.raw_length = static_cast<uint32_t>(frame.size());
+  if (k.frame.codec == Codec::kNone) k.frame.bytes.assign(frame);
+  k.since_ms = opt.now_ms();
+  const int64_t expired = k.since_ms - static_cast<int64_t>(opt.delivery.retention_ms);
+  std::lock_guard<std::mutex> lock(processing_mu);
+  auto& kept = processing_kept[a];
+  auto [it, fresh] = kept.try_emplace(seq);
+  if (!fresh) kept_bytes -= it->second.frame.bytes.size();
+  kept_bytes += k.frame.bytes.size();
+  it->second = std::move(k);
+  // Oldest first, across adapters: past the bound or the retention.
+  for (;;) {
+    size_t oldest = SIZE_MAX;
+    for (size_t x = 0; x < processing_kept.size(); ++x) {
+      if (processing_kept[x].empty()) continue;
+      if (oldest == SIZE_MAX ||
+          processing_kept[x].begin()->first < processing_kept[oldest].begin()->first) {
+        oldest = x;
+      }
+    }
+    if (oldest == SIZE_MAX) break;
+    auto first = processing_kept[oldest].begin();
+    if (kept_bytes <= kProcessingBytes && first->second.since_ms >= expired) break;
+    kept_bytes -= first->second.frame.bytes.size();
+    processing_kept[oldest].erase(first);
+  }
+}
+
+// The plain frame kept for (a, seq), or nullopt; forgotten either way.
+std::optional<std::string> DeliveryEngine::Impl::TakeProcessing(size_t a, uint64_t seq) {
+  KeptRecord k;
+  {
+    std::lock_guard<std::mutex> lock(processing_mu);
+    auto it = processing_kept[a].find(seq);
+    if (it == processing_kept[a].end()) return std::nullopt;
+    kept_bytes -= it->second.frame.bytes.size();
+    k = std::move(it->second);
+    processing_kept[a].erase(it);
+  }
+  if (k.frame.codec == Codec::kNone) return std::move(k.frame.bytes);
+  journal::FrameMeta meta;
+  meta.codec = Codec::kZstd;
+  meta.raw_length = k.raw_length;
+  std::string frame;
+  if (!journal::RawBody(meta, k.frame.bytes, &frame).ok()) return std::nullopt;
+  return frame;
+}
+
+// The oldest sequence adapter `a` still needs: its live cursor, and what UpdateHeldFloor found.
+uint64_t DeliveryEngine::Impl::AdapterFloor(size_t a) const {
+  return std::min(MinCursor(a) + 1, adapter_holds[a].load(std::memory_order_relaxed));
+}
+
+uint64_t DeliveryEngine::Impl::BytesHeld(size_t a) const {
+  const uint64_t floor = AdapterFloor(a);
+  return floor > committed.load(std::memory_order_acquire) ? 0 : journal->BytesFrom(floor);
 }
 
 void DeliveryEngine::Impl::RunRetention() {
@@ -1709,19 +1808,17 @@ void DeliveryEngine::Impl::LogBudgetHolders() {
   std::string holders;
   const uint64_t last = committed.load(std::memory_order_acquire);
   for (size_t a = 0; a < adapters.size(); ++a) {
-    const uint64_t c = MinCursor(a);
-    if (c >= last) continue;
-    holders += " " + adapters[a].config.name + " holds " +
-               std::to_string(journal->BytesFrom(c + 1)) + " bytes from seq " +
-               std::to_string(c + 1) + ";";
+    const uint64_t floor = AdapterFloor(a);
+    if (floor > last) continue;
+    holders += " " + adapters[a].config.name + " holds " + std::to_string(BytesHeld(a)) +
+               " bytes from seq " + std::to_string(floor) + ";";
   }
-  std::fprintf(
-      stderr,
-      "dvrouter: journal disk budget (%llu bytes) is full of undelivered events: %llu "
-      "appends refused (503) since the last report;%s\n",
-      static_cast<unsigned long long>(js.budget_bytes),
-      static_cast<unsigned long long>(js.budget_refusals - logged_refusals),
-      holders.empty() ? " (the slowest status write-back or range replay)" : holders.c_str());
+  std::fprintf(stderr,
+               "dvrouter: journal disk budget (%llu bytes) is full of undelivered events: %llu "
+               "appends refused (503) since the last report;%s\n",
+               static_cast<unsigned long long>(js.budget_bytes),
+               static_cast<unsigned long long>(js.budget_refusals - logged_refusals),
+               holders.c_str());
   logged_refusals = js.budget_refusals;
 }
 
@@ -1852,14 +1949,27 @@ Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
     journal::EncodeFramePrefix(meta, header, v.body, &frame);
     frame.append(v.body);
   };
-  if (st->handle.length != 0) {  // one read where the record is (any thread)
+  if (std::optional<std::string> kept = TakeProcessing(a, st->seq)) {  // kept since its 202
+    journal::FrameMeta meta;
+    EventHeader h;
+    std::string_view body;
+    uint32_t len = 0;
+    if (journal::DecodeFrame(kept->data(), kept->size(), &meta, &h, &body, &len).ok() &&
+        meta.key == key) {
+      found = true;
+      header = std::move(h);
+      partition = meta.partition;
+      frame = std::move(*kept);
+    }
+  }
+  if (!found && st->handle.length != 0) {  // one read where the record is (any thread)
     std::string buffer;
     EventHeader h;
     RecordView v;
     Status read = journal->Read(st->handle, &buffer, &h, &v);
     if (!read.ok()) return read;
     take(v);
-  } else {  // a replayed event: scan from its sequence
+  } else if (!found) {  // a replayed event: scan from its sequence
     Status scan = journal->Scan(st->seq, [&](const RecordView& v) {
       take(v);
       return false;
@@ -1883,7 +1993,10 @@ Status DeliveryEngine::Impl::ConfirmEvent(size_t a, const EventKey& key,
     d.record = std::move(frame);
     std::vector<DlqEntry> dead;
     dead.push_back(std::move(d));
-    if (Status w = dlq->Append(&dead); !w.ok()) return w;  // the sink may confirm again
+    if (Status w = dlq->Append(&dead); !w.ok()) {
+      KeepProcessing(a, st->seq, dead.front().record);  // the sink may confirm again
+      return w;
+    }
   }
   status.Update(key, st->seq, a, [&](AdapterStatus& s) {
     s.state = failed ? EventState::kFailed : EventState::kCompleted;
@@ -2242,7 +2355,8 @@ Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq
     // The floor goes down before the check: from here on nothing at or past from_seq is deleted
     // (the journal reads the floor under the lock its Scan snapshots under).
     std::lock_guard<std::mutex> lock(m.jobs_mu);
-    m.held_floor.store(std::min(m.held_floor.load(), from_seq));
+    LowerTo(&m.held_floor, from_seq);
+    LowerTo(&m.adapter_holds[a], from_seq);
     // Retention deletes whole segments from the front: is the start still there?
     uint64_t oldest = 0;
     Status st = m.journal->Scan(0, [&](const RecordView& v) {
@@ -2296,9 +2410,7 @@ void DeliveryEngine::RefreshMetrics() {
     dm.lag_seconds->Set(oldest == 0 ? 0.0 : std::max<double>(0, (now - oldest) / 1000.0));
     dm.breaker->Set(static_cast<double>(static_cast<int>(m.breakers[a]->state())));
     dm.dlq->Set(static_cast<double>(dlq_pending(a)));
-    const uint64_t c = m.MinCursor(a);
-    dm.bytes_held->Set(c >= m.committed.load() ? 0.0
-                                               : static_cast<double>(m.journal->BytesFrom(c + 1)));
+    dm.bytes_held->Set(static_cast<double>(m.BytesHeld(a)));
   }
 }
 

@@ -182,6 +182,9 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t
         Result<std::string_view> plain = journal::RawBody(meta, body, &raw);
         if (!plain.ok()) {
           // Its checksum holds, its compressed bytes do not: skipped and counted as corrupt.
+          std::fprintf(stderr, "dvrouter: journal record %llu is unreadable and skipped: %s\n",
+                       static_cast<unsigned long long>(meta.seq),
+                       plain.status().ToString().c_str());
           ++scan.corrupt_records;
           continue;
         }
@@ -338,7 +341,9 @@ struct FileJournal::Impl {
     int64_t first_ms = 0;  // received_ms of its first record; 0 while it has none
   };
   mutable std::mutex state_mu;
-  std::map<uint64_t, SegmentInfo> segments;              // by first seq
+  std::map<uint64_t, SegmentInfo> segments;  // by first seq
+  uint64_t deleting_bytes = 0;         // of segments taken out of `segments`, not yet unlinked
+  std::condition_variable deleted_cv;  // deleting_bytes went down
   std::map<uint64_t, std::shared_ptr<ReadFd>> read_fds;  // for Read(), opened on demand
   std::atomic<uint64_t> next_seq{1};
   std::atomic<uint64_t> total_bytes{0};
@@ -413,9 +418,11 @@ struct FileJournal::Impl {
   int64_t Now() const { return opt.now_ms ? opt.now_ms() : SystemNowMs(); }
 
   Status Recover();
-  Status CheckMeta(bool has_segments);
+  Status CheckMeta(bool has_segments, bool* upgrade);
+  std::string MetaText(int format) const;
   Status ReserveSeqs(uint64_t until);
   uint64_t DeleteForRoom(uint64_t limit, bool on_writer);
+  uint64_t Unlink(const std::vector<std::pair<uint64_t, uint64_t>>& doomed);
   bool MakeRoom(uint64_t need);
   uint64_t ReclaimTarget() const;
   void WakeReclaimer();
@@ -454,7 +461,8 @@ Status FileJournal::Impl::Recover() {
 
   Result<std::map<uint64_t, std::string>> list = ListSegments(opt.dir);
   if (!list.ok()) return list.status();
-  if (Status st = CheckMeta(!list->empty()); !st.ok()) return st;
+  bool upgrade_meta = false;
+  if (Status st = CheckMeta(!list->empty(), &upgrade_meta); !st.ok()) return st;
   Result<uint64_t> seq_mark = ReadSeqMark(opt.dir);
   if (!seq_mark.ok()) return seq_mark.status();
   const int64_t now = Now();
@@ -503,6 +511,11 @@ Status FileJournal::Impl::Recover() {
   if (Status sync = FsyncDir(opt.dir); !sync.ok()) return sync;
   next_seq = std::max(last_seq + 1, *seq_mark);
   if (Status st = ReserveSeqs(next_seq + kSeqReserve); !st.ok()) return st;
+  // Compressed records may join a format 1 journal from now on: say so before the first one
+  // (and only once it opened: a failed start leaves it readable by the version before).
+  if (upgrade_meta) {
+    if (Status st = WriteFileDurably(opt.dir, "META", MetaText(2)); !st.ok()) return st;
+  }
   // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
   std::sort(dedupe_order.begin(), dedupe_order.end(),
             [](const OrderEntry& a, const OrderEntry& b) { return a.received_ms < b.received_ms; });
@@ -516,11 +529,14 @@ Status FileJournal::Impl::Recover() {
 // compression refuses the journal instead of reading compressed bytes as a body). A directory
 // with segments but no META is refused: recreating META from the configuration could give the
 // records another partition count than the one they were written with.
-Status FileJournal::Impl::CheckMeta(bool has_segments) {
+std::string FileJournal::Impl::MetaText(int format) const {
+  return "format=" + std::to_string(format) + "\npartitions=" + std::to_string(opt.partitions) +
+         "\n";
+}
+
+Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
   const int format = opt.compression == Codec::kNone ? 1 : 2;
-  const auto header = [&](int f) {
-    return "format=" + std::to_string(f) + "\npartitions=" + std::to_string(opt.partitions) + "\n";
-  };
+  *upgrade = false;
   std::string meta;
   Status st = ReadFile(opt.dir + "/META", 4096, &meta);
   if (st.code() == StatusCode::kNotFound) {
@@ -530,7 +546,7 @@ Status FileJournal::Impl::CheckMeta(bool has_segments) {
                                 "guess the partition count they were written with: restore META "
                                 "(\"format=2\\npartitions=<N>\\n\") from a backup");
     }
-    return WriteFileDurably(opt.dir, "META", header(format));
+    return WriteFileDurably(opt.dir, "META", MetaText(format));
   }
   if (!st.ok()) return st;
   const std::string_view kKey = "\npartitions=";
@@ -547,8 +563,7 @@ Status FileJournal::Impl::CheckMeta(bool has_segments) {
                            std::to_string(opt.partitions) +
                            "; the partition count is fixed when a journal is created");
   }
-  // Compressed frames are about to join a format 1 journal: mark it before the first one.
-  if (v1 && format == 2) return WriteFileDurably(opt.dir, "META", header(2));
+  *upgrade = v1 && format == 2;
   return Status::Ok();
 }
 
@@ -698,7 +713,11 @@ void FileJournal::Impl::ProcessBatch() {
       slot.result.status = InvalidArgument("event larger than the journal's frame limit");
       continue;
     }
-    if (total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes &&
+    // Status records (the write-back's) are admitted beyond the budget: a source's saved cursor
+    // waits for them, and with it everything the budget could free (README, "Journal budget and
+    // retention"). They are small, and deleted with the rest.
+    if (!req->header->status_record &&
+        total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes &&
         !MakeRoom(group_bytes + len)) {
       frame_buf.resize(prefix_off);
       budget_refusals.fetch_add(1, std::memory_order_relaxed);
@@ -848,20 +867,12 @@ uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
       if (next == segments.end() || next->first > below) break;
       total -= std::min(total, it->second.bytes);
       doomed.emplace_back(it->first, it->second.bytes);
+      deleting_bytes += it->second.bytes;
       read_fds.erase(it->first);
       it = segments.erase(it);
     }
   }
-  uint64_t freed = 0;
-  for (const auto& [first, bytes] : doomed) {
-    const std::string path = opt.dir + "/" + SegmentName(first);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      std::fprintf(stderr, "dvrouter: journal: unlink %s: %s\n", path.c_str(),
-                   std::strerror(errno));
-    }
-    total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-    freed += bytes;
-  }
+  const uint64_t freed = Unlink(doomed);
   if (freed > 0) {
     reclaimed_bytes.fetch_add(freed, std::memory_order_relaxed);
     if (opt.observer) opt.observer->OnReclaimed(SecondsSince(start), freed, on_writer);
@@ -870,11 +881,41 @@ uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
   return freed;
 }
 
+// Unlinks segments already taken out of `segments` (their bytes in deleting_bytes) and stops
+// counting them. A segment that cannot be unlinked stays counted (the disk still holds it) until
+// a restart lists it again. Returns the bytes freed.
+uint64_t FileJournal::Impl::Unlink(const std::vector<std::pair<uint64_t, uint64_t>>& doomed) {
+  uint64_t freed = 0;
+  for (const auto& [first, bytes] : doomed) {
+    const std::string path = opt.dir + "/" + SegmentName(first);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      std::fprintf(stderr, "dvrouter: journal: unlink %s: %s (its %llu bytes stay counted)\n",
+                   path.c_str(), std::strerror(errno), static_cast<unsigned long long>(bytes));
+    } else {
+      total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+      freed += bytes;
+    }
+  }
+  if (!doomed.empty()) {
+    std::lock_guard<std::mutex> lock(state_mu);
+    for (const auto& d : doomed) deleting_bytes -= d.second;
+    deleted_cv.notify_all();
+  }
+  return freed;
+}
+
 // On the writer, when an append does not fit: normally the reclaimer has made room already.
+// Segments another thread is deleting right now count as room once they are gone: the writer
+// waits for that (an unlink) rather than refusing, or deleting more history than it needs.
 bool FileJournal::Impl::MakeRoom(uint64_t need) {
   if (need > opt.disk_budget_bytes) return false;
-  DeleteForRoom(opt.disk_budget_bytes - need, /*on_writer=*/true);
-  return total_bytes.load(std::memory_order_relaxed) + need <= opt.disk_budget_bytes;
+  for (;;) {
+    DeleteForRoom(opt.disk_budget_bytes - need, /*on_writer=*/true);
+    if (total_bytes.load(std::memory_order_relaxed) + need <= opt.disk_budget_bytes) return true;
+    std::unique_lock<std::mutex> lock(state_mu);
+    if (deleting_bytes == 0) return false;
+    deleted_cv.wait(lock, [&] { return deleting_bytes == 0; });
+  }
 }
 
 // Past the low-water mark (the budget less one segment, or a quarter of it), the writer wakes
@@ -1184,21 +1225,14 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
           static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000 + sb.st_mtim.tv_nsec / 1'000'000;
       if (now - mtime_ms < min_age_ms) break;
       doomed.emplace_back(it->first, it->second.bytes);
+      impl_->deleting_bytes += it->second.bytes;
       impl_->read_fds.erase(it->first);
       it = impl_->segments.erase(it);
     }
     result.first_retained_seq = impl_->segments.empty() ? 0 : impl_->segments.begin()->first;
   }
-  for (const auto& [first, bytes] : doomed) {
-    const std::string path = impl_->opt.dir + "/" + SegmentName(first);
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      std::fprintf(stderr, "dvrouter: retention: unlink %s: %s\n", path.c_str(),
-                   std::strerror(errno));
-    }
-    impl_->total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-    ++result.segments_deleted;
-    result.bytes_deleted += bytes;
-  }
+  result.bytes_deleted = impl_->Unlink(doomed);
+  result.segments_deleted = doomed.size();
   if (!doomed.empty()) {
     if (Status st = FsyncDir(impl_->opt.dir); !st.ok()) return st;
     impl_->ReportSize();

@@ -3,6 +3,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
+#include <mutex>
 
 namespace dvrouter {
 
@@ -169,7 +170,10 @@ void RouterMetrics::OnJournalStats(const JournalStats& stats, int64_t now_ms) {
   journal_retained_seconds.Set(stats.oldest_received_ms == 0
                                    ? 0.0
                                    : std::max(0.0, (now_ms - stats.oldest_received_ms) / 1000.0));
-  // A counter that follows the journal's own count (it only grows while the process lives).
+  // A counter that follows the journal's own count (it only grows while the process lives);
+  // scrapes may run concurrently.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   const double refused = static_cast<double>(stats.budget_refusals);
   if (refused > journal_budget_refusals.Value()) {
     journal_budget_refusals.Increment(refused - journal_budget_refusals.Value());

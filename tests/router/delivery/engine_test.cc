@@ -311,6 +311,7 @@ class Harness {
     jo.partitions = kPartitions;
     jo.segment_bytes = segment_bytes;
     jo.compression = compression;
+    jo.disk_budget_bytes = budget_bytes;
     jo.listener = nullptr;  // set below, once the engine exists
     adapters.clear();
     std::vector<EngineAdapter> ea;
@@ -409,6 +410,7 @@ class Harness {
   LoopGuardConfig guard;
   uint64_t segment_bytes = 64ull << 20;
   Codec compression = Codec::kZstd;
+  uint64_t budget_bytes = 8ull << 30;
   bool fake_clock = false;
   std::atomic<int64_t> clock{1'000'000};
   std::function<DeliveryResult(const Seen&)> behavior;
@@ -1252,6 +1254,70 @@ TEST(DeliveryEngine, AnEventTheLakeKeepsFailingHoldsBackNoOther) {
   }
   EXPECT_EQ(once, 10'000u);
   EXPECT_EQ(rows.size(), 10'000u) << "a failing event was written";
+}
+
+// An ERP's 202 finishes an event for its cursor and the journal, whose budget may then delete
+// it; its later confirmation still has the record (the status header, the DLQ frame).
+TEST(DeliveryEngine, AConfirmationAfterItsRecordWasDeletedStillHasTheRecord) {
+  Harness h(1);
+  h.segment_bytes = 64 << 10;
+  h.budget_bytes = 256 << 10;
+  h.compression = Codec::kNone;
+  h.behavior = [](const Seen& s) {
+    DeliveryResult r;
+    r.outcome = s.seq <= 3 ? DeliveryOutcome::kProcessing : DeliveryOutcome::kDelivered;
+    return r;
+  };
+  h.Start();
+  Ev big;
+  big.body = "{\"pad\":\"" + std::string(8000, 'x') + "\"}";
+  std::vector<Ev> first(3, big);
+  for (size_t i = 0; i < first.size(); ++i) first[i].row = "row-" + std::to_string(i);
+  h.Append(first);
+  ASSERT_TRUE(h.AllDelivered(0));
+  // Three times the budget of delivered events: the processing ones do not hold history back.
+  std::vector<Ev> more(96, big);
+  for (size_t i = 0; i < more.size(); ++i) more[i].row = "row-" + std::to_string(10 + i);
+  for (size_t at = 0; at < more.size(); at += 8) {
+    h.Append(std::vector<Ev>(more.begin() + static_cast<long>(at),
+                             more.begin() + static_cast<long>(at + 8)));
+    ASSERT_TRUE(h.AllDelivered(0));
+  }
+  uint64_t first_retained = 0;
+  ASSERT_TRUE(h.journal
+                  ->Scan(0,
+                         [&](const RecordView& v) {
+                           first_retained = v.handle.seq;
+                           return false;
+                         })
+                  .ok());
+  ASSERT_GT(first_retained, 3u);
+  std::vector<std::string> processing;
+  for (const Seen& s : h.adapters[0]->seen()) {
+    if (s.seq <= 3) processing.push_back(s.event_id);
+  }
+  ASSERT_EQ(processing.size(), 3u);
+  DeliveryResult done;
+  done.outcome = DeliveryOutcome::kDelivered;
+  EXPECT_TRUE(h.engine->Confirm("a0", processing[0], done).ok());
+  DeliveryResult failed;
+  failed.outcome = DeliveryOutcome::kPermanent;
+  failed.error = "job 42 failed";
+  Status st = h.engine->Confirm("a0", processing[1], failed);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  // The failed job is in the DLQ with its whole record, ready for a replay.
+  const std::string dlq = h.engine->DlqJson("a0", std::nullopt, false);
+  EXPECT_NE(dlq.find(processing[1]), std::string::npos) << dlq;
+  EXPECT_NE(dlq.find("job 42 failed"), std::string::npos) << dlq;
+  auto replayed = h.engine->ReplayDlq("a0", std::nullopt);
+  ASSERT_TRUE(replayed.ok()) << replayed.status().ToString();
+  ASSERT_EQ(*replayed, 1u);
+  EXPECT_TRUE(WaitFor([&] {
+    for (const Seen& s : h.adapters[0]->seen()) {
+      if (s.replay && s.event_id == processing[1]) return s.body == big.body;
+    }
+    return false;
+  }));
 }
 
 }  // namespace
