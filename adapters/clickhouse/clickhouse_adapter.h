@@ -14,7 +14,7 @@
 // created if missing (`create_table`, on the first insert, so a server that is down at start
 // is an outage like any other). A redelivered event (after a crash, a lost answer, a replay)
 // is a second row with the same (table_name, event_id), collapsed by background merges; exact
-// reads use FINAL (README: "The ClickHouse adapter").
+// reads use FINAL (docs/adapters/clickhouse.md).
 //
 // Inserts: `INSERT INTO db.table FORMAT JSONEachRow` (the text format 18.16 and current
 // versions share), gzip-compressed by default, at most `max_insert_bytes` each: a batch is

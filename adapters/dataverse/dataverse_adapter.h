@@ -1,6 +1,6 @@
 // DataverseAdapter: writes the statuses of another adapter's events (its `source`, typically the
-// ERP) back onto the CRM rows, through the Dataverse Web API (DATAVERSE.md, "Writing status
-// back").
+// ERP) back onto the CRM rows, through the Dataverse Web API (docs/dataverse.md,
+// "Writing to the Web API"; docs/adapters/dataverse.md).
 //
 // Input: status records only (EventHeader::status_record; the delivery engine journals one per
 // status change of a source event and routes it here, engine.h). Each becomes one

@@ -1,7 +1,7 @@
 // Registration: `dvrouter register` creates or updates, idempotently, the webhook service
 // endpoint (serviceendpoint, contract 8) and its steps (sdkmessageprocessingstep, with images)
-// in Dataverse through the Web API, from the `registration` config section (DATAVERSE.md,
-// "Authenticating the webhook"; deploy/DATAVERSE-REGISTRATION.md).
+// in Dataverse through the Web API, from the `registration` config section (docs/dataverse.md,
+// "Authentication of the webhook" and "Registering dvrouter").
 //
 // Each object is looked up by name first (the endpoint by `endpoint_name`; a step by its name
 // "<endpoint_name>: <table> <Message> <stage>"; an image by step and name): found, it is PATCHed to

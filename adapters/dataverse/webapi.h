@@ -1,4 +1,4 @@
-// WebApiClient: requests to one Dataverse organization's Web API (DATAVERSE.md): the OData
+// WebApiClient: requests to one Dataverse organization's Web API (docs/dataverse.md): the OData
 // headers, an OAuth 2.0 client-credentials bearer token (cached, renewed before expiry, fetched
 // again once after a 401). Shared by the status write-back and `dvrouter register`.
 // Threads: Send from any thread.

@@ -21,7 +21,7 @@
 // until the status at `status_pointer` is one of `completed` or `failed` (or `timeout` passes:
 // failed). The answer's captures are read from the final body; a failure goes to the DLQ with the
 // text at `error_pointer`. Polls are kept in memory: after a restart only callbacks confirm
-// (the event's status stays processing otherwise; README).
+// (the event's status stays processing otherwise; docs/adapters/erp.md).
 //
 // SAP OData (`profile: sap_odata`): SAP Gateway wants a CSRF token on every modifying call: one
 // GET of base_url + csrf_path with `x-csrf-token: Fetch` answers it (and the session cookies it

@@ -14,10 +14,10 @@
 #include <cstring>
 
 #include "router/common/clock.h"
+#include "router/common/fs.h"
 #include "router/common/json.h"
 #include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
-#include "router/delivery/cursor_store.h"
 
 namespace dvrouter {
 

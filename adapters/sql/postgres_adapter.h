@@ -12,7 +12,7 @@
 // A batch is one transaction written in one round trip: libpq pipeline mode carries BEGIN, one
 // multi-row `INSERT ... SELECT FROM (VALUES ...) ON CONFLICT (id) DO UPDATE ... WHERE
 // t.version < excluded.version` per table (and one statement per table for deletes), COMMIT
-// and a sync. bench/sql_bench.cc measured this against one statement per event in the same
+// and a sync. bench/sink_bench.cc measured this against one statement per event in the same
 // pipeline (Strategy::kPerEvent): multi-row was 2.2-2.3x faster at batches of 100-1000 and the
 // same at 1 (bench/README.md), so it is the strategy; the other remains for the benchmark. A
 // permanent error (constraint, type, syntax) in a batch of several events is narrowed down by

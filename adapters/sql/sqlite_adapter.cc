@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <unordered_map>
 
+#include "router/common/fs.h"
 #include "router/common/json.h"
 #include "router/common/thread_name.h"
-#include "router/delivery/cursor_store.h"
 
 namespace dvrouter {
 

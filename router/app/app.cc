@@ -13,7 +13,7 @@
 
 #include "adapters/registry.h"
 #include "router/common/clock.h"
-#include "router/delivery/cursor_store.h"
+#include "router/common/fs.h"
 #include "router/delivery/engine.h"
 #include "router/ingress/server.h"
 #include "router/ingress/webhook_handler.h"

@@ -50,7 +50,7 @@ struct TlsConfig {
 struct IngressConfig {
   Endpoint listen{"0.0.0.0", 8080};
   std::string path = "/webhooks/dataverse";
-  int io_threads = 4;                    // more than the cores pays: README "Connections"
+  int io_threads = 4;                    // twice the cores: docs/architecture.md, "Design choices"
   uint64_t max_body_bytes = 1ull << 20;  // 1 MiB; Dataverse contexts are at most ~256 KB
   uint64_t header_timeout_ms = 10'000;   // also the keep-alive idle timeout
   uint64_t body_timeout_ms = 30'000;

@@ -1,8 +1,8 @@
 // AttributeExtractor: what changed, as plain JSON, from a Dataverse webhook body.
 //
 // Reads InputParameters["Target"] (an Entity for Create/Update, an EntityReference for Delete)
-// and converts the serializer's shapes into the values every sink wants (ARCHITECTURE.md and the
-// adapters issues share these rules): "/Date(ms±hhmm)/" → ISO-8601 UTC with milliseconds,
+// and converts the serializer's shapes into the values every sink wants (the same for all
+// adapters; docs/adapters/lake.md): "/Date(ms±hhmm)/" → ISO-8601 UTC with milliseconds,
 // OptionSetValue and Money → their number, EntityReference → {"id","logicalname","name"},
 // Entity → {"id","logicalname","attributes":{...}}, EntityCollection → array of entities,
 // OptionSetValue collections → arrays of numbers, [{"key","value"}] collections → objects.

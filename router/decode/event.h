@@ -14,7 +14,7 @@
 
 namespace dvrouter {
 
-// 128-bit digest of the dedupe key (ARCHITECTURE.md, "Event identity").
+// 128-bit digest of the dedupe key (docs/architecture.md, "Event identity").
 struct EventKey {
   uint64_t hi = 0;
   uint64_t lo = 0;

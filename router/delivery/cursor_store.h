@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "router/common/fs.h"  // (its users took these from here)
 #include "router/common/status.h"
 
 namespace dvrouter {
@@ -30,13 +31,5 @@ class CursorStore {
  private:
   std::string path_;
 };
-
-// Writes `contents` to dir/name via dir/name.tmp, fdatasync, rename and a directory fsync.
-Status WriteFileAtomically(const std::string& dir, const std::string& name,
-                           std::string_view contents);
-// fsyncs a directory (after creating, renaming or removing entries in it).
-Status SyncDirectory(const std::string& dir);
-// mkdir -p.
-Status MakeDirectories(const std::string& dir);
 
 }  // namespace dvrouter

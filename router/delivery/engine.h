@@ -1,47 +1,15 @@
-// DeliveryEngine: takes every committed journal record to the adapters its routes name
-// (ARCHITECTURE.md guarantees 2-7).
+// DeliveryEngine: takes every committed journal record to the adapters its routes name, per
+// record in order, with retries, a circuit breaker, a DLQ and replay (docs/architecture.md, "The
+// delivery engine": data flow, ordering, isolation, bounded memory, status records).
 //
-// Data flow. The journal's writer announces each commit (CommitListener) and the engine pushes
-// the record's handle into its partition's bounded queue (partition_queue.h) and wakes the
-// worker that owns the partition (partition p belongs to worker p % workers). A worker keeps,
-// per adapter and partition, a *lane*: a window of at most `window_events` events in sequence
-// order with their delivery state. It reads each handle's record once, routes it (routing.h,
-// with the loop guard) and appends it to the lanes of the adapters it goes to.
-//
-// Ordering (guarantee 3): within a lane an event is dispatched only when no earlier event of the
-// same record is unfinished, so one record's events reach an adapter one at a time, in order,
-// while other records proceed. An adapter that applies events in hand-over order (the lake and
-// ClickHouse: Adapter::one_in_flight_per_record() false) gets a record's ready events in order,
-// several per batch, without waiting for earlier results. Isolation (guarantee 4): every
-// adapter has its own lanes, batches, retry state and circuit breaker; a stalled adapter fills its
-// own windows and nothing else. Bounded memory (guarantee 5): lanes hold small entries, bodies
-// only within the record cache's budget (otherwise a body is read from the journal when its
-// batch is built); a lane whose window is full stops taking events and later catches up by
-// scanning the journal, as does every lane after a queue overflow or a restart. Record cache: a
-// record the worker read to route it stays in memory, shared by the lanes it went to, until their
-// batches are built (then its Target is also extracted once for all adapters); lanes with a backlog
-// or an open breaker do not hold it, and what lane entries hold is bounded by
-// delivery.record_cache_bytes. Without it each adapter reads the record from the journal again.
-//
-// Progress: an adapter's cursor per partition (cursor_store.h) is the sequence up to which every
-// event is finished; it is persisted every `cursor_flush_interval`, and after a restart delivery
-// resumes past it. Journal segments are deleted once every cursor has passed them and
-// `retention` has elapsed. Failures follow the adapter's RetryPolicy and CircuitBreaker
-// (retry.h); permanent errors and exhausted retries go to the DLQ (dlq.h).
-//
-// Status records (write-back): for an adapter that a write-back adapter reports (type
-// dataverse, `source: <adapter>`), every status change of its events that a CRM row should show
-// is journaled as a record of its own (EventHeader::status_record, on the event's partition,
-// body: event id, seq, adapter, state, attempts, table, row id, error, captured answer): the
-// first submission, the first failure that waits for a retry (pending), completed, processing
-// and failed. Those records go only to the source's write-back adapters, in journal order per
-// row, with their own retries, breaker and DLQ. The source adapter's cursors are persisted only
-// once its status records are durable, so a crash loses none: the events are delivered again
-// (the sinks are idempotent) and their statuses recorded again.
+// engine.cc holds the wiring and the data path (commit -> partition queue -> worker -> lanes);
+// it calls the units that do one job each: scheduler.h (batches, answers, retries, DLQ),
+// record_cache.h, lanes.h, status_records.h, confirmations.h, retention.h (cursors, journal
+// deletion), replays.h, router/metrics/delivery_metrics.h, router/ingress/admin_json.h.
 //
 // Threads: OnCommitted on the journal's writer thread; one thread per worker; one maintenance
-// thread (cursor flushes, retention, replay feeding, gauges). Start, Stop on the owner's thread;
-// the admin methods from any thread.
+// thread (cursor flushes, retention, replay feeding). Start, Stop on the owner's thread; the
+// admin methods from any thread.
 #pragma once
 
 #include <cstdint>

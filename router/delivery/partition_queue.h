@@ -1,5 +1,5 @@
 // PartitionQueue: the bounded hand-off of committed record handles from the journal's writer
-// thread to the worker thread that owns the partition (ARCHITECTURE.md: queues carry trivially
+// thread to the worker thread that owns the partition (docs/architecture.md: queues carry trivially
 // copyable handles, never event bytes).
 //
 // Threads: exactly one producer (the journal's writer, from CommitListener::OnCommitted) and one

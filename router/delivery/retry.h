@@ -1,5 +1,5 @@
 // RetryPolicy and CircuitBreaker: when a delivery to one adapter is tried again, and when the
-// adapter is not tried at all (issue 3's retry policy, ARCHITECTURE.md guarantee 4).
+// adapter is not tried at all (docs/architecture.md, guarantee 4).
 //
 // RetryPolicy: exponential backoff with full jitter (delay drawn uniformly in [0, min(cap,
 // initial * multiplier^(attempt-1))]), a server's Retry-After honoured as a floor (itself capped),

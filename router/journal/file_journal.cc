@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "router/common/fs.h"
 #include "router/common/thread_name.h"
 #include "router/journal/record.h"
 
@@ -259,34 +260,6 @@ Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
   return st;
 }
 
-Status FsyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open " + dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  return rc == 0 ? Status::Ok() : ErrnoStatus("fsync " + dir, err);
-}
-
-Status WriteFileDurably(const std::string& dir, const std::string& name,
-                        const std::string& contents) {
-  const std::string tmp = dir + "/" + name + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("create " + tmp, errno);
-  ssize_t n = ::write(fd, contents.data(), contents.size());
-  int err = errno;
-  if (n != static_cast<ssize_t>(contents.size()) || ::fsync(fd) != 0) {
-    err = n < 0 ? err : (errno ? errno : EIO);
-    ::close(fd);
-    return ErrnoStatus("write " + tmp, err);
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
-    return ErrnoStatus("rename " + tmp, errno);
-  }
-  return FsyncDir(dir);
-}
-
 // Sequence numbers are reserved ahead in <dir>/SEQ ("next=N"), durably, before any of them is
 // handed out: after a crash that lost the newest records (unsafe_no_fsync, a damaged tail) the
 // journal resumes above every sequence an adapter may have seen, so no new event is ever taken
@@ -448,7 +421,7 @@ Status FileJournal::Impl::Recover() {
     // The new directory's entry must survive a crash too.
     const size_t slash = opt.dir.find_last_of('/');
     const std::string parent = slash == std::string::npos ? "." : opt.dir.substr(0, slash);
-    if (Status st = FsyncDir(parent.empty() ? "/" : parent); !st.ok()) return st;
+    if (Status st = SyncDirectory(parent.empty() ? "/" : parent); !st.ok()) return st;
   } else if (errno != EEXIST) {
     return ErrnoStatus("mkdir " + opt.dir, errno);
   }
@@ -508,13 +481,13 @@ Status FileJournal::Impl::Recover() {
     segments[it->first] = SegmentInfo{size, first_ms};
     total_bytes += size;
   }
-  if (Status sync = FsyncDir(opt.dir); !sync.ok()) return sync;
+  if (Status sync = SyncDirectory(opt.dir); !sync.ok()) return sync;
   next_seq = std::max(last_seq + 1, *seq_mark);
   if (Status st = ReserveSeqs(next_seq + kSeqReserve); !st.ok()) return st;
   // Compressed records may join a format 1 journal from now on: say so before the first one
   // (and only once it opened: a failed start leaves it readable by the version before).
   if (upgrade_meta) {
-    if (Status st = WriteFileDurably(opt.dir, "META", MetaText(2)); !st.ok()) return st;
+    if (Status st = WriteFileAtomically(opt.dir, "META", MetaText(2)); !st.ok()) return st;
   }
   // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
   std::sort(dedupe_order.begin(), dedupe_order.end(),
@@ -546,7 +519,7 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
                                 "guess the partition count they were written with: restore META "
                                 "(\"format=2\\npartitions=<N>\\n\") from a backup");
     }
-    return WriteFileDurably(opt.dir, "META", MetaText(format));
+    return WriteFileAtomically(opt.dir, "META", MetaText(format));
   }
   if (!st.ok()) return st;
   const std::string_view kKey = "\npartitions=";
@@ -568,7 +541,8 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
 }
 
 Status FileJournal::Impl::ReserveSeqs(uint64_t until) {
-  Status st = WriteFileDurably(opt.dir, "SEQ", std::string(kSeqKey) + std::to_string(until) + "\n");
+  Status st =
+      WriteFileAtomically(opt.dir, "SEQ", std::string(kSeqKey) + std::to_string(until) + "\n");
   if (st.ok()) seq_reserved = until;
   return st;
 }
@@ -588,7 +562,7 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) return ErrnoStatus("open " + path, errno);
   if (create) {
-    if (Status st = FsyncDir(opt.dir); !st.ok()) {
+    if (Status st = SyncDirectory(opt.dir); !st.ok()) {
       ::close(fd);
       ::unlink(path.c_str());
       return st;
@@ -714,8 +688,8 @@ void FileJournal::Impl::ProcessBatch() {
       continue;
     }
     // Status records (the write-back's) are admitted beyond the budget: a source's saved cursor
-    // waits for them, and with it everything the budget could free (README, "Journal budget and
-    // retention"). They are small, and deleted with the rest.
+    // waits for them, and with it everything the budget could free (docs/architecture.md,
+    // "Journal budget and retention"). They are small, and deleted with the rest.
     if (!req->header->status_record &&
         total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes &&
         !MakeRoom(group_bytes + len)) {
@@ -1234,7 +1208,7 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
   result.bytes_deleted = impl_->Unlink(doomed);
   result.segments_deleted = doomed.size();
   if (!doomed.empty()) {
-    if (Status st = FsyncDir(impl_->opt.dir); !st.ok()) return st;
+    if (Status st = SyncDirectory(impl_->opt.dir); !st.ok()) return st;
     impl_->ReportSize();
   }
   return result;

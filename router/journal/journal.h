@@ -1,4 +1,5 @@
-// Journal: the durable, append-only log of every accepted event (ARCHITECTURE.md, guarantee 1).
+// Journal: the durable, append-only log of every accepted event (docs/architecture.md,
+// guarantee 1).
 //
 // Journal is the interface; FileJournal (file_journal.h) is the embedded implementation and a
 // replicated one (NATS JetStream) comes later behind the same seam. The ingress hands each decoded
@@ -84,8 +85,9 @@ class CommitListener {
   virtual void OnGroupCommitted() {}
   // The lowest sequence a reader still needs: records below it are delivered everywhere (and no
   // replay or restart will read them). Segments wholly below it may be deleted, oldest first,
-  // whenever an append would otherwise exceed the disk budget (README, "Journal budget and
-  // retention"). On the writer thread: cheap, never blocking. 0: nothing may be deleted.
+  // whenever an append would otherwise exceed the disk budget (docs/architecture.md, "Journal
+  // budget and retention"). On the writer thread: cheap, never blocking. 0: nothing may be
+  // deleted.
   virtual uint64_t ReclaimableBelow() { return 0; }
 };
 

@@ -7,7 +7,7 @@
 // i64 operation_created_on_ms, the header strings (u16 length + bytes each, in kStringFields
 // order), [with flag 4: u32 raw body length], u32 stored body length, stored body. The checksum
 // covers what is on disk (the compressed bytes). Frames without flag 4 are byte for byte those
-// of format 1 (docs: README, "Journal compression"). Little-endian (checked at build).
+// of format 1 (docs/architecture.md, "Journal compression"). Little-endian (checked at build).
 // Pure functions: any thread (the codec functions keep one context per thread).
 #pragma once
 

@@ -17,6 +17,7 @@
 
 #include "router/decode/decode.h"
 #include "tests/support/clickhouse_server.h"
+#include "tests/support/delivery_done.h"
 #include "tests/support/http_client.h"
 #include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
@@ -26,26 +27,7 @@ namespace {
 
 using testing::Fixture;
 
-class Done final : public DeliveryDone {
- public:
-  void OnDelivered(std::span<const DeliveryResult> r) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    results_.assign(r.begin(), r.end());
-    called_ = true;
-    cv_.notify_all();
-  }
-  std::vector<DeliveryResult> Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return called_; });
-    return results_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool called_ = false;
-  std::vector<DeliveryResult> results_;
-};
+using testing::Done;
 
 class Events {
  public:

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "router/common/json.h"
+#include "tests/support/delivery_done.h"
 #include "tests/support/http_client.h"
 #include "tests/support/router_process.h"
 #include "tests/support/sim_process.h"
@@ -524,27 +525,7 @@ DataverseConfig Config() {
   return c;
 }
 
-// A Deliver's results, awaited.
-class Results final : public DeliveryDone {
- public:
-  void OnDelivered(std::span<const DeliveryResult> r) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    results_.assign(r.begin(), r.end());
-    called_ = true;
-    cv_.notify_all();
-  }
-  std::vector<DeliveryResult> Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return called_; });
-    return results_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool called_ = false;
-  std::vector<DeliveryResult> results_;
-};
+using Results = testing::Done;
 
 EventHeader StatusHeader() {
   EventHeader h;

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "router/decode/decode.h"
+#include "tests/support/delivery_done.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -23,30 +24,7 @@ namespace {
 using testing::Fixture;
 using testing::TempDir;
 
-class Done final : public DeliveryDone {
- public:
-  void OnDelivered(std::span<const DeliveryResult> r) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    results_.assign(r.begin(), r.end());
-    called_ = true;
-    cv_.notify_all();
-  }
-  std::vector<DeliveryResult> Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return called_; });
-    return results_;
-  }
-  bool called() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return called_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool called_ = false;
-  std::vector<DeliveryResult> results_;
-};
+using testing::Done;
 
 // Events built from the fixtures, decoded as the ingress does.
 struct Events {

@@ -18,6 +18,7 @@
 #include "adapters/sql/postgres_adapter.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/decode/decode.h"
+#include "tests/support/delivery_done.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/test_util.h"
 
@@ -28,30 +29,7 @@ using testing::Fixture;
 using testing::ReplaceAll;
 using testing::TempDir;
 
-class Done final : public DeliveryDone {
- public:
-  void OnDelivered(std::span<const DeliveryResult> r) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    EXPECT_FALSE(called_) << "done called twice";
-    results_.assign(r.begin(), r.end());
-    called_ = true;
-    cv_.notify_all();
-  }
-  // The results of the one OnDelivered call; fails the test if none comes within a minute.
-  std::vector<DeliveryResult> Wait() {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::seconds(60), [&] { return called_; })) {
-      ADD_FAILURE() << "the adapter never called done";
-    }
-    return results_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool called_ = false;
-  std::vector<DeliveryResult> results_;
-};
+using testing::Done;
 
 constexpr const char* kContactId = "6d81597f-0f9f-e711-8122-000d3aa2331c";
 

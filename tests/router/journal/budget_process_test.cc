@@ -93,7 +93,25 @@ struct Load {
     }
     for (auto& t : threads) t.join();
   }
+
+  // The same in waves of `wave` events, each waited for until the lake has it all: however slow
+  // the machine (a sanitizer build), the budget then never fills with undelivered events, and a
+  // refusal can only mean that delivered history did not yield.
+  void RunInWaves(uint16_t port, uint16_t admin_port, int first, int count, int connections,
+                  int wave) {
+    for (int at = first; at < first + count; at += wave) {
+      Run(port, at, std::min(wave, first + count - at), connections);
+      EXPECT_TRUE(testing::WaitFor(
+          [&] {
+            return MetricSum(admin_port, "dvrouter_delivery_lag_events{adapter=\"lake\"}") == 0;
+          },
+          std::chrono::seconds(60)));
+    }
+  }
 };
+
+// A third of the budget: what one wave of RunInWaves may leave undelivered.
+constexpr int kWave = static_cast<int>(kBudget / 3 / 7800);
 
 // Samples the journal's size on disk and as reported until stopped; the largest seen.
 struct BudgetSampler {
@@ -155,10 +173,12 @@ TEST(JournalBudgetProcess, FiveTimesTheBudgetIsAllAcceptedAndEveryEventReachesTh
   Load load;
   {
     BudgetSampler sampler(tmp.path() + "/data/journal", router.admin_port);
-    load.Run(router.port, 0, kEvents, 16);
+    load.RunInWaves(router.port, router.admin_port, 0, kEvents, 16, kWave);
     sampler.Stop();
     EXPECT_GT(sampler.samples.load(), 10);
-    EXPECT_LE(sampler.max_disk.load(), kBudget);
+    // The directory listing is not atomic: it may see a segment being deleted beside the newest
+    // one's growth, one segment more than was ever there.
+    EXPECT_LE(sampler.max_disk.load(), kBudget + kSegment);
     EXPECT_LE(sampler.max_reported.load(), static_cast<double>(kBudget));
   }
   EXPECT_TRUE(load.failed.empty())
@@ -212,7 +232,7 @@ TEST(JournalBudgetProcess, Kill9WhileDeletingUnderPressureLosesNoAcknowledgedEve
   std::vector<int> again;
   for (const auto& [n, status] : load.failed) again.push_back(n);
   Load retry;
-  retry.Run(second.port, kEvents, kEvents / 2, 8);
+  retry.RunInWaves(second.port, second.admin_port, kEvents, kEvents / 2, 8, kWave);
   for (int n : again) {
     HttpClient client(second.port);
     HttpReply r = client.Post(kTarget, Event(n));

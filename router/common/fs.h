@@ -1,0 +1,20 @@
+// Files written so that a crash leaves the old or the new version, and directories made and
+// synced. Pure functions over the filesystem: any thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "router/common/status.h"
+
+namespace dvrouter {
+
+// Writes `contents` to dir/name via dir/name.tmp, fdatasync, rename and a directory fsync.
+Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                           std::string_view contents);
+// fsyncs a directory (after creating, renaming or removing entries in it).
+Status SyncDirectory(const std::string& dir);
+// mkdir -p.
+Status MakeDirectories(const std::string& dir);
+
+}  // namespace dvrouter

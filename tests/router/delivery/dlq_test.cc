@@ -1,0 +1,400 @@
+// The dead-letter queue: appends, reopen, replay marks, recovery of damaged files, base64.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "router/delivery/dlq.h"
+#include "tests/support/test_util.h"
+
+namespace dvrouter {
+namespace {
+
+using ::dvrouter::testing::ReadFileOrDie;
+using ::dvrouter::testing::TempDir;
+using ::dvrouter::testing::WriteFileOrDie;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string Msg(const Status& st) { return std::string(st.message()); }
+
+uint64_t FileSize(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  EXPECT_FALSE(ec) << path << ": " << ec.message();
+  return ec ? 0 : static_cast<uint64_t>(size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeadLetterQueue
+
+// A journal frame with the bytes that break naive text handling: NUL, newline, quote, 0xff.
+std::string BinaryRecord(int variant) {
+  static constexpr char kBytes[] = "frame\0with\nnul\"and\\newline\r\xff\xfe";
+  std::string r(kBytes, sizeof(kBytes) - 1);
+  r += std::to_string(variant);
+  r.push_back('\0');
+  r.push_back('\n');
+  return r;
+}
+
+DlqEntry MakeEntry(const std::string& adapter, uint64_t seq, const std::string& event_id,
+                   int variant = 0) {
+  DlqEntry e;
+  e.adapter = adapter;
+  e.seq = seq;
+  e.event_id = event_id;
+  e.table = "contact";
+  e.row_id = "4b5f4d1e-0000-4000-8000-00000000000" + std::to_string(variant % 10);
+  e.message = "Update";
+  e.reason = "permanent";
+  e.attempts = 1;
+  e.last_error = "HTTP 400";
+  e.failed_at_ms = 1'700'000'000'000 + variant;
+  e.record = BinaryRecord(variant);
+  return e;
+}
+
+std::unique_ptr<DeadLetterQueue> OpenDlq(const std::string& path) {
+  Result<std::unique_ptr<DeadLetterQueue>> q = DeadLetterQueue::Open(path);
+  EXPECT_TRUE(q.ok()) << q.status().ToString();
+  return q.ok() ? std::move(*q) : nullptr;
+}
+
+void AppendOne(DeadLetterQueue* q, DlqEntry e) {
+  std::vector<DlqEntry> v{std::move(e)};
+  Status st = q->Append(&v);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+std::vector<uint64_t> Ids(const std::vector<DlqEntry>& entries) {
+  std::vector<uint64_t> ids;
+  for (const DlqEntry& e : entries) ids.push_back(e.id);
+  return ids;
+}
+
+TEST(DlqAppend, AssignsIncreasingIdsAcrossCallsAndWritesThemBack) {
+  TempDir dir;
+  auto q = OpenDlq(dir.path() + "/dlq.log");
+  ASSERT_NE(q, nullptr);
+  std::vector<DlqEntry> batch{MakeEntry("lake", 10, "e1", 1), MakeEntry("lake", 11, "e2", 2)};
+  ASSERT_TRUE(q->Append(&batch).ok());
+  EXPECT_EQ(batch[0].id, 1u);
+  EXPECT_EQ(batch[1].id, 2u);
+  std::vector<DlqEntry> next{MakeEntry("hook", 12, "e3", 3)};
+  ASSERT_TRUE(q->Append(&next).ok());
+  EXPECT_EQ(next[0].id, 3u);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3));
+  EXPECT_EQ(q->damaged_lines(), 0u);
+}
+
+TEST(DlqReopen, EntriesSurviveWithEveryFieldAndIdsContinue) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  DlqEntry original = MakeEntry("lake", 42, "0123456789abcdef0123456789abcdef", 7);
+  original.table = "msdyn_agentstatus";
+  original.message = "Create";
+  original.reason = "gave_up: max_attempts 5";
+  original.attempts = 5;
+  original.last_error = "sink said \"no\"\nsecond line\ttab \xc3\xa9";
+  original.failed_at_ms = -12;  // before the epoch: the field is signed
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    AppendOne(q.get(), MakeEntry("hook", 1, "other", 1));
+    AppendOne(q.get(), original);
+  }
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 0u);
+  std::vector<DlqEntry> all = q->List("", std::nullopt, true);
+  ASSERT_EQ(all.size(), 2u);
+  const DlqEntry& e = all[1];
+  EXPECT_EQ(e.id, 2u);
+  EXPECT_EQ(e.adapter, original.adapter);
+  EXPECT_EQ(e.seq, original.seq);
+  EXPECT_EQ(e.event_id, original.event_id);
+  EXPECT_EQ(e.table, original.table);
+  EXPECT_EQ(e.row_id, original.row_id);
+  EXPECT_EQ(e.message, original.message);
+  EXPECT_EQ(e.reason, original.reason);
+  EXPECT_EQ(e.attempts, original.attempts);
+  EXPECT_EQ(e.last_error, original.last_error);
+  EXPECT_EQ(e.failed_at_ms, original.failed_at_ms);
+  EXPECT_FALSE(e.replayed);
+  EXPECT_TRUE(e.record.empty()) << "List leaves the record out";
+
+  Result<DlqEntry> got = q->Get(2);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->record, original.record);
+  EXPECT_EQ(got->last_error, original.last_error);
+  EXPECT_EQ(got->event_id, original.event_id);
+
+  DlqEntry later = MakeEntry("lake", 43, "later", 8);
+  AppendOne(q.get(), later);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3));
+}
+
+TEST(DlqGet, ReturnsTheRecordBytesExactly) {
+  TempDir dir;
+  auto q = OpenDlq(dir.path() + "/dlq.log");
+  ASSERT_NE(q, nullptr);
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte.push_back(static_cast<char>(b));
+  std::vector<DlqEntry> batch{MakeEntry("lake", 1, "a", 1), MakeEntry("lake", 2, "b", 2),
+                              MakeEntry("lake", 3, "c", 3)};
+  batch[1].record = every_byte + every_byte;
+  batch[2].record.clear();  // an empty frame reads back empty
+  ASSERT_TRUE(q->Append(&batch).ok());
+  for (const DlqEntry& want : batch) {
+    Result<DlqEntry> got = q->Get(want.id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->id, want.id);
+    EXPECT_EQ(got->seq, want.seq);
+    EXPECT_EQ(got->record, want.record) << "entry " << want.id;
+  }
+  Result<DlqEntry> missing = q->Get(99);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+TEST(DlqReplay, MarkReplayedHidesEntriesAndPersistsAcrossReopen) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    std::vector<DlqEntry> batch{MakeEntry("lake", 1, "a", 1), MakeEntry("lake", 2, "b", 2),
+                                MakeEntry("lake", 3, "c", 3)};
+    ASSERT_TRUE(q->Append(&batch).ok());
+    ASSERT_EQ(q->Pending("lake"), 3u);
+    ASSERT_TRUE(q->MarkReplayed({1, 3}).ok());
+    EXPECT_THAT(Ids(q->List("", std::nullopt, false)), ElementsAre(2));
+    EXPECT_EQ(q->Pending("lake"), 1u);
+  }
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 0u);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, false)), ElementsAre(2));
+  std::vector<DlqEntry> all = q->List("", std::nullopt, true);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_TRUE(all[0].replayed);
+  EXPECT_FALSE(all[1].replayed);
+  EXPECT_TRUE(all[2].replayed);
+  EXPECT_EQ(q->Pending("lake"), 1u);
+  Result<DlqEntry> got = q->Get(3);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(got->replayed);
+  EXPECT_EQ(got->record, BinaryRecord(3));
+  // Replay markers do not take ids.
+  AppendOne(q.get(), MakeEntry("lake", 4, "d", 4));
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3, 4));
+}
+
+TEST(DlqList, FiltersByAdapterIdAndReplayed) {
+  TempDir dir;
+  auto q = OpenDlq(dir.path() + "/dlq.log");
+  ASSERT_NE(q, nullptr);
+  std::vector<DlqEntry> batch{MakeEntry("lake", 1, "a", 1), MakeEntry("hook", 2, "b", 2),
+                              MakeEntry("lake", 3, "c", 3), MakeEntry("hook", 4, "d", 4)};
+  ASSERT_TRUE(q->Append(&batch).ok());
+  ASSERT_TRUE(q->MarkReplayed({3}).ok());
+
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3, 4));
+  EXPECT_THAT(Ids(q->List("", std::nullopt, false)), ElementsAre(1, 2, 4));
+  EXPECT_THAT(Ids(q->List("lake", std::nullopt, true)), ElementsAre(1, 3));
+  EXPECT_THAT(Ids(q->List("lake", std::nullopt, false)), ElementsAre(1));
+  EXPECT_THAT(Ids(q->List("hook", std::nullopt, false)), ElementsAre(2, 4));
+  EXPECT_THAT(Ids(q->List("", 4, false)), ElementsAre(4));
+  EXPECT_TRUE((Ids(q->List("lake", 4, true))).empty());
+  EXPECT_TRUE((Ids(q->List("", 3, false))).empty());
+  EXPECT_THAT(Ids(q->List("", 3, true)), ElementsAre(3));
+  EXPECT_TRUE((Ids(q->List("nope", std::nullopt, true))).empty());
+  for (const DlqEntry& e : q->List("", std::nullopt, true)) {
+    EXPECT_TRUE(e.record.empty());
+  }
+}
+
+TEST(DlqPending, CountsUnreplayedEntriesPerAdapter) {
+  TempDir dir;
+  auto q = OpenDlq(dir.path() + "/dlq.log");
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->Pending("lake"), 0u);
+  std::vector<DlqEntry> batch{MakeEntry("lake", 1, "a"), MakeEntry("lake", 2, "b"),
+                              MakeEntry("hook", 3, "c")};
+  ASSERT_TRUE(q->Append(&batch).ok());
+  EXPECT_EQ(q->Pending("lake"), 2u);
+  EXPECT_EQ(q->Pending("hook"), 1u);
+  EXPECT_EQ(q->Pending("other"), 0u);
+  ASSERT_TRUE(q->MarkReplayed({batch[2].id}).ok());
+  EXPECT_EQ(q->Pending("lake"), 2u);
+  EXPECT_EQ(q->Pending("hook"), 0u);
+}
+
+TEST(DlqFindEvent, ReturnsTheNewestEntryOfThatEventAndAdapter) {
+  TempDir dir;
+  auto q = OpenDlq(dir.path() + "/dlq.log");
+  ASSERT_NE(q, nullptr);
+  DlqEntry first = MakeEntry("lake", 5, "ev", 1);
+  first.attempts = 1;
+  DlqEntry second = MakeEntry("lake", 5, "ev", 2);
+  second.attempts = 9;
+  second.reason = "gave_up: max_age";
+  std::vector<DlqEntry> batch{first, MakeEntry("hook", 5, "ev", 3), second,
+                              MakeEntry("lake", 6, "other", 4)};
+  ASSERT_TRUE(q->Append(&batch).ok());
+
+  std::optional<DlqEntry> lake = q->FindEvent("ev", "lake");
+  ASSERT_TRUE(lake.has_value());
+  EXPECT_EQ(lake->id, 3u);
+  EXPECT_EQ(lake->attempts, 9u);
+  EXPECT_EQ(lake->reason, "gave_up: max_age");
+  std::optional<DlqEntry> hook = q->FindEvent("ev", "hook");
+  ASSERT_TRUE(hook.has_value());
+  EXPECT_EQ(hook->id, 2u);
+  EXPECT_FALSE(q->FindEvent("ev", "audit").has_value());
+  EXPECT_FALSE(q->FindEvent("missing", "lake").has_value());
+}
+
+TEST(DlqRecovery, TornLastLineIsIgnoredAndCut) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    std::vector<DlqEntry> batch{MakeEntry("lake", 1, "a", 1), MakeEntry("lake", 2, "b", 2)};
+    ASSERT_TRUE(q->Append(&batch).ok());
+  }
+  const std::string intact = ReadFileOrDie(path);
+  ASSERT_FALSE(intact.empty());
+  ASSERT_EQ(intact.back(), '\n');
+  WriteFileOrDie(path, intact + "{\"id\":3,\"adapter\":\"lake\",\"seq\":3,\"event_");
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    EXPECT_EQ(q->damaged_lines(), 0u) << "a torn last line is not damage";
+    EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2));
+    EXPECT_EQ(FileSize(path), intact.size()) << "the torn line is cut";
+    AppendOne(q.get(), MakeEntry("lake", 3, "c", 3));
+    EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3));
+    Result<DlqEntry> got = q->Get(3);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->record, BinaryRecord(3));
+  }
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 0u);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3));
+  for (uint64_t id : {1, 2, 3}) {
+    Result<DlqEntry> got = q->Get(id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->record, BinaryRecord(static_cast<int>(id)));
+  }
+}
+
+TEST(DlqRecovery, DamagedMiddleLineIsCountedAndSkipped) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    for (int i = 1; i <= 3; ++i) AppendOne(q.get(), MakeEntry("lake", i, "e", i));
+  }
+  std::string text = ReadFileOrDie(path);
+  const size_t first_nl = text.find('\n');
+  const size_t second_nl = text.find('\n', first_nl + 1);
+  ASSERT_NE(second_nl, std::string::npos);
+  text.replace(first_nl + 1, second_nl - first_nl, "{not json}\n");
+  WriteFileOrDie(path, text);
+
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 1u);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 3));
+  EXPECT_EQ(q->Pending("lake"), 2u);
+  for (uint64_t id : {1, 3}) {
+    Result<DlqEntry> got = q->Get(id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->record, BinaryRecord(static_cast<int>(id)));
+  }
+  EXPECT_EQ(q->Get(2).status().code(), StatusCode::kNotFound);
+  AppendOne(q.get(), MakeEntry("lake", 4, "e", 4));
+  EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 3, 4));
+  Result<DlqEntry> got = q->Get(4);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->record, BinaryRecord(4));
+}
+
+TEST(DlqOpen, FailsClearlyWhenTheDirectoryIsMissing) {
+  TempDir dir;
+  const std::string path = dir.path() + "/missing/dlq.log";
+  Result<std::unique_ptr<DeadLetterQueue>> q = DeadLetterQueue::Open(path);
+  ASSERT_FALSE(q.ok());
+  EXPECT_THAT(Msg(q.status()), HasSubstr(path));
+}
+
+TEST(DlqBase64, KnownVectors) {
+  const std::vector<std::pair<std::string, std::string>> vectors = {
+      {"", ""},
+      {"f", "Zg=="},
+      {"fo", "Zm8="},
+      {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="},
+      {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"},
+      {std::string("\xff\xfe", 2), "//4="},
+      {std::string("\0", 1), "AA=="}};
+  for (const auto& [plain, encoded] : vectors) {
+    EXPECT_EQ(Base64Encode(plain), encoded);
+    std::string decoded = "stale";
+    ASSERT_TRUE(Base64Decode(encoded, &decoded)) << encoded;
+    EXPECT_EQ(decoded, plain);
+  }
+}
+
+TEST(DlqBase64, RoundTripsEveryShortLengthAndRandomBytes) {
+  std::mt19937 rng(20240607);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t len = 0; len <= 10; ++len) {
+    for (int trial = 0; trial < 50; ++trial) {
+      std::string plain;
+      for (size_t i = 0; i < len; ++i) plain.push_back(static_cast<char>(byte(rng)));
+      const std::string encoded = Base64Encode(plain);
+      EXPECT_EQ(encoded.size(), (len + 2) / 3 * 4);
+      std::string decoded;
+      ASSERT_TRUE(Base64Decode(encoded, &decoded)) << encoded;
+      ASSERT_EQ(decoded, plain) << "length " << len;
+    }
+  }
+  std::string big;
+  for (int i = 0; i < 100'000; ++i) big.push_back(static_cast<char>(byte(rng)));
+  std::string decoded;
+  ASSERT_TRUE(Base64Decode(Base64Encode(big), &decoded));
+  EXPECT_EQ(decoded, big);
+}
+
+TEST(DlqBase64, DecodeRejectsMalformedInput) {
+  const std::vector<std::string> bad = {
+      "Z",        "Zg",   "Zg=",    "Zm9vY",  // length not a multiple of 4
+      "Zm9*",     "Zm 9", "Zm9v\n", "Zm-_",   // characters outside the alphabet
+      "Zg==Zm9v", "Zm=v", "Z===",   "====",   // '=' in the middle or too early
+      "Zm9vZ=g=", "=Zm9"};
+  for (const std::string& text : bad) {
+    std::string out;
+    EXPECT_FALSE(Base64Decode(text, &out)) << "accepted '" << text << "'";
+  }
+  std::string with_nul("Zm\0v", 4);
+  std::string out;
+  EXPECT_FALSE(Base64Decode(with_nul, &out));
+}
+
+}  // namespace
+}  // namespace dvrouter
