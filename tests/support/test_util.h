@@ -26,6 +26,8 @@ class TempDir {
 };
 
 std::string ReadFileOrDie(const std::string& path);
+// The names in a directory, sorted.
+std::vector<std::string> DirectoryEntries(const std::string& dir);
 void WriteFileOrDie(const std::string& path, const std::string& contents);
 
 // The Dataverse fixtures copied into tests/fixtures/dataverse.

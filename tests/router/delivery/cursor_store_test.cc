@@ -6,9 +6,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
-#include <memory>
-#include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,6 +15,7 @@
 namespace dvrouter {
 namespace {
 
+using ::dvrouter::testing::DirectoryEntries;
 using ::dvrouter::testing::ReadFileOrDie;
 using ::dvrouter::testing::TempDir;
 using ::dvrouter::testing::WriteFileOrDie;
@@ -25,15 +23,6 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 std::string Msg(const Status& st) { return std::string(st.message()); }
-
-std::vector<std::string> DirectoryEntries(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    names.push_back(e.path().filename().string());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // ---------------------------------------------------------------------------------------------
 // CursorStore, WriteFileAtomically, MakeDirectories

@@ -1,14 +1,6 @@
 // The route table and the loop guard.
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cstdint>
-#include <filesystem>
-#include <map>
-#include <memory>
-#include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -20,12 +12,6 @@
 
 namespace dvrouter {
 namespace {
-
-using ::dvrouter::testing::ReadFileOrDie;
-using ::dvrouter::testing::TempDir;
-using ::dvrouter::testing::WriteFileOrDie;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 // ---------------------------------------------------------------------------------------------
 // RouteTable

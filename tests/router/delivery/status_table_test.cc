@@ -1,28 +1,15 @@
 // The status table: per event and adapter, bounded, oldest evicted first.
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <filesystem>
-#include <map>
-#include <memory>
 #include <optional>
-#include <random>
 #include <string>
-#include <vector>
 
 #include "router/delivery/status_table.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
 namespace {
-
-using ::dvrouter::testing::ReadFileOrDie;
-using ::dvrouter::testing::TempDir;
-using ::dvrouter::testing::WriteFileOrDie;
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 
 // ---------------------------------------------------------------------------------------------
 // StatusTable
