@@ -127,17 +127,8 @@ class EngineAdmin final : public AdminOperations {
 class EngineCallbacks final : public CallbackOperations {
  public:
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
-                  prometheus::Registry* registry)
-      : engine_(engine), adapters_(adapters) {
-    auto& family = prometheus::BuildCounter()
-                       .Name("dvrouter_callbacks_total")
-                       .Help("Callbacks from sinks (POST /callbacks/...) by result")
-                       .Register(*registry);
-    int k = 0;
-    for (const char* result : {"confirmed", "unauthorized", "not_found", "bad_request", "error"}) {
-      counts_[k++] = &family.Add({{"result", result}});  // exported at 0 from the start
-    }
-  }
+                  RouterMetrics* metrics)
+      : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
   HttpResponse Callback(std::string_view adapter, std::string_view event_id,
                         std::string_view authorization, std::string_view body) override {
     HttpResponse r = Apply(adapter, event_id, authorization, body);
@@ -170,7 +161,7 @@ class EngineCallbacks final : public CallbackOperations {
 
   DeliveryEngine* engine_;
   const std::vector<std::unique_ptr<Adapter>>* adapters_;
-  prometheus::Counter* counts_[5] = {};
+  prometheus::Counter* const* counts_;  // RouterMetrics::callbacks, by result
 };
 
 }  // namespace
@@ -286,8 +277,7 @@ Status App::Start() {
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
   m.admin.set_operations(m.engine_admin.get());
-  m.engine_callbacks =
-      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics.registry());
+  m.engine_callbacks = std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics);
   m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
 

@@ -126,6 +126,14 @@ RouterMetrics::RouterMetrics()
     requests[i] =
         &family.Add({{"outcome", std::string(RequestOutcomeName(static_cast<RequestOutcome>(i)))}});
   }
+  auto& callback_family = BuildCounter()
+                              .Name("dvrouter_callbacks_total")
+                              .Help("Callbacks from sinks (POST /callbacks/...) by result")
+                              .Register(*registry_);
+  int k = 0;
+  for (const char* result : {"confirmed", "unauthorized", "not_found", "bad_request", "error"}) {
+    callbacks[k++] = &callback_family.Add({{"result", result}});  // exported at 0 from the start
+  }
 }
 
 std::string RouterMetrics::Serialize() const {

@@ -55,6 +55,8 @@ class RouterMetrics final : public JournalObserver {
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Counter* requests[static_cast<int>(RequestOutcome::kCount)];
+  // dvrouter_callbacks_total by result: confirmed, unauthorized, not_found, bad_request, error.
+  prometheus::Counter* callbacks[5];
   prometheus::Histogram& request_seconds;
   prometheus::Counter& received_bytes;
   prometheus::Counter& decode_errors;
