@@ -7,7 +7,7 @@
 #include <mutex>
 #include <thread>
 
-#include "router/delivery/partition_queue.h"
+#include "router/partition/partition_queue.h"
 
 namespace dvrouter::bench {
 namespace {

@@ -9,10 +9,9 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "router/common/encoding.h"
 #include "router/common/json.h"
-#include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
-#include "router/delivery/dlq.h"
 
 namespace dvrouter {
 
@@ -91,7 +90,8 @@ ClickHouseAdapter::ClickHouseAdapter(AdapterConfig config, prometheus::Registry*
         o.max_idle_per_host = config_.clickhouse.connections;
         return o;
       }()),
-      base_url_(config_.clickhouse.url + "/?database=" + UrlEncode(config_.clickhouse.database)) {
+      base_url_(config_.clickhouse.url + "/?database=" + UrlEncode(config_.clickhouse.database)),
+      queue_(&ClickHouseAdapter::FailJob) {
   if (registry == nullptr) return;
   using prometheus::BuildCounter;
   using prometheus::BuildHistogram;
@@ -204,12 +204,8 @@ bool ClickHouseAdapter::RetryableAnswer(int status, int code) {
 }
 
 Status ClickHouseAdapter::Start(uint64_t) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (started_) return Status::Ok();
-  started_ = true;
-  for (size_t i = 0; i < config_.clickhouse.connections; ++i) {
-    threads_.emplace_back([this] { SenderLoop(); });
-  }
+  queue_.Start(config_.clickhouse.connections, "dv-clickhouse",
+               [this](std::monostate&, Job& job) { RunGuarded(job); });
   return Status::Ok();
 }
 
@@ -232,63 +228,28 @@ void ClickHouseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* d
     done->OnDelivered(job->results);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!stopping_ && started_) {
-      queue_.push_back(std::move(job));
-      cv_.notify_one();
-      return;
-    }
-  }
-  for (size_t i : job->index) {
-    job->results[i].outcome = DeliveryOutcome::kRetryable;
-    job->results[i].error = "clickhouse adapter stopped";
-  }
-  done->OnDelivered(job->results);
+  queue_.Push(std::move(job));
 }
 
-void ClickHouseAdapter::Stop() {
-  std::deque<std::unique_ptr<Job>> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    left.swap(queue_);
-    cv_.notify_all();
+void ClickHouseAdapter::Stop() { queue_.Stop(); }
+
+void ClickHouseAdapter::FailJob(Job& job) {
+  for (size_t i : job.index) {
+    job.results[i].outcome = DeliveryOutcome::kRetryable;
+    job.results[i].error = "clickhouse adapter stopped";
   }
-  for (auto& job : left) {
-    for (size_t i : job->index) {
-      job->results[i].outcome = DeliveryOutcome::kRetryable;
-      job->results[i].error = "clickhouse adapter stopped";
-    }
-    job->done->OnDelivered(job->results);
-  }
-  for (std::thread& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
+  job.done->OnDelivered(job.results);
 }
 
-void ClickHouseAdapter::SenderLoop() {
-  SetThreadName("dv-clickhouse");
-  for (;;) {
-    std::unique_ptr<Job> job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+void ClickHouseAdapter::RunGuarded(Job& job) {
+  try {
+    Run(job);
+  } catch (const std::exception& e) {  // never out of the thread: the batch is tried again
+    for (size_t i : job.index) {
+      if (job.results[i].outcome != DeliveryOutcome::kDelivered) continue;
+      job.results[i].outcome = DeliveryOutcome::kRetryable;
+      job.results[i].error = std::string("clickhouse adapter: ") + e.what();
     }
-    try {
-      Run(*job);
-    } catch (const std::exception& e) {  // never out of the thread: the batch is tried again
-      for (size_t i : job->index) {
-        if (job->results[i].outcome != DeliveryOutcome::kDelivered) continue;
-        job->results[i].outcome = DeliveryOutcome::kRetryable;
-        job->results[i].error = std::string("clickhouse adapter: ") + e.what();
-      }
-    }
-    job->done->OnDelivered(job->results);
   }
 }
 
@@ -361,11 +322,7 @@ void ClickHouseAdapter::InsertRange(Job& job, size_t from, size_t to) {
   Attempt a = Insert(job, from, to);
   ++job.inserts;
   if (a.ok) return;
-  bool stopping;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping = stopping_;
-  }
+  const bool stopping = queue_.stopping();
   // Splitting is bounded: a type error that hits every row would otherwise cost two inserts
   // per row. Past the budget, what is left fails as a whole (permanent, to the DLQ).
   if (!a.retryable && a.row_specific && to - from > 1 && !stopping &&

@@ -31,16 +31,13 @@
 // bad events go to the DLQ.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
-#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "adapters/adapter.h"
 #include "adapters/common/http_client.h"
+#include "adapters/common/job_queue.h"
 #include "router/config/config.h"
 
 namespace prometheus {
@@ -89,7 +86,10 @@ class ClickHouseAdapter final : public Adapter {
     std::string error;
   };
 
-  void SenderLoop();
+  // Answers every encoded row retryable (the adapter is stopping) and calls done.
+  static void FailJob(Job& job);
+  // On a sender thread: Run, an exception turned into retryable rows.
+  void RunGuarded(Job& job);
   void Run(Job& job);
   // Inserts rows [from, to) of the job; on a permanent error splits in halves.
   void InsertRange(Job& job, size_t from, size_t to);
@@ -108,14 +108,10 @@ class ClickHouseAdapter final : public Adapter {
   prometheus::Family<prometheus::Counter>* errors_ = nullptr;
   void CountError(const std::string& cls);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> queue_;
-  bool stopping_ = false;
-  bool started_ = false;
+  // `connections` sender threads.
+  JobQueue<Job> queue_;
   std::mutex table_mu_;
   bool table_ready_ = false;
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace dvrouter

@@ -109,21 +109,6 @@ Result<Url> ParseUrl(std::string_view url) {
   return out;
 }
 
-std::string UrlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::string ClientResponse::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (k == name) return v;

@@ -52,8 +52,6 @@ struct Url {
 };
 // http://host[:port][/path][?query] or https://...; IPv6 hosts in brackets.
 Result<Url> ParseUrl(std::string_view url);
-// Percent-encodes everything but unreserved characters (for query parameters).
-std::string UrlEncode(std::string_view s);
 
 struct ClientRequest {
   std::string method = "POST";

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "router/common/encoding.h"
+
 namespace dvrouter {
 
 OAuthTokenSource::OAuthTokenSource(OAuthClientCredentials credentials, HttpClient* http,

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "router/common/encoding.h"
 #include "router/common/json.h"
 
 namespace dvrouter {

@@ -13,10 +13,10 @@
 #include <ctime>
 
 #include "router/common/clock.h"
+#include "router/common/encoding.h"
 #include "router/common/json.h"
 #include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
-#include "router/delivery/dlq.h"
 #include "router/ingress/http.h"
 
 namespace dvrouter {

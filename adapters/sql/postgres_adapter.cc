@@ -8,7 +8,6 @@
 #include <map>
 
 #include "router/common/clock.h"
-#include "router/common/thread_name.h"
 
 namespace dvrouter {
 
@@ -81,7 +80,8 @@ PostgresAdapter::PostgresAdapter(AdapterConfig config, prometheus::Registry* reg
                                  Strategy strategy)
     : config_(std::move(config)),
       strategy_(strategy),
-      metrics_(registry, config_.name, config_.sql.pool_size) {
+      metrics_(registry, config_.name, config_.sql.pool_size),
+      queue_([](Job& job) { FailSqlJob(&job, "postgres adapter stopped"); }) {
   down_ = static_cast<int64_t>(config_.sql.pool_size);
 }
 
@@ -144,12 +144,8 @@ std::string PostgresAdapter::DeleteSql(const std::string& table, size_t rows, bo
 }
 
 Status PostgresAdapter::Start(uint64_t) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (started_) return Status::Ok();
-  started_ = true;
-  for (size_t i = 0; i < config_.sql.pool_size; ++i) {
-    threads_.emplace_back([this, i] { ConnLoop(i); });
-  }
+  queue_.Start(config_.sql.pool_size, "dv-pg",
+               [this](Conn& conn, Job& job) { RunCounted(conn, job); });
   return Status::Ok();
 }
 
@@ -160,64 +156,33 @@ void PostgresAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* don
     done->OnDelivered(job->results);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!stopping_ && started_) {
-      queue_.push_back(std::move(job));
-      cv_.notify_one();
-      return;
-    }
-  }
-  FailSqlJob(job.get(), "postgres adapter stopped");
+  queue_.Push(std::move(job));
 }
 
-void PostgresAdapter::Stop() {
-  std::deque<std::unique_ptr<Job>> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    left.swap(queue_);
-    cv_.notify_all();
-  }
-  for (auto& job : left) FailSqlJob(job.get(), "postgres adapter stopped");
-  for (std::thread& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
-}
+void PostgresAdapter::Stop() { queue_.Stop(); }
 
 void PostgresAdapter::UpdatePool() {
-  // mu_ held.
+  // pool_mu_ held.
   // A connection that is down while its thread fails a batch counts as down, not busy.
   const auto total = static_cast<int64_t>(config_.sql.pool_size);
   const int64_t busy = std::min(busy_, total - down_);
   metrics_.Pool(std::max<int64_t>(0, total - busy - down_), busy, down_);
 }
 
-void PostgresAdapter::ConnLoop(size_t) {
-  SetThreadName("dv-pg");
-  Conn conn;
-  for (;;) {
-    std::unique_ptr<Job> job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) break;  // stopping
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      ++busy_;
-      UpdatePool();
-    }
-    const bool was_up = conn.pg != nullptr;
-    Run(conn, *job);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --busy_;
-      const bool is_up = conn.pg != nullptr;
-      if (was_up != is_up) down_ += is_up ? -1 : 1;
-      UpdatePool();
-    }
-    job->done->OnDelivered(job->results);
+void PostgresAdapter::RunCounted(Conn& conn, Job& job) {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    ++busy_;
+    UpdatePool();
+  }
+  const bool was_up = conn.pg != nullptr;
+  Run(conn, job);
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    --busy_;
+    const bool is_up = conn.pg != nullptr;
+    if (was_up != is_up) down_ += is_up ? -1 : 1;
+    UpdatePool();
   }
 }
 

@@ -23,16 +23,13 @@
 // admin shutdown, statement timeout and resource errors are retryable, the rest permanent.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
-#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "adapters/adapter.h"
+#include "adapters/common/job_queue.h"
 #include "adapters/sql/sql_row.h"
 #include "router/config/config.h"
 
@@ -70,7 +67,8 @@ class PostgresAdapter final : public Adapter {
  private:
   using Job = SqlJob;
 
-  void ConnLoop(size_t index);
+  // On a pool thread: Run, with the pool gauges around it.
+  void RunCounted(Conn& conn, Job& job);
   void Run(Conn& conn, Job& job);
   // One transaction for `rows`; false with class and message on error.
   bool WriteTransaction(Conn& conn, const std::vector<const SqlRow*>& rows, uint64_t* written,
@@ -83,16 +81,14 @@ class PostgresAdapter final : public Adapter {
   Strategy strategy_;
   SqlMetrics metrics_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> queue_;
-  bool stopping_ = false;
-  bool started_ = false;
+  // pool_size threads, each with its connection.
+  JobQueue<Job, Conn> queue_;
+
+  std::mutex pool_mu_;  // the pool gauges' counts
   int64_t busy_ = 0, down_ = 0;
 
   std::mutex ddl_mu_;              // one CREATE at a time (concurrent CREATE IF NOT EXISTS
   std::set<std::string> created_;  // can collide in the catalog); tables known to exist
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace dvrouter

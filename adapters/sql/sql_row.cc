@@ -7,23 +7,12 @@
 
 #include <cctype>
 
+#include "router/common/identifiers.h"
 #include "router/decode/attributes.h"
 
 namespace dvrouter {
 
 namespace {
-
-bool ValidIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > 63) return false;
-  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
-  for (char ch : s) {
-    if (!(std::islower(static_cast<unsigned char>(ch)) ||
-          std::isdigit(static_cast<unsigned char>(ch)) || ch == '_')) {
-      return false;
-    }
-  }
-  return true;
-}
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -57,7 +46,7 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   const std::string& entity = h.primary_entity_name;
   out->mapping = config.FindTable(entity);
   out->table = out->mapping != nullptr ? out->mapping->table : config.table_prefix + entity;
-  if (!ValidIdentifier(entity) || !ValidIdentifier(out->table)) {
+  if (!ValidSqlIdentifier(entity) || !ValidSqlIdentifier(out->table)) {
     return InvalidArgument("table '" + entity + "' gives no usable SQL table name ('" + out->table +
                            "'): a-z, 0-9, '_', at most 63 characters");
   }

@@ -10,7 +10,6 @@
 
 #include "router/common/fs.h"
 #include "router/common/json.h"
-#include "router/common/thread_name.h"
 
 namespace dvrouter {
 
@@ -101,7 +100,9 @@ SqlErrorClass ClassifySqliteCode(int code) {
 }
 
 SqliteAdapter::SqliteAdapter(AdapterConfig config, prometheus::Registry* registry)
-    : config_(std::move(config)), metrics_(registry, config_.name, 1) {}
+    : config_(std::move(config)),
+      metrics_(registry, config_.name, 1),
+      queue_([](Job& job) { FailSqlJob(&job, "sqlite adapter stopped"); }) {}
 
 SqliteAdapter::~SqliteAdapter() {
   Stop();
@@ -111,8 +112,8 @@ SqliteAdapter::~SqliteAdapter() {
 }
 
 Status SqliteAdapter::Start(uint64_t) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (started_) return Status::Ok();
+  std::lock_guard<std::mutex> lock(start_mu_);
+  if (queue_.started()) return Status::Ok();
   const std::string& path = config_.sql.path;
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash != 0) {
@@ -146,9 +147,12 @@ Status SqliteAdapter::Start(uint64_t) {
     std::fprintf(stderr, "dvrouter: adapter %s: sqlite %s is not in WAL mode (journal_mode %s)\n",
                  config_.name.c_str(), path.c_str(), mode.empty() ? "unknown" : mode.c_str());
   }
-  started_ = true;
   metrics_.Pool(1, 0, 0);
-  writer_ = std::thread([this] { WriterLoop(); });
+  queue_.Start(1, "dv-sqlite", [this](std::monostate&, Job& job) {
+    metrics_.Pool(0, 1, 0);
+    Run(job);
+    metrics_.Pool(1, 0, 0);
+  });
   return Status::Ok();
 }
 
@@ -159,46 +163,10 @@ void SqliteAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done)
     done->OnDelivered(job->results);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!stopping_ && started_) {
-      queue_.push_back(std::move(job));
-      cv_.notify_one();
-      return;
-    }
-  }
-  FailSqlJob(job.get(), "sqlite adapter stopped");
+  queue_.Push(std::move(job));
 }
 
-void SqliteAdapter::Stop() {
-  std::deque<std::unique_ptr<Job>> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    left.swap(queue_);
-    cv_.notify_all();
-  }
-  for (auto& job : left) FailSqlJob(job.get(), "sqlite adapter stopped");
-  if (writer_.joinable()) writer_.join();
-}
-
-void SqliteAdapter::WriterLoop() {
-  SetThreadName("dv-sqlite");
-  for (;;) {
-    std::unique_ptr<Job> job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      metrics_.Pool(0, 1, 0);
-    }
-    Run(*job);
-    metrics_.Pool(1, 0, 0);
-    job->done->OnDelivered(job->results);
-  }
-}
+void SqliteAdapter::Stop() { queue_.Stop(); }
 
 int SqliteAdapter::Exec(const std::string& sql, std::string* error) {
   char* msg = nullptr;

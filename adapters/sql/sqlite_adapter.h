@@ -17,17 +17,14 @@
 // errors are permanent.
 #pragma once
 
-#include <condition_variable>
-#include <deque>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "adapters/adapter.h"
+#include "adapters/common/job_queue.h"
 #include "adapters/sql/sql_row.h"
 #include "router/config/config.h"
 
@@ -65,7 +62,6 @@ class SqliteAdapter final : public Adapter {
  private:
   using Job = SqlJob;
 
-  void WriterLoop();
   void Run(Job& job);
   // Returns the SQLite result code (SQLITE_OK on success); `error` holds the message.
   int Exec(const std::string& sql, std::string* error);
@@ -76,17 +72,14 @@ class SqliteAdapter final : public Adapter {
   AdapterConfig config_;
   SqlMetrics metrics_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Job>> queue_;
-  bool stopping_ = false;
-  bool started_ = false;
+  // One writer thread.
+  JobQueue<Job> queue_;
+  std::mutex start_mu_;  // one Start at a time: the file is opened once
 
   // Writer thread only (and Start, before the thread runs).
   sqlite3* db_ = nullptr;
   std::map<std::string, sqlite3_stmt*> statements_;  // by SQL text
   std::set<std::string> tables_;                     // known to exist with their columns
-  std::thread writer_;
 };
 
 }  // namespace dvrouter

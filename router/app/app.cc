@@ -15,6 +15,7 @@
 #include "router/common/clock.h"
 #include "router/common/fs.h"
 #include "router/delivery/engine.h"
+#include "router/ingress/admin_handler.h"
 #include "router/ingress/server.h"
 #include "router/ingress/webhook_handler.h"
 #include "router/journal/file_journal.h"
@@ -23,104 +24,6 @@
 namespace dvrouter {
 
 namespace {
-
-bool ParseU64(const std::string& s, uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
-HttpResponse FromStatus(const Status& st) {
-  switch (st.code()) {
-    case StatusCode::kNotFound:
-      return ErrorResponse(404, "not_found", st.message());
-    case StatusCode::kInvalidArgument:
-      return ErrorResponse(400, "bad_request", st.message());
-    case StatusCode::kUnavailable:
-      return ErrorResponse(503, "unavailable", st.message());
-    case StatusCode::kPermissionDenied:
-      return ErrorResponse(401, "unauthorized", st.message());
-    case StatusCode::kFailedPrecondition:
-      return ErrorResponse(409, "conflict", st.message());
-    default:
-      return ErrorResponse(500, "internal", st.message());
-  }
-}
-
-// The delivery engine's operations on the admin listener:
-//   GET  /events/{id}                      status per adapter
-//   GET  /dlq[?adapter=A][&id=N][&all=1]   DLQ entries (all=1: also replayed ones)
-//   POST /dlq/replay[?adapter=A][&id=N]    send DLQ entries back to their adapter
-//   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
-class EngineAdmin final : public AdminOperations {
- public:
-  explicit EngineAdmin(DeliveryEngine* engine) : engine_(engine) {}
-
-  std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) override {
-    const std::string_view path = TargetPath(target);
-    const bool get = method == "GET" || method == "HEAD";
-    std::string adapter, id_text, all, from_text, to_text;
-    QueryParameter(target, "adapter", &adapter);
-    const bool has_id = QueryParameter(target, "id", &id_text);
-    std::optional<uint64_t> id;
-    if (has_id) {
-      uint64_t v = 0;
-      if (!ParseU64(id_text, &v)) return ErrorResponse(400, "bad_request", "id must be a number");
-      id = v;
-    }
-    if (path.starts_with("/events/")) {
-      if (!get) return MethodNotAllowed("GET");
-      auto json = engine_->EventStatusJson(std::string(path.substr(8)));
-      if (!json.ok()) return FromStatus(json.status());
-      HttpResponse r;
-      r.body = std::move(json).value();
-      return r;
-    }
-    if (path == "/dlq") {
-      if (!get) return MethodNotAllowed("GET");
-      QueryParameter(target, "all", &all);
-      HttpResponse r;
-      r.body = engine_->DlqJson(adapter, id, all == "1" || all == "true");
-      return r;
-    }
-    if (path == "/dlq/replay") {
-      if (method != "POST") return MethodNotAllowed("POST");
-      auto n = engine_->ReplayDlq(adapter, id);
-      if (!n.ok()) return FromStatus(n.status());
-      HttpResponse r;
-      r.body = "{\"replayed\":" + std::to_string(*n) + "}";
-      return r;
-    }
-    if (path == "/replay") {
-      if (method != "POST") return MethodNotAllowed("POST");
-      uint64_t from = 0, to = 0;
-      QueryParameter(target, "from", &from_text);
-      QueryParameter(target, "to", &to_text);
-      if (adapter.empty() || !ParseU64(from_text, &from) || !ParseU64(to_text, &to)) {
-        return ErrorResponse(400, "bad_request", "replay needs adapter, from and to");
-      }
-      if (Status st = engine_->ReplayRange(adapter, from, to); !st.ok()) return FromStatus(st);
-      HttpResponse r;
-      r.body = "{\"replaying\":{\"adapter\":\"" + adapter + "\",\"from\":" + std::to_string(from) +
-               ",\"to\":" + std::to_string(to) + "}}";
-      return r;
-    }
-    return std::nullopt;
-  }
-
- private:
-  static HttpResponse MethodNotAllowed(const char* allow) {
-    HttpResponse r = ErrorResponse(405, "method_not_allowed", std::string("use ") + allow);
-    r.allow = allow;
-    return r;
-  }
-  DeliveryEngine* engine_;
-};
 
 // Sinks' callbacks on the ingress listener: the adapter named authenticates and reads it, the
 // engine applies it to the event (status, write-back, DLQ).
@@ -150,9 +53,9 @@ class EngineCallbacks final : public CallbackOperations {
     }
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
     Result<DeliveryResult> result = a->ParseCallback(authorization, body);
-    if (!result.ok()) return FromStatus(result.status());
+    if (!result.ok()) return ErrorResponse(result.status());
     if (Status st = engine_->Confirm(adapter, std::string(event_id), *result); !st.ok()) {
-      return FromStatus(st);
+      return ErrorResponse(st);
     }
     HttpResponse r;
     r.body = R"({"status":"confirmed"})";

@@ -13,6 +13,7 @@
 
 #include "adapters/dataverse/registration.h"
 #include "router/app/app.h"
+#include "router/common/encoding.h"
 #include "router/config/config.h"
 #include "router/journal/file_journal.h"
 
@@ -203,22 +204,6 @@ int AdminCall(const std::string& admin, const std::string& method, const std::st
   return status / 100 == 2 ? 0 : 1;
 }
 
-// Query parameters are plain names, numbers and hex ids: escape anything else.
-std::string Query(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -287,19 +272,19 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
   auto filters = [&] {
     std::string q;
-    if (!adapter.empty()) q += "&adapter=" + Query(adapter);
+    if (!adapter.empty()) q += "&adapter=" + dvrouter::UrlEncode(adapter);
     if (dlq_id != 0) q += "&id=" + std::to_string(dlq_id);
     if (all) q += "&all=1";
     if (!q.empty()) q[0] = '?';
     return q;
   };
-  if (status->parsed()) return AdminCall(admin, "GET", "/events/" + Query(event_id));
+  if (status->parsed()) return AdminCall(admin, "GET", "/events/" + dvrouter::UrlEncode(event_id));
   if (dlq_list->parsed()) return AdminCall(admin, "GET", "/dlq" + filters());
   if (dlq_replay->parsed()) return AdminCall(admin, "POST", "/dlq/replay" + filters());
   if (replay->parsed()) {
     return AdminCall(admin, "POST",
-                     "/replay?adapter=" + Query(adapter) + "&from=" + std::to_string(range_from) +
-                         "&to=" + std::to_string(range_to));
+                     "/replay?adapter=" + dvrouter::UrlEncode(adapter) +
+                         "&from=" + std::to_string(range_from) + "&to=" + std::to_string(range_to));
   }
   if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);

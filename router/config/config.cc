@@ -14,6 +14,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "router/common/identifiers.h"
 #include "router/common/json_template.h"
 
 namespace dvrouter {
@@ -311,19 +312,6 @@ bool ValidName(const std::string& name) {
   for (char ch : name) {
     if (!(std::islower(static_cast<unsigned char>(ch)) ||
           std::isdigit(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-')) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Unquoted SQL identifiers: the same in PostgreSQL and SQLite, and at most PostgreSQL's 63 bytes.
-bool ValidSqlIdentifier(const std::string& s) {
-  if (s.empty() || s.size() > 63) return false;
-  if (!(std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
-  for (char ch : s) {
-    if (!(std::islower(static_cast<unsigned char>(ch)) ||
-          std::isdigit(static_cast<unsigned char>(ch)) || ch == '_')) {
       return false;
     }
   }

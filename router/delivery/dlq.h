@@ -75,7 +75,4 @@ class DeadLetterQueue {
   std::vector<Slot> slots_;
 };
 
-std::string Base64Encode(std::string_view data);
-bool Base64Decode(std::string_view text, std::string* out);
-
 }  // namespace dvrouter

@@ -15,7 +15,6 @@
 #include "router/delivery/confirmations.h"
 #include "router/delivery/dlq.h"
 #include "router/delivery/lanes.h"
-#include "router/delivery/partition_queue.h"
 #include "router/delivery/record_cache.h"
 #include "router/delivery/replays.h"
 #include "router/delivery/retention.h"
@@ -27,6 +26,7 @@
 #include "router/ingress/admin_json.h"
 #include "router/metrics/delivery_metrics.h"
 #include "router/partition/partition.h"
+#include "router/partition/partition_queue.h"
 
 namespace dvrouter {
 

@@ -25,11 +25,11 @@
 
 #include "adapters/adapter.h"
 #include "router/decode/attributes.h"
-#include "router/delivery/partition_queue.h"
 #include "router/delivery/record_cache.h"
 #include "router/delivery/replays.h"
 #include "router/delivery/retry.h"
 #include "router/journal/journal.h"
+#include "router/partition/partition_queue.h"
 
 namespace dvrouter::delivery {
 

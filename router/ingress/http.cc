@@ -79,4 +79,21 @@ HttpResponse ErrorResponse(int status, std::string_view error, std::string_view 
   return r;
 }
 
+HttpResponse ErrorResponse(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kNotFound:
+      return ErrorResponse(404, "not_found", st.message());
+    case StatusCode::kInvalidArgument:
+      return ErrorResponse(400, "bad_request", st.message());
+    case StatusCode::kUnavailable:
+      return ErrorResponse(503, "unavailable", st.message());
+    case StatusCode::kPermissionDenied:
+      return ErrorResponse(401, "unauthorized", st.message());
+    case StatusCode::kFailedPrecondition:
+      return ErrorResponse(409, "conflict", st.message());
+    default:
+      return ErrorResponse(500, "internal", st.message());
+  }
+}
+
 }  // namespace dvrouter

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "router/common/status.h"
+
 namespace dvrouter {
 
 class HeaderLookup {
@@ -83,6 +85,10 @@ bool QueryParameter(std::string_view target, std::string_view name, std::string*
 
 // A JSON error answer: {"error": error, "message": message}.
 HttpResponse ErrorResponse(int status, std::string_view error, std::string_view message);
+// The error answer for a failed Status: NotFound 404 not_found, InvalidArgument 400 bad_request,
+// Unavailable 503 unavailable, PermissionDenied 401 unauthorized, FailedPrecondition 409
+// conflict, anything else 500 internal; the message is the status's.
+HttpResponse ErrorResponse(const Status& st);
 
 // Compares secrets in time that depends only on their lengths, not their contents.
 bool ConstantTimeEquals(std::string_view a, std::string_view b);

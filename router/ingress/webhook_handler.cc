@@ -195,43 +195,4 @@ void WebhookHandler::Finish(Call* call, const AppendResult& result) {
         std::move(r));
 }
 
-AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh)
-    : metrics_(metrics), refresh_(std::move(refresh)) {}
-
-void AdminHandler::set_ready(bool ready) {
-  ready_.store(ready);
-  metrics_->ready.Set(ready ? 1 : 0);
-}
-
-void AdminHandler::Handle(const HttpRequestView& request, HttpConnectionState*,
-                          HttpExchange* exchange, int) {
-  std::string_view path = TargetPath(request.target);
-  HttpResponse r;
-  if (AdminOperations* ops = ops_.load(std::memory_order_acquire)) {
-    if (std::optional<HttpResponse> answer = ops->Handle(request.method, request.target)) {
-      exchange->Respond(std::move(*answer));
-      return;
-    }
-  }
-  if (request.method != "GET" && request.method != "HEAD") {
-    r = ErrorResponse(405, "method_not_allowed", "the admin endpoints accept GET only");
-    r.allow = "GET, HEAD";
-  } else if (path == "/metrics") {
-    if (refresh_) refresh_();
-    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_->Serialize();
-  } else if (path == "/healthz") {
-    r.body = R"({"status":"ok"})";
-  } else if (path == "/readyz") {
-    if (ready_.load()) {
-      r.body = R"({"status":"ready"})";
-    } else {
-      r = ErrorResponse(503, "not_ready", "journal recovery in progress");
-    }
-  } else {
-    r = ErrorResponse(404, "not_found", "unknown admin path");
-  }
-  exchange->Respond(std::move(r));
-}
-
 }  // namespace dvrouter

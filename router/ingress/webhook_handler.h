@@ -66,30 +66,4 @@ class WebhookHandler final : public HttpHandler {
   std::vector<std::unique_ptr<Decoder>> decoders_;  // one per I/O thread
 };
 
-// Operations beyond metrics and health (the delivery engine's: event status, DLQ, replay),
-// plugged into the admin listener once they exist. Called on admin I/O threads.
-class AdminOperations {
- public:
-  virtual ~AdminOperations() = default;
-  // A response for the paths it serves, nullopt for others (404).
-  virtual std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) = 0;
-};
-
-// The admin listener's routes: /metrics, /healthz, /readyz, and AdminOperations' paths.
-class AdminHandler final : public HttpHandler {
- public:
-  // `refresh` runs before each /metrics scrape to update gauges read from other components.
-  AdminHandler(RouterMetrics* metrics, std::function<void()> refresh);
-  void set_ready(bool ready);
-  void set_operations(AdminOperations* ops) { ops_.store(ops, std::memory_order_release); }
-  void Handle(const HttpRequestView& request, HttpConnectionState* state, HttpExchange* exchange,
-              int io_thread) override;
-
- private:
-  RouterMetrics* metrics_;
-  std::function<void()> refresh_;
-  std::atomic<bool> ready_{false};
-  std::atomic<AdminOperations*> ops_{nullptr};
-};
-
 }  // namespace dvrouter

@@ -33,8 +33,8 @@
 #include <thread>
 
 #include "adapters/common/http_client.h"
+#include "router/common/encoding.h"
 #include "router/common/json.h"
-#include "router/delivery/dlq.h"
 #include "router/ingress/server.h"
 #include "tests/simulators/sim_main.h"
 

@@ -235,8 +235,6 @@ TEST(HttpClient, ParseUrlReadsSchemeHostPortAndTarget) {
   EXPECT_EQ(u->host, "::1");
   EXPECT_EQ(u->port, 8123);
   EXPECT_EQ(u->target, "/?query=1");
-  EXPECT_EQ(UrlEncode("INSERT INTO a.b FORMAT JSONEachRow"),
-            "INSERT%20INTO%20a.b%20FORMAT%20JSONEachRow");
 }
 
 // TLS against a real HTTPS server (dvrouter's own ingress with a certificate made for the test):
