@@ -206,8 +206,8 @@ Status App::Start() {
       std::fprintf(
           stderr,
           "dvrouter: WARNING: adapters.%s writes back to Dataverse but loop_guard.user_ids "
-          "is empty: the Updates its PATCHes raise come back as events (README, "
-          "\"Status write-back\")\n",
+          "is empty: the Updates its PATCHes raise come back as events "
+          "(docs/adapters/dataverse.md)\n",
           ac.name.c_str());
     }
   }
