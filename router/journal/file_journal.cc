@@ -267,6 +267,23 @@ Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
 constexpr uint64_t kSeqReserve = 1ull << 20;
 constexpr std::string_view kSeqKey = "next=";
 
+// What a META file says: its format (0 unless "format=1" or "format=2" opens it) and its
+// partition count (0 when it names none).
+struct MetaFields {
+  int format = 0;
+  uint64_t partitions = 0;
+};
+MetaFields ParseMeta(const std::string& text) {
+  MetaFields m;
+  if (text.rfind("format=1\n", 0) == 0) m.format = 1;
+  if (text.rfind("format=2\n", 0) == 0) m.format = 2;
+  constexpr std::string_view kKey = "\npartitions=";
+  if (const size_t at = text.find(kKey); at != std::string::npos) {
+    m.partitions = std::strtoull(text.c_str() + at + kKey.size(), nullptr, 10);
+  }
+  return m;
+}
+
 // The sequence SEQ says to resume at; 0 when there is no SEQ file.
 Result<uint64_t> ReadSeqMark(const std::string& dir) {
   std::string text;
@@ -522,21 +539,19 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
     return WriteFileAtomically(opt.dir, "META", MetaText(format));
   }
   if (!st.ok()) return st;
-  const std::string_view kKey = "\npartitions=";
-  const size_t at = meta.find(kKey);
-  const bool v1 = meta.rfind("format=1\n", 0) == 0;
-  if ((!v1 && meta.rfind("format=2\n", 0) != 0) || at == std::string::npos) {
+  const MetaFields fields = ParseMeta(meta);
+  if (fields.format == 0 || meta.find("\npartitions=") == std::string::npos) {
     return InvalidArgument("journal " + opt.dir +
                            "/META is not a dvrouter journal header (format=1 or format=2)");
   }
-  const uint64_t p = std::strtoull(meta.c_str() + at + kKey.size(), nullptr, 10);
+  const uint64_t p = fields.partitions;
   if (p != opt.partitions) {
     return InvalidArgument("journal " + opt.dir + " was created with " + std::to_string(p) +
                            " partitions but the configuration says " +
                            std::to_string(opt.partitions) +
                            "; the partition count is fixed when a journal is created");
   }
-  *upgrade = v1 && format == 2;
+  *upgrade = fields.format == 1 && format == 2;
   return Status::Ok();
 }
 
@@ -1222,9 +1237,7 @@ Status FileJournal::ScanDirectory(const std::string& dir,
   uint32_t partitions = UINT32_MAX;
   std::string meta;
   if (ReadFile(dir + "/META", 4096, &meta).ok()) {
-    const size_t at = meta.find("partitions=");
-    const uint64_t p =
-        at == std::string::npos ? 0 : std::strtoull(meta.c_str() + at + 11, nullptr, 10);
+    const uint64_t p = ParseMeta(meta).partitions;
     if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
   }
   std::string data;

@@ -122,6 +122,26 @@ inline std::vector<std::string> SegmentFiles(const std::string& dir) {
   return out;
 }
 
+// Appends events 0..count-1 with bodies of `body_bytes`, one at a time: how many were accepted,
+// and the last refusal.
+struct AppendTally {
+  int accepted = 0;
+  AppendResult refused;
+};
+inline AppendTally AppendEach(Journal* j, int count, size_t body_bytes) {
+  AppendTally t;
+  for (int i = 0; i < count; ++i) {
+    auto e = MakeEvent(i, body_bytes);
+    AppendResult r = AppendOne(j, e.get());
+    if (r.status.ok()) {
+      ++t.accepted;
+    } else {
+      t.refused = r;
+    }
+  }
+  return t;
+}
+
 // Bytes of the segment files in `dir` (a segment deleted meanwhile counts 0).
 inline uint64_t SegmentBytesOnDisk(const std::string& dir) {
   uint64_t bytes = 0;

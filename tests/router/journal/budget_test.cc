@@ -100,17 +100,7 @@ TEST(JournalBudget, UndeliveredDataIsKeptAndIngestResumesOnceDelivered) {
   o.disk_budget_bytes = 256 << 10;
   o.listener = &listener;
   auto j = OpenOrDie(o);
-  int accepted = 0;
-  AppendResult refused;
-  for (int i = 0; i < 40; ++i) {
-    auto e = MakeEvent(i, 10 << 10);
-    AppendResult r = AppendOne(j.get(), e.get());
-    if (r.status.ok()) {
-      ++accepted;
-    } else {
-      refused = r;
-    }
-  }
+  const auto [accepted, refused] = testing::AppendEach(j.get(), 40, 10 << 10);
   ASSERT_GT(accepted, 20);
   ASSERT_LT(accepted, 40);
   EXPECT_EQ(refused.status.code(), StatusCode::kResourceExhausted);
@@ -169,12 +159,7 @@ TEST(JournalBudget, WithoutAListenerNothingIsDeletedToMakeRoom) {
   o.segment_bytes = 64 << 10;
   o.disk_budget_bytes = 128 << 10;
   auto j = OpenOrDie(o);
-  int accepted = 0;
-  for (int i = 0; i < 20; ++i) {
-    auto e = MakeEvent(i, 10 << 10);
-    accepted += AppendOne(j.get(), e.get()).status.ok();
-  }
-  EXPECT_LT(accepted, 20);
+  EXPECT_LT(testing::AppendEach(j.get(), 20, 10 << 10).accepted, 20);
   EXPECT_EQ(FirstRetainedSeq(j.get()), 1u);
   EXPECT_EQ(j->Stats().reclaimed_bytes, 0u);
 }

@@ -260,17 +260,7 @@ TEST(FileJournal, DiskBudgetRefusesWithoutDamagingEarlierRecords) {
   o.disk_budget_bytes = 100 << 10;
   {
     auto j = OpenOrDie(o);
-    int accepted = 0;
-    AppendResult refused;
-    for (int i = 0; i < 20; ++i) {
-      auto e = MakeEvent(i, 10 << 10);
-      AppendResult r = AppendOne(j.get(), e.get());
-      if (r.status.ok()) {
-        ++accepted;
-      } else {
-        refused = r;
-      }
-    }
+    const auto [accepted, refused] = testing::AppendEach(j.get(), 20, 10 << 10);
     EXPECT_EQ(accepted, 9);  // 9 frames of ~10.3 KiB fit in 100 KiB
     EXPECT_EQ(refused.status.code(), StatusCode::kResourceExhausted);
     EXPECT_LE(j->Stats().bytes, 100u << 10);
