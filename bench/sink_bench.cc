@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/clickhouse/clickhouse_config.h"
 #include "adapters/common/http_client.h"
 #include "adapters/sql/postgres_adapter.h"
+#include "adapters/sql/sql_config.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/decode/decode.h"
 #include "tests/support/clickhouse_server.h"
@@ -130,9 +132,9 @@ AdapterConfig PostgresConfig(size_t pool) {
   AdapterConfig c;
   c.name = "bench";
   c.type = "postgres";
-  c.sql.port = Server()->port();
-  c.sql.sslmode = "disable";
-  c.sql.pool_size = pool;
+  c.Settings<SqlConfig>().port = Server()->port();
+  c.Settings<SqlConfig>().sslmode = "disable";
+  c.Settings<SqlConfig>().pool_size = pool;
   return c;
 }
 
@@ -177,7 +179,7 @@ void BM_Sqlite(benchmark::State& state) {
   AdapterConfig c;
   c.name = "bench";
   c.type = "sqlite";
-  c.sql.path = dir->path() + "/bench.db";
+  c.Settings<SqlConfig>().path = dir->path() + "/bench.db";
   SqliteAdapter adapter(c, nullptr);
   if (Status st = adapter.Start(1); !st.ok()) {
     return state.SkipWithError(std::string(st.message()).c_str());
@@ -198,9 +200,9 @@ void BM_ClickHouse(benchmark::State& state) {
   AdapterConfig c;
   c.name = "bench";
   c.type = "clickhouse";
-  c.clickhouse.url = ClickHouse()->Url();
-  c.clickhouse.connections = static_cast<uint64_t>(state.range(1));
-  c.clickhouse.gzip = state.range(2) != 0;
+  c.Settings<ClickHouseConfig>().url = ClickHouse()->Url();
+  c.Settings<ClickHouseConfig>().connections = static_cast<uint64_t>(state.range(1));
+  c.Settings<ClickHouseConfig>().gzip = state.range(2) != 0;
   ClickHouseAdapter adapter(c, nullptr);
   (void)adapter.Start(1);
   Run(state, adapter);

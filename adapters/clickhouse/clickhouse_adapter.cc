@@ -84,13 +84,13 @@ ClickHouseAdapter::ClickHouseAdapter(AdapterConfig config, prometheus::Registry*
     : config_(std::move(config)),
       http_([&] {
         HttpClientOptions o;
-        o.connect_timeout_ms = config_.clickhouse.connect_timeout_ms;
-        o.request_timeout_ms = config_.clickhouse.request_timeout_ms;
-        o.ca_file = config_.clickhouse.ca_file;
-        o.max_idle_per_host = config_.clickhouse.connections;
+        o.connect_timeout_ms = clickhouse_.connect_timeout_ms;
+        o.request_timeout_ms = clickhouse_.request_timeout_ms;
+        o.ca_file = clickhouse_.ca_file;
+        o.max_idle_per_host = clickhouse_.connections;
         return o;
       }()),
-      base_url_(config_.clickhouse.url + "/?database=" + UrlEncode(config_.clickhouse.database)),
+      base_url_(clickhouse_.url + "/?database=" + UrlEncode(clickhouse_.database)),
       queue_(&ClickHouseAdapter::FailJob) {
   if (registry == nullptr) return;
   using prometheus::BuildCounter;
@@ -204,7 +204,7 @@ bool ClickHouseAdapter::RetryableAnswer(int status, int code) {
 }
 
 Status ClickHouseAdapter::Start(uint64_t) {
-  queue_.Start(config_.clickhouse.connections, "dv-clickhouse",
+  queue_.Start(clickhouse_.connections, "dv-clickhouse",
                [this](std::monostate&, Job& job) { RunGuarded(job); });
   return Status::Ok();
 }
@@ -215,7 +215,7 @@ void ClickHouseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* d
   job->results.resize(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     std::string row;
-    if (Status st = EncodeRow(batch[i], config_.clickhouse, &row); !st.ok()) {
+    if (Status st = EncodeRow(batch[i], clickhouse_, &row); !st.ok()) {
       job->results[i].outcome = DeliveryOutcome::kPermanent;
       job->results[i].error = std::string(st.message());
       CountError("data");
@@ -259,11 +259,10 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Post(const std::string& query,
   req.method = "POST";
   req.url = base_url_ + "&query=" + UrlEncode(query);
   req.body = body;
-  req.gzip = config_.clickhouse.gzip && !body.empty();
-  if (!config_.clickhouse.password.empty() || config_.clickhouse.user != "default") {
+  req.gzip = clickhouse_.gzip && !body.empty();
+  if (!clickhouse_.password.empty() || clickhouse_.user != "default") {
     req.headers.emplace_back(
-        "Authorization",
-        "Basic " + Base64Encode(config_.clickhouse.user + ":" + config_.clickhouse.password));
+        "Authorization", "Basic " + Base64Encode(clickhouse_.user + ":" + clickhouse_.password));
   }
   Result<ClientResponse> res = http_.Send(req);
   Attempt a;
@@ -293,8 +292,8 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Post(const std::string& query,
 
 ClickHouseAdapter::Attempt ClickHouseAdapter::EnsureTable() {
   std::lock_guard<std::mutex> lock(table_mu_);
-  if (table_ready_ || !config_.clickhouse.create_table) return Attempt{true, false, false, ""};
-  Attempt a = Post(CreateTableSql(config_.clickhouse), "");
+  if (table_ready_ || !clickhouse_.create_table) return Attempt{true, false, false, ""};
+  Attempt a = Post(CreateTableSql(clickhouse_), "");
   if (a.ok) table_ready_ = true;
   return a;
 }
@@ -303,9 +302,9 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Insert(const Job& job, size_t from
   std::string body;
   for (size_t k = from; k < to; ++k) body += job.rows[k];
   const auto start = std::chrono::steady_clock::now();
-  Attempt a = Post("INSERT INTO " + config_.clickhouse.database + "." + config_.clickhouse.table +
-                       " FORMAT JSONEachRow",
-                   body);
+  Attempt a =
+      Post("INSERT INTO " + clickhouse_.database + "." + clickhouse_.table + " FORMAT JSONEachRow",
+           body);
   if (a.ok) {
     if (rows_ != nullptr) {
       rows_->Increment(static_cast<double>(to - from));
@@ -356,7 +355,7 @@ void ClickHouseAdapter::Run(Job& job) {
   while (from < job.rows.size()) {
     size_t to = from, bytes = 0;
     while (to < job.rows.size() &&
-           (to == from || bytes + job.rows[to].size() <= config_.clickhouse.max_insert_bytes)) {
+           (to == from || bytes + job.rows[to].size() <= clickhouse_.max_insert_bytes)) {
       bytes += job.rows[to++].size();
     }
     InsertRange(job, from, to);

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "adapters/adapter.h"
+#include "adapters/clickhouse/clickhouse_config.h"
 #include "adapters/common/http_client.h"
 #include "adapters/common/job_queue.h"
 #include "router/config/config.h"
@@ -98,6 +99,8 @@ class ClickHouseAdapter final : public Adapter {
   Attempt EnsureTable();
 
   AdapterConfig config_;
+  const ClickHouseConfig& clickhouse_ =
+      config_.Settings<ClickHouseConfig>();  // the type's own settings
   HttpClient http_;
   std::string base_url_;
 

@@ -1,5 +1,7 @@
 #include "adapters/dataverse/dataverse_adapter.h"
 
+#include "router/delivery/status_record.h"
+
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -41,9 +43,9 @@ std::string ServiceMessage(int status, std::string_view body) {
 
 DataverseAdapter::DataverseAdapter(AdapterConfig config, prometheus::Registry* registry)
     : config_(std::move(config)),
-      web_(config_.dataverse),
-      pool_("dataverse adapter", config_.dataverse.max_concurrency,
-            static_cast<double>(config_.dataverse.max_concurrency)) {
+      web_(dataverse_),
+      pool_("dataverse adapter", dataverse_.max_concurrency,
+            static_cast<double>(dataverse_.max_concurrency)) {
   if (registry == nullptr) return;
   auto& writes = prometheus::BuildCounter()
                      .Name("dvrouter_dataverse_writes_total")
@@ -102,16 +104,9 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
     return InvalidArgument(
         "not a status record: a dataverse adapter takes only the statuses of its source adapter");
   }
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  if (auto err = parser.parse(body.data(), body.size()).get(doc)) {
-    return InvalidArgument(std::string("status record is not JSON: ") +
-                           simdjson::error_message(err));
-  }
-  std::string_view state;
-  if (doc["state"].get(state) != simdjson::SUCCESS) {
-    return InvalidArgument("status record without a state");
-  }
+  Result<StatusRecord> record = DecodeStatusRecord(body);
+  if (!record.ok()) return record.status();
+  const std::string& state = record->state;
   const std::string& table = header.primary_entity_name;
   const std::string& row = header.primary_entity_id;
   // The table goes into the PATCH URL: only a logical name, never '#', '?' or '/'.
@@ -124,9 +119,8 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
                            Utf8Excerpt(row, 200) + "')");
   }
   Patch p;
-  p.state = std::string(state);
-  uint64_t order = 0;
-  if (doc["order"].get(order) == simdjson::SUCCESS) p.order = order;
+  p.state = state;
+  p.order = record->order;
   p.resource = EntitySet(c, table) + "(" + row + ")";
   const int64_t* value = nullptr;
   for (const auto& [s, v] : c.status_values) {
@@ -140,16 +134,17 @@ Result<DataverseAdapter::Patch> DataverseAdapter::BuildPatch(const DataverseConf
   if (!c.error_column.empty()) {
     b += ",";
     AppendJsonString(&b, c.error_column);
-    std::string_view error;
-    if ((state == "pending" || state == "failed") && doc["error"].get(error) == simdjson::SUCCESS) {
+    if ((state == "pending" || state == "failed") && !record->error.empty()) {
       b += ":";
-      AppendJsonString(&b, Utf8Excerpt(error, kMaxErrorText));
+      AppendJsonString(&b, Utf8Excerpt(record->error, kMaxErrorText));
     } else {
       b += ":null";
     }
   }
+  simdjson::dom::parser parser;
   simdjson::dom::object answer;
-  if (!c.answer_columns.empty() && doc["answer"].get(answer) == simdjson::SUCCESS) {
+  if (!c.answer_columns.empty() && record->answer.starts_with("{") &&
+      parser.parse(record->answer).get(answer) == simdjson::SUCCESS) {
     for (const auto& [column, name] : c.answer_columns) {
       simdjson::dom::element v;
       if (answer[name].get(v) != simdjson::SUCCESS || v.is_null()) continue;
@@ -166,7 +161,7 @@ void DataverseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* do
   std::vector<DeliveryResult> results(batch.size());
   std::vector<std::pair<size_t, CallPool::Call>> calls;
   for (size_t i = 0; i < batch.size(); ++i) {
-    Result<Patch> p = BuildPatch(config_.dataverse, *batch[i].header, batch[i].body);
+    Result<Patch> p = BuildPatch(dataverse_, *batch[i].header, batch[i].body);
     if (!p.ok()) {
       results[i].outcome = DeliveryOutcome::kPermanent;
       results[i].error = std::string(p.status().message());
@@ -183,7 +178,7 @@ void DataverseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* do
 }
 
 bool DataverseAdapter::Pace() {
-  const double rate = config_.dataverse.max_requests_per_second;
+  const double rate = dataverse_.max_requests_per_second;
   const int64_t gap = static_cast<int64_t>(std::ceil(1000.0 / rate));
   std::unique_lock<std::mutex> lock(pace_mu_);
   for (;;) {

@@ -38,6 +38,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/common/call_pool.h"
+#include "adapters/dataverse/dataverse_config.h"
 #include "adapters/dataverse/webapi.h"
 #include "router/config/config.h"
 
@@ -65,7 +66,7 @@ class DataverseAdapter final : public Adapter {
 
   struct Patch {
     std::string resource;  // <entity set>(<row id>)
-    uint64_t order = 0;    // the status's place in time (engine.cc EmitStatus)
+    uint64_t order = 0;    // the status's place in time (StatusRecord::order)
     std::string body;      // empty: nothing to write for this state
     std::string state;
   };
@@ -78,6 +79,8 @@ class DataverseAdapter final : public Adapter {
   bool Pace();  // waits for the next request slot; false when stopping
 
   AdapterConfig config_;
+  const DataverseConfig& dataverse_ =
+      config_.Settings<DataverseConfig>();  // the type's own settings
   WebApiClient web_;
 
   // Whether a newer status than `p` was written to its row already (then `p` is not written);

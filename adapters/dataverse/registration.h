@@ -15,6 +15,7 @@
 
 #include <ostream>
 
+#include "adapters/dataverse/dataverse_config.h"
 #include "adapters/dataverse/webapi.h"
 #include "router/common/status.h"
 #include "router/config/config.h"

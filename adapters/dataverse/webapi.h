@@ -10,6 +10,7 @@
 
 #include "adapters/common/http_client.h"
 #include "adapters/common/oauth.h"
+#include "adapters/dataverse/dataverse_config.h"
 #include "router/config/config.h"
 
 namespace dvrouter {

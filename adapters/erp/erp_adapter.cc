@@ -122,15 +122,15 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
     : config_(std::move(config)),
       http_([&] {
         HttpClientOptions o;
-        o.connect_timeout_ms = config_.erp.connect_timeout_ms;
-        o.request_timeout_ms = config_.erp.request_timeout_ms;
-        o.ca_file = config_.erp.ca_file;
-        o.max_idle_per_host = config_.erp.max_concurrency;
+        o.connect_timeout_ms = erp_.connect_timeout_ms;
+        o.request_timeout_ms = erp_.request_timeout_ms;
+        o.ca_file = erp_.ca_file;
+        o.max_idle_per_host = erp_.max_concurrency;
         return o;
       }()),
-      pool_("erp adapter", config_.erp.max_concurrency,
-            config_.erp.adaptive ? 8.0 : static_cast<double>(config_.erp.max_concurrency)) {
-  for (const ErpRequest& r : config_.erp.requests) {
+      pool_("erp adapter", erp_.max_concurrency,
+            erp_.adaptive ? 8.0 : static_cast<double>(erp_.max_concurrency)) {
+  for (const ErpRequest& r : erp_.requests) {
     Compiled c;
     c.request = &r;
     // Validated when the configuration was parsed.
@@ -143,7 +143,7 @@ ErpAdapter::ErpAdapter(AdapterConfig config, prometheus::Registry* registry)
       if (!seen) callback_capture_.push_back(cap);
     }
   }
-  const ErpAuth& auth = config_.erp.auth;
+  const ErpAuth& auth = erp_.auth;
   if (auth.mode == "oauth2") {
     tokens_ = std::make_unique<OAuthTokenSource>(
         OAuthClientCredentials{auth.token_url, auth.client_id, auth.client_secret, auth.scope},
@@ -211,7 +211,7 @@ std::string ErpAdapter::Capture(const std::vector<std::pair<std::string, std::st
 
 Status ErpAdapter::Start(uint64_t) {
   pool_.Start();
-  if (config_.erp.async.poll_interval_ms > 0 && !poller_.joinable()) {
+  if (erp_.async.poll_interval_ms > 0 && !poller_.joinable()) {
     poller_ = std::thread([this] { PollLoop(); });
   }
   return Status::Ok();
@@ -260,7 +260,7 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
   }
   call->tmpl->body.Render([&](std::string_view p, std::string* out) { values.Resolve(p, out); },
                           &call->body);
-  call->url = config_.erp.base_url + path;
+  call->url = erp_.base_url + path;
   call->event_id = d.key.ToHex();
   call->key = d.key;
   return Status::Ok();
@@ -333,13 +333,13 @@ std::optional<DeliveryResult> ErpAdapter::JobOutcome(
 
 Result<DeliveryResult> ErpAdapter::ParseCallback(std::string_view authorization,
                                                  std::string_view body) {
-  const std::string& secret = config_.erp.async.callback_secret;
+  const std::string& secret = erp_.async.callback_secret;
   if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
   if (!authorization.starts_with("Bearer ") ||
       !ConstantTimeEquals(secret, authorization.substr(7))) {
     return PermissionDenied("missing or wrong callback credentials");
   }
-  std::optional<DeliveryResult> r = JobOutcome(config_.erp.async, callback_capture_, body);
+  std::optional<DeliveryResult> r = JobOutcome(erp_.async, callback_capture_, body);
   if (!r) return InvalidArgument("the callback reports no final status (still running?)");
   if (r->outcome == DeliveryOutcome::kPermanent && r->error.starts_with("job status without")) {
     return InvalidArgument(r->error);
@@ -348,7 +348,7 @@ Result<DeliveryResult> ErpAdapter::ParseCallback(std::string_view authorization,
 }
 
 void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
-  const ErpAsync& as = config_.erp.async;
+  const ErpAsync& as = erp_.async;
   std::string url;
   simdjson::dom::parser parser;
   std::string_view v;
@@ -358,7 +358,7 @@ void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
     url = answer.Header("location");
   }
   if (url.empty()) return;  // nothing to poll: a callback has to confirm it
-  if (url.starts_with("/")) url = Origin(config_.erp.base_url) + url;  // relative to the ERP
+  if (url.starts_with("/")) url = Origin(erp_.base_url) + url;  // relative to the ERP
   const int64_t now = SteadyNowMs();
   std::lock_guard<std::mutex> lock(poll_mu_);
   if (polls_.size() >= kMaxPolls) {
@@ -379,7 +379,7 @@ bool ErpAdapter::StopRequested() {
 
 void ErpAdapter::PollLoop() {
   SetThreadName("dv-erp-poll");
-  const ErpAsync& as = config_.erp.async;
+  const ErpAsync& as = erp_.async;
   std::unique_lock<std::mutex> lock(poll_mu_);
   while (!poll_stop_) {
     int64_t now = SteadyNowMs();
@@ -401,7 +401,7 @@ void ErpAdapter::PollLoop() {
     }
     lock.unlock();
     std::vector<Poll> again;
-    const std::string origin = Origin(config_.erp.base_url);
+    const std::string origin = Origin(erp_.base_url);
     for (Poll& p : due) {
       if (StopRequested()) {  // the rest are answered by callbacks, or polled after a restart
         again.push_back(std::move(p));
@@ -415,7 +415,7 @@ void ErpAdapter::PollLoop() {
       // The ERP's credentials go to the ERP only, not to any host a 202 answer names.
       const bool own = p.url.starts_with(origin + "/");
       if (own) AuthHeaders(&req, &token);
-      if (!own || !token.empty() || config_.erp.auth.mode != "oauth2") {
+      if (!own || !token.empty() || erp_.auth.mode != "oauth2") {
         Result<ClientResponse> res = http_.Send(req);
         if (res.ok() && res->status == 200) {
           outcome = JobOutcome(as, p.tmpl->request->capture, res->body);
@@ -460,7 +460,7 @@ Status ErpAdapter::CsrfHeaders(ClientRequest* req, const std::string& stale, std
   if (csrf_token_.empty() || csrf_token_ == stale) {
     ClientRequest fetch;
     fetch.method = "GET";
-    fetch.url = config_.erp.base_url + config_.erp.csrf_path;
+    fetch.url = erp_.base_url + erp_.csrf_path;
     fetch.headers = {{"x-csrf-token", "Fetch"}, {"Accept", "application/json"}};
     std::string ignored;
     AuthHeaders(&fetch, &ignored);
@@ -487,7 +487,7 @@ Status ErpAdapter::CsrfHeaders(ClientRequest* req, const std::string& stale, std
 }
 
 void ErpAdapter::AuthHeaders(ClientRequest* req, std::string* token) {
-  const ErpAuth& auth = config_.erp.auth;
+  const ErpAuth& auth = erp_.auth;
   if (auth.mode == "basic") {
     req->headers.emplace_back("Authorization", basic_);
   } else if (auth.mode == "api_key") {
@@ -501,8 +501,8 @@ void ErpAdapter::AuthHeaders(ClientRequest* req, std::string* token) {
 }
 
 void ErpAdapter::Adapt(bool congested) {
-  if (!config_.erp.adaptive) return;
-  const double max = static_cast<double>(config_.erp.max_concurrency);
+  if (!erp_.adaptive) return;
+  const double max = static_cast<double>(erp_.max_concurrency);
   double limit;
   if (congested) {
     {
@@ -520,7 +520,7 @@ void ErpAdapter::Adapt(bool congested) {
 
 DeliveryResult ErpAdapter::Execute(const Call& call) {
   const ErpRequest& t = *call.tmpl->request;
-  const ErpAuth& auth = config_.erp.auth;
+  const ErpAuth& auth = erp_.auth;
   DeliveryResult r;
   auto count = [&](int status) {  // 0: no answer
     const int k = status == 0 ? 3 : status < 300 ? 0 : status < 500 ? 1 : 2;
@@ -548,7 +548,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     }
     AuthHeaders(&req, &token);
     std::string csrf;
-    if (config_.erp.profile == "sap_odata") {
+    if (erp_.profile == "sap_odata") {
       if (Status st = CsrfHeaders(&req, stale_csrf, &csrf); !st.ok()) {
         r.outcome = DeliveryOutcome::kRetryable;
         r.error = "erp: " + std::string(st.message());
@@ -556,8 +556,8 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
         return r;
       }
     }
-    if (!config_.erp.async.public_url.empty()) {
-      req.headers.emplace_back("X-Callback-Url", config_.erp.async.public_url + "/callbacks/" +
+    if (!erp_.async.public_url.empty()) {
+      req.headers.emplace_back("X-Callback-Url", erp_.async.public_url + "/callbacks/" +
                                                      config_.name + "/" + call.event_id);
     }
     for (const auto& h : t.headers) req.headers.push_back(h);
@@ -591,7 +591,7 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     if (status >= 200 && status < 300) {
       r.outcome = status == 202 ? DeliveryOutcome::kProcessing : DeliveryOutcome::kDelivered;
       r.answer = Capture(t.capture, res->body);
-      if (status == 202 && config_.erp.async.poll_interval_ms > 0) StartPoll(call, *res);
+      if (status == 202 && erp_.async.poll_interval_ms > 0) StartPoll(call, *res);
       Adapt(false);
       return r;
     }

@@ -46,6 +46,7 @@
 #include "adapters/common/call_pool.h"
 #include "adapters/common/http_client.h"
 #include "adapters/common/oauth.h"
+#include "adapters/erp/erp_config.h"
 #include "router/common/json_template.h"
 #include "router/config/config.h"
 
@@ -112,6 +113,7 @@ class ErpAdapter final : public Adapter {
   bool StopRequested();
 
   AdapterConfig config_;
+  const ErpConfig& erp_ = config_.Settings<ErpConfig>();  // the type's own settings
   std::vector<Compiled> templates_;
   HttpClient http_;
   std::unique_ptr<OAuthTokenSource> tokens_;

@@ -135,11 +135,11 @@ Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* 
 }
 
 Status LakeAdapter::Start(uint64_t redelivery_from_seq) {
-  if (Status st = MakeDirectories(config_.lake.dir); !st.ok()) return st;
+  if (Status st = MakeDirectories(lake_.dir); !st.ok()) return st;
   // Remove temporary files of a crash; remember the seqs of final files that may come again.
   uint64_t removed = 0;
-  for (const std::string& table : ListDir(config_.lake.dir)) {
-    const std::string tdir = config_.lake.dir + "/" + table;
+  for (const std::string& table : ListDir(lake_.dir)) {
+    const std::string tdir = lake_.dir + "/" + table;
     if (!IsDir(tdir)) continue;
     for (const std::string& date : ListDir(tdir)) {
       const std::string ddir = tdir + "/" + date;
@@ -170,9 +170,9 @@ Status LakeAdapter::Start(uint64_t redelivery_from_seq) {
   }
   if (removed > 0) {
     std::fprintf(stderr, "dvrouter: lake %s: removed %llu unfinished files of an earlier run\n",
-                 config_.lake.dir.c_str(), static_cast<unsigned long long>(removed));
+                 lake_.dir.c_str(), static_cast<unsigned long long>(removed));
   }
-  known_dirs_.insert(config_.lake.dir);
+  known_dirs_.insert(lake_.dir);
   writer_ = std::thread([this] { WriterLoop(); });
   return Status::Ok();
 }
@@ -210,7 +210,7 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
       continue;
     }
     auto [it, inserted] = group_of.try_emplace(dir, p->groups.size());
-    if (inserted) p->groups.emplace_back().dir = config_.lake.dir + "/" + dir;
+    if (inserted) p->groups.emplace_back().dir = lake_.dir + "/" + dir;
     Group& g = p->groups[it->second];
     g.rows += row;
     g.rows += '\n';
@@ -241,7 +241,7 @@ Status LakeAdapter::EnsureDir(const std::string& dir) {
   if (known_dirs_.count(dir)) return Status::Ok();
   // <lake dir>/<table>/date=...: each level below the lake directory (Start created that one),
   // with its errno kept to classify a failure.
-  for (size_t slash = config_.lake.dir.size();;) {
+  for (size_t slash = lake_.dir.size();;) {
     slash = dir.find('/', slash + 1);
     const std::string level = dir.substr(0, slash);
     if (::mkdir(level.c_str(), 0755) != 0 && errno != EEXIST) {
@@ -252,7 +252,7 @@ Status LakeAdapter::EnsureDir(const std::string& dir) {
   struct stat sb {};
   if (::stat(dir.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) return FileError(dir, ENOTDIR);
   // Make the new directory entries durable: each level's parent.
-  for (std::string d = dir; d.size() > config_.lake.dir.size();) {
+  for (std::string d = dir; d.size() > lake_.dir.size();) {
     const size_t slash = d.rfind('/');
     const std::string parent = d.substr(0, slash);
     if (Status st = SyncDirectory(parent); !st.ok()) return Unavailable(st.message());
@@ -376,7 +376,7 @@ void LakeAdapter::WriterLoop() {
         if (first_write_ms_ == 0) {
           cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
         } else {
-          const int64_t due = first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms);
+          const int64_t due = first_write_ms_ + static_cast<int64_t>(lake_.roll_ms);
           cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, due - SteadyNowMs())),
                        [&] { return !queue_.empty() || stopping_; });
         }
@@ -391,11 +391,11 @@ void LakeAdapter::WriterLoop() {
       if (first_write_ms_ == 0) first_write_ms_ = SteadyNowMs();
     }
     work.clear();
-    for (const auto& [dir, f] : open_) big |= f.bytes >= config_.lake.roll_bytes;
+    for (const auto& [dir, f] : open_) big |= f.bytes >= lake_.roll_bytes;
     // No file open with rows waiting: every one of them failed, answer now.
     if (!waiting_.empty() &&
         (big || stopping || open_.empty() ||
-         SteadyNowMs() >= first_write_ms_ + static_cast<int64_t>(config_.lake.roll_ms))) {
+         SteadyNowMs() >= first_write_ms_ + static_cast<int64_t>(lake_.roll_ms))) {
       RollAll();
     }
     if (stopping) {

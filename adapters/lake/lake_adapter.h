@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "adapters/adapter.h"
+#include "adapters/lake/lake_config.h"
 #include "router/config/config.h"
 
 namespace prometheus {
@@ -103,6 +104,7 @@ class LakeAdapter final : public Adapter {
   Status EnsureDir(const std::string& dir);
 
   AdapterConfig config_;
+  const LakeConfig& lake_ = config_.Settings<LakeConfig>();  // the type's own settings
   prometheus::Counter* rows_ = nullptr;
   prometheus::Counter* files_ = nullptr;
   prometheus::Counter* bytes_ = nullptr;

@@ -80,9 +80,9 @@ PostgresAdapter::PostgresAdapter(AdapterConfig config, prometheus::Registry* reg
                                  Strategy strategy)
     : config_(std::move(config)),
       strategy_(strategy),
-      metrics_(registry, config_.name, config_.sql.pool_size),
+      metrics_(registry, config_.name, sql_.pool_size),
       queue_([](Job& job) { FailSqlJob(&job, "postgres adapter stopped"); }) {
-  down_ = static_cast<int64_t>(config_.sql.pool_size);
+  down_ = static_cast<int64_t>(sql_.pool_size);
 }
 
 PostgresAdapter::~PostgresAdapter() { Stop(); }
@@ -144,14 +144,13 @@ std::string PostgresAdapter::DeleteSql(const std::string& table, size_t rows, bo
 }
 
 Status PostgresAdapter::Start(uint64_t) {
-  queue_.Start(config_.sql.pool_size, "dv-pg",
-               [this](Conn& conn, Job& job) { RunCounted(conn, job); });
+  queue_.Start(sql_.pool_size, "dv-pg", [this](Conn& conn, Job& job) { RunCounted(conn, job); });
   return Status::Ok();
 }
 
 void PostgresAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   auto job = std::make_unique<Job>();
-  BuildSqlJob(batch, config_.sql, &metrics_, done, job.get());
+  BuildSqlJob(batch, sql_, &metrics_, done, job.get());
   if (job->rows.empty()) {
     done->OnDelivered(job->results);
     return;
@@ -164,7 +163,7 @@ void PostgresAdapter::Stop() { queue_.Stop(); }
 void PostgresAdapter::UpdatePool() {
   // pool_mu_ held.
   // A connection that is down while its thread fails a batch counts as down, not busy.
-  const auto total = static_cast<int64_t>(config_.sql.pool_size);
+  const auto total = static_cast<int64_t>(sql_.pool_size);
   const int64_t busy = std::min(busy_, total - down_);
   metrics_.Pool(std::max<int64_t>(0, total - busy - down_), busy, down_);
 }
@@ -321,7 +320,7 @@ bool Pipeline(PGconn* pg, const std::vector<Statement>& statements, uint64_t* af
 
 bool PostgresAdapter::EnsureTables(Conn& conn, const std::vector<const SqlRow*>& rows,
                                    SqlErrorClass* cls, std::string* error) {
-  if (!config_.sql.create_tables) return true;
+  if (!sql_.create_tables) return true;
   std::lock_guard<std::mutex> lock(ddl_mu_);
   // Only what is missing: CREATE ... IF NOT EXISTS still needs the CREATE privilege, which a
   // least-privilege role on existing tables does not have.
@@ -350,7 +349,7 @@ bool PostgresAdapter::EnsureTables(Conn& conn, const std::vector<const SqlRow*>&
       needed.emplace_back(r->table, r->mapping);
     }
   }
-  if (config_.sql.hard_delete && created_.count("dvrouter_tombstones") == 0 && !needed.empty()) {
+  if (sql_.hard_delete && created_.count("dvrouter_tombstones") == 0 && !needed.empty()) {
     needed.emplace_back("dvrouter_tombstones", nullptr);
     batch_tables.insert("dvrouter_tombstones");
   }
@@ -394,7 +393,7 @@ bool PostgresAdapter::WriteTransaction(Conn& conn, const std::vector<const SqlRo
   if (!EnsureTables(conn, rows, cls, error)) return false;
   std::vector<Statement> statements;
   statements.push_back({"BEGIN", {}});
-  const bool hard = config_.sql.hard_delete;
+  const bool hard = sql_.hard_delete;
   if (strategy_ == Strategy::kPerEvent) {
     for (const SqlRow* r : rows) {
       if (r->op == SqlOp::kUpsert) {
@@ -449,7 +448,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
       return;
     }
     std::string error;
-    conn.pg = Connect(config_.sql, &error);
+    conn.pg = Connect(sql_, &error);
     if (conn.pg == nullptr) {
       conn.last_error = error;
       conn.retry_at_ms = SteadyNowMs() + conn.backoff_ms;
@@ -513,7 +512,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
       metrics_.Error(cls);
       conn.Close();
       std::string connect_error;
-      conn.pg = Connect(config_.sql, &connect_error);
+      conn.pg = Connect(sql_, &connect_error);
       fresh = true;
       if (conn.pg != nullptr) {
         ok = WriteTransaction(conn, round, &written, &cls, &error);

@@ -30,6 +30,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/common/job_queue.h"
+#include "adapters/sql/sql_config.h"
 #include "adapters/sql/sql_row.h"
 #include "router/config/config.h"
 
@@ -78,6 +79,7 @@ class PostgresAdapter final : public Adapter {
   void UpdatePool();
 
   AdapterConfig config_;
+  const SqlConfig& sql_ = config_.Settings<SqlConfig>();  // the type's own settings
   Strategy strategy_;
   SqlMetrics metrics_;
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "adapters/adapter.h"
-#include "router/config/config.h"
+#include "adapters/sql/sql_config.h"
 
 namespace prometheus {
 class Registry;

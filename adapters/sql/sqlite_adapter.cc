@@ -114,7 +114,7 @@ SqliteAdapter::~SqliteAdapter() {
 Status SqliteAdapter::Start(uint64_t) {
   std::lock_guard<std::mutex> lock(start_mu_);
   if (queue_.started()) return Status::Ok();
-  const std::string& path = config_.sql.path;
+  const std::string& path = sql_.path;
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash != 0) {
     if (Status st = MakeDirectories(path.substr(0, slash)); !st.ok()) return st;
@@ -128,7 +128,7 @@ Status SqliteAdapter::Start(uint64_t) {
     db_ = nullptr;
     return Unavailable("sqlite " + path + ": " + msg);
   }
-  sqlite3_busy_timeout(db_, static_cast<int>(config_.sql.busy_timeout_ms));
+  sqlite3_busy_timeout(db_, static_cast<int>(sql_.busy_timeout_ms));
   std::string error;
   if (Exec("PRAGMA synchronous=FULL", &error) != SQLITE_OK) {
     return Unavailable("sqlite " + path + ": PRAGMA synchronous=FULL: " + error);
@@ -158,7 +158,7 @@ Status SqliteAdapter::Start(uint64_t) {
 
 void SqliteAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   auto job = std::make_unique<Job>();
-  BuildSqlJob(batch, config_.sql, &metrics_, done, job.get());
+  BuildSqlJob(batch, sql_, &metrics_, done, job.get());
   if (job->rows.empty()) {
     done->OnDelivered(job->results);
     return;
@@ -195,13 +195,13 @@ int SqliteAdapter::Prepare(const std::string& sql, sqlite3_stmt** stmt, std::str
 }
 
 int SqliteAdapter::EnsureTable(const SqlRow& row, std::string* error) {
-  if (!config_.sql.create_tables || tables_.count(row.table) != 0) return SQLITE_OK;
+  if (!sql_.create_tables || tables_.count(row.table) != 0) return SQLITE_OK;
   int rc = Exec("CREATE TABLE IF NOT EXISTS " + Quote(row.table) +
                     " (id TEXT PRIMARY KEY, attributes TEXT NOT NULL, version INTEGER NOT NULL, "
                     "deleted INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL)",
                 error);
   if (rc != SQLITE_OK) return rc;
-  if (config_.sql.hard_delete) {
+  if (sql_.hard_delete) {
     rc = Exec(
         "CREATE TABLE IF NOT EXISTS dvrouter_tombstones (table_name TEXT, id TEXT, version "
         "INTEGER NOT NULL, PRIMARY KEY (table_name, id))",
@@ -239,7 +239,7 @@ int SqliteAdapter::EnsureTable(const SqlRow& row, std::string* error) {
 
 int SqliteAdapter::Apply(const SqlRow& row, bool* written, std::string* error) {
   *written = false;
-  const bool hard = config_.sql.hard_delete;
+  const bool hard = sql_.hard_delete;
   auto fail = [&](int rc) {
     *error = sqlite3_errmsg(db_);
     return rc;

@@ -25,6 +25,7 @@
 
 #include "adapters/adapter.h"
 #include "adapters/common/job_queue.h"
+#include "adapters/sql/sql_config.h"
 #include "adapters/sql/sql_row.h"
 #include "router/config/config.h"
 
@@ -70,6 +71,7 @@ class SqliteAdapter final : public Adapter {
   int Apply(const SqlRow& row, bool* written, std::string* error);
 
   AdapterConfig config_;
+  const SqlConfig& sql_ = config_.Settings<SqlConfig>();  // the type's own settings
   SqlMetrics metrics_;
 
   // One writer thread.

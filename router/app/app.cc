@@ -202,10 +202,10 @@ Status App::Start() {
                  "dvrouter: WARNING: ingress.auth.mode is none: webhooks unauthenticated\n");
   }
   for (const AdapterConfig& ac : m.config.adapters) {
-    if (ac.type == "dataverse" && m.config.loop_guard.user_ids.empty()) {
+    if (!ac.status_source().empty() && m.config.loop_guard.user_ids.empty()) {
       std::fprintf(
           stderr,
-          "dvrouter: WARNING: adapters.%s writes back to Dataverse but loop_guard.user_ids "
+          "dvrouter: WARNING: adapters.%s writes statuses back to the CRM but loop_guard.user_ids "
           "is empty: the Updates its PATCHes raise come back as events "
           "(docs/adapters/dataverse.md)\n",
           ac.name.c_str());

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "adapters/dataverse/registration.h"
+#include "adapters/registry.h"
 #include "router/app/app.h"
 #include "router/common/encoding.h"
 #include "router/config/config.h"
@@ -141,7 +142,8 @@ int Register(const std::string& path, bool dry_run) {
   }
   const dvrouter::AdapterConfig* dv = config->FindAdapter(config->registration.dataverse);
   std::unique_ptr<dvrouter::WebApiClient> web;
-  if (!dry_run) web = std::make_unique<dvrouter::WebApiClient>(dv->dataverse);
+  if (!dry_run)
+    web = std::make_unique<dvrouter::WebApiClient>(dv->Settings<dvrouter::DataverseConfig>());
   if (Status st = dvrouter::RegisterWebhook(*config, web.get(), dry_run, std::cout); !st.ok()) {
     std::cout.flush();
     std::fprintf(stderr, "dvrouter: register: %s\n", std::string(st.message()).c_str());
@@ -220,8 +222,11 @@ int main(int argc, char** argv) {
                     "Admin listener ADDR:PORT (overrides the file)");
   serve->add_option("--data-dir", overrides.data_dir, "Data directory (overrides the file)");
 
+  bool reference = false;
   CLI::App* check = cli.add_subcommand("check-config", "Validate a configuration file and exit");
-  check->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  check->add_option("-c,--config", config_path, "YAML configuration file");
+  check->add_flag("--reference", reference,
+                  "Print every configuration key with its default and range (Markdown) and exit");
   check->add_option("--listen", overrides.listen, "Ingress listener ADDR:PORT");
   check->add_option("--admin-listen", overrides.admin_listen, "Admin listener ADDR:PORT");
   check->add_option("--data-dir", overrides.data_dir, "Data directory");
@@ -289,6 +294,14 @@ int main(int argc, char** argv) {
   if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);
+  if (check->parsed() && reference) {
+    std::cout << dvrouter::ConfigReference();
+    return 0;
+  }
+  if (check->parsed() && config_path.empty()) {
+    std::cerr << "check-config: --config is required (or --reference)\n";
+    return 2;
+  }
   if (check->parsed()) return CheckConfig(config_path, overrides);
   return 2;
 }

@@ -8,6 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +18,9 @@
 #include "router/common/status.h"
 
 namespace dvrouter {
+
+struct Config;
+class Section;  // router/config/section.h
 
 struct Endpoint {
   std::string host;
@@ -101,156 +107,59 @@ struct LoopGuardConfig {
   std::vector<std::string> ignore_columns;  // an Update changing only these columns is skipped
 };
 
-// The embedded warehouse: JSON lines per table and day (adapters/lake/lake_adapter.h).
-struct LakeConfig {
-  std::string dir;                    // default <journal.data_dir>/lake
-  bool dir_defaulted = true;          // dir follows journal.data_dir (SetDataDir)
-  uint64_t roll_bytes = 64ull << 20;  // a file is finalized past this size...
-  uint64_t roll_ms = 1000;            // ...or this long after its first row
+// An adapter type's own settings: the struct, its parser and its check-config lines live in the
+// adapter's folder (adapters/<type>/<type>_config.h); the factory table (adapters/registry.cc)
+// names the parser next to the adapter's constructor.
+class AdapterSettings {
+ public:
+  virtual ~AdapterSettings() = default;
+  virtual std::unique_ptr<AdapterSettings> Clone() const = 0;
+  // check-config lines, each starting with `prefix` ("adapters.<name>."), secrets redacted.
+  virtual void Describe(const std::string& prefix, std::ostream& out) const = 0;
+  // The --data-dir override moved journal.data_dir: paths that follow it by default move too.
+  virtual void SetDataDir(const std::string& /*data_dir*/) {}
+  // Checks against the whole configuration, once every adapter is parsed (`name`: this one's).
+  virtual Status Validate(const std::string& /*name*/, const Config& /*config*/) const {
+    return Status::Ok();
+  }
+  // Capability: the adapter whose statuses this one writes back (empty: none). Such an adapter
+  // receives only that adapter's status records, never routed events (docs/architecture.md,
+  // "Status write-back").
+  virtual std::string_view status_source() const { return {}; }
+  // Capability: its connection reaches the Dataverse Web API (`dvrouter register` uses it).
+  virtual bool connects_to_dataverse() const { return false; }
 };
 
-// A typed column of a SQL table: a Target attribute copied into its own column, besides the
-// `attributes` JSON (adapters/sql/sql_mapping.h).
-struct SqlColumn {
-  std::string attribute;  // Target attribute logical name
-  std::string column;     // SQL column name (default: the attribute name)
-  std::string type;       // text, integer, bigint, numeric, double, boolean, timestamptz, date,
-                          // uuid, jsonb (an EntityReference gives its id for uuid, else its JSON)
+// Settings structs derive from this to be copyable through AdapterSettings.
+template <class T>
+class AdapterSettingsOf : public AdapterSettings {
+ public:
+  std::unique_ptr<AdapterSettings> Clone() const override {
+    return std::make_unique<T>(static_cast<const T&>(*this));
+  }
 };
 
-struct SqlTable {
-  std::string entity;  // Dataverse table logical name (the key under `tables`)
-  std::string table;   // SQL table name (default: table_prefix + entity)
-  std::vector<SqlColumn> columns;
+// Owns one AdapterSettings; copies clone it, so a copied Config shares nothing.
+class AdapterSettingsBox {
+ public:
+  AdapterSettingsBox() = default;
+  explicit AdapterSettingsBox(std::unique_ptr<AdapterSettings> s) : p_(std::move(s)) {}
+  AdapterSettingsBox(const AdapterSettingsBox& o) : p_(o.p_ ? o.p_->Clone() : nullptr) {}
+  AdapterSettingsBox& operator=(const AdapterSettingsBox& o) {
+    if (this != &o) p_ = o.p_ ? o.p_->Clone() : nullptr;
+    return *this;
+  }
+  AdapterSettingsBox(AdapterSettingsBox&&) noexcept = default;
+  AdapterSettingsBox& operator=(AdapterSettingsBox&&) noexcept = default;
+  const AdapterSettings* get() const { return p_.get(); }
+  AdapterSettings* get() { return p_.get(); }
+  void reset(std::unique_ptr<AdapterSettings> s) { p_ = std::move(s); }
+
+ private:
+  std::unique_ptr<AdapterSettings> p_;
 };
 
-// The SQL adapters: `postgres` (libpq) and `sqlite` (embedded file).
-struct SqlConfig {
-  // postgres
-  std::string host = "127.0.0.1";
-  uint16_t port = 5432;
-  std::string dbname = "dvrouter";
-  std::string user = "dvrouter";
-  std::string password;  // resolved from ${ENV} or password_file, never printed; may be empty
-  std::string sslmode = "prefer";  // disable, allow, prefer, require, verify-ca, verify-full
-  std::string sslrootcert;         // CA file for verify-ca / verify-full
-  std::string application_name = "dvrouter";
-  uint64_t connect_timeout_ms = 5000;
-  uint64_t statement_timeout_ms = 30'000;
-  uint64_t pool_size = 4;  // connections, each with its own thread
-  // sqlite
-  std::string path;            // default <journal.data_dir>/sqlite/dvrouter.db
-  bool path_defaulted = true;  // path follows journal.data_dir (SetDataDir)
-  uint64_t busy_timeout_ms = 5000;
-  // mapping (both)
-  std::string table_prefix = "crm_";
-  bool create_tables = true;  // CREATE TABLE IF NOT EXISTS on a table's first event
-  bool hard_delete = false;   // `delete: hard`; default soft (deleted = true)
-  std::vector<SqlTable> tables;
-  const SqlTable* FindTable(std::string_view entity) const;
-};
-
-// A flattened typed column of the ClickHouse events table (always Nullable: absent -> NULL).
-struct ClickHouseColumn {
-  std::string attribute;  // Target attribute logical name
-  std::string column;     // column name (default: the attribute name)
-  std::string type;       // String, Int64, UInt64, Float64, UInt8 (booleans), DateTime
-};
-
-// The warehouse adapter: ClickHouse over HTTP (adapters/clickhouse/clickhouse_adapter.h).
-struct ClickHouseConfig {
-  std::string url = "http://127.0.0.1:8123";  // http:// or https://, no path
-  std::string database = "default";
-  std::string table = "dvrouter_events";
-  std::string user = "default";
-  std::string password;  // ${ENV} or password_file; never printed
-  std::string ca_file;   // https: CA bundle (default: the system's)
-  bool create_table = true;
-  bool gzip = true;                         // `compression: gzip` (default) or `none`
-  uint64_t max_insert_bytes = 32ull << 20;  // a batch is split into inserts of at most this
-  uint64_t connections = 2;                 // inserts in flight (one thread each)
-  uint64_t connect_timeout_ms = 5000;
-  uint64_t request_timeout_ms = 60'000;
-  std::vector<ClickHouseColumn> columns;
-};
-
-// One ERP call, chosen for an event by table and message (first match wins).
-struct ErpRequest {
-  std::string name;
-  std::vector<std::string> tables;    // logical names, lowercase; empty: any
-  std::vector<std::string> messages;  // lowercase; empty: any
-  std::string method = "POST";
-  std::string path;  // appended to base_url; may hold {{placeholders}}
-  std::vector<std::pair<std::string, std::string>> headers;
-  // JSON with {{placeholders}} replaced by JSON values (adapters/erp/erp_template.h):
-  // {{target.<attr>}}, {{target.<attr>.<field>}}, {{target}}, {{header.<field>}},
-  // {{event.id}}, {{event.seq}}.
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> capture;  // answer name -> JSON pointer
-};
-
-struct ErpAuth {
-  std::string mode = "none";              // none, basic, api_key, oauth2
-  std::string user, password;             // basic (password: ${ENV} or password_file)
-  std::string header = "X-API-Key", key;  // api_key (key: ${ENV} or key_file)
-  std::string token_url, client_id, client_secret, scope;  // oauth2 client credentials
-};
-
-// Jobs the ERP accepts with 202 and confirms later: by calling back
-// (POST /callbacks/<adapter>/<event id> on the ingress listener, `Authorization: Bearer
-// <secret>`) or by being polled at the status URL its 202 answer names.
-struct ErpAsync {
-  std::string status_pointer = "/status";  // in a callback or poll answer
-  std::vector<std::string> completed = {"completed", "succeeded", "done"};
-  std::vector<std::string> failed = {"failed", "rejected", "error"};
-  std::string error_pointer = "/error";
-  std::string callback_secret;  // empty: callbacks refused
-  std::string public_url;       // sent as X-Callback-Url: <public_url>/callbacks/<adapter>/<id>
-  std::string poll_url_pointer = "/statusUrl";  // in the 202 answer; else its Location header
-  uint64_t poll_interval_ms = 0;                // 0: no polling
-  uint64_t poll_timeout_ms = 3'600'000;         // then the event fails (DLQ)
-};
-
-// The ERP adapter (adapters/erp/erp_adapter.h).
-struct ErpConfig {
-  std::string base_url;  // http(s)://host[:port][/prefix]
-  std::string ca_file;   // https: CA bundle (default: the system's)
-  uint64_t connect_timeout_ms = 5000;
-  uint64_t request_timeout_ms = 30'000;
-  uint64_t max_concurrency = 64;  // requests in flight, at most
-  bool adaptive = true;  // AIMD limit below max_concurrency, backing off on 429/5xx/timeouts
-  ErpAuth auth;
-  std::vector<ErpRequest> requests;
-  ErpAsync async;
-  // `sap_odata`: every call carries the x-csrf-token (and the session cookies) fetched with a GET
-  // of base_url + csrf_path carrying `x-csrf-token: Fetch`; fetched again once on a 403 "CSRF
-  // token validation failed".
-  std::string profile = "generic";
-  std::string csrf_path = "/";
-};
-
-// Status write-back to Dataverse (adapters/dataverse/dataverse_adapter.h): the statuses of the
-// `source` adapter's events are PATCHed onto the CRM rows through the Web API.
-struct DataverseConfig {
-  std::string source;  // the adapter whose statuses are written back
-  std::string url;     // https://<org>.crm.dynamics.com, no path
-  std::string api_path = "/api/data/v9.2";
-  std::string ca_file;  // https: CA bundle (default: the system's)
-  uint64_t connect_timeout_ms = 5000;
-  uint64_t request_timeout_ms = 30'000;
-  std::string token_url, client_id, client_secret, scope;        // scope default: <url>/.default
-  std::vector<std::pair<std::string, std::string>> entity_sets;  // table -> entity set name
-  std::string status_column;                                     // an option-set (choice) column
-  // dvrouter state (pending, submitted, processing, completed, failed) -> option value; a state
-  // without a value is not written.
-  std::vector<std::pair<std::string, int64_t>> status_values;
-  std::string error_column;  // optional: last error text, cleared (null) on success
-  std::vector<std::pair<std::string, std::string>> answer_columns;  // column -> captured name
-  uint64_t max_concurrency = 8;         // PATCHes in flight (the service allows about 52)
-  double max_requests_per_second = 15;  // pacing: 6000 per 5 minutes per user is 20/s
-};
-
-// Settings every adapter has, and the type-specific ones.
+// Settings every adapter has; the type's own are in `settings`.
 struct AdapterConfig {
   std::string name;  // the key under `adapters`: [a-z0-9_-], used in metrics, DLQ and files
   std::string type;  // a key of the factory table (adapters/registry.h)
@@ -265,11 +174,30 @@ struct AdapterConfig {
   uint64_t max_retry_after_ms = 15 * 60'000;
   uint64_t breaker_failures = 5;
   uint64_t breaker_open_ms = 30'000;
-  LakeConfig lake;              // type: lake
-  SqlConfig sql;                // type: postgres, sqlite
-  ClickHouseConfig clickhouse;  // type: clickhouse
-  ErpConfig erp;                // type: erp
-  DataverseConfig dataverse;    // type: dataverse
+  AdapterSettingsBox settings;  // the type's own (adapters/<type>/<type>_config.h)
+
+  // The type's settings; T must be this adapter's settings type (a mismatch aborts).
+  template <class T>
+  const T& Settings() const {
+    const T* s = dynamic_cast<const T*>(settings.get());
+    if (s == nullptr) SettingsMismatch();
+    return *s;
+  }
+  // Mutable, created with T's defaults when absent (tests and tools build configs this way).
+  template <class T>
+  T& Settings() {
+    if (settings.get() == nullptr) settings.reset(std::make_unique<T>());
+    T* s = dynamic_cast<T*>(settings.get());
+    if (s == nullptr) SettingsMismatch();
+    return *s;
+  }
+  // Capabilities of the type's settings (none when absent).
+  std::string_view status_source() const {
+    return settings.get() ? settings.get()->status_source() : std::string_view();
+  }
+
+ private:
+  [[noreturn]] void SettingsMismatch() const;
 };
 
 // Which events go to which adapters. Empty lists match anything; an event may match several
@@ -327,9 +255,32 @@ struct Config {
   const AdapterConfig* FindAdapter(std::string_view name) const;
 };
 
+// What the configuration parser needs to know of an adapter type; adapters/registry.cc holds
+// the one table of them (next to each type's constructor).
+struct AdapterParseContext {
+  const std::string& data_dir;  // journal.data_dir
+  const std::string& base_dir;  // relative paths and secret files resolve against it
+};
+using AdapterSettingsParser = Result<std::unique_ptr<AdapterSettings>> (*)(
+    Section& section, const AdapterParseContext& context);
+struct AdapterKind {
+  std::string_view type;
+  AdapterSettingsParser parse = nullptr;
+  uint64_t max_batch_events = 500;  // this type's defaults of batch.max_events...
+  uint64_t linger_ms = 20;          // ...and batch.linger
+  // Sections of this type (YAML without `type`) that together read every key the parser knows:
+  // docs/config-reference.md is built from them, and a test parses each.
+  std::span<const std::string_view> examples;
+};
+using AdapterKinds = std::span<const AdapterKind* const>;
+
 // Parses YAML text; env lookups go through getenv, files are read relative to base_dir.
-Result<Config> ParseConfig(std::string_view yaml, const std::string& base_dir = ".");
-Result<Config> LoadConfigFile(const std::string& path);
+// adapters/registry.h has the forms with the built-in adapter types.
+Result<Config> ParseConfig(std::string_view yaml, const std::string& base_dir, AdapterKinds kinds);
+Result<Config> LoadConfigFile(const std::string& path, AdapterKinds kinds);
+
+// Every key with its kind, default and range, as Markdown (docs/config-reference.md).
+std::string ConfigReference(AdapterKinds kinds);
 
 // Moves the data directory (the --data-dir override): the journal and every path derived from
 // it by default (lake directories without an explicit `dir`).

@@ -390,8 +390,7 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     if (!routed) {
       routed = true;
       if (view.header->status_record) {
-        mask =
-            status_records->MaskFor(*view.header);  // only to the write-back adapters of its source
+        mask = status_records->MaskFor(view.body);  // only to the write-back adapters of its source
       } else {
         RouteVerdict v = routes->Match(*view.header, view.body, w->extractor.get(), &mask);
         if (v != RouteVerdict::kRouted && metrics.skipped[static_cast<int>(v)]) {

@@ -182,7 +182,7 @@ void Replays::Feed() {
           // Only what the routes (and the loop guard) send to this adapter.
           uint64_t mask = 0;
           if (v.header->status_record) {
-            mask = records_->MaskFor(*v.header);  // status records: to write-back adapters only
+            mask = records_->MaskFor(v.body);  // status records: to write-back adapters only
           } else {
             routes_->Match(*v.header, v.body, extractor_.get(), &mask);
           }

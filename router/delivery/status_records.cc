@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
-#include "router/common/json.h"
 #include "router/decode/attributes.h"
+#include "router/delivery/status_record.h"
 
 namespace dvrouter {
 
@@ -15,10 +15,10 @@ StatusRecords::StatusRecords(const std::vector<AdapterConfig>& adapters,
   for (const AdapterConfig& ac : adapters) names_.push_back(ac.name);
   feeds_.reset(new Feed[adapters.size()]);
   for (size_t w = 0; w < adapters.size(); ++w) {
-    const AdapterConfig& ac = adapters[w];
-    if (ac.type != "dataverse") continue;
+    const std::string_view source = adapters[w].status_source();
+    if (source.empty()) continue;
     for (size_t a = 0; a < adapters.size(); ++a) {
-      if (adapters[a].name == ac.dataverse.source) feeds_[a].writeback_mask |= 1ull << w;
+      if (adapters[a].name == source) feeds_[a].writeback_mask |= 1ull << w;
     }
   }
 }
@@ -29,9 +29,11 @@ void StatusRecords::DropRetries() {
   retry_.clear();
 }
 
-uint64_t StatusRecords::MaskFor(const EventHeader& h) const {
+uint64_t StatusRecords::MaskFor(std::string_view body) const {
+  Result<StatusRecord> r = DecodeStatusRecord(body);
+  if (!r.ok()) return 0;  // not written by Emit: nobody takes it
   for (size_t a = 0; a < names_.size(); ++a) {
-    if (names_[a] == h.owning_extension_id) return feeds_[a].writeback_mask;
+    if (names_[a] == r->adapter) return feeds_[a].writeback_mask;
   }
   return 0;  // its source adapter is no longer configured
 }
@@ -54,36 +56,21 @@ void StatusRecords::Emit(size_t a, const EventKey& key, uint64_t seq, uint32_t p
   sh.correlation_id = h.correlation_id;
   sh.organization_name = h.organization_name;
   sh.organization_host = h.organization_host;
-  sh.owning_extension_id = names_[a];
   sh.operation_created_on_ms = now;
-  const std::string event_id = key.ToHex();
-  const std::string_view state_name = EventStateName(state);
-  // Identity: one record per event, state, attempt count and replay, so a redelivery after a
-  // crash is a duplicate the journal drops.
-  sh.operation_id = event_id + "/" + std::string(state_name) + "/" + std::to_string(attempts) +
-                    "/" + std::to_string(generation);
-  std::string& b = s->body;
-  b = "{\"event_id\":\"" + event_id + "\",\"seq\":" + std::to_string(seq) + ",\"adapter\":";
-  AppendJsonString(&b, names_[a]);
-  b += ",\"state\":\"" + std::string(state_name) + "\",\"attempts\":" + std::to_string(attempts);
-  b += ",\"table\":";
-  AppendJsonString(&b, h.primary_entity_name);
-  b += ",\"row_id\":";
-  AppendJsonString(&b, h.primary_entity_id);
-  b += ",\"error\":";
-  if (error.empty()) {
-    b += "null";
-  } else {
-    AppendJsonString(&b, Utf8Excerpt(error, 4000));  // any adapter's text, cut and made valid
-  }
-  b += ",\"answer\":";
-  if (answer.empty()) {
-    b += "null";
-  } else if (answer.front() == '{') {
-    b += answer;  // the adapter's captured JSON object
-  } else {
-    AppendJsonString(&b, answer);
-  }
+  StatusRecord rec;
+  rec.event_id = key.ToHex();
+  rec.seq = seq;
+  rec.adapter = names_[a];
+  rec.state = std::string(EventStateName(state));
+  rec.attempts = attempts;
+  rec.table = h.primary_entity_name;
+  rec.row_id = h.primary_entity_id;
+  rec.error = error;
+  rec.answer = answer;
+  // Identity: one record per event, adapter, state, attempt count and replay, so a redelivery
+  // after a crash is a duplicate the journal drops.
+  sh.operation_id = rec.event_id + "/" + rec.adapter + "/" + rec.state + "/" +
+                    std::to_string(attempts) + "/" + std::to_string(generation);
   // A hybrid clock: increasing across events, attempts, replays and restarts, so the write-back
   // can drop a status older than the one a row already shows (a retried append lands late).
   uint64_t order = clock_.load();
@@ -91,8 +78,10 @@ void StatusRecords::Emit(size_t a, const EventKey& key, uint64_t seq, uint32_t p
   do {
     next = std::max(order + 1, static_cast<uint64_t>(now) * 1000);
   } while (!clock_.compare_exchange_weak(order, next));
-  b += ",\"order\":" + std::to_string(next);
-  b += ",\"at\":\"" + FormatIsoUtc(now) + "\"}";
+  rec.order = next;
+  rec.at = FormatIsoUtc(now);
+  s->body = EncodeStatusRecord(rec);
+  const std::string& b = s->body;
   AppendRequest& r = s->request;
   r.key = sh.DedupeKey();
   r.partition = partition;

@@ -1,9 +1,10 @@
-// Status records: for an adapter that write-back adapters report (type dataverse, `source:`),
+// Status records: for an adapter that write-back adapters report (AdapterSettings::status_source),
 // each status change of its events that a CRM row shows (submitted, pending after a first
 // failure, processing, completed, failed) is journaled as a record of its own
-// (EventHeader::status_record), routed only to that source's write-back adapters. Owns their
-// encoding, the appends in flight, failed appends to try again, and per source the count of
-// records issued and settled (the source's cursors are persisted only once they are durable).
+// (EventHeader::status_record; its body: status_record.h), routed only to that source's
+// write-back adapters. Owns their emission, the appends in flight, failed appends to try again, and
+// per source the count of records issued and settled (the source's cursors are persisted only once
+// they are durable).
 //
 // Threads: Emit from delivery workers and confirmation threads; the append callback on the
 // journal's writer thread; RetryAppends and Settled on the maintenance thread; MaskFor and the
@@ -41,9 +42,9 @@ class StatusRecords {
 
   // The write-back adapters reporting adapter `a` (a bit per adapter index; 0: none).
   uint64_t writeback_mask(size_t a) const { return feeds_[a].writeback_mask; }
-  // Where a status record goes: the write-back adapters of its source adapter (named in
-  // owning_extension_id); 0 when that adapter is no longer configured.
-  uint64_t MaskFor(const EventHeader& h) const;
+  // Where a status record (its body: status_record.h) goes: the write-back adapters of its source
+  // adapter; 0 when that adapter is no longer configured or the body is not a status record.
+  uint64_t MaskFor(std::string_view body) const;
   // Status records of adapter `a` handed to the journal so far.
   uint64_t Issued(size_t a) const { return feeds_[a].issued.load(std::memory_order_seq_cst); }
 

@@ -9,8 +9,11 @@
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
 #include "adapters/dataverse/dataverse_adapter.h"
+#include "adapters/dataverse/dataverse_config.h"
 #include "adapters/erp/erp_adapter.h"
+#include "adapters/erp/erp_config.h"
 #include "adapters/lake/lake_adapter.h"
+#include "adapters/registry.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/delivery/engine.h"
 #include "router/metrics/metrics.h"
@@ -38,12 +41,12 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   AdapterConfig erp_config;
   erp_config.name = "erp";
   erp_config.type = "erp";
-  erp_config.erp.base_url = "http://127.0.0.1:1";
+  erp_config.Settings<ErpConfig>().base_url = "http://127.0.0.1:1";
   ErpAdapter erp(erp_config, &metrics.registry());
   AdapterConfig dv_config;
   dv_config.name = "crm";
   dv_config.type = "dataverse";
-  dv_config.dataverse.url = "http://127.0.0.1:1";
+  dv_config.Settings<DataverseConfig>().url = "http://127.0.0.1:1";
   DataverseAdapter dv(dv_config, &metrics.registry());
   EngineOptions options;
   options.registry = &metrics.registry();
@@ -106,21 +109,75 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   EXPECT_GT(checked, 20u);
 }
 
-// docs/configuration.md must not fall behind the parser: every key name router/config/config.cc
-// reads appears there (as `key`, `a.key`, `key[]`, `key.<x>`..., or as a section heading).
-TEST(Docs, ConfigurationNamesEveryKeyTheParserReads) {
-  const std::string src =
-      testing::ReadFileOrDie(std::string(DVROUTER_SOURCE_DIR) + "/router/config/config.cc");
+// docs/config-reference.md is what `dvrouter check-config --reference` prints today.
+TEST(Docs, ConfigReferenceIsCurrent) {
+  const std::string doc =
+      testing::ReadFileOrDie(std::string(DVROUTER_SOURCE_DIR) + "/docs/config-reference.md");
+  EXPECT_TRUE(doc == ConfigReference())
+      << "docs/config-reference.md is stale: regenerate it with\n"
+      << "  build/release/dvrouter check-config --reference > docs/config-reference.md";
+}
+
+// The keys of the generated reference: the first cell of each table row.
+std::vector<std::string> ReferenceKeys() {
+  std::vector<std::string> keys;
+  const std::string ref = ConfigReference();
+  for (size_t at = ref.find("\n| `"); at != std::string::npos; at = ref.find("\n| `", at + 1)) {
+    const size_t start = at + 4;
+    keys.push_back(ref.substr(start, ref.find('`', start) - start));
+  }
+  return keys;
+}
+
+// The reference is built from examples: they must reach every key a parser reads, i.e. every key
+// literal passed to a Section accessor in the parsers appears in it.
+TEST(Docs, ConfigReferenceListsEveryKeyTheParsersRead) {
+  std::set<std::string> listed;  // every component of every key path
+  for (const std::string& key : ReferenceKeys()) {
+    size_t start = 0;
+    for (size_t end; (end = key.find_first_of(".[]", start)) != std::string::npos;
+         start = end + 1) {
+      listed.insert(key.substr(start, end - start));
+    }
+    listed.insert(key.substr(start));
+  }
+  ASSERT_GT(listed.size(), 100u);
+  std::vector<std::string> sources = {"/router/config/config.cc",
+                                      "/adapters/common/http_config.cc"};
+  for (const char* type :
+       {"lake/lake", "sql/sql", "clickhouse/clickhouse", "erp/erp", "dataverse/dataverse"}) {
+    sources.push_back(std::string("/adapters/") + type + "_config.cc");
+  }
+  size_t seen = 0;
+  for (const std::string& file : sources) {
+    const std::string src = testing::ReadFileOrDie(std::string(DVROUTER_SOURCE_DIR) + file);
+    for (const char* accessor :
+         {"String(\"", "DurationMs(\"", "Count(\"", "Child(\"", "Strings(\"", "Raw(\"", "Bytes(\"",
+          "Bool(\"", "Endpoint(\"", "Double(\"", "Choice(\"", "ReadableFile(\""}) {
+      const std::string needle = std::string(".") + accessor;
+      for (size_t at = src.find(needle); at != std::string::npos; at = src.find(needle, at + 1)) {
+        const size_t start = at + needle.size();
+        const std::string key = src.substr(start, src.find('"', start) - start);
+        ++seen;
+        if (listed.count(key) == 0) {
+          ADD_FAILURE() << file << " reads the key '" << key
+                        << "', which no example in ConfigReference reaches";
+        }
+      }
+    }
+  }
+  EXPECT_GT(seen, 100u);
+}
+
+// docs/configuration.md explains every key of the reference (as `key`, `a.key`, `key[]`,
+// `key.<x>`..., or as a section heading).
+TEST(Docs, ConfigurationNamesEveryKeyOfTheReference) {
   const std::string doc =
       testing::ReadFileOrDie(std::string(DVROUTER_SOURCE_DIR) + "/docs/configuration.md");
   std::set<std::string> keys;
-  for (const char* accessor : {"String(\"", "DurationMs(\"", "Count(\"", "Child(\"", "Strings(\"",
-                               "Raw(\"", "Bytes(\"", "Bool(\"", "Endpoint(\"", "Double(\""}) {
-    const std::string needle = std::string(".") + accessor;
-    for (size_t at = src.find(needle); at != std::string::npos; at = src.find(needle, at + 1)) {
-      const size_t start = at + needle.size();
-      keys.insert(src.substr(start, src.find('"', start) - start));
-    }
+  for (const std::string& path : ReferenceKeys()) {
+    const size_t dot = path.find_last_of(".]");
+    keys.insert(dot == std::string::npos ? path : path.substr(dot + 1));
   }
   ASSERT_GT(keys.size(), 100u);
   auto is_key_char = [](char c) { return std::islower(static_cast<unsigned char>(c)) || c == '_'; };

@@ -3,6 +3,7 @@
 // the DLQ with ClickHouse's message, an unreachable server, and the server killed while a
 // dvrouter child process delivers to it.
 #include "adapters/clickhouse/clickhouse_adapter.h"
+#include "adapters/clickhouse/clickhouse_config.h"
 
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
@@ -80,8 +81,8 @@ class ClickHouseAdapterTest : public ::testing::Test {
     AdapterConfig c;
     c.name = "ch";
     c.type = "clickhouse";
-    c.clickhouse.url = server()->Url();
-    c.clickhouse.table = table_;
+    c.Settings<ClickHouseConfig>().url = server()->Url();
+    c.Settings<ClickHouseConfig>().table = table_;
     return c;
   }
   std::vector<DeliveryResult> Deliver(Adapter& a, const Events& ev) {
@@ -149,7 +150,7 @@ TEST_F(ClickHouseAdapterTest, ASchemaErrorSendsTheBatchToTheDlqWithClickHousesMe
   Q("CREATE TABLE " + table_ +
     " (event_id String, seq UInt64, table_name String) ENGINE = MergeTree ORDER BY event_id");
   AdapterConfig c = Config();
-  c.clickhouse.create_table = false;
+  c.Settings<ClickHouseConfig>().create_table = false;
   prometheus::Registry registry;
   ClickHouseAdapter adapter(c, &registry);
   ASSERT_TRUE(adapter.Start(1).ok());
@@ -176,8 +177,8 @@ TEST_F(ClickHouseAdapterTest, ASchemaErrorSendsTheBatchToTheDlqWithClickHousesMe
 TEST_F(ClickHouseAdapterTest, ABadValueSendsOnlyItsEventToTheDlq) {
   AdapterConfig c = Config();
   // "James" is no number: the contact's row fails, the others (no firstname: NULL) go in.
-  c.clickhouse.columns = {{"firstname", "first_name", "Int64"},
-                          {"msdyn_availableunitscapacity", "capacity", "Int64"}};
+  c.Settings<ClickHouseConfig>().columns = {{"firstname", "first_name", "Int64"},
+                                            {"msdyn_availableunitscapacity", "capacity", "Int64"}};
   ClickHouseAdapter adapter(c, nullptr);
   ASSERT_TRUE(adapter.Start(1).ok());
   Events ev;
@@ -201,7 +202,8 @@ TEST_F(ClickHouseAdapterTest, ABadValueSendsOnlyItsEventToTheDlq) {
 
 TEST_F(ClickHouseAdapterTest, AnUnreachableServerIsRetryable) {
   AdapterConfig c = Config();
-  c.clickhouse.url = "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
+  c.Settings<ClickHouseConfig>().url =
+      "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   ClickHouseAdapter adapter(c, nullptr);
   ASSERT_TRUE(adapter.Start(1).ok());
   Events ev;

@@ -6,6 +6,7 @@
 // write-back's own Update notifications (the loop) are exercised for real. Plus unit tests of the
 // PATCH built from a status record and of the configuration's malformed forms.
 #include "adapters/dataverse/dataverse_adapter.h"
+#include "adapters/dataverse/dataverse_config.h"
 
 #include <gtest/gtest.h>
 
@@ -597,11 +598,11 @@ TEST(DataverseAdapterUnit, ATableThatIsNotALogicalNameIsPermanent) {
   AdapterConfig c;
   c.name = "crm";
   c.type = "dataverse";
-  c.dataverse = Config();
-  c.dataverse.url = "http://127.0.0.1:1";
-  c.dataverse.token_url = "http://127.0.0.1:1/token";
-  c.dataverse.client_id = "dvrouter";
-  c.dataverse.client_secret = "s3cret";
+  c.Settings<DataverseConfig>() = Config();
+  c.Settings<DataverseConfig>().url = "http://127.0.0.1:1";
+  c.Settings<DataverseConfig>().token_url = "http://127.0.0.1:1/token";
+  c.Settings<DataverseConfig>().client_id = "dvrouter";
+  c.Settings<DataverseConfig>().client_secret = "s3cret";
   DataverseAdapter adapter(c, nullptr);
   ASSERT_TRUE(adapter.Start(1).ok());
   std::vector<EventHeader> headers(bad.size(), StatusHeader());

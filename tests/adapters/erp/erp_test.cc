@@ -4,6 +4,7 @@
 // answers slower than the adapter's timeout, OAuth tokens. Plus unit tests of Retry-After
 // parsing, answer capture and the configuration's malformed forms.
 #include "adapters/erp/erp_adapter.h"
+#include "adapters/erp/erp_config.h"
 
 #include <gtest/gtest.h>
 
@@ -354,12 +355,12 @@ TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyOrADotSegmentIsPermanent) {
   AdapterConfig c;
   c.name = "erp";
   c.type = "erp";
-  c.erp.base_url = "http://127.0.0.1:1";
+  c.Settings<ErpConfig>().base_url = "http://127.0.0.1:1";
   ErpRequest q;
   q.name = "orders";
   q.path = "/api/orders/{{header.row_id}}";
   q.body = "{}";
-  c.erp.requests = {q};
+  c.Settings<ErpConfig>().requests = {q};
   ErpAdapter erp(c, nullptr);
   struct Results final : DeliveryDone {
     std::vector<DeliveryResult> got;

@@ -1,6 +1,7 @@
 // LakeAdapter against the real file system: row format, atomic finalization, dedupe of
 // redelivered rows after a restart, crash leftovers, and I/O failures.
 #include "adapters/lake/lake_adapter.h"
+#include "adapters/lake/lake_config.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -61,8 +62,8 @@ AdapterConfig LakeConfig(const std::string& dir, uint64_t roll_ms = 20) {
   AdapterConfig c;
   c.name = "lake";
   c.type = "lake";
-  c.lake.dir = dir;
-  c.lake.roll_ms = roll_ms;
+  c.Settings<dvrouter::LakeConfig>().dir = dir;
+  c.Settings<dvrouter::LakeConfig>().roll_ms = roll_ms;
   return c;
 }
 

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "adapters/sql/postgres_adapter.h"
+#include "adapters/sql/sql_config.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/decode/decode.h"
 #include "tests/support/delivery_done.h"
@@ -143,8 +144,8 @@ class SqliteBackend final : public Backend {
     AdapterConfig c;
     c.name = "sql";
     c.type = "sqlite";
-    c.sql.path = tmp_.path() + "/db/dvrouter.db";
-    c.sql.table_prefix = prefix;
+    c.Settings<SqlConfig>().path = tmp_.path() + "/db/dvrouter.db";
+    c.Settings<SqlConfig>().table_prefix = prefix;
     return c;
   }
   std::unique_ptr<Adapter> Make(const AdapterConfig& c) override {
@@ -198,13 +199,13 @@ class PostgresBackend final : public Backend {
     AdapterConfig c;
     c.name = "sql";
     c.type = "postgres";
-    c.sql.host = "127.0.0.1";
-    c.sql.port = server()->port();
-    c.sql.user = "dvrouter";
-    c.sql.dbname = "dvrouter";
-    c.sql.sslmode = "disable";
-    c.sql.pool_size = 2;
-    c.sql.table_prefix = prefix;
+    c.Settings<SqlConfig>().host = "127.0.0.1";
+    c.Settings<SqlConfig>().port = server()->port();
+    c.Settings<SqlConfig>().user = "dvrouter";
+    c.Settings<SqlConfig>().dbname = "dvrouter";
+    c.Settings<SqlConfig>().sslmode = "disable";
+    c.Settings<SqlConfig>().pool_size = 2;
+    c.Settings<SqlConfig>().table_prefix = prefix;
     return c;
   }
   std::unique_ptr<Adapter> Make(const AdapterConfig& c) override {
@@ -413,7 +414,7 @@ TEST_P(SqlAdapterTest, AStaleEventIsIgnored) {
 
 TEST_P(SqlAdapterTest, HardDeleteRemovesTheRowAndItsTombstoneStopsOlderEvents) {
   AdapterConfig c = backend_->Config(prefix_);
-  c.sql.hard_delete = true;
+  c.Settings<SqlConfig>().hard_delete = true;
   StartAdapter(c);
   Events ev;
   ev.Add(ContactBody("Create", kId1), 1);
@@ -444,7 +445,7 @@ TEST_P(SqlAdapterTest, TypedColumnsFollowTheMappingAndKeepValuesAPartialUpdateLa
                {"modifiedon", "modified_on", "timestamptz"},
                {"modifiedon", "modified_day", "date"},
                {"modifiedby", "modified_by_json", "jsonb"}};
-  c.sql.tables.push_back(t);
+  c.Settings<SqlConfig>().tables.push_back(t);
   StartAdapter(c);
   Events ev;
   ev.Add(ContactBody("Create", kId1), 1);
@@ -478,7 +479,7 @@ TEST_P(SqlAdapterTest, EventsWithoutAnEntityTargetAreCompletedWithoutWriting) {
 
 TEST_P(SqlAdapterTest, AMissingTableWithCreateTablesOffIsAPermanentErrorWithTheServersMessage) {
   AdapterConfig c = backend_->Config(prefix_);
-  c.sql.create_tables = false;
+  c.Settings<SqlConfig>().create_tables = false;
   StartAdapter(c);
   Events ev;
   ev.Add(ContactBody("Create", kId1), 1);
@@ -539,8 +540,8 @@ class PostgresAdapterTest : public ::testing::Test {
   std::unique_ptr<PostgresAdapter> StartTimingOut(const std::string& prefix,
                                                   prometheus::Registry* registry) {
     AdapterConfig c = backend_.Config(prefix);
-    c.sql.statement_timeout_ms = 200;
-    c.sql.pool_size = 1;
+    c.Settings<SqlConfig>().statement_timeout_ms = 200;
+    c.Settings<SqlConfig>().pool_size = 1;
     auto adapter = std::make_unique<PostgresAdapter>(c, registry);
     const Status st = adapter->Start(1);
     EXPECT_TRUE(st.ok()) << st.ToString();
@@ -578,7 +579,7 @@ TEST_F(PostgresAdapterTest, ABadValueInABatchSendsOnlyItsEventToTheDlq) {
   t.entity = "contact";
   t.table = prefix + "contact";
   t.columns = {{"firstname", "first_name", "integer"}};  // "James" is no integer
-  c.sql.tables.push_back(t);
+  c.Settings<SqlConfig>().tables.push_back(t);
   PostgresAdapter adapter(c, nullptr);
   ASSERT_TRUE(adapter.Start(1).ok());
   Events ev;
@@ -601,8 +602,8 @@ TEST_F(PostgresAdapterTest, ABadValueInABatchSendsOnlyItsEventToTheDlq) {
 
 TEST_F(PostgresAdapterTest, ADatabaseThatIsDownIsRetryableAndDoesNotFailStart) {
   AdapterConfig c = backend_.Config("down_");
-  c.sql.port = 1;  // nothing listens on port 1
-  c.sql.connect_timeout_ms = 1000;
+  c.Settings<SqlConfig>().port = 1;  // nothing listens on port 1
+  c.Settings<SqlConfig>().connect_timeout_ms = 1000;
   PostgresAdapter adapter(c, nullptr);
   ASSERT_TRUE(adapter.Start(1).ok()) << "a database that is down must not stop the router";
   Events ev;
@@ -724,10 +725,10 @@ TEST(PostgresTls, VerifyFullConnectsWithTheRightCaAndRefusesAnother) {
   AdapterConfig c;
   c.name = "tls";
   c.type = "postgres";
-  c.sql.port = pg.port();
-  c.sql.sslmode = "verify-full";
-  c.sql.sslrootcert = tmp.path() + "/server.crt";
-  c.sql.pool_size = 1;
+  c.Settings<SqlConfig>().port = pg.port();
+  c.Settings<SqlConfig>().sslmode = "verify-full";
+  c.Settings<SqlConfig>().sslrootcert = tmp.path() + "/server.crt";
+  c.Settings<SqlConfig>().pool_size = 1;
   Events ev;
   ev.Add(ContactBody("Create", kId1), 1);
   auto deliver = [&](const AdapterConfig& config) {
@@ -742,7 +743,7 @@ TEST(PostgresTls, VerifyFullConnectsWithTheRightCaAndRefusesAnother) {
   };
   const DeliveryResult ok = deliver(c);
   EXPECT_EQ(ok.outcome, DeliveryOutcome::kDelivered) << ok.error;
-  c.sql.sslrootcert = tmp.path() + "/other.crt";
+  c.Settings<SqlConfig>().sslrootcert = tmp.path() + "/other.crt";
   const DeliveryResult refused = deliver(c);
   EXPECT_EQ(refused.outcome, DeliveryOutcome::kRetryable);
   EXPECT_NE(refused.error.find("certificate verify failed"), std::string::npos) << refused.error;

@@ -1,4 +1,5 @@
 #include "router/config/config.h"
+#include "adapters/registry.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -740,6 +741,58 @@ TEST(ConfigTls, FilesResolveAgainstTheConfigDirectoryAndMustExist) {
             "ingress.tls.min_version: must be 1.2 or 1.3, got '1.1'");
   ExpectKeyError("ingress:\n  auth:\n    mode: none\n  tls:\n    certfile: cert.pem\n",
                  "ingress.tls.certfile");
+}
+
+}  // namespace
+}  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// Each adapter type's reference examples (AdapterKind::examples) are valid configurations.
+TEST(ConfigReference, EveryAdapterExampleParses) {
+  TempDir dir;  // files the examples name, relative to the configuration's directory
+  WriteFileOrDie(dir.path() + "/ca.pem", "-----BEGIN CERTIFICATE-----\n");
+  size_t parsed = 0;
+  for (const AdapterType& t : AdapterTypes()) {
+    ASSERT_FALSE(t.kind->examples.empty()) << t.kind->type;
+    for (std::string_view example : t.kind->examples) {
+      // Secrets the example names, set for this parse.
+      std::vector<std::unique_ptr<ScopedEnv>> env;
+      for (size_t at = example.find("${"); at != std::string_view::npos;
+           at = example.find("${", at + 1)) {
+        const size_t end = example.find('}', at);
+        env.push_back(std::make_unique<ScopedEnv>(std::string(example.substr(at + 2, end - at - 2)),
+                                                  "example-secret"));
+      }
+      std::string doc =
+          "ingress: {auth: {mode: none}}\nadapters:\n  erp: {type: lake}\n  example:\n    type: " +
+          std::string(t.kind->type) + "\n";
+      for (size_t start = 0; start < example.size();) {
+        const size_t end = example.find('\n', start);
+        doc += "    " + std::string(example.substr(start, end - start)) + "\n";
+        start = end + 1;
+      }
+      Result<Config> c = ParseConfig(doc, dir.path());
+      EXPECT_TRUE(c.ok()) << t.kind->type << ": " << c.status().ToString() << "\n" << doc;
+      ++parsed;
+    }
+  }
+  EXPECT_GE(parsed, 8u);
+}
+
+// The reference names every section, each adapter type, and secrets without their values.
+TEST(ConfigReference, ListsSectionsTypesAndDefaults) {
+  const std::string ref = ConfigReference();
+  for (const char* heading : {"## ingress", "## journal", "## delivery", "## adapters (every type)",
+                              "## adapters of type erp", "## adapters of type clickhouse",
+                              "## routes", "## registration"}) {
+    EXPECT_THAT(ref, HasSubstr(std::string("\n") + heading + "\n")) << heading;
+  }
+  EXPECT_THAT(ref, HasSubstr("| `journal.segment_bytes` | size | `64MiB` | 64KiB to 4GiB |"));
+  EXPECT_THAT(ref, HasSubstr("| `ingress.auth.secret` | secret |"));
+  EXPECT_THAT(ref, HasSubstr("`batch.max_events` 10000, `batch.linger` 1000ms"));
+  EXPECT_THAT(ref, Not(HasSubstr("example-secret")));
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/lake/lake_config.h"
+#include "adapters/registry.h"
 #include "router/config/config.h"
 
 namespace dvrouter {
@@ -50,7 +52,7 @@ TEST(DeliveryConfigDefaults, NoAdaptersKeyGivesOneLakeAndARouteOfEverything) {
   const AdapterConfig& lake = c.adapters[0];
   EXPECT_EQ(lake.name, "lake");
   EXPECT_EQ(lake.type, "lake");
-  EXPECT_EQ(lake.lake.dir, "./data/lake");
+  EXPECT_EQ(lake.Settings<LakeConfig>().dir, "./data/lake");
   EXPECT_EQ(lake.max_batch_events, AdapterConfig{}.max_batch_events);
   EXPECT_EQ(lake.initial_backoff_ms, AdapterConfig{}.initial_backoff_ms);
   EXPECT_EQ(c.FindAdapter("lake"), &c.adapters[0]);
@@ -77,12 +79,12 @@ TEST(DeliveryConfigDefaults, NoAdaptersKeyGivesOneLakeAndARouteOfEverything) {
 TEST(DeliveryConfigDefaults, DefaultLakeLivesUnderTheDataDir) {
   Config c = ParseOk(NoAuth("journal:\n  data_dir: /srv/dvrouter\n"));
   ASSERT_EQ(c.adapters.size(), 1u);
-  EXPECT_EQ(c.adapters[0].lake.dir, "/srv/dvrouter/lake");
+  EXPECT_EQ(c.adapters[0].Settings<LakeConfig>().dir, "/srv/dvrouter/lake");
   // Also when the adapter is declared without a dir.
   Config declared =
       ParseOk(NoAuth("journal:\n  data_dir: /srv/dvrouter\nadapters:\n  mine:\n    type: lake\n"));
   ASSERT_EQ(declared.adapters.size(), 1u);
-  EXPECT_EQ(declared.adapters[0].lake.dir, "/srv/dvrouter/lake");
+  EXPECT_EQ(declared.adapters[0].Settings<LakeConfig>().dir, "/srv/dvrouter/lake");
 }
 
 TEST(DeliveryConfigDefaults, SetDataDirMovesOnlyDefaultedLakeDirectories) {
@@ -91,8 +93,8 @@ TEST(DeliveryConfigDefaults, SetDataDirMovesOnlyDefaultedLakeDirectories) {
              "routes:\n  - adapters: [a, b]\n    tables: [account]\n"));
   SetDataDir(&c, "/var/lib/dvrouter");
   EXPECT_EQ(c.journal.data_dir, "/var/lib/dvrouter");
-  EXPECT_EQ(c.adapters[0].lake.dir, "/var/lib/dvrouter/lake");
-  EXPECT_EQ(c.adapters[1].lake.dir, "/srv/elsewhere");
+  EXPECT_EQ(c.adapters[0].Settings<LakeConfig>().dir, "/var/lib/dvrouter/lake");
+  EXPECT_EQ(c.adapters[1].Settings<LakeConfig>().dir, "/srv/elsewhere");
   // check-config shows the delivery settings, every adapter and every route.
   const std::string described = DescribeConfig(c);
   EXPECT_NE(described.find("adapters.a.dir: /var/lib/dvrouter/lake"), std::string::npos)
@@ -184,9 +186,9 @@ routes:
   const AdapterConfig* lake = c.FindAdapter("lake");
   ASSERT_NE(lake, nullptr);
   EXPECT_EQ(lake->type, "lake");
-  EXPECT_EQ(lake->lake.dir, "/data/lake");
-  EXPECT_EQ(lake->lake.roll_bytes, 8ull << 20);
-  EXPECT_EQ(lake->lake.roll_ms, 5000u);
+  EXPECT_EQ(lake->Settings<LakeConfig>().dir, "/data/lake");
+  EXPECT_EQ(lake->Settings<LakeConfig>().roll_bytes, 8ull << 20);
+  EXPECT_EQ(lake->Settings<LakeConfig>().roll_ms, 5000u);
   EXPECT_EQ(lake->max_in_flight, 4u);
   EXPECT_EQ(lake->max_batch_events, 100u);
   EXPECT_EQ(lake->linger_ms, 50u);
@@ -202,8 +204,8 @@ routes:
   const AdapterConfig* audit = c.FindAdapter("audit_lake-2");
   ASSERT_NE(audit, nullptr);
   const AdapterConfig defaults;
-  EXPECT_EQ(audit->lake.dir, "/data/audit");
-  EXPECT_EQ(audit->lake.roll_bytes, defaults.lake.roll_bytes);
+  EXPECT_EQ(audit->Settings<LakeConfig>().dir, "/data/audit");
+  EXPECT_EQ(audit->Settings<LakeConfig>().roll_bytes, LakeConfig().roll_bytes);
   EXPECT_EQ(audit->max_batch_events, defaults.max_batch_events);
   EXPECT_EQ(audit->max_backoff_ms, defaults.max_backoff_ms);
   EXPECT_DOUBLE_EQ(audit->backoff_multiplier, defaults.backoff_multiplier);

@@ -7,6 +7,11 @@
 #include <string>
 #include <string_view>
 
+#include "adapters/clickhouse/clickhouse_config.h"
+#include "adapters/dataverse/dataverse_config.h"
+#include "adapters/erp/erp_config.h"
+#include "adapters/registry.h"
+#include "adapters/sql/sql_config.h"
 #include "router/config/config.h"
 #include "tests/support/test_util.h"
 
@@ -41,7 +46,7 @@ std::string ExpectKeyError(std::string_view yaml, const std::string& key_path) {
 TEST(SqlConfig, PostgresDefaults) {
   Config c = ParseOk(Adapter("    type: postgres\n"));
   ASSERT_EQ(c.adapters.size(), 1u);
-  const SqlConfig& s = c.adapters[0].sql;
+  const SqlConfig& s = c.adapters[0].Settings<SqlConfig>();
   EXPECT_EQ(s.host, "127.0.0.1");
   EXPECT_EQ(s.port, 5432);
   EXPECT_EQ(s.dbname, "dvrouter");
@@ -60,12 +65,12 @@ TEST(SqlConfig, PostgresDefaults) {
 TEST(SqlConfig, SqliteDefaultsFollowTheDataDir) {
   Config c = ParseOk(Adapter("    type: sqlite\n") + "journal:\n  data_dir: /srv/dv\n");
   ASSERT_EQ(c.adapters.size(), 1u);
-  EXPECT_EQ(c.adapters[0].sql.path, "/srv/dv/sqlite/dvrouter.db");
+  EXPECT_EQ(c.adapters[0].Settings<SqlConfig>().path, "/srv/dv/sqlite/dvrouter.db");
   SetDataDir(&c, "/elsewhere");
-  EXPECT_EQ(c.adapters[0].sql.path, "/elsewhere/sqlite/dvrouter.db");
+  EXPECT_EQ(c.adapters[0].Settings<SqlConfig>().path, "/elsewhere/sqlite/dvrouter.db");
   Config fixed = ParseOk(Adapter("    type: sqlite\n    path: /var/lib/x.db\n"));
   SetDataDir(&fixed, "/elsewhere");
-  EXPECT_EQ(fixed.adapters[0].sql.path, "/var/lib/x.db");
+  EXPECT_EQ(fixed.adapters[0].Settings<SqlConfig>().path, "/var/lib/x.db");
 }
 
 TEST(SqlConfig, FullPostgresExampleWithPasswordFromTheEnvironmentAndAMapping) {
@@ -99,7 +104,7 @@ TEST(SqlConfig, FullPostgresExampleWithPasswordFromTheEnvironmentAndAMapping) {
                              "      contact: {}\n"),
                      tmp.path());
   ASSERT_EQ(c.adapters.size(), 1u);
-  const SqlConfig& s = c.adapters[0].sql;
+  const SqlConfig& s = c.adapters[0].Settings<SqlConfig>();
   EXPECT_EQ(s.host, "db.internal");
   EXPECT_EQ(s.port, 6432);
   EXPECT_EQ(s.password, "s3cret");
@@ -214,11 +219,11 @@ TEST(ClickHouseConfig, DefaultsWantFewLargeInserts) {
   const AdapterConfig& a = c.adapters[0];
   EXPECT_EQ(a.max_batch_events, 10'000u);
   EXPECT_EQ(a.linger_ms, 1000u);
-  EXPECT_EQ(a.clickhouse.url, "http://127.0.0.1:8123");
-  EXPECT_EQ(a.clickhouse.database, "default");
-  EXPECT_EQ(a.clickhouse.table, "dvrouter_events");
-  EXPECT_TRUE(a.clickhouse.gzip);
-  EXPECT_TRUE(a.clickhouse.create_table);
+  EXPECT_EQ(a.Settings<ClickHouseConfig>().url, "http://127.0.0.1:8123");
+  EXPECT_EQ(a.Settings<ClickHouseConfig>().database, "default");
+  EXPECT_EQ(a.Settings<ClickHouseConfig>().table, "dvrouter_events");
+  EXPECT_TRUE(a.Settings<ClickHouseConfig>().gzip);
+  EXPECT_TRUE(a.Settings<ClickHouseConfig>().create_table);
   // An explicit batch section still wins.
   Config small =
       ParseOk(Adapter("    type: clickhouse\n    batch: {max_events: 100, linger: 5ms}\n"));
@@ -242,7 +247,7 @@ TEST(ClickHouseConfig, FullExample) {
                       "    columns:\n"
                       "      - {attribute: Revenue, type: Float64}\n"
                       "      - {attribute: modifiedon, column: modified, type: DateTime}\n"));
-  const ClickHouseConfig& ch = c.adapters[0].clickhouse;
+  const ClickHouseConfig& ch = c.adapters[0].Settings<ClickHouseConfig>();
   EXPECT_EQ(ch.url, "https://ch.internal:8443");
   EXPECT_EQ(ch.database, "crm");
   EXPECT_EQ(ch.table, "changes");
@@ -319,7 +324,7 @@ TEST(ErpConfig, AFullExample) {
                   "        body: '{\"customer\": {{target.customerid.id}}, \"lines\": "
                   "{{target}}}'\n"
                   "        capture: {order_number: /d/SalesOrder}\n"));
-  const ErpConfig& e = c.adapters[0].erp;
+  const ErpConfig& e = c.adapters[0].Settings<ErpConfig>();
   EXPECT_EQ(e.base_url, "https://erp.example.com/sap/opu/odata");
   EXPECT_EQ(e.request_timeout_ms, 10'000u);
   EXPECT_EQ(e.max_concurrency, 200u);
@@ -404,7 +409,7 @@ TEST(DataverseConfig, AFullExample) {
                                "    entity_sets: {SalesOrder: salesorders}\n"
                                "    max_concurrency: 4\n"
                                "    max_requests_per_second: 10\n"));
-  const DataverseConfig& dv = c.FindAdapter("crm")->dataverse;
+  const DataverseConfig& dv = c.FindAdapter("crm")->Settings<DataverseConfig>();
   EXPECT_EQ(dv.source, "erp");
   EXPECT_EQ(dv.client_secret, "dv-secret");
   EXPECT_EQ(dv.scope, "https://contoso.crm.dynamics.com/.default");
@@ -518,13 +523,16 @@ TEST(ErpConfig, AsyncJobs) {
                   "public_url: 'https://router.example.com/'}\n"
                   "      poll: {interval: 2s, timeout: 1h}\n" +
                   req));
-  const ErpAsync& as = c.adapters[0].erp.async;
+  const ErpAsync& as = c.adapters[0].Settings<ErpConfig>().async;
   EXPECT_EQ(as.status_pointer, "/state");
   EXPECT_EQ(as.completed, std::vector<std::string>{"OK"});
   EXPECT_EQ(as.callback_secret, "cb");
   EXPECT_EQ(as.public_url, "https://router.example.com");
   EXPECT_EQ(as.poll_interval_ms, 2000u);
-  EXPECT_EQ(ParseOk(Erp("    base_url: http://erp\n" + req)).adapters[0].erp.async.poll_interval_ms,
+  EXPECT_EQ(ParseOk(Erp("    base_url: http://erp\n" + req))
+                .adapters[0]
+                .Settings<ErpConfig>()
+                .async.poll_interval_ms,
             0u);  // no polling unless asked for
   auto bad = [&](const std::string& async, const std::string& key) {
     ExpectKeyError(Erp("    base_url: http://erp\n    async:\n" + async + req), key);

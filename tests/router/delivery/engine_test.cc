@@ -2,6 +2,7 @@
 // order on command (fault injection by wrapping the sink, like LevelDB's SpecialEnv), and a fake
 // clock where timing matters.
 #include "router/delivery/engine.h"
+#include "adapters/lake/lake_config.h"
 
 #include <gtest/gtest.h>
 
@@ -1215,14 +1216,14 @@ TEST(DeliveryEngine, AnEventTheLakeKeepsFailingHoldsBackNoOther) {
   Harness h(1);
   AdapterConfig& c = h.configs[0];
   c.type = "lake";
-  c.lake.dir = h.dir.path() + "/lake";
-  c.lake.roll_ms = 5;
+  c.Settings<LakeConfig>().dir = h.dir.path() + "/lake";
+  c.Settings<LakeConfig>().roll_ms = 5;
   c.max_batch_events = 256;
   c.max_attempts = 3;
   lake = std::make_unique<LakeAdapter>(c, nullptr);
   h.sink = lake.get();
   h.Start();
-  testing::WriteFileOrDie(c.lake.dir + "/contact", "in the way");
+  testing::WriteFileOrDie(c.Settings<LakeConfig>().dir + "/contact", "in the way");
   std::vector<Ev> evs = Records(10'000, 1);
   constexpr size_t kSquatted = 5000, kRefused = 7001;  // their places among the events
   Ev squatted = evs[0], refused = evs[0];
@@ -1241,7 +1242,8 @@ TEST(DeliveryEngine, AnEventTheLakeKeepsFailingHoldsBackNoOther) {
   EXPECT_NE(dlq.find("not a Dataverse logical name"), std::string::npos) << dlq;
   h.Stop();
   std::map<uint64_t, int> rows;  // seq -> rows in the lake's final files
-  for (const auto& f : std::filesystem::recursive_directory_iterator(c.lake.dir)) {
+  for (const auto& f :
+       std::filesystem::recursive_directory_iterator(c.Settings<LakeConfig>().dir)) {
     if (f.path().extension() != ".jsonl") continue;
     std::ifstream in(f.path());
     for (std::string line; std::getline(in, line);) {

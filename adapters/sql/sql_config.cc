@@ -1,0 +1,214 @@
+#include "adapters/sql/sql_config.h"
+
+#include <ostream>
+#include <set>
+
+#include "router/common/identifiers.h"
+#include "router/config/section.h"
+
+namespace dvrouter {
+
+namespace {
+
+constexpr const char* kSqlTypes[] = {"text",    "integer",     "bigint", "numeric", "double",
+                                     "boolean", "timestamptz", "date",   "uuid",    "jsonb"};
+// The columns every mapped table has.
+constexpr const char* kSqlReserved[] = {"id", "attributes", "version", "deleted", "updated_at"};
+
+Status ParseSqlTables(Section& a, SqlConfig* out) {
+  YAML::Node tables = a.Raw("tables", "mapping of table to its mapping");
+  if (!tables || tables.IsNull()) return Status::Ok();
+  if (!tables.IsMap()) {
+    return KeyError(a.Path("tables"), "must be a mapping of Dataverse table to its mapping");
+  }
+  std::set<std::string> sql_names;
+  for (const auto& kv : tables) {
+    SqlTable t;
+    t.entity = kv.first.as<std::string>();
+    Section ts = a.Item(kv.second, ".tables." + t.entity, ".tables.<table>");
+    DV_TRY(ts.Check());
+    if (t.entity != Lower(t.entity) || !ValidSqlIdentifier(t.entity)) {
+      return KeyError(ts.Name(), "a Dataverse table logical name (a-z, 0-9, '_') is expected");
+    }
+    if (out->FindTable(t.entity) != nullptr) return KeyError(ts.Name(), "duplicate key");
+    t.table = out->table_prefix + t.entity;
+    DV_TRY(ts.String("table", &t.table));
+    if (!ValidSqlIdentifier(t.table)) {
+      return KeyError(ts.Path("table"), "'" + t.table +
+                                            "' is not a SQL identifier dvrouter accepts "
+                                            "(a-z, 0-9, '_', not starting with a digit, <= 63)");
+    }
+    if (!sql_names.insert(t.table).second) {
+      return KeyError(ts.Path("table"), "'" + t.table + "' is mapped twice");
+    }
+    YAML::Node cols = ts.Raw("columns", "list of columns");
+    if (cols && !cols.IsNull()) {
+      if (!cols.IsSequence()) {
+        return KeyError(ts.Path("columns"), "must be a list of {attribute, column, type} entries");
+      }
+      std::set<std::string> col_names;
+      for (size_t i = 0; i < cols.size(); ++i) {
+        Section cs = ts.Item(cols[i], ".columns[" + std::to_string(i) + "]", ".columns[]");
+        DV_TRY(cs.Check());
+        if (!cols[i].IsMap()) return KeyError(cs.Name(), "must be a mapping");
+        SqlColumn col;
+        DV_TRY(cs.String("attribute", &col.attribute));
+        col.attribute = Lower(col.attribute);
+        if (col.attribute.empty()) return KeyError(cs.Path("attribute"), "missing");
+        if (!ValidSqlIdentifier(col.attribute)) {
+          return KeyError(cs.Path("attribute"),
+                          "'" + col.attribute + "' is not an attribute logical name");
+        }
+        col.column = col.attribute;
+        DV_TRY(cs.String("column", &col.column));
+        if (!ValidSqlIdentifier(col.column)) {
+          return KeyError(cs.Path("column"),
+                          "'" + col.column +
+                              "' is not a SQL identifier dvrouter accepts (a-z, 0-9, '_', "
+                              "not starting with a digit, <= 63)");
+        }
+        for (const char* r : kSqlReserved) {
+          if (col.column == r) {
+            return KeyError(cs.Path("column"),
+                            "'" + col.column + "' is one of the columns dvrouter manages");
+          }
+        }
+        if (!col_names.insert(col.column).second) {
+          return KeyError(cs.Path("column"), "'" + col.column + "' appears twice");
+        }
+        DV_TRY(cs.String("type", &col.type));
+        col.type = Lower(col.type);
+        bool known = false;
+        for (const char* ty : kSqlTypes) known = known || col.type == ty;
+        if (!known) {
+          return KeyError(cs.Path("type"),
+                          "must be one of text, integer, bigint, numeric, double, boolean, "
+                          "timestamptz, date, uuid, jsonb; got '" +
+                              col.type + "'");
+        }
+        DV_TRY(cs.RejectUnknown());
+        t.columns.push_back(std::move(col));
+      }
+    }
+    DV_TRY(ts.RejectUnknown());
+    out->tables.push_back(std::move(t));
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<AdapterSettings>> ParseSql(Section& a, const AdapterParseContext& ctx,
+                                                  bool postgres) {
+  auto out = std::make_unique<SqlConfig>();
+  out->postgres = postgres;
+  const std::string& base_dir = ctx.base_dir;
+  const std::string& data_dir = ctx.data_dir;
+  if (postgres) {
+    DV_TRY(a.String("host", &out->host));
+    if (out->host.empty()) return KeyError(a.Path("host"), "must not be empty");
+    uint64_t port = out->port;
+    DV_TRY(a.Count("port", 1, 65535, &port));
+    out->port = static_cast<uint16_t>(port);
+    DV_TRY(a.String("dbname", &out->dbname));
+    DV_TRY(a.String("user", &out->user));
+    if (out->dbname.empty()) return KeyError(a.Path("dbname"), "must not be empty");
+    if (out->user.empty()) return KeyError(a.Path("user"), "must not be empty");
+    DV_TRY(ReadSecret(a, "password", base_dir, /*optional=*/true, &out->password));
+    DV_TRY(a.Choice("sslmode",
+                    {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+                    &out->sslmode));
+    DV_TRY(a.ReadableFile("sslrootcert", base_dir, &out->sslrootcert));
+    if (out->sslrootcert.empty() &&
+        (out->sslmode == "verify-ca" || out->sslmode == "verify-full")) {
+      return KeyError(a.Path("sslrootcert"),
+                      "missing: sslmode " + out->sslmode + " needs the CA certificate file");
+    }
+    DV_TRY(a.String("application_name", &out->application_name));
+    DV_TRY(a.DurationMs("connect_timeout", 1000, 600'000, &out->connect_timeout_ms));
+    DV_TRY(a.DurationMs("statement_timeout", 0, 3'600'000, &out->statement_timeout_ms));
+    DV_TRY(a.Count("pool_size", 1, 64, &out->pool_size));
+  } else {
+    out->path = data_dir + "/sqlite/dvrouter.db";
+    DV_TRY(a.String("path", &out->path));
+    out->path_defaulted = out->path == data_dir + "/sqlite/dvrouter.db";
+    if (out->path.empty()) return KeyError(a.Path("path"), "must not be empty");
+    DV_TRY(a.DurationMs("busy_timeout", 0, 600'000, &out->busy_timeout_ms));
+  }
+  DV_TRY(a.String("table_prefix", &out->table_prefix));
+  if (!out->table_prefix.empty() && !ValidSqlIdentifier(out->table_prefix)) {
+    return KeyError(a.Path("table_prefix"),
+                    "must be a SQL identifier prefix (a-z, 0-9, '_', not starting with a digit)");
+  }
+  DV_TRY(a.Bool("create_tables", &out->create_tables));
+  std::string del = "soft";
+  DV_TRY(a.Choice("delete", {"soft", "hard"}, &del));
+  out->hard_delete = del == "hard";
+  DV_TRY(ParseSqlTables(a, out.get()));
+  return std::unique_ptr<AdapterSettings>(std::move(out));
+}
+
+Result<std::unique_ptr<AdapterSettings>> ParsePostgres(Section& a, const AdapterParseContext& ctx) {
+  return ParseSql(a, ctx, /*postgres=*/true);
+}
+
+Result<std::unique_ptr<AdapterSettings>> ParseSqlite(Section& a, const AdapterParseContext& ctx) {
+  return ParseSql(a, ctx, /*postgres=*/false);
+}
+
+constexpr std::string_view kPostgresExamples[] = {
+    R"(host: db.example.com
+password: ${PG_PASSWORD}
+sslmode: verify-full
+sslrootcert: ca.pem
+tables:
+  account:
+    table: crm_account
+    columns: [{attribute: name, column: name, type: text}]
+)",
+};
+
+constexpr std::string_view kSqliteExamples[] = {
+    R"(path: /var/lib/dvrouter/crm.db
+)",
+};
+
+}  // namespace
+
+const SqlTable* SqlConfig::FindTable(std::string_view entity) const {
+  for (const SqlTable& t : tables) {
+    if (t.entity == entity) return &t;
+  }
+  return nullptr;
+}
+
+void SqlConfig::Describe(const std::string& k, std::ostream& o) const {
+  if (postgres) {
+    o << k << "host: " << host << ":" << port << " dbname " << dbname << " user " << user
+      << " password " << (password.empty() ? "(none)" : "***") << "\n"
+      << k << "sslmode: " << sslmode << (sslrootcert.empty() ? "" : " sslrootcert " + sslrootcert)
+      << "\n"
+      << k << "pool_size: " << pool_size << ", statement_timeout " << statement_timeout_ms
+      << "ms, connect_timeout " << connect_timeout_ms << "ms, application_name " << application_name
+      << "\n";
+  } else {
+    o << k << "path: " << path << "\n";
+  }
+  o << k << "tables: prefix " << table_prefix << ", create " << (create_tables ? "yes" : "no")
+    << ", delete " << (hard_delete ? "hard" : "soft") << "\n";
+  for (const SqlTable& t : tables) {
+    o << k << "table " << t.entity << " -> " << t.table;
+    for (const SqlColumn& col : t.columns) {
+      o << " " << col.attribute << "->" << col.column << ":" << col.type;
+    }
+    o << "\n";
+  }
+}
+
+void SqlConfig::SetDataDir(const std::string& data_dir) {
+  if (!postgres && path_defaulted) path = data_dir + "/sqlite/dvrouter.db";
+}
+
+const AdapterKind kPostgresKind{
+    .type = "postgres", .parse = &ParsePostgres, .examples = kPostgresExamples};
+const AdapterKind kSqliteKind{.type = "sqlite", .parse = &ParseSqlite, .examples = kSqliteExamples};
+
+}  // namespace dvrouter

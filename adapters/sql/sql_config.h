@@ -1,0 +1,63 @@
+// SqlConfig: the settings of the `postgres` and `sqlite` adapters (connection, table mapping,
+// typed columns; sql_mapping.h), their parsers and check-config lines. Built once while the
+// configuration is parsed, then read-only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "router/config/config.h"
+
+namespace dvrouter {
+
+// A typed column of a SQL table: a Target attribute copied into its own column, besides the
+// `attributes` JSON (adapters/sql/sql_mapping.h).
+struct SqlColumn {
+  std::string attribute;  // Target attribute logical name
+  std::string column;     // SQL column name (default: the attribute name)
+  std::string type;       // text, integer, bigint, numeric, double, boolean, timestamptz, date,
+                          // uuid, jsonb (an EntityReference gives its id for uuid, else its JSON)
+};
+
+struct SqlTable {
+  std::string entity;  // Dataverse table logical name (the key under `tables`)
+  std::string table;   // SQL table name (default: table_prefix + entity)
+  std::vector<SqlColumn> columns;
+};
+
+// The SQL adapters' settings: `postgres` (libpq) and `sqlite` (embedded file).
+struct SqlConfig : AdapterSettingsOf<SqlConfig> {
+  bool postgres = true;  // false: sqlite
+  // postgres
+  std::string host = "127.0.0.1";
+  uint16_t port = 5432;
+  std::string dbname = "dvrouter";
+  std::string user = "dvrouter";
+  std::string password;  // resolved from ${ENV} or password_file, never printed; may be empty
+  std::string sslmode = "prefer";  // disable, allow, prefer, require, verify-ca, verify-full
+  std::string sslrootcert;         // CA file for verify-ca / verify-full
+  std::string application_name = "dvrouter";
+  uint64_t connect_timeout_ms = 5000;
+  uint64_t statement_timeout_ms = 30'000;
+  uint64_t pool_size = 4;  // connections, each with its own thread
+  // sqlite
+  std::string path;            // default <journal.data_dir>/sqlite/dvrouter.db
+  bool path_defaulted = true;  // path follows journal.data_dir (SetDataDir)
+  uint64_t busy_timeout_ms = 5000;
+  // mapping (both)
+  std::string table_prefix = "crm_";
+  bool create_tables = true;  // CREATE TABLE IF NOT EXISTS on a table's first event
+  bool hard_delete = false;   // `delete: hard`; default soft (deleted = true)
+  std::vector<SqlTable> tables;
+  const SqlTable* FindTable(std::string_view entity) const;
+
+  void Describe(const std::string& prefix, std::ostream& out) const override;
+  void SetDataDir(const std::string& data_dir) override;
+};
+
+extern const AdapterKind kPostgresKind;
+extern const AdapterKind kSqliteKind;
+
+}  // namespace dvrouter
