@@ -6,13 +6,10 @@
 // from which sequence on events may be delivered again (everything past the oldest persisted
 // cursor); Deliver() many times; Stop() once, after the last Deliver.
 //
-// Batches: Deliver() receives events of one adapter. Two events of the same record (table, row
-// id) are never in flight at once and are delivered in journal order (a batch holds at most one
-// event per record), unless the adapter's one_in_flight_per_record() is false (then a record's
-// events are handed over in journal order, several in one batch if they are ready, without
-// waiting for results); events of
-// different records may share a batch or be in separate concurrent batches, in any order, up to
-// the limit the adapter's `max_in_flight` setting allows (per delivery worker).
+// Batches: Deliver() receives events of one adapter. A record's (table, row id) events are
+// handed over in journal order, as the adapter's record_ordering() says; events of different
+// records may share a batch or be in separate concurrent batches, in any order, up to the limit
+// the adapter's `max_in_flight` setting allows (per delivery worker).
 //
 // Threads: Deliver() is called from a delivery worker thread and must not block it: I/O runs on
 // the adapter's own threads or event loop, so a slow sink never holds up other adapters or the
@@ -55,9 +52,9 @@ struct Delivery {
 
 enum class DeliveryOutcome {
   kDelivered,   // the sink has it (status: completed)
-  kProcessing,  // accepted, confirmed later (an ERP answering 202; status: processing). The
-                // engine treats the event as finished for ordering and cursors: the adapter
-                // owns its confirmation from here on.
+  kProcessing,  // accepted, confirmed later (an ERP answering 202; status: processing): only
+                // from an adapter with AsyncConfirmations. The engine treats the event as
+                // finished for ordering and cursors: the adapter owns its confirmation.
   kRetryable,   // try again later
   kPermanent,   // will never succeed as is: DLQ
 };
@@ -87,6 +84,38 @@ class ConfirmationSink {
   virtual Status Confirm(const EventKey& key, const DeliveryResult& result) = 0;
 };
 
+// How the engine hands over a record's events (docs/architecture.md, "Per-record order").
+enum class RecordOrdering {
+  // One event per record in flight, the next only after the previous one's result: what a sink
+  // that applies state needs (the default; the ERP and the write-back).
+  kOneEventInFlight,
+  // One batch per record in flight, which may carry several ready events of the record in journal
+  // order; the adapter writes them in that order and answers a later one delivered only if every
+  // earlier one of its record in the batch was delivered or failed for good. The SQL adapters:
+  // one transaction per round of a record's events, so a hot record moves several per round trip.
+  kOneBatchInFlight,
+  // No waiting: a record's events go out in journal order, several in one batch or in batches in
+  // flight together; a retried event can land after a later one of its record. The lake and
+  // ClickHouse (append-only histories whose rows carry seq), so a hot record is not limited to
+  // one event per file roll or insert.
+  kPipelined,
+};
+
+// Optional second interface, for sinks that accept a job and confirm it later (an ERP answering
+// 202): by a callback the ingress receives, or by the adapter's own polling.
+class AsyncConfirmations {
+ public:
+  virtual ~AsyncConfirmations() = default;
+  // Before Start: where to report confirmations of kProcessing events (adapters that poll).
+  virtual void SetConfirmationSink(ConfirmationSink* sink) = 0;
+  // A callback POSTed by the sink to /callbacks/<adapter>/<event id> on the ingress listener:
+  // authenticates it (`authorization`: the request's Authorization header) and reads the outcome.
+  // PermissionDenied for a wrong credential; NotFound when callbacks are not configured;
+  // InvalidArgument for a body it cannot read. Any ingress thread.
+  virtual Result<DeliveryResult> ParseCallback(std::string_view authorization,
+                                               std::string_view body) = 0;
+};
+
 class Adapter {
  public:
   virtual ~Adapter() = default;
@@ -96,31 +125,11 @@ class Adapter {
   // delivered after the last cursor was persisted); an adapter that cannot rely on the sink's
   // idempotency uses this to recognise them (the lake does). Called from the engine's thread.
   virtual Status Start(uint64_t /*redelivery_from_seq*/) { return Status::Ok(); }
-  // True (the default): one event per record in flight at a time, the next only after the
-  // previous one's result (what a sink that applies state needs). False: the adapter applies
-  // events in the order it is handed them, so the engine hands over a record's events in
-  // journal order, several in one batch or in batches in flight together, before the previous
-  // ones' results; a retried event can then land after a later one of its record. The lake and
-  // ClickHouse (append-only histories whose rows carry seq) say false, so a hot record is not
-  // limited to one event per file roll or insert.
-  virtual bool one_in_flight_per_record() const { return true; }
-  // With one_in_flight_per_record(): a batch may carry several ready events of one record, in
-  // journal order, while none of the record's events is in flight; the adapter writes them in
-  // that order and answers a later one delivered only if every earlier one of its record in the
-  // batch was delivered or failed for good. The SQL adapters say true (one transaction per
-  // round of a record's events, in order), so a hot record moves several events per round trip.
-  virtual bool record_events_share_batch() const { return false; }
+  virtual RecordOrdering record_ordering() const { return RecordOrdering::kOneEventInFlight; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
-  // Before Start: where to report confirmations of kProcessing events (adapters that poll).
-  virtual void SetConfirmationSink(ConfirmationSink* /*sink*/) {}
-  // A callback POSTed by the sink to /callbacks/<adapter>/<event id> on the ingress listener:
-  // authenticates it (`authorization`: the request's Authorization header) and reads the outcome.
-  // PermissionDenied for a wrong credential; NotFound when the adapter takes no callbacks;
-  // InvalidArgument for a body it cannot read.
-  virtual Result<DeliveryResult> ParseCallback(std::string_view /*authorization*/,
-                                               std::string_view /*body*/) {
-    return NotFound("adapter " + std::string(name()) + " takes no callbacks");
-  }
+  // The adapter's asynchronous confirmations; null (the default) when it never answers
+  // kProcessing and takes no callbacks.
+  virtual AsyncConfirmations* async_confirmations() { return nullptr; }
   // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)
   // and returns once no callback can run any more.
   virtual void Stop() = 0;

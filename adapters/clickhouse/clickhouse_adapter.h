@@ -60,7 +60,7 @@ class ClickHouseAdapter final : public Adapter {
   Status Start(uint64_t redelivery_from_seq) override;
   // An append-only history ordered by the table's key, each row with its seq: a record's events
   // need not wait for each other (see Adapter).
-  bool one_in_flight_per_record() const override { return false; }
+  RecordOrdering record_ordering() const override { return RecordOrdering::kPipelined; }
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
 

@@ -61,7 +61,7 @@ class Family;
 
 namespace dvrouter {
 
-class ErpAdapter final : public Adapter {
+class ErpAdapter final : public Adapter, public AsyncConfirmations {
  public:
   ErpAdapter(AdapterConfig config, prometheus::Registry* registry);
   ~ErpAdapter() override;
@@ -70,6 +70,7 @@ class ErpAdapter final : public Adapter {
   Status Start(uint64_t redelivery_from_seq) override;
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
+  AsyncConfirmations* async_confirmations() override { return this; }
   void SetConfirmationSink(ConfirmationSink* sink) override { sink_ = sink; }
   Result<DeliveryResult> ParseCallback(std::string_view authorization,
                                        std::string_view body) override;

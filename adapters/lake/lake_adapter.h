@@ -59,7 +59,7 @@ class LakeAdapter final : public Adapter {
   std::string_view name() const override { return config_.name; }
   Status Start(uint64_t redelivery_from_seq) override;
   // Rows are appended in hand-over order by one writer thread; see Adapter.
-  bool one_in_flight_per_record() const override { return false; }
+  RecordOrdering record_ordering() const override { return RecordOrdering::kPipelined; }
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override;
   void Stop() override;
 

@@ -463,7 +463,7 @@ void PostgresAdapter::Run(Conn& conn, Job& job) {
   std::vector<const SqlRow*> rows;
   rows.reserve(job.rows.size());
   for (const SqlRow& r : job.rows) rows.push_back(&r);
-  // Several events of one record in a batch (record_events_share_batch): a multi-row upsert
+  // Several events of one record in a batch (RecordOrdering::kOneBatchInFlight): a multi-row upsert
   // cannot touch a row twice, so they are written in rounds, the k-th event of every record in
   // round k, each round its own transaction, in order on this connection. Once a round leaves an
   // event of a record to be retried, that record's later events are not written (answered

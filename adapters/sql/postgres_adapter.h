@@ -50,7 +50,7 @@ class PostgresAdapter final : public Adapter {
 
   std::string_view name() const override { return config_.name; }
   // A record's events in one batch are written in rounds, in order (Deliver).
-  bool record_events_share_batch() const override { return true; }
+  RecordOrdering record_ordering() const override { return RecordOrdering::kOneBatchInFlight; }
   // Starts the pool threads; they connect on their first batch (a database that is down at
   // start is an outage like any other, not a start failure).
   Status Start(uint64_t redelivery_from_seq) override;

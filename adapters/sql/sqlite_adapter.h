@@ -53,7 +53,7 @@ class SqliteAdapter final : public Adapter {
 
   std::string_view name() const override { return config_.name; }
   // A batch's rows are applied one after the other in one transaction, in batch order.
-  bool record_events_share_batch() const override { return true; }
+  RecordOrdering record_ordering() const override { return RecordOrdering::kOneBatchInFlight; }
   // Opens (creating) the database file and its directory; an error here stops the router from
   // starting (a local file that cannot be opened is a configuration problem).
   Status Start(uint64_t redelivery_from_seq) override;

@@ -52,7 +52,11 @@ class EngineCallbacks final : public CallbackOperations {
       if (x->name() == adapter) a = x.get();
     }
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
-    Result<DeliveryResult> result = a->ParseCallback(authorization, body);
+    AsyncConfirmations* async = a->async_confirmations();
+    if (async == nullptr) {
+      return ErrorResponse(NotFound("adapter " + std::string(adapter) + " takes no callbacks"));
+    }
+    Result<DeliveryResult> result = async->ParseCallback(authorization, body);
     if (!result.ok()) return ErrorResponse(result.status());
     if (Status st = engine_->Confirm(adapter, std::string(event_id), *result); !st.ok()) {
       return ErrorResponse(st);

@@ -152,7 +152,9 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
     workers[item->meta.partition % workers.size()]->PostReplay(std::move(item));
   });
   for (size_t a = 0; a < adapters.size(); ++a) {
-    adapters[a].adapter->SetConfirmationSink(confirmations->sink(a));
+    if (AsyncConfirmations* async = adapters[a].adapter->async_confirmations()) {
+      async->SetConfirmationSink(confirmations->sink(a));
+    }
   }
 
   for (size_t a = 0; a < adapters.size(); ++a) {

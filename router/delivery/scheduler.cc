@@ -53,7 +53,8 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
     };
     std::vector<Pick> picks;
     std::vector<size_t> replay_picks;
-    const bool serialize = adapters_[c.adapter].adapter->one_in_flight_per_record();
+    const bool serialize =
+        adapters_[c.adapter].adapter->record_ordering() != RecordOrdering::kPipelined;
     const bool share = SharesBatches(c.adapter);
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
@@ -292,7 +293,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
   std::vector<DeadRef> dead_refs;
   std::vector<size_t> touched;
   std::vector<uint64_t> replayed_ids;
-  // Shared batches (record_events_share_batch): records with an event answered retryable in
+  // Shared batches (RecordOrdering::kOneBatchInFlight): records with an event answered retryable in
   // this batch. A later event of such a record answered retryable too was held back unwritten
   // by the adapter (its contract): it goes back to waiting as it was, without counting an
   // attempt, so it is neither backed off nor given up on for its predecessor's failures.

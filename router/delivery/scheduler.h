@@ -97,8 +97,7 @@ class Scheduler {
   }
   // One batch in flight per record, several of its events in a batch (the SQL adapters).
   bool SharesBatches(size_t adapter) const {
-    const Adapter& a = *adapters_[adapter].adapter;
-    return a.one_in_flight_per_record() && a.record_events_share_batch();
+    return adapters_[adapter].adapter->record_ordering() == RecordOrdering::kOneBatchInFlight;
   }
   bool WriteDlq(Worker* w, std::vector<DlqEntry>* entries);
 

@@ -39,7 +39,7 @@ std::string Event(int n, int row_number) {
 // Kills the postmaster while a dvrouter child delivers to it, then restarts it. With
 // `records` == 0 every event is its own record (two clients); otherwise the events go round
 // robin over that many records from one client (journal order = n order), so PostgreSQL's
-// batches carry several events of a record (record_events_share_batch) across the outage.
+// batches carry several events of a record (RecordOrdering::kOneBatchInFlight) across the outage.
 void KillPostmasterDuringDelivery(int records) {
   std::string why;
   if (!testing::PostgresServer::Available(&why)) GTEST_SKIP() << why;

@@ -304,12 +304,12 @@ TEST_P(SqlAdapterTest, PartialUpdateMergesIntoTheStoredAttributes) {
   EXPECT_EQ(Count(), "1");
 }
 
-// Several events of one record in one batch (record_events_share_batch): applied in order, so
-// each partial update merges on top of the one before and the row ends at the newest version.
-// A merge in any other order, or the upsert of a row twice in one statement, fails this.
+// Several events of one record in one batch (RecordOrdering::kOneBatchInFlight): applied in order,
+// so each partial update merges on top of the one before and the row ends at the newest version. A
+// merge in any other order, or the upsert of a row twice in one statement, fails this.
 TEST_P(SqlAdapterTest, ARecordsEventsInOneBatchAreAppliedInOrder) {
   StartAdapter();
-  EXPECT_TRUE(adapter_->record_events_share_batch());
+  EXPECT_EQ(adapter_->record_ordering(), RecordOrdering::kOneBatchInFlight);
   Events ev;
   ev.Add(ContactBody("Create", kId1), 1);
   ev.Add(ContactBody("Update", kId1, R"({"key":"firstname","value":"Jim"})"), 2);

@@ -47,8 +47,8 @@ struct Seen {
 
 class TestAdapter final : public Adapter {
  public:
-  // pipelined: one_in_flight_per_record() is false (the lake's and ClickHouse's mode). share:
-  // record_events_share_batch() is true (the SQL adapters' mode).
+  // pipelined: RecordOrdering::kPipelined (the lake's and ClickHouse's mode). share:
+  // RecordOrdering::kOneBatchInFlight (the SQL adapters' mode).
   TestAdapter(std::string name, std::function<int64_t()> clock, int threads = 1,
               bool pipelined = false, bool share = false)
       : name_(std::move(name)), clock_(std::move(clock)), pipelined_(pipelined), share_(share) {
@@ -57,8 +57,10 @@ class TestAdapter final : public Adapter {
   ~TestAdapter() override { Stop(); }
 
   std::string_view name() const override { return name_; }
-  bool one_in_flight_per_record() const override { return !pipelined_; }
-  bool record_events_share_batch() const override { return share_; }
+  RecordOrdering record_ordering() const override {
+    if (pipelined_) return RecordOrdering::kPipelined;
+    return share_ ? RecordOrdering::kOneBatchInFlight : RecordOrdering::kOneEventInFlight;
+  }
 
   void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override {
     Job job;
@@ -402,8 +404,8 @@ class Harness {
   }
 
   TempDir dir;
-  bool pipelined = false;  // the adapters say one_in_flight_per_record() == false
-  bool share = false;      // the adapters say record_events_share_batch() == true
+  bool pipelined = false;  // the adapters say RecordOrdering::kPipelined
+  bool share = false;      // the adapters say RecordOrdering::kOneBatchInFlight
   std::vector<AdapterConfig> configs;
   std::vector<int> adapter_threads_;
   std::vector<RouteConfig> routes;
