@@ -1,5 +1,7 @@
 #include "adapters/clickhouse/clickhouse_config.h"
 
+#include "adapters/common/column_config.h"
+
 #include <ostream>
 #include <set>
 
@@ -9,6 +11,19 @@
 namespace dvrouter {
 
 namespace {
+
+constexpr std::string_view kColumnTypes[] = {"String",  "Int64", "UInt64",
+                                             "Float64", "UInt8", "DateTime"};
+// The columns of the events table every row has.
+constexpr std::string_view kManaged[] = {"event_id",       "seq",
+                                         "table_name",     "row_id",
+                                         "message",        "stage",
+                                         "operation_time", "operation_time_ms",
+                                         "received_time",  "received_time_ms",
+                                         "attributes"};
+const ColumnRules kColumnRules{.types = kColumnTypes,
+                               .managed = kManaged,
+                               .identifier_rule = "an identifier dvrouter accepts (a-z, 0-9, '_')"};
 
 Result<std::unique_ptr<AdapterSettings>> ParseClickHouse(Section& a,
                                                          const AdapterParseContext& ctx) {
@@ -45,46 +60,7 @@ Result<std::unique_ptr<AdapterSettings>> ParseClickHouse(Section& a,
   DV_TRY(a.Count("connections", 1, 64, &out->connections));
   DV_TRY(a.DurationMs("connect_timeout", 100, 600'000, &out->connect_timeout_ms));
   DV_TRY(a.DurationMs("request_timeout", 100, 3'600'000, &out->request_timeout_ms));
-  YAML::Node cols = a.Raw("columns", "list of columns");
-  if (!cols || cols.IsNull()) return std::unique_ptr<AdapterSettings>(std::move(out));
-  if (!cols.IsSequence()) {
-    return KeyError(a.Path("columns"), "must be a list of {attribute, column, type} entries");
-  }
-  std::set<std::string> names;
-  for (size_t i = 0; i < cols.size(); ++i) {
-    Section cs = a.Item(cols[i], ".columns[" + std::to_string(i) + "]", ".columns[]");
-    DV_TRY(cs.Check());
-    if (!cols[i].IsMap()) return KeyError(cs.Name(), "must be a mapping");
-    ClickHouseColumn col;
-    DV_TRY(cs.String("attribute", &col.attribute));
-    col.attribute = Lower(col.attribute);
-    if (col.attribute.empty()) return KeyError(cs.Path("attribute"), "missing");
-    if (!ValidSqlIdentifier(col.attribute)) {
-      return KeyError(cs.Path("attribute"),
-                      "'" + col.attribute + "' is not an attribute logical name");
-    }
-    col.column = col.attribute;
-    DV_TRY(cs.String("column", &col.column));
-    if (!ValidSqlIdentifier(col.column)) {
-      return KeyError(cs.Path("column"),
-                      "'" + col.column + "' is not an identifier dvrouter accepts (a-z, 0-9, '_')");
-    }
-    for (const char* r :
-         {"event_id", "seq", "table_name", "row_id", "message", "stage", "operation_time",
-          "operation_time_ms", "received_time", "received_time_ms", "attributes"}) {
-      if (col.column == r) {
-        return KeyError(cs.Path("column"),
-                        "'" + col.column + "' is one of the columns dvrouter manages");
-      }
-    }
-    if (!names.insert(col.column).second) {
-      return KeyError(cs.Path("column"), "'" + col.column + "' appears twice");
-    }
-    DV_TRY(cs.Choice("type", {"String", "Int64", "UInt64", "Float64", "UInt8", "DateTime"},
-                     &col.type));
-    DV_TRY(cs.RejectUnknown());
-    out->columns.push_back(std::move(col));
-  }
+  DV_TRY(ParseColumns(a, "columns", kColumnRules, &out->columns));
   return std::unique_ptr<AdapterSettings>(std::move(out));
 }
 

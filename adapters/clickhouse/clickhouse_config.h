@@ -7,16 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "adapters/common/column_config.h"
 #include "router/config/config.h"
 
 namespace dvrouter {
 
 // A flattened typed column of the ClickHouse events table (always Nullable: absent -> NULL).
-struct ClickHouseColumn {
-  std::string attribute;  // Target attribute logical name
-  std::string column;     // column name (default: the attribute name)
-  std::string type;       // String, Int64, UInt64, Float64, UInt8 (booleans), DateTime
-};
+// Types: String, Int64, UInt64, Float64, UInt8 (booleans), DateTime.
+using ClickHouseColumn = TypedColumn;
 
 // The warehouse adapter's settings.
 struct ClickHouseConfig : AdapterSettingsOf<ClickHouseConfig> {

@@ -1,5 +1,7 @@
 #include "adapters/sql/sql_config.h"
 
+#include "adapters/common/column_config.h"
+
 #include <ostream>
 #include <set>
 
@@ -10,10 +12,17 @@ namespace dvrouter {
 
 namespace {
 
-constexpr const char* kSqlTypes[] = {"text",    "integer",     "bigint", "numeric", "double",
-                                     "boolean", "timestamptz", "date",   "uuid",    "jsonb"};
+constexpr std::string_view kSqlTypes[] = {"text",    "integer",     "bigint", "numeric", "double",
+                                          "boolean", "timestamptz", "date",   "uuid",    "jsonb"};
 // The columns every mapped table has.
-constexpr const char* kSqlReserved[] = {"id", "attributes", "version", "deleted", "updated_at"};
+constexpr std::string_view kSqlReserved[] = {"id", "attributes", "version", "deleted",
+                                             "updated_at"};
+const ColumnRules kSqlColumnRules{
+    .types = kSqlTypes,
+    .lower_type = true,
+    .managed = kSqlReserved,
+    .identifier_rule =
+        "a SQL identifier dvrouter accepts (a-z, 0-9, '_', not starting with a digit, <= 63)"};
 
 Status ParseSqlTables(Section& a, SqlConfig* out) {
   YAML::Node tables = a.Raw("tables", "mapping of table to its mapping");
@@ -32,6 +41,7 @@ Status ParseSqlTables(Section& a, SqlConfig* out) {
     }
     if (out->FindTable(t.entity) != nullptr) return KeyError(ts.Name(), "duplicate key");
     t.table = out->table_prefix + t.entity;
+    ts.Record("table", {"string", "", "default: table_prefix + the table's name"});
     DV_TRY(ts.String("table", &t.table));
     if (!ValidSqlIdentifier(t.table)) {
       return KeyError(ts.Path("table"), "'" + t.table +
@@ -41,55 +51,7 @@ Status ParseSqlTables(Section& a, SqlConfig* out) {
     if (!sql_names.insert(t.table).second) {
       return KeyError(ts.Path("table"), "'" + t.table + "' is mapped twice");
     }
-    YAML::Node cols = ts.Raw("columns", "list of columns");
-    if (cols && !cols.IsNull()) {
-      if (!cols.IsSequence()) {
-        return KeyError(ts.Path("columns"), "must be a list of {attribute, column, type} entries");
-      }
-      std::set<std::string> col_names;
-      for (size_t i = 0; i < cols.size(); ++i) {
-        Section cs = ts.Item(cols[i], ".columns[" + std::to_string(i) + "]", ".columns[]");
-        DV_TRY(cs.Check());
-        if (!cols[i].IsMap()) return KeyError(cs.Name(), "must be a mapping");
-        SqlColumn col;
-        DV_TRY(cs.String("attribute", &col.attribute));
-        col.attribute = Lower(col.attribute);
-        if (col.attribute.empty()) return KeyError(cs.Path("attribute"), "missing");
-        if (!ValidSqlIdentifier(col.attribute)) {
-          return KeyError(cs.Path("attribute"),
-                          "'" + col.attribute + "' is not an attribute logical name");
-        }
-        col.column = col.attribute;
-        DV_TRY(cs.String("column", &col.column));
-        if (!ValidSqlIdentifier(col.column)) {
-          return KeyError(cs.Path("column"),
-                          "'" + col.column +
-                              "' is not a SQL identifier dvrouter accepts (a-z, 0-9, '_', "
-                              "not starting with a digit, <= 63)");
-        }
-        for (const char* r : kSqlReserved) {
-          if (col.column == r) {
-            return KeyError(cs.Path("column"),
-                            "'" + col.column + "' is one of the columns dvrouter manages");
-          }
-        }
-        if (!col_names.insert(col.column).second) {
-          return KeyError(cs.Path("column"), "'" + col.column + "' appears twice");
-        }
-        DV_TRY(cs.String("type", &col.type));
-        col.type = Lower(col.type);
-        bool known = false;
-        for (const char* ty : kSqlTypes) known = known || col.type == ty;
-        if (!known) {
-          return KeyError(cs.Path("type"),
-                          "must be one of text, integer, bigint, numeric, double, boolean, "
-                          "timestamptz, date, uuid, jsonb; got '" +
-                              col.type + "'");
-        }
-        DV_TRY(cs.RejectUnknown());
-        t.columns.push_back(std::move(col));
-      }
-    }
+    DV_TRY(ParseColumns(ts, "columns", kSqlColumnRules, &t.columns));
     DV_TRY(ts.RejectUnknown());
     out->tables.push_back(std::move(t));
   }

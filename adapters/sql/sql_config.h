@@ -1,5 +1,5 @@
 // SqlConfig: the settings of the `postgres` and `sqlite` adapters (connection, table mapping,
-// typed columns; sql_mapping.h), their parsers and check-config lines. Built once while the
+// typed columns; sql_row.h), their parsers and check-config lines. Built once while the
 // configuration is parsed, then read-only.
 #pragma once
 
@@ -8,18 +8,16 @@
 #include <string_view>
 #include <vector>
 
+#include "adapters/common/column_config.h"
 #include "router/config/config.h"
 
 namespace dvrouter {
 
 // A typed column of a SQL table: a Target attribute copied into its own column, besides the
-// `attributes` JSON (adapters/sql/sql_mapping.h).
-struct SqlColumn {
-  std::string attribute;  // Target attribute logical name
-  std::string column;     // SQL column name (default: the attribute name)
-  std::string type;       // text, integer, bigint, numeric, double, boolean, timestamptz, date,
-                          // uuid, jsonb (an EntityReference gives its id for uuid, else its JSON)
-};
+// `attributes` JSON (sql_row.h).
+// Types: text, integer, bigint, numeric, double, boolean, timestamptz, date, uuid, jsonb (an
+// EntityReference gives its id for uuid, else its JSON).
+using SqlColumn = TypedColumn;
 
 struct SqlTable {
   std::string entity;  // Dataverse table logical name (the key under `tables`)

@@ -1,3 +1,9 @@
+// One file on purpose, though over 800 lines: the writer (group commit), recovery, the dedupe
+// index, reads and the budget's reclaimer all work on the segment table under one state lock,
+// and its invariants (what may be deleted while a read or an append is in progress) are easier
+// to check in one place. Its parts, top to bottom: segment and frame scanning helpers, the SEQ
+// and META files, Impl (recover, write, commit, reclaim), the public methods. docs/architecture.md,
+// "Journal", describes the format and the rules.
 #include "router/journal/file_journal.h"
 
 #include <dirent.h>

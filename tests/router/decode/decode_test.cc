@@ -1,3 +1,7 @@
+// The webhook decoder against every real body in tests/fixtures/dataverse and their malformed
+// forms (cuts, wrong types, duplicates, padding). Over 800 lines because every malformed form is
+// its own small test (more than a hundred) next to the fixture table they start from; they share
+// the helpers at the top.
 #include "router/decode/decode.h"
 
 #include <gmock/gmock.h>

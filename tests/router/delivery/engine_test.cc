@@ -1,6 +1,8 @@
 // DeliveryEngine over a real FileJournal, with test adapters that fail, stall and complete out of
 // order on command (fault injection by wrapping the sink, like LevelDB's SpecialEnv), and a fake
-// clock where timing matters.
+// clock where timing matters. Over 800 lines because every engine behaviour is tested through the
+// same harness (TestAdapter, the fake clock, the journal fixture); the behaviours are grouped by
+// unit of the engine (ordering, retries and DLQ, replays, retention, status records).
 #include "router/delivery/engine.h"
 #include "adapters/lake/lake_config.h"
 
