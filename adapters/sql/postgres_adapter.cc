@@ -150,7 +150,7 @@ Status PostgresAdapter::Start(uint64_t) {
 
 void PostgresAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   auto job = std::make_unique<Job>();
-  BuildSqlJob(batch, sql_, &metrics_, done, job.get());
+  BuildSqlJob(batch, sql_, &table_limit_, &metrics_, done, job.get());
   if (job->rows.empty()) {
     done->OnDelivered(job->results);
     return;

@@ -82,6 +82,7 @@ class PostgresAdapter final : public Adapter {
   const SqlConfig& sql_ = config_.Settings<SqlConfig>();  // the type's own settings
   Strategy strategy_;
   SqlMetrics metrics_;
+  SqlTableLimit table_limit_{sql_};  // tables written, when any table is allowed
 
   // pool_size threads, each with its connection.
   JobQueue<Job, Conn> queue_;

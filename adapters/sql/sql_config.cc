@@ -2,6 +2,7 @@
 
 #include "adapters/common/column_config.h"
 
+#include <algorithm>
 #include <ostream>
 #include <set>
 
@@ -47,6 +48,11 @@ Status ParseSqlTables(Section& a, SqlConfig* out) {
       return KeyError(ts.Path("table"), "'" + t.table +
                                             "' is not a SQL identifier dvrouter accepts "
                                             "(a-z, 0-9, '_', not starting with a digit, <= 63)");
+    }
+    if (t.table.starts_with(kReservedTablePrefix)) {
+      return KeyError(ts.Path("table"), "'" + t.table + "': the prefix " +
+                                            std::string(kReservedTablePrefix) +
+                                            " is reserved for the router's own tables");
     }
     if (!sql_names.insert(t.table).second) {
       return KeyError(ts.Path("table"), "'" + t.table + "' is mapped twice");
@@ -100,10 +106,33 @@ Result<std::unique_ptr<AdapterSettings>> ParseSql(Section& a, const AdapterParse
     return KeyError(a.Path("table_prefix"),
                     "must be a SQL identifier prefix (a-z, 0-9, '_', not starting with a digit)");
   }
+  if (out->table_prefix.starts_with(kReservedTablePrefix)) {
+    return KeyError(a.Path("table_prefix"), "the prefix " + std::string(kReservedTablePrefix) +
+                                                " is reserved for the router's own tables");
+  }
   DV_TRY(a.Bool("create_tables", &out->create_tables));
   std::string del = "soft";
   DV_TRY(a.Choice("delete", {"soft", "hard"}, &del));
   out->hard_delete = del == "hard";
+  if (out->hard_delete && out->table_prefix.empty()) {
+    return KeyError(a.Path("delete"),
+                    "hard deletes need a table_prefix: without one, CRM tables and the router's "
+                    "tombstone table share one namespace");
+  }
+  a.Record("tables_allowed", {"list of strings", "",
+                              "default: the tables the routes name and the mapped ones, or any "
+                              "when a route names none"});
+  if (YAML::Node listed = a.Get("tables_allowed"); listed && !listed.IsNull()) {
+    DV_TRY(a.Strings("tables_allowed", &out->tables_allowed));
+    out->tables_allowed_set = true;
+    for (std::string& t : out->tables_allowed) {
+      t = Lower(t);
+      if (!ValidSqlIdentifier(t)) {
+        return KeyError(a.Path("tables_allowed"), "'" + t + "' is not a table's logical name");
+      }
+    }
+  }
+  DV_TRY(a.Count("create_tables_limit", 1, 100'000, &out->create_tables_limit));
   DV_TRY(ParseSqlTables(a, out.get()));
   return std::unique_ptr<AdapterSettings>(std::move(out));
 }
@@ -156,6 +185,13 @@ void SqlConfig::Describe(const std::string& k, std::ostream& o) const {
   }
   o << k << "tables: prefix " << table_prefix << ", create " << (create_tables ? "yes" : "no")
     << ", delete " << (hard_delete ? "hard" : "soft") << "\n";
+  o << k << "tables_allowed: ";
+  if (any_table) {
+    o << "any (at most " << create_tables_limit << " tables)";
+  } else {
+    for (size_t i = 0; i < tables_allowed.size(); ++i) o << (i ? "," : "") << tables_allowed[i];
+  }
+  o << "\n";
   for (const SqlTable& t : tables) {
     o << k << "table " << t.entity << " -> " << t.table;
     for (const SqlColumn& col : t.columns) {
@@ -163,6 +199,27 @@ void SqlConfig::Describe(const std::string& k, std::ostream& o) const {
     }
     o << "\n";
   }
+}
+
+void SqlConfig::Resolve(const std::string& name, const Config& config) {
+  if (tables_allowed_set) {
+    any_table = false;
+    return;
+  }
+  any_table = false;
+  std::vector<std::string> allowed;
+  for (const SqlTable& t : tables) allowed.push_back(t.entity);
+  for (const RouteConfig& r : config.routes) {
+    if (std::find(r.adapters.begin(), r.adapters.end(), name) == r.adapters.end()) continue;
+    if (r.tables.empty()) any_table = true;
+    allowed.insert(allowed.end(), r.tables.begin(), r.tables.end());
+  }
+  if (!any_table) tables_allowed = std::move(allowed);
+}
+
+bool SqlConfig::Allows(std::string_view entity) const {
+  if (any_table) return true;
+  return std::find(tables_allowed.begin(), tables_allowed.end(), entity) != tables_allowed.end();
 }
 
 void SqlConfig::SetDataDir(const std::string& data_dir) {

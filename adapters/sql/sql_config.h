@@ -48,12 +48,25 @@ struct SqlConfig : AdapterSettingsOf<SqlConfig> {
   std::string table_prefix = "crm_";
   bool create_tables = true;  // CREATE TABLE IF NOT EXISTS on a table's first event
   bool hard_delete = false;   // `delete: hard`; default soft (deleted = true)
+  // Which Dataverse tables may become SQL tables (docs/adapters/sql.md, "Which tables"): the
+  // `tables_allowed` list; without one, the tables the routes to this adapter name and the
+  // mapped ones, or any (up to create_tables_limit distinct tables) when a route to it names none.
+  std::vector<std::string> tables_allowed;
+  bool tables_allowed_set = false;  // `tables_allowed` was given
+  bool any_table = true;            // resolved: no list applies
+  uint64_t create_tables_limit = 200;
   std::vector<SqlTable> tables;
   const SqlTable* FindTable(std::string_view entity) const;
 
   void Describe(const std::string& prefix, std::ostream& out) const override;
   void SetDataDir(const std::string& data_dir) override;
+  void Resolve(const std::string& name, const Config& config) override;
+  // The table may become a SQL table (any_table, or listed in tables_allowed).
+  bool Allows(std::string_view entity) const;
 };
+
+// SQL table names with this prefix are the router's own (dvrouter_tombstones).
+inline constexpr std::string_view kReservedTablePrefix = "dvrouter_";
 
 extern const AdapterKind kPostgresKind;
 extern const AdapterKind kSqliteKind;

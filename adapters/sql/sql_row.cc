@@ -50,6 +50,16 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
     return InvalidArgument("table '" + entity + "' gives no usable SQL table name ('" + out->table +
                            "'): a-z, 0-9, '_', at most 63 characters");
   }
+  if (out->table.starts_with(kReservedTablePrefix)) {
+    return InvalidArgument("table '" + entity + "' maps to '" + out->table + "': the prefix " +
+                           std::string(kReservedTablePrefix) +
+                           " is reserved for the router's own tables");
+  }
+  if (!config.Allows(entity)) {
+    return InvalidArgument("table '" + entity +
+                           "' is not one this adapter writes (tables_allowed, or the tables its "
+                           "routes and mappings name)");
+  }
   out->id = !h.primary_entity_id.empty() ? h.primary_entity_id : changes.id;
   for (char& c : out->id) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (!IsGuid(out->id)) return InvalidArgument("row id '" + out->id + "' is not a GUID");
@@ -67,8 +77,22 @@ Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   return Status::Ok();
 }
 
-void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlMetrics* metrics,
-                 DeliveryDone* done, SqlJob* job) {
+Status SqlTableLimit::Take(const std::string& table) {
+  if (!config_.any_table) return Status::Ok();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (taken_.count(table) != 0) return Status::Ok();
+  if (taken_.size() >= config_.create_tables_limit) {
+    return FailedPrecondition("table '" + table + "' would be table " +
+                              std::to_string(taken_.size() + 1) + " and create_tables_limit is " +
+                              std::to_string(config_.create_tables_limit) +
+                              ": list the tables in tables_allowed or raise the limit");
+  }
+  taken_.insert(table);
+  return Status::Ok();
+}
+
+void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlTableLimit* limit,
+                 SqlMetrics* metrics, DeliveryDone* done, SqlJob* job) {
   job->done = done;
   job->results.assign(batch.size(), DeliveryResult{});
   job->rows.clear();
@@ -84,6 +108,12 @@ void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlMe
     }
     if (row.op == SqlOp::kSkip) {
       ++skipped;
+      continue;
+    }
+    if (Status st = limit->Take(row.table); !st.ok()) {
+      job->results[i].outcome = DeliveryOutcome::kPermanent;
+      job->results[i].error = std::string(st.message());
+      metrics->Error(SqlErrorClass::kSetup);
       continue;
     }
     job->rows.push_back(std::move(row));

@@ -22,6 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include <mutex>
+#include <unordered_set>
+
 #include "adapters/adapter.h"
 #include "adapters/sql/sql_config.h"
 
@@ -51,8 +54,24 @@ struct SqlRow {
 };
 
 // kInvalidArgument (permanent) when the event cannot become a row (no usable table name or id,
-// a body that does not parse); kSkip rows are not errors.
+// a table not allowed or reserved, a body that does not parse); kSkip rows are not errors.
 Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out);
+
+// The distinct SQL tables an adapter that takes any table has written to, at most
+// create_tables_limit of them, so events naming ever new tables cannot create tables and grow
+// the adapter's caches without bound. Any thread.
+class SqlTableLimit {
+ public:
+  explicit SqlTableLimit(const SqlConfig& config) : config_(config) {}
+  // OK when the table was taken before, a list of tables applies (SqlConfig::Allows), or there
+  // is room; FailedPrecondition otherwise.
+  Status Take(const std::string& table);
+
+ private:
+  const SqlConfig& config_;
+  std::mutex mu_;
+  std::unordered_set<std::string> taken_;
+};
 
 class SqlMetrics;
 
@@ -65,8 +84,8 @@ struct SqlJob {
 
 // Builds the job for a batch on the delivery worker's thread: events that cannot become a row
 // are permanent at once, skipped ones delivered (both counted), the rest become `rows`.
-void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlMetrics* metrics,
-                 DeliveryDone* done, SqlJob* job);
+void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlTableLimit* limit,
+                 SqlMetrics* metrics, DeliveryDone* done, SqlJob* job);
 // Answers every row of the job retryable with `error` (the adapter is stopping) and calls done.
 void FailSqlJob(SqlJob* job, const std::string& error);
 

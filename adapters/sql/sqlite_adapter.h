@@ -73,6 +73,7 @@ class SqliteAdapter final : public Adapter {
   AdapterConfig config_;
   const SqlConfig& sql_ = config_.Settings<SqlConfig>();  // the type's own settings
   SqlMetrics metrics_;
+  SqlTableLimit table_limit_{sql_};  // tables written, when any table is allowed
 
   // One writer thread.
   JobQueue<Job> queue_;

@@ -250,6 +250,13 @@ Status ParseDelivery(Section& root, const std::string& base_dir, AdapterKinds ki
   return Status::Ok();
 }
 
+// Settings that depend on the routes (AdapterSettings::Resolve).
+void ResolveAdapters(Config* c) {
+  for (AdapterConfig& a : c->adapters) {
+    if (a.settings.get() != nullptr) a.settings.get()->Resolve(a.name, *c);
+  }
+}
+
 Status ParseRegistration(Section& root, Config* c) {
   Section r = root.Child("registration");
   DV_TRY(r.Check());
@@ -411,6 +418,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   DV_TRY(dedupe.RejectUnknown());
 
   DV_TRY(ParseDelivery(root, base_dir, kinds, c));
+  ResolveAdapters(c);
   DV_TRY(ParseRegistration(root, c));
   return root.RejectUnknown();
 }

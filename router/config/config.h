@@ -122,6 +122,9 @@ class AdapterSettings {
   virtual Status Validate(const std::string& /*name*/, const Config& /*config*/) const {
     return Status::Ok();
   }
+  // Settings that follow from the rest of the configuration (e.g. the routes to this adapter),
+  // once the routes are parsed too.
+  virtual void Resolve(const std::string& /*name*/, const Config& /*config*/) {}
   // Capability: the adapter whose statuses this one writes back (empty: none). Such an adapter
   // receives only that adapter's status records, never routed events (docs/architecture.md,
   // "Status write-back").

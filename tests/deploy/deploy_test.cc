@@ -93,7 +93,7 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
         ++end;
       }
       const std::string name = text.substr(at, end - at);
-      if (targets.count(name)) continue;
+      if (targets.count(name) || name == "dvrouter_") continue;  // a target, or the bare prefix
       bool known = false;
       for (const auto& family : families) {
         // Histograms export family_bucket, family_sum and family_count.

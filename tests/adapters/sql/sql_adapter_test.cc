@@ -272,6 +272,15 @@ class SqlAdapterTest : public ::testing::TestWithParam<std::string> {
     return backend_->Value("SELECT " + column + " FROM " + table_ + " WHERE id = '" + id + "'");
   }
   std::string Count() { return backend_->Value("SELECT count(*) FROM " + table_).value_or("?"); }
+  // How many tables of that name exist (0 or 1).
+  std::string TableCount(const std::string& table) {
+    const std::string q = GetParam() == "sqlite"
+                              ? "SELECT count(*) FROM sqlite_master WHERE name = '" + table + "'"
+                              : "SELECT count(*) FROM information_schema.tables WHERE "
+                                "table_name = '" +
+                                    table + "'";
+    return backend_->Value(q).value_or("?");
+  }
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Adapter> adapter_;
@@ -489,6 +498,63 @@ TEST_P(SqlAdapterTest, AMissingTableWithCreateTablesOffIsAPermanentErrorWithTheS
   for (const DeliveryResult& r : results) {
     EXPECT_EQ(r.outcome, DeliveryOutcome::kPermanent);
     EXPECT_NE(r.error.find(table_), std::string::npos) << r.error;
+  }
+}
+
+// The same contact event for another table.
+std::string TableBody(const std::string& table, const std::string& id) {
+  return ReplaceAll(ContactBody("Create", id), "\"contact\"", "\"" + table + "\"");
+}
+
+TEST_P(SqlAdapterTest, ATableOutsideTablesAllowedGoesToTheDlqAndCreatesNothing) {
+  AdapterConfig c = backend_->Config(prefix_);
+  c.Settings<SqlConfig>().tables_allowed = {"contact"};
+  c.Settings<SqlConfig>().any_table = false;
+  StartAdapter(c);
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(TableBody("account", kId2), 2);
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kDelivered) << results[0].error;
+  EXPECT_EQ(results[1].outcome, DeliveryOutcome::kPermanent);
+  EXPECT_NE(results[1].error.find("'account' is not one this adapter writes"), std::string::npos)
+      << results[1].error;
+  EXPECT_EQ(Count(), "1");
+  EXPECT_EQ(TableCount(prefix_ + "account"), "0") << "a table was created for a refused event";
+}
+
+TEST_P(SqlAdapterTest, CreateTablesLimitBoundsTheTablesEventsCanCreate) {
+  AdapterConfig c = backend_->Config(prefix_);
+  c.Settings<SqlConfig>().create_tables_limit = 2;
+  StartAdapter(c);
+  Events ev;
+  ev.Add(ContactBody("Create", kId1), 1);
+  ev.Add(TableBody("account", kId1), 2);
+  ev.Add(TableBody("lead", kId1), 3);
+  ev.Add(TableBody("account", kId2), 4);  // a table already taken stays open
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kDelivered) << results[0].error;
+  EXPECT_EQ(results[1].outcome, DeliveryOutcome::kDelivered) << results[1].error;
+  EXPECT_EQ(results[2].outcome, DeliveryOutcome::kPermanent);
+  EXPECT_NE(results[2].error.find("create_tables_limit is 2"), std::string::npos)
+      << results[2].error;
+  EXPECT_EQ(results[3].outcome, DeliveryOutcome::kDelivered) << results[3].error;
+  EXPECT_EQ(TableCount(prefix_ + "lead"), "0");
+}
+
+// With an empty prefix, a Dataverse table named like the router's own table maps onto it: refused.
+TEST_P(SqlAdapterTest, AnEventForTheTombstoneTableNeverTouchesIt) {
+  StartAdapter(backend_->Config(""));
+  Events ev;
+  ev.Add(TableBody("dvrouter_tombstones", kId1), 1);
+  const auto results = Deliver(ev);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome, DeliveryOutcome::kPermanent);
+  EXPECT_NE(results[0].error.find("reserved"), std::string::npos) << results[0].error;
+  if (GetParam() == "sqlite") {
+    EXPECT_EQ(TableCount("dvrouter_tombstones"), "0");
   }
 }
 

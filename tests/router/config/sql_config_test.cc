@@ -551,5 +551,56 @@ TEST(ErpConfig, AsyncJobs) {
                  "adapters.erp.csrf_path");
 }
 
+// Which tables an SQL adapter writes: an explicit list, else what its routes and mappings name,
+// else (a catch-all route) any, bounded by create_tables_limit.
+TEST(SqlConfig, TablesAllowedIsTheListOrFollowsTheRoutes) {
+  Config listed = ParseOk(Adapter("    type: sqlite\n    tables_allowed: [Contact, account]\n"));
+  const SqlConfig& l = listed.adapters[0].Settings<SqlConfig>();
+  EXPECT_FALSE(l.any_table);
+  EXPECT_TRUE(l.Allows("contact"));
+  EXPECT_TRUE(l.Allows("account"));
+  EXPECT_FALSE(l.Allows("lead"));
+
+  Config routed =
+      ParseOk(Adapter("    type: sqlite\n    tables:\n      lead: {}\n"
+                      "  lake: {type: lake}\nroutes:\n"
+                      "  - {tables: [contact], adapters: [db]}\n"
+                      "  - {adapters: [lake]}\n"));
+  const SqlConfig& r = routed.adapters[0].Settings<SqlConfig>();
+  EXPECT_FALSE(r.any_table);
+  EXPECT_TRUE(r.Allows("contact"));
+  EXPECT_TRUE(r.Allows("lead")) << "mapped tables are allowed";
+  EXPECT_FALSE(r.Allows("account")) << "no route sends account here";
+
+  Config catch_all =
+      ParseOk(Adapter("    type: sqlite\n    create_tables_limit: 3\n"
+                      "routes:\n  - {adapters: [db]}\n"));
+  const SqlConfig& a = catch_all.adapters[0].Settings<SqlConfig>();
+  EXPECT_TRUE(a.any_table);
+  EXPECT_TRUE(a.Allows("anything"));
+  EXPECT_EQ(a.create_tables_limit, 3u);
+
+  ExpectKeyError(Adapter("    type: sqlite\n    tables_allowed: [\"a b\"]\n"),
+                 "adapters.db.tables_allowed");
+  ExpectKeyError(Adapter("    type: sqlite\n    create_tables_limit: 0\n"),
+                 "adapters.db.create_tables_limit");
+}
+
+// The router's own tables (dvrouter_...) cannot be reached through a mapping or a prefix, and hard
+// deletes need a prefix.
+TEST(SqlConfig, TheRoutersTableNamesAreReserved) {
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    table_prefix: dvrouter_\n"),
+                             "adapters.db.table_prefix"),
+              HasSubstr("reserved"));
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    tables:\n      contact:\n"
+                                     "        table: dvrouter_tombstones\n"),
+                             "adapters.db.tables.contact.table"),
+              HasSubstr("reserved"));
+  EXPECT_THAT(ExpectKeyError(Adapter("    type: sqlite\n    table_prefix: ''\n    delete: hard\n"),
+                             "adapters.db.delete"),
+              HasSubstr("table_prefix"));
+  ParseOk(Adapter("    type: sqlite\n    table_prefix: ''\n"));
+}
+
 }  // namespace
 }  // namespace dvrouter
