@@ -60,6 +60,13 @@ bool StaleConnection(const beast::error_code& ec) {
 
 }  // namespace
 
+std::string CanonicalOrigin(const Url& url) {
+  std::string host = url.host;
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";  // IPv6
+  return std::string(url.tls ? "https://" : "http://") + host + ":" + std::to_string(url.port);
+}
+
 Result<Url> ParseUrl(std::string_view url) {
   Url out;
   std::string_view rest;

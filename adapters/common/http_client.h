@@ -52,6 +52,9 @@ struct Url {
 };
 // http://host[:port][/path][?query] or https://...; IPv6 hosts in brackets.
 Result<Url> ParseUrl(std::string_view url);
+// "http(s)://<lowercase host>:<port>": equal for two URLs exactly when they reach the same
+// server the same way (the default port written or not).
+std::string CanonicalOrigin(const Url& url);
 
 struct ClientRequest {
   std::string method = "POST";

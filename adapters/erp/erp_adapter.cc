@@ -24,6 +24,7 @@ namespace dvrouter {
 namespace {
 
 constexpr size_t kMaxPolls = 100'000;  // jobs polled at once; more wait for their callback
+constexpr size_t kMaxPollUrl = 2048;   // longer status URLs are not fetched
 
 // scheme://authority of a URL (IPv6 literals kept as written).
 std::string Origin(const std::string& url) {
@@ -293,7 +294,7 @@ void ErpAdapter::Stop() {
 
 std::optional<DeliveryResult> ErpAdapter::JobOutcome(
     const ErpAsync& async, const std::vector<std::pair<std::string, std::string>>& capture,
-    std::string_view body) {
+    std::string_view body, bool quote_body) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   DeliveryResult r;
@@ -301,8 +302,8 @@ std::optional<DeliveryResult> ErpAdapter::JobOutcome(
   if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS ||
       doc.at_pointer(async.status_pointer).get(status) != simdjson::SUCCESS) {
     r.outcome = DeliveryOutcome::kPermanent;
-    r.error =
-        "job status without a string at " + async.status_pointer + ": " + Utf8Excerpt(body, 200);
+    r.error = "job status without a string at " + async.status_pointer +
+              (quote_body ? ": " + Utf8Excerpt(body, 200) : std::string());
     return r;
   }
   std::string lower(status);
@@ -359,6 +360,22 @@ void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
   }
   if (url.empty()) return;  // nothing to poll: a callback has to confirm it
   if (url.starts_with("/")) url = Origin(erp_.base_url) + url;  // relative to the ERP
+  // Only the ERP's own origin, or one listed, is fetched: a 202 answer must not make the router
+  // request arbitrary hosts (its network may reach what the ERP's cannot).
+  std::string refused;
+  Result<Url> parsed = ParseUrl(url);
+  if (url.size() > kMaxPollUrl) {
+    refused = "its status URL is longer than " + std::to_string(kMaxPollUrl) + " characters";
+  } else if (!parsed.ok()) {
+    refused = "its status URL is not an http(s) URL";
+  } else if (const std::string origin = CanonicalOrigin(*parsed);
+             origin != erp_origin_ &&
+             std::find(as.poll_allowed_origins.begin(), as.poll_allowed_origins.end(), origin) ==
+                 as.poll_allowed_origins.end()) {
+    refused = "its status URL is on " + Utf8Excerpt(origin, 200) +
+              ", neither base_url's origin nor in async.poll.allowed_origins";
+  }
+  if (!refused.empty()) url.clear();
   const int64_t now = SteadyNowMs();
   std::lock_guard<std::mutex> lock(poll_mu_);
   if (polls_.size() >= kMaxPolls) {
@@ -367,7 +384,8 @@ void ErpAdapter::StartPoll(const Call& call, const ClientResponse& answer) {
                  config_.name.c_str(), polls_.size(), call.event_id.c_str());
     return;
   }
-  polls_.push_back(Poll{call.key, url, call.tmpl, now + static_cast<int64_t>(as.poll_interval_ms),
+  polls_.push_back(Poll{call.key, url, refused, call.tmpl,
+                        now + static_cast<int64_t>(as.poll_interval_ms),
                         now + static_cast<int64_t>(as.poll_timeout_ms)});
   poll_cv_.notify_all();
 }
@@ -401,7 +419,6 @@ void ErpAdapter::PollLoop() {
     }
     lock.unlock();
     std::vector<Poll> again;
-    const std::string origin = Origin(erp_.base_url);
     for (Poll& p : due) {
       if (StopRequested()) {  // the rest are answered by callbacks, or polled after a restart
         again.push_back(std::move(p));
@@ -412,19 +429,26 @@ void ErpAdapter::PollLoop() {
       req.method = "GET";
       req.url = p.url;
       std::string token;
-      // The ERP's credentials go to the ERP only, not to any host a 202 answer names.
-      const bool own = p.url.starts_with(origin + "/");
+      // The ERP's credentials go to the ERP only, not to another origin a 202 answer names; its
+      // answers are quoted in errors, another origin's never.
+      Result<Url> parsed = ParseUrl(p.url);
+      const bool own = parsed.ok() && CanonicalOrigin(*parsed) == erp_origin_;
       if (own) AuthHeaders(&req, &token);
-      if (!own || !token.empty() || erp_.auth.mode != "oauth2") {
+      if (!p.refused.empty()) {
+        DeliveryResult r;
+        r.outcome = DeliveryOutcome::kPermanent;
+        r.error = "erp job not polled: " + p.refused;
+        outcome = r;
+      } else if (!own || !token.empty() || erp_.auth.mode != "oauth2") {
         Result<ClientResponse> res = http_.Send(req);
         if (res.ok() && res->status == 200) {
-          outcome = JobOutcome(as, p.tmpl->request->capture, res->body);
+          outcome = JobOutcome(as, p.tmpl->request->capture, res->body, own);
         } else if (res.ok() && res->status >= 400 && res->status < 500 && res->status != 408 &&
                    res->status != 429 && res->status != 401) {
           DeliveryResult r;
           r.outcome = DeliveryOutcome::kPermanent;
-          r.error = "erp job status HTTP " + std::to_string(res->status) + ": " +
-                    Utf8Excerpt(res->body, 300);
+          r.error = "erp job status HTTP " + std::to_string(res->status) +
+                    (own ? ": " + Utf8Excerpt(res->body, 300) : std::string());
           outcome = r;
         }
       }

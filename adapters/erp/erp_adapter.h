@@ -75,9 +75,10 @@ class ErpAdapter final : public Adapter, public AsyncConfirmations {
   Result<DeliveryResult> ParseCallback(std::string_view authorization,
                                        std::string_view body) override;
   // A job's status answer (callback or poll): nullopt while it is still running.
+  // `quote_body`: an unreadable answer's error quotes it (only the ERP's own answers are quoted).
   static std::optional<DeliveryResult> JobOutcome(
       const ErpAsync& async, const std::vector<std::pair<std::string, std::string>>& capture,
-      std::string_view body);
+      std::string_view body, bool quote_body = true);
 
   // The captured answer: a JSON object of name -> the value at each pointer (null if absent);
   // empty when nothing is to be captured.
@@ -98,6 +99,7 @@ class ErpAdapter final : public Adapter, public AsyncConfirmations {
   struct Poll {
     EventKey key;
     std::string url;
+    std::string refused;  // why the URL is not fetched (the event fails at its first turn)
     const Compiled* tmpl = nullptr;
     int64_t next_ms = 0, deadline_ms = 0;
   };
@@ -115,6 +117,11 @@ class ErpAdapter final : public Adapter, public AsyncConfirmations {
 
   AdapterConfig config_;
   const ErpConfig& erp_ = config_.Settings<ErpConfig>();  // the type's own settings
+  // base_url's CanonicalOrigin ("" for a base_url ParseUrl refuses).
+  const std::string erp_origin_ = [this] {
+    Result<Url> u = ParseUrl(erp_.base_url);
+    return u.ok() ? CanonicalOrigin(*u) : std::string();
+  }();
   std::vector<Compiled> templates_;
   HttpClient http_;
   std::unique_ptr<OAuthTokenSource> tokens_;

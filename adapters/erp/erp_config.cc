@@ -4,6 +4,7 @@
 
 #include <ostream>
 
+#include "adapters/common/http_client.h"
 #include "adapters/common/http_config.h"
 #include "router/common/json_template.h"
 #include "router/config/section.h"
@@ -85,6 +86,16 @@ Result<std::unique_ptr<AdapterSettings>> ParseErp(Section& a, const AdapterParse
     }
     DV_TRY(poll.DurationMs("interval", 10, 3'600'000, &aj.poll_interval_ms));
     DV_TRY(poll.DurationMs("timeout", 1000, 30ull * 24 * 3'600'000, &aj.poll_timeout_ms));
+    std::vector<std::string> origins;
+    DV_TRY(poll.Strings("allowed_origins", &origins));
+    for (const std::string& o : origins) {
+      Result<Url> u = ParseUrl(o);
+      if (!u.ok() || u->target != "/") {
+        return KeyError(poll.Path("allowed_origins"),
+                        "'" + o + "' is not an origin such as https://jobs.example.com:8443");
+      }
+      aj.poll_allowed_origins.push_back(CanonicalOrigin(*u));
+    }
   }
   DV_TRY(poll.RejectUnknown());
   DV_TRY(as.RejectUnknown());
@@ -166,7 +177,7 @@ constexpr std::string_view kExamples[] = {
 auth: {mode: basic, user: dvrouter, password: "${ERP_PASSWORD}"}
 async:
   callback: {secret: "${ERP_CALLBACK_SECRET}", public_url: https://router.example.com}
-  poll: {url_pointer: /statusUrl, interval: 5s}
+  poll: {url_pointer: /statusUrl, interval: 5s, allowed_origins: [https://jobs.example.com]}
 requests:
   - name: order
     tables: [salesorder]

@@ -47,6 +47,9 @@ struct ErpAsync {
   std::string poll_url_pointer = "/statusUrl";  // in the 202 answer; else its Location header
   uint64_t poll_interval_ms = 0;                // 0: no polling
   uint64_t poll_timeout_ms = 3'600'000;         // then the event fails (DLQ)
+  // Origins (scheme://host:port, canonical) whose status URLs are polled besides base_url's;
+  // any other URL a 202 names fails the event instead of being fetched.
+  std::vector<std::string> poll_allowed_origins;
 };
 
 // The ERP adapter's settings (erp_adapter.h).

@@ -287,8 +287,8 @@ class ErpSim final : public HttpHandler {
       j.done_ms = now + job_ms_;
       j.final = R"({"status":"failed","error":"customer blocked for ordering"})";
       HttpResponse accepted =
-          Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":"/api/jobs/)" +
-                        job + "\"}");
+          Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":")" +
+                        status_base_ + "/api/jobs/" + job + "\"}");
       answers_[key] = accepted;
       const std::string callback_url(req.headers->get("x-callback-url"));
       if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
@@ -322,8 +322,8 @@ class ErpSim final : public HttpHandler {
         JobState& j = jobs_[job];
         j.done_ms = now + job_ms_;
         j.final = std::string(R"({"status":"completed","orderNumber":")") + number + "\"}";
-        answer = Json(202, R"({"jobId":")" + job +
-                               R"(","status":"accepted","statusUrl":"/api/jobs/)" + job + "\"}");
+        answer = Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":")" +
+                               status_base_ + "/api/jobs/" + job + "\"}");
         const std::string callback_url(req.headers->get("x-callback-url"));
         if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
       }
@@ -419,6 +419,8 @@ class ErpSim final : public HttpHandler {
     if (QueryParameter(target, "csrf_rotate", &v)) csrf_token_.clear();
     if (QueryParameter(target, "job_ms", &v)) job_ms_ = std::stoll(v);
     if (QueryParameter(target, "callback", &v)) callback_ = v == "1";
+    // Where 202 answers say the job's status is: "" (the default) for a relative URL.
+    if (QueryParameter(target, "status_base", &v)) status_base_ = v;
     return Json(200, R"({"ok":true})");
   }
 
@@ -458,6 +460,7 @@ class ErpSim final : public HttpHandler {
   std::string csrf_token_, csrf_session_;
   int64_t csrf_fetches_ = 0, csrf_refused_ = 0;
   int64_t job_ms_ = 100, polls_ = 0, failed_jobs_ = 0;
+  std::string status_base_;
   std::map<std::string, JobState> jobs_;
   Delayer delayer_;
   CallbackSender callbacks_;

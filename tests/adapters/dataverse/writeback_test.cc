@@ -513,6 +513,46 @@ TEST(WritebackEndToEnd, JobsConfirmedByPollingTheStatusUrl) {
   EXPECT_EQ(sims.erp.Stat("callbacks_sent"), 0);
 }
 
+// A 202 may name any URL as the job's status: only base_url's origin and the listed ones are
+// fetched (no request to another host on the router's network), and another origin's answers are
+// never quoted in errors.
+TEST(WritebackEndToEnd, AStatusUrlOnAnotherOriginIsNeverFetchedUnlessAllowed) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  testing::TempDir other_tmp;  // a second ERP simulator: another origin
+  testing::SimProcess elsewhere(DVROUTER_ERP_SIM, "erp-sim", other_tmp, {});
+  ASSERT_TRUE(sims.ready() && elsewhere.ready());
+  sims.erp.Control("async=1&job_ms=50&status_base=" + elsewhere.url());
+  {
+    WritebackRouter router(tmp, sims, true, "    async:\n      poll: {interval: 50ms}\n");
+    ASSERT_TRUE(router.ready()) << router.log();
+    sims.SeedRow(0);
+    router.Post(Event(0, 0));
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(0) == kFailed; }))
+        << sims.RowJson(0) << router.log();
+    const std::string dlq = router.Admin("GET", "/dlq?adapter=erp");
+    EXPECT_NE(dlq.find("erp job not polled"), std::string::npos) << dlq;
+    EXPECT_NE(dlq.find("async.poll.allowed_origins"), std::string::npos) << dlq;
+    EXPECT_EQ(elsewhere.Stat("polls"), 0) << "the router fetched a URL on another origin";
+  }
+  {
+    // Listed: polled, without the ERP's credentials, and its answer is not quoted.
+    testing::TempDir tmp2;
+    WritebackRouter router(
+        tmp2, sims, true,
+        "    async:\n      poll: {interval: 50ms, allowed_origins: [" + elsewhere.url() + "]}\n");
+    ASSERT_TRUE(router.ready()) << router.log();
+    sims.SeedRow(1);
+    router.Post(Event(1, 0));
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(1) == kFailed; }))
+        << sims.RowJson(1) << router.log();
+    EXPECT_GE(elsewhere.Stat("polls"), 1);
+    const std::string dlq = router.Admin("GET", "/dlq?adapter=erp");
+    EXPECT_NE(dlq.find("erp job status HTTP 404"), std::string::npos) << dlq;
+    EXPECT_EQ(dlq.find("no such job"), std::string::npos) << "another origin's body was quoted";
+  }
+}
+
 // --- units ---
 
 DataverseConfig Config() {

@@ -521,7 +521,8 @@ TEST(ErpConfig, AsyncJobs) {
                   "      completed: [OK]\n      failed: [KO]\n"
                   "      callback: {secret: '${DVROUTER_TEST_CB_SECRET}', "
                   "public_url: 'https://router.example.com/'}\n"
-                  "      poll: {interval: 2s, timeout: 1h}\n" +
+                  "      poll: {interval: 2s, timeout: 1h,\n"
+                  "             allowed_origins: [https://Jobs.Example.com, 'http://[::1]:81']}\n" +
                   req));
   const ErpAsync& as = c.adapters[0].Settings<ErpConfig>().async;
   EXPECT_EQ(as.status_pointer, "/state");
@@ -529,6 +530,8 @@ TEST(ErpConfig, AsyncJobs) {
   EXPECT_EQ(as.callback_secret, "cb");
   EXPECT_EQ(as.public_url, "https://router.example.com");
   EXPECT_EQ(as.poll_interval_ms, 2000u);
+  EXPECT_EQ(as.poll_allowed_origins,
+            (std::vector<std::string>{"https://jobs.example.com:443", "http://[::1]:81"}));
   EXPECT_EQ(ParseOk(Erp("    base_url: http://erp\n" + req))
                 .adapters[0]
                 .Settings<ErpConfig>()
@@ -545,6 +548,10 @@ TEST(ErpConfig, AsyncJobs) {
       "adapters.erp.async.callback.public_url");
   bad("      poll: {interval: 1ms}\n", "adapters.erp.async.poll.interval");
   bad("      poll: {url_pointer: statusUrl}\n", "adapters.erp.async.poll.url_pointer");
+  for (const char* origin : {"ftp://jobs", "https://jobs/path", "https://user@jobs", "jobs"}) {
+    bad(std::string("      poll: {allowed_origins: ['") + origin + "']}\n",
+        "adapters.erp.async.poll.allowed_origins");
+  }
   bad("      webhook: x\n", "adapters.erp.async.webhook");
   ExpectKeyError(Erp("    base_url: http://erp\n    profile: sap\n" + req), "adapters.erp.profile");
   ExpectKeyError(Erp("    base_url: http://erp\n    profile: sap_odata\n    csrf_path: x\n" + req),
