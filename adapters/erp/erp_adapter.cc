@@ -64,14 +64,21 @@ std::string Member(std::string_view json, std::string_view key) {
   return "null";
 }
 
-// A JSON value as text for a URL path: strings unquoted, then percent-encoded.
-std::string PathText(const std::string& json) {
+// A JSON value as the text of a URL path segment, before percent-encoding: strings unquoted.
+std::string PathValue(const std::string& json) {
   if (json.size() >= 2 && json.front() == '"') {
     simdjson::dom::parser parser;
     std::string_view s;
-    if (parser.parse(json).get_string().get(s) == simdjson::SUCCESS) return UrlEncode(s);
+    if (parser.parse(json).get_string().get(s) == simdjson::SUCCESS) return std::string(s);
   }
-  return UrlEncode(json == "null" ? "" : json);
+  return json == "null" ? "" : json;
+}
+
+// A value that would make the request reach another resource than the template names: empty,
+// a dot segment, or holding a separator or "..", even percent-encoded (servers decode %2F).
+bool UnsafePathValue(std::string_view v) {
+  return v.empty() || v == "." || v.find('/') != std::string_view::npos ||
+         v.find('\\') != std::string_view::npos || v.find("..") != std::string_view::npos;
 }
 
 struct EventValues {
@@ -249,15 +256,15 @@ Status ErpAdapter::Prepare(const Delivery& d, Call* call) const {
       [&](std::string_view p, std::string* out) {
         std::string json;
         values.Resolve(p, &json);
-        const std::string text = PathText(json);
-        // An empty or dot segment would call another resource than the template names.
-        if (text.empty() || text == "." || text == "..") bad = std::string(p);
-        *out += text;
+        const std::string value = PathValue(json);
+        if (UnsafePathValue(value)) bad = std::string(p);
+        *out += UrlEncode(value);
       },
       &path);
   if (!bad.empty()) {
     return InvalidArgument("path placeholder {{" + bad + "}} of request " +
-                           call->tmpl->request->name + " is empty or a dot segment for this event");
+                           call->tmpl->request->name +
+                           " is empty, a dot segment, or holds '/', '\\' or '..' for this event");
   }
   call->tmpl->body.Render([&](std::string_view p, std::string* out) { values.Resolve(p, out); },
                           &call->body);

@@ -294,6 +294,44 @@ Status Decoder::Decode(const char* data, size_t len, size_t capacity, EventHeade
       simdjson::padded_string_view(impl_->padded.data(), len, impl_->padded.capacity()), out);
 }
 
+namespace {
+
+// The fields the router reads (here, or the attribute extractor: router/decode/attributes.h).
+// Each may appear once: with two, a reader taking the first and one taking the last would
+// disagree about the event.
+constexpr std::string_view kSingleKeys[] = {"MessageName",
+                                            "PrimaryEntityName",
+                                            "SecondaryEntityName",
+                                            "PrimaryEntityId",
+                                            "Stage",
+                                            "Mode",
+                                            "Depth",
+                                            "CorrelationId",
+                                            "OperationId",
+                                            "RequestId",
+                                            "InitiatingUserId",
+                                            "OrganizationName",
+                                            "OperationCreatedOn",
+                                            "OwningExtension",
+                                            "InputParameters",
+                                            "PreEntityImages",
+                                            "PostEntityImages"};
+static_assert(std::size(kSingleKeys) <= 32);
+
+// False when `key` is one of kSingleKeys and was met before.
+bool FirstTime(std::string_view key, uint32_t* seen) {
+  for (size_t i = 0; i < std::size(kSingleKeys); ++i) {
+    if (key != kSingleKeys[i]) continue;
+    const uint32_t bit = 1u << i;
+    if (*seen & bit) return false;
+    *seen |= bit;
+    return true;
+  }
+  return true;
+}
+
+}  // namespace
+
 Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHeader* out) {
   od::document doc;
   if (auto e = parser.iterate(input).get(doc)) return JsonError("body", e);
@@ -303,12 +341,14 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
   bool have_message = false, have_entity = false, have_id = false, have_stage = false,
        have_mode = false, have_extension = false;
   Status st;
+  uint32_t seen = 0;  // bit i: kSingleKeys[i] met
   // Iterate the fields in document order: On-Demand then skips everything else in one pass.
   for (auto field_result : root) {
     od::field field;
     if (auto e = std::move(field_result).get(field)) return JsonError("body", e);
     std::string_view key;
     if (auto e = field.unescaped_key().get(key)) return JsonError("body", e);
+    if (!FirstTime(key, &seen)) return FieldError(key, "appears twice");
     od::value v = field.value();
     if (key == "MessageName") {
       st = ReadString(v, key, &out->message_name);
@@ -348,6 +388,7 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
     } else if (key == "OwningExtension") {
       od::object ext;
       if (auto e = v.get_object().get(ext)) return JsonError("OwningExtension", e);
+      bool have_id_field = false;
       for (auto ext_field_result : ext) {
         od::field ext_field;
         if (auto e = std::move(ext_field_result).get(ext_field))
@@ -355,6 +396,8 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
         std::string_view ext_key;
         if (auto e = ext_field.unescaped_key().get(ext_key)) return JsonError("OwningExtension", e);
         if (ext_key == "Id") {
+          if (have_id_field) return FieldError("OwningExtension.Id", "appears twice");
+          have_id_field = true;
           st = ReadGuid(ext_field.value(), "OwningExtension.Id", &out->owning_extension_id);
           if (!st.ok()) return st;
           have_extension = !out->owning_extension_id.empty();

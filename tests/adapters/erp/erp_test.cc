@@ -351,7 +351,9 @@ TEST(ErpEndToEnd, HttpsWithAPrivateCaIsVerified) {
   EXPECT_EQ(untrusted.Admin("GET", "/dlq?adapter=erp"), "[]");
 }
 
-TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyOrADotSegmentIsPermanent) {
+// Also a value holding a separator or "..": the ERP may decode %2F and %5C, and the request would
+// reach another resource than the template names.
+TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyADotSegmentOrHoldsASeparatorIsPermanent) {
   AdapterConfig c;
   c.name = "erp";
   c.type = "erp";
@@ -367,7 +369,7 @@ TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyOrADotSegmentIsPermanent) {
     void OnDelivered(std::span<const DeliveryResult> r) override { got.assign(r.begin(), r.end()); }
   };
   const std::string body = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
-  for (const char* row : {"", ".", ".."}) {
+  for (const char* row : {"", ".", "..", "a/b", "..%2f", "a\\b", "x..y", "../admin"}) {
     EventHeader h;
     h.message_name = "Update";
     h.primary_entity_name = "msdyn_agentstatus";

@@ -987,22 +987,6 @@ TEST(DecodeMalformed, GrammarErrorsInsideSkippedValuesAreDetected) {
   for (const auto& [body, prefix] : cases) ExpectError(body, prefix);
 }
 
-TEST(DecodeMalformed, DuplicateKeysLastOneWins) {
-  // The decoder reads fields in document order, so a repeated key overwrites the earlier value.
-  const std::string body =
-      ReplaceFirst(Fixture(kContact), "\"MessageName\": \"Update\",",
-                   "\"MessageName\": \"Create\", \"MessageName\": \"Update\",");
-  EventHeader h;
-  ASSERT_TRUE(DecodeBody(body, &h).ok());
-  EXPECT_EQ(h.message_name, "Update");
-
-  const std::string reversed =
-      ReplaceFirst(Fixture(kContact), "\"MessageName\": \"Update\",",
-                   "\"MessageName\": \"Update\", \"MessageName\": \"Delete\",");
-  ASSERT_TRUE(DecodeBody(reversed, &h).ok());
-  EXPECT_EQ(h.message_name, "Delete");
-}
-
 TEST(DecodeMalformed, DuplicateKeyWithBadValueIsAnError) {
   const std::string body =
       ReplaceFirst(Fixture(kContact), "\"Stage\": 40", "\"Stage\": 40, \"Stage\": \"forty\"");
@@ -1388,6 +1372,30 @@ TEST(DecodeNumbers, IntegersBeyond64BitsInOtherFieldsAreValidJson) {
   Status st = decoder.Decode(body.data(), body.size(), body.size(), &h);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ(h.message_name, "Update");
+}
+
+}  // namespace
+}  // namespace dvrouter
+
+namespace dvrouter {
+namespace {
+
+// A field the router reads, given twice: a reader taking the first and one taking the last would
+// disagree about the event (which row, which message, which Target), so the body is refused.
+TEST(DecodeMalformed, AFieldTheRouterReadsGivenTwiceIsRefused) {
+  const std::string body = Fixture(kContact);
+  for (const char* key : {"MessageName", "PrimaryEntityId", "PrimaryEntityName", "Stage",
+                          "InputParameters", "PostEntityImages", "OperationId"}) {
+    // The same member again (its original value), first in the object.
+    const std::string twice = "{\"" + std::string(key) + "\": " + ValueText(body, key) + "," +
+                              body.substr(body.find('{') + 1);
+    ExpectErrorExactly(twice, std::string(key) + ": appears twice");
+  }
+  const std::string ext_value = ValueText(body, "OwningExtension");
+  const std::string ext_twice =
+      "{\"Id\":\"00000000-0000-0000-0000-000000000001\"," + ext_value.substr(1);
+  ExpectErrorExactly(ReplaceValue(body, "OwningExtension", ext_twice),
+                     "OwningExtension.Id: appears twice");
 }
 
 }  // namespace
