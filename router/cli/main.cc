@@ -1,6 +1,7 @@
 // dvrouter's command-line entry point.
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -70,6 +71,9 @@ int Serve(const std::string& path, const Overrides& o) {
     std::fprintf(stderr, "dvrouter: %s\n", std::string(config.status().message()).c_str());
     return 2;
   }
+  // Every file and directory the router creates (journal, DLQ, cursors, lake, SQLite) holds CRM
+  // data: owner only (docs/operations.md, "Files and permissions").
+  ::umask(0077);
   // Block the stop signals before any thread starts, then wait for them here.
   sigset_t signals;
   sigemptyset(&signals);
