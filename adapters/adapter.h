@@ -121,6 +121,13 @@ class Adapter {
                                                std::string_view /*body*/) {
     return NotFound("adapter " + std::string(name()) + " takes no callbacks");
   }
+  // The credential check of a callback, on its header alone (the ingress answers a refusal
+  // before reading the body: docs/operations.md, "Security"). `authorization`: the request's
+  // Authorization header. OK when ParseCallback may read the body; PermissionDenied for a wrong
+  // credential; NotFound when the adapter takes no callbacks. Any thread.
+  virtual Status AuthorizeCallback(std::string_view /*authorization*/) const {
+    return NotFound("adapter " + std::string(name()) + " takes no callbacks");
+  }
   // Completes every outstanding batch (calling its `done`, with kRetryable if it cannot finish)
   // and returns once no callback can run any more.
   virtual void Stop() = 0;

@@ -612,4 +612,14 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
   }
 }
 
+Status ErpAdapter::AuthorizeCallback(std::string_view authorization) const {
+  const std::string& secret = config_.erp.async.callback_secret;
+  if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
+  if (!authorization.starts_with("Bearer ") ||
+      !ConstantTimeEquals(secret, authorization.substr(7))) {
+    return PermissionDenied("missing or wrong callback credentials");
+  }
+  return Status::Ok();
+}
+
 }  // namespace dvrouter

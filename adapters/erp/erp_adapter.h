@@ -72,6 +72,8 @@ class ErpAdapter final : public Adapter {
   void SetConfirmationSink(ConfirmationSink* sink) override { sink_ = sink; }
   Result<DeliveryResult> ParseCallback(std::string_view authorization,
                                        std::string_view body) override;
+  // `Authorization: Bearer <async.callback.secret>`, compared in constant time.
+  Status AuthorizeCallback(std::string_view authorization) const override;
   // A job's status answer (callback or poll): nullopt while it is still running.
   static std::optional<DeliveryResult> JobOutcome(
       const ErpAsync& async, const std::vector<std::pair<std::string, std::string>>& capture,

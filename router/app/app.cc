@@ -32,25 +32,33 @@ class EngineCallbacks final : public CallbackOperations {
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
                   RouterMetrics* metrics)
       : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
+  Status Authorize(std::string_view adapter, std::string_view authorization) override {
+    Adapter* a = Find(adapter);
+    Status st = a == nullptr ? NotFound("no such adapter") : a->AuthorizeCallback(authorization);
+    if (!st.ok()) Count(ErrorResponse(st).status);
+    return st;
+  }
   HttpResponse Callback(std::string_view adapter, std::string_view event_id,
                         std::string_view authorization, std::string_view body) override {
     HttpResponse r = Apply(adapter, event_id, authorization, body);
-    const int k = r.status == 200   ? 0
-                  : r.status == 401 ? 1
-                  : r.status == 404 ? 2
-                  : r.status == 400 ? 3
-                                    : 4;
-    counts_[k]->Increment();
+    Count(r.status);
     return r;
   }
 
  private:
+  void Count(int status) {
+    const int k = status == 200 ? 0 : status == 401 ? 1 : status == 404 ? 2 : status == 400 ? 3 : 4;
+    counts_[k]->Increment();
+  }
+  Adapter* Find(std::string_view name) const {
+    for (const auto& x : *adapters_) {
+      if (x->name() == name) return x.get();
+    }
+    return nullptr;
+  }
   HttpResponse Apply(std::string_view adapter, std::string_view event_id,
                      std::string_view authorization, std::string_view body) {
-    Adapter* a = nullptr;
-    for (const auto& x : *adapters_) {
-      if (x->name() == adapter) a = x.get();
-    }
+    Adapter* a = Find(adapter);
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
     Result<DeliveryResult> result = a->ParseCallback(authorization, body);
     if (!result.ok()) return ErrorResponse(result.status());
