@@ -83,7 +83,8 @@ struct App::Impl {
         hooks(h),
         runtime(config.ingress.io_threads),
         webhook(config.ingress, config.journal.partitions, config.ingress.io_threads, &metrics),
-        admin(&metrics, [this] { RefreshGauges(); }) {}
+        admin(
+            &metrics, [this] { RefreshGauges(); }, config.admin.auth) {}
 
   // Runs on an admin I/O thread, possibly while Start() is still recovering: it reads the
   // components through atomics published once they are ready.
@@ -123,6 +124,7 @@ App::~App() { Shutdown(); }
 
 Status App::Start() {
   Impl& m = *impl_;
+  if (Status st = ValidateAdmin(m.config.admin); !st.ok()) return st;
   m.runtime.Start();
   m.admin_server = std::make_unique<HttpServer>(&m.runtime, &m.admin, HttpServerLimits{});
   if (Status st = m.admin_server->Listen(m.config.admin.listen); !st.ok()) return st;

@@ -29,8 +29,9 @@ HttpResponse MethodNotAllowed(const char* allow) {
 
 }  // namespace
 
-AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh)
-    : metrics_(metrics), refresh_(std::move(refresh)) {}
+AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh,
+                           AdminAuthConfig auth)
+    : metrics_(metrics), refresh_(std::move(refresh)), guard_(std::move(auth)) {}
 
 void AdminHandler::set_ready(bool ready) {
   ready_.store(ready);
