@@ -4,6 +4,7 @@
 //   GET  /dlq[?adapter=A][&id=N][&all=1]   DLQ entries (all=1: also replayed ones)
 //   POST /dlq/replay[?adapter=A][&id=N]    send DLQ entries back to their adapter
 //   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
+//   GET  /replay                           the replays queued and running
 // The JSON bodies are rendered by admin_json.h (through the engine).
 //
 // Threads: Handle runs on the admin listener's I/O threads; set_ready and set_operations on the
