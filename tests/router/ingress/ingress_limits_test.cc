@@ -110,7 +110,6 @@ std::string ChunkedPost(const std::string& target, const std::string& extra_head
 }
 
 TEST_F(IngressLimits, ChunkExtensionFloodsAreRefusedAndMemoryStaysBounded) {
-  if (kSanitized) GTEST_SKIP() << "sanitizer runtimes hold freed memory: RSS says nothing here";
   constexpr size_t kFlood = 64 << 20;
   const long before = PeakRssKiB(router_->child().pid());
   ASSERT_GT(before, 0);
@@ -133,7 +132,10 @@ TEST_F(IngressLimits, ChunkExtensionFloodsAreRefusedAndMemoryStaysBounded) {
   const long after = PeakRssKiB(router_->child().pid());
   std::fprintf(stderr, "peak RSS %ld KiB before, %ld KiB after (%+ld KiB)\n", before, after,
                after - before);
-  EXPECT_LT(after - before, 8 << 10) << "KiB of peak RSS grown by the floods";
+  // Sanitizer runtimes hold freed memory in quarantine: there RSS says nothing.
+  if (!kSanitized) {
+    EXPECT_LT(after - before, 8 << 10) << "KiB of peak RSS grown by the floods";
+  }
 
   // The router still serves: a well-framed chunked callback reaches the engine (which does not
   // know the event), a webhook is accepted.
