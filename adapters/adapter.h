@@ -114,6 +114,11 @@ class AsyncConfirmations {
   // InvalidArgument for a body it cannot read. Any ingress thread.
   virtual Result<DeliveryResult> ParseCallback(std::string_view authorization,
                                                std::string_view body) = 0;
+  // The credential check of a callback, on its header alone (the ingress answers a refusal
+  // before reading the body: docs/operations.md, "Security"). OK when ParseCallback may read the
+  // body; PermissionDenied for a wrong credential; NotFound when callbacks are not configured.
+  // Any thread.
+  virtual Status AuthorizeCallback(std::string_view authorization) const = 0;
 };
 
 class Adapter {

@@ -341,12 +341,7 @@ std::optional<DeliveryResult> ErpAdapter::JobOutcome(
 
 Result<DeliveryResult> ErpAdapter::ParseCallback(std::string_view authorization,
                                                  std::string_view body) {
-  const std::string& secret = erp_.async.callback_secret;
-  if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
-  if (!authorization.starts_with("Bearer ") ||
-      !ConstantTimeEquals(secret, authorization.substr(7))) {
-    return PermissionDenied("missing or wrong callback credentials");
-  }
+  if (Status st = AuthorizeCallback(authorization); !st.ok()) return st;
   std::optional<DeliveryResult> r = JobOutcome(erp_.async, callback_capture_, body);
   if (!r) return InvalidArgument("the callback reports no final status (still running?)");
   if (r->outcome == DeliveryOutcome::kPermanent && r->error.starts_with("job status without")) {
@@ -641,6 +636,16 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
     r.error = "erp HTTP " + std::to_string(status) + ": " + excerpt;
     return r;
   }
+}
+
+Status ErpAdapter::AuthorizeCallback(std::string_view authorization) const {
+  const std::string& secret = erp_.async.callback_secret;
+  if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
+  if (!authorization.starts_with("Bearer ") ||
+      !ConstantTimeEquals(secret, authorization.substr(7))) {
+    return PermissionDenied("missing or wrong callback credentials");
+  }
+  return Status::Ok();
 }
 
 }  // namespace dvrouter

@@ -74,6 +74,8 @@ class ErpAdapter final : public Adapter, public AsyncConfirmations {
   void SetConfirmationSink(ConfirmationSink* sink) override { sink_ = sink; }
   Result<DeliveryResult> ParseCallback(std::string_view authorization,
                                        std::string_view body) override;
+  // `Authorization: Bearer <async.callback.secret>`, compared in constant time.
+  Status AuthorizeCallback(std::string_view authorization) const override;
   // A job's status answer (callback or poll): nullopt while it is still running.
   // `quote_body`: an unreadable answer's error quotes it (only the ERP's own answers are quoted).
   static std::optional<DeliveryResult> JobOutcome(

@@ -32,25 +32,37 @@ class EngineCallbacks final : public CallbackOperations {
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
                   RouterMetrics* metrics)
       : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
+  Status Authorize(std::string_view adapter, std::string_view authorization) override {
+    Adapter* a = Find(adapter);
+    AsyncConfirmations* async = a == nullptr ? nullptr : a->async_confirmations();
+    Status st = a == nullptr ? NotFound("no such adapter")
+                : async == nullptr
+                    ? NotFound("adapter " + std::string(adapter) + " takes no callbacks")
+                    : async->AuthorizeCallback(authorization);
+    if (!st.ok()) Count(ErrorResponse(st).status);
+    return st;
+  }
   HttpResponse Callback(std::string_view adapter, std::string_view event_id,
                         std::string_view authorization, std::string_view body) override {
     HttpResponse r = Apply(adapter, event_id, authorization, body);
-    const int k = r.status == 200   ? 0
-                  : r.status == 401 ? 1
-                  : r.status == 404 ? 2
-                  : r.status == 400 ? 3
-                                    : 4;
-    counts_[k]->Increment();
+    Count(r.status);
     return r;
   }
 
  private:
+  void Count(int status) {
+    const int k = status == 200 ? 0 : status == 401 ? 1 : status == 404 ? 2 : status == 400 ? 3 : 4;
+    counts_[k]->Increment();
+  }
+  Adapter* Find(std::string_view name) const {
+    for (const auto& x : *adapters_) {
+      if (x->name() == name) return x.get();
+    }
+    return nullptr;
+  }
   HttpResponse Apply(std::string_view adapter, std::string_view event_id,
                      std::string_view authorization, std::string_view body) {
-    Adapter* a = nullptr;
-    for (const auto& x : *adapters_) {
-      if (x->name() == adapter) a = x.get();
-    }
+    Adapter* a = Find(adapter);
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
     AsyncConfirmations* async = a->async_confirmations();
     if (async == nullptr) {
@@ -79,7 +91,8 @@ struct App::Impl {
         hooks(h),
         runtime(config.ingress.io_threads),
         webhook(config.ingress, config.journal.partitions, config.ingress.io_threads, &metrics),
-        admin(&metrics, [this] { RefreshGauges(); }) {}
+        admin(
+            &metrics, [this] { RefreshGauges(); }, config.admin.auth) {}
 
   // Runs on an admin I/O thread, possibly while Start() is still recovering: it reads the
   // components through atomics published once they are ready.
@@ -119,6 +132,7 @@ App::~App() { Shutdown(); }
 
 Status App::Start() {
   Impl& m = *impl_;
+  if (Status st = ValidateAdmin(m.config.admin); !st.ok()) return st;
   m.runtime.Start();
   m.admin_server = std::make_unique<HttpServer>(&m.runtime, &m.admin, HttpServerLimits{});
   if (Status st = m.admin_server->Listen(m.config.admin.listen); !st.ok()) return st;

@@ -5,9 +5,11 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -44,6 +46,9 @@ Result<Config> LoadWithOverrides(const std::string& path, const Overrides& o) {
       return dvrouter::InvalidArgument("--admin-listen: " + std::string(ep.status().message()));
     }
     config->admin.listen = *ep;
+    if (Status st = dvrouter::ValidateAdmin(config->admin); !st.ok()) {
+      return dvrouter::InvalidArgument("--admin-listen: " + std::string(st.message()));
+    }
   }
   if (!o.data_dir.empty()) dvrouter::SetDataDir(&*config, o.data_dir);
   return config;
@@ -156,9 +161,41 @@ int Register(const std::string& path, bool dry_run) {
   return 0;
 }
 
-// One request to the admin listener (HTTP/1.1, Connection: close). Prints the body; returns 0
-// for 2xx, 1 otherwise (the body then explains).
-int AdminCall(const std::string& admin, const std::string& method, const std::string& target) {
+// The admin token (docs/operations.md, "Admin authentication"): the file's content when
+// --token-file is given, else $DVROUTER_ADMIN_TOKEN, else none; trailing whitespace dropped.
+Result<std::string> AdminToken(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    std::FILE* f = std::fopen(token_file.c_str(), "r");
+    if (f == nullptr) {
+      return dvrouter::InvalidArgument("--token-file: cannot read " + token_file + ": " +
+                                       std::strerror(errno));
+    }
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) token.append(buf, n);
+    std::fclose(f);
+    if (token.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return dvrouter::InvalidArgument("--token-file: " + token_file + " is empty");
+    }
+  } else if (const char* env = std::getenv("DVROUTER_ADMIN_TOKEN")) {
+    token = env;
+  }
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.find_first_of("\r\n") != std::string::npos) {
+    return dvrouter::InvalidArgument("the admin token must be one line");
+  }
+  return token;
+}
+
+// One request to the admin listener (HTTP/1.1, Connection: close), with the admin token when
+// there is one. Prints the body; returns 0 for 2xx, 1 otherwise (the body then explains).
+int AdminCall(const std::string& admin, const std::string& token_file, const std::string& method,
+              const std::string& target) {
+  Result<std::string> token = AdminToken(token_file);
+  if (!token.ok()) {
+    std::fprintf(stderr, "dvrouter: %s\n", std::string(token.status().message()).c_str());
+    return 2;
+  }
   auto ep = dvrouter::ParseEndpoint(admin);
   if (!ep.ok()) {
     std::fprintf(stderr, "dvrouter: --admin: %s\n", std::string(ep.status().message()).c_str());
@@ -181,8 +218,10 @@ int AdminCall(const std::string& admin, const std::string& method, const std::st
     return 2;
   }
   freeaddrinfo(res);
-  const std::string request = method + " " + target + " HTTP/1.1\r\nHost: " + host +
-                              "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+  std::string request = method + " " + target + " HTTP/1.1\r\nHost: " + host +
+                        "\r\nContent-Length: 0\r\nConnection: close\r\n";
+  if (!token->empty()) request += "Authorization: Bearer " + *token + "\r\n";
+  request += "\r\n";
   if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(request.size())) {
     std::fprintf(stderr, "dvrouter: send to %s failed\n", admin.c_str());
@@ -244,12 +283,15 @@ int main(int argc, char** argv) {
 
   // Operations on a running router, through its admin listener.
   std::string admin = "127.0.0.1:9400";
+  std::string token_file;
   std::string adapter, event_id;
   uint64_t dlq_id = 0, range_from = 0, range_to = 0;
   bool all = false;
   auto admin_option = [&](CLI::App* sub) {
     sub->add_option("--admin", admin, "The router's admin listener HOST:PORT")
         ->capture_default_str();
+    sub->add_option("--token-file", token_file,
+                    "File holding the admin token (default: $DVROUTER_ADMIN_TOKEN)");
   };
   CLI::App* status = cli.add_subcommand("status", "Show an event's delivery status per adapter");
   status->add_option("event_id", event_id, "The event id (32 hex digits)")->required();
@@ -287,11 +329,12 @@ int main(int argc, char** argv) {
     if (!q.empty()) q[0] = '?';
     return q;
   };
-  if (status->parsed()) return AdminCall(admin, "GET", "/events/" + dvrouter::UrlEncode(event_id));
-  if (dlq_list->parsed()) return AdminCall(admin, "GET", "/dlq" + filters());
-  if (dlq_replay->parsed()) return AdminCall(admin, "POST", "/dlq/replay" + filters());
+  if (status->parsed())
+    return AdminCall(admin, token_file, "GET", "/events/" + dvrouter::UrlEncode(event_id));
+  if (dlq_list->parsed()) return AdminCall(admin, token_file, "GET", "/dlq" + filters());
+  if (dlq_replay->parsed()) return AdminCall(admin, token_file, "POST", "/dlq/replay" + filters());
   if (replay->parsed()) {
-    return AdminCall(admin, "POST",
+    return AdminCall(admin, token_file, "POST",
                      "/replay?adapter=" + dvrouter::UrlEncode(adapter) +
                          "&from=" + std::to_string(range_from) + "&to=" + std::to_string(range_to));
   }

@@ -1,5 +1,6 @@
 #include "router/config/config.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -352,6 +353,29 @@ Status ParseRegistration(Section& root, Config* c) {
   return r.RejectUnknown();
 }
 
+// admin.auth: `token: ${ENV}` or `token_file`, both optional (ValidateAdmin says when one is
+// needed).
+Status ParseAdminAuth(Section auth, const std::string& base_dir, AdminAuthConfig* out) {
+  DV_TRY(auth.Check());
+  DV_TRY(ReadSecret(auth, "token", base_dir, /*optional=*/true, &out->token));
+  DV_TRY(auth.Bool("protect_metrics", &out->protect_metrics));
+  DV_TRY(auth.RejectUnknown());
+  if (out->protect_metrics && out->token.empty()) {
+    return KeyError("admin.auth.protect_metrics", "needs admin.auth.token");
+  }
+  return Status::Ok();
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  unsigned char a[16];
+  if (inet_pton(AF_INET, host.c_str(), a) == 1) return a[0] == 127;
+  if (inet_pton(AF_INET6, host.c_str(), a) != 1) return false;
+  static constexpr unsigned char kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::equal(a, a + 16, kLoopback) ||
+         (std::equal(a, a + 12, kMapped) && a[12] == 127);  // ::ffff:127.x.y.z
+}
+
 Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, AdapterKinds kinds,
                  Config* c) {
   Section root(root_node, "");
@@ -383,7 +407,9 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   Section admin = root.Child("admin");
   DV_TRY(admin.Check());
   DV_TRY(admin.Endpoint("listen", &c->admin.listen));
+  DV_TRY(ParseAdminAuth(admin.Child("auth"), base_dir, &c->admin.auth));
   DV_TRY(admin.RejectUnknown());
+  DV_TRY(ValidateAdmin(c->admin));
 
   Section journal = root.Child("journal");
   DV_TRY(journal.Check());
@@ -443,6 +469,14 @@ const AdapterConfig* Config::FindAdapter(std::string_view name) const {
     if (a.name == name) return &a;
   }
   return nullptr;
+}
+
+Status ValidateAdmin(const AdminConfig& admin) {
+  if (!admin.auth.token.empty() || IsLoopbackHost(admin.listen.host)) return Status::Ok();
+  return KeyError("admin.auth.token",
+                  "missing: admin.listen " + admin.listen.ToString() +
+                      " is not a loopback address, so the admin API needs a token (token: "
+                      "${ENV_NAME} or token_file)");
 }
 
 Result<Endpoint> ParseEndpoint(std::string_view text) {
@@ -518,6 +552,8 @@ std::string DescribeConfig(const Config& c) {
             : std::string("off (plain HTTP)"))
     << "\n"
     << "admin.listen: " << c.admin.listen.ToString() << "\n"
+    << "admin.auth.token: " << (c.admin.auth.token.empty() ? "(none)" : "(set, redacted)") << "\n"
+    << "admin.auth.protect_metrics: " << (c.admin.auth.protect_metrics ? "true" : "false") << "\n"
     << "journal.data_dir: " << c.journal.data_dir << "\n"
     << "journal.partitions: " << c.journal.partitions << "\n"
     << "journal.segment_bytes: " << c.journal.segment_bytes << "\n"

@@ -66,9 +66,20 @@ struct IngressConfig {
   TlsConfig tls;
 };
 
+// Who may use the admin listener (docs/operations.md, "Admin authentication").
+struct AdminAuthConfig {
+  std::string token;             // resolved value, never printed; empty: no authentication
+  bool protect_metrics = false;  // the token also for /metrics, /healthz and /readyz
+};
+
 struct AdminConfig {
   Endpoint listen{"127.0.0.1", 9400};
+  AdminAuthConfig auth;
 };
+
+// An admin listener on a non-loopback address needs a token: the error names admin.auth.token.
+// ParseConfig checks it; call it again after overriding admin.listen.
+Status ValidateAdmin(const AdminConfig& admin);
 
 struct JournalConfig {
   std::string data_dir = "./data";  // the journal lives in <data_dir>/journal

@@ -22,6 +22,15 @@ void Field(std::string* out, std::string_view name, std::string_view value) {
   AppendJsonString(out, value);
 }
 
+// The one way text enters the DLQ: valid UTF-8 whatever an adapter or its library produced (a
+// cut that split a character, a server's Latin-1 message), so every line parses again when the
+// DLQ is opened after a restart; an error text is bounded too.
+std::string StoredText(std::string_view text, size_t max_bytes = SIZE_MAX) {
+  return Utf8Excerpt(text, max_bytes);
+}
+
+constexpr size_t kMaxErrorBytes = 4000;
+
 void Field(std::string* out, std::string_view name, uint64_t value) {
   out->push_back(',');
   AppendJsonString(out, name);
@@ -158,6 +167,12 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
   for (DlqEntry& e : *entries) {
     const size_t start = text.size();
     e.id = id++;
+    // In place, so what List shows now is what it shows after a restart.
+    for (std::string* field :
+         {&e.adapter, &e.event_id, &e.table, &e.row_id, &e.message, &e.reason}) {
+      *field = StoredText(*field);
+    }
+    e.last_error = StoredText(e.last_error, kMaxErrorBytes);
     text += "{\"id\":" + std::to_string(e.id);
     Field(&text, "adapter", e.adapter);
     Field(&text, "seq", e.seq);

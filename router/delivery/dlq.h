@@ -5,7 +5,9 @@
 // replay works after retention has removed the journal segment. The file is append-only JSON
 // lines (`dlq.log`): entries, and {"replayed":id} markers when an entry is sent back to its
 // adapter. Each Append or MarkReplayed is one write and one fdatasync; a torn last line (a crash
-// mid-write) is ignored on Open, a damaged line elsewhere is counted and skipped.
+// mid-write) is ignored on Open, a damaged line elsewhere is counted and skipped. Every text
+// field is stored as valid UTF-8 (invalid or split bytes become '?'; the last error at most
+// 4000 bytes), so no entry is lost to an adapter's bytes.
 // Threads: every method is thread-safe.
 #pragma once
 
@@ -40,7 +42,8 @@ class DeadLetterQueue {
  public:
   static Result<std::unique_ptr<DeadLetterQueue>> Open(const std::string& path);
 
-  // Assigns ids (written back into *entries) and makes the entries durable.
+  // Assigns ids and makes the text fields valid UTF-8 (both written back into *entries), then
+  // makes the entries durable.
   Status Append(std::vector<DlqEntry>* entries);
   Status MarkReplayed(const std::vector<uint64_t>& ids);
 

@@ -579,11 +579,16 @@ Result<uint64_t> DeliveryEngine::ReplayDlq(const std::string& adapter, std::opti
   return count;
 }
 
-Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq) {
-  Status st = impl_->replays->QueueRange(adapter, from_seq, to_seq);
-  if (st.ok()) impl_->maint_cv.notify_all();
-  return st;
+Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
+                                   uint64_t* queued_to) {
+  Result<uint64_t> last = impl_->replays->QueueRange(adapter, from_seq, to_seq);
+  if (!last.ok()) return last.status();
+  if (queued_to != nullptr) *queued_to = *last;
+  impl_->maint_cv.notify_all();
+  return Status::Ok();
 }
+
+std::string DeliveryEngine::ReplaysJson() const { return impl_->replays->Json(); }
 
 uint64_t DeliveryEngine::RecordCacheBytes() const {
   if (!impl_->started.load(std::memory_order_acquire)) return 0;

@@ -79,8 +79,13 @@ class DeliveryEngine final : public CommitListener {
   // FailedPrecondition when the event is not processing at that adapter.
   Status Confirm(std::string_view adapter, const std::string& event_id,
                  const DeliveryResult& result);
-  // Delivers the retained journal range [from_seq, to_seq] again to one adapter.
-  Status ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
+  // Delivers the retained journal range [from_seq, to_seq] again to one adapter; `to_seq` past
+  // the newest event is cut to it (*queued_to: the last seq queued). FailedPrecondition while
+  // the adapter has a range replay queued already (replays.h).
+  Status ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
+                     uint64_t* queued_to = nullptr);
+  // JSON of the replays queued and running (Replays::Json).
+  std::string ReplaysJson() const;
 
   // Wakes every worker now (after a fake clock moved, in tests).
   void Wake();

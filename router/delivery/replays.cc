@@ -1,9 +1,11 @@
 #include "router/delivery/replays.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <utility>
 
+#include "router/common/json.h"
 #include "router/partition/partition.h"
 
 namespace dvrouter {
@@ -56,21 +58,34 @@ Result<uint64_t> Replays::QueueDlq(const std::string& adapter, std::optional<uin
   return count;
 }
 
-Status Replays::QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq) {
+Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_seq,
+                                     uint64_t to_seq) {
   if (!running_.load()) return Unavailable("delivery is not running");
   const size_t a = IndexOf(adapter);
   if (a == SIZE_MAX) return NotFound("no adapter named '" + adapter + "'");
   if (from_seq == 0 || to_seq < from_seq) {
     return InvalidArgument("the range must satisfy 1 <= from <= to");
   }
-  if (from_seq > committed_.load()) {
+  const uint64_t newest = committed_.load();
+  if (from_seq > newest) {
     return InvalidArgument("from " + std::to_string(from_seq) + " is past the newest event " +
-                           std::to_string(committed_.load()));
+                           std::to_string(newest));
   }
+  // Events committed later are delivered anyway: a range ends at the newest one, so it cannot
+  // hold the journal open-endedly.
+  to_seq = std::min(to_seq, newest);
   {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Each queued range holds the journal from where it reads: one per adapter at a time.
+    for (const Job& j : jobs_) {
+      if (j.range && j.adapter == a) {
+        return FailedPrecondition("a range replay to " + adapter + " is queued already (seq " +
+                                  std::to_string(j.from) + "-" + std::to_string(j.to) + ", next " +
+                                  std::to_string(j.pos) + "): wait for it to finish (GET /replay)");
+      }
+    }
     // The floor goes down before the check: from here on nothing at or past from_seq is deleted
     // (the journal reads the floor under the lock its Scan snapshots under).
-    std::lock_guard<std::mutex> lock(mu_);
     retention_->HoldFrom(a, from_seq);
     // Retention deletes whole segments from the front: is the start still there?
     uint64_t oldest = 0;
@@ -86,11 +101,33 @@ Status Replays::QueueRange(const std::string& adapter, uint64_t from_seq, uint64
     Job job;
     job.adapter = a;
     job.range = true;
+    job.from = from_seq;
     job.pos = from_seq;
     job.to = to_seq;
     jobs_.push_back(std::move(job));
   }
-  return Status::Ok();
+  return to_seq;
+}
+
+std::string Replays::Json() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out = "{\"replays\":[";
+  for (size_t i = 0; i < jobs_.size(); ++i) {
+    const Job& j = jobs_[i];
+    if (i > 0) out += ',';
+    out += "{\"adapter\":";
+    AppendJsonString(&out, names_[j.adapter]);
+    if (j.range) {
+      out += ",\"kind\":\"range\",\"from\":" + std::to_string(j.from) +
+             ",\"to\":" + std::to_string(j.to) + ",\"next\":" + std::to_string(j.pos);
+    } else {
+      out += ",\"kind\":\"dlq\",\"entries\":" + std::to_string(j.dlq_ids.size()) +
+             ",\"sent\":" + std::to_string(j.next);
+    }
+    out += i == 0 ? ",\"state\":\"running\"}" : ",\"state\":\"queued\"}";
+  }
+  out += "],\"in_flight\":" + std::to_string(outstanding_.load()) + "}";
+  return out;
 }
 
 uint64_t Replays::Pending() const {

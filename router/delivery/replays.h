@@ -2,10 +2,12 @@
 // retained journal range (ReplayRange). Owns the replay jobs, feeds them to the delivery workers a
 // bounded number of items at a time, and tracks the DLQ entries on their way (marked replayed
 // once their event went through, or failed into a new entry). A range replay holds the journal
-// from where it still has to read (JournalHolds, for Retention).
+// from where it still has to read (JournalHolds, for Retention), so an adapter has at most one
+// queued at a time, ending at the newest committed event (docs/operations.md, "DLQ, replay and
+// retention").
 //
-// Threads: QueueDlq, QueueRange and Pending from any thread (admin listener, CLI, tests); Feed
-// and LowerFloors on the maintenance thread; Sent, Through and Abandon from delivery workers.
+// Threads: QueueDlq, QueueRange, Pending and Json from any thread (admin listener, CLI, tests);
+// Feed and LowerFloors on the maintenance thread; Sent, Through and Abandon from delivery workers.
 #pragma once
 
 #include <atomic>
@@ -67,10 +69,15 @@ class Replays final : public JournalHolds {
   // The caller wakes the maintenance thread to Feed them.
   Result<uint64_t> QueueDlq(const std::string& adapter, std::optional<uint64_t> id);
   // Queues the retained journal range [from_seq, to_seq] for one adapter (holding the journal
-  // from from_seq on). The caller wakes the maintenance thread.
-  Status QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
+  // from from_seq on); `to_seq` past the newest committed event is cut to it. Returns the last
+  // seq queued. FailedPrecondition while the adapter has a range replay queued already. The
+  // caller wakes the maintenance thread.
+  Result<uint64_t> QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
   // Replay work not yet finished (queued or in flight), all adapters.
   uint64_t Pending() const;
+  // JSON: {"replays":[...],"in_flight":N}, the jobs not yet fed to the workers in the order they
+  // run (the first is running), and the items handed out and not yet through.
+  std::string Json() const;
 
   // Hands the workers what the jobs have next, up to a bound of items outstanding.
   void Feed();
@@ -89,7 +96,8 @@ class Replays final : public JournalHolds {
     std::vector<uint64_t> dlq_ids;
     size_t next = 0;
     bool range = false;
-    uint64_t pos = 0;  // next seq of a range job
+    uint64_t from = 0;  // a range job's first seq
+    uint64_t pos = 0;   // next seq of a range job
     uint64_t to = 0;
     ScanHint hint;
   };

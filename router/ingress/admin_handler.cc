@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "router/common/json.h"
 #include "router/delivery/engine.h"
 
 namespace dvrouter {
@@ -29,8 +30,9 @@ HttpResponse MethodNotAllowed(const char* allow) {
 
 }  // namespace
 
-AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh)
-    : metrics_(metrics), refresh_(std::move(refresh)) {}
+AdminHandler::AdminHandler(RouterMetrics* metrics, std::function<void()> refresh,
+                           AdminAuthConfig auth)
+    : metrics_(metrics), refresh_(std::move(refresh)), guard_(std::move(auth)) {}
 
 void AdminHandler::set_ready(bool ready) {
   ready_.store(ready);
@@ -104,17 +106,25 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
     return r;
   }
   if (path == "/replay") {
-    if (method != "POST") return MethodNotAllowed("POST");
+    if (get) {
+      HttpResponse r;
+      r.body = engine_->ReplaysJson();
+      return r;
+    }
+    if (method != "POST") return MethodNotAllowed("GET, POST");
     uint64_t from = 0, to = 0;
     QueryParameter(target, "from", &from_text);
     QueryParameter(target, "to", &to_text);
     if (adapter.empty() || !ParseU64(from_text, &from) || !ParseU64(to_text, &to)) {
       return ErrorResponse(400, "bad_request", "replay needs adapter, from and to");
     }
-    if (Status st = engine_->ReplayRange(adapter, from, to); !st.ok()) return ErrorResponse(st);
+    if (Status st = engine_->ReplayRange(adapter, from, to, &to); !st.ok()) {
+      return ErrorResponse(st);
+    }
     HttpResponse r;
-    r.body = "{\"replaying\":{\"adapter\":\"" + adapter + "\",\"from\":" + std::to_string(from) +
-             ",\"to\":" + std::to_string(to) + "}}";
+    r.body = "{\"replaying\":{\"adapter\":";
+    AppendJsonString(&r.body, adapter);
+    r.body += ",\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to) + "}}";
     return r;
   }
   return std::nullopt;

@@ -4,6 +4,7 @@
 //   GET  /dlq[?adapter=A][&id=N][&all=1]   DLQ entries (all=1: also replayed ones)
 //   POST /dlq/replay[?adapter=A][&id=N]    send DLQ entries back to their adapter
 //   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
+//   GET  /replay                           the replays queued and running
 // The JSON bodies are rendered by admin_json.h (through the engine).
 //
 // Threads: Handle runs on the admin listener's I/O threads; set_ready and set_operations on the
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string_view>
 
+#include "router/ingress/admin_auth.h"
 #include "router/ingress/http.h"
 #include "router/metrics/metrics.h"
 
@@ -34,16 +36,21 @@ class AdminOperations {
 // The admin listener's routes: /metrics, /healthz, /readyz, and AdminOperations' paths.
 class AdminHandler final : public HttpHandler {
  public:
-  // `refresh` runs before each /metrics scrape to update gauges read from other components.
-  AdminHandler(RouterMetrics* metrics, std::function<void()> refresh);
+  // `refresh` runs before each /metrics scrape to update gauges read from other components;
+  // `auth` says who may call (AdminGuard, on each request's header).
+  AdminHandler(RouterMetrics* metrics, std::function<void()> refresh, AdminAuthConfig auth = {});
   void set_ready(bool ready);
   void set_operations(AdminOperations* ops) { ops_.store(ops, std::memory_order_release); }
+  std::optional<HttpResponse> Precheck(const HttpRequestView& request) override {
+    return guard_.Check(request);
+  }
   void Handle(const HttpRequestView& request, HttpConnectionState* state, HttpExchange* exchange,
               int io_thread) override;
 
  private:
   RouterMetrics* metrics_;
   std::function<void()> refresh_;
+  AdminGuard guard_;
   std::atomic<bool> ready_{false};
   std::atomic<AdminOperations*> ops_{nullptr};
 };

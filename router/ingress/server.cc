@@ -381,7 +381,20 @@ class Session final : public std::enable_shared_from_this<Session<Stream>>,
       if (!in_body_ && parser_->is_header_done()) return OnHeader();
       if (used == 0) break;
     }
+    // What the parser leaves unconsumed in the body is a chunk-size line (with its extensions) or
+    // the trailer, which Beast does not bound: past the header limit the request is refused, so a
+    // session holds at most the header limit, one read and max_body_bytes (docs/operations.md,
+    // "Security").
+    if (in_body_ && buffer_.size() > server_->limits.max_header_bytes) return OnChunkLimit();
     ReadSome();
+  }
+
+  void OnChunkLimit() {
+    server_->handler->OnTransportReject(TransportReject::kMalformed);
+    HttpResponse r = ErrorResponse(
+        431, "bad_request", "a chunk-size line or the trailer exceeds the header size limit");
+    r.close = true;
+    Write(std::move(r), /*handled=*/false);
   }
 
   void ReadSome() {

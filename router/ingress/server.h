@@ -7,7 +7,8 @@
 // `Expect: 100-continue`, reads the body under body_timeout into a buffer that keeps capacity
 // for the decoder's padding, hands the request to the handler and reads the next request only
 // after the response is written (no pipelining beyond one). Bodies over max_body_bytes get 413,
-// unparsable requests 400, slow clients are closed; each is told to the handler for counting.
+// headers, chunk-size lines and trailers over max_header_bytes 431, unparsable requests 400,
+// slow clients are closed; each is told to the handler for counting.
 // Connections beyond max_connections are closed at accept.
 //
 // Threads: construct and Start/Stop from the owner's thread; handlers run on I/O threads.

@@ -87,14 +87,7 @@ void WebhookHandler::Reply(Call* call, HttpExchange* exchange, RequestOutcome ou
 std::optional<HttpResponse> WebhookHandler::Precheck(const HttpRequestView& request) {
   // Decided on the header alone, so a refused client never gets `100 Continue` and its body is
   // never read.
-  if (TargetPath(request.target).starts_with(kCallbackPrefix)) {
-    if (request.method != "POST") {
-      HttpResponse r = ErrorResponse(405, "method_not_allowed", "callbacks are POSTed");
-      r.allow = "POST";
-      return r;
-    }
-    return std::nullopt;  // authenticated by the adapter the callback names
-  }
+  if (TargetPath(request.target).starts_with(kCallbackPrefix)) return PrecheckCallback(request);
   if (TargetPath(request.target) != config_.path) {
     metrics_->Count(RequestOutcome::kNotFound);
     return ErrorResponse(404, "not_found", "no webhook at this path");
@@ -108,6 +101,39 @@ std::optional<HttpResponse> WebhookHandler::Precheck(const HttpRequestView& requ
   if (!Authorized(request)) {
     metrics_->Count(RequestOutcome::kUnauthorized);
     return ErrorResponse(401, "unauthorized", "missing or wrong webhook credentials");
+  }
+  // Dataverse sends Content-Length; a chunked body's size lines and trailers are bytes the
+  // webhook has no use for (docs/operations.md, "Security").
+  if (request.headers->has("transfer-encoding")) {
+    metrics_->Count(RequestOutcome::kBadRequest);
+    return ErrorResponse(411, "length_required",
+                         "the webhook needs Content-Length; Transfer-Encoding is not accepted");
+  }
+  return std::nullopt;
+}
+
+// A callback is authenticated on its header by the adapter it names, so a client without the
+// secret never gets to send a body (docs/operations.md, "Security").
+std::optional<HttpResponse> WebhookHandler::PrecheckCallback(const HttpRequestView& request) {
+  if (request.method != "POST") {
+    HttpResponse r = ErrorResponse(405, "method_not_allowed", "callbacks are POSTed");
+    r.allow = "POST";
+    return r;
+  }
+  const std::string_view rest = TargetPath(request.target).substr(kCallbackPrefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
+    return ErrorResponse(404, "not_found", "callbacks go to /callbacks/<adapter>/<event id>");
+  }
+  CallbackOperations* ops = callbacks_.load(std::memory_order_acquire);
+  if (ops == nullptr) {
+    HttpResponse r = ErrorResponse(503, "overloaded", "delivery is not running yet");
+    r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
+    return r;
+  }
+  if (Status st = ops->Authorize(rest.substr(0, slash), request.headers->get("authorization"));
+      !st.ok()) {
+    return ErrorResponse(st);
   }
   return std::nullopt;
 }

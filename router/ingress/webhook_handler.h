@@ -1,7 +1,8 @@
 // WebhookHandler: the Dataverse webhook route, as request logic that knows nothing of sockets.
 //
 // For each request, on its header: route (404), method (405 unless POST), authentication in the
-// configured Dataverse form (401; secrets compared in constant time); then, with the body,
+// configured Dataverse form (401; secrets compared in constant time), framing (411 unless the
+// request has a Content-Length: Dataverse sends one); then, with the body,
 // decode (400 naming the field), then
 // Append to the journal. The answer is sent from the journal's callback: 200 only once the event
 // is durable (or a duplicate of a durable one), 503 with Retry-After when the journal refuses it.
@@ -30,6 +31,10 @@ namespace dvrouter {
 class CallbackOperations {
  public:
   virtual ~CallbackOperations() = default;
+  // On the header alone: may `adapter` be called back with this Authorization header? OK, or
+  // NotFound (no such adapter, or it takes no callbacks) or PermissionDenied; refusals are
+  // counted here.
+  virtual Status Authorize(std::string_view adapter, std::string_view authorization) = 0;
   virtual HttpResponse Callback(std::string_view adapter, std::string_view event_id,
                                 std::string_view authorization, std::string_view body) = 0;
 };
@@ -55,6 +60,7 @@ class WebhookHandler final : public HttpHandler {
  private:
   struct Call;
   bool Authorized(const HttpRequestView& request) const;
+  std::optional<HttpResponse> PrecheckCallback(const HttpRequestView& request);
   void Finish(Call* call, const AppendResult& result);
   void Reply(Call* call, HttpExchange* exchange, RequestOutcome outcome, HttpResponse response);
 

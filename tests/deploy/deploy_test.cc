@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "adapters/clickhouse/clickhouse_adapter.h"
@@ -15,6 +16,7 @@
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/registry.h"
 #include "adapters/sql/sqlite_adapter.h"
+#include "router/config/config.h"
 #include "router/delivery/engine.h"
 #include "router/metrics/metrics.h"
 #include "tests/support/test_util.h"
@@ -194,6 +196,44 @@ TEST(Docs, ConfigurationNamesEveryKeyOfTheReference) {
     }
     EXPECT_TRUE(found) << "docs/configuration.md does not name the key '" << key << "'";
   }
+}
+
+// The shipped configurations start: the container's and the Kubernetes ConfigMap's bind the admin
+// listener beyond loopback, so they take its token from the environment (the Secret).
+TEST(Deploy, ShippedConfigurationsParseAndGuardTheAdminListener) {
+  const std::string root = DVROUTER_SOURCE_DIR;
+  const std::string manifest = testing::ReadFileOrDie(root + "/deploy/kubernetes/dvrouter.yaml");
+  // The ConfigMap's file: the lines indented by four after "dvrouter.yaml: |".
+  std::string k8s;
+  const size_t start = manifest.find("dvrouter.yaml: |\n");
+  ASSERT_NE(start, std::string::npos);
+  for (size_t at = manifest.find('\n', start) + 1; at < manifest.size();) {
+    const size_t end = manifest.find('\n', at);
+    const std::string line = manifest.substr(at, end - at);
+    if (!line.starts_with("    ")) break;
+    k8s += line.substr(4) + "\n";
+    at = end + 1;
+  }
+  const std::string container = testing::ReadFileOrDie(root + "/deploy/container/dvrouter.yaml");
+  for (const std::string* yaml : {&std::as_const(k8s), &container}) {
+    ::setenv("DVROUTER_WEBHOOK_KEY", "deploy-key", 1);
+    ::setenv("DVROUTER_ADMIN_TOKEN", "deploy-admin-token", 1);
+    Result<Config> c = ParseConfig(*yaml);
+    ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << *yaml;
+    EXPECT_EQ(c->admin.listen.host, "0.0.0.0");
+    EXPECT_EQ(c->admin.auth.token, "deploy-admin-token");
+    ::unsetenv("DVROUTER_ADMIN_TOKEN");
+    c = ParseConfig(*yaml);
+    ASSERT_FALSE(c.ok());
+    EXPECT_TRUE(c.status().message().starts_with("admin.auth.token: ")) << c.status().ToString();
+    ::unsetenv("DVROUTER_WEBHOOK_KEY");
+  }
+  EXPECT_NE(manifest.find("DVROUTER_ADMIN_TOKEN:"), std::string::npos) << "the Secret's token";
+  EXPECT_NE(manifest.find("kind: NetworkPolicy"), std::string::npos);
+  EXPECT_NE(manifest.find("- {port: admin}"), std::string::npos);
+  EXPECT_EQ(testing::ReadFileOrDie(root + "/deploy/container/Dockerfile").find("--admin-listen"),
+            std::string::npos)
+      << "the container's admin listener comes from its configuration, with the token";
 }
 
 }  // namespace

@@ -645,7 +645,10 @@ TEST(ConfigEndpoint, Refuses) {
 }
 
 TEST(ConfigEndpoint, InConfig) {
-  Config c = ParseOk(NoAuth("  listen: 127.0.0.1:18080\n", "admin:\n  listen: '[::]:19400'\n"));
+  ScopedEnv token("DVROUTER_CFGTEST_ADMIN", "admin-token");
+  Config c = ParseOk(NoAuth("  listen: 127.0.0.1:18080\n",
+                            "admin:\n  listen: '[::]:19400'\n"
+                            "  auth: {token: '${DVROUTER_CFGTEST_ADMIN}'}\n"));
   EXPECT_EQ(c.ingress.listen.host, "127.0.0.1");
   EXPECT_EQ(c.ingress.listen.port, 18080);
   EXPECT_EQ(c.admin.listen.host, "::");
@@ -655,6 +658,68 @@ TEST(ConfigEndpoint, InConfig) {
                     "ingress.listen: expected host:port, got 'nonsense'");
   ExpectConfigError(NoAuth("", "admin:\n  listen: localhost:70000\n"),
                     "admin.listen: port must be 0-65535, got '70000'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// admin.auth (docs/operations.md, "Admin authentication").
+
+TEST(ConfigAdmin, NoTokenByDefaultAndOnlyLoopbackWithoutOne) {
+  Config c = ParseOk(NoAuth());
+  EXPECT_EQ(c.admin.auth.token, "");
+  EXPECT_FALSE(c.admin.auth.protect_metrics);
+  for (const char* listen :
+       {"127.0.0.1:9400", "127.8.9.10:1", "'[::1]:9400'", "'[::ffff:127.0.0.1]:9400'"}) {
+    EXPECT_TRUE(ParseConfig(NoAuth("", "admin:\n  listen: " + std::string(listen) + "\n")).ok())
+        << listen;
+  }
+  for (const char* listen : {"0.0.0.0:9400", "10.0.0.5:9400", "'[::]:9400'", "'[::2]:9400'",
+                             "localhost:9400", "'[::ffff:10.0.0.1]:9400'"}) {
+    SCOPED_TRACE(listen);
+    ExpectKeyError(NoAuth("", "admin:\n  listen: " + std::string(listen) + "\n"),
+                   "admin.auth.token");
+  }
+  Result<Config> bad = ParseConfig(NoAuth("", "admin:\n  listen: 0.0.0.0:9400\n"));
+  EXPECT_THAT(Msg(bad.status()), HasSubstr("0.0.0.0:9400 is not a loopback address"));
+}
+
+TEST(ConfigAdmin, TheTokenComesFromTheEnvironmentOrAFile) {
+  ScopedEnv token("DVROUTER_CFGTEST_ADMIN", "admin-token \n");
+  Config c = ParseOk(NoAuth("",
+                            "admin:\n  listen: 0.0.0.0:9400\n"
+                            "  auth:\n    token: ${DVROUTER_CFGTEST_ADMIN}\n"
+                            "    protect_metrics: true\n"));
+  EXPECT_EQ(c.admin.auth.token, "admin-token");
+  EXPECT_TRUE(c.admin.auth.protect_metrics);
+  TempDir dir;
+  WriteFileOrDie(dir.path() + "/admin-token", "from-file\n");
+  Result<Config> f =
+      ParseConfig(NoAuth("", "admin:\n  auth: {token_file: admin-token}\n"), dir.path());
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->admin.auth.token, "from-file");
+  const std::string text = DescribeConfig(*f);
+  EXPECT_THAT(text, HasSubstr("admin.auth.token: (set, redacted)\n"));
+  EXPECT_THAT(text, HasSubstr("admin.auth.protect_metrics: false\n"));
+  EXPECT_THAT(text, Not(HasSubstr("from-file")));
+}
+
+TEST(ConfigAdmin, BadTokensNameTheKey) {
+  ExpectKeyError(NoAuth("", "admin:\n  auth: {token: literal}\n"), "admin.auth.token");
+  ExpectKeyError(NoAuth("", "admin:\n  auth: {token: '${DVROUTER_CFGTEST_UNSET_X}'}\n"),
+                 "admin.auth.token");
+  ExpectKeyError(NoAuth("", "admin:\n  auth: {token_file: /nonexistent/admin-token}\n"),
+                 "admin.auth.token_file");
+  ExpectConfigError(NoAuth("", "admin:\n  auth: {protect_metrics: true}\n"),
+                    "admin.auth.protect_metrics: needs admin.auth.token");
+  ExpectConfigError(NoAuth("", "admin:\n  auth: {tokn: x}\n"), "admin.auth.tokn: unknown key");
+}
+
+TEST(ConfigAdmin, ValidateAdminJudgesAnOverriddenListener) {
+  AdminConfig admin;
+  EXPECT_TRUE(ValidateAdmin(admin).ok());
+  admin.listen = {"0.0.0.0", 9400};
+  EXPECT_THAT(Msg(ValidateAdmin(admin)), StartsWith("admin.auth.token: missing"));
+  admin.auth.token = "t";
+  EXPECT_TRUE(ValidateAdmin(admin).ok());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -140,6 +140,49 @@ TEST(DlqReopen, EntriesSurviveWithEveryFieldAndIdsContinue) {
   EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3));
 }
 
+// An adapter's error text may be cut inside a character, or come in another encoding (libpq
+// passes the server's messages on as they are): the entry must still be there after a restart.
+TEST(DlqReopen, TextThatIsNotUtf8IsStoredValidAndSurvives) {
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  DlqEntry e = MakeEntry("lake", 7, "0123456789abcdef0123456789abcdef", 1);
+  e.last_error =
+      "ERREUR: \xe9"
+      "chec \xff\xfe; cut in the middle of \xe2\x82";
+  e.table = "acc\xc3";
+  e.reason = "gave_up: \x80 attempts";
+  DlqEntry long_error = MakeEntry("lake", 8, "fedcba9876543210fedcba9876543210", 2);
+  long_error.last_error = std::string(3999, 'x') + "\xe2\x82\xac and more";
+  std::vector<DlqEntry> listed;
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    std::vector<DlqEntry> batch{e, long_error};
+    ASSERT_TRUE(q->Append(&batch).ok());
+    EXPECT_EQ(batch[0].last_error, "ERREUR: ?chec ??; cut in the middle of ??");
+    EXPECT_EQ(batch[0].table, "acc?");
+    EXPECT_EQ(batch[0].reason, "gave_up: ? attempts");
+    EXPECT_EQ(batch[1].last_error.size(), 4000u);  // cut inside the euro sign
+    EXPECT_TRUE(batch[1].last_error.ends_with("x?"));
+    listed = q->List("", std::nullopt, true);
+  }
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 0u);
+  std::vector<DlqEntry> after = q->List("", std::nullopt, true);
+  ASSERT_EQ(after.size(), 2u);
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].last_error, listed[i].last_error);
+    EXPECT_EQ(after[i].table, listed[i].table);
+    EXPECT_EQ(after[i].reason, listed[i].reason);
+  }
+  EXPECT_EQ(after[0].event_id, e.event_id);
+  Result<DlqEntry> full = q->Get(after[0].id);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ(full->record, e.record);  // the record's bytes are kept exactly (base64)
+  EXPECT_EQ(full->last_error, "ERREUR: ?chec ??; cut in the middle of ??");
+}
+
 TEST(DlqGet, ReturnsTheRecordBytesExactly) {
   TempDir dir;
   auto q = OpenDlq(dir.path() + "/dlq.log");

@@ -21,6 +21,7 @@
 
 #include "adapters/lake/lake_adapter.h"
 #include "router/decode/attributes.h"
+#include "router/ingress/admin_handler.h"
 #include "router/journal/file_journal.h"
 #include "router/partition/partition.h"
 #include "tests/support/test_util.h"
@@ -981,6 +982,50 @@ TEST(DeliveryEngine, RetentionDeletesDeliveredSegmentsAndReplayRedeliversARange)
   ASSERT_TRUE(WaitFor([&] { return h.journal->Stats().segments == 1; }));
   auto gone = h.engine->ReplayRange("a0", seqs[0], seqs[1]);
   EXPECT_EQ(gone.code(), StatusCode::kNotFound) << gone.ToString();
+}
+
+// A range replay holds the journal from where it reads: `to` ends at the newest event, an
+// adapter has one range queued at a time, and GET /replay shows them (docs/operations.md).
+TEST(DeliveryEngine, RangeReplaysEndAtTheNewestEventOnePerAdapterAndAreListed) {
+  Harness h(2);
+  std::vector<Ev> evs(5000);
+  for (size_t i = 0; i < evs.size(); ++i) evs[i].row = "row-" + std::to_string(i % 50);
+  h.Start();
+  auto seqs = h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  // a0 stops answering: its replay keeps more items out than the replays feed at once, so the
+  // range stays queued until a0 answers again.
+  h.adapters[0]->set_stalled(true);
+  EngineAdmin admin(h.engine.get());
+  const std::string first = std::to_string(seqs.front()), last = std::to_string(seqs.back());
+  std::optional<HttpResponse> r =
+      admin.Handle("POST", "/replay?adapter=a0&from=" + first + "&to=99999999999");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->body,
+            "{\"replaying\":{\"adapter\":\"a0\",\"from\":" + first + ",\"to\":" + last + "}}");
+  r = admin.Handle("POST", "/replay?adapter=a0&from=" + first + "&to=" + first);
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_NE(r->body.find("queued already"), std::string::npos) << r->body;
+  r = admin.Handle("GET", "/replay");
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->body.find("{\"replays\":[{\"adapter\":\"a0\",\"kind\":\"range\",\"from\":" + first +
+                         ",\"to\":" + last + ",\"next\":"),
+            std::string::npos)
+      << r->body;
+  EXPECT_NE(r->body.find("\"state\":\"running\"}"), std::string::npos) << r->body;
+  // Another adapter has its own.
+  r = admin.Handle("POST", "/replay?adapter=a1&from=" + first + "&to=" + first);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(admin.Handle("DELETE", "/replay")->status, 405);
+
+  h.adapters[0]->set_stalled(false);
+  ASSERT_TRUE(WaitFor([&] { return h.engine->ReplaysPending() == 0; }));
+  EXPECT_EQ(admin.Handle("GET", "/replay")->body, "{\"replays\":[],\"in_flight\":0}");
+  r = admin.Handle("POST", "/replay?adapter=a0&from=" + last + "&to=" + last);
+  EXPECT_EQ(r->status, 200) << r->body;
+  ASSERT_TRUE(WaitFor([&] { return h.engine->ReplaysPending() == 0; }));
 }
 
 }  // namespace
