@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command 2 (and .ci/run): install what is missing, then build and run the whole test
-# suite three times: Release, ASan+UBSan and TSan. Fails on the first failing build or test.
-# DVROUTER_TEST_PRESETS overrides the list, e.g. DVROUTER_TEST_PRESETS=release.
+# suite three times: Release, ASan+UBSan and TSan, then a smoke run of the fuzz harnesses
+# (scripts/fuzz.sh --smoke). Fails on the first failing build or test.
+# DVROUTER_TEST_PRESETS overrides the list, e.g. DVROUTER_TEST_PRESETS=release;
+# DVROUTER_TEST_FUZZ=0 leaves the fuzz smoke run out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +24,7 @@ for preset in $presets; do
   ctest --preset "$preset" -j2 --timeout 600
 done
 echo "=== all test presets passed: $presets"
+if [ "${DVROUTER_TEST_FUZZ:-1}" != 0 ]; then
+  echo "=== fuzz: smoke run"
+  ./scripts/fuzz.sh --smoke
+fi

@@ -102,6 +102,14 @@ Result<Url> ParseUrl(std::string_view url) {
     if (colon != std::string_view::npos) port = authority.substr(colon + 1);
   }
   if (out.host.empty()) return InvalidArgument("URL has no host: '" + std::string(url) + "'");
+  // A host name (letters, digits, '-', '.', '_') or, in brackets, an IPv6 address: nothing that
+  // could end up elsewhere in a request line or a Host header.
+  const bool bracketed = authority.starts_with("[");
+  for (char c : out.host) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                    (bracketed ? c == ':' : (c == '-' || c == '_'));
+    if (!ok) return InvalidArgument("URL host has a character a host name cannot have");
+  }
   if (!port.empty() || authority.ends_with(":")) {
     unsigned value = 0;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "router/common/identifiers.h"
+#include "router/common/json.h"
 #include "router/config/section.h"
 
 namespace dvrouter {
@@ -484,7 +485,8 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
   size_t colon;
   if (text.starts_with("[")) {
     size_t close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+    if (close == std::string_view::npos || close == 1 || close + 1 >= text.size() ||
+        text[close + 1] != ':') {
       return InvalidArgument("expected [ipv6]:port, got '" + std::string(text) + "'");
     }
     ep.host = std::string(text.substr(1, close - 1));
@@ -495,6 +497,20 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
       return InvalidArgument("expected host:port, got '" + std::string(text) + "'");
     }
     ep.host = std::string(text.substr(0, colon));
+  }
+  // A host name or an IPv4 address (letters, digits, '.', '-', '_'), or in brackets an IPv6
+  // address (also ':' and a '%' zone): nothing else reaches the resolver or a log line.
+  const bool v6 = text.starts_with("[");
+  if (v6 && ep.host.find(':') == std::string::npos) {
+    return InvalidArgument("expected [ipv6]:port, got '" + Utf8Excerpt(text, 200) + "'");
+  }
+  for (char c : ep.host) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                    c == '_' || (v6 && (c == ':' || c == '%'));
+    if (!ok) {
+      return InvalidArgument("expected host:port or [ipv6]:port, got '" + Utf8Excerpt(text, 200) +
+                             "'");
+    }
   }
   std::string_view port = text.substr(colon + 1);
   unsigned value = 0;

@@ -25,7 +25,11 @@ class Section;  // router/config/section.h
 struct Endpoint {
   std::string host;
   uint16_t port = 0;
-  std::string ToString() const { return host + ":" + std::to_string(port); }
+  // "host:port", or "[v6]:port" for an IPv6 host: what ParseEndpoint reads back.
+  std::string ToString() const {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  }
 };
 
 // "host:port" or "[v6]:port"; port 0 picks a free port.

@@ -16,6 +16,14 @@ void AppendStringOrNull(std::string* b, const std::string& s) {
   }
 }
 
+// Text that is one whole JSON object (only such an answer is embedded as it is).
+bool IsJsonObject(const std::string& text) {
+  if (text.empty() || text.front() != '{') return false;
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  return parser.parse(text).get(doc) == simdjson::SUCCESS && doc.is_object();
+}
+
 }  // namespace
 
 std::string EncodeStatusRecord(const StatusRecord& r) {
@@ -32,7 +40,7 @@ std::string EncodeStatusRecord(const StatusRecord& r) {
   b += ",\"error\":";
   AppendStringOrNull(&b, r.error.empty() ? r.error : Utf8Excerpt(r.error, 4000));
   b += ",\"answer\":";
-  if (!r.answer.empty() && r.answer.front() == '{') {
+  if (IsJsonObject(r.answer)) {
     b += r.answer;  // the adapter's captured JSON object
   } else {
     AppendStringOrNull(&b, r.answer);

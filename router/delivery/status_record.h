@@ -22,8 +22,8 @@ struct StatusRecord {
   std::string table;   // the CRM row the status belongs to
   std::string row_id;  // its id (a GUID)
   std::string error;   // empty: none
-  // The adapter's captured answer: a JSON object's text (starting with '{'), or plain text;
-  // empty: none.
+  // The adapter's captured answer: a JSON object's text (embedded as an object), or any other
+  // text (stored as a string); empty: none.
   std::string answer;
   // Increasing across events, attempts, replays and restarts: a write-back drops a status older
   // than the one a row already shows.

@@ -237,6 +237,18 @@ TEST(HttpClient, ParseUrlReadsSchemeHostPortAndTarget) {
   EXPECT_EQ(u->target, "/?query=1");
 }
 
+// Hosts hold host-name characters only (a fuzzer found control bytes, colons and brackets
+// accepted, so the canonical origin of a URL did not parse back to it).
+TEST(HttpClient, ParseUrlRefusesHostsWithOtherCharacters) {
+  for (const char* bad :
+       {"https://erp example.com/", "https://erp\r\nX-Injected: 1/", "https://a:b:443/",
+        "https://er]p/", "http://[::1%eth0]/", "http://\xff\xfe/", "https://a%2eb/"}) {
+    EXPECT_FALSE(ParseUrl(bad).ok()) << bad;
+  }
+  EXPECT_TRUE(ParseUrl("http://erp-1.example_test.local:80/").ok());
+  EXPECT_TRUE(ParseUrl("http://[fe80::1]:80/").ok());
+}
+
 // TLS against a real HTTPS server (dvrouter's own ingress with a certificate made for the test):
 // verified with the right CA and host name, refused with another CA or another name.
 TEST(HttpClientTls, VerifiesTheCertificateAgainstTheConfiguredCaAndTheHostName) {

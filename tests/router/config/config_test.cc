@@ -606,6 +606,7 @@ TEST(ConfigEndpoint, Parses) {
   ASSERT_TRUE(ep.ok());
   EXPECT_EQ(ep->host, "::1");
   EXPECT_EQ(ep->port, 9400);
+  EXPECT_EQ(ep->ToString(), "[::1]:9400");  // reads back the same
 
   ep = ParseEndpoint("[fe80::1%eth0]:443");
   ASSERT_TRUE(ep.ok());
@@ -642,6 +643,14 @@ TEST(ConfigEndpoint, Refuses) {
   expect_bad("[::1]80", "expected [ipv6]:port, got '[::1]80'");
   expect_bad("[::1:80", "expected [ipv6]:port, got '[::1:80'");
   expect_bad("[::1]:", "port must be 0-65535, got ''");
+  // No host in the brackets (a fuzzer found it accepted, with an empty host).
+  expect_bad("[]:9400", "expected [ipv6]:port, got '[]:9400'");
+  // Hosts hold host-name or address characters only.
+  expect_bad("a b:80", "expected host:port or [ipv6]:port, got 'a b:80'");
+  expect_bad("::1:80", "expected host:port or [ipv6]:port, got '::1:80'");
+  expect_bad("x]:9400]:9400", "expected host:port or [ipv6]:port, got 'x]:9400]:9400'");
+  expect_bad("[::1/64]:80", "expected host:port or [ipv6]:port, got '[::1/64]:80'");
+  expect_bad("[localhost]:80", "expected [ipv6]:port, got '[localhost]:80'");
 }
 
 TEST(ConfigEndpoint, InConfig) {

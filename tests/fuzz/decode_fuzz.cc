@@ -1,0 +1,53 @@
+// The webhook decoder and the attribute extractor on any bytes: the same verdict with and
+// without simdjson's padding, and what they accept is what the rest of the router relies on
+// (a table that is a logical name, a lowercase GUID row id, a Target that is valid JSON).
+#include <simdjson.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "router/decode/attributes.h"
+#include "router/decode/decode.h"
+#include "router/decode/event.h"
+#include "tests/fuzz/fuzz_util.h"
+
+using dvrouter::fuzz::Check;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static dvrouter::Decoder decoder(1 << 20);
+  const char* text = reinterpret_cast<const char*>(data);
+  // Unpadded (the decoder copies) and padded (it parses in place).
+  dvrouter::EventHeader exact, padded;
+  const dvrouter::Status a = decoder.Decode(text, size, size, &exact);
+  std::vector<char> buffer(size + dvrouter::Decoder::kPadding);
+  if (size != 0) std::memcpy(buffer.data(), data, size);
+  const dvrouter::Status b = decoder.Decode(buffer.data(), size, buffer.size(), &padded);
+  Check(a.ok() == b.ok(), "padding changes the verdict");
+  Check(a.message() == b.message(), "padding changes the error");
+  if (!a.ok()) return 0;
+  Check(exact.message_name == padded.message_name &&
+            exact.primary_entity_id == padded.primary_entity_id &&
+            exact.primary_entity_name == padded.primary_entity_name,
+        "padding changes the header");
+  Check(dvrouter::IsLogicalName(exact.primary_entity_name) || exact.primary_entity_name == "none",
+        "an accepted table is not a logical name");
+  Check(dvrouter::IsGuid(exact.primary_entity_id), "an accepted row id is not a GUID");
+  for (char c : exact.primary_entity_id) Check(!(c >= 'A' && c <= 'Z'), "row id not lowercase");
+
+  dvrouter::ChangeSet scratch;
+  const dvrouter::ChangeSet* changes = nullptr;
+  const std::string_view body(text, size);
+  if (dvrouter::ExtractChanges(body, nullptr, &scratch, &changes).ok() && changes->has_target) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    const auto error = parser.parse(changes->attributes).get(doc);
+    // Integers beyond 64 bits are valid JSON that simdjson's DOM refuses: copied as sent.
+    Check(error == simdjson::SUCCESS || (error == simdjson::NUMBER_ERROR &&
+                                         dvrouter::fuzz::HasHugeInteger(changes->attributes)),
+          "converted attributes are not JSON");
+    Check(error != simdjson::SUCCESS || doc.is_object(), "converted attributes are not an object");
+  }
+  return 0;
+}
