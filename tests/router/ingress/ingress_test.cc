@@ -1,6 +1,9 @@
 // The ingress over real sockets: a whole App (Beast listeners, journal, metrics) on port 0.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <set>
@@ -10,6 +13,7 @@
 #include "router/journal/file_journal.h"
 #include "tests/support/fault_io.h"
 #include "tests/support/http_client.h"
+#include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -649,6 +653,58 @@ TEST_F(IngressTls, AClientThatNeverHandshakesIsClosedAtTheHeaderTimeout) {
     return MetricValue(Metrics(), "dvrouter_ingress_timeouts_total") == 1;
   })) << MetricValue(Metrics(), "dvrouter_ingress_timeouts_total");
   EXPECT_EQ(MetricValue(Metrics(), "dvrouter_ingress_tls_handshake_failures_total"), 0);
+}
+
+// A client may not renegotiate a TLS 1.2 session (a handshake costs the server far more than
+// the client: renegotiating in a loop is a cheap way to burn its CPU). OpenSSL 3 refuses
+// client-initiated renegotiation by default, but a host's OpenSSL configuration can allow it
+// (`Options = ClientRenegotiation`), so the ingress sets SSL_OP_NO_RENEGOTIATION itself. The
+// router runs with such a configuration; `openssl s_client -tls1_2` asks to renegotiate (`R`)
+// and is refused with the no_renegotiation alert, which ends its connection.
+TEST_F(IngressTls, RenegotiationIsRefusedEvenWhenTheHostsOpenSslConfigurationAllowsIt) {
+  const std::string dir = tmp_.path();
+  std::string error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(dir, "server", &error)) << error;
+  testing::WriteFileOrDie(dir + "/openssl.cnf",
+                          "openssl_conf = openssl_init\n"
+                          "[openssl_init]\nssl_conf = ssl_sect\n"
+                          "[ssl_sect]\nsystem_default = system_default_sect\n"
+                          "[system_default_sect]\nOptions = ClientRenegotiation\n");
+  testing::WriteFileOrDie(dir + "/router.yaml",
+                          "ingress:\n  auth: {mode: none}\n  tls:\n"
+                          "    cert_file: " +
+                              dir + "/server.crt\n" + "    key_file: " + dir + "/server.key\n" +
+                              "adapters: {}\n");
+  const std::string router_log = dir + "/router.log";
+  testing::WriteFileOrDie(router_log, "");
+  ::setenv("OPENSSL_CONF", (dir + "/openssl.cnf").c_str(), 1);  // the router's only
+  testing::RouterProcess router(tmp_, router_log);
+  ::unsetenv("OPENSSL_CONF");
+  ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(router_log);
+
+  // s_client reads its commands from a FIFO this test writes to.
+  const std::string fifo = dir + "/s_client.in", client_log = dir + "/s_client.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  testing::WriteFileOrDie(client_log, "");
+  testing::ChildProcess client(
+      "/bin/sh",
+      {"-c", "exec /usr/bin/openssl s_client -connect 127.0.0.1:" + std::to_string(router.port) +
+                 " -tls1_2 -CAfile " + dir + "/server.crt < " + fifo},
+      client_log);
+  const int commands = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(commands, 0);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return testing::ReadFileOrDie(client_log).find("Verify return code: 0") != std::string::npos;
+  })) << testing::ReadFileOrDie(client_log);
+  ASSERT_EQ(::write(commands, "R\n", 2), 2);
+  // Refused: s_client reports the alert and exits, its connection closed; a renegotiation that
+  // went through would leave it connected, waiting for more commands.
+  EXPECT_TRUE(testing::WaitFor([&] { return client.Wait(std::chrono::milliseconds(0)) != -1; }))
+      << testing::ReadFileOrDie(client_log);
+  ::close(commands);
+  const std::string out = testing::ReadFileOrDie(client_log);
+  EXPECT_NE(out.find("RENEGOTIATING"), std::string::npos) << out;
+  EXPECT_NE(out.find("no renegotiation"), std::string::npos) << out;
 }
 
 // After a refusal the server closes its side and reads what the client still sends, for at
