@@ -32,19 +32,18 @@ class EngineCallbacks final : public CallbackOperations {
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
                   RouterMetrics* metrics)
       : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
-  Status Authorize(std::string_view adapter, std::string_view authorization) override {
-    Adapter* a = Find(adapter);
+  Status Authorize(const CallbackRequest& request) override {
+    Adapter* a = Find(request.adapter);
     AsyncConfirmations* async = a == nullptr ? nullptr : a->async_confirmations();
     Status st = a == nullptr ? NotFound("no such adapter")
                 : async == nullptr
-                    ? NotFound("adapter " + std::string(adapter) + " takes no callbacks")
-                    : async->AuthorizeCallback(authorization);
+                    ? NotFound("adapter " + std::string(request.adapter) + " takes no callbacks")
+                    : async->AuthorizeCallback(Credentials(request));
     if (!st.ok()) Count(ErrorResponse(st).status);
     return st;
   }
-  HttpResponse Callback(std::string_view adapter, std::string_view event_id,
-                        std::string_view authorization, std::string_view body) override {
-    HttpResponse r = Apply(adapter, event_id, authorization, body);
+  HttpResponse Callback(const CallbackRequest& request, std::string_view body) override {
+    HttpResponse r = Apply(request, body);
     Count(r.status);
     return r;
   }
@@ -60,17 +59,21 @@ class EngineCallbacks final : public CallbackOperations {
     }
     return nullptr;
   }
-  HttpResponse Apply(std::string_view adapter, std::string_view event_id,
-                     std::string_view authorization, std::string_view body) {
-    Adapter* a = Find(adapter);
+  static CallbackCredentials Credentials(const CallbackRequest& request) {
+    return CallbackCredentials{request.event_id, request.target, request.authorization};
+  }
+  HttpResponse Apply(const CallbackRequest& request, std::string_view body) {
+    Adapter* a = Find(request.adapter);
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
     AsyncConfirmations* async = a->async_confirmations();
     if (async == nullptr) {
-      return ErrorResponse(NotFound("adapter " + std::string(adapter) + " takes no callbacks"));
+      return ErrorResponse(
+          NotFound("adapter " + std::string(request.adapter) + " takes no callbacks"));
     }
-    Result<DeliveryResult> result = async->ParseCallback(authorization, body);
+    Result<DeliveryResult> result = async->ParseCallback(Credentials(request), body);
     if (!result.ok()) return ErrorResponse(result.status());
-    if (Status st = engine_->Confirm(adapter, std::string(event_id), *result); !st.ok()) {
+    if (Status st = engine_->Confirm(request.adapter, std::string(request.event_id), *result);
+        !st.ok()) {
       return ErrorResponse(st);
     }
     HttpResponse r;
