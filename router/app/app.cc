@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "adapters/registry.h"
+#include "router/app/callback_worker.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
 #include "router/delivery/engine.h"
@@ -25,13 +26,23 @@ namespace dvrouter {
 
 namespace {
 
+// Callbacks waiting for the worker; past this many the ingress answers 503 with Retry-After.
+constexpr size_t kCallbacksQueued = 1024;
+
 // Sinks' callbacks on the ingress listener: the adapter named authenticates and reads it, the
-// engine applies it to the event (status, write-back, DLQ).
+// engine applies it to the event (status, write-back, DLQ). The header check runs on the I/O
+// thread; the rest on the callback worker, which answers when the confirmation is done.
 class EngineCallbacks final : public CallbackOperations {
  public:
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
-                  RouterMetrics* metrics)
-      : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
+                  RouterMetrics* metrics, uint32_t retry_after_s)
+      : engine_(engine),
+        adapters_(adapters),
+        counts_(metrics->callbacks),
+        retry_after_s_(retry_after_s),
+        worker_(kCallbacksQueued) {}
+  // Answers the callbacks queued so far; any later one is answered 503.
+  void Stop() { worker_.Stop(); }
   Status Authorize(const CallbackRequest& request) override {
     Adapter* a = Find(request.adapter);
     AsyncConfirmations* async = a == nullptr ? nullptr : a->async_confirmations();
@@ -42,10 +53,22 @@ class EngineCallbacks final : public CallbackOperations {
     if (!st.ok()) Count(ErrorResponse(st).status);
     return st;
   }
-  HttpResponse Callback(const CallbackRequest& request, std::string_view body) override {
-    HttpResponse r = Apply(request, body);
-    Count(r.status);
-    return r;
+  void Callback(const CallbackRequest& request, std::string_view body,
+                HttpExchange* exchange) override {
+    // Copies: the job does not rely on the request's buffers.
+    auto job = [this, exchange, adapter = std::string(request.adapter),
+                event_id = std::string(request.event_id), target = std::string(request.target),
+                authorization = std::string(request.authorization), body = std::string(body)] {
+      HttpResponse r = Apply(CallbackRequest{adapter, event_id, target, authorization}, body);
+      Count(r.status);
+      exchange->Respond(std::move(r));
+    };
+    if (!worker_.TrySubmit(std::move(job))) {
+      HttpResponse r = ErrorResponse(503, "overloaded", "too many callbacks waiting");
+      r.retry_after_s = retry_after_s_;
+      Count(r.status);
+      exchange->Respond(std::move(r));
+    }
   }
 
  private:
@@ -84,6 +107,8 @@ class EngineCallbacks final : public CallbackOperations {
   DeliveryEngine* engine_;
   const std::vector<std::unique_ptr<Adapter>>* adapters_;
   prometheus::Counter* const* counts_;  // RouterMetrics::callbacks, by result
+  const uint32_t retry_after_s_;
+  CallbackWorker worker_;  // last: stopped (its jobs run) before the members they use go
 };
 
 }  // namespace
@@ -201,7 +226,9 @@ Status App::Start() {
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
   m.admin.set_operations(m.engine_admin.get());
-  m.engine_callbacks = std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics);
+  m.engine_callbacks =
+      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics,
+                                        static_cast<uint32_t>(m.config.ingress.retry_after_s));
   m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
 
@@ -257,6 +284,8 @@ void App::Shutdown() {
   while (m.ingress && m.ingress->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // Callbacks still queued are confirmed and answered; later ones get 503.
+  if (m.engine_callbacks) m.engine_callbacks->Stop();
   if (m.admin_server) m.admin_server->StopAccepting();
   m.runtime.Stop();  // no admin request runs from here on
   m.admin.set_operations(nullptr);

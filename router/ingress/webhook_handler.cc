@@ -163,7 +163,7 @@ void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState*
       return exchange->Respond(std::move(r));
     }
     callback.authorization = request.headers->get("authorization");
-    return exchange->Respond(ops->Callback(callback, request.body()));
+    return ops->Callback(callback, request.body(), exchange);
   }
   // Path, method and credentials were checked by Precheck on the header.
   Call* call = static_cast<Call*>(state);

@@ -9,8 +9,9 @@
 // Every outcome is counted.
 //
 // Threads: Handle() runs on I/O threads and uses that thread's Decoder; the journal callback
-// runs on the journal's writer thread. Per-connection buffers (the EventHeader and the
-// AppendRequest) live in the connection state, so no allocation per request in steady state.
+// runs on the journal's writer thread; a callback is answered from its CallbackOperations' thread.
+// Per-connection buffers (the EventHeader and the AppendRequest) live in the connection state, so
+// no allocation per request in steady state.
 #pragma once
 
 #include <atomic>
@@ -41,7 +42,10 @@ class CallbackOperations {
   // On the header alone: may this callback be read? OK, or NotFound (no such adapter, or it takes
   // no callbacks) or PermissionDenied; refusals are counted here.
   virtual Status Authorize(const CallbackRequest& request) = 0;
-  virtual HttpResponse Callback(const CallbackRequest& request, std::string_view body) = 0;
+  // With the body: applies the callback and answers it through `exchange` (once, from any
+  // thread; the request's views stay valid until then).
+  virtual void Callback(const CallbackRequest& request, std::string_view body,
+                        HttpExchange* exchange) = 0;
 };
 
 inline constexpr std::string_view kCallbackPrefix = "/callbacks/";

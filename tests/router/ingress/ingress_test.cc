@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 
+#include "adapters/adapter.h"
 #include "router/app/app.h"
 #include "router/journal/file_journal.h"
 #include "tests/support/fault_io.h"
@@ -577,6 +580,88 @@ TEST_F(Ingress, ReadyOnlyOnceRecoveryHasFinished) {
   EXPECT_EQ(admin.Get("/readyz").status, 200);
   HttpClient client(port());
   EXPECT_NE(client.Post(Url(), ContactEvent(1)).body.find("duplicate"), std::string::npos);
+}
+
+// An adapter that takes callbacks and holds each one in ParseCallback until the test opens its
+// gate: a confirmation as slow as a DLQ write on a sick disk.
+class GatedCallbacks final : public Adapter, public AsyncConfirmations {
+ public:
+  std::string_view name() const override { return "jobs"; }
+  void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override {
+    std::vector<DeliveryResult> results(batch.size());
+    done->OnDelivered(results);
+  }
+  void Stop() override {}
+  AsyncConfirmations* async_confirmations() override { return this; }
+  void SetConfirmationSink(ConfirmationSink*) override {}
+  Status AuthorizeCallback(const CallbackCredentials&) const override { return Status::Ok(); }
+  Result<DeliveryResult> ParseCallback(const CallbackCredentials&, std::string_view) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    return DeliveryResult{};
+  }
+  int entered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entered_;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int entered_ = 0;
+  bool open_ = false;
+};
+
+// A callback's confirmation runs off the ingress I/O threads: while one is held (the adapter
+// still reading it), a webhook on the same single I/O thread is answered, and the callback is
+// answered once its confirmation is done.
+TEST_F(Ingress, ASlowCallbackConfirmationDoesNotHoldBackWebhooks) {
+  Config c = BaseConfig();
+  c.ingress.io_threads = 1;
+  AdapterConfig jobs;
+  jobs.name = "jobs";
+  jobs.type = "test";
+  c.adapters = {jobs};
+  GatedCallbacks* gated = nullptr;
+  AppHooks hooks;
+  hooks.make_adapter = [&](const AdapterConfig&) -> std::unique_ptr<Adapter> {
+    auto a = std::make_unique<GatedCallbacks>();
+    gated = a.get();
+    return a;
+  };
+  Start(c, hooks);
+  ASSERT_NE(gated, nullptr);
+  struct OpenAtExit {
+    GatedCallbacks* g;
+    ~OpenAtExit() { g->Open(); }  // the app's shutdown waits for the held callback
+  } open_at_exit{gated};
+
+  HttpClient callback(port());
+  const std::string body = R"({"status":"completed"})";
+  ASSERT_TRUE(callback.SendRaw("POST /callbacks/jobs/" + std::string(32, 'a') +
+                               " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_TRUE(testing::WaitFor([&] { return gated->entered() == 1; }));
+
+  HttpClient webhook(port());
+  const auto sent = std::chrono::steady_clock::now();
+  testing::HttpReply r = webhook.Post(Url(), ContactEvent(1));
+  EXPECT_EQ(r.status, 200) << "the webhook waited for the callback's confirmation: " << r.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
+  EXPECT_EQ(gated->entered(), 1);  // still held while the webhook was answered
+
+  gated->Open();
+  // Confirmed by the adapter, then unknown to the engine: answered, from the worker.
+  testing::HttpReply cb = callback.ReadReply();
+  EXPECT_EQ(cb.status, 404) << cb.body;
+  EXPECT_NE(cb.body.find("status table"), std::string::npos) << cb.body;
 }
 
 // HTTPS with a certificate made for the test, driven by curl (a real TLS client).
