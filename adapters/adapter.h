@@ -101,6 +101,14 @@ enum class RecordOrdering {
   kPipelined,
 };
 
+// What a callback presents, from its request line and header: POST /callbacks/<adapter>/<event
+// id>[?query] with its Authorization header.
+struct CallbackCredentials {
+  std::string_view event_id;       // from the path
+  std::string_view target;         // the request target (path and query), as sent
+  std::string_view authorization;  // the Authorization header, "" if none
+};
+
 // Optional second interface, for sinks that accept a job and confirm it later (an ERP answering
 // 202): by a callback the ingress receives, or by the adapter's own polling.
 class AsyncConfirmations {
@@ -109,16 +117,16 @@ class AsyncConfirmations {
   // Before Start: where to report confirmations of kProcessing events (adapters that poll).
   virtual void SetConfirmationSink(ConfirmationSink* sink) = 0;
   // A callback POSTed by the sink to /callbacks/<adapter>/<event id> on the ingress listener:
-  // authenticates it (`authorization`: the request's Authorization header) and reads the outcome.
-  // PermissionDenied for a wrong credential; NotFound when callbacks are not configured;
-  // InvalidArgument for a body it cannot read. Any ingress thread.
-  virtual Result<DeliveryResult> ParseCallback(std::string_view authorization,
+  // authenticates it (AuthorizeCallback) and reads the outcome. PermissionDenied for a wrong
+  // credential; NotFound when callbacks are not configured; InvalidArgument for a body it cannot
+  // read. Any ingress thread.
+  virtual Result<DeliveryResult> ParseCallback(const CallbackCredentials& credentials,
                                                std::string_view body) = 0;
   // The credential check of a callback, on its header alone (the ingress answers a refusal
-  // before reading the body: docs/operations.md, "Security"). OK when ParseCallback may read the
-  // body; PermissionDenied for a wrong credential; NotFound when callbacks are not configured.
-  // Any thread.
-  virtual Status AuthorizeCallback(std::string_view authorization) const = 0;
+  // before reading the body: docs/operations.md, "Security"); the credential may be bound to the
+  // event. OK when ParseCallback may read the body; PermissionDenied for a wrong credential;
+  // NotFound when callbacks are not configured. Any thread.
+  virtual Status AuthorizeCallback(const CallbackCredentials& credentials) const = 0;
 };
 
 class Adapter {

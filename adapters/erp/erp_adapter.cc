@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "adapters/erp/callback_token.h"
 #include "router/common/clock.h"
 #include "router/common/encoding.h"
 #include "router/common/json.h"
@@ -339,9 +340,9 @@ std::optional<DeliveryResult> ErpAdapter::JobOutcome(
   return std::nullopt;  // still running
 }
 
-Result<DeliveryResult> ErpAdapter::ParseCallback(std::string_view authorization,
+Result<DeliveryResult> ErpAdapter::ParseCallback(const CallbackCredentials& credentials,
                                                  std::string_view body) {
-  if (Status st = AuthorizeCallback(authorization); !st.ok()) return st;
+  if (Status st = AuthorizeCallback(credentials); !st.ok()) return st;
   std::optional<DeliveryResult> r = JobOutcome(erp_.async, callback_capture_, body);
   if (!r) return InvalidArgument("the callback reports no final status (still running?)");
   if (r->outcome == DeliveryOutcome::kPermanent && r->error.starts_with("job status without")) {
@@ -583,8 +584,10 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
       }
     }
     if (!erp_.async.public_url.empty()) {
-      req.headers.emplace_back("X-Callback-Url", erp_.async.public_url + "/callbacks/" +
-                                                     config_.name + "/" + call.event_id);
+      req.headers.emplace_back(
+          "X-Callback-Url",
+          erp_.async.public_url + "/callbacks/" + config_.name + "/" + call.event_id +
+              "?token=" + CallbackToken(erp_.async.callback_secret, config_.name, call.event_id));
     }
     for (const auto& h : t.headers) req.headers.push_back(h);
     const auto start = std::chrono::steady_clock::now();
@@ -638,14 +641,19 @@ DeliveryResult ErpAdapter::Execute(const Call& call) {
   }
 }
 
-Status ErpAdapter::AuthorizeCallback(std::string_view authorization) const {
+Status ErpAdapter::AuthorizeCallback(const CallbackCredentials& credentials) const {
   const std::string& secret = erp_.async.callback_secret;
   if (secret.empty()) return NotFound("adapter " + config_.name + " takes no callbacks");
-  if (!authorization.starts_with("Bearer ") ||
-      !ConstantTimeEquals(secret, authorization.substr(7))) {
-    return PermissionDenied("missing or wrong callback credentials");
+  std::string token;
+  if (QueryParameter(credentials.target, "token", &token) &&
+      ConstantTimeEquals(CallbackToken(secret, config_.name, credentials.event_id), token)) {
+    return Status::Ok();
   }
-  return Status::Ok();
+  const std::string_view authorization = credentials.authorization;
+  if (authorization.starts_with("Bearer ") && ConstantTimeEquals(secret, authorization.substr(7))) {
+    return Status::Ok();
+  }
+  return PermissionDenied("missing or wrong callback credentials");
 }
 
 }  // namespace dvrouter

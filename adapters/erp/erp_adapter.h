@@ -15,8 +15,9 @@
 // on an earlier copy of the key); every other 4xx is permanent, with an excerpt of the answer.
 //
 // Jobs (`async`): a 202 answer leaves the event processing. The ERP confirms it by calling back
-// (POST /callbacks/<adapter>/<event id> on the ingress listener with `Authorization: Bearer
-// <secret>`; every call carries `X-Callback-Url` when `public_url` is set), or the adapter polls
+// (POST /callbacks/<adapter>/<event id>?token=<the event's token> on the ingress listener, the
+// URL every call carries as `X-Callback-Url` when `public_url` is set; or with `Authorization:
+// Bearer <secret>` instead of the token), or the adapter polls
 // the status URL of the 202 answer (`url_pointer`, else its Location header) every `interval`
 // until the status at `status_pointer` is one of `completed` or `failed` (or `timeout` passes:
 // failed). The answer's captures are read from the final body; a failure goes to the DLQ with the
@@ -72,10 +73,12 @@ class ErpAdapter final : public Adapter, public AsyncConfirmations {
   void Stop() override;
   AsyncConfirmations* async_confirmations() override { return this; }
   void SetConfirmationSink(ConfirmationSink* sink) override { sink_ = sink; }
-  Result<DeliveryResult> ParseCallback(std::string_view authorization,
+  Result<DeliveryResult> ParseCallback(const CallbackCredentials& credentials,
                                        std::string_view body) override;
-  // `Authorization: Bearer <async.callback.secret>`, compared in constant time.
-  Status AuthorizeCallback(std::string_view authorization) const override;
+  // The event's token as the URL's `token` parameter (CallbackToken, the form X-Callback-Url
+  // carries), or `Authorization: Bearer <async.callback.secret>` (any event: the weaker form,
+  // kept for ERPs that send it); either compared in constant time.
+  Status AuthorizeCallback(const CallbackCredentials& credentials) const override;
   // A job's status answer (callback or poll): nullopt while it is still running.
   // `quote_body`: an unreadable answer's error quotes it (only the ERP's own answers are quoted).
   static std::optional<DeliveryResult> JobOutcome(

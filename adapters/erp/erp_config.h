@@ -35,15 +35,15 @@ struct ErpAuth {
 };
 
 // Jobs the ERP accepts with 202 and confirms later: by calling back
-// (POST /callbacks/<adapter>/<event id> on the ingress listener, `Authorization: Bearer
-// <secret>`) or by being polled at the status URL its 202 answer names.
+// (POST /callbacks/<adapter>/<event id> on the ingress listener, with the event's token or
+// `Authorization: Bearer <secret>`) or by being polled at the status URL its 202 answer names.
 struct ErpAsync {
   std::string status_pointer = "/status";  // in a callback or poll answer
   std::vector<std::string> completed = {"completed", "succeeded", "done"};
   std::vector<std::string> failed = {"failed", "rejected", "error"};
   std::string error_pointer = "/error";
   std::string callback_secret;  // empty: callbacks refused
-  std::string public_url;       // sent as X-Callback-Url: <public_url>/callbacks/<adapter>/<id>
+  std::string public_url;  // X-Callback-Url: <public_url>/callbacks/<adapter>/<id>?token=<token>
   std::string poll_url_pointer = "/statusUrl";  // in the 202 answer; else its Location header
   uint64_t poll_interval_ms = 0;                // 0: no polling
   uint64_t poll_timeout_ms = 3'600'000;         // then the event fails (DLQ)

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "adapters/registry.h"
+#include "router/app/callback_worker.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
 #include "router/delivery/engine.h"
@@ -25,28 +26,49 @@ namespace dvrouter {
 
 namespace {
 
+// Callbacks waiting for the worker; past this many the ingress answers 503 with Retry-After.
+constexpr size_t kCallbacksQueued = 1024;
+
 // Sinks' callbacks on the ingress listener: the adapter named authenticates and reads it, the
-// engine applies it to the event (status, write-back, DLQ).
+// engine applies it to the event (status, write-back, DLQ). The header check runs on the I/O
+// thread; the rest on the callback worker, which answers when the confirmation is done.
 class EngineCallbacks final : public CallbackOperations {
  public:
   EngineCallbacks(DeliveryEngine* engine, const std::vector<std::unique_ptr<Adapter>>* adapters,
-                  RouterMetrics* metrics)
-      : engine_(engine), adapters_(adapters), counts_(metrics->callbacks) {}
-  Status Authorize(std::string_view adapter, std::string_view authorization) override {
-    Adapter* a = Find(adapter);
+                  RouterMetrics* metrics, uint32_t retry_after_s)
+      : engine_(engine),
+        adapters_(adapters),
+        counts_(metrics->callbacks),
+        retry_after_s_(retry_after_s),
+        worker_(kCallbacksQueued) {}
+  // Answers the callbacks queued so far; any later one is answered 503.
+  void Stop() { worker_.Stop(); }
+  Status Authorize(const CallbackRequest& request) override {
+    Adapter* a = Find(request.adapter);
     AsyncConfirmations* async = a == nullptr ? nullptr : a->async_confirmations();
     Status st = a == nullptr ? NotFound("no such adapter")
                 : async == nullptr
-                    ? NotFound("adapter " + std::string(adapter) + " takes no callbacks")
-                    : async->AuthorizeCallback(authorization);
+                    ? NotFound("adapter " + std::string(request.adapter) + " takes no callbacks")
+                    : async->AuthorizeCallback(Credentials(request));
     if (!st.ok()) Count(ErrorResponse(st).status);
     return st;
   }
-  HttpResponse Callback(std::string_view adapter, std::string_view event_id,
-                        std::string_view authorization, std::string_view body) override {
-    HttpResponse r = Apply(adapter, event_id, authorization, body);
-    Count(r.status);
-    return r;
+  void Callback(const CallbackRequest& request, std::string_view body,
+                HttpExchange* exchange) override {
+    // Copies: the job does not rely on the request's buffers.
+    auto job = [this, exchange, adapter = std::string(request.adapter),
+                event_id = std::string(request.event_id), target = std::string(request.target),
+                authorization = std::string(request.authorization), body = std::string(body)] {
+      HttpResponse r = Apply(CallbackRequest{adapter, event_id, target, authorization}, body);
+      Count(r.status);
+      exchange->Respond(std::move(r));
+    };
+    if (!worker_.TrySubmit(std::move(job))) {
+      HttpResponse r = ErrorResponse(503, "overloaded", "too many callbacks waiting");
+      r.retry_after_s = retry_after_s_;
+      Count(r.status);
+      exchange->Respond(std::move(r));
+    }
   }
 
  private:
@@ -60,17 +82,21 @@ class EngineCallbacks final : public CallbackOperations {
     }
     return nullptr;
   }
-  HttpResponse Apply(std::string_view adapter, std::string_view event_id,
-                     std::string_view authorization, std::string_view body) {
-    Adapter* a = Find(adapter);
+  static CallbackCredentials Credentials(const CallbackRequest& request) {
+    return CallbackCredentials{request.event_id, request.target, request.authorization};
+  }
+  HttpResponse Apply(const CallbackRequest& request, std::string_view body) {
+    Adapter* a = Find(request.adapter);
     if (a == nullptr) return ErrorResponse(404, "not_found", "no such adapter");
     AsyncConfirmations* async = a->async_confirmations();
     if (async == nullptr) {
-      return ErrorResponse(NotFound("adapter " + std::string(adapter) + " takes no callbacks"));
+      return ErrorResponse(
+          NotFound("adapter " + std::string(request.adapter) + " takes no callbacks"));
     }
-    Result<DeliveryResult> result = async->ParseCallback(authorization, body);
+    Result<DeliveryResult> result = async->ParseCallback(Credentials(request), body);
     if (!result.ok()) return ErrorResponse(result.status());
-    if (Status st = engine_->Confirm(adapter, std::string(event_id), *result); !st.ok()) {
+    if (Status st = engine_->Confirm(request.adapter, std::string(request.event_id), *result);
+        !st.ok()) {
       return ErrorResponse(st);
     }
     HttpResponse r;
@@ -81,6 +107,8 @@ class EngineCallbacks final : public CallbackOperations {
   DeliveryEngine* engine_;
   const std::vector<std::unique_ptr<Adapter>>* adapters_;
   prometheus::Counter* const* counts_;  // RouterMetrics::callbacks, by result
+  const uint32_t retry_after_s_;
+  CallbackWorker worker_;  // last: stopped (its jobs run) before the members they use go
 };
 
 }  // namespace
@@ -198,7 +226,9 @@ Status App::Start() {
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
   m.admin.set_operations(m.engine_admin.get());
-  m.engine_callbacks = std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics);
+  m.engine_callbacks =
+      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics,
+                                        static_cast<uint32_t>(m.config.ingress.retry_after_s));
   m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
 
@@ -254,6 +284,8 @@ void App::Shutdown() {
   while (m.ingress && m.ingress->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  // Callbacks still queued are confirmed and answered; later ones get 503.
+  if (m.engine_callbacks) m.engine_callbacks->Stop();
   if (m.admin_server) m.admin_server->StopAccepting();
   m.runtime.Stop();  // no admin request runs from here on
   m.admin.set_operations(nullptr);

@@ -42,8 +42,10 @@ void Confirmations::CountConfirmed(size_t a, bool failed) {
   }
 }
 
-Status Confirmations::Confirm(size_t a, const EventKey& key, const DeliveryResult& result) {
+Status Confirmations::Confirm(size_t a, const EventKey& key, const DeliveryResult& confirmed) {
   if (!running_.load(std::memory_order_acquire)) return Unavailable("delivery is not running");
+  DeliveryResult result = confirmed;
+  KeepTextsValid(&result);
   std::lock_guard<std::mutex> lock(confirm_mu_);
   std::optional<EventStatus> st = status_->Find(key);
   if (!st) {

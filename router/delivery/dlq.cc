@@ -113,14 +113,12 @@ Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(const std::string
     if (!ParseLine(parser, line, &e, &replayed)) {
       ++q->damaged_lines_;
     } else if (replayed != 0) {
-      for (Slot& s : q->slots_) {
-        if (s.entry.id == replayed) s.entry.replayed = true;
-      }
+      q->SetReplayed(replayed);
     } else {
       e.record.clear();
       e.record.shrink_to_fit();
       q->next_id_ = std::max(q->next_id_, e.id + 1);
-      q->slots_.push_back(Slot{std::move(e), pos, static_cast<uint32_t>(nl - pos)});
+      q->AddSlot(Slot{std::move(e), pos, static_cast<uint32_t>(nl - pos)});
     }
     pos = nl + 1;
     valid_end = pos;
@@ -133,6 +131,15 @@ Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(const std::string
   }
   q->size_ = valid_end;
   return q;
+}
+
+void DeadLetterQueue::AddSlot(Slot slot) {
+  index_[slot.entry.id] = slots_.size();
+  slots_.push_back(std::move(slot));
+}
+
+void DeadLetterQueue::SetReplayed(uint64_t id) {
+  if (auto it = index_.find(id); it != index_.end()) slots_[it->second].entry.replayed = true;
 }
 
 Status DeadLetterQueue::AppendText(const std::string& text) {
@@ -194,7 +201,7 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
   if (Status st = AppendText(text); !st.ok()) return st;
   size_ += text.size();
   next_id_ = id;
-  for (Slot& s : added) slots_.push_back(std::move(s));
+  for (Slot& s : added) AddSlot(std::move(s));
   return Status::Ok();
 }
 
@@ -204,9 +211,7 @@ Status DeadLetterQueue::MarkReplayed(const std::vector<uint64_t>& ids) {
   for (uint64_t id : ids) text += "{\"replayed\":" + std::to_string(id) + "}\n";
   if (Status st = AppendText(text); !st.ok()) return st;
   size_ += text.size();
-  for (Slot& s : slots_) {
-    if (std::find(ids.begin(), ids.end(), s.entry.id) != ids.end()) s.entry.replayed = true;
-  }
+  for (uint64_t id : ids) SetReplayed(id);
   return Status::Ok();
 }
 
@@ -225,8 +230,8 @@ std::vector<DlqEntry> DeadLetterQueue::List(const std::string& adapter, std::opt
 
 Result<DlqEntry> DeadLetterQueue::Get(uint64_t id) const {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const Slot& s : slots_) {
-    if (s.entry.id != id) continue;
+  if (auto it = index_.find(id); it != index_.end()) {
+    const Slot& s = slots_[it->second];
     std::string line(s.length, '\0');
     if (::pread(fd_, line.data(), line.size(), static_cast<off_t>(s.offset)) !=
         static_cast<ssize_t>(line.size())) {

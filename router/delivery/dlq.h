@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "router/common/status.h"
@@ -69,6 +70,8 @@ class DeadLetterQueue {
     uint64_t offset = 0;
     uint32_t length = 0;
   };
+  void AddSlot(Slot slot);
+  void SetReplayed(uint64_t id);
   std::string path_;
   mutable std::mutex mu_;
   int fd_ = -1;
@@ -76,6 +79,9 @@ class DeadLetterQueue {
   uint64_t next_id_ = 1;
   uint64_t damaged_lines_ = 0;
   std::vector<Slot> slots_;
+  // id -> position in slots_, so replay markers (on Open and MarkReplayed) and Get cost one
+  // lookup each instead of a scan of every entry.
+  std::unordered_map<uint64_t, size_t> index_;
 };
 
 }  // namespace dvrouter

@@ -28,6 +28,7 @@
 #include "router/delivery/record_cache.h"
 #include "router/delivery/replays.h"
 #include "router/delivery/retry.h"
+#include "router/delivery/status_table.h"
 #include "router/journal/journal.h"
 #include "router/partition/partition_queue.h"
 
@@ -180,6 +181,7 @@ struct Worker {
 
 inline void Batch::OnDelivered(std::span<const DeliveryResult> r) {
   results.assign(r.begin(), r.end());
+  for (DeliveryResult& result : results) KeepTextsValid(&result);
   worker->PostCompletion(this);
 }
 

@@ -1,6 +1,14 @@
 #include "router/delivery/status_table.h"
 
+#include "adapters/adapter.h"
+#include "router/common/json.h"
+
 namespace dvrouter {
+
+void KeepTextsValid(DeliveryResult* result) {
+  if (!result->error.empty()) result->error = Utf8Excerpt(result->error);
+  if (!result->answer.empty()) result->answer = Utf8Excerpt(result->answer);
+}
 
 std::string_view EventStateName(EventState s) {
   switch (s) {

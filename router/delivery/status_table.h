@@ -23,8 +23,16 @@
 
 namespace dvrouter {
 
+struct DeliveryResult;
+
 enum class EventState : uint8_t { kPending, kSubmitted, kProcessing, kCompleted, kFailed };
 std::string_view EventStateName(EventState s);
+
+// A sink's texts as the engine keeps them (this table, status records, the DLQ): its error and
+// captured answer made valid UTF-8 by Utf8Excerpt (router/common/json.h), so GET /events/{id}
+// and the write-back's records always parse whatever bytes an adapter passed on. Applied where
+// results come in: Batch::OnDelivered (lanes.h) and Confirmations::Confirm. Any thread.
+void KeepTextsValid(DeliveryResult* result);
 
 struct AdapterStatus {
   EventState state = EventState::kPending;

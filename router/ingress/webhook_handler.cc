@@ -12,6 +12,18 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// /callbacks/<adapter>/<event id>[?query] into *out (its authorization left empty); false when
+// the path has no adapter or no event id.
+bool ParseCallbackTarget(std::string_view target, CallbackRequest* out) {
+  const std::string_view rest = TargetPath(target).substr(kCallbackPrefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) return false;
+  out->adapter = rest.substr(0, slash);
+  out->event_id = rest.substr(slash + 1);
+  out->target = target;
+  return true;
+}
+
 }  // namespace
 
 struct WebhookHandler::Call final : HttpConnectionState, AppendCallback {
@@ -120,21 +132,18 @@ std::optional<HttpResponse> WebhookHandler::PrecheckCallback(const HttpRequestVi
     r.allow = "POST";
     return r;
   }
-  const std::string_view rest = TargetPath(request.target).substr(kCallbackPrefix.size());
-  const size_t slash = rest.find('/');
-  if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
+  CallbackRequest callback;
+  if (!ParseCallbackTarget(request.target, &callback)) {
     return ErrorResponse(404, "not_found", "callbacks go to /callbacks/<adapter>/<event id>");
   }
+  callback.authorization = request.headers->get("authorization");
   CallbackOperations* ops = callbacks_.load(std::memory_order_acquire);
   if (ops == nullptr) {
     HttpResponse r = ErrorResponse(503, "overloaded", "delivery is not running yet");
     r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
     return r;
   }
-  if (Status st = ops->Authorize(rest.substr(0, slash), request.headers->get("authorization"));
-      !st.ok()) {
-    return ErrorResponse(st);
-  }
+  if (Status st = ops->Authorize(callback); !st.ok()) return ErrorResponse(st);
   return std::nullopt;
 }
 
@@ -142,11 +151,9 @@ void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState*
                             HttpExchange* exchange, int io_thread) {
   const std::string_view path = TargetPath(request.target);
   if (path.starts_with(kCallbackPrefix)) {
-    // /callbacks/<adapter>/<event id>
-    const std::string_view rest = path.substr(kCallbackPrefix.size());
-    const size_t slash = rest.find('/');
+    CallbackRequest callback;
     CallbackOperations* ops = callbacks_.load(std::memory_order_acquire);
-    if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size()) {
+    if (!ParseCallbackTarget(request.target, &callback)) {
       return exchange->Respond(
           ErrorResponse(404, "not_found", "callbacks go to /callbacks/<adapter>/<event id>"));
     }
@@ -155,8 +162,8 @@ void WebhookHandler::Handle(const HttpRequestView& request, HttpConnectionState*
       r.retry_after_s = static_cast<uint32_t>(config_.retry_after_s);
       return exchange->Respond(std::move(r));
     }
-    return exchange->Respond(ops->Callback(rest.substr(0, slash), rest.substr(slash + 1),
-                                           request.headers->get("authorization"), request.body()));
+    callback.authorization = request.headers->get("authorization");
+    return ops->Callback(callback, request.body(), exchange);
   }
   // Path, method and credentials were checked by Precheck on the header.
   Call* call = static_cast<Call*>(state);

@@ -9,8 +9,9 @@
 // Every outcome is counted.
 //
 // Threads: Handle() runs on I/O threads and uses that thread's Decoder; the journal callback
-// runs on the journal's writer thread. Per-connection buffers (the EventHeader and the
-// AppendRequest) live in the connection state, so no allocation per request in steady state.
+// runs on the journal's writer thread; a callback is answered from its CallbackOperations' thread.
+// Per-connection buffers (the EventHeader and the AppendRequest) live in the connection state, so
+// no allocation per request in steady state.
 #pragma once
 
 #include <atomic>
@@ -28,15 +29,23 @@ namespace dvrouter {
 // Callbacks from sinks on the ingress listener: POST /callbacks/<adapter>/<event id> (an ERP
 // confirming a job it answered 202 for). The operations authenticate and apply them; plugged in
 // once the delivery engine runs (until then: 503). Called on ingress I/O threads.
+struct CallbackRequest {
+  std::string_view adapter;  // POST /callbacks/<adapter>/<event id>[?query]
+  std::string_view event_id;
+  std::string_view target;         // path and query, as sent
+  std::string_view authorization;  // the Authorization header, "" if none
+};
+
 class CallbackOperations {
  public:
   virtual ~CallbackOperations() = default;
-  // On the header alone: may `adapter` be called back with this Authorization header? OK, or
-  // NotFound (no such adapter, or it takes no callbacks) or PermissionDenied; refusals are
-  // counted here.
-  virtual Status Authorize(std::string_view adapter, std::string_view authorization) = 0;
-  virtual HttpResponse Callback(std::string_view adapter, std::string_view event_id,
-                                std::string_view authorization, std::string_view body) = 0;
+  // On the header alone: may this callback be read? OK, or NotFound (no such adapter, or it takes
+  // no callbacks) or PermissionDenied; refusals are counted here.
+  virtual Status Authorize(const CallbackRequest& request) = 0;
+  // With the body: applies the callback and answers it through `exchange` (once, from any
+  // thread; the request's views stay valid until then).
+  virtual void Callback(const CallbackRequest& request, std::string_view body,
+                        HttpExchange* exchange) = 0;
 };
 
 inline constexpr std::string_view kCallbackPrefix = "/callbacks/";

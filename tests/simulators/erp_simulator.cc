@@ -12,7 +12,10 @@
 //                          calls get 429 with Retry-After S), reject=<crm_id> / unreject=<crm_id>
 //                          (400 for that record), latency_ms=N, slow_first_ms=N (a key's first
 //                          call waits N ms more: the caller times out, resends, and the resend
-//                          is a duplicate).
+//                          is a duplicate), async=1 (202 jobs), job_ms=N, callback=1 (call
+//                          back to each call's X-Callback-Url when its job is done),
+//                          callback_auth=both|token|bearer (the URL's token and/or the Bearer
+//                          secret; default both).
 //
 // Flags: --listen HOST:PORT (port 0: a free one), --latency-ms, --error-rate (share of 500s),
 // --auth none|basic:USER:PASSWORD|api_key:HEADER:KEY|oauth2:CLIENT_ID:SECRET, --token-ttl-s,
@@ -137,9 +140,10 @@ class CallbackSender {
     cv_.notify_all();
     thread_.join();
   }
-  void At(int64_t due_ms, std::string url, std::string body) {
+  // `bearer`: with `Authorization: Bearer <secret>` (else the URL's token is the credential).
+  void At(int64_t due_ms, std::string url, std::string body, bool bearer) {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Item{due_ms, std::move(url), std::move(body), 0});
+    queue_.push_back(Item{due_ms, std::move(url), std::move(body), 0, bearer});
     cv_.notify_all();
   }
   int64_t sent() const {
@@ -156,6 +160,7 @@ class CallbackSender {
     int64_t due;
     std::string url, body;
     int tries;
+    bool bearer;
   };
   void Run() {
     HttpClient http;
@@ -174,7 +179,8 @@ class CallbackSender {
       ClientRequest req;
       req.url = item.url;
       req.body = item.body;
-      req.headers = {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + secret_}};
+      req.headers = {{"Content-Type", "application/json"}};
+      if (item.bearer) req.headers.emplace_back("Authorization", "Bearer " + secret_);
       Result<ClientResponse> r = http.Send(req);
       lock.lock();
       if (r.ok() && r->status == 200) {
@@ -290,8 +296,7 @@ class ErpSim final : public HttpHandler {
           Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":")" +
                         status_base_ + "/api/jobs/" + job + "\"}");
       answers_[key] = accepted;
-      const std::string callback_url(req.headers->get("x-callback-url"));
-      if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
+      QueueCallback(req, j);
       return exchange->Respond(std::move(accepted));
     }
     if (rejected_.count(crm_id) != 0) {
@@ -324,8 +329,7 @@ class ErpSim final : public HttpHandler {
         j.final = std::string(R"({"status":"completed","orderNumber":")") + number + "\"}";
         answer = Json(202, R"({"jobId":")" + job + R"(","status":"accepted","statusUrl":")" +
                                status_base_ + "/api/jobs/" + job + "\"}");
-        const std::string callback_url(req.headers->get("x-callback-url"));
-        if (callback_ && !callback_url.empty()) callbacks_.At(j.done_ms, callback_url, j.final);
+        QueueCallback(req, j);
       }
       answers_[key] = answer;
       delay += slow_first_ms_;
@@ -404,6 +408,16 @@ class ErpSim final : public HttpHandler {
     return Json(200, it->second.final);
   }
 
+  // The job's callback to the X-Callback-Url of its call, authenticated as `callback_auth` says:
+  // "both" (the URL as received, its token included, and the Bearer secret), "token" (the URL
+  // alone) or "bearer" (the URL without its query, and the Bearer secret). Under mu_.
+  void QueueCallback(const HttpRequestView& req, const JobState& job) {
+    std::string url(req.headers->get("x-callback-url"));
+    if (!callback_ || url.empty()) return;
+    if (callback_auth_ == "bearer") url = url.substr(0, url.find('?'));
+    callbacks_.At(job.done_ms, url, job.final, callback_auth_ != "token");
+  }
+
   HttpResponse Control(std::string_view target) {
     std::lock_guard<std::mutex> lock(mu_);
     std::string v;
@@ -419,6 +433,7 @@ class ErpSim final : public HttpHandler {
     if (QueryParameter(target, "csrf_rotate", &v)) csrf_token_.clear();
     if (QueryParameter(target, "job_ms", &v)) job_ms_ = std::stoll(v);
     if (QueryParameter(target, "callback", &v)) callback_ = v == "1";
+    if (QueryParameter(target, "callback_auth", &v)) callback_auth_ = v;
     // Where 202 answers say the job's status is: "" (the default) for a relative URL.
     if (QueryParameter(target, "status_base", &v)) status_base_ = v;
     return Json(200, R"({"ok":true})");
@@ -457,6 +472,7 @@ class ErpSim final : public HttpHandler {
           rejected_calls_ = 0, unauthorized_ = 0, order_violations_ = 0, tokens_issued_ = 0;
   int64_t min_gap_after_429_ = INT64_MAX;
   bool async_ = false, callback_ = false, csrf_ = false;
+  std::string callback_auth_ = "both";
   std::string csrf_token_, csrf_session_;
   int64_t csrf_fetches_ = 0, csrf_refused_ = 0;
   int64_t job_ms_ = 100, polls_ = 0, failed_jobs_ = 0;

@@ -7,6 +7,7 @@
 // PATCH built from a status record and of the configuration's malformed forms.
 #include "adapters/dataverse/dataverse_adapter.h"
 #include "adapters/dataverse/dataverse_config.h"
+#include "adapters/erp/callback_token.h"
 
 #include <gtest/gtest.h>
 
@@ -176,6 +177,13 @@ class WritebackRouter {
                               const std::string& secret, const std::string& method = "POST") {
     return HttpClient(router_->port)
         .Request(method, target, body, {{"Authorization", "Bearer " + secret}});
+  }
+  // A callback to the ERP adapter's event `event_id` with `token` as its URL's token and no
+  // Authorization header.
+  testing::HttpReply TokenCallback(const std::string& event_id, const std::string& token,
+                                   const std::string& body) {
+    return HttpClient(router_->port)
+        .Request("POST", "/callbacks/erp/" + event_id + "?token=" + token, body);
   }
   std::string Admin(const std::string& method, const std::string& target) {
     return HttpClient(router_->admin_port).Request(method, target).body;
@@ -468,6 +476,40 @@ TEST(WritebackEndToEnd, JobsConfirmedByCallbackShowProcessingThenCompleted) {
   EXPECT_EQ(router.Callback("/callbacks/erp", done, "callback-secret").status, 404);
   EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"unauthorized\"}"), 1);
   EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"bad_request\"}"), 2);
+}
+
+// The ERP calls back with the URL it was given alone (its per-event token, no Bearer secret):
+// every job is confirmed. A token opens its own event only: another event's is refused (401)
+// before the body is read.
+TEST(WritebackEndToEnd, CallbacksAuthenticatedByTheirEventsTokenAlone) {
+  testing::TempDir tmp;
+  Sims sims(tmp);
+  ASSERT_TRUE(sims.ready());
+  ::setenv("DVROUTER_CB_TEST_SECRET", "callback-secret", 1);
+  WritebackRouter router(tmp, sims, true, kCallbacks);
+  ASSERT_TRUE(router.ready()) << router.log();
+  sims.erp.Control("async=1&job_ms=100&callback=1&callback_auth=token");
+  for (int r = 0; r < 3; ++r) sims.SeedRow(r);
+  std::vector<std::string> ids;
+  for (int r = 0; r < 3; ++r) ids.push_back(router.Post(Event(r, 0)));
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }))
+        << sims.RowJson(r) << sims.erp.Stats() << router.log();
+    EXPECT_EQ(sims.StatusesWritten(r), (std::vector<int>{kSubmitted, kProcessing, kCompleted}));
+  }
+  EXPECT_EQ(sims.erp.Stat("callbacks_sent"), 3);
+  EXPECT_EQ(sims.erp.Stat("callbacks_refused"), 0);
+
+  const std::string done = R"({"status":"completed","orderNumber":"SO-9"})";
+  const std::string token0 = CallbackToken("callback-secret", "erp", ids[0]);
+  const std::string token1 = CallbackToken("callback-secret", "erp", ids[1]);
+  EXPECT_EQ(router.TokenCallback(ids[1], token0, done).status, 401);
+  EXPECT_EQ(router.TokenCallback(ids[0], token1, done).status, 401);
+  EXPECT_EQ(router.TokenCallback(ids[0], "", done).status, 401);
+  EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"unauthorized\"}"), 3);
+  EXPECT_EQ(router.TokenCallback(ids[0], token0, done).status, 200);  // again: changes nothing
+  EXPECT_EQ(router.TokenCallback(ids[1], token1, done).status, 200);
+  EXPECT_EQ(router.Metric("dvrouter_callbacks_total{result=\"confirmed\"}"), 5);
 }
 
 // The ERP calls back before its 202 answer reaches dvrouter (the job was instant, the answer

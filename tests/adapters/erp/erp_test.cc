@@ -3,6 +3,7 @@
 // simulator's faults switched on and off: an outage, a 429 storm, a record the ERP refuses,
 // answers slower than the adapter's timeout, OAuth tokens. Plus unit tests of Retry-After
 // parsing, answer capture and the configuration's malformed forms.
+#include "adapters/erp/callback_token.h"
 #include "adapters/erp/erp_adapter.h"
 #include "adapters/erp/erp_config.h"
 
@@ -384,6 +385,59 @@ TEST(ErpAdapterUnit, APathPlaceholderThatIsEmptyADotSegmentOrHoldsASeparatorIsPe
     EXPECT_EQ(results.got[0].outcome, DeliveryOutcome::kPermanent) << row;
     EXPECT_NE(results.got[0].error.find("dot segment"), std::string::npos) << results.got[0].error;
   }
+}
+
+TEST(ErpCallbackToken, IsHmacSha256OfAdapterSlashEventIdInHex) {
+  // RFC 4231, test cases 1 and 2.
+  EXPECT_EQ(HmacSha256Hex(std::string(20, '\x0b'), "Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(HmacSha256Hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(CallbackToken("s3cret", "erp", "0123"), HmacSha256Hex("s3cret", "erp/0123"));
+  EXPECT_EQ(CallbackToken("s3cret", "erp", "0123").size(), 64u);
+  EXPECT_NE(CallbackToken("s3cret", "erp", "0123"), CallbackToken("s3cret", "erp", "0124"));
+  EXPECT_NE(CallbackToken("s3cret", "erp", "0123"), CallbackToken("s3cret", "erp2", "0123"));
+  EXPECT_NE(CallbackToken("s3cret", "erp", "0123"), CallbackToken("other", "erp", "0123"));
+}
+
+// A callback carries its event's token (from X-Callback-Url) or the Bearer secret; another
+// event's token, a token for the same event id of another adapter, or nothing is refused.
+TEST(ErpAdapterUnit, ACallbackIsAuthorizedByItsEventsTokenOrTheBearerSecret) {
+  AdapterConfig c;
+  c.name = "erp";
+  c.type = "erp";
+  c.Settings<ErpConfig>().base_url = "http://127.0.0.1:1";
+  c.Settings<ErpConfig>().async.callback_secret = "cb-secret";
+  ErpAdapter erp(c, nullptr);
+  const std::string event = "0123456789abcdef0123456789abcdef";
+  const std::string other = "fedcba9876543210fedcba9876543210";
+  auto check = [&](const std::string& event_id, const std::string& query,
+                   const std::string& authorization) {
+    const std::string target = "/callbacks/erp/" + event_id + query;
+    return erp.AuthorizeCallback(CallbackCredentials{event_id, target, authorization}).code();
+  };
+  const std::string own = "?token=" + CallbackToken("cb-secret", "erp", event);
+  EXPECT_EQ(check(event, own, ""), StatusCode::kOk);
+  EXPECT_EQ(check(event, "?x=1&token=" + CallbackToken("cb-secret", "erp", event), ""),
+            StatusCode::kOk);
+  EXPECT_EQ(check(event, "", "Bearer cb-secret"), StatusCode::kOk);
+  EXPECT_EQ(check(event, "?token=wrong", "Bearer cb-secret"), StatusCode::kOk);
+  EXPECT_EQ(check(other, own, ""), StatusCode::kPermissionDenied);
+  EXPECT_EQ(check(event, "?token=" + CallbackToken("cb-secret", "erp2", event), ""),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(check(event, "?token=" + CallbackToken("cb-secret", "erp", event).substr(0, 63), ""),
+            StatusCode::kPermissionDenied);
+  EXPECT_EQ(check(event, "?token=", ""), StatusCode::kPermissionDenied);
+  EXPECT_EQ(check(event, "", ""), StatusCode::kPermissionDenied);
+  EXPECT_EQ(check(event, "", "Bearer " + CallbackToken("cb-secret", "erp", event)),
+            StatusCode::kPermissionDenied);
+  Result<DeliveryResult> parsed = erp.ParseCallback(
+      CallbackCredentials{other, "/callbacks/erp/" + other + own, ""}, R"({"status":"done"})");
+  EXPECT_EQ(parsed.status().code(), StatusCode::kPermissionDenied);
+  parsed = erp.ParseCallback(CallbackCredentials{event, "/callbacks/erp/" + event + own, ""},
+                             R"({"status":"done"})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->outcome, DeliveryOutcome::kDelivered);
 }
 
 TEST(ErpAdapterUnit, RetryAfterIsReadAsSecondsOrAnHttpDate) {

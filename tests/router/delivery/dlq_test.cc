@@ -239,6 +239,61 @@ TEST(DlqReplay, MarkReplayedHidesEntriesAndPersistsAcrossReopen) {
   EXPECT_THAT(Ids(q->List("", std::nullopt, true)), ElementsAre(1, 2, 3, 4));
 }
 
+// A DLQ of a sink that rejected everything for a day, all of it replayed since: every marker
+// lands on its entry, on MarkReplayed and again when the file is read at start-up. (How long
+// that takes: bench/dlq_bench.cc.)
+TEST(DlqReplay, ManyEntriesAndMarkersApplyEachMarkerToItsEntry) {
+  constexpr uint64_t kEntries = 50'000;
+  TempDir dir;
+  const std::string path = dir.path() + "/dlq.log";
+  std::vector<uint64_t> replayed;
+  {
+    auto q = OpenDlq(path);
+    ASSERT_NE(q, nullptr);
+    std::vector<DlqEntry> batch;
+    for (uint64_t i = 0; i < kEntries; ++i) {
+      DlqEntry e = MakeEntry(i % 2 ? "lake" : "hook", i + 1, "e" + std::to_string(i),
+                             static_cast<int>(i % 10));
+      e.record = "r" + std::to_string(i);
+      batch.push_back(std::move(e));
+    }
+    ASSERT_TRUE(q->Append(&batch).ok());
+    // Everything but ids 7 and kEntries is replayed, newest first, in two calls, plus a marker
+    // for an id the DLQ never had.
+    for (uint64_t id = kEntries - 1; id >= 1; --id) {
+      if (id != 7) replayed.push_back(id);
+    }
+    const auto half = replayed.begin() + static_cast<std::ptrdiff_t>(replayed.size() / 2);
+    ASSERT_TRUE(q->MarkReplayed(std::vector<uint64_t>(replayed.begin(), half)).ok());
+    ASSERT_TRUE(q->MarkReplayed(std::vector<uint64_t>(half, replayed.end())).ok());
+    ASSERT_TRUE(q->MarkReplayed({kEntries + 100}).ok());
+    EXPECT_THAT(Ids(q->List("", std::nullopt, false)), ElementsAre(7, kEntries));
+    EXPECT_EQ(q->Pending("lake"), 1u);  // 7 is odd: lake
+    EXPECT_EQ(q->Pending("hook"), 1u);
+  }
+  auto q = OpenDlq(path);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q->damaged_lines(), 0u);
+  EXPECT_THAT(Ids(q->List("", std::nullopt, false)), ElementsAre(7, kEntries));
+  std::vector<DlqEntry> all = q->List("", std::nullopt, true);
+  ASSERT_EQ(all.size(), kEntries);
+  uint64_t marked = 0;
+  for (const DlqEntry& e : all) marked += e.replayed;
+  EXPECT_EQ(marked, kEntries - 2);
+  EXPECT_EQ(q->Pending("lake") + q->Pending("hook"), 2u);
+  for (uint64_t id : {uint64_t{1}, uint64_t{7}, kEntries / 2, kEntries}) {
+    Result<DlqEntry> got = q->Get(id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->id, id);
+    EXPECT_EQ(got->record, "r" + std::to_string(id - 1));
+    EXPECT_EQ(got->replayed, id != 7 && id != kEntries);
+  }
+  EXPECT_EQ(q->Get(kEntries + 100).status().code(), StatusCode::kNotFound);
+  // Ids go on after the largest.
+  AppendOne(q.get(), MakeEntry("lake", 1, "after", 1));
+  EXPECT_THAT(Ids(q->List("lake", kEntries + 1, true)), ElementsAre(kEntries + 1));
+}
+
 TEST(DlqList, FiltersByAdapterIdAndReplayed) {
   TempDir dir;
   auto q = OpenDlq(dir.path() + "/dlq.log");

@@ -7,6 +7,7 @@
 #include "adapters/lake/lake_config.h"
 
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -814,6 +815,43 @@ TEST(DeliveryEngine, PermanentErrorsGoToTheDlqAndReplayRedeliversThem) {
   st = h.engine->EventStatusJson(failed_id);
   ASSERT_TRUE(st.ok());
   EXPECT_NE(st->find("\"a0\":{\"state\":\"completed\""), std::string::npos) << *st;
+}
+
+// A sink's error or answer text that is not UTF-8 (a server's Latin-1 message, a cut inside a
+// character) is kept as its UTF-8 excerpt: GET /events/{id} stays valid JSON.
+TEST(DeliveryEngine, ErrorAndAnswerTextsThatAreNotUtf8AreKeptAsValidExcerpts) {
+  Harness h(1);
+  h.Start();
+  h.adapters[0]->set_behavior([&](const Seen& s) {
+    DeliveryResult r;
+    if (s.record.ends_with("000000000001")) {
+      r.outcome = DeliveryOutcome::kPermanent;
+      r.error =
+          "ERREUR: \xe9"
+          "chec \xff; cut \xe2\x82";
+    } else {
+      r.answer = "SO-\xc3";
+    }
+    return r;
+  });
+  h.Append(Records(2, 1));
+  ASSERT_TRUE(h.AllDelivered(0));
+  std::map<std::string, std::string> ids;  // record -> event id
+  for (const Seen& s : h.adapters[0]->seen())
+    ids[s.record.substr(s.record.size() - 1)] = s.event_id;
+  ASSERT_EQ(ids.size(), 2u);
+  simdjson::dom::parser parser;
+  const std::pair<const char*, const char*> kWant[] = {{"1", "/adapters/a0/last_error"},
+                                                       {"0", "/adapters/a0/answer"}};
+  for (const auto& [record, pointer] : kWant) {
+    Result<std::string> st = h.engine->EventStatusJson(ids[record]);
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    simdjson::dom::element doc;
+    ASSERT_EQ(parser.parse(*st).get(doc), simdjson::SUCCESS) << *st;
+    std::string_view text;
+    ASSERT_EQ(doc.at_pointer(pointer).get(text), simdjson::SUCCESS) << *st;
+    EXPECT_EQ(text, record == std::string("1") ? "ERREUR: ?chec ?; cut ??" : "SO-?") << *st;
+  }
 }
 
 TEST(DeliveryEngine, ALiveEventWaitsForAReplayOfItsRecordInFlight) {

@@ -1,15 +1,22 @@
 // The ingress over real sockets: a whole App (Beast listeners, journal, metrics) on port 0.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <thread>
 
+#include "adapters/adapter.h"
 #include "router/app/app.h"
 #include "router/journal/file_journal.h"
 #include "tests/support/fault_io.h"
 #include "tests/support/http_client.h"
+#include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -575,6 +582,88 @@ TEST_F(Ingress, ReadyOnlyOnceRecoveryHasFinished) {
   EXPECT_NE(client.Post(Url(), ContactEvent(1)).body.find("duplicate"), std::string::npos);
 }
 
+// An adapter that takes callbacks and holds each one in ParseCallback until the test opens its
+// gate: a confirmation as slow as a DLQ write on a sick disk.
+class GatedCallbacks final : public Adapter, public AsyncConfirmations {
+ public:
+  std::string_view name() const override { return "jobs"; }
+  void Deliver(std::span<const Delivery> batch, DeliveryDone* done) override {
+    std::vector<DeliveryResult> results(batch.size());
+    done->OnDelivered(results);
+  }
+  void Stop() override {}
+  AsyncConfirmations* async_confirmations() override { return this; }
+  void SetConfirmationSink(ConfirmationSink*) override {}
+  Status AuthorizeCallback(const CallbackCredentials&) const override { return Status::Ok(); }
+  Result<DeliveryResult> ParseCallback(const CallbackCredentials&, std::string_view) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++entered_;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+    return DeliveryResult{};
+  }
+  int entered() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return entered_;
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int entered_ = 0;
+  bool open_ = false;
+};
+
+// A callback's confirmation runs off the ingress I/O threads: while one is held (the adapter
+// still reading it), a webhook on the same single I/O thread is answered, and the callback is
+// answered once its confirmation is done.
+TEST_F(Ingress, ASlowCallbackConfirmationDoesNotHoldBackWebhooks) {
+  Config c = BaseConfig();
+  c.ingress.io_threads = 1;
+  AdapterConfig jobs;
+  jobs.name = "jobs";
+  jobs.type = "test";
+  c.adapters = {jobs};
+  GatedCallbacks* gated = nullptr;
+  AppHooks hooks;
+  hooks.make_adapter = [&](const AdapterConfig&) -> std::unique_ptr<Adapter> {
+    auto a = std::make_unique<GatedCallbacks>();
+    gated = a.get();
+    return a;
+  };
+  Start(c, hooks);
+  ASSERT_NE(gated, nullptr);
+  struct OpenAtExit {
+    GatedCallbacks* g;
+    ~OpenAtExit() { g->Open(); }  // the app's shutdown waits for the held callback
+  } open_at_exit{gated};
+
+  HttpClient callback(port());
+  const std::string body = R"({"status":"completed"})";
+  ASSERT_TRUE(callback.SendRaw("POST /callbacks/jobs/" + std::string(32, 'a') +
+                               " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_TRUE(testing::WaitFor([&] { return gated->entered() == 1; }));
+
+  HttpClient webhook(port());
+  const auto sent = std::chrono::steady_clock::now();
+  testing::HttpReply r = webhook.Post(Url(), ContactEvent(1));
+  EXPECT_EQ(r.status, 200) << "the webhook waited for the callback's confirmation: " << r.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, std::chrono::seconds(5));
+  EXPECT_EQ(gated->entered(), 1);  // still held while the webhook was answered
+
+  gated->Open();
+  // Confirmed by the adapter, then unknown to the engine: answered, from the worker.
+  testing::HttpReply cb = callback.ReadReply();
+  EXPECT_EQ(cb.status, 404) << cb.body;
+  EXPECT_NE(cb.body.find("status table"), std::string::npos) << cb.body;
+}
+
 // HTTPS with a certificate made for the test, driven by curl (a real TLS client).
 class IngressTls : public Ingress {
  protected:
@@ -649,6 +738,58 @@ TEST_F(IngressTls, AClientThatNeverHandshakesIsClosedAtTheHeaderTimeout) {
     return MetricValue(Metrics(), "dvrouter_ingress_timeouts_total") == 1;
   })) << MetricValue(Metrics(), "dvrouter_ingress_timeouts_total");
   EXPECT_EQ(MetricValue(Metrics(), "dvrouter_ingress_tls_handshake_failures_total"), 0);
+}
+
+// A client may not renegotiate a TLS 1.2 session (a handshake costs the server far more than
+// the client: renegotiating in a loop is a cheap way to burn its CPU). OpenSSL 3 refuses
+// client-initiated renegotiation by default, but a host's OpenSSL configuration can allow it
+// (`Options = ClientRenegotiation`), so the ingress sets SSL_OP_NO_RENEGOTIATION itself. The
+// router runs with such a configuration; `openssl s_client -tls1_2` asks to renegotiate (`R`)
+// and is refused with the no_renegotiation alert, which ends its connection.
+TEST_F(IngressTls, RenegotiationIsRefusedEvenWhenTheHostsOpenSslConfigurationAllowsIt) {
+  const std::string dir = tmp_.path();
+  std::string error;
+  ASSERT_TRUE(testing::MakeSelfSignedCert(dir, "server", &error)) << error;
+  testing::WriteFileOrDie(dir + "/openssl.cnf",
+                          "openssl_conf = openssl_init\n"
+                          "[openssl_init]\nssl_conf = ssl_sect\n"
+                          "[ssl_sect]\nsystem_default = system_default_sect\n"
+                          "[system_default_sect]\nOptions = ClientRenegotiation\n");
+  testing::WriteFileOrDie(dir + "/router.yaml",
+                          "ingress:\n  auth: {mode: none}\n  tls:\n"
+                          "    cert_file: " +
+                              dir + "/server.crt\n" + "    key_file: " + dir + "/server.key\n" +
+                              "adapters: {}\n");
+  const std::string router_log = dir + "/router.log";
+  testing::WriteFileOrDie(router_log, "");
+  ::setenv("OPENSSL_CONF", (dir + "/openssl.cnf").c_str(), 1);  // the router's only
+  testing::RouterProcess router(tmp_, router_log);
+  ::unsetenv("OPENSSL_CONF");
+  ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(router_log);
+
+  // s_client reads its commands from a FIFO this test writes to.
+  const std::string fifo = dir + "/s_client.in", client_log = dir + "/s_client.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  testing::WriteFileOrDie(client_log, "");
+  testing::ChildProcess client(
+      "/bin/sh",
+      {"-c", "exec /usr/bin/openssl s_client -connect 127.0.0.1:" + std::to_string(router.port) +
+                 " -tls1_2 -CAfile " + dir + "/server.crt < " + fifo},
+      client_log);
+  const int commands = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(commands, 0);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return testing::ReadFileOrDie(client_log).find("Verify return code: 0") != std::string::npos;
+  })) << testing::ReadFileOrDie(client_log);
+  ASSERT_EQ(::write(commands, "R\n", 2), 2);
+  // Refused: s_client reports the alert and exits, its connection closed; a renegotiation that
+  // went through would leave it connected, waiting for more commands.
+  EXPECT_TRUE(testing::WaitFor([&] { return client.Wait(std::chrono::milliseconds(0)) != -1; }))
+      << testing::ReadFileOrDie(client_log);
+  ::close(commands);
+  const std::string out = testing::ReadFileOrDie(client_log);
+  EXPECT_NE(out.find("RENEGOTIATING"), std::string::npos) << out;
+  EXPECT_NE(out.find("no renegotiation"), std::string::npos) << out;
 }
 
 // After a refusal the server closes its side and reads what the client still sends, for at
