@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include <unistd.h>
+
 namespace dvrouter::fuzz {
 
 // An invariant of the code under test: its violation is a finding, like a crash.
@@ -29,16 +31,26 @@ inline bool HasHugeInteger(std::string_view text) {
   return false;
 }
 
-// A directory of this process's own, emptied before each use (in /dev/shm when there is one:
-// the journal harness writes and syncs files on every input).
-inline std::string ScratchDir(std::string_view name) {
-  static const std::string base = [] {
+// This process's scratch directory (in /dev/shm when there is one: the journal harness writes
+// files on every input), removed when the fuzzer exits; a crash leaves it for inspection.
+inline const std::string& ScratchBase() {
+  // Never destroyed: the exit handler below runs after static destructors would.
+  static const std::string* const base = [] {
     const std::string root = std::filesystem::is_directory("/dev/shm")
                                  ? "/dev/shm"
                                  : std::filesystem::temp_directory_path().string();
-    return root + "/dvrouter-fuzz-" + std::to_string(::getpid());
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(ScratchBase(), ec);
+    });
+    return new std::string(root + "/dvrouter-fuzz-" + std::to_string(::getpid()));
   }();
-  const std::string dir = base + "/" + std::string(name);
+  return *base;
+}
+
+// A directory of its own under ScratchBase(), emptied before each use.
+inline std::string ScratchDir(std::string_view name) {
+  const std::string dir = ScratchBase() + "/" + std::string(name);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   std::filesystem::create_directories(dir, ec);
