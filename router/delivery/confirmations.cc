@@ -140,10 +140,8 @@ Status Confirmations::Confirm(size_t a, const EventKey& key, const DeliveryResul
     }
   }
   status_->Update(key, st->seq, a, [&](AdapterStatus& s) {
-    s.state = failed ? EventState::kFailed : EventState::kCompleted;
-    s.updated_ms = now;
-    if (!result.error.empty()) s.last_error = result.error;
-    if (!result.answer.empty()) s.answer = result.answer;
+    s.Step(failed ? EventState::kFailed : EventState::kCompleted, now, 0, result.error,
+           result.answer);
   });
   // Its own identity (generation: the confirmation's time): a replayed job's confirmation must
   // not be taken for the original run's record and dropped as a duplicate.

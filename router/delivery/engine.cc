@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "router/common/json.h"
 #include "router/common/thread_name.h"
 #include "router/decode/attributes.h"
 #include "router/decode/decode.h"
@@ -421,13 +422,13 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     w->channels[a]->dirty = true;
     pending |= uint64_t{1} << a;
   }
+  const EventSummaryView summary{view.header->primary_entity_name, view.header->primary_entity_id,
+                                 view.header->message_name, view.received_ms,
+                                 view.header->status_record};
   status.UpdateEach(
       view.key, view.handle.seq, pending,
-      [&](AdapterStatus& s) {
-        s.state = EventState::kPending;
-        s.updated_ms = now;
-      },
-      &view.handle);
+      [&](AdapterStatus& s) { s.Step(EventState::kPending, now, 0, "", ""); }, &view.handle,
+      &summary);
 }
 
 bool DeliveryEngine::Impl::CatchUp(Worker* w) {
@@ -564,13 +565,48 @@ void DeliveryEngine::OnGroupCommitted() {
   }
 }
 
-Result<std::string> DeliveryEngine::EventStatusJson(const std::string& event_id) const {
-  return dvrouter::EventStatusJson(event_id, impl_->status, impl_->dlq.get(), impl_->names);
+Result<std::string> DeliveryEngine::EventStatusJson(const std::string& event_id,
+                                                    bool with_record) const {
+  EventKey key;
+  if (!ParseEventId(event_id, &key)) {
+    return InvalidArgument("an event id is 32 hexadecimal digits, got '" + event_id + "'");
+  }
+  std::optional<EventStatus> st = impl_->status.Find(key);
+  std::string record;
+  if (with_record && st) {
+    if (st->handle.length == 0 || !impl_->started.load(std::memory_order_acquire)) {
+      record = R"({"error":"where the record is in the journal is not known"})";
+    } else {
+      std::string buffer;
+      EventHeader header;
+      RecordView view;
+      if (Status read = impl_->journal->Read(st->handle, &buffer, &header, &view); read.ok()) {
+        record = EventRecordJson(header, view.body);
+      } else {
+        // Delivered history the journal deleted (retention or the disk budget), or a read error.
+        record = "{\"error\":";
+        AppendJsonString(&record, read.message());
+        record += '}';
+      }
+    }
+  }
+  return dvrouter::EventStatusJson(key, st, impl_->dlq.get(), impl_->names, record);
+}
+
+std::string DeliveryEngine::SearchEventsJson(const EventQuery& query) const {
+  EventQuery one_more = query;
+  ++one_more.limit;  // to tell whether a next page has anything
+  std::vector<EventMatch> found = impl_->status.Search(one_more);
+  const bool more = found.size() > query.limit;
+  if (more) found.pop_back();
+  return EventSearchJson(found, impl_->names, more, impl_->status.size());
 }
 
 std::string DeliveryEngine::DlqJson(const std::string& adapter, std::optional<uint64_t> id,
-                                    bool include_replayed) const {
-  return dvrouter::DlqJson(impl_->dlq.get(), adapter, id, include_replayed);
+                                    bool include_replayed, const std::string& reason,
+                                    int64_t since_ms, size_t limit) const {
+  return dvrouter::DlqJson(impl_->dlq.get(), adapter, id, include_replayed, reason, since_ms,
+                           limit);
 }
 
 Result<uint64_t> DeliveryEngine::ReplayDlq(const std::string& adapter, std::optional<uint64_t> id) {

@@ -22,6 +22,7 @@
 #include "adapters/adapter.h"
 #include "router/common/status.h"
 #include "router/config/config.h"
+#include "router/delivery/status_table.h"
 #include "router/journal/journal.h"
 
 namespace prometheus {
@@ -65,12 +66,17 @@ class DeliveryEngine final : public CommitListener {
 
   // --- operations (admin listener, CLI, tests); any thread ---
 
-  // JSON: the event's seq and per adapter state, attempts, last error and answer. NotFound when
-  // the event is neither in the status table nor in the DLQ.
-  Result<std::string> EventStatusJson(const std::string& event_id) const;
-  // JSON array of DLQ entries, optionally one adapter's, optionally one id, with replayed ones.
-  std::string DlqJson(const std::string& adapter, std::optional<uint64_t> id,
-                      bool include_replayed) const;
+  // JSON: the event's seq, table, row and message, and per adapter state, attempts, last error,
+  // answer, timeline and write-back (admin_json.h); with `with_record`, its header fields and
+  // body read from the journal. NotFound when the event is neither in the status table nor in
+  // the DLQ.
+  Result<std::string> EventStatusJson(const std::string& event_id, bool with_record = false) const;
+  // JSON: the kept events matching `query`, newest first (admin_json.h, EventSearchJson).
+  std::string SearchEventsJson(const EventQuery& query) const;
+  // JSON array of DLQ entries, optionally one adapter's, optionally one id, with replayed ones,
+  // narrowed by reason prefix, time and count (admin_json.h, DlqJson).
+  std::string DlqJson(const std::string& adapter, std::optional<uint64_t> id, bool include_replayed,
+                      const std::string& reason = "", int64_t since_ms = 0, size_t limit = 0) const;
   // Sends DLQ entries (one adapter's, or one id) back to their adapter. Returns how many.
   Result<uint64_t> ReplayDlq(const std::string& adapter, std::optional<uint64_t> id);
   // The later outcome of an event `adapter` answered kProcessing for (a callback or a poll):

@@ -6,6 +6,9 @@
 #include <string>
 #include <utility>
 
+#include "router/delivery/status_record.h"
+#include "router/ingress/admin_json.h"
+
 namespace dvrouter::delivery {
 
 Scheduler::Scheduler(const std::vector<EngineAdapter>& adapters,
@@ -213,9 +216,7 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
                        EventState::kSubmitted, 1, 0, "", "");
       }
       status_->Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
-        s.state = EventState::kSubmitted;
-        s.attempts = e.attempts + 1;
-        s.updated_ms = now;
+        s.Step(EventState::kSubmitted, now, e.attempts + 1, "", "");
       });
     }
     // Replays, taken out of the channel's list (highest index first keeps the others valid).
@@ -240,6 +241,10 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
         records_->Emit(c.adapter, item.meta.key, item.meta.seq, item.meta.partition, item.header,
                        EventState::kSubmitted, 1, static_cast<uint64_t>(now), "", "");
       }
+      status_->Update(item.meta.key, item.meta.seq, c.adapter, [&](AdapterStatus& s) {
+        s.Step(EventState::kSubmitted, now, item.attempts + 1, "", "");
+        s.steps.back().replay = true;
+      });
       b->deliveries.push_back(d);
       b->refs.push_back(Batch::Ref{0, item.meta.seq, static_cast<int>(r)});
     }
@@ -272,6 +277,21 @@ bool Scheduler::WriteDlq(Worker* w, std::vector<DlqEntry>* entries) {
     return false;
   }
   return true;
+}
+
+void Scheduler::NoteWrittenBack(size_t a, std::string_view body, int64_t now) {
+  Result<StatusRecord> record = DecodeStatusRecord(body);
+  EventKey source;
+  if (!record.ok() || !ParseEventId(record->event_id, &source)) return;
+  for (size_t s = 0; s < adapters_.size(); ++s) {
+    if (adapters_[s].config.name != record->adapter) continue;
+    status_->UpdateExisting(source, s, [&](AdapterStatus& st) {
+      st.written_back = record->state;
+      st.written_back_ms = now;
+      st.written_back_by = static_cast<int32_t>(a);
+    });
+    return;
+  }
 }
 
 void Scheduler::Complete(Worker* w, Batch* b) {
@@ -341,13 +361,8 @@ void Scheduler::Complete(Worker* w, Batch* b) {
     const uint64_t seq = ref.seq;
     ++attempts;
     auto set_status = [&](EventState s, const std::string& err, const std::string& answer) {
-      status_->Update(key, seq, a, [&](AdapterStatus& st) {
-        st.state = s;
-        st.attempts = attempts;
-        st.updated_ms = now;
-        if (!err.empty()) st.last_error = err;
-        if (!answer.empty()) st.answer = answer;
-      });
+      status_->Update(key, seq, a,
+                      [&](AdapterStatus& st) { st.Step(s, now, attempts, err, answer); });
     };
     const EventHeader& header = *b->deliveries[i].header;
     const uint32_t partition = e ? e->handle.partition : item->meta.partition;
@@ -377,6 +392,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
                        generation, "", result.answer);
         set_status(processing ? EventState::kProcessing : EventState::kCompleted, "",
                    result.answer);
+        if (header.status_record && !processing) NoteWrittenBack(a, b->deliveries[i].body, now);
         if (processing) confirmations_->KeepProcessing(a, seq, e ? b->Record(i) : item->frame);
         if (e) e->state = EntryState::kDone;
         if (item) {

@@ -100,6 +100,9 @@ class Scheduler {
     return adapters_[adapter].adapter->record_ordering() == RecordOrdering::kOneBatchInFlight;
   }
   bool WriteDlq(Worker* w, std::vector<DlqEntry>* entries);
+  // A status record that write-back adapter `a` delivered: shown at its source event (the
+  // console's "written back to the CRM row").
+  void NoteWrittenBack(size_t a, std::string_view body, int64_t now);
 
   const std::vector<EngineAdapter>& adapters_;
   const std::function<int64_t()>& now_ms_;

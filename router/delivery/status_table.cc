@@ -1,5 +1,7 @@
 #include "router/delivery/status_table.h"
 
+#include <algorithm>
+
 #include "adapters/adapter.h"
 #include "router/common/json.h"
 
@@ -26,6 +28,51 @@ std::string_view EventStateName(EventState s) {
   return "unknown";
 }
 
+void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::string& error,
+                         const std::string& answer) {
+  state = s;
+  updated_ms = ms;
+  if (attempt != 0) attempts = attempt;
+  if (!error.empty()) last_error = error;
+  if (!answer.empty()) this->answer = answer;
+  if (steps.size() >= kMaxSteps) {
+    // Keep the first step (queued) and the latest: drop the second, moving the rest down.
+    steps.erase(steps.begin() + 1);
+    ++steps_dropped;
+  }
+  StatusStep& step = steps.emplace_back();
+  step.ms = ms;
+  step.state = s;
+  step.attempt = attempt != 0 ? attempt : attempts;
+  step.error = error;
+  step.answer = answer;
+}
+
+namespace {
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    return lower(x) == lower(y);
+  });
+}
+
+bool Matches(const EventQuery& q, const EventStatus& st) {
+  if (st.seq >= q.before_seq) return false;
+  if (st.summary.status_record && !q.status_records) return false;
+  if (!q.row_id.empty() && !EqualsIgnoreCase(q.row_id, st.summary.row_id)) return false;
+  if (!q.table.empty() && q.table != st.summary.table) return false;
+  if (!q.message.empty() && !EqualsIgnoreCase(q.message, st.summary.message)) return false;
+  if (q.state) {
+    bool any = false;
+    for (const AdapterStatus& a : st.adapters) any |= a.updated_ms > 0 && a.state == *q.state;
+    if (!any) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 StatusTable::StatusTable(size_t capacity, size_t adapters)
     : capacity_(capacity),
       per_shard_(capacity == 0 ? 0 : (capacity + kShards - 1) / kShards),
@@ -37,6 +84,39 @@ std::optional<EventStatus> StatusTable::Find(const EventKey& key) const {
   auto it = s.map.find(key);
   if (it == s.map.end()) return std::nullopt;
   return it->second;
+}
+
+std::vector<EventMatch> StatusTable::Search(const EventQuery& query) const {
+  std::vector<EventMatch> found;
+  if (query.limit == 0) return found;
+  // The newest `limit` matches: a min-heap by seq over what each shard holds.
+  const auto newer = [](const EventMatch& a, const EventMatch& b) {
+    return a.status.seq > b.status.seq;
+  };
+  for (const Shard& s : shards_) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (const auto& [key, st] : s.map) {
+      if (!Matches(query, st)) continue;
+      if (found.size() == query.limit) {
+        if (st.seq <= found.front().status.seq) continue;
+        std::pop_heap(found.begin(), found.end(), newer);
+        found.pop_back();
+      }
+      found.push_back(EventMatch{key, st});
+      std::push_heap(found.begin(), found.end(), newer);
+    }
+  }
+  std::sort(found.begin(), found.end(), newer);
+  return found;
+}
+
+size_t StatusTable::size() const {
+  size_t n = 0;
+  for (const Shard& s : shards_) {
+    std::lock_guard<std::mutex> lock(s.mu);
+    n += s.map.size();
+  }
+  return n;
 }
 
 }  // namespace dvrouter

@@ -1,11 +1,13 @@
-// StatusTable: the delivery status of recent events, per adapter, for GET /events/{id} and
-// `dvrouter status`.
+// StatusTable: the delivery status of recent events, per adapter, for GET /events/{id}, the
+// event search (GET /api/events), the console and `dvrouter status`.
 //
-// A bounded map from event key to a small record: the event's seq and, per adapter, its state
-// (pending, submitted, processing, completed, failed), attempts, last error and the sink's
-// captured answer. The oldest events are forgotten first once `capacity` is reached; older
-// events are answered from the cursors and the DLQ instead (engine.h). Threads: thread-safe
-// (sharded mutexes: delivery workers update it on every transition).
+// A bounded map from event key to a small record: the event's seq, table, row, message and
+// arrival, and per adapter its state (pending, submitted, processing, completed, failed),
+// attempts, last error, the sink's captured answer, the timeline of its steps and what was
+// written back to the CRM row. The oldest events are forgotten first once `capacity` is reached;
+// older events are answered from the cursors and the DLQ instead (engine.h). Threads:
+// thread-safe (sharded mutexes: delivery workers update it on every transition; Search holds one
+// shard's lock at a time).
 #pragma once
 
 #include <array>
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -34,18 +37,76 @@ std::string_view EventStateName(EventState s);
 // results come in: Batch::OnDelivered (lanes.h) and Confirmations::Confirm. Any thread.
 void KeepTextsValid(DeliveryResult* result);
 
+// One step of an event at one adapter: a state it entered, when, on which attempt, with the
+// sink's error or answer of that step.
+struct StatusStep {
+  int64_t ms = 0;
+  EventState state = EventState::kPending;
+  uint32_t attempt = 0;
+  bool replay = false;  // a replay's delivery (DLQ or range) was handed to the adapter
+  std::string error;
+  std::string answer;
+};
+
 struct AdapterStatus {
+  // The timeline keeps the first step and the latest ones, kMaxSteps in all.
+  static constexpr size_t kMaxSteps = 12;
+
   EventState state = EventState::kPending;
   uint32_t attempts = 0;
   int64_t updated_ms = 0;
   std::string last_error;
   std::string answer;
+  std::vector<StatusStep> steps;  // oldest first
+  uint32_t steps_dropped = 0;     // steps left out between the first and the kept ones
+  // The last status a write-back adapter wrote to the CRM row for this adapter's delivery.
+  std::string written_back;  // its state; empty: none yet
+  int64_t written_back_ms = 0;
+  int32_t written_back_by = -1;  // the write-back adapter's index
+
+  // Enters state `s` at `ms` (attempt 0: the count stays), keeping `error` and `answer` when
+  // not empty, and adds the step to the timeline.
+  void Step(EventState s, int64_t ms, uint32_t attempt, const std::string& error,
+            const std::string& answer);
+};
+
+// What the search shows of an event without reading the journal.
+struct EventSummary {
+  std::string table;    // PrimaryEntityName
+  std::string row_id;   // PrimaryEntityId
+  std::string message;  // MessageName
+  int64_t received_ms = 0;
+  bool status_record = false;  // a status record for the write-back, not a webhook
+};
+
+// The same, pointing into the event's header: what UpdateEach copies (into kept storage).
+struct EventSummaryView {
+  std::string_view table, row_id, message;
+  int64_t received_ms = 0;
+  bool status_record = false;
 };
 
 struct EventStatus {
   uint64_t seq = 0;
-  RecordHandle handle;                  // where the record is (length 0: not known)
+  RecordHandle handle;  // where the record is (length 0: not known)
+  EventSummary summary;
   std::vector<AdapterStatus> adapters;  // indexed like the engine's adapters
+};
+
+// GET /api/events: which events to list, newest (highest seq) first.
+struct EventQuery {
+  std::string row_id;                // empty: any
+  std::string table;                 // empty: any
+  std::string message;               // empty: any (compared ignoring case)
+  std::optional<EventState> state;   // at any adapter; nullopt: any
+  bool status_records = false;       // also the write-back's status records
+  uint64_t before_seq = UINT64_MAX;  // paging: only events below this seq
+  size_t limit = 50;
+};
+
+struct EventMatch {
+  EventKey key;
+  EventStatus status;
 };
 
 class StatusTable {
@@ -62,8 +123,9 @@ class StatusTable {
   // The same for every adapter whose bit is set in `adapters` (bit a: adapter a), with one
   // lookup: routing a new event sets it pending at all its adapters at once.
   template <typename Fn>
+  // `summary`, when given, is what the search shows of the event.
   void UpdateEach(const EventKey& key, uint64_t seq, uint64_t adapters, Fn&& fn,
-                  const RecordHandle* handle = nullptr) {
+                  const RecordHandle* handle = nullptr, const EventSummaryView* summary = nullptr) {
     if (capacity_ == 0 || adapters == 0) return;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
@@ -84,12 +146,35 @@ class StatusTable {
       s.order.push_back(key);
     }
     if (handle != nullptr) it->second.handle = *handle;
+    if (summary != nullptr) {
+      EventSummary& kept = it->second.summary;
+      kept.table.assign(summary->table);
+      kept.row_id.assign(summary->row_id);
+      kept.message.assign(summary->message);
+      kept.received_ms = summary->received_ms;
+      kept.status_record = summary->status_record;
+    }
     for (size_t a = 0; a < adapters_ && a < 64; ++a) {
       if (adapters >> a & 1) fn(it->second.adapters[a]);
     }
   }
 
+  // Applies fn to adapter a's status of an event the table holds; false when it holds none.
+  template <typename Fn>
+  bool UpdateExisting(const EventKey& key, size_t adapter, Fn&& fn) {
+    Shard& s = ShardOf(key);
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.map.find(key);
+    if (it == s.map.end() || adapter >= it->second.adapters.size()) return false;
+    fn(it->second.adapters[adapter]);
+    return true;
+  }
+
   std::optional<EventStatus> Find(const EventKey& key) const;
+  // The events matching `query`, newest first, at most query.limit. Visits every kept event:
+  // O(capacity), one shard locked at a time, so delivery workers wait for one shard's part only.
+  std::vector<EventMatch> Search(const EventQuery& query) const;
+  size_t size() const;
 
  private:
   struct Hash {
@@ -104,12 +189,22 @@ class StatusTable {
   // As created (every adapter pending), keeping the strings' storage.
   static void Reset(EventStatus* st) {
     st->handle = RecordHandle{};
+    st->summary.table.clear();
+    st->summary.row_id.clear();
+    st->summary.message.clear();
+    st->summary.received_ms = 0;
+    st->summary.status_record = false;
     for (AdapterStatus& a : st->adapters) {
       a.state = EventState::kPending;
       a.attempts = 0;
       a.updated_ms = 0;
       a.last_error.clear();
       a.answer.clear();
+      a.steps.clear();
+      a.steps_dropped = 0;
+      a.written_back.clear();
+      a.written_back_ms = 0;
+      a.written_back_by = -1;
     }
   }
 

@@ -11,6 +11,10 @@ bool IsProbe(std::string_view path) {
   return path == "/metrics" || path == "/healthz" || path == "/readyz";
 }
 
+// The console's page and scripts: no data, open to anyone who reaches the listener (the page
+// then asks for the token).
+bool IsConsoleAsset(std::string_view path) { return path == "/ui" || path.starts_with("/ui/"); }
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -20,17 +24,63 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+// The host part of a Host header value: "[::1]:9400" -> "::1", "localhost:9400" -> "localhost".
+std::string_view HostName(std::string_view host) {
+  if (host.starts_with('[')) {
+    const size_t close = host.find(']');
+    return close == std::string_view::npos ? std::string_view() : host.substr(1, close - 1);
+  }
+  return host.substr(0, host.find(':'));
+}
+
+// A name no DNS answer can point elsewhere: an IP literal or localhost.
+bool IsAddressLiteral(std::string_view name) {
+  if (name.empty()) return false;
+  if (EqualsIgnoreCase(name, "localhost")) return true;
+  const bool v6 = name.find(':') != std::string_view::npos;
+  for (char c : name) {
+    const bool ok = (c >= '0' && c <= '9') || c == '.' ||
+                    (v6 && (c == ':' || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')));
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<HttpResponse> AdminGuard::Check(const HttpRequestView& request) const {
   const HeaderLookup& headers = *request.headers;
-  if (request.method != "GET" && request.method != "HEAD" &&
-      (headers.has("origin") || EqualsIgnoreCase(headers.get("sec-fetch-site"), "cross-site"))) {
-    return ErrorResponse(403, "forbidden",
-                         "admin changes are not taken from browsers (Origin or Sec-Fetch-Site)");
+  const std::string_view target = TargetPath(request.target);
+  {
+    const std::string_view site = headers.get("sec-fetch-site");
+    const bool browser =
+        headers.has("origin") || (!site.empty() && !EqualsIgnoreCase(site, "none"));
+    const bool change = request.method != "GET" && request.method != "HEAD";
+    if (browser && !IsConsoleAsset(target)) {
+      const std::string_view host = headers.get("host");
+      // From the console itself: same origin, the Origin naming the host the request went to.
+      const std::string_view origin = headers.get("origin");
+      const bool same_origin =
+          (site.empty() || EqualsIgnoreCase(site, "same-origin")) &&
+          (origin.empty() || (!host.empty() && (origin == "http://" + std::string(host) ||
+                                                origin == "https://" + std::string(host))));
+      if (change && !same_origin) {
+        return ErrorResponse(403, "forbidden",
+                             "admin changes are not taken from other sites' pages (Origin or "
+                             "Sec-Fetch-Site)");
+      }
+      // Without a token, a page whose name was made to resolve to this host (DNS rebinding)
+      // would be same-origin: browsers are served only under an address literal.
+      if (auth_.token.empty() && !IsAddressLiteral(HostName(host))) {
+        return ErrorResponse(403, "forbidden",
+                             "without admin.auth.token the admin API answers browsers only at an "
+                             "IP address or localhost");
+      }
+    }
   }
   if (auth_.token.empty()) return std::nullopt;
-  if (!auth_.protect_metrics && IsProbe(TargetPath(request.target))) return std::nullopt;
+  if (!auth_.protect_metrics && IsProbe(target)) return std::nullopt;
+  if (IsConsoleAsset(target)) return std::nullopt;
   const std::string_view presented = headers.get("authorization");
   static constexpr std::string_view kBearer = "Bearer ";
   if (presented.size() > kBearer.size() &&

@@ -2,10 +2,10 @@
 // is read (docs/operations.md, "Admin authentication").
 //
 // With a token configured, every route but /metrics, /healthz and /readyz (those too with
-// protect_metrics) needs `Authorization: Bearer <token>`, compared in constant time: 401
-// otherwise. Whatever the token, a request that may change something (any method but GET and
-// HEAD) is refused with 403 when it carries an Origin header or `Sec-Fetch-Site: cross-site`:
-// what a browser sends, so a page open on the host cannot replay or drain the DLQ.
+// protect_metrics) and the console's assets (/ui/) needs `Authorization: Bearer <token>`,
+// compared in constant time: 401 otherwise. Requests from a browser (Origin, Sec-Fetch-Site)
+// that would change something are taken only from the same origin (the console), and without
+// a token browsers are answered only at an address literal (no DNS rebinding): 403.
 //
 // Threads: constructed by the owner of the admin listener; Check runs on admin I/O threads.
 #pragma once

@@ -1,11 +1,15 @@
 #include "router/ingress/admin_handler.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
 
+#include "router/common/clock.h"
 #include "router/common/json.h"
 #include "router/delivery/engine.h"
+#include "router/ingress/admin_json.h"
+#include "router/ui/assets.h"
 
 namespace dvrouter {
 
@@ -20,6 +24,58 @@ bool ParseU64(const std::string& s, uint64_t* out) {
   }
   *out = v;
   return true;
+}
+
+constexpr uint64_t kMaxSearchResults = 200;
+
+bool ParseState(const std::string& s, EventState* out) {
+  for (EventState st : {EventState::kPending, EventState::kSubmitted, EventState::kProcessing,
+                        EventState::kCompleted, EventState::kFailed}) {
+    if (s == EventStateName(st)) {
+      *out = st;
+      return true;
+    }
+  }
+  return false;
+}
+
+// "1,2,3": at most kMaxIds ids.
+constexpr size_t kMaxIds = 1000;
+bool ParseIds(const std::string& text, std::vector<uint64_t>* ids) {
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    uint64_t v = 0;
+    if (!ParseU64(text.substr(at, comma - at), &v) || ids->size() == kMaxIds) return false;
+    ids->push_back(v);
+    at = comma + 1;
+  }
+  return !ids->empty();
+}
+
+// GET /ui/<file>: an embedded asset, with a policy that lets it load only itself.
+HttpResponse ServeConsoleAsset(std::string_view path) {
+  std::string_view name = path.substr(std::string_view("/ui/").size());
+  if (name.empty()) name = "index.html";
+  for (const ConsoleAsset& asset : ConsoleAssets()) {
+    if (asset.name != name) continue;
+    HttpResponse r;
+    r.content_type = name.ends_with(".html")  ? "text/html; charset=utf-8"
+                     : name.ends_with(".js")  ? "text/javascript; charset=utf-8"
+                     : name.ends_with(".css") ? "text/css; charset=utf-8"
+                     : name.ends_with(".svg") ? "image/svg+xml"
+                                              : "application/octet-stream";
+    r.body = std::string(asset.content);
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'none'; script-src 'self'; style-src 'self'; "
+                           "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'; form-action 'none'");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("Referrer-Policy", "no-referrer");
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return r;
+  }
+  return ErrorResponse(404, "not_found", "no such console file");
 }
 
 HttpResponse MethodNotAllowed(const char* allow) {
@@ -56,6 +112,16 @@ void AdminHandler::Handle(const HttpRequestView& request, HttpConnectionState*,
     if (refresh_) refresh_();
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = metrics_->Serialize();
+  } else if (path == "/stats") {
+    if (refresh_) refresh_();
+    r.body = StatsJson(metrics_->registry().Collect(), WallNowMs());
+  } else if (path == "/ui") {
+    r.status = 308;
+    r.headers.emplace_back("Location", "/ui/");
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = "the console is at /ui/\n";
+  } else if (path.starts_with("/ui/")) {
+    r = ServeConsoleAsset(path);
   } else if (path == "/healthz") {
     r.body = R"({"status":"ok"})";
   } else if (path == "/readyz") {
@@ -82,9 +148,43 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
     if (!ParseU64(id_text, &v)) return ErrorResponse(400, "bad_request", "id must be a number");
     id = v;
   }
+  if (path == "/events") {
+    if (!get) return MethodNotAllowed("GET");
+    EventQuery q;
+    std::string text;
+    QueryParameter(target, "row_id", &q.row_id);
+    QueryParameter(target, "table", &q.table);
+    QueryParameter(target, "message", &q.message);
+    if (QueryParameter(target, "state", &text)) {
+      EventState st;
+      if (!ParseState(text, &st)) {
+        return ErrorResponse(400, "bad_request",
+                             "state is pending, submitted, processing, completed or failed");
+      }
+      q.state = st;
+    }
+    if (QueryParameter(target, "status_records", &text)) q.status_records = text == "1";
+    uint64_t v = 0;
+    if (QueryParameter(target, "before", &text)) {
+      if (!ParseU64(text, &v)) return ErrorResponse(400, "bad_request", "before is a seq");
+      q.before_seq = v;
+    }
+    if (QueryParameter(target, "limit", &text)) {
+      if (!ParseU64(text, &v) || v == 0 || v > kMaxSearchResults) {
+        return ErrorResponse(400, "bad_request",
+                             "limit is 1 to " + std::to_string(kMaxSearchResults));
+      }
+      q.limit = v;
+    }
+    HttpResponse r;
+    r.body = engine_->SearchEventsJson(q);
+    return r;
+  }
   if (path.starts_with("/events/")) {
     if (!get) return MethodNotAllowed("GET");
-    auto json = engine_->EventStatusJson(std::string(path.substr(8)));
+    std::string record;
+    QueryParameter(target, "record", &record);
+    auto json = engine_->EventStatusJson(std::string(path.substr(8)), record == "1");
     if (!json.ok()) return ErrorResponse(json.status());
     HttpResponse r;
     r.body = std::move(json).value();
@@ -93,16 +193,53 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
   if (path == "/dlq") {
     if (!get) return MethodNotAllowed("GET");
     QueryParameter(target, "all", &all);
+    std::string reason, text;
+    QueryParameter(target, "reason", &reason);
+    uint64_t since = 0, limit = 0;
+    if (QueryParameter(target, "since", &text) && !ParseU64(text, &since)) {
+      return ErrorResponse(400, "bad_request", "since is milliseconds since the Unix epoch");
+    }
+    if (QueryParameter(target, "limit", &text) && !ParseU64(text, &limit)) {
+      return ErrorResponse(400, "bad_request", "limit must be a number");
+    }
     HttpResponse r;
-    r.body = engine_->DlqJson(adapter, id, all == "1" || all == "true");
+    r.body = engine_->DlqJson(adapter, id, all == "1" || all == "true", reason,
+                              static_cast<int64_t>(since), limit);
     return r;
   }
   if (path == "/dlq/replay") {
     if (method != "POST") return MethodNotAllowed("POST");
-    auto n = engine_->ReplayDlq(adapter, id);
-    if (!n.ok()) return ErrorResponse(n.status());
+    std::string ids_text;
+    std::vector<uint64_t> ids;
+    if (QueryParameter(target, "ids", &ids_text)) {
+      if (has_id || !ParseIds(ids_text, &ids)) {
+        return ErrorResponse(400, "bad_request",
+                             "ids is a comma-separated list of up to " + std::to_string(kMaxIds) +
+                                 " DLQ ids (and no id)");
+      }
+    }
+    uint64_t replayed = 0;
+    if (ids.empty()) {
+      auto n = engine_->ReplayDlq(adapter, id);
+      if (!n.ok()) return ErrorResponse(n.status());
+      replayed = *n;
+    } else {
+      // Each id on its own: one that is gone (replayed meanwhile) does not stop the others.
+      std::string missing;
+      for (uint64_t one : ids) {
+        auto n = engine_->ReplayDlq(adapter, one);
+        if (n.ok()) {
+          replayed += *n;
+        } else {
+          missing += (missing.empty() ? "" : ",") + std::to_string(one);
+        }
+      }
+      HttpResponse r;
+      r.body = "{\"replayed\":" + std::to_string(replayed) + ",\"not_replayed\":[" + missing + "]}";
+      return r;
+    }
     HttpResponse r;
-    r.body = "{\"replayed\":" + std::to_string(*n) + "}";
+    r.body = "{\"replayed\":" + std::to_string(replayed) + "}";
     return r;
   }
   if (path == "/replay") {

@@ -1,8 +1,10 @@
-// The admin listener's routes: /metrics, /healthz and /readyz (AdminHandler), and the delivery
-// engine's operations plugged into it once the engine runs (EngineAdmin):
-//   GET  /events/{id}                      status per adapter
-//   GET  /dlq[?adapter=A][&id=N][&all=1]   DLQ entries (all=1: also replayed ones)
-//   POST /dlq/replay[?adapter=A][&id=N]    send DLQ entries back to their adapter
+// The admin listener's routes: /metrics, /healthz, /readyz, /stats and the console (/ui/)
+// (AdminHandler), and the delivery engine's operations plugged into it once the engine runs
+// (EngineAdmin). docs/operations.md, "Admin API", documents each:
+//   GET  /events?row_id=&table=&message=&state=&before=&limit=   search, newest first
+//   GET  /events/{id}[?record=1]           status per adapter, timeline (and header and body)
+//   GET  /dlq[?adapter=A][&id=N][&all=1][&reason=R][&since=MS][&limit=N]   DLQ entries
+//   POST /dlq/replay[?adapter=A][&id=N|&ids=N,M,...]   send DLQ entries back to their adapter
 //   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
 //   GET  /replay                           the replays queued and running
 // The JSON bodies are rendered by admin_json.h (through the engine).

@@ -109,11 +109,66 @@ TEST(AdminGuard, ChangesFromABrowserAreRefused) {
     EXPECT_EQ(Check(guard, "POST", "/dlq/replay", h), 0);
     h.erase("sec-fetch-site");
     EXPECT_EQ(Check(guard, "POST", "/dlq/replay", h), 0);
+    // Another site's page on the same host name and port is still another origin.
+    h["host"] = "127.0.0.1:9400";
+    h["origin"] = "http://127.0.0.1:9401";
+    h["sec-fetch-site"] = "same-site";
+    EXPECT_EQ(Check(guard, "POST", "/dlq/replay", h), 403);
+    h["origin"] = "http://127.0.0.1:9400";
+    EXPECT_EQ(Check(guard, "POST", "/dlq/replay", h), 403);  // same-site is not same-origin
     // Reading is not a change (and a cross-site page cannot read the answer).
     EXPECT_EQ(Check(guard, "GET", "/dlq",
-                    {{"authorization", "Bearer admin-t0ken"}, {"origin", "http://evil.example"}}),
+                    {{"authorization", "Bearer admin-t0ken"},
+                     {"host", "127.0.0.1:9400"},
+                     {"origin", "http://evil.example"}}),
               0);
   }
+}
+
+// The console (/ui/) is served by the admin listener: its own requests are same-origin, Origin
+// naming the host they went to, and they may change things (replay) like the CLI.
+TEST(AdminGuard, TheConsoleOwnRequestsMayChangeThings) {
+  for (const AdminAuthConfig& auth : {AdminAuthConfig{}, Token()}) {
+    const AdminGuard guard(auth);
+    for (const char* host : {"127.0.0.1:9400", "[::1]:9400", "localhost:9400"}) {
+      SCOPED_TRACE(host);
+      std::map<std::string, std::string> h = {{"authorization", "Bearer admin-t0ken"},
+                                              {"host", host},
+                                              {"origin", std::string("http://") + host},
+                                              {"sec-fetch-site", "same-origin"}};
+      EXPECT_EQ(Check(guard, "POST", "/dlq/replay?ids=1,2", h), 0);
+      EXPECT_EQ(Check(guard, "GET", "/events?row_id=x", h), 0);
+      h["origin"] = std::string("https://") + host;
+      EXPECT_EQ(Check(guard, "POST", "/replay", h), 0);
+    }
+  }
+  // Its page and scripts need no token: they hold no data, and the page asks for the token.
+  const AdminGuard guard(Token());
+  for (const char* asset : {"/ui", "/ui/", "/ui/console.js", "/ui/console.css"}) {
+    EXPECT_EQ(Check(guard, "GET", asset), 0) << asset;
+  }
+  EXPECT_EQ(Check(guard, "GET", "/uix"), 401);
+  EXPECT_EQ(Check(guard, "GET", "/stats"), 401);
+}
+
+// A page of evil.example whose name was made to resolve to 127.0.0.1 (DNS rebinding) is
+// same-origin with what it reaches: without a token, browsers are answered only at an address
+// literal. With a token the page cannot know it.
+TEST(AdminGuard, WithoutATokenBrowsersAreAnsweredOnlyAtAnAddress) {
+  const AdminGuard open(AdminAuthConfig{});
+  const std::map<std::string, std::string> rebound = {{"host", "evil.example:9400"},
+                                                      {"origin", "http://evil.example:9400"},
+                                                      {"sec-fetch-site", "same-origin"}};
+  EXPECT_EQ(Check(open, "GET", "/dlq", rebound), 403);
+  EXPECT_EQ(Check(open, "POST", "/dlq/replay", rebound), 403);
+  EXPECT_EQ(Check(open, "GET", "/dlq", {{"host", "evil.example:9400"}, {"sec-fetch-site", "none"}}),
+            0);  // typed into the address bar
+  EXPECT_EQ(Check(open, "GET", "/dlq", {{"host", "evil.example:9400"}}), 0);  // not a browser
+  EXPECT_EQ(Check(open, "GET", "/ui/", rebound), 0);                          // no data there
+  std::map<std::string, std::string> with_token = rebound;
+  with_token["authorization"] = "Bearer admin-t0ken";
+  EXPECT_EQ(Check(AdminGuard(Token()), "GET", "/dlq", with_token), 0);
+  EXPECT_EQ(Check(AdminGuard(Token()), "POST", "/dlq/replay", with_token), 0);
 }
 
 // Runs `dvrouter ARGS...` and returns (exit status, what it printed).
