@@ -7,7 +7,7 @@ packages=(
   libboost-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev libxxhash-dev xxhash
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev libzstd-dev clickhouse-server
-  clang-14 libclang-rt-14-dev slowhttptest
+  clang-14 libclang-rt-14-dev slowhttptest prometheus
 )
 
 missing=()
