@@ -210,11 +210,19 @@ TEST(WritebackEndToEnd, RowsGoFromPendingSubmissionToSubmittedToCompletedWithThe
     sims.SeedRow(r);
     EXPECT_EQ(sims.RowStatus(r), kPendingSubmission);
   }
-  for (int r = 0; r < kRows; ++r) router.Post(Event(r, 0));
+  std::vector<std::string> ids;
+  for (int r = 0; r < kRows; ++r) ids.push_back(router.Post(Event(r, 0)));
   for (int r = 0; r < kRows; ++r) {
     ASSERT_TRUE(testing::WaitFor([&] { return sims.RowStatus(r) == kCompleted; }))
         << sims.RowJson(r) << router.log();
     EXPECT_EQ(sims.StatusesWritten(r), (std::vector<int>{kSubmitted, kCompleted}));
+    // The event's page says what reached the CRM row, and through which adapter.
+    std::string status;
+    EXPECT_TRUE(testing::WaitFor([&] {
+      status = router.Admin("GET", "/events/" + ids[static_cast<size_t>(r)]);
+      return status.find("\"written_back\":{\"state\":\"completed\"") != std::string::npos;
+    })) << status;
+    EXPECT_NE(status.find("\"by\":\"crm\"}"), std::string::npos) << status;
     const std::string row = sims.RowJson(r);
     EXPECT_NE(row.find("\"new_erpordernumber\":\"SO-"), std::string::npos) << row;
     EXPECT_NE(row.find("\"new_integrationerror\":null"), std::string::npos) << row;

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "router/delivery/status_table.h"
 #include "tests/support/test_util.h"
@@ -119,6 +121,131 @@ TEST(StatusTable, ZeroCapacityDisablesTheTable) {
   table.Update(Key(1, 1), 1, 0, [&](AdapterStatus&) { ++calls; });
   EXPECT_EQ(calls, 0);
   EXPECT_FALSE(table.Find(Key(1, 1)).has_value());
+}
+
+// The timeline keeps the first step (queued) and the latest ones, and counts what it left out.
+TEST(StatusTable, StepsKeepTheFirstAndTheLatest) {
+  AdapterStatus s;
+  s.Step(EventState::kPending, 1, 0, "", "");
+  for (uint32_t a = 1; a <= 20; ++a) {
+    s.Step(EventState::kSubmitted, 10 * a, a, "", "");
+    s.Step(EventState::kPending, 10 * a + 5, 0, "HTTP 503 #" + std::to_string(a), "");
+  }
+  s.Step(EventState::kCompleted, 999, 0, "", "{\"order\":1}");
+  ASSERT_EQ(s.steps.size(), AdapterStatus::kMaxSteps);
+  EXPECT_EQ(s.steps_dropped, 42u - AdapterStatus::kMaxSteps);
+  EXPECT_EQ(s.steps.front().ms, 1) << "the first step stays";
+  EXPECT_EQ(s.steps.front().state, EventState::kPending);
+  EXPECT_EQ(s.steps.back().state, EventState::kCompleted);
+  EXPECT_EQ(s.steps.back().attempt, 20u) << "attempt 0 keeps the count";
+  EXPECT_EQ(s.steps.back().answer, "{\"order\":1}");
+  EXPECT_EQ(s.steps[s.steps.size() - 2].error, "HTTP 503 #20");
+  // The current fields follow the steps; an empty error does not wipe the last one.
+  EXPECT_EQ(s.state, EventState::kCompleted);
+  EXPECT_EQ(s.attempts, 20u);
+  EXPECT_EQ(s.last_error, "HTTP 503 #20");
+  EXPECT_EQ(s.answer, "{\"order\":1}");
+  EXPECT_EQ(s.updated_ms, 999);
+}
+
+EventSummaryView Summary(std::string_view table, std::string_view row, std::string_view message,
+                         bool status_record = false) {
+  return EventSummaryView{table, row, message, 1000, status_record};
+}
+
+void Route(StatusTable* t, uint64_t seq, const EventSummaryView& summary, uint64_t adapters = 1) {
+  t->UpdateEach(
+      Key(seq, ~seq), seq, adapters,
+      [&](AdapterStatus& s) { s.Step(EventState::kPending, static_cast<int64_t>(seq), 0, "", ""); },
+      nullptr, &summary);
+}
+
+TEST(StatusTable, SearchFindsByRowTableMessageAndStateNewestFirst) {
+  StatusTable table(1000, 2);
+  const std::string row_a = "aaaaaaaa-0000-0000-0000-000000000001";
+  const std::string row_b = "bbbbbbbb-0000-0000-0000-000000000002";
+  for (uint64_t seq = 1; seq <= 60; ++seq) {
+    Route(&table, seq,
+          Summary(seq % 3 == 0 ? "contact" : "account", seq % 2 == 0 ? row_a : row_b,
+                  seq % 5 == 0 ? "Delete" : "Update"));
+  }
+  Route(&table, 61, Summary("account", row_a, "Update", /*status_record=*/true), 2);
+  table.Update(Key(8, ~8ull), 8, 0,
+               [](AdapterStatus& s) { s.Step(EventState::kFailed, 9, 1, "HTTP 400", ""); });
+
+  EventQuery q;
+  q.row_id = "AAAAAAAA-0000-0000-0000-000000000001";  // GUIDs compare ignoring case
+  q.limit = 100;
+  std::vector<EventMatch> found = table.Search(q);
+  ASSERT_EQ(found.size(), 30u) << "the status record of the row is left out";
+  for (size_t i = 0; i < found.size(); ++i) {
+    EXPECT_EQ(found[i].status.seq, 60 - 2 * i) << "newest first";
+    EXPECT_EQ(found[i].status.summary.row_id, row_a);
+  }
+  q.status_records = true;
+  EXPECT_EQ(table.Search(q).front().status.seq, 61u);
+
+  EventQuery page;
+  page.table = "contact";
+  page.message = "delete";
+  page.limit = 2;
+  found = table.Search(page);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].status.seq, 60u);
+  EXPECT_EQ(found[1].status.seq, 45u);
+  page.before_seq = 45;  // the next page
+  found = table.Search(page);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].status.seq, 30u);
+  EXPECT_EQ(found[1].status.seq, 15u);
+  EXPECT_EQ(found[1].key, Key(15, ~15ull));
+  page.before_seq = 15;
+  EXPECT_TRUE(table.Search(page).empty());
+
+  EventQuery failed;
+  failed.state = EventState::kFailed;
+  found = table.Search(failed);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].status.seq, 8u);
+  EXPECT_EQ(found[0].status.adapters[0].last_error, "HTTP 400");
+
+  EventQuery none;
+  none.limit = 0;
+  EXPECT_TRUE(table.Search(none).empty());
+  EXPECT_EQ(table.size(), 61u);
+}
+
+// A record reused for a newer event (the table full) starts clean: no steps, summary or
+// write-back of the evicted one.
+TEST(StatusTable, AReusedRecordForgetsTheEvictedEvent) {
+  StatusTable table(16, 1);  // one per shard
+  Route(&table, 16, Summary("account", "aaaaaaaa-0000-0000-0000-000000000001", "Create"));
+  ASSERT_TRUE(table.UpdateExisting(Key(16, ~16ull), 0, [](AdapterStatus& s) {
+    s.written_back = "completed";
+    s.written_back_by = 0;
+  }));
+  table.UpdateEach(Key(32, 0), 32, 1, [](AdapterStatus&) {});  // same shard (hi % 16)
+  ASSERT_FALSE(table.Find(Key(16, ~16ull)).has_value());
+  std::optional<EventStatus> st = table.Find(Key(32, 0));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->summary.table.empty());
+  EXPECT_TRUE(st->summary.row_id.empty());
+  EXPECT_TRUE(st->adapters[0].steps.empty());
+  EXPECT_TRUE(st->adapters[0].written_back.empty());
+  EXPECT_EQ(st->adapters[0].written_back_by, -1);
+}
+
+TEST(StatusTable, UpdateExistingCreatesNothing) {
+  StatusTable table(100, 2);
+  int calls = 0;
+  EXPECT_FALSE(table.UpdateExisting(Key(3, 3), 0, [&](AdapterStatus&) { ++calls; }));
+  EXPECT_EQ(calls, 0);
+  EXPECT_FALSE(table.Find(Key(3, 3)).has_value());
+  table.Update(Key(3, 3), 3, 0, [](AdapterStatus&) {});
+  EXPECT_FALSE(table.UpdateExisting(Key(3, 3), 2, [&](AdapterStatus&) { ++calls; }))
+      << "no adapter 2";
+  EXPECT_TRUE(table.UpdateExisting(Key(3, 3), 1, [&](AdapterStatus&) { ++calls; }));
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(StatusTable, StateNames) {
