@@ -13,6 +13,7 @@
 
 #include "adapters/registry.h"
 #include "router/app/callback_worker.h"
+#include "router/app/reconcile_runner.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
 #include "router/delivery/engine.h"
@@ -151,6 +152,7 @@ struct App::Impl {
   std::unique_ptr<DeliveryEngine> engine;
   std::unique_ptr<EngineAdmin> engine_admin;
   std::unique_ptr<EngineCallbacks> engine_callbacks;
+  std::unique_ptr<ReconcileRunner> reconcile;
   std::unique_ptr<FileJournal> journal;
 };
 
@@ -231,6 +233,12 @@ Status App::Start() {
                                         static_cast<uint32_t>(m.config.ingress.retry_after_s));
   m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
+  if (m.config.reconcile.present) {
+    m.reconcile =
+        std::make_unique<ReconcileRunner>(m.config, m.journal.get(), &m.metrics.registry());
+    m.admin.set_reconcile(m.reconcile.get());
+    m.reconcile->Start();
+  }
 
   HttpServerLimits limits;
   limits.max_body_bytes = m.config.ingress.max_body_bytes;
@@ -277,6 +285,8 @@ void App::Shutdown() {
   m.admin.set_ready(false);
   m.ingress_ready.store(nullptr, std::memory_order_release);
   if (m.ingress) m.ingress->StopAccepting();
+  // A reconciliation run ends at its next request; it appends no more.
+  if (m.reconcile) m.reconcile->Stop();
   // Completes every Append already queued: their callbacks post the responses.
   if (m.journal) m.journal->Stop();
   // Give the I/O threads a bounded moment to write those responses.
@@ -289,6 +299,7 @@ void App::Shutdown() {
   if (m.admin_server) m.admin_server->StopAccepting();
   m.runtime.Stop();  // no admin request runs from here on
   m.admin.set_operations(nullptr);
+  m.admin.set_reconcile(nullptr);
   m.webhook.set_callbacks(nullptr);
   m.engine_ready.store(nullptr, std::memory_order_release);
   // No commit can come any more: stop delivery (persists the cursors).
@@ -298,6 +309,7 @@ void App::Shutdown() {
   m.admin_server.reset();
   m.engine_admin.reset();
   m.engine_callbacks.reset();
+  m.reconcile.reset();
   m.engine.reset();
   m.adapters.clear();
   m.journal.reset();

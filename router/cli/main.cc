@@ -139,6 +139,39 @@ int DumpJournal(const std::string& data_dir, uint64_t from_seq, uint64_t limit) 
 }
 
 // `dvrouter register`: the webhook and its steps in Dataverse (adapters/dataverse/registration.h).
+int AdminCall(const std::string& admin, const std::string& token_file, const std::string& method,
+              const std::string& target, std::string* body = nullptr);
+
+// POST /reconcile, then GET /reconcile until that run finished; prints its summary. Exit 0 when
+// it had no error, 1 otherwise (docs/reconciliation.md, "How it runs").
+int Reconcile(const std::string& admin, const std::string& token_file, bool dry_run) {
+  std::string answer;
+  if (int rc = AdminCall(admin, token_file, "POST",
+                         std::string("/reconcile") + (dry_run ? "?dry_run=1" : ""), &answer);
+      rc != 0) {
+    return rc;
+  }
+  const size_t at = answer.find("\"started\":");
+  if (at == std::string::npos) return 1;
+  const std::string id = std::to_string(std::strtoull(answer.c_str() + at + 10, nullptr, 10));
+  const std::string mark = "{\"id\":" + id + ",";
+  for (;;) {
+    std::string runs;
+    if (int rc = AdminCall(admin, token_file, "GET", "/reconcile", &runs); rc != 0) return rc;
+    const size_t run = runs.find(mark);
+    if (run != std::string::npos) {
+      const size_t end = runs.find("\n", run);
+      const std::string summary =
+          runs.substr(run, end == std::string::npos ? runs.size() - run - 2 : end - run - 1);
+      if (summary.find("\"state\":\"running\"") == std::string::npos) {
+        std::cout << summary << "\n";
+        return summary.find("\"state\":\"ok\"") != std::string::npos ? 0 : 1;
+      }
+    }
+    usleep(200'000);  // a person waits for a run: poll five times a second
+  }
+}
+
 int Register(const std::string& path, bool dry_run) {
   Result<Config> config = dvrouter::LoadConfigFile(path);
   if (!config.ok()) {
@@ -190,7 +223,7 @@ Result<std::string> AdminToken(const std::string& token_file) {
 // One request to the admin listener (HTTP/1.1, Connection: close), with the admin token when
 // there is one. Prints the body; returns 0 for 2xx, 1 otherwise (the body then explains).
 int AdminCall(const std::string& admin, const std::string& token_file, const std::string& method,
-              const std::string& target) {
+              const std::string& target, std::string* body_out) {
   Result<std::string> token = AdminToken(token_file);
   if (!token.ok()) {
     std::fprintf(stderr, "dvrouter: %s\n", std::string(token.status().message()).c_str());
@@ -244,6 +277,10 @@ int AdminCall(const std::string& admin, const std::string& token_file, const std
     return 2;
   }
   std::string body = response.substr(split + 4);
+  if (body_out != nullptr && status / 100 == 2) {
+    *body_out = std::move(body);
+    return 0;
+  }
   if (body.empty() || body.back() != '\n') body += '\n';
   std::fputs(body.c_str(), status / 100 == 2 ? stdout : stderr);
   return status / 100 == 2 ? 0 : 1;
@@ -315,6 +352,11 @@ int main(int argc, char** argv) {
   admin_option(replay);
 
   bool dry_run = false;
+  CLI::App* reconcile = cli.add_subcommand(
+      "reconcile",
+      "Run reconciliation with Dataverse now in the running router, print each run's summary");
+  reconcile->add_flag("--dry-run", dry_run, "Count what would be journaled; journal nothing");
+  admin_option(reconcile);
   CLI::App* reg = cli.add_subcommand(
       "register", "Create or update the webhook and its steps in Dataverse (idempotent)");
   reg->add_option("-c,--config", config_path, "YAML configuration file")->required();
@@ -338,6 +380,7 @@ int main(int argc, char** argv) {
                      "/replay?adapter=" + dvrouter::UrlEncode(adapter) +
                          "&from=" + std::to_string(range_from) + "&to=" + std::to_string(range_to));
   }
+  if (reconcile->parsed()) return Reconcile(admin, token_file, dry_run);
   if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);

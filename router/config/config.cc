@@ -259,6 +259,41 @@ void ResolveAdapters(Config* c) {
   }
 }
 
+Status ParseReconcile(Section& root, Config* c) {
+  Section r = root.Child("reconcile");
+  DV_TRY(r.Check());
+  if (!r.Present()) return Status::Ok();
+  ReconcileConfig& out = c->reconcile;
+  out.present = true;
+  out.dataverse = c->registration.dataverse;
+  DV_TRY(r.String("dataverse", &out.dataverse));
+  const AdapterConfig* dv = c->FindAdapter(out.dataverse);
+  if (dv == nullptr || !dv->settings.get()->connects_to_dataverse()) {
+    return KeyError(r.Path("dataverse"),
+                    "must name a dataverse adapter (its url and auth are "
+                    "used; default: registration.dataverse), got '" +
+                        out.dataverse + "'");
+  }
+  if (!c->registration.present) {
+    return KeyError(r.Path("dataverse"),
+                    "reconcile needs the registration section: its steps are the ones whose "
+                    "failed jobs are recovered");
+  }
+  DV_TRY(r.DurationMs("interval", 0, 7 * 24 * 3600 * 1000ull, &out.interval_ms));
+  if (out.interval_ms != 0 && out.interval_ms < 10'000) {
+    return KeyError(r.Path("interval"), "at least 10s (or 0: runs only when asked)");
+  }
+  DV_TRY(r.Double("max_requests_per_second", 0.1, 100, &out.max_requests_per_second));
+  Section f = r.Child("failed_jobs");
+  DV_TRY(f.Check());
+  DV_TRY(f.Bool("enabled", &out.failed_jobs));
+  DV_TRY(f.DurationMs("lookback", 60'000, 365 * 24 * 3600 * 1000ull, &out.lookback_ms));
+  DV_TRY(f.Bool("delete_handled", &out.delete_handled));
+  DV_TRY(f.Count("page_size", 1, 5000, &out.page_size));
+  DV_TRY(f.RejectUnknown());
+  return r.RejectUnknown();
+}
+
 Status ParseRegistration(Section& root, Config* c) {
   Section r = root.Child("registration");
   DV_TRY(r.Check());
@@ -447,6 +482,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   DV_TRY(ParseDelivery(root, base_dir, kinds, c));
   ResolveAdapters(c);
   DV_TRY(ParseRegistration(root, c));
+  DV_TRY(ParseReconcile(root, c));
   return root.RejectUnknown();
 }
 
@@ -621,6 +657,14 @@ std::string DescribeConfig(const Config& c) {
       << ", stages " << list(r.stages) << ", changed_columns " << list(r.changed_columns) << " -> "
       << list(r.adapters) << "\n";
   }
+  if (c.reconcile.present) {
+    const ReconcileConfig& r = c.reconcile;
+    o << "reconcile: through " << r.dataverse << ", every " << r.interval_ms
+      << "ms, max_requests_per_second " << r.max_requests_per_second << "\n"
+      << "reconcile.failed_jobs: " << (r.failed_jobs ? "enabled" : "disabled") << ", lookback "
+      << r.lookback_ms << "ms, page_size " << r.page_size << ", delete_handled "
+      << (r.delete_handled ? "true" : "false") << "\n";
+  }
   return o.str();
 }
 
@@ -653,6 +697,9 @@ registration:
       messages: [Update]
       filtering_attributes: [name]
       images: [{name: pre, type: pre, attributes: [name]}]
+reconcile:
+  dataverse: crm
+  failed_jobs: {enabled: true}
 )";
 
 std::string Indent(std::string_view text, std::string_view by) {

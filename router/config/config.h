@@ -259,6 +259,20 @@ struct RegistrationConfig {
   std::vector<RegistrationStep> steps;
 };
 
+// Reconciliation with Dataverse (docs/reconciliation.md): what the webhook never delivered,
+// recovered from the failed system jobs of the registered steps. The Web API connection is a
+// dataverse adapter's; the steps are the registration's.
+struct ReconcileConfig {
+  bool present = false;
+  std::string dataverse;                 // a dataverse adapter; default: registration.dataverse
+  uint64_t interval_ms = 5 * 60 * 1000;  // between runs in `dvrouter serve` (0: only on demand)
+  bool failed_jobs = true;               // failed_jobs.enabled
+  uint64_t lookback_ms = 7 * 24 * 3600 * 1000ull;  // the first run's look back
+  bool delete_handled = false;         // delete a failed job once its event is journaled
+  uint64_t page_size = 500;            // asyncoperations per page
+  double max_requests_per_second = 5;  // pacing of its Web API calls
+};
+
 struct Config {
   IngressConfig ingress;
   AdminConfig admin;
@@ -270,6 +284,7 @@ struct Config {
   std::vector<AdapterConfig> adapters;
   std::vector<RouteConfig> routes;
   RegistrationConfig registration;
+  ReconcileConfig reconcile;
   const AdapterConfig* FindAdapter(std::string_view name) const;
 };
 

@@ -7,6 +7,7 @@
 //   POST /dlq/replay[?adapter=A][&id=N|&ids=N,M,...]   send DLQ entries back to their adapter
 //   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
 //   GET  /replay                           the replays queued and running
+//   POST /reconcile[?dry_run=1], GET /reconcile   reconciliation runs (ReconcileRunner)
 // The JSON bodies are rendered by admin_json.h (through the engine).
 //
 // Threads: Handle runs on the admin listener's I/O threads; set_ready and set_operations on the
@@ -43,6 +44,8 @@ class AdminHandler final : public HttpHandler {
   AdminHandler(RouterMetrics* metrics, std::function<void()> refresh, AdminAuthConfig auth = {});
   void set_ready(bool ready);
   void set_operations(AdminOperations* ops) { ops_.store(ops, std::memory_order_release); }
+  // Reconciliation's routes (/reconcile), when it is configured.
+  void set_reconcile(AdminOperations* ops) { reconcile_.store(ops, std::memory_order_release); }
   std::optional<HttpResponse> Precheck(const HttpRequestView& request) override {
     return guard_.Check(request);
   }
@@ -55,6 +58,7 @@ class AdminHandler final : public HttpHandler {
   AdminGuard guard_;
   std::atomic<bool> ready_{false};
   std::atomic<AdminOperations*> ops_{nullptr};
+  std::atomic<AdminOperations*> reconcile_{nullptr};
 };
 
 // The delivery engine's operations (the paths above), answered from `engine`, which must

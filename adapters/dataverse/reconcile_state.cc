@@ -1,0 +1,102 @@
+#include "adapters/dataverse/reconcile_state.h"
+
+#include <simdjson.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "router/common/fs.h"
+#include "router/common/json.h"
+#include "router/decode/decode.h"
+
+namespace dvrouter {
+
+namespace {
+constexpr char kFile[] = "failed_jobs.json";
+}  // namespace
+
+void StepWatermark::Handled(const std::string& id, int64_t ms) {
+  if (ms > completed_ms) {
+    completed_ms = ms;
+    handled.clear();
+  }
+  if (ms == completed_ms) handled.insert(id);
+}
+
+std::string EncodeReconcileState(const ReconcileState& state) {
+  std::string out = "{\"version\":1,\"steps\":{";
+  bool first = true;
+  for (const auto& [step, w] : state.steps) {
+    if (!first) out += ',';
+    first = false;
+    AppendJsonString(&out, step);
+    out += ":{\"completed_ms\":" + std::to_string(w.completed_ms) + ",\"handled\":[";
+    bool first_id = true;
+    for (const std::string& id : w.handled) {
+      if (!first_id) out += ',';
+      first_id = false;
+      AppendJsonString(&out, id);
+    }
+    out += "]}";
+  }
+  out += "}}\n";
+  return out;
+}
+
+Result<ReconcileState> DecodeReconcileState(std::string_view text) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object root, steps;
+  int64_t version = 0;
+  if (parser.parse(text.data(), text.size()).get(root) != simdjson::SUCCESS ||
+      root.at_key("version").get(version) != simdjson::SUCCESS || version != 1 ||
+      root.at_key("steps").get(steps) != simdjson::SUCCESS) {
+    return InvalidArgument("not a reconciliation state (version 1 with steps)");
+  }
+  ReconcileState state;
+  for (auto [key, value] : steps) {
+    std::string step;
+    if (!CanonicalGuid(key, &step)) return InvalidArgument("a step id is not a GUID");
+    StepWatermark w;
+    simdjson::dom::array ids;
+    if (value.at_key("completed_ms").get(w.completed_ms) != simdjson::SUCCESS ||
+        w.completed_ms < 0 || value.at_key("handled").get(ids) != simdjson::SUCCESS) {
+      return InvalidArgument("step " + step + " has no completed_ms and handled list");
+    }
+    for (simdjson::dom::element e : ids) {
+      std::string_view id;
+      std::string canonical;
+      if (e.get(id) != simdjson::SUCCESS || !CanonicalGuid(id, &canonical)) {
+        return InvalidArgument("step " + step + " lists a job id that is not a GUID");
+      }
+      w.handled.insert(canonical);
+    }
+    state.steps.emplace(step, std::move(w));
+  }
+  return state;
+}
+
+Result<ReconcileState> LoadReconcileState(const std::string& dir) {
+  const std::string path = dir + "/" + kFile;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return ReconcileState{};
+    return Unavailable(path + ": " + std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  Result<ReconcileState> state = DecodeReconcileState(text.str());
+  if (!state.ok()) {
+    return InvalidArgument(path + ": " + std::string(state.status().message()) +
+                           " (move it away to start over from reconcile.failed_jobs.lookback)");
+  }
+  return state;
+}
+
+Status SaveReconcileState(const std::string& dir, const ReconcileState& state) {
+  if (Status st = MakeDirectories(dir); !st.ok()) return st;
+  return WriteFileAtomically(dir, kFile, EncodeReconcileState(state));
+}
+
+}  // namespace dvrouter

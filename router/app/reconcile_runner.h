@@ -1,0 +1,67 @@
+// ReconcileRunner: reconciliation inside `dvrouter serve` (docs/reconciliation.md, "How it
+// runs"). One thread, dv-reconcile, runs the Reconciler every reconcile.interval (±10% jitter)
+// and when asked (POST /reconcile), one run at a time; reconciled events go to the journal
+// through the webhook's decoder, under the lost webhook's event id. It keeps the last runs'
+// summaries for GET /reconcile and counts runs and events in the metrics.
+//
+// Threads: Start/Stop from the thread that starts and stops the router (App), before the
+// journal stops; Handle (the admin routes) on admin I/O threads.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "adapters/dataverse/reconciler.h"
+#include "router/ingress/admin_handler.h"
+#include "router/journal/journal.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace dvrouter {
+
+class ReconcileRunner final : public AdminOperations {
+ public:
+  // `config` and `journal` must outlive it.
+  ReconcileRunner(const Config& config, Journal* journal, prometheus::Registry* registry);
+  ~ReconcileRunner() override;  // Stop()
+
+  void Start();
+  // Ends a run in progress at its next request or wait, and joins the thread.
+  void Stop();
+  // Starts a run now; its id, or FailedPrecondition while one runs.
+  Result<uint64_t> Trigger(bool dry_run);
+  // {"running": bool, "runs": [summary, newest first]}
+  std::string Json() const;
+
+  // POST /reconcile[?dry_run=1] (202 with the run's id; 409 while one runs), GET /reconcile.
+  std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) override;
+
+ private:
+  class JournalSink;
+  struct Metrics;
+  void Loop();
+  void RunOnce(bool dry_run, uint64_t id);
+
+  const Config& config_;
+  std::unique_ptr<JournalSink> sink_;
+  std::unique_ptr<Reconciler> reconciler_;
+  std::unique_ptr<Metrics> metrics_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<bool> stop_{false};
+  bool started_ = false;
+  bool running_ = false;
+  bool pending_ = false;  // a run asked for
+  bool pending_dry_run_ = false;
+  uint64_t next_id_ = 1;
+  std::deque<ReconcileSummary> runs_;  // newest first, a few
+  std::thread thread_;
+};
+
+}  // namespace dvrouter
