@@ -6,6 +6,7 @@
 // (requests) and the webhook sender thread lock it; helpers marked "locked" expect it held.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -66,6 +67,7 @@ struct Malform {
 
 struct Org {
   std::string app_user, organization = "simorg.crm.dynamics.com";
+  std::atomic<uint16_t> port{0};  // the listening port, for links when Host has none
 
   std::mutex mu;
   std::map<std::string, std::map<std::string, Row>> rows;   // set -> id -> row

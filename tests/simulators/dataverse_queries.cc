@@ -57,9 +57,9 @@ std::string QueryWithout(std::string_view target, std::string_view name) {
   return out;
 }
 
-std::string NextLink(const HttpRequestView& req, const std::string& cookie) {
+std::string NextLink(const Org* org, const HttpRequestView& req, const std::string& cookie) {
   const std::string query = QueryWithout(req.target, "$skiptoken");
-  return BaseUrl(req) + std::string(TargetPath(req.target)) + "?" + query +
+  return BaseUrl(*org, req) + std::string(TargetPath(req.target)) + "?" + query +
          (query.empty() ? "" : "&") + "$skiptoken=" + UrlEncode(cookie);
 }
 
@@ -222,9 +222,13 @@ std::string DeltaToken(int64_t version) {
 
 }  // namespace
 
-std::string BaseUrl(const HttpRequestView& req) {
-  const std::string_view host = req.headers->get("host");
-  return "http://" + std::string(host.empty() ? "127.0.0.1" : host);
+std::string BaseUrl(const Org& org, const HttpRequestView& req) {
+  std::string host(req.headers->get("host"));
+  if (host.empty()) host = "127.0.0.1";
+  if (host.find(':') == std::string::npos || host.back() == ']') {
+    host += ":" + std::to_string(org.port.load());
+  }
+  return "http://" + host;
 }
 
 bool WantsTrackChanges(const HttpRequestView& req) {
@@ -258,7 +262,7 @@ HttpResponse EntityDefinition(Org* org, const HttpRequestView& req, const std::s
                       "Could not find an entity with LogicalName = '" + table + "'");
   }
   return Json(200,
-              R"({"@odata.context":")" + BaseUrl(req) + kApi +
+              R"({"@odata.context":")" + BaseUrl(*org, req) + kApi +
                   R"($metadata#EntityDefinitions(EntitySetName,PrimaryIdAttribute)/$entity",)" +
                   R"("EntitySetName":)" + Quote(set) + R"(,"PrimaryIdAttribute":)" +
                   Quote(table + "id") + R"(,"LogicalName":)" + Quote(table) +
@@ -371,12 +375,13 @@ HttpResponse AsyncOperations(Org* org, const HttpRequestView& req, const std::st
     const std::string cookie = "<cookie pagenumber=\"" + std::to_string(PageNumber(skiptoken) + 1) +
                                "\" pagingcookie=\"" + std::to_string(std::get<0>(key_of(last))) +
                                "|" + last.id + "\" istracking=\"False\" />";
-    tail += R"(,"@odata.nextLink":)" + Quote(NextLink(req, cookie));
+    tail += R"(,"@odata.nextLink":)" + Quote(NextLink(org, req, cookie));
   }
-  HttpResponse r = MalformedOr(
-      org->TakeMalform("asyncoperations"), std::move(items), {"_regardingobjectid_value"},
-      R"({"@odata.context":")" + BaseUrl(req) + kApi + R"($metadata#asyncoperations","value":[)",
-      tail + "}");
+  HttpResponse r = MalformedOr(org->TakeMalform("asyncoperations"), std::move(items),
+                               {"_regardingobjectid_value"},
+                               R"({"@odata.context":")" + BaseUrl(*org, req) + kApi +
+                                   R"($metadata#asyncoperations","value":[)",
+                               tail + "}");
   r.headers.emplace_back("Preference-Applied",
                          "odata.maxpagesize=" + std::to_string(MaxPageSize(req)));
   return r;
@@ -448,7 +453,8 @@ HttpResponse TrackChanges(Org* org, const HttpRequestView& req, const std::strin
     }
     for (const auto& [id, version] : gone) {
       Columns item;
-      item["@odata.context"] = Quote(BaseUrl(req) + kApi + "$metadata#" + set + "/$deletedEntity");
+      item["@odata.context"] =
+          Quote(BaseUrl(*org, req) + kApi + "$metadata#" + set + "/$deletedEntity");
       item["id"] = Quote(id);
       item["reason"] = R"("deleted")";
       changed.emplace_back(version, std::move(item));
@@ -464,17 +470,17 @@ HttpResponse TrackChanges(Org* org, const HttpRequestView& req, const std::strin
     const std::string cookie = "<cookie pagenumber=\"" + std::to_string(PageNumber(skiptoken) + 1) +
                                "\" last=\"" + std::to_string(changed[page - 1].first) +
                                "\" snapshot=\"" + std::to_string(snapshot) + "\" />";
-    tail += R"(,"@odata.nextLink":)" + Quote(NextLink(req, cookie));
+    tail += R"(,"@odata.nextLink":)" + Quote(NextLink(org, req, cookie));
   } else {
     std::string query = QueryWithout(req.target, "$skiptoken");
     query = QueryWithout("?" + query, "$deltatoken");
     tail += R"(,"@odata.deltaLink":)" +
-            Quote(BaseUrl(req) + kApi + set + "?" + query + (query.empty() ? "" : "&") +
+            Quote(BaseUrl(*org, req) + kApi + set + "?" + query + (query.empty() ? "" : "&") +
                   "$deltatoken=" + UrlEncode(DeltaToken(snapshot)));
   }
   HttpResponse r =
       MalformedOr(org->TakeMalform("delta"), std::move(items), {"id", table + "id"},
-                  R"({"@odata.context":")" + BaseUrl(req) + kApi + "$metadata#" + set +
+                  R"({"@odata.context":")" + BaseUrl(*org, req) + kApi + "$metadata#" + set +
                       (select.empty() ? "" : "(" + select + ")") + R"(/$delta","value":[)",
                   tail + "}");
   r.headers.emplace_back("Preference-Applied",

@@ -13,8 +13,9 @@
 
 namespace dvrouter::sim {
 
-// "http://<Host header>": the prefix of absolute links (nextLink, deltaLink, @odata.context).
-std::string BaseUrl(const HttpRequestView& req);
+// "http://<Host header>" (with the listening port if Host has none): the prefix of absolute
+// links (nextLink, deltaLink, @odata.context).
+std::string BaseUrl(const Org& org, const HttpRequestView& req);
 
 // GET <set>(<id>): the row, its versionnumber, createdon, modifiedon and @odata.etag.
 HttpResponse GetRow(Org* org, const std::string& set, const std::string& id);

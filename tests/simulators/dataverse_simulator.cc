@@ -226,6 +226,8 @@ class DataverseSim final : public HttpHandler {
     for (const std::string& t : o_.change_tracking) org_.change_tracking.insert(t);
   }
 
+  void set_port(uint16_t port) { org_.port = port; }
+
   void Handle(const HttpRequestView& req, HttpConnectionState*, HttpExchange* exchange,
               int) override {
     const std::string_view path = TargetPath(req.target);
@@ -617,6 +619,7 @@ class DataverseSim final : public HttpHandler {
     }
     if (QueryParameter(target, "expire_delta_tokens", &v) && v == "1") {
       org_.delta_expired_upto = org_.version;
+      org_.NextVersion();  // tokens issued from now on are newer
     }
     if (QueryParameter(target, "malform", &v)) {
       const size_t colon = v.find(':');
@@ -699,8 +702,15 @@ int Main(int argc, char** argv) {
   app.add_option("--change-tracking", o.change_tracking, "a table with change tracking on")
       ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
-  return RunSimulator("dataverse-sim", o.listen, "", "", HttpServerLimits{},
-                      [&] { return std::make_unique<DataverseSim>(o); });
+  DataverseSim* sim = nullptr;
+  return RunSimulator(
+      "dataverse-sim", o.listen, "", "", HttpServerLimits{},
+      [&] {
+        auto handler = std::make_unique<DataverseSim>(o);
+        sim = handler.get();
+        return handler;
+      },
+      [&](uint16_t port) { sim->set_port(port); });
 }
 
 }  // namespace
