@@ -15,6 +15,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "router/common/encoding.h"
@@ -35,7 +36,7 @@ constexpr const char* kAccount2 = "a0000001-0000-4000-8000-000000000002";
 constexpr const char* kAccount3 = "a0000001-0000-4000-8000-000000000003";
 
 // A webhook receiver on a free loopback port: records every request and answers with the
-// scripted statuses, then 200.
+// scripted statuses, then 200. A scripted -N answers 200 only after N ms (from another thread).
 class Receiver final : public HttpHandler {
  public:
   struct Request {
@@ -49,6 +50,7 @@ class Receiver final : public HttpHandler {
     EXPECT_TRUE(st.ok()) << st.ToString();
   }
   ~Receiver() override {
+    for (std::thread& t : late_) t.join();
     server_.StopAccepting();
     runtime_.Stop();
   }
@@ -82,6 +84,16 @@ class Receiver final : public HttpHandler {
       }
     }
     response.body = "{}";
+    if (response.status < 0) {
+      const int delay_ms = -response.status;
+      response.status = 200;
+      std::lock_guard<std::mutex> lock(mu_);
+      late_.emplace_back([exchange, delay_ms, response] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        exchange->Respond(response);
+      });
+      return;
+    }
     exchange->Respond(std::move(response));
   }
 
@@ -89,6 +101,7 @@ class Receiver final : public HttpHandler {
   std::mutex mu_;
   std::deque<int> script_;
   std::vector<Request> requests_;
+  std::vector<std::thread> late_;
   IoRuntime runtime_;
   HttpServer server_;
 };
@@ -385,6 +398,55 @@ TEST_F(DataverseSimProcess, AStoppedReceiverOrWebhooksOffMakeFailedJobs) {
   EXPECT_EQ(Column(sim_.Get("/_rows?set=accounts"), "accountid"),
             std::vector<std::string>{kAccount3})
       << "changes still apply";
+}
+
+TEST_F(DataverseSimProcess, AnAnswerLaterThanTheTimeoutFailsTheJob) {
+  testing::SimProcess quick(DVROUTER_DATAVERSE_SIM, "dataverse-sim", tmp_,
+                            {"--client", "dvrouter:s3cret", "--webhook-timeout-ms", "200"});
+  ASSERT_TRUE(quick.ready()) << quick.log();
+  Receiver receiver;
+  // Registered through the quick simulator's own Web API (the fixture's helpers talk to sim_).
+  const HttpReply token =
+      HttpClient(quick.port())
+          .Post("/t/oauth2/v2.0/token",
+                "grant_type=client_credentials&client_id=dvrouter&client_secret=s3cret",
+                {{"Content-Type", "application/x-www-form-urlencoded"}});
+  const std::string access = testing::JsonStringField(token.body, "access_token");
+  auto api = [&](const std::string& method, const std::string& resource, const std::string& body) {
+    return HttpClient(quick.port())
+        .Request(method, "/api/data/v9.2/" + resource, body,
+                 {{"Authorization", "Bearer " + access}, {"Content-Type", "application/json"}});
+  };
+  const std::string endpoint =
+      testing::JsonStringField(api("POST", "serviceendpoints",
+                                   R"({"name":"late","url":")" + receiver.url() +
+                                       R"(","contract":8,"authtype":4,)"
+                                       R"("authvalue":"k"})")
+                                   .body,
+                               "serviceendpointid");
+  const std::string message = testing::JsonStringField(
+      api("GET", "sdkmessages?$filter=" + UrlEncode("name eq 'Create'"), "").body, "sdkmessageid");
+  const std::string filter = testing::JsonStringField(
+      api("GET",
+          "sdkmessagefilters?$filter=" + UrlEncode("sdkmessageid/sdkmessageid eq " + message +
+                                                   " and primaryobjecttypecode eq 'account'"),
+          "")
+          .body,
+      "sdkmessagefilterid");
+  ASSERT_EQ(api("POST", "sdkmessageprocessingsteps",
+                "{\"name\":\"late\",\"stage\":40,\"mode\":1,\"rank\":1,"
+                "\"eventhandler_serviceendpoint@odata.bind\":\"/serviceendpoints(" +
+                    endpoint + ")\",\"sdkmessageid@odata.bind\":\"/sdkmessages(" + message +
+                    ")\",\"sdkmessagefilterid@odata.bind\":\"/sdkmessagefilters(" + filter + ")\"}")
+                .status,
+            201);
+  receiver.Script({-1000});
+  const HttpReply r =
+      HttpClient(quick.port()).Post("/_changes", "[" + Create(kAccount1, "A") + "]");
+  EXPECT_EQ(testing::JsonNumber(r.body, "failed_jobs"), 1) << r.body;
+  EXPECT_EQ(receiver.requests().size(), 1u) << "a timeout is not retried";
+  const HttpReply jobs = api("GET", "asyncoperations", "");
+  EXPECT_NE(jobs.body.find("did not answer within 200 ms"), std::string::npos) << jobs.body;
 }
 
 TEST_F(DataverseSimProcess, ALostAckDeliversTheBodyAndStillFailsTheJob) {
