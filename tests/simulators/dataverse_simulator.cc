@@ -1,13 +1,49 @@
 // dvrouter-dataverse-sim: the parts of a Dataverse organization dvrouter talks to, for tests and
-// trying the write-back by hand. Plain HTTP/1.1 (on dvrouter's own Beast server):
+// trying the write-back and reconciliation by hand: an organization with registered steps that
+// post webhooks, fail as system jobs, and keep versions for change tracking. Plain HTTP/1.1 (on
+// dvrouter's own Beast server). Units: dataverse_org (shared state), dataverse_webhooks (changes,
+// step deliveries, failed jobs), dataverse_queries (rows, asyncoperations, change tracking).
 //
+// Web API (Bearer token required: 401; every request counts toward throttle= and limit=):
 //   POST /<tenant>/oauth2/v2.0/token   client credentials (form body) -> access_token, expires_in
-//   PATCH /api/data/v9.2/<set>(<id>)   merges the JSON body's columns into the row. Bearer token
-//                                      required (401). With `If-Match: *` an unknown row is 404
+//   PATCH /api/data/v9.2/<set>(<id>)   merges the JSON body's columns into the row (name@odata.bind
+//                                      "/set(<id>)" stored as _name_value) and gives it a new
+//                                      versionnumber. With `If-Match: *` an unknown row is 404
 //                                      (the OData error Dataverse sends); without, it is created.
 //                                      A column in the reject list answers 400. Every PATCH is
-//                                      logged (GET /_patches).
-//   GET  /api/data/v9.2/<set>(<id>)    the row's columns, or 404.
+//                                      logged (GET /_patches). Registered Update steps fire as for
+//                                      /_changes (InitiatingUserId the app user).
+//   GET  /api/data/v9.2/<set>(<id>)    the row's columns plus <table>id, versionnumber, createdon,
+//                                      modifiedon (ISO UTC) and @odata.etag W/"<versionnumber>";
+//                                      404.
+//   GET  /api/data/v9.2/EntityDefinitions(LogicalName='<table>')
+//                                      {EntitySetName, PrimaryIdAttribute, LogicalName,
+//                                      ChangeTrackingEnabled, MetadataId}; 404 (OData error) if
+//                                      unknown. Tables: --tables and the seeded ones.
+//   GET  /api/data/v9.2/asyncoperations[(<id>)]?$select=..&$filter=..&$orderby=..
+//                                      failed system jobs. $filter: clauses joined by `and`, each
+//                                      `field op literal` (eq ne gt ge lt le; 'string', number,
+//                                      GUID, null, or an unquoted ISO datetime for createdon,
+//                                      completedon, modifiedon) or a parenthesized `or` of them.
+//                                      $orderby completedon|createdon|modifiedon [asc|desc]
+//                                      (default completedon asc). Paged by Prefer:
+//                                      odata.maxpagesize=N (5000): @odata.nextLink = the same
+//                                      query + $skiptoken=<paging cookie naming the last job>.
+//                                      Unknown fields or syntax: 400 {"error":{"code":
+//                                      "0x80060888",...}}.
+//   DELETE /api/data/v9.2/asyncoperations(<id>)   204, or 404.
+//   GET  /api/data/v9.2/<set>?$select=a,b  with `Prefer: odata.track-changes` (may also carry
+//                                      odata.maxpagesize=N): every row (paged by nextLink), then
+//                                      @odata.deltaLink <set>?$select=a,b&$deltatoken=<version>
+//                                      %21<MM/dd/yyyy HH:mm:ss>. On a delta link: rows created or
+//                                      changed since (each once, current columns) and deleted ones
+//                                      as {"@odata.context":"..$metadata#<set>/$deletedEntity",
+//                                      "id":G,"reason":"deleted"}, then a new deltaLink. 400:
+//                                      $filter/$orderby/$expand/$top with it (0x80060888), table
+//                                      not tracked (0x80072491 "Entity T isn't enabled for change
+//                                      tracking."), expired token (0x80044352 "Version stamp
+//                                      associated with the client has expired. Please perform a
+//                                      full sync.").
 //   GET|POST|PATCH /api/data/v9.2/<collection>[(<id>)][?$filter=a eq 'x' and b eq <guid>]
 //                                      registration tables (serviceendpoints,
 //                                      sdkmessageprocessingsteps, sdkmessageprocessingstepimages,
@@ -16,19 +52,45 @@
 //                                      Prefer: return=representation). sdkmessages holds Create,
 //                                      Update, Delete, Assign and SetState; sdkmessagefilters a
 //                                      row for every message on each --tables table.
-//   POST /_rows?set=S&table=T&id=G     seeds a row (body: its columns as a JSON object);
-//   GET  /_rows?set=S&id=G             reads one without a token.
+//
+// Test controls (no token):
+//   POST /_rows?set=S&table=T&id=G     seeds a row (body: its columns as a JSON object); maps
+//   T<->S. GET  /_rows?set=S&id=G             one row's stored columns; without id every row of S
+//   as
+//                                      {"value":[<as GET <set>(<id>)>...]}. GET /_deleted?set=S:
+//                                      the tombstones {"value":[{id, versionnumber, deletedon}]}.
+//   POST /_changes                     [{"op":"create|update|delete|assign","table":T,"id":G,
+//                                      "user":G?,"columns":{"name":"x","n":1.5,"parentaccountid":
+//                                      {"@odata.type":"EntityReference","id":G,"logicalname":T},
+//                                      "statuscode":{"@odata.type":"OptionSetValue","value":1}}}]
+//                                      (assign: columns.ownerid). Applied in order (400 and none
+//                                      applied if one is invalid), then every enabled step of that
+//                                      table and message (filteringattributes honoured for Update)
+//                                      posts its RemoteExecutionContext to its serviceendpoint
+//                                      (WebhookKey: ?code=, HttpHeader/HttpQueryString: the
+//                                      settings) from one sender thread: timeout
+//                                      --webhook-timeout-ms, one retry on 502/503/504 only. A
+//                                      failure of an async step adds a failed asyncoperation
+//                                      (its id the body's OperationId; completedon strictly
+//                                      increasing). Answered once all were posted:
+//                                      {"changes":N,"delivered":D,"failed_jobs":F,"failed":X}.
 //   GET  /_patches, GET /_stats        the PATCH log and counters, as JSON.
 //   POST /_control?...                 throttle=N&retry_after=S (the next N requests get 429),
 //                                      limit=N&window_ms=W (service protection: more than N
 //                                      requests in a sliding window get 429 with the seconds until
 //                                      one frees), reject_column=C / accept_column=C, outage=1|0,
-//                                      webhook=URL (as --webhook).
+//                                      webhook=URL (as --webhook), ack_lost=N (the next N webhooks
+//                                      answered 2xx still fail as timeouts), webhooks=0|1 (0: no
+//                                      posts, every delivery fails at once), change_tracking=T,
+//                                      expire_delta_tokens=1 (every token so far expires),
+//                                      malform=asyncoperations|rows|delta:missing_field|bad_guid|
+//                                      not_json|status_500|truncated&count=N (the next N answers).
 //
 // Flags: --listen HOST:PORT (0: a free port), --client ID:SECRET, --token-ttl-s, --app-user GUID
-// (the user the client's token acts as), --webhook URL [--webhook-header NAME:VALUE]: after each
+// (the user the client's token acts as), --tables T[:SET],..., --change-tracking T (repeatable),
+// --webhook-timeout-ms MS (60000), --webhook URL [--webhook-header NAME:VALUE]: after each
 // accepted PATCH of a row, posts the Update notification Dataverse would send (InitiatingUserId
-// the app user, Target the PATCHed columns) to URL, as a registered step would.
+// the app user, Target the PATCHed columns) to URL, whatever is registered.
 // Prints "dataverse-sim listening on HOST:PORT" on stderr once ready; stops on SIGTERM or SIGINT.
 #include <simdjson.h>
 
@@ -48,16 +110,13 @@
 #include "adapters/common/http_client.h"
 #include "router/common/json.h"
 #include "router/ingress/server.h"
+#include "tests/simulators/dataverse_org.h"
+#include "tests/simulators/dataverse_queries.h"
+#include "tests/simulators/dataverse_webhooks.h"
 #include "tests/simulators/sim_main.h"
 
 namespace dvrouter::sim {
 namespace {
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Options {
   std::string listen = "127.0.0.1:0";
@@ -66,59 +125,13 @@ struct Options {
   std::string app_user = "9f3c1d2e-0000-4000-8000-00000000a001";
   std::string webhook;
   std::string webhook_header;
-  // Tables the organization has: sdkmessagefilters exist for these only.
+  int64_t webhook_timeout_ms = 60'000;
+  // Tables the organization has (TABLE or TABLE:SET; the set is TABLE + "s" unless given):
+  // sdkmessagefilters exist for these only.
   std::vector<std::string> tables = {"account",           "contact",     "incident",
                                      "msdyn_agentstatus", "opportunity", "salesorder"};
+  std::vector<std::string> change_tracking;  // tables with change tracking on
 };
-
-HttpResponse Json(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-HttpResponse ODataError(int status, const std::string& code, const std::string& message) {
-  std::string body = R"({"error":{"code":")" + code + R"(","message":)";
-  AppendJsonString(&body, message);
-  return Json(status, body + "}}");
-}
-
-using Columns = std::map<std::string, std::string>;  // name -> raw JSON value
-
-std::string ColumnsJson(const Columns& c) {
-  std::string out = "{";
-  for (const auto& [k, v] : c) {
-    if (out.size() > 1) out += ",";
-    AppendJsonString(&out, k);
-    out += ":" + v;
-  }
-  return out + "}";
-}
-
-bool ParseColumns(std::string_view body, Columns* out) {
-  simdjson::dom::parser parser;
-  simdjson::dom::object obj;
-  if (parser.parse(body.data(), body.size()).get(obj) != simdjson::SUCCESS) return false;
-  for (auto [k, v] : obj) (*out)[std::string(k)] = simdjson::minify(v);
-  return true;
-}
-
-std::string Unquote(std::string v) {
-  if (v.size() >= 2 && v.front() == '"') {
-    simdjson::dom::parser parser;
-    std::string_view s;
-    if (parser.parse(v).get_string().get(s) == simdjson::SUCCESS) return std::string(s);
-  }
-  return v;
-}
-
-std::string NewGuid(uint64_t n, uint32_t kind) {
-  char buf[40];
-  std::snprintf(buf, sizeof(buf), "%08x-5151-4000-8000-%012llx", kind,
-                static_cast<unsigned long long>(n));
-  return buf;
-}
 
 // Posts notifications to the webhook URL, in order, from one thread.
 class Notifier {
@@ -189,16 +202,31 @@ class Notifier {
 
 class DataverseSim final : public HttpHandler {
  public:
-  explicit DataverseSim(Options o) : o_(std::move(o)), notifier_(o_.webhook, o_.webhook_header) {
+  explicit DataverseSim(Options o)
+      : o_(std::move(o)),
+        sender_(&org_, o_.webhook_timeout_ms),
+        notifier_(o_.webhook, o_.webhook_header) {
+    org_.app_user = o_.app_user;
     const char* messages[] = {"Create", "Update", "Delete", "Assign", "SetState"};
     uint64_t n = 0;
     for (const char* m : messages) {
       Columns c;
       c["sdkmessageid"] = "\"" + NewGuid(++n, 0x5d4) + "\"";
       c["name"] = std::string("\"") + m + "\"";
-      collections_["sdkmessages"].push_back(c);
+      org_.collections["sdkmessages"].push_back(c);
     }
+    std::vector<std::string> tables;
+    for (const std::string& t : o_.tables) {
+      const size_t colon = t.find(':');
+      const std::string table = t.substr(0, colon);
+      org_.MapTable(table, colon == std::string::npos ? table + "s" : t.substr(colon + 1));
+      tables.push_back(table);
+    }
+    o_.tables = tables;
+    for (const std::string& t : o_.change_tracking) org_.change_tracking.insert(t);
   }
+
+  void set_port(uint16_t port) { org_.port = port; }
 
   void Handle(const HttpRequestView& req, HttpConnectionState*, HttpExchange* exchange,
               int) override {
@@ -210,14 +238,30 @@ class DataverseSim final : public HttpHandler {
     if (path == "/_patches") return exchange->Respond(Json(200, Patches()));
     if (path == "/_control") return exchange->Respond(Control(req.target));
     if (path == "/_rows") return exchange->Respond(Seed(req.method, req.target, req.body()));
+    if (path == "/_deleted") return exchange->Respond(Deleted(req.target));
+    if (path == "/_changes" && req.method == "POST") return Changes(req, exchange);
     constexpr std::string_view kApi = "/api/data/v9.2/";
     if (!path.starts_with(kApi)) return exchange->Respond(ODataError(404, "0x0", "no route"));
     exchange->Respond(Api(req, std::string(path.substr(kApi.size()))));
   }
 
  private:
+  // POST /_changes: applied now; answered by the sender once their webhooks were posted.
+  void Changes(const HttpRequestView& req, HttpExchange* exchange) {
+    std::vector<Change> changes;
+    std::vector<Delivery> deliveries;
+    std::string error;
+    bool ok = ParseChanges(req.body(), &changes, &error);
+    if (ok) {
+      std::lock_guard<std::mutex> lock(org_.mu);
+      ok = ApplyChanges(&org_, changes, &deliveries, &error);
+    }
+    if (!ok) return exchange->Respond(Json(400, R"({"error":)" + Quote(error) + "}"));
+    sender_.Enqueue(std::move(deliveries), static_cast<int64_t>(changes.size()), exchange);
+  }
+
   HttpResponse Api(const HttpRequestView& req, const std::string& resource) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(org_.mu);
     ++requests_;
     const int64_t now = NowMs();
     // A request later than 300 ms after a 429 (time for the ones already on their way) but
@@ -259,11 +303,16 @@ class DataverseSim final : public HttpHandler {
     if (set.starts_with("sdk") || set == "serviceendpoints") {
       return Registration(req, set, id);
     }
+    if (set == "asyncoperations") return AsyncOperations(&org_, req, id);
+    if (set == "EntityDefinitions" && req.method == "GET") return EntityDefinition(&org_, req, id);
+    if (id.empty() && req.method == "GET" && WantsTrackChanges(req)) {
+      return TrackChanges(&org_, req, set);
+    }
     if (id.empty()) return ODataError(405, "0x0", "only single rows here: <set>(<id>)");
     if (req.method == "GET") {
-      auto it = rows_[set].find(id);
-      if (it == rows_[set].end()) return NotFound(set, id);
-      return Json(200, ColumnsJson(it->second.columns));
+      HttpResponse r = GetRow(&org_, set, id);
+      if (r.status == 404) ++not_found_;
+      return r;
     }
     if (req.method != "PATCH") return ODataError(405, "0x0", "method not allowed");
     return Patch(req, set, id);
@@ -316,19 +365,38 @@ class DataverseSim final : public HttpHandler {
                               "by the type.");
       }
     }
-    auto& table = rows_[set];
+    auto& table = org_.rows[set];
     auto it = table.find(id);
+    const int64_t now_s = WallSeconds();
     if (it == table.end()) {
       if (if_match) {
         log(404);
         return NotFound(set, id);
       }
-      it = table.emplace(id, Row{set, {}}).first;
+      auto known = org_.table_of_set.find(set);
+      const std::string name = known == org_.table_of_set.end() ? set : known->second;
+      it = table.emplace(id, Row{name, {}, 0, now_s, now_s}).first;
     }
-    for (const auto& [k, v] : cols) it->second.columns[k] = v;
+    for (const auto& [k, v] : cols) {
+      if (!k.ends_with("@odata.bind")) {
+        it->second.columns[k] = v;
+        continue;
+      }
+      const std::string target = Unquote(v);  // "/accounts(<id>)" -> _name_value
+      const size_t open = target.find('('), close = target.find(')');
+      if (open != std::string::npos && close != std::string::npos) {
+        it->second.columns["_" + k.substr(0, k.size() - 11) + "_value"] =
+            Quote(target.substr(open + 1, close - open - 1));
+      }
+    }
+    it->second.version = org_.NextVersion();
+    it->second.modified_s = now_s;
     log(204);
     ++patched_;
     if (notifier_.enabled()) notifier_.Post(Notification(it->second.table, id, cols));
+    std::vector<Delivery> deliveries;
+    PatchDeliveries(&org_, set, id, cols, &deliveries);
+    if (!deliveries.empty()) sender_.Enqueue(std::move(deliveries), 0, nullptr);
     HttpResponse r;
     r.status = 204;
     r.content_type.clear();
@@ -373,7 +441,7 @@ class DataverseSim final : public HttpHandler {
   HttpResponse Registration(const HttpRequestView& req, const std::string& set,
                             const std::string& id) {
     const std::string key = set.substr(0, set.size() - 1) + "id";  // serviceendpoints -> ...id
-    auto& rows = collections_[set];
+    auto& rows = org_.collections[set];
     if (req.method == "GET") {
       std::string filter;
       QueryParameter(req.target, "$filter", &filter);
@@ -460,7 +528,7 @@ class DataverseSim final : public HttpHandler {
     }
     if (message.empty() || table.empty()) return;
     if (std::find(o_.tables.begin(), o_.tables.end(), table) == o_.tables.end()) return;
-    auto& rows = collections_["sdkmessagefilters"];
+    auto& rows = org_.collections["sdkmessagefilters"];
     for (const Columns& c : rows) {
       if (Unquote(c.at("_sdkmessageid_value")) == message &&
           Unquote(c.at("primaryobjecttypecode")) == table) {
@@ -479,7 +547,7 @@ class DataverseSim final : public HttpHandler {
     QueryParameter("/?" + std::string(body), "client_id", &id);
     QueryParameter("/?" + std::string(body), "client_secret", &secret);
     QueryParameter("/?" + std::string(body), "grant_type", &grant);
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(org_.mu);
     if (grant != "client_credentials" || id + ":" + secret != o_.client) {
       ++token_refusals_;
       return Json(401, R"({"error":"invalid_client","error_description":"AADSTS7000215"})");
@@ -496,22 +564,44 @@ class DataverseSim final : public HttpHandler {
     QueryParameter(target, "table", &table);
     QueryParameter(target, "id", &id);
     if (method == "GET") {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = rows_[set].find(id);
-      if (it == rows_[set].end()) return Json(404, R"({"error":"no such row"})");
+      std::lock_guard<std::mutex> lock(org_.mu);
+      if (id.empty()) {  // every row of the set, as GET <set>(<id>) shows each
+        std::string out = R"({"value":[)";
+        for (const auto& [row_id, row] : org_.rows[set]) {
+          out += (out.back() == '[' ? "" : ",") + ColumnsJson(org_.RowView(row_id, row));
+        }
+        return Json(200, out + "]}");
+      }
+      auto it = org_.rows[set].find(id);
+      if (it == org_.rows[set].end()) return Json(404, R"({"error":"no such row"})");
       return Json(200, ColumnsJson(it->second.columns));
     }
     Columns cols;
     if (set.empty() || table.empty() || id.empty() || !ParseColumns(body, &cols)) {
       return Json(400, R"({"error":"set, table, id and a JSON object body are required"})");
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    rows_[set][id] = Row{table, cols};
+    std::lock_guard<std::mutex> lock(org_.mu);
+    org_.MapTable(table, set);
+    const int64_t now_s = WallSeconds();
+    org_.rows[set][id] = Row{table, cols, org_.NextVersion(), now_s, now_s};
     return Json(200, R"({"ok":true})");
   }
 
+  HttpResponse Deleted(std::string_view target) {
+    std::string set;
+    QueryParameter(target, "set", &set);
+    std::lock_guard<std::mutex> lock(org_.mu);
+    std::string out = R"({"value":[)";
+    for (const Tombstone& t : org_.deleted[set]) {
+      out += (out.back() == '[' ? "" : ",") + std::string(R"({"id":)") + Quote(t.id) +
+             R"(,"versionnumber":)" + std::to_string(t.version) + R"(,"deletedon":)" +
+             Quote(IsoTime(t.deleted_s)) + "}";
+    }
+    return Json(200, out + "]}");
+  }
+
   HttpResponse Control(std::string_view target) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(org_.mu);
     std::string v;
     if (QueryParameter(target, "throttle", &v)) throttle_ = std::stoll(v);
     if (QueryParameter(target, "retry_after", &v)) retry_after_s_ = std::stoll(v);
@@ -521,11 +611,35 @@ class DataverseSim final : public HttpHandler {
     if (QueryParameter(target, "accept_column", &v)) rejected_columns_.erase(v);
     if (QueryParameter(target, "outage", &v)) outage_ = v == "1";
     if (QueryParameter(target, "webhook", &v)) notifier_.set_url(v);
+    if (QueryParameter(target, "ack_lost", &v)) org_.ack_lost = std::stoll(v);
+    if (QueryParameter(target, "webhooks", &v)) org_.webhooks_on = v == "1";
+    if (QueryParameter(target, "change_tracking", &v)) {
+      if (org_.SetOf(v).empty()) return Json(400, R"({"error":"unknown table"})");
+      org_.change_tracking.insert(v);
+    }
+    if (QueryParameter(target, "expire_delta_tokens", &v) && v == "1") {
+      org_.delta_expired_upto = org_.version;
+      org_.NextVersion();  // tokens issued from now on are newer
+    }
+    if (QueryParameter(target, "malform", &v)) {
+      const size_t colon = v.find(':');
+      const std::string route = v.substr(0, colon), kind = v.substr(colon + 1);
+      const std::set<std::string> routes = {"asyncoperations", "rows", "delta"};
+      const std::set<std::string> kinds = {"missing_field", "bad_guid", "not_json", "status_500",
+                                           "truncated"};
+      if (colon == std::string::npos || routes.count(route) == 0 || kinds.count(kind) == 0) {
+        return Json(400, R"({"error":"malform=asyncoperations|rows|delta:missing_field|bad_guid|)"
+                         R"(not_json|status_500|truncated"})");
+      }
+      std::string count = "1";
+      QueryParameter(target, "count", &count);
+      org_.malform[route] = Malform{kind, std::stoll(count)};
+    }
     return Json(200, R"({"ok":true})");
   }
 
   std::string Patches() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(org_.mu);
     std::string out = "[";
     for (const std::string& p : patches_) {
       if (out.size() > 1) out += ",\n";
@@ -535,7 +649,7 @@ class DataverseSim final : public HttpHandler {
   }
 
   std::string Stats() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(org_.mu);
     auto n = [](const char* k, int64_t v) {
       return std::string("\"") + k + "\":" + std::to_string(v);
     };
@@ -545,18 +659,18 @@ class DataverseSim final : public HttpHandler {
            n("errors_5xx", errors_5xx_) + "," + n("tokens_issued", tokens_issued_) + "," +
            n("token_refusals", token_refusals_) + "," + n("registrations", registrations_) + "," +
            n("notifications", notifications_) + "," + n("notifications_sent", notifier_.sent()) +
-           "," + n("early_after_429", early_after_429_) + "}";
+           "," + n("early_after_429", early_after_429_) + "," + n("changes", org_.changes_applied) +
+           "," + n("webhooks_posted", org_.webhooks_posted) + "," +
+           n("webhooks_delivered", org_.webhooks_delivered) + "," +
+           n("webhooks_failed", org_.webhooks_failed) + "," + n("failed_jobs", org_.failed_jobs) +
+           "," + n("jobs", static_cast<int64_t>(org_.jobs.size())) + "," +
+           n("jobs_deleted", org_.jobs_deleted) + "," +
+           n("asyncoperation_queries", org_.asyncoperation_queries) + "," +
+           n("delta_queries", org_.delta_queries) + "}";
   }
 
-  struct Row {
-    std::string table;
-    Columns columns;
-  };
-
   Options o_;
-  std::mutex mu_;
-  std::map<std::string, std::map<std::string, Row>> rows_;  // set -> id -> row
-  std::map<std::string, std::vector<Columns>> collections_;
+  Org org_;  // its mu guards the members below too
   std::vector<std::string> patches_;
   std::map<std::string, int64_t> tokens_;
   std::set<std::string> rejected_columns_;
@@ -568,6 +682,7 @@ class DataverseSim final : public HttpHandler {
           registrations_ = 0, notifications_ = 0;
   uint64_t created_ = 0;
   int64_t last_429_ms_ = -1'000'000, last_retry_after_s_ = 0, early_after_429_ = 0;
+  Sender sender_;  // after org_: stopped first
   Notifier notifier_;
 };
 
@@ -580,10 +695,22 @@ int Main(int argc, char** argv) {
   app.add_option("--app-user", o.app_user, "the user id the client's changes are made as");
   app.add_option("--webhook", o.webhook, "URL to post Update notifications of PATCHed rows to");
   app.add_option("--webhook-header", o.webhook_header, "NAME:VALUE sent with each notification");
-  app.add_option("--tables", o.tables, "the organization's tables (logical names)")->delimiter(',');
+  app.add_option("--webhook-timeout-ms", o.webhook_timeout_ms,
+                 "how long a registered step's webhook post waits for the answer");
+  app.add_option("--tables", o.tables, "the organization's tables: TABLE or TABLE:SET")
+      ->delimiter(',');
+  app.add_option("--change-tracking", o.change_tracking, "a table with change tracking on")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
-  return RunSimulator("dataverse-sim", o.listen, "", "", HttpServerLimits{},
-                      [&] { return std::make_unique<DataverseSim>(o); });
+  DataverseSim* sim = nullptr;
+  return RunSimulator(
+      "dataverse-sim", o.listen, "", "", HttpServerLimits{},
+      [&] {
+        auto handler = std::make_unique<DataverseSim>(o);
+        sim = handler.get();
+        return handler;
+      },
+      [&](uint16_t port) { sim->set_port(port); });
 }
 
 }  // namespace

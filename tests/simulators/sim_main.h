@@ -1,6 +1,7 @@
 // What every simulator's main does: parse --listen, block SIGTERM/SIGINT before any thread
 // starts, build the handler, serve it (HTTPS when a certificate is given), print
-// "<name> listening on HOST:PORT" on stderr once ready, and stop on the first signal.
+// "<name> listening on HOST:PORT" on stderr once ready (after telling `on_listening` the port),
+// and stop on the first signal.
 #pragma once
 
 #include <csignal>
@@ -16,7 +17,8 @@ namespace dvrouter::sim {
 inline int RunSimulator(const std::string& name, const std::string& listen,
                         const std::string& tls_cert, const std::string& tls_key,
                         HttpServerLimits limits,
-                        const std::function<std::unique_ptr<HttpHandler>()>& make_handler) {
+                        const std::function<std::unique_ptr<HttpHandler>()>& make_handler,
+                        const std::function<void(uint16_t)>& on_listening = {}) {
   Result<Endpoint> ep = ParseEndpoint(listen);
   if (!ep.ok()) {
     std::fprintf(stderr, "%s: --listen: %s\n", name.c_str(),
@@ -46,6 +48,7 @@ inline int RunSimulator(const std::string& name, const std::string& listen,
     std::fprintf(stderr, "%s: %s\n", name.c_str(), st.ToString().c_str());
     return 1;
   }
+  if (on_listening) on_listening(server.port());
   std::fprintf(stderr, "%s listening on %s:%u\n", name.c_str(), ep->host.c_str(), server.port());
   int sig = 0;
   sigwait(&signals, &sig);
