@@ -70,42 +70,37 @@ class ReconcileRunner::JournalSink final : public ReconcileSink, AppendCallback 
   AppendResult result_;
 };
 
-struct ReconcileRunner::Metrics {
-  explicit Metrics(prometheus::Registry* r)
-      : runs(prometheus::BuildCounter()
-                 .Name("dvrouter_reconcile_runs_total")
-                 .Help("Reconciliation runs, by result (ok: no error)")
+ReconcileMetrics::ReconcileMetrics(prometheus::Registry* r)
+    : runs(prometheus::BuildCounter()
+               .Name("dvrouter_reconcile_runs_total")
+               .Help("Reconciliation runs, by result (ok: no error)")
+               .Register(*r)),
+      events(prometheus::BuildCounter()
+                 .Name("dvrouter_reconcile_events_total")
+                 .Help("Events reconciliation found, by source and outcome (journaled: new; "
+                       "already_seen: the journal had it)")
                  .Register(*r)),
-        events(prometheus::BuildCounter()
-                   .Name("dvrouter_reconcile_events_total")
-                   .Help("Events reconciliation found, by source and outcome (journaled: new; "
-                         "already_seen: the journal had it)")
-                   .Register(*r)),
-        ok(runs.Add({{"result", "ok"}})),
-        failed(runs.Add({{"result", "error"}})),
-        journaled(events.Add({{"source", "failed_jobs"}, {"outcome", "journaled"}})),
-        seen(events.Add({{"source", "failed_jobs"}, {"outcome", "already_seen"}})),
-        deletes(events.Add({{"source", "failed_jobs"}, {"outcome", "deleted_row"}})),
-        last_success(prometheus::BuildGauge()
-                         .Name("dvrouter_reconcile_last_success_timestamp_seconds")
-                         .Help("When the last reconciliation run without an error finished")
-                         .Register(*r)
-                         .Add({})),
-        throttled(prometheus::BuildCounter()
-                      .Name("dvrouter_reconcile_throttled_total")
-                      .Help("429 answers reconciliation waited out")
-                      .Register(*r)
-                      .Add({})) {}
-  prometheus::Family<prometheus::Counter>& runs;
-  prometheus::Family<prometheus::Counter>& events;
-  prometheus::Counter& ok;
-  prometheus::Counter& failed;
-  prometheus::Counter& journaled;
-  prometheus::Counter& seen;
-  prometheus::Counter& deletes;
-  prometheus::Gauge& last_success;
-  prometheus::Counter& throttled;
-};
+      ok(runs.Add({{"result", "ok"}})),
+      failed(runs.Add({{"result", "error"}})),
+      journaled(events.Add({{"source", "failed_jobs"}, {"outcome", "journaled"}})),
+      seen(events.Add({{"source", "failed_jobs"}, {"outcome", "already_seen"}})),
+      deletes(events.Add({{"source", "failed_jobs"}, {"outcome", "deleted_row"}})),
+      last_success(prometheus::BuildGauge()
+                       .Name("dvrouter_reconcile_last_success_timestamp_seconds")
+                       .Help("When the last reconciliation run without an error finished (the "
+                             "router's start until one did)")
+                       .Register(*r)
+                       .Add({})),
+      interval(prometheus::BuildGauge()
+                   .Name("dvrouter_reconcile_interval_seconds")
+                   .Help("reconcile.interval: the time between runs (0: only when asked)")
+                   .Register(*r)
+                   .Add({})),
+      throttled(prometheus::BuildCounter()
+                    .Name("dvrouter_reconcile_throttled_total")
+                    .Help("429 answers reconciliation waited out")
+                    .Register(*r)
+                    .Add({})) {}
 
 ReconcileRunner::ReconcileRunner(const Config& config, Journal* journal,
                                  prometheus::Registry* registry)
@@ -113,7 +108,11 @@ ReconcileRunner::ReconcileRunner(const Config& config, Journal* journal,
       sink_(std::make_unique<JournalSink>(journal, config.journal.partitions)),
       reconciler_(std::make_unique<Reconciler>(config, sink_.get(),
                                                config.journal.data_dir + "/reconcile", WallNowMs)),
-      metrics_(std::make_unique<Metrics>(registry)) {}
+      metrics_(std::make_unique<ReconcileMetrics>(registry)) {
+  metrics_->interval.Set(static_cast<double>(config.reconcile.interval_ms) / 1000.0);
+  // Until a run succeeds, the router's start: a router that just started is not late yet.
+  metrics_->last_success.Set(static_cast<double>(WallNowMs()) / 1000.0);
+}
 
 ReconcileRunner::~ReconcileRunner() { Stop(); }
 

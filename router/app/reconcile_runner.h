@@ -19,11 +19,27 @@
 #include "router/ingress/admin_handler.h"
 #include "router/journal/journal.h"
 
-namespace prometheus {
-class Registry;
-}
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
 
 namespace dvrouter {
+
+// Reconciliation's series (docs/operations.md, "Reconciliation").
+struct ReconcileMetrics {
+  explicit ReconcileMetrics(prometheus::Registry* registry);
+  prometheus::Family<prometheus::Counter>& runs;
+  prometheus::Family<prometheus::Counter>& events;
+  prometheus::Counter& ok;
+  prometheus::Counter& failed;
+  prometheus::Counter& journaled;
+  prometheus::Counter& seen;
+  prometheus::Counter& deletes;
+  prometheus::Gauge& last_success;
+  prometheus::Gauge& interval;
+  prometheus::Counter& throttled;
+};
 
 class ReconcileRunner final : public AdminOperations {
  public:
@@ -44,14 +60,13 @@ class ReconcileRunner final : public AdminOperations {
 
  private:
   class JournalSink;
-  struct Metrics;
   void Loop();
   void RunOnce(bool dry_run, uint64_t id);
 
   const Config& config_;
   std::unique_ptr<JournalSink> sink_;
   std::unique_ptr<Reconciler> reconciler_;
-  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<ReconcileMetrics> metrics_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> stop_{false};

@@ -16,6 +16,7 @@
 #include "adapters/lake/lake_adapter.h"
 #include "adapters/registry.h"
 #include "adapters/sql/sqlite_adapter.h"
+#include "router/app/reconcile_runner.h"
 #include "router/config/config.h"
 #include "router/delivery/engine.h"
 #include "router/metrics/metrics.h"
@@ -50,6 +51,7 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   dv_config.type = "dataverse";
   dv_config.Settings<DataverseConfig>().url = "http://127.0.0.1:1";
   DataverseAdapter dv(dv_config, &metrics.registry());
+  ReconcileMetrics reconcile(&metrics.registry());
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});

@@ -312,7 +312,7 @@ std::string PrometheusConfig(uint16_t admin_port) {
 std::string RouterConfig(const std::string& erp_url, const std::string& dataverse_url,
                          uint16_t closed_port) {
   return "ingress:\n"
-         "  auth: {mode: none}\n"
+         "  auth: {mode: webhook_key, secret: \"${DVROUTER_MONITORING_TEST_SECRET}\"}\n"
          "journal:\n"
          "  partitions: 4\n"
          "adapters:\n"
@@ -353,7 +353,14 @@ std::string RouterConfig(const std::string& erp_url, const std::string& datavers
          "    status_column: new_integrationstatus\n"
          "    status_values: {pending: 1, submitted: 2, processing: 3, completed: 4, failed: 5}\n"
          "routes:\n"
-         "  - adapters: [lake, sql, ch, erp]\n";
+         "  - adapters: [lake, sql, ch, erp]\n"
+         // Reconciliation's series; runs only when asked, so nothing needs registering.
+         "registration:\n"
+         "  dataverse: crm\n"
+         "  webhook_url: http://127.0.0.1:1/webhooks/dataverse\n"
+         "  steps: [{table: account, messages: [Update]}]\n"
+         "reconcile:\n"
+         "  interval: 0s\n";
 }
 
 TEST(MonitoringProcess, EveryDashboardAndAlertExpressionReturnsDataFromARealScrape) {
@@ -389,7 +396,7 @@ TEST(MonitoringProcess, EveryDashboardAndAlertExpressionReturnsDataFromARealScra
     HttpClient client(router.port);
     for (int round = 0; round < 2; ++round) {
       for (const std::string& name : testing::FixtureNames()) {
-        const HttpReply r = client.Post("/webhooks/dataverse", testing::Fixture(name));
+        const HttpReply r = client.Post("/webhooks/dataverse?code=s3cret", testing::Fixture(name));
         EXPECT_TRUE(r.status == 200 || r.status == 400) << name << ": " << r.status << r.body;
       }
     }

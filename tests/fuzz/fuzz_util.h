@@ -20,13 +20,25 @@ inline void Check(bool ok, std::string_view what) {
   std::abort();
 }
 
-// Text holding an integer of 20 digits or more: valid JSON that simdjson's DOM refuses (as
-// NUMBER_ERROR, like a malformed number), copied by the router as the webhook sent it.
+// Text holding an integer outside [INT64_MIN, UINT64_MAX]: valid JSON that simdjson's DOM refuses
+// (as NUMBER_ERROR, like a malformed number), copied by the router as the webhook sent it.
+// (The 1-hour run of 2026-12-05 found -9515224950150682424, below INT64_MIN, which the first
+// version of this rule, 20 digits or more, did not allow.)
 inline bool HasHugeInteger(std::string_view text) {
-  size_t run = 0;
-  for (char c : text) {
-    run = (c >= '0' && c <= '9') ? run + 1 : 0;
-    if (run >= 20) return true;
+  // simdjson takes integers in [INT64_MIN, UINT64_MAX]; JSON allows any number of digits.
+  constexpr std::string_view kMaxNegative = "9223372036854775808";
+  constexpr std::string_view kMaxPositive = "18446744073709551615";
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] < '0' || text[i] > '9') {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+    const std::string_view digits = text.substr(i, end - i);
+    const std::string_view max = i > 0 && text[i - 1] == '-' ? kMaxNegative : kMaxPositive;
+    if (digits.size() > max.size() || (digits.size() == max.size() && digits > max)) return true;
+    i = end;
   }
   return false;
 }
