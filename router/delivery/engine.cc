@@ -616,8 +616,8 @@ Result<uint64_t> DeliveryEngine::ReplayDlq(const std::string& adapter, std::opti
 }
 
 Status DeliveryEngine::ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
-                                   uint64_t* queued_to) {
-  Result<uint64_t> last = impl_->replays->QueueRange(adapter, from_seq, to_seq);
+                                   uint64_t* queued_to, int64_t from_ms, int64_t to_ms) {
+  Result<uint64_t> last = impl_->replays->QueueRange(adapter, from_seq, to_seq, from_ms, to_ms);
   if (!last.ok()) return last.status();
   if (queued_to != nullptr) *queued_to = *last;
   impl_->maint_cv.notify_all();

@@ -88,8 +88,10 @@ class DeliveryEngine final : public CommitListener {
   // Delivers the retained journal range [from_seq, to_seq] again to one adapter; `to_seq` past
   // the newest event is cut to it (*queued_to: the last seq queued). FailedPrecondition while
   // the adapter has a range replay queued already (replays.h).
+  // With a time window [from_ms, to_ms], only the events received within it (from_seq 0: from
+  // the oldest retained event; Replays::QueueRange).
   Status ReplayRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
-                     uint64_t* queued_to = nullptr);
+                     uint64_t* queued_to = nullptr, int64_t from_ms = 0, int64_t to_ms = INT64_MAX);
   // JSON of the replays queued and running (Replays::Json).
   std::string ReplaysJson() const;
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "router/common/json.h"
+#include "router/decode/attributes.h"
 #include "router/partition/partition.h"
 
 namespace dvrouter {
@@ -58,12 +59,21 @@ Result<uint64_t> Replays::QueueDlq(const std::string& adapter, std::optional<uin
   return count;
 }
 
-Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_seq,
-                                     uint64_t to_seq) {
+Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
+                                     int64_t from_ms, int64_t to_ms) {
   if (!running_.load()) return Unavailable("delivery is not running");
   const size_t a = IndexOf(adapter);
   if (a == SIZE_MAX) return NotFound("no adapter named '" + adapter + "'");
-  if (from_seq == 0 || to_seq < from_seq) {
+  if (from_ms > to_ms) return InvalidArgument("the time window must satisfy from <= to");
+  if (from_seq == 0) {  // from the oldest retained event (a time window's start)
+    Status st = journal_->Scan(0, [&](const RecordView& v) {
+      from_seq = v.handle.seq;
+      return false;
+    });
+    if (!st.ok()) return st;
+    if (from_seq == 0) return NotFound("the journal holds no event");
+  }
+  if (to_seq < from_seq) {
     return InvalidArgument("the range must satisfy 1 <= from <= to");
   }
   const uint64_t newest = committed_.load();
@@ -104,6 +114,8 @@ Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_s
     job.from = from_seq;
     job.pos = from_seq;
     job.to = to_seq;
+    job.from_ms = from_ms;
+    job.to_ms = to_ms;
     jobs_.push_back(std::move(job));
   }
   return to_seq;
@@ -120,6 +132,14 @@ std::string Replays::Json() const {
     if (j.range) {
       out += ",\"kind\":\"range\",\"from\":" + std::to_string(j.from) +
              ",\"to\":" + std::to_string(j.to) + ",\"next\":" + std::to_string(j.pos);
+      if (j.from_ms > 0) {
+        out += ",\"from_time\":";
+        AppendJsonString(&out, FormatIsoUtc(j.from_ms));
+      }
+      if (j.to_ms != INT64_MAX) {
+        out += ",\"to_time\":";
+        AppendJsonString(&out, FormatIsoUtc(j.to_ms));
+      }
     } else {
       out += ",\"kind\":\"dlq\",\"entries\":" + std::to_string(j.dlq_ids.size()) +
              ",\"sent\":" + std::to_string(j.next);
@@ -210,12 +230,16 @@ void Replays::Feed() {
         job.pos,
         [&](const RecordView& v) {
           if (v.handle.seq > job.to) return false;
+          // A time window: past its end by a minute, no later event can fall in it.
+          constexpr int64_t kSkewMs = 60'000;
+          if (job.to_ms != INT64_MAX && v.received_ms > job.to_ms + kSkewMs) return false;
           if (outstanding_.load() >= kMaxOutstanding) {
             finished = false;
             return false;
           }
           job.pos = v.handle.seq + 1;
           job.hint = ScanHint{v.handle.segment, v.handle.offset + v.handle.length};
+          if (v.received_ms < job.from_ms || v.received_ms > job.to_ms) return true;
           // Only what the routes (and the loop guard) send to this adapter.
           uint64_t mask = 0;
           if (v.header->status_record) {

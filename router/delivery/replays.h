@@ -72,7 +72,11 @@ class Replays final : public JournalHolds {
   // from from_seq on); `to_seq` past the newest committed event is cut to it. Returns the last
   // seq queued. FailedPrecondition while the adapter has a range replay queued already. The
   // caller wakes the maintenance thread.
-  Result<uint64_t> QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq);
+  // With a time window only the events received within [from_ms, to_ms] are replayed, and the
+  // scan ends at the first event received a minute after to_ms (received times follow the seqs
+  // within a group commit's skew); from_seq 0 starts at the oldest retained event.
+  Result<uint64_t> QueueRange(const std::string& adapter, uint64_t from_seq, uint64_t to_seq,
+                              int64_t from_ms = 0, int64_t to_ms = INT64_MAX);
   // Replay work not yet finished (queued or in flight), all adapters.
   uint64_t Pending() const;
   // JSON: {"replays":[...],"in_flight":N}, the jobs not yet fed to the workers in the order they
@@ -99,6 +103,8 @@ class Replays final : public JournalHolds {
     uint64_t from = 0;  // a range job's first seq
     uint64_t pos = 0;   // next seq of a range job
     uint64_t to = 0;
+    int64_t from_ms = 0;  // a range job's time window (received_ms)
+    int64_t to_ms = INT64_MAX;
     ScanHint hint;
   };
   size_t IndexOf(std::string_view name) const;

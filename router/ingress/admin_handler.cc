@@ -7,6 +7,8 @@
 
 #include "router/common/clock.h"
 #include "router/common/json.h"
+#include "router/decode/attributes.h"
+#include "router/decode/decode.h"
 #include "router/delivery/engine.h"
 #include "router/ingress/admin_json.h"
 #include "router/ui/assets.h"
@@ -251,19 +253,51 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
       return r;
     }
     if (method != "POST") return MethodNotAllowed("GET, POST");
-    uint64_t from = 0, to = 0;
-    QueryParameter(target, "from", &from_text);
-    QueryParameter(target, "to", &to_text);
-    if (adapter.empty() || !ParseU64(from_text, &from) || !ParseU64(to_text, &to)) {
-      return ErrorResponse(400, "bad_request", "replay needs adapter, from and to");
+    uint64_t from = 0, to = UINT64_MAX;
+    const bool has_from = QueryParameter(target, "from", &from_text);
+    const bool has_to = QueryParameter(target, "to", &to_text);
+    // A time window (from_time, to_time: ISO 8601 or ms since the epoch) instead of, or within,
+    // the seqs.
+    int64_t from_ms = 0, to_ms = INT64_MAX;
+    std::string time_text;
+    for (auto [name, out] : {std::pair<const char*, int64_t*>{"from_time", &from_ms},
+                             std::pair<const char*, int64_t*>{"to_time", &to_ms}}) {
+      if (!QueryParameter(target, name, &time_text)) continue;
+      uint64_t ms = 0;
+      Result<int64_t> parsed = ParseU64(time_text, &ms) ? Result<int64_t>(static_cast<int64_t>(ms))
+                                                        : ParseDataverseDate(time_text);
+      if (!parsed.ok()) {
+        return ErrorResponse(400, "bad_request",
+                             std::string(name) + " is an ISO 8601 time or ms since the epoch");
+      }
+      *out = *parsed;
     }
-    if (Status st = engine_->ReplayRange(adapter, from, to, &to); !st.ok()) {
+    const bool window = from_ms != 0 || to_ms != INT64_MAX;
+    if (adapter.empty() || (has_from && !ParseU64(from_text, &from)) ||
+        (has_to && !ParseU64(to_text, &to)) || (!window && (!has_from || !has_to))) {
+      return ErrorResponse(400, "bad_request",
+                           "replay needs adapter and from and to (seqs), or from_time and to_time");
+    }
+    if (!has_from) from = 0;  // the oldest retained event
+    if (has_from && from == 0) {
+      return ErrorResponse(400, "bad_request", "the range must satisfy 1 <= from <= to");
+    }
+    if (Status st = engine_->ReplayRange(adapter, from, to, &to, from_ms, to_ms); !st.ok()) {
       return ErrorResponse(st);
     }
     HttpResponse r;
     r.body = "{\"replaying\":{\"adapter\":";
     AppendJsonString(&r.body, adapter);
-    r.body += ",\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to) + "}}";
+    r.body += ",\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to);
+    if (from_ms != 0) {
+      r.body += ",\"from_time\":";
+      AppendJsonString(&r.body, FormatIsoUtc(from_ms));
+    }
+    if (to_ms != INT64_MAX) {
+      r.body += ",\"to_time\":";
+      AppendJsonString(&r.body, FormatIsoUtc(to_ms));
+    }
+    r.body += "}}";
     return r;
   }
   return std::nullopt;

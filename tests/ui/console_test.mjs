@@ -71,6 +71,7 @@ function start(name, bin, argv, ready, env = {}) {
 }
 
 const tmp = mkdtempSync(join(tmpdir(), 'dvrouter-console-'));
+const startedAt = Date.now();
 mkdirSync(args.out, { recursive: true });
 const TOKEN = 'console-test-token-' + Math.random().toString(36).slice(2);
 
@@ -217,9 +218,30 @@ routes:
   const stats = await (await fetch(`${erpUrl}/_stats`)).json();
   if (stats.created !== 20) throw new Error(`the ERP created ${stats.created} orders, not 20`);
 
+  // A range replay by time to the ERP: every order again, each a duplicate the ERP recognizes by
+  // its Idempotency-Key (no new order), and the queue shown on the page.
   await page.click('nav a[data-nav="replay"]');
   await page.locator('form[aria-label="replay a range"]').waitFor();
+  const local = (ms) => {
+    const d = new Date(ms);
+    const p = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  };
+  await page.selectOption('select[name="adapter"]', 'erp');
+  await page.selectOption('select[aria-label="range by"]', 'time');
+  await page.fill('input[name="from_time"]', local(startedAt - 60_000));
+  await page.fill('input[name="to_time"]', local(Date.now() + 60_000));
   await shot('8-replay');
+  const duplicatesBefore = (await (await fetch(`${erpUrl}/_stats`)).json()).duplicates;
+  await page.click('form[aria-label="replay a range"] button[type="submit"]');
+  await page.locator('#confirm-dialog').waitFor({ state: 'visible' });
+  await page.click('#confirm-ok');
+  await waitFor('the ERP to see every order again', async () =>
+    (await (await fetch(`${erpUrl}/_stats`)).json()).duplicates >= duplicatesBefore + 20);
+  const after = await (await fetch(`${erpUrl}/_stats`)).json();
+  if (after.created !== 20) throw new Error(`the replay created orders: ${after.created}`);
+  await page.locator('table[aria-label="replays"]').waitFor();
+  await shot('9-replay-queued');
   // The first call before the token was given is answered 401, which Chromium logs; nothing else.
   consoleErrors.splice(0, consoleErrors.length, ...consoleErrors.filter((e) => !e.includes('status of 401')));
   if (consoleErrors.length) throw new Error(`the page logged errors: ${consoleErrors.join(' | ')}`);

@@ -395,31 +395,61 @@ async function renderDlq() {
 
 async function renderReplay() {
   const adapters = adaptersOf(samples[samples.length - 1] || (await sample()));
+  const bySeq = h('fieldset', { class: 'filters', id: 'by-seq' },
+    h('label', {}, 'From seq', h('input', { name: 'from', type: 'number', min: 1 })),
+    h('label', {}, 'To seq', h('input', { name: 'to', type: 'number', min: 1 })));
+  const byTime = h('fieldset', { class: 'filters', id: 'by-time', hidden: true },
+    h('label', {}, 'Received from', h('input', { name: 'from_time', type: 'datetime-local', step: 1 })),
+    h('label', {}, 'Received until', h('input', { name: 'to_time', type: 'datetime-local', step: 1 })));
+  const mode = h('select', { name: 'by', 'aria-label': 'range by' },
+    h('option', { value: 'seq' }, 'journal seq'), h('option', { value: 'time' }, 'time received'));
+  mode.addEventListener('change', () => { bySeq.hidden = mode.value !== 'seq'; byTime.hidden = mode.value !== 'time'; });
   const form = h('form', { class: 'filters', 'aria-label': 'replay a range' },
     h('label', {}, 'Adapter', h('select', { name: 'adapter', required: true }, adapters.map((a) => h('option', { value: a }, a)))),
-    h('label', {}, 'From seq', h('input', { name: 'from', type: 'number', min: 0, required: true })),
-    h('label', {}, 'To seq', h('input', { name: 'to', type: 'number', min: 0, required: true })),
+    h('label', {}, 'Range by', mode), bySeq, byTime,
     h('button', { type: 'submit', class: 'primary' }, 'Replay range'));
   const queue = h('div', {});
-  const note = h('p', { class: 'muted' }, 'Delivers a retained journal range to one adapter again (the adapter dedupes by event id). One range per adapter is queued at a time.');
+  const note = h('p', { class: 'muted' }, 'Delivers a retained journal range to one adapter again (the adapter dedupes by event id), by journal seq or by the time the events were received (your local time). One range per adapter is queued at a time.');
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const f = new FormData(form);
-    if (!(await confirmDialog(`Deliver seq ${f.get('from')} to ${f.get('to')} to ${f.get('adapter')} again?`, 'Replay'))) return;
+    const q = new URLSearchParams({ adapter: f.get('adapter') });
+    let what;
+    if (mode.value === 'seq') {
+      if (!f.get('from') || !f.get('to')) { statusLine.textContent = 'give both seqs'; return; }
+      q.set('from', f.get('from'));
+      q.set('to', f.get('to'));
+      what = `seq ${f.get('from')} to ${f.get('to')}`;
+    } else {
+      if (!f.get('from_time') || !f.get('to_time')) { statusLine.textContent = 'give both times'; return; }
+      q.set('from_time', new Date(f.get('from_time')).toISOString());
+      q.set('to_time', new Date(f.get('to_time')).toISOString());
+      what = `the events received from ${f.get('from_time').replace('T', ' ')} to ${f.get('to_time').replace('T', ' ')}`;
+    }
+    if (!(await confirmDialog(`Deliver ${what} to ${f.get('adapter')} again?`, 'Replay'))) return;
     try {
-      const r = await api(`/replay?${new URLSearchParams({ adapter: f.get('adapter'), from: f.get('from'), to: f.get('to') })}`, { method: 'POST' });
-      statusLine.textContent = `replaying ${r.replaying.adapter} ${r.replaying.from}–${r.replaying.to}`;
+      const r = await api(`/replay?${q}`, { method: 'POST' });
+      statusLine.textContent = `replaying ${r.replaying.adapter} up to seq ${r.replaying.to}`;
     } catch (err) { statusLine.textContent = `replay refused: ${err.message}`; }
     showQueue();
   });
   async function showQueue() {
     try {
       const r = await api('/replay');
-      queue.replaceChildren(h('h2', {}, 'Replays queued and running'), h('pre', {}, JSON.stringify(r, null, 2)));
+      const rows = r.replays.map((j) => h('tr', {},
+        h('td', {}, j.adapter), h('td', {}, j.kind),
+        h('td', {}, j.kind === 'range' ? `${j.from}–${j.to}${j.from_time ? ` (${fmtTime(j.from_time)} – ${fmtTime(j.to_time)})` : ''}` : `${j.entries} dead letters`),
+        h('td', { class: 'num' }, j.kind === 'range' ? j.next : j.sent), h('td', {}, pill(j.state === 'running' ? 'processing' : 'pending'), ` ${j.state}`)));
+      queue.replaceChildren(h('h2', {}, 'Replays queued and running'),
+        h('table', { 'aria-label': 'replays' },
+          h('thead', {}, h('tr', {}, ['Adapter', 'Kind', 'Range', 'Next', 'State'].map((t) => h('th', {}, t)))),
+          h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'none')))),
+        h('p', { class: 'muted' }, `${r.in_flight} replayed events on their way to the adapters`));
     } catch (err) { showError(queue, err); }
   }
   main.replaceChildren(h('h1', {}, 'Replay a range'), note, form, queue);
   showQueue();
+  timer = setInterval(showQueue, SAMPLE_MS);  // cleared by the next route()
 }
 
 // ---- routing

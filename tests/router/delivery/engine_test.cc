@@ -1022,6 +1022,36 @@ TEST(DeliveryEngine, RetentionDeletesDeliveredSegmentsAndReplayRedeliversARange)
   EXPECT_EQ(gone.code(), StatusCode::kNotFound) << gone.ToString();
 }
 
+// A range replay by time (POST /replay?from_time=&to_time=): only the events received within
+// the window go again, from the oldest retained event on (from 0).
+TEST(DeliveryEngine, ARangeReplayByTimeSendsOnlyTheEventsReceivedInTheWindow) {
+  Harness h(1);
+  h.fake_clock = true;
+  h.Start();
+  std::vector<uint64_t> seqs;
+  for (int64_t minute = 0; minute < 3; ++minute) {
+    h.clock = 1'000'000 + minute * 60'000;
+    std::vector<Ev> evs(5);
+    for (size_t i = 0; i < evs.size(); ++i) evs[i].row = "row-" + std::to_string(i);
+    for (uint64_t seq : h.Append(evs)) seqs.push_back(seq);
+  }
+  ASSERT_TRUE(h.AllDelivered(0));
+  uint64_t to = 0;
+  ASSERT_TRUE(h.engine->ReplayRange("a0", 0, UINT64_MAX, &to, 1'060'000, 1'060'000).ok());
+  EXPECT_EQ(to, seqs.back()) << "a window ends at the newest event at most";
+  EXPECT_NE(h.engine->ReplaysJson().find("\"from_time\":\"1970-01-01T00:17:40.000Z\""),
+            std::string::npos)
+      << h.engine->ReplaysJson();
+  ASSERT_TRUE(WaitFor([&] { return h.engine->ReplaysPending() == 0; }));
+  std::set<uint64_t> replayed;
+  for (const Seen& seen : h.adapters[0]->seen()) {
+    if (seen.replay) replayed.insert(seen.seq);
+  }
+  EXPECT_EQ(replayed, std::set<uint64_t>(seqs.begin() + 5, seqs.begin() + 10));
+  EXPECT_EQ(h.engine->ReplayRange("a0", 0, UINT64_MAX, nullptr, 2, 1).code(),
+            StatusCode::kInvalidArgument);
+}
+
 // A range replay holds the journal from where it reads: `to` ends at the newest event, an
 // adapter has one range queued at a time, and GET /replay shows them (docs/operations.md).
 TEST(DeliveryEngine, RangeReplaysEndAtTheNewestEventOnePerAdapterAndAreListed) {

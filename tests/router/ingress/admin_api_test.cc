@@ -143,6 +143,16 @@ TEST_F(AdminApiProcess, MalformedParametersAreAnswered400) {
     HttpReply r = Admin("POST", target);
     EXPECT_EQ(r.status, 400) << target << ": " << r.body;
   }
+  for (const char* target :
+       {"/replay?adapter=lake", "/replay?adapter=lake&from=3", "/replay?adapter=lake&from=0&to=5",
+        "/replay?adapter=lake&from_time=yesterday&to_time=1", "/replay?adapter=lake&to_time=x",
+        "/replay?from_time=1&to_time=2"}) {
+    HttpReply r = Admin("POST", target);
+    EXPECT_EQ(r.status, 400) << target << ": " << r.body;
+  }
+  // A window given as ISO 8601 or ms: from the oldest retained event, cut to the newest.
+  HttpReply window = Admin("POST", "/replay?adapter=lake&from_time=2026-01-01T00:00:00Z&to_time=1");
+  EXPECT_EQ(window.status, 400) << "to before from: " << window.body;
   std::string many = "/dlq/replay?ids=1";
   for (int i = 2; i <= 1001; ++i) many += "," + std::to_string(i);
   EXPECT_EQ(Admin("POST", many).status, 400) << "at most 1000 ids";
