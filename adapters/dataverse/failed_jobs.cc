@@ -203,10 +203,27 @@ EventKey FailedJobKey(const FailedJob& job) {
 Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view step_name,
                                       int32_t stage, const std::optional<std::string>& row) {
   const bool gone = !row.has_value();
+  // Who changed the row last (the Create's creator): the loop guard's user (loop_guard.user_ids)
+  // must see the router's own write-back user here as it would in the webhook.
+  std::string user(kNilGuid);
+  if (!gone) {
+    std::vector<std::pair<std::string, std::string>> members;
+    if (JsonObjectMembers(*row, "the row", &members).ok()) {
+      const std::string_view wanted =
+          job.message == "Create" ? "_createdby_value" : "_modifiedby_value";
+      for (const auto& [key, text] : members) {
+        std::string id, canonical;
+        if (key == wanted && StringValue(text, &id) && CanonicalGuid(id, &canonical)) {
+          user = canonical;
+        }
+      }
+    }
+  }
   std::string out = "{\"BusinessUnitId\":\"" + std::string(kNilGuid) + "\",\"CorrelationId\":";
   AppendJsonString(&out, job.correlation_id.empty() ? kNilGuid : job.correlation_id);
-  out += ",\"Depth\":1,\"InitiatingUserId\":\"" + std::string(kNilGuid) +
-         "\",\"InputParameters\":[{\"key\":\"Target\",\"value\":";
+  out += ",\"Depth\":1,\"InitiatingUserId\":";
+  AppendJsonString(&out, user);
+  out += ",\"InputParameters\":[{\"key\":\"Target\",\"value\":";
   if (gone) {
     AppendReference(&out, job.row_id, job.table, "");
   } else {
@@ -250,7 +267,9 @@ Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view ste
       ",\"RequestId\":null,\"SecondaryEntityName\":\"none\",\"SharedVariables\":[{\"key\":"
       "\"dvrouter.reconciled\",\"value\":";
   AppendJsonString(&out, "failed_job " + job.id + (gone ? " (row gone)" : ""));
-  out += "}],\"Stage\":" + std::to_string(stage) + ",\"UserId\":\"" + std::string(kNilGuid) + "\"}";
+  out += "}],\"Stage\":" + std::to_string(stage) + ",\"UserId\":";
+  AppendJsonString(&out, user);
+  out += "}";
   return out;
 }
 

@@ -18,11 +18,11 @@ constexpr char kFile[] = "failed_jobs.json";
 }  // namespace
 
 void StepWatermark::Handled(const std::string& id, int64_t ms) {
+  handled[id] = ms;
   if (ms > completed_ms) {
     completed_ms = ms;
-    handled.clear();
+    std::erase_if(handled, [&](const auto& kept) { return kept.second < ReadFrom(); });
   }
-  if (ms == completed_ms) handled.insert(id);
 }
 
 std::string EncodeReconcileState(const ReconcileState& state) {
@@ -32,14 +32,15 @@ std::string EncodeReconcileState(const ReconcileState& state) {
     if (!first) out += ',';
     first = false;
     AppendJsonString(&out, step);
-    out += ":{\"completed_ms\":" + std::to_string(w.completed_ms) + ",\"handled\":[";
+    out += ":{\"completed_ms\":" + std::to_string(w.completed_ms) + ",\"handled\":{";
     bool first_id = true;
-    for (const std::string& id : w.handled) {
+    for (const auto& [id, ms] : w.handled) {
       if (!first_id) out += ',';
       first_id = false;
       AppendJsonString(&out, id);
+      out += ':' + std::to_string(ms);
     }
-    out += "]}";
+    out += "}}";
   }
   out += "}}\n";
   return out;
@@ -59,18 +60,18 @@ Result<ReconcileState> DecodeReconcileState(std::string_view text) {
     std::string step;
     if (!CanonicalGuid(key, &step)) return InvalidArgument("a step id is not a GUID");
     StepWatermark w;
-    simdjson::dom::array ids;
+    simdjson::dom::object ids;
     if (value.at_key("completed_ms").get(w.completed_ms) != simdjson::SUCCESS ||
         w.completed_ms < 0 || value.at_key("handled").get(ids) != simdjson::SUCCESS) {
-      return InvalidArgument("step " + step + " has no completed_ms and handled list");
+      return InvalidArgument("step " + step + " has no completed_ms and handled map");
     }
-    for (simdjson::dom::element e : ids) {
-      std::string_view id;
+    for (auto [id, ms_value] : ids) {
       std::string canonical;
-      if (e.get(id) != simdjson::SUCCESS || !CanonicalGuid(id, &canonical)) {
-        return InvalidArgument("step " + step + " lists a job id that is not a GUID");
+      int64_t ms = 0;
+      if (!CanonicalGuid(id, &canonical) || ms_value.get(ms) != simdjson::SUCCESS) {
+        return InvalidArgument("step " + step + " lists a job that is not a GUID with its time");
       }
-      w.handled.insert(canonical);
+      w.handled.emplace(canonical, ms);
     }
     state.steps.emplace(step, std::move(w));
   }

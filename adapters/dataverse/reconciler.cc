@@ -141,8 +141,9 @@ Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step
                                  ReconcileState* state) {
   StepWatermark& mark = state->steps[step_id];
   const int64_t since =
-      mark.completed_ms > 0 ? mark.completed_ms : now_ms_() - static_cast<int64_t>(rc_.lookback_ms);
-  // `ge`: jobs completed in the watermark's millisecond are read again and skipped by id.
+      mark.completed_ms > 0 ? mark.ReadFrom() : now_ms_() - static_cast<int64_t>(rc_.lookback_ms);
+  // From the overlap before the watermark: jobs that became visible late are read, those
+  // already handled are skipped by id (reconcile_state.h).
   std::string resource =
       "asyncoperations?$select=asyncoperationid,messagename,primaryentitytype,"
       "_regardingobjectid_value,_owningextensionid_value,completedon,createdon,correlationid&"

@@ -18,16 +18,24 @@ namespace dvrouter {
 
 namespace {
 constexpr size_t kRunsKept = 20;
-constexpr size_t kMaxReconciledBody = 16 << 20;
 }  // namespace
 
 // Appends like the webhook handler does, then waits for the journal's answer.
 class ReconcileRunner::JournalSink final : public ReconcileSink, AppendCallback {
  public:
-  JournalSink(Journal* journal, uint32_t partitions)
-      : journal_(journal), partitions_(partitions), decoder_(kMaxReconciledBody) {}
+  // Bodies up to `max_body_bytes` (ingress.max_body_bytes): what the delivery workers parse.
+  JournalSink(Journal* journal, uint32_t partitions, size_t max_body_bytes)
+      : journal_(journal),
+        partitions_(partitions),
+        max_body_bytes_(max_body_bytes),
+        decoder_(max_body_bytes) {}
 
   Result<bool> Append(const EventKey& key, std::string_view body) override {
+    if (body.size() > max_body_bytes_) {
+      return InvalidArgument("the rebuilt webhook has " + std::to_string(body.size()) +
+                             " bytes, over ingress.max_body_bytes (" +
+                             std::to_string(max_body_bytes_) + ")");
+    }
     std::string padded(body);
     padded.resize(body.size() + Decoder::kPadding);
     EventHeader header;
@@ -63,6 +71,7 @@ class ReconcileRunner::JournalSink final : public ReconcileSink, AppendCallback 
  private:
   Journal* journal_;
   uint32_t partitions_;
+  size_t max_body_bytes_;
   Decoder decoder_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -105,7 +114,8 @@ ReconcileMetrics::ReconcileMetrics(prometheus::Registry* r)
 ReconcileRunner::ReconcileRunner(const Config& config, Journal* journal,
                                  prometheus::Registry* registry)
     : config_(config),
-      sink_(std::make_unique<JournalSink>(journal, config.journal.partitions)),
+      sink_(std::make_unique<JournalSink>(journal, config.journal.partitions,
+                                          config.ingress.max_body_bytes)),
       reconciler_(std::make_unique<Reconciler>(config, sink_.get(),
                                                config.journal.data_dir + "/reconcile", WallNowMs)),
       metrics_(std::make_unique<ReconcileMetrics>(registry)) {
@@ -186,6 +196,10 @@ void ReconcileRunner::RunOnce(bool dry_run, uint64_t id) {
   std::ostringstream progress;
   reconciler_->Run(dry_run, stop_, &s, &progress);
   s.finished_ms = WallNowMs();
+  if (stop_.load()) {  // cut short: not a success
+    ++s.errors;
+    s.error_texts.push_back("stopped: the router is stopping");
+  }
   std::fprintf(stderr, "%sdvrouter: reconcile run %llu: %s\n", progress.str().c_str(),
                static_cast<unsigned long long>(id), s.Json().c_str());
   if (!dry_run) {

@@ -290,6 +290,13 @@ Status ParseReconcile(Section& root, Config* c) {
   DV_TRY(f.DurationMs("lookback", 60'000, 365 * 24 * 3600 * 1000ull, &out.lookback_ms));
   DV_TRY(f.Bool("delete_handled", &out.delete_handled));
   DV_TRY(f.Count("page_size", 1, 5000, &out.page_size));
+  // A webhook that did reach the router is a duplicate only within the dedupe window
+  // (docs/reconciliation.md, "The event").
+  if (out.lookback_ms > c->dedupe.window_ms) {
+    return KeyError(f.Path("lookback"),
+                    "longer than dedupe.window (" + std::to_string(c->dedupe.window_ms / 1000) +
+                        "s): a change the router did receive would be journaled again");
+  }
   DV_TRY(f.RejectUnknown());
   return r.RejectUnknown();
 }

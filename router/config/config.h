@@ -267,10 +267,10 @@ struct ReconcileConfig {
   std::string dataverse;                 // a dataverse adapter; default: registration.dataverse
   uint64_t interval_ms = 5 * 60 * 1000;  // between runs in `dvrouter serve` (0: only on demand)
   bool failed_jobs = true;               // failed_jobs.enabled
-  uint64_t lookback_ms = 7 * 24 * 3600 * 1000ull;  // the first run's look back
-  bool delete_handled = false;         // delete a failed job once its event is journaled
-  uint64_t page_size = 500;            // asyncoperations per page
-  double max_requests_per_second = 5;  // pacing of its Web API calls
+  uint64_t lookback_ms = 24 * 3600 * 1000ull;  // the first run's look back
+  bool delete_handled = false;                 // delete a failed job once its event is journaled
+  uint64_t page_size = 500;                    // asyncoperations per page
+  double max_requests_per_second = 5;          // pacing of its Web API calls
 };
 
 struct Config {

@@ -65,15 +65,8 @@ Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_s
   const size_t a = IndexOf(adapter);
   if (a == SIZE_MAX) return NotFound("no adapter named '" + adapter + "'");
   if (from_ms > to_ms) return InvalidArgument("the time window must satisfy from <= to");
-  if (from_seq == 0) {  // from the oldest retained event (a time window's start)
-    Status st = journal_->Scan(0, [&](const RecordView& v) {
-      from_seq = v.handle.seq;
-      return false;
-    });
-    if (!st.ok()) return st;
-    if (from_seq == 0) return NotFound("the journal holds no event");
-  }
-  if (to_seq < from_seq) {
+  // from_seq 0: from the oldest retained event (a time window's start), found under the hold.
+  if (from_seq != 0 && to_seq < from_seq) {
     return InvalidArgument("the range must satisfy 1 <= from <= to");
   }
   const uint64_t newest = committed_.load();
@@ -96,7 +89,7 @@ Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_s
     }
     // The floor goes down before the check: from here on nothing at or past from_seq is deleted
     // (the journal reads the floor under the lock its Scan snapshots under).
-    retention_->HoldFrom(a, from_seq);
+    retention_->HoldFrom(a, std::max<uint64_t>(from_seq, 1));
     // Retention deletes whole segments from the front: is the start still there?
     uint64_t oldest = 0;
     Status st = journal_->Scan(0, [&](const RecordView& v) {
@@ -104,6 +97,11 @@ Result<uint64_t> Replays::QueueRange(const std::string& adapter, uint64_t from_s
       return false;
     });
     if (!st.ok()) return st;
+    if (from_seq == 0 && oldest != 0) {
+      from_seq = oldest;
+      retention_->HoldFrom(a, from_seq);
+      if (to_seq < from_seq) return InvalidArgument("the range must satisfy 1 <= from <= to");
+    }
     if (oldest == 0 || oldest > from_seq) {
       return NotFound("events before " + std::to_string(oldest) +
                       " are no longer retained (delivery.retention and journal.disk_budget_bytes)");
@@ -223,16 +221,23 @@ void Replays::Feed() {
       if (job.next >= job.dlq_ids.size()) jobs_.pop_front();
       continue;
     }
-    // A journal range: read a bounded piece.
+    // A journal range: read a bounded piece. Records outside a time window count too, so a
+    // window far into the journal is scanned a piece per call, never under the lock at once.
+    constexpr uint64_t kMaxScanned = 20'000;
+    uint64_t scanned = 0;
     bool finished = true;
     std::string frame;
     Status st = journal_->Scan(
         job.pos,
         [&](const RecordView& v) {
           if (v.handle.seq > job.to) return false;
+          if (++scanned > kMaxScanned) {
+            finished = false;
+            return false;
+          }
           // A time window: past its end by a minute, no later event can fall in it.
           constexpr int64_t kSkewMs = 60'000;
-          if (job.to_ms != INT64_MAX && v.received_ms > job.to_ms + kSkewMs) return false;
+          if (job.to_ms != INT64_MAX && v.received_ms - kSkewMs > job.to_ms) return false;
           if (outstanding_.load() >= kMaxOutstanding) {
             finished = false;
             return false;

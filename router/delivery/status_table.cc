@@ -40,12 +40,27 @@ void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::
     steps.erase(steps.begin() + 1);
     ++steps_dropped;
   }
+  const auto cut = [](const std::string& text) {
+    return text.size() > kMaxStepText ? Utf8Excerpt(text, kMaxStepText) : text;
+  };
+  std::string kept_error = cut(error);
+  // A repeated error (a retry storm) is kept once: the later steps say it is the same.
+  bool same = false;
+  if (!kept_error.empty()) {
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+      if (it->error.empty()) continue;
+      same = it->error == kept_error;
+      break;
+    }
+  }
   StatusStep& step = steps.emplace_back();
   step.ms = ms;
   step.state = s;
   step.attempt = attempt != 0 ? attempt : attempts;
-  step.error = error;
-  step.answer = answer;
+  step.replay = false;
+  step.same_error = same;
+  step.error = same ? std::string() : std::move(kept_error);
+  step.answer = cut(answer);
 }
 
 namespace {
@@ -59,13 +74,20 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 bool Matches(const EventQuery& q, const EventStatus& st) {
   if (st.seq >= q.before_seq) return false;
+  if (q.adapter != SIZE_MAX &&
+      (q.adapter >= st.adapters.size() || st.adapters[q.adapter].updated_ms == 0)) {
+    return false;
+  }
   if (st.summary.status_record && !q.status_records) return false;
   if (!q.row_id.empty() && !EqualsIgnoreCase(q.row_id, st.summary.row_id)) return false;
   if (!q.table.empty() && q.table != st.summary.table) return false;
   if (!q.message.empty() && !EqualsIgnoreCase(q.message, st.summary.message)) return false;
   if (q.state) {
     bool any = false;
-    for (const AdapterStatus& a : st.adapters) any |= a.updated_ms > 0 && a.state == *q.state;
+    for (size_t a = 0; a < st.adapters.size(); ++a) {
+      if (q.adapter != SIZE_MAX && a != q.adapter) continue;
+      any |= st.adapters[a].updated_ms > 0 && st.adapters[a].state == *q.state;
+    }
     if (!any) return false;
   }
   return true;

@@ -43,14 +43,17 @@ struct StatusStep {
   int64_t ms = 0;
   EventState state = EventState::kPending;
   uint32_t attempt = 0;
-  bool replay = false;  // a replay's delivery (DLQ or range) was handed to the adapter
-  std::string error;
+  bool replay = false;      // a replay's delivery (DLQ or range) was handed to the adapter
+  bool same_error = false;  // the error of the previous failed step again (not kept twice)
+  std::string error;        // at most kMaxStepText bytes
   std::string answer;
 };
 
 struct AdapterStatus {
-  // The timeline keeps the first step and the latest ones, kMaxSteps in all.
+  // The timeline keeps the first step and the latest ones, kMaxSteps in all, each text cut to
+  // kMaxStepText bytes: at most about 12 x 600 bytes per event and adapter in a retry storm.
   static constexpr size_t kMaxSteps = 12;
+  static constexpr size_t kMaxStepText = 300;
 
   EventState state = EventState::kPending;
   uint32_t attempts = 0;
@@ -98,7 +101,8 @@ struct EventQuery {
   std::string row_id;                // empty: any
   std::string table;                 // empty: any
   std::string message;               // empty: any (compared ignoring case)
-  std::optional<EventState> state;   // at any adapter; nullopt: any
+  std::optional<EventState> state;   // at any adapter (or at `adapter`); nullopt: any
+  size_t adapter = SIZE_MAX;         // only events routed to this adapter; SIZE_MAX: any
   bool status_records = false;       // also the write-back's status records
   uint64_t before_seq = UINT64_MAX;  // paging: only events below this seq
   size_t limit = 50;

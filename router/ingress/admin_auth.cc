@@ -69,13 +69,18 @@ std::optional<HttpResponse> AdminGuard::Check(const HttpRequestView& request) co
                              "admin changes are not taken from other sites' pages (Origin or "
                              "Sec-Fetch-Site)");
       }
-      // Without a token, a page whose name was made to resolve to this host (DNS rebinding)
-      // would be same-origin: browsers are served only under an address literal.
-      if (auth_.token.empty() && !IsAddressLiteral(HostName(host))) {
-        return ErrorResponse(403, "forbidden",
-                             "without admin.auth.token the admin API answers browsers only at an "
-                             "IP address or localhost");
-      }
+    }
+  }
+  // Without a token, a page whose name was made to resolve to this host (DNS rebinding) would be
+  // same-origin, and not every browser says it is one (Sec-Fetch-Site, Origin): any request
+  // naming a Host is answered only at an address literal. The CLI and scrapes of loopback name
+  // one; the console's files hold no data.
+  if (auth_.token.empty() && !IsConsoleAsset(target)) {
+    const std::string_view host = headers.get("host");
+    if (!host.empty() && !IsAddressLiteral(HostName(host))) {
+      return ErrorResponse(403, "forbidden",
+                           "without admin.auth.token the admin API answers only at an IP address "
+                           "or localhost (the Host header)");
     }
   }
   if (auth_.token.empty()) return std::nullopt;

@@ -168,6 +168,10 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
       q.state = st;
     }
     if (QueryParameter(target, "status_records", &text)) q.status_records = text == "1";
+    if (!adapter.empty()) {
+      q.adapter = engine_->adapter_index(adapter);
+      if (q.adapter == SIZE_MAX) return ErrorResponse(404, "not_found", "no such adapter");
+    }
     uint64_t v = 0;
     if (QueryParameter(target, "before", &text)) {
       if (!ParseU64(text, &v)) return ErrorResponse(400, "bad_request", "before is a seq");
@@ -266,13 +270,19 @@ std::optional<HttpResponse> EngineAdmin::Handle(std::string_view method, std::st
       uint64_t ms = 0;
       Result<int64_t> parsed = ParseU64(time_text, &ms) ? Result<int64_t>(static_cast<int64_t>(ms))
                                                         : ParseDataverseDate(time_text);
-      if (!parsed.ok()) {
+      constexpr int64_t kYear10000Ms = 253'402'300'800'000;
+      if (!parsed.ok() || *parsed < 0 || *parsed >= kYear10000Ms) {
         return ErrorResponse(400, "bad_request",
                              std::string(name) + " is an ISO 8601 time or ms since the epoch");
       }
       *out = *parsed;
     }
-    const bool window = from_ms != 0 || to_ms != INT64_MAX;
+    const bool has_from_time = QueryParameter(target, "from_time", &time_text);
+    const bool has_to_time = QueryParameter(target, "to_time", &time_text);
+    if (has_from_time != has_to_time) {
+      return ErrorResponse(400, "bad_request", "a time window needs from_time and to_time");
+    }
+    const bool window = has_from_time;
     if (adapter.empty() || (has_from && !ParseU64(from_text, &from)) ||
         (has_to && !ParseU64(to_text, &to)) || (!window && (!has_from || !has_to))) {
       return ErrorResponse(400, "bad_request",

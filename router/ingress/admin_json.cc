@@ -1,5 +1,6 @@
 #include "router/ingress/admin_json.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "router/common/json.h"
@@ -85,6 +86,7 @@ void AppendSteps(std::string* out, const AdapterStatus& s) {
     *out += ",\"state\":\"" + std::string(EventStateName(step.state)) + "\"";
     *out += ",\"attempt\":" + std::to_string(step.attempt);
     if (step.replay) *out += ",\"replay\":true";
+    if (step.same_error) *out += ",\"same_error\":true";
     if (!step.error.empty()) AppendField(out, "error", step.error);
     if (!step.answer.empty()) AppendField(out, "answer", step.answer);
     *out += '}';
@@ -260,15 +262,20 @@ std::string StatsJson(const std::vector<prometheus::MetricFamily>& families, int
       char number[64];
       switch (f.type) {
         case prometheus::MetricType::Counter:
-          std::snprintf(number, sizeof(number), "\"value\":%.17g", m.counter.value);
+        case prometheus::MetricType::Gauge: {
+          const double v =
+              f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+          if (std::isfinite(v)) {
+            std::snprintf(number, sizeof(number), "\"value\":%.17g", v);
+          } else {  // JSON has no NaN or Inf
+            std::snprintf(number, sizeof(number), "\"value\":null");
+          }
           break;
-        case prometheus::MetricType::Gauge:
-          std::snprintf(number, sizeof(number), "\"value\":%.17g", m.gauge.value);
-          break;
+        }
         case prometheus::MetricType::Histogram:
           std::snprintf(number, sizeof(number), "\"count\":%llu,\"sum\":%.17g",
                         static_cast<unsigned long long>(m.histogram.sample_count),
-                        m.histogram.sample_sum);
+                        std::isfinite(m.histogram.sample_sum) ? m.histogram.sample_sum : 0.0);
           break;
         default:
           std::snprintf(number, sizeof(number), "\"value\":null");

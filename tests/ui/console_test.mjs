@@ -195,6 +195,8 @@ routes:
   await page.locator('#confirm-dialog').waitFor({ state: 'visible' });
   await shot('5-dlq-confirm');
   await page.click('#confirm-ok');
+  // The POST answered before the page is left.
+  await page.locator('#status', { hasText: 'replayed 4' }).waitFor();
   // Replayed entries leave the default list; with "Replayed too" they show as replayed.
   await page.goto(`${admin}/ui/#/dlq?all=1`);
   await waitFor('the dead letters replayed', async () => {

@@ -6,6 +6,10 @@
 const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
 const TOKEN_KEY = 'dvrouter.admin-token';
+// Each navigation starts a new generation; a page whose awaited answer arrives after the user
+// moved on draws nothing (stale()).
+let routeGeneration = 0;
+function pageGeneration() { return routeGeneration; }
 
 // ---- DOM and formatting helpers
 
@@ -83,6 +87,8 @@ function askToken() {
   dialog.showModal();
   document.getElementById('token-input').focus();
 }
+// Escape closes the dialog without a token: the next answer 401 asks again.
+document.getElementById('token-dialog').addEventListener('close', () => { tokenAsked = false; });
 document.getElementById('token-form').addEventListener('submit', () => {
   sessionStorage.setItem(TOKEN_KEY, document.getElementById('token-input').value.trim());
   tokenAsked = false;
@@ -232,6 +238,8 @@ function params() {
 }
 
 async function renderEvents() {
+  const mine = pageGeneration();
+  const stale = () => mine !== routeGeneration;
   const p = params();
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'find events' },
     h('label', {}, 'Event id or row id', h('input', { name: 'q', id: 'search-q', value: p.get('row_id') || p.get('q') || '', size: 40, placeholder: 'GUID or 32 hex digits' })),
@@ -248,18 +256,18 @@ async function renderEvents() {
     const next = new URLSearchParams();
     if (q) next.set('row_id', q);
     for (const k of ['table', 'message', 'state']) if (f.get(k)) next.set(k, String(f.get(k)).trim());
+    if (p.get('adapter')) next.set('adapter', p.get('adapter'));
     location.hash = `#/events?${next}`;
   });
   const results = h('div', {}, h('p', { class: 'muted' }, 'Searching…'));
   main.replaceChildren(h('h1', {}, 'Events'), form, results);
   const query = new URLSearchParams();
-  for (const k of ['row_id', 'table', 'message', 'state', 'before']) if (p.get(k)) query.set(k, p.get(k));
+  for (const k of ['row_id', 'table', 'message', 'state', 'adapter', 'before']) if (p.get(k)) query.set(k, p.get(k));
   query.set('limit', '50');
   try {
     const found = await api(`/events?${query}`);
-    const adapterFilter = p.get('adapter');
-    let events = found.events;
-    if (adapterFilter) events = events.filter((e) => e.adapters[adapterFilter]);
+    if (stale()) return;
+    const events = found.events;
     const rows = events.map((e) => h('tr', {},
       h('td', {}, h('a', { href: `#/event/${e.event_id}`, class: 'mono' }, e.event_id)),
       h('td', { class: 'num' }, e.seq),
@@ -294,9 +302,11 @@ function bodyView(text) {
 }
 
 async function renderEvent(id) {
+  const mine = pageGeneration();
   main.replaceChildren(h('h1', {}, 'Event ', h('span', { class: 'mono' }, id)), h('p', { class: 'muted' }, 'Loading…'));
   let ev;
-  try { ev = await api(`/events/${encodeURIComponent(id)}?record=1`); } catch (err) { showError(main, err); return; }
+  try { ev = await api(`/events/${encodeURIComponent(id)}?record=1`); } catch (err) { if (mine === routeGeneration) showError(main, err); return; }
+  if (mine !== routeGeneration) return;
   const head = ev.record && ev.record.header;
   const fields = h('dl', { class: 'fields' },
     [['Seq', ev.seq], ['Table', ev.table], ['Row', ev.row_id], ['Message', ev.message], ['Received', fmtTime(ev.received_at)]]
@@ -311,6 +321,7 @@ async function renderEvent(id) {
       h('span', { class: 'when' }, fmtTime(st.at)), pill(stepLabel(st)),
       st.attempt ? ` attempt ${st.attempt}` : '', st.replay ? ' (replay)' : '',
       st.error ? h('div', { class: 'err' }, st.error) : null,
+      st.same_error ? h('div', { class: 'muted' }, 'the same error as before') : null,
       st.answer ? h('div', {}, 'answer: ', h('code', {}, st.answer)) : null));
     if (s.steps_left_out) steps.splice(1, 0, h('li', { class: 'muted' }, `… ${s.steps_left_out} steps left out`));
     const replay = s.dlq && !s.dlq.replayed
@@ -342,8 +353,10 @@ async function replayIds(ids, then) {
 }
 
 async function renderDlq() {
+  const mine = pageGeneration();
   const p = params();
   const adapters = adaptersOf(samples[samples.length - 1] || (await sample()));
+  if (mine !== routeGeneration) return;
   const since = p.get('since') || '';
   const form = h('form', { class: 'filters', 'aria-label': 'filter dead letters' },
     h('label', {}, 'Adapter', h('select', { name: 'adapter' }, [''].concat(adapters).map((a) => h('option', { value: a, selected: (p.get('adapter') || '') === a }, a || 'all')))),
@@ -366,6 +379,7 @@ async function renderDlq() {
   if (since) q.set('since', String(Date.now() - Number(since) * 1000));
   let entries;
   try { entries = await api(`/dlq?${q}`); } catch (err) { showError(list, err); return; }
+  if (mine !== routeGeneration) return;
   entries.reverse();  // newest first
   const replayButton = h('button', { type: 'button', class: 'primary', id: 'replay-selected', disabled: true }, 'Replay selected');
   const boxes = [];
@@ -394,7 +408,9 @@ async function renderDlq() {
 }
 
 async function renderReplay() {
+  const mine = pageGeneration();
   const adapters = adaptersOf(samples[samples.length - 1] || (await sample()));
+  if (mine !== routeGeneration) return;
   const bySeq = h('fieldset', { class: 'filters', id: 'by-seq' },
     h('label', {}, 'From seq', h('input', { name: 'from', type: 'number', min: 1 })),
     h('label', {}, 'To seq', h('input', { name: 'to', type: 'number', min: 1 })));
@@ -457,6 +473,8 @@ async function renderReplay() {
 let timer = null;
 async function route() {
   clearInterval(timer);
+  timer = null;
+  const generation = ++routeGeneration;
   const hash = location.hash || '#/';
   const page = hash.startsWith('#/event/') ? 'events' : hash.startsWith('#/events') ? 'events'
     : hash.startsWith('#/dlq') ? 'dlq' : hash.startsWith('#/replay') ? 'replay' : 'overview';
@@ -468,8 +486,13 @@ async function route() {
   if (page === 'dlq') return renderDlq();
   if (page === 'replay') return renderReplay();
   main.replaceChildren(h('h1', {}, 'Overview'), h('p', { class: 'muted' }, 'Loading…'));
-  renderOverview(await sample());
-  timer = setInterval(async () => renderOverview(await sample()), SAMPLE_MS);
+  const first = await sample();
+  if (generation !== routeGeneration) return;
+  renderOverview(first);
+  timer = setInterval(async () => {
+    const stats = await sample();
+    if (generation === routeGeneration) renderOverview(stats);
+  }, SAMPLE_MS);
 }
 window.addEventListener('hashchange', route);
 document.addEventListener('keydown', (ev) => {

@@ -148,6 +148,30 @@ TEST(FailedJobs, TheRebuiltWebhookCarriesTheRowAsATarget) {
                 R"("logicalname":"account","name":"Parent"}})");
 }
 
+// The row's last modifier is the event's user, so the loop guard sees the router's own write-back
+// (loop_guard.user_ids) in a reconciled event as in a webhook.
+TEST(FailedJobs, TheRowsLastModifierIsTheInitiatingUser) {
+  const std::string row =
+      R"({"name":"x","_modifiedby_value":"9F3C1D2E-0000-4000-8000-00000000A001",)"
+      R"("_createdby_value":"11111111-0000-4000-8000-000000000001"})";
+  Decoder decoder(1 << 20);
+  EventHeader h;
+  Result<std::string> body = ReconciledWebhook(Job(), "step", 40, row);
+  ASSERT_TRUE(body.ok());
+  ASSERT_TRUE(decoder.Decode(body->data(), body->size(), body->size(), &h).ok()) << *body;
+  EXPECT_EQ(h.initiating_user_id, "9f3c1d2e-0000-4000-8000-00000000a001");
+  FailedJob create = Job();
+  create.message = "Create";
+  body = ReconciledWebhook(create, "step", 40, row);
+  ASSERT_TRUE(body.ok());
+  ASSERT_TRUE(decoder.Decode(body->data(), body->size(), body->size(), &h).ok()) << *body;
+  EXPECT_EQ(h.initiating_user_id, "11111111-0000-4000-8000-000000000001");
+  body = ReconciledWebhook(Job(), "step", 40, std::string(R"({"_modifiedby_value":"nope"})"));
+  ASSERT_TRUE(body.ok());
+  ASSERT_TRUE(decoder.Decode(body->data(), body->size(), body->size(), &h).ok()) << *body;
+  EXPECT_EQ(h.initiating_user_id, "00000000-0000-0000-0000-000000000000");
+}
+
 TEST(FailedJobs, AGoneRowIsADeleteUnderTheLostWebhooksId) {
   Result<std::string> body = ReconciledWebhook(Job(), "step", 40, std::nullopt);
   ASSERT_TRUE(body.ok());
@@ -171,18 +195,25 @@ TEST(FailedJobs, ARowThatIsNotAnObjectIsRefused) {
   }
 }
 
-TEST(ReconcileState, RoundTripsAndAdvancesByMillisecond) {
+TEST(ReconcileState, RoundTripsAndKeepsTheJobsOfTheOverlap) {
   ReconcileState state;
   StepWatermark& w = state.steps[kStep];
-  w.Handled("aaaaaaaa-0000-0000-0000-000000000001", 1000);
-  w.Handled("aaaaaaaa-0000-0000-0000-000000000002", 2000);
-  w.Handled("aaaaaaaa-0000-0000-0000-000000000003", 2000);
-  EXPECT_EQ(w.completed_ms, 2000);
-  EXPECT_EQ(w.handled.size(), 2u) << "only the ids at the watermark are kept";
-  EXPECT_TRUE(w.IsHandled("anything", 1999));
-  EXPECT_TRUE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000002", 2000));
-  EXPECT_FALSE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000009", 2000));
-  EXPECT_FALSE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000001", 2001));
+  constexpr int64_t kT = 100 * kReconcileOverlapMs;
+  w.Handled("aaaaaaaa-0000-0000-0000-000000000001", kT - kReconcileOverlapMs - 1);
+  w.Handled("aaaaaaaa-0000-0000-0000-000000000002", kT - 5);
+  w.Handled("aaaaaaaa-0000-0000-0000-000000000003", kT);
+  EXPECT_EQ(w.completed_ms, kT);
+  EXPECT_EQ(w.ReadFrom(), kT - kReconcileOverlapMs);
+  EXPECT_EQ(w.handled.size(), 2u) << "the jobs before the overlap are forgotten";
+  // A job that became visible late, inside the overlap, is not handled yet.
+  EXPECT_FALSE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000009", kT - 7));
+  EXPECT_TRUE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000002", kT - 5));
+  EXPECT_TRUE(w.IsHandled("aaaaaaaa-0000-0000-0000-000000000003", kT));
+  EXPECT_TRUE(w.IsHandled("anything", kT - kReconcileOverlapMs - 1)) << "before what is read";
+  // Handling an older job inside the overlap keeps the watermark.
+  w.Handled("aaaaaaaa-0000-0000-0000-000000000009", kT - 7);
+  EXPECT_EQ(w.completed_ms, kT);
+  EXPECT_EQ(w.handled.size(), 3u);
   testing::TempDir tmp;
   ASSERT_TRUE(SaveReconcileState(tmp.path() + "/reconcile", state).ok());
   Result<ReconcileState> back = LoadReconcileState(tmp.path() + "/reconcile");
@@ -198,10 +229,12 @@ TEST(ReconcileState, AMalformedFileIsNamedNotIgnored) {
   for (
       const char* text :
       {"", "{", "[]", R"({"version":2,"steps":{}})", R"({"version":1})",
-       R"({"version":1,"steps":{"not-a-guid":{"completed_ms":1,"handled":[]}}})",
-       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"handled":[]}}})",
-       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":-5,"handled":[]}}})",
-       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":1,"handled":[7]}}})"}) {
+       R"({"version":1,"steps":{"not-a-guid":{"completed_ms":1,"handled":{}}}})",
+       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"handled":{}}}})",
+       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":1,"handled":[]}}})",
+       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":-5,"handled":{}}}})",
+       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":1,"handled":{"x":1}}}})",
+       R"({"version":1,"steps":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":{"completed_ms":1,"handled":{"8ff4bda5-9d4e-ef11-bfe3-00224802dbb1":"1"}}}})"}) {
     testing::WriteFileOrDie(tmp.path() + "/failed_jobs.json", text);
     Result<ReconcileState> state = LoadReconcileState(tmp.path());
     ASSERT_FALSE(state.ok()) << text;
@@ -242,7 +275,7 @@ TEST(ReconcileConfig, DefaultsAndErrors) {
   EXPECT_EQ(c->reconcile.dataverse, "crm") << "the registration's by default";
   EXPECT_EQ(c->reconcile.interval_ms, 300'000u);
   EXPECT_TRUE(c->reconcile.failed_jobs);
-  EXPECT_EQ(c->reconcile.lookback_ms, 7 * 24 * 3600 * 1000ull);
+  EXPECT_EQ(c->reconcile.lookback_ms, 24 * 3600 * 1000ull) << "the dedupe window's";
   EXPECT_FALSE(c->reconcile.delete_handled);
   EXPECT_EQ(c->reconcile.page_size, 500u);
   EXPECT_FALSE(ParseConfig(ReconcileYaml(""), ".")->reconcile.present);
@@ -260,6 +293,8 @@ TEST(ReconcileConfig, DefaultsAndErrors) {
       {ReconcileYaml("reconcile: {failed_jobs: {lookback: 1s}}\n"),
        "reconcile.failed_jobs.lookback"},
       {ReconcileYaml("reconcile: {failed_jobs: {delete: true}}\n"), "reconcile.failed_jobs.delete"},
+      {ReconcileYaml("reconcile: {failed_jobs: {lookback: 48h}}\n"),
+       "reconcile.failed_jobs.lookback: longer than dedupe.window"},
       {ReconcileYaml("reconcile: {max_requests_per_second: 0}\n"),
        "reconcile.max_requests_per_second"},
   };

@@ -124,6 +124,27 @@ TEST(StatusTable, ZeroCapacityDisablesTheTable) {
 }
 
 // The timeline keeps the first step (queued) and the latest ones, and counts what it left out.
+// A retry storm's error is kept once, later steps marked the same; long texts are cut.
+TEST(StatusTable, StepsKeepARepeatedErrorOnceAndCutLongTexts) {
+  AdapterStatus s;
+  s.Step(EventState::kPending, 1, 0, "", "");
+  s.Step(EventState::kPending, 2, 1, "HTTP 503", "");
+  s.Step(EventState::kSubmitted, 3, 2, "", "");
+  s.Step(EventState::kPending, 4, 2, "HTTP 503", "");
+  s.Step(EventState::kPending, 5, 3, "HTTP 500", "");
+  s.Step(EventState::kCompleted, 6, 4, "", std::string(1000, 'a'));
+  ASSERT_EQ(s.steps.size(), 6u);
+  EXPECT_EQ(s.steps[1].error, "HTTP 503");
+  EXPECT_FALSE(s.steps[1].same_error);
+  EXPECT_TRUE(s.steps[3].error.empty());
+  EXPECT_TRUE(s.steps[3].same_error);
+  EXPECT_EQ(s.steps[4].error, "HTTP 500");
+  EXPECT_FALSE(s.steps[4].same_error);
+  EXPECT_EQ(s.steps[5].answer.size(), AdapterStatus::kMaxStepText);
+  EXPECT_EQ(s.answer.size(), 1000u) << "the current answer is kept whole";
+  EXPECT_EQ(s.last_error, "HTTP 500");
+}
+
 TEST(StatusTable, StepsKeepTheFirstAndTheLatest) {
   AdapterStatus s;
   s.Step(EventState::kPending, 1, 0, "", "");

@@ -114,6 +114,8 @@ TEST_F(AdminApiProcess, EventsAreFoundByRowAndShowTheirRecord) {
   EXPECT_EQ(Count(all, "\"event_id\""), 15u) << all;
   EXPECT_NE(all.find("\"next_before\":null"), std::string::npos);
   EXPECT_EQ(Count(Admin("GET", "/events?table=account").body, "\"event_id\""), 0u);
+  EXPECT_EQ(Count(Admin("GET", "/events?adapter=lake&limit=200").body, "\"event_id\""), 15u);
+  EXPECT_EQ(Admin("GET", "/events?adapter=nope").status, 404);
 
   const std::string event = Admin("GET", "/events/" + newest + "?record=1").body;
   EXPECT_NE(event.find("\"record\":{\"header\":{\"message\":\"Update\""), std::string::npos)
@@ -146,6 +148,8 @@ TEST_F(AdminApiProcess, MalformedParametersAreAnswered400) {
   for (const char* target :
        {"/replay?adapter=lake", "/replay?adapter=lake&from=3", "/replay?adapter=lake&from=0&to=5",
         "/replay?adapter=lake&from_time=yesterday&to_time=1", "/replay?adapter=lake&to_time=x",
+        "/replay?adapter=lake&from_time=1",
+        "/replay?adapter=lake&from_time=1&to_time=99999999999999999",
         "/replay?from_time=1&to_time=2"}) {
     HttpReply r = Admin("POST", target);
     EXPECT_EQ(r.status, 400) << target << ": " << r.body;

@@ -161,10 +161,18 @@ TEST(AdminGuard, WithoutATokenBrowsersAreAnsweredOnlyAtAnAddress) {
                                                       {"sec-fetch-site", "same-origin"}};
   EXPECT_EQ(Check(open, "GET", "/dlq", rebound), 403);
   EXPECT_EQ(Check(open, "POST", "/dlq/replay", rebound), 403);
+  // Browsers that send neither Sec-Fetch-Site nor Origin (older ones, some webviews) are held to
+  // the same rule: any request naming a Host that is not an address literal.
   EXPECT_EQ(Check(open, "GET", "/dlq", {{"host", "evil.example:9400"}, {"sec-fetch-site", "none"}}),
-            0);  // typed into the address bar
-  EXPECT_EQ(Check(open, "GET", "/dlq", {{"host", "evil.example:9400"}}), 0);  // not a browser
-  EXPECT_EQ(Check(open, "GET", "/ui/", rebound), 0);                          // no data there
+            403);
+  EXPECT_EQ(Check(open, "GET", "/events/0123?record=1", {{"host", "evil.example:9400"}}), 403);
+  EXPECT_EQ(Check(open, "GET", "/metrics", {{"host", "EVIL.example"}}), 403);
+  for (const char* host :
+       {"127.0.0.1:9400", "[::1]:9400", "localhost:9400", "LocalHost", "10.1.2.3"}) {
+    EXPECT_EQ(Check(open, "GET", "/dlq", {{"host", host}}), 0) << host;
+  }
+  EXPECT_EQ(Check(open, "GET", "/dlq"), 0) << "no Host: not a browser";
+  EXPECT_EQ(Check(open, "GET", "/ui/", rebound), 0);  // no data there
   std::map<std::string, std::string> with_token = rebound;
   with_token["authorization"] = "Bearer admin-t0ken";
   EXPECT_EQ(Check(AdminGuard(Token()), "GET", "/dlq", with_token), 0);
