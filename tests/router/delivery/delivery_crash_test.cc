@@ -180,10 +180,9 @@ TEST(DeliveryMemoryTest, AnAdapterDownKeepsMemoryBoundedWhile200kEventsArrive) {
               "      failures: 1000000\n"
               "routes:\n"
               "  - adapters: [lake]\n");
-  // What is measured is the router's own bounds, not glibc's: on a loaded machine its threads
-  // contend for malloc and each new arena (up to 8 per core) adds megabytes of RSS that depend on
-  // the scheduling, not on the events (seen: +13 to +24 MiB in runs next to other builds, +2 MiB
-  // alone). Two arenas keep the measure about the data structures.
+  // The router's own bounds, not glibc's: two malloc arenas keep the allocator's share small and
+  // steady. The test runs alone (RUN_SERIAL, tests/slow_labels.cmake): next to other tests'
+  // servers the same binary grew 13-24 MiB more than alone (0.3-3.5 MiB).
   testing::ScopedEnv arenas("MALLOC_ARENA_MAX", "2");
   RouterProcess router(tmp, log);
   ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(log);
