@@ -201,7 +201,8 @@ EventKey FailedJobKey(const FailedJob& job) {
 }
 
 Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view step_name,
-                                      int32_t stage, const std::optional<std::string>& row) {
+                                      int32_t stage, const std::optional<std::string>& row,
+                                      std::string_view source) {
   const bool gone = !row.has_value();
   // Who changed the row last (the Create's creator): the loop guard's user (loop_guard.user_ids)
   // must see the router's own write-back user here as it would in the webhook.
@@ -266,7 +267,7 @@ Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view ste
   out +=
       ",\"RequestId\":null,\"SecondaryEntityName\":\"none\",\"SharedVariables\":[{\"key\":"
       "\"dvrouter.reconciled\",\"value\":";
-  AppendJsonString(&out, "failed_job " + job.id + (gone ? " (row gone)" : ""));
+  AppendJsonString(&out, std::string(source) + " " + job.id + (gone ? " (row gone)" : ""));
   out += "}],\"Stage\":" + std::to_string(stage) + ",\"UserId\":";
   AppendJsonString(&out, user);
   out += "}";

@@ -51,8 +51,10 @@ EventKey FailedJobKey(const FailedJob& job);
 // the job's message, table, row, step and OperationId, `SharedVariables` holding
 // `dvrouter.reconciled`, and as Target an Entity of `row` (a Web API row: a JSON object with
 // annotations) converted to the webhook's shapes; with no row (it is gone), a Delete of an
-// EntityReference. InvalidArgument when `row` is not a JSON object.
+// EntityReference. `source` opens the shared variable's value ("<source> <job id>").
+// InvalidArgument when `row` is not a JSON object.
 Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view step_name,
-                                      int32_t stage, const std::optional<std::string>& row);
+                                      int32_t stage, const std::optional<std::string>& row,
+                                      std::string_view source = "failed_job");
 
 }  // namespace dvrouter

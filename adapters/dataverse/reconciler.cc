@@ -9,6 +9,7 @@
 #include "adapters/dataverse/dataverse_adapter.h"
 #include "adapters/dataverse/failed_jobs.h"
 #include "adapters/dataverse/reconcile_state.h"
+#include "adapters/dataverse/tracking_state.h"
 #include "router/common/clock.h"
 #include "router/common/encoding.h"
 #include "router/common/json.h"
@@ -24,10 +25,16 @@ constexpr int kMaxThrottledPerCall = 30;       // 429s waited out for one reques
 constexpr int64_t kMaxRetryAfterMs = 300'000;  // a longer Retry-After is capped
 constexpr int64_t kDefaultRetryAfterMs = 5000;
 
-void Note(ReconcileSummary* s, const std::string& text) {
+}  // namespace
+
+void NoteReconcileError(ReconcileSummary* s, const std::string& text) {
   ++s->errors;
   if (s->error_texts.size() < kMaxErrorTexts) s->error_texts.push_back(Utf8Excerpt(text, 400));
 }
+
+namespace {
+
+void Note(ReconcileSummary* s, const std::string& text) { NoteReconcileError(s, text); }
 
 std::string Failed(const std::string& what, const ClientResponse& r) {
   return what + ": HTTP " + std::to_string(r.status) + ": " + Utf8Excerpt(r.body, 200);
@@ -54,8 +61,16 @@ std::string ReconcileSummary::Json() const {
          ",\"already_seen\":" + std::to_string(already_seen) +
          ",\"deletes\":" + std::to_string(deletes) +
          ",\"jobs_deleted\":" + std::to_string(jobs_deleted) +
-         ",\"throttled\":" + std::to_string(throttled) + ",\"errors\":" + std::to_string(errors) +
-         ",\"error_texts\":[";
+         ",\"throttled\":" + std::to_string(throttled) + ",\"tables\":" + std::to_string(tables) +
+         ",\"changes_found\":" + std::to_string(changes_found) +
+         ",\"tracked_journaled\":" + std::to_string(tracked_journaled) +
+         ",\"tracked_seen\":" + std::to_string(tracked_seen) +
+         ",\"tracked_deletes\":" + std::to_string(tracked_deletes) +
+         ",\"own_changes\":" + std::to_string(own_changes) +
+         ",\"settling\":" + std::to_string(settling) +
+         ",\"full_syncs\":" + std::to_string(full_syncs) +
+         ",\"expired_tokens\":" + std::to_string(expired_tokens) +
+         ",\"errors\":" + std::to_string(errors) + ",\"error_texts\":[";
   for (size_t i = 0; i < error_texts.size(); ++i) {
     if (i > 0) out += ',';
     AppendJsonString(&out, error_texts[i]);
@@ -136,12 +151,16 @@ Result<std::optional<std::string>> Reconciler::StepId(const std::string& name,
   return std::optional<std::string>(canonical);
 }
 
-Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step, bool dry_run,
-                                 const std::atomic<bool>& stop, ReconcileSummary* summary,
-                                 ReconcileState* state) {
+Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step,
+                                 const ReconcileRequest& request, const std::atomic<bool>& stop,
+                                 ReconcileSummary* summary, ReconcileState* state) {
+  const bool dry_run = request.dry_run;
   StepWatermark& mark = state->steps[step_id];
-  const int64_t since =
+  int64_t since =
       mark.completed_ms > 0 ? mark.ReadFrom() : now_ms_() - static_cast<int64_t>(rc_.lookback_ms);
+  // --since: every failed job of that span again, handled or not: those the journal holds are
+  // duplicates of their first event (the same event id) and counted as already_seen.
+  if (request.since_ms > 0) since = now_ms_() - request.since_ms;
   // From the overlap before the watermark: jobs that became visible late are read, those
   // already handled are skipped by id (reconcile_state.h).
   std::string resource =
@@ -173,7 +192,7 @@ Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step
       if (job.step_id != step_id) {
         return InvalidArgument("asyncoperations: a job of another step in the answer: " + job.id);
       }
-      if (mark.IsHandled(job.id, job.completed_ms)) continue;
+      if (request.since_ms == 0 && mark.IsHandled(job.id, job.completed_ms)) continue;
       ++summary->failed_jobs_found;
       std::optional<std::string> row;
       if (job.message != "Delete") {
@@ -235,18 +254,44 @@ Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step
   return Status::Ok();
 }
 
-void Reconciler::Run(bool dry_run, const std::atomic<bool>& stop, ReconcileSummary* summary,
-                     std::ostream* progress) {
-  summary->dry_run = dry_run;
+void Reconciler::Run(const ReconcileRequest& request, const std::atomic<bool>& stop,
+                     ReconcileSummary* summary, std::ostream* progress) {
+  summary->dry_run = request.dry_run;
+  if (rc_.failed_jobs) RunFailedJobs(request, stop, summary, progress);
+  if (rc_.tracked_tables.empty() || stop.load()) return;
+  Result<TrackingState> tracking = LoadTrackingState(state_dir_);
+  if (!tracking.ok()) {
+    Note(summary, std::string(tracking.status().message()));
+    return;
+  }
+  for (const TrackedTableConfig& table : rc_.tracked_tables) {
+    if (stop.load()) return;
+    if (!request.table.empty() && request.table != table.table) continue;
+    ++summary->tables;
+    const uint64_t before = summary->tracked_journaled + summary->tracked_seen;
+    Status st = TrackTable(table, request.dry_run, stop, summary, &*tracking);
+    if (!st.ok() && !stop.load()) {
+      Note(summary, "change tracking of " + table.table + ": " + std::string(st.message()));
+    }
+    if (progress != nullptr) {
+      *progress << "reconcile: change tracking of " << table.table << ": "
+                << summary->tracked_journaled + summary->tracked_seen - before
+                << " unseen changes handled" << (st.ok() ? "" : " (stopped: error)") << "\n";
+    }
+  }
+}
+
+void Reconciler::RunFailedJobs(const ReconcileRequest& request, const std::atomic<bool>& stop,
+                               ReconcileSummary* summary, std::ostream* progress) {
   Result<ReconcileState> state = LoadReconcileState(state_dir_);
   if (!state.ok()) {
     Note(summary, std::string(state.status().message()));
     return;
   }
-  if (!rc_.failed_jobs) return;
   const RegistrationConfig& reg = config_.registration;
   for (const RegistrationStep& st : reg.steps) {
     if (!st.async) continue;  // a synchronous step's failure rolls the change back: no job
+    if (!request.table.empty() && request.table != st.table) continue;
     for (const std::string& message : st.messages) {
       if (stop.load()) return;
       StepRef ref;
@@ -264,7 +309,7 @@ void Reconciler::Run(bool dry_run, const std::atomic<bool>& stop, ReconcileSumma
       }
       ++summary->steps;
       const uint64_t before = summary->events_journaled + summary->already_seen;
-      Status st_run = ReconcileStep(**id, ref, dry_run, stop, summary, &*state);
+      Status st_run = ReconcileStep(**id, ref, request, stop, summary, &*state);
       if (!st_run.ok() && !stop.load()) {
         Note(summary, "step '" + ref.name + "': " + std::string(st_run.message()));
       }

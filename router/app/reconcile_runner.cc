@@ -5,11 +5,13 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <random>
 #include <sstream>
 
 #include "router/common/clock.h"
+#include "router/common/json.h"
 #include "router/common/thread_name.h"
 #include "router/decode/decode.h"
 #include "router/partition/partition.h"
@@ -17,7 +19,27 @@
 namespace dvrouter {
 
 namespace {
+
 constexpr size_t kRunsKept = 20;
+constexpr int64_t kMaxSinceMs = 365LL * 24 * 3600 * 1000;
+
+// "90m", "36h", "2d", "45s": milliseconds; 0 when it is not such a duration.
+int64_t ParseSinceMs(std::string_view text) {
+  int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string_view unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
+  int64_t mult = 0;
+  if (unit == "s") mult = 1000;
+  if (unit == "m") mult = 60'000;
+  if (unit == "h") mult = 3'600'000;
+  if (unit == "d") mult = 86'400'000;
+  if (ec != std::errc() || ptr == text.data() || mult == 0 || value <= 0 ||
+      value > kMaxSinceMs / mult) {
+    return 0;
+  }
+  return value * mult;
+}
+
 }  // namespace
 
 // Appends like the webhook handler does, then waits for the journal's answer.
@@ -61,6 +83,16 @@ class ReconcileRunner::JournalSink final : public ReconcileSink, AppendCallback 
     return result_.duplicate;
   }
 
+  uint64_t NextSeq() override { return journal_->Stats().next_seq; }
+
+  Status ScanTable(uint64_t from_seq, std::string_view table,
+                   const std::function<bool(const EventHeader&, std::string_view)>& fn) override {
+    return journal_->Scan(from_seq, [&](const RecordView& r) {
+      if (r.header->status_record || r.header->primary_entity_name != table) return true;
+      return fn(*r.header, r.body);
+    });
+  }
+
   void OnAppendDone(const AppendResult& result) override {
     std::lock_guard<std::mutex> lock(mu_);
     result_ = result;
@@ -94,6 +126,17 @@ ReconcileMetrics::ReconcileMetrics(prometheus::Registry* r)
       journaled(events.Add({{"source", "failed_jobs"}, {"outcome", "journaled"}})),
       seen(events.Add({{"source", "failed_jobs"}, {"outcome", "already_seen"}})),
       deletes(events.Add({{"source", "failed_jobs"}, {"outcome", "deleted_row"}})),
+      tracked_journaled(events.Add({{"source", "change_tracking"}, {"outcome", "journaled"}})),
+      tracked_seen(events.Add({{"source", "change_tracking"}, {"outcome", "already_seen"}})),
+      tracked_deletes(events.Add({{"source", "change_tracking"}, {"outcome", "deleted_row"}})),
+      own_changes(events.Add({{"source", "change_tracking"}, {"outcome", "own_change"}})),
+      resyncs(prometheus::BuildCounter()
+                  .Name("dvrouter_reconcile_full_syncs_total")
+                  .Help("Full syncs of change tracked tables, by reason (initial: the first; "
+                        "expired: Dataverse no longer knew the delta link)")
+                  .Register(*r)),
+      initial_syncs(resyncs.Add({{"reason", "initial"}})),
+      expired_syncs(resyncs.Add({{"reason", "expired"}})),
       last_success(prometheus::BuildGauge()
                        .Name("dvrouter_reconcile_last_success_timestamp_seconds")
                        .Help("When the last reconciliation run without an error finished (the "
@@ -143,12 +186,12 @@ void ReconcileRunner::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-Result<uint64_t> ReconcileRunner::Trigger(bool dry_run) {
+Result<uint64_t> ReconcileRunner::Trigger(const ReconcileRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   if (running_ || pending_) return FailedPrecondition("a reconciliation run is in progress");
   if (stop_.load()) return Unavailable("the router is stopping");
   pending_ = true;
-  pending_dry_run_ = dry_run;
+  pending_request_ = request;
   cv_.notify_all();
   return next_id_;
 }
@@ -160,7 +203,7 @@ void ReconcileRunner::Loop() {
   // The first run soon after start (what a restart missed), then every interval ±10%.
   int64_t next = interval > 0 ? SteadyNowMs() + std::min<int64_t>(interval, 10'000) : INT64_MAX;
   for (;;) {
-    bool dry_run = false;
+    ReconcileRequest request;
     uint64_t id = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -168,19 +211,19 @@ void ReconcileRunner::Loop() {
       cv_.wait_for(lock, std::chrono::milliseconds(wait), [&] { return stop_.load() || pending_; });
       if (stop_.load()) return;
       if (!pending_ && SteadyNowMs() < next) continue;
-      dry_run = pending_ && pending_dry_run_;
+      if (pending_) request = pending_request_;
       pending_ = false;
       running_ = true;
       id = next_id_++;
       ReconcileSummary s;
       s.id = id;
       s.running = true;
-      s.dry_run = dry_run;
+      s.dry_run = request.dry_run;
       s.started_ms = WallNowMs();
       runs_.push_front(s);
       if (runs_.size() > kRunsKept) runs_.pop_back();
     }
-    RunOnce(dry_run, id);
+    RunOnce(request, id);
     if (interval > 0) {
       std::uniform_int_distribution<int64_t> jitter(-interval / 10, interval / 10);
       next = SteadyNowMs() + interval + jitter(rng);
@@ -188,13 +231,14 @@ void ReconcileRunner::Loop() {
   }
 }
 
-void ReconcileRunner::RunOnce(bool dry_run, uint64_t id) {
+void ReconcileRunner::RunOnce(const ReconcileRequest& request, uint64_t id) {
+  const bool dry_run = request.dry_run;
   ReconcileSummary s;
   s.id = id;
   s.dry_run = dry_run;
   s.started_ms = WallNowMs();
   std::ostringstream progress;
-  reconciler_->Run(dry_run, stop_, &s, &progress);
+  reconciler_->Run(request, stop_, &s, &progress);
   s.finished_ms = WallNowMs();
   if (stop_.load()) {  // cut short: not a success
     ++s.errors;
@@ -205,9 +249,15 @@ void ReconcileRunner::RunOnce(bool dry_run, uint64_t id) {
   if (!dry_run) {
     (s.ok() ? metrics_->ok : metrics_->failed).Increment();
     if (s.ok()) metrics_->last_success.Set(static_cast<double>(s.finished_ms) / 1000.0);
-    metrics_->journaled.Increment(static_cast<double>(s.events_journaled));
-    metrics_->seen.Increment(static_cast<double>(s.already_seen));
-    metrics_->deletes.Increment(static_cast<double>(s.deletes));
+    metrics_->journaled.Increment(static_cast<double>(s.events_journaled - s.tracked_journaled));
+    metrics_->seen.Increment(static_cast<double>(s.already_seen - s.tracked_seen));
+    metrics_->deletes.Increment(static_cast<double>(s.deletes - s.tracked_deletes));
+    metrics_->tracked_journaled.Increment(static_cast<double>(s.tracked_journaled));
+    metrics_->tracked_seen.Increment(static_cast<double>(s.tracked_seen));
+    metrics_->tracked_deletes.Increment(static_cast<double>(s.tracked_deletes));
+    metrics_->own_changes.Increment(static_cast<double>(s.own_changes));
+    metrics_->expired_syncs.Increment(static_cast<double>(s.expired_tokens));
+    metrics_->initial_syncs.Increment(static_cast<double>(s.full_syncs - s.expired_tokens));
   }
   metrics_->throttled.Increment(static_cast<double>(s.throttled));
   std::lock_guard<std::mutex> lock(mu_);
@@ -242,9 +292,24 @@ std::optional<HttpResponse> ReconcileRunner::Handle(std::string_view method,
     r.allow = "GET, POST";
     return r;
   }
-  std::string dry;
+  ReconcileRequest request;
+  std::string dry, since;
   QueryParameter(target, "dry_run", &dry);
-  Result<uint64_t> id = Trigger(dry == "1" || dry == "true");
+  request.dry_run = dry == "1" || dry == "true";
+  QueryParameter(target, "table", &request.table);
+  if (!request.table.empty() && !IsLogicalName(request.table)) {
+    return ErrorResponse(400, "bad_request", "table must be a logical name");
+  }
+  if (QueryParameter(target, "since", &since)) {
+    request.since_ms = ParseSinceMs(since);
+    if (request.since_ms == 0) {
+      return ErrorResponse(400, "bad_request",
+                           "since must be a duration like 45s, 90m, 36h or 2d (at most 365d), "
+                           "got '" +
+                               Utf8Excerpt(since, 40) + "'");
+    }
+  }
+  Result<uint64_t> id = Trigger(request);
   if (!id.ok()) {
     return ErrorResponse(id.status().code() == StatusCode::kFailedPrecondition ? 409 : 503,
                          "conflict", id.status().message());

@@ -36,6 +36,13 @@ struct ReconcileMetrics {
   prometheus::Counter& journaled;
   prometheus::Counter& seen;
   prometheus::Counter& deletes;
+  prometheus::Counter& tracked_journaled;
+  prometheus::Counter& tracked_seen;
+  prometheus::Counter& tracked_deletes;
+  prometheus::Counter& own_changes;
+  prometheus::Family<prometheus::Counter>& resyncs;
+  prometheus::Counter& initial_syncs;
+  prometheus::Counter& expired_syncs;
   prometheus::Gauge& last_success;
   prometheus::Gauge& interval;
   prometheus::Counter& throttled;
@@ -51,17 +58,18 @@ class ReconcileRunner final : public AdminOperations {
   // Ends a run in progress at its next request or wait, and joins the thread.
   void Stop();
   // Starts a run now; its id, or FailedPrecondition while one runs.
-  Result<uint64_t> Trigger(bool dry_run);
+  Result<uint64_t> Trigger(const ReconcileRequest& request);
   // {"running": bool, "runs": [summary, newest first]}
   std::string Json() const;
 
-  // POST /reconcile[?dry_run=1] (202 with the run's id; 409 while one runs), GET /reconcile.
+  // POST /reconcile[?dry_run=1&table=T&since=DURATION] (202 with the run's id; 409 while one runs),
+  // GET /reconcile.
   std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) override;
 
  private:
   class JournalSink;
   void Loop();
-  void RunOnce(bool dry_run, uint64_t id);
+  void RunOnce(const ReconcileRequest& request, uint64_t id);
 
   const Config& config_;
   std::unique_ptr<JournalSink> sink_;
@@ -73,7 +81,7 @@ class ReconcileRunner final : public AdminOperations {
   bool started_ = false;
   bool running_ = false;
   bool pending_ = false;  // a run asked for
-  bool pending_dry_run_ = false;
+  ReconcileRequest pending_request_;
   uint64_t next_id_ = 1;
   std::deque<ReconcileSummary> runs_;  // newest first, a few
   std::thread thread_;

@@ -144,11 +144,14 @@ int AdminCall(const std::string& admin, const std::string& token_file, const std
 
 // POST /reconcile, then GET /reconcile until that run finished; prints its summary. Exit 0 when
 // it had no error, 1 otherwise (docs/reconciliation.md, "How it runs").
-int Reconcile(const std::string& admin, const std::string& token_file, bool dry_run) {
-  std::string answer;
-  if (int rc = AdminCall(admin, token_file, "POST",
-                         std::string("/reconcile") + (dry_run ? "?dry_run=1" : ""), &answer);
-      rc != 0) {
+int Reconcile(const std::string& admin, const std::string& token_file, bool dry_run,
+              const std::string& since, const std::string& table) {
+  std::string answer, query;
+  if (dry_run) query += "&dry_run=1";
+  if (!since.empty()) query += "&since=" + dvrouter::UrlEncode(since);
+  if (!table.empty()) query += "&table=" + dvrouter::UrlEncode(table);
+  if (!query.empty()) query[0] = '?';
+  if (int rc = AdminCall(admin, token_file, "POST", "/reconcile" + query, &answer); rc != 0) {
     return rc;
   }
   const size_t at = answer.find("\"started\":");
@@ -356,6 +359,12 @@ int main(int argc, char** argv) {
       "reconcile",
       "Run reconciliation with Dataverse now in the running router, print each run's summary");
   reconcile->add_flag("--dry-run", dry_run, "Count what would be journaled; journal nothing");
+  std::string reconcile_since, reconcile_table;
+  reconcile->add_option(
+      "--since", reconcile_since,
+      "Check every failed job of this span again, handled or not (45s, 90m, 36h, 2d)");
+  reconcile->add_option("--table", reconcile_table,
+                        "Only this table's steps and change tracking (logical name)");
   admin_option(reconcile);
   CLI::App* reg = cli.add_subcommand(
       "register", "Create or update the webhook and its steps in Dataverse (idempotent)");
@@ -380,7 +389,8 @@ int main(int argc, char** argv) {
                      "/replay?adapter=" + dvrouter::UrlEncode(adapter) +
                          "&from=" + std::to_string(range_from) + "&to=" + std::to_string(range_to));
   }
-  if (reconcile->parsed()) return Reconcile(admin, token_file, dry_run);
+  if (reconcile->parsed())
+    return Reconcile(admin, token_file, dry_run, reconcile_since, reconcile_table);
   if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);

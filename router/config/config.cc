@@ -16,6 +16,7 @@
 #include "router/common/identifiers.h"
 #include "router/common/json.h"
 #include "router/config/section.h"
+#include "router/decode/event.h"
 
 namespace dvrouter {
 
@@ -259,6 +260,49 @@ void ResolveAdapters(Config* c) {
   }
 }
 
+// reconcile.change_tracking (docs/reconciliation.md, "Change tracking").
+Status ParseChangeTracking(Section t, ReconcileConfig* out) {
+  DV_TRY(t.Check());
+  YAML::Node tables = t.Raw("tables", "list of mappings");
+  if (tables && !tables.IsNull()) {
+    if (!tables.IsSequence()) {
+      return KeyError(t.Path("tables"), "must be a list of {table, columns, initial}");
+    }
+    for (size_t i = 0; i < tables.size(); ++i) {
+      if (!tables[i].IsMap()) {
+        return KeyError(t.Path("tables") + "[" + std::to_string(i) + "]",
+                        "must be a mapping {table, columns, initial}");
+      }
+      Section item = t.Item(tables[i], ".tables[" + std::to_string(i) + "]", ".tables[]");
+      TrackedTableConfig tt;
+      DV_TRY(item.String("table", &tt.table));
+      if (!IsLogicalName(tt.table) || tt.table == "none") {
+        return KeyError(item.Path("table"),
+                        "must be a table's logical name, got '" + tt.table + "'");
+      }
+      for (const TrackedTableConfig& other : out->tracked_tables) {
+        if (other.table == tt.table) return KeyError(item.Path("table"), "listed twice");
+      }
+      DV_TRY(item.Strings("columns", &tt.columns));
+      for (std::string& col : tt.columns) {
+        if (!IsLogicalName(col) &&
+            !(col.starts_with('_') && col.ends_with("_value") && IsLogicalName(col.substr(1)))) {
+          return KeyError(item.Path("columns"), "'" + col + "' is not a column's logical name");
+        }
+      }
+      std::string initial = "from_now";
+      DV_TRY(item.Choice("initial", {"from_now", "full"}, &initial));
+      tt.initial_full = initial == "full";
+      DV_TRY(item.RejectUnknown());
+      out->tracked_tables.push_back(std::move(tt));
+    }
+  }
+  DV_TRY(t.Count("page_size", 1, 5000, &out->tracking_page_size));
+  DV_TRY(t.DurationMs("settle", 0, 24 * 3600 * 1000ull, &out->settle_ms));
+  DV_TRY(t.Count("max_seen_rows", 1000, 50'000'000, &out->max_seen_rows));
+  return t.RejectUnknown();
+}
+
 Status ParseReconcile(Section& root, Config* c) {
   Section r = root.Child("reconcile");
   DV_TRY(r.Check());
@@ -273,11 +317,6 @@ Status ParseReconcile(Section& root, Config* c) {
                     "must name a dataverse adapter (its url and auth are "
                     "used; default: registration.dataverse), got '" +
                         out.dataverse + "'");
-  }
-  if (!c->registration.present) {
-    return KeyError(r.Path("dataverse"),
-                    "reconcile needs the registration section: its steps are the ones whose "
-                    "failed jobs are recovered");
   }
   DV_TRY(r.DurationMs("interval", 0, 7 * 24 * 3600 * 1000ull, &out.interval_ms));
   if (out.interval_ms != 0 && out.interval_ms < 10'000) {
@@ -298,6 +337,17 @@ Status ParseReconcile(Section& root, Config* c) {
                         "s): a change the router did receive would be journaled again");
   }
   DV_TRY(f.RejectUnknown());
+  if (out.failed_jobs && !c->registration.present) {
+    return KeyError(f.Path("enabled"),
+                    "failed jobs are those of the registration's steps: add the registration "
+                    "section, or set failed_jobs.enabled: false to use change tracking alone");
+  }
+  DV_TRY(ParseChangeTracking(r.Child("change_tracking"), &out));
+  if (!out.failed_jobs && out.tracked_tables.empty()) {
+    return KeyError(r.Path("change_tracking.tables"),
+                    "with failed_jobs.enabled: false, list the tables to track (else reconcile "
+                    "has nothing to do)");
+  }
   return r.RejectUnknown();
 }
 
@@ -671,6 +721,14 @@ std::string DescribeConfig(const Config& c) {
       << "reconcile.failed_jobs: " << (r.failed_jobs ? "enabled" : "disabled") << ", lookback "
       << r.lookback_ms << "ms, page_size " << r.page_size << ", delete_handled "
       << (r.delete_handled ? "true" : "false") << "\n";
+    for (const TrackedTableConfig& t : r.tracked_tables) {
+      o << "reconcile.change_tracking: " << t.table << ", columns " << list(t.columns)
+        << ", initial " << (t.initial_full ? "full" : "from_now") << "\n";
+    }
+    if (!r.tracked_tables.empty()) {
+      o << "reconcile.change_tracking: page_size " << r.tracking_page_size << ", settle "
+        << r.settle_ms << "ms, max_seen_rows " << r.max_seen_rows << "\n";
+    }
   }
   return o.str();
 }
@@ -707,6 +765,9 @@ registration:
 reconcile:
   dataverse: crm
   failed_jobs: {enabled: true}
+  change_tracking:
+    tables:
+      - {table: account, columns: [name], initial: from_now}
 )";
 
 std::string Indent(std::string_view text, std::string_view by) {

@@ -259,9 +259,17 @@ struct RegistrationConfig {
   std::vector<RegistrationStep> steps;
 };
 
+// A table whose changes reconciliation catches up on (reconcile.change_tracking.tables).
+struct TrackedTableConfig {
+  std::string table;                 // logical name, change tracking on in Dataverse
+  std::vector<std::string> columns;  // $select; empty: all columns
+  bool initial_full = false;         // initial: full (journal every unseen row) or from_now
+};
+
 // Reconciliation with Dataverse (docs/reconciliation.md): what the webhook never delivered,
-// recovered from the failed system jobs of the registered steps. The Web API connection is a
-// dataverse adapter's; the steps are the registration's.
+// recovered from the failed system jobs of the registered steps and from the change tracking of
+// the listed tables. The Web API connection is a dataverse adapter's; the steps are the
+// registration's.
 struct ReconcileConfig {
   bool present = false;
   std::string dataverse;                 // a dataverse adapter; default: registration.dataverse
@@ -271,6 +279,10 @@ struct ReconcileConfig {
   bool delete_handled = false;                 // delete a failed job once its event is journaled
   uint64_t page_size = 500;                    // asyncoperations per page
   double max_requests_per_second = 5;          // pacing of its Web API calls
+  std::vector<TrackedTableConfig> tracked_tables;  // change_tracking.tables
+  uint64_t tracking_page_size = 5000;              // change_tracking.page_size
+  uint64_t settle_ms = 120'000;      // change_tracking.settle: a younger unseen change waits a run
+  uint64_t max_seen_rows = 500'000;  // change_tracking.max_seen_rows: the seen index's bound
 };
 
 struct Config {

@@ -307,8 +307,73 @@ TEST(ReconcileConfig, DefaultsAndErrors) {
   // Without a registration the registration's adapter is unknown; with one named, it says why.
   Result<Config> no_reg = ParseConfig(ReconcileYaml("reconcile: {dataverse: crm}\n", false), ".");
   ASSERT_FALSE(no_reg.ok());
-  EXPECT_NE(std::string(no_reg.status().message()).find("needs the registration section"),
+  EXPECT_NE(std::string(no_reg.status().message()).find("add the registration section"),
             std::string::npos);
+}
+
+TEST(ReconcileConfig, ChangeTrackingTablesAndTheirErrors) {
+  testing::ScopedEnv key("DVROUTER_RECONCILE_TEST_KEY", "reconcile-test-key");
+  Result<Config> c = ParseConfig(
+      ReconcileYaml("reconcile:\n"
+                    "  change_tracking:\n"
+                    "    tables:\n"
+                    "      - {table: account, columns: [name, _parentaccountid_value]}\n"
+                    "      - {table: contact, initial: full}\n"
+                    "    settle: 30s\n"),
+      ".");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->reconcile.tracked_tables.size(), 2u);
+  EXPECT_EQ(c->reconcile.tracked_tables[0].table, "account");
+  EXPECT_EQ(c->reconcile.tracked_tables[0].columns,
+            (std::vector<std::string>{"name", "_parentaccountid_value"}));
+  EXPECT_FALSE(c->reconcile.tracked_tables[0].initial_full) << "from_now by default";
+  EXPECT_TRUE(c->reconcile.tracked_tables[1].initial_full);
+  EXPECT_EQ(c->reconcile.settle_ms, 30'000u);
+  EXPECT_EQ(c->reconcile.tracking_page_size, 5000u);
+  EXPECT_EQ(c->reconcile.max_seen_rows, 500'000u);
+
+  // Change tracking alone: no registration needed once failed jobs are off.
+  Result<Config> alone =
+      ParseConfig(ReconcileYaml("reconcile:\n"
+                                "  dataverse: crm\n"
+                                "  failed_jobs: {enabled: false}\n"
+                                "  change_tracking: {tables: [{table: account}]}\n",
+                                false),
+                  ".");
+  ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+  EXPECT_FALSE(alone->reconcile.failed_jobs);
+
+  struct Case {
+    std::string reconcile;
+    std::string starts;
+  };
+  const Case cases[] = {
+      {"reconcile: {change_tracking: {tables: account}}\n",
+       "reconcile.change_tracking.tables: must be a list"},
+      {"reconcile: {change_tracking: {tables: [account]}}\n",
+       "reconcile.change_tracking.tables[0]: must be a mapping"},
+      {"reconcile: {change_tracking: {tables: [{table: Account}]}}\n",
+       "reconcile.change_tracking.tables[0].table: must be a table's logical name"},
+      {"reconcile: {change_tracking: {tables: [{table: a}, {table: a}]}}\n",
+       "reconcile.change_tracking.tables[1].table: listed twice"},
+      {"reconcile: {change_tracking: {tables: [{table: a, columns: [\"x;drop\"]}]}}\n",
+       "reconcile.change_tracking.tables[0].columns: 'x;drop'"},
+      {"reconcile: {change_tracking: {tables: [{table: a, initial: all}]}}\n",
+       "reconcile.change_tracking.tables[0].initial"},
+      {"reconcile: {change_tracking: {tables: [{table: a, filter: x}]}}\n",
+       "reconcile.change_tracking.tables[0].filter"},
+      {"reconcile: {change_tracking: {page_size: 6000}}\n", "reconcile.change_tracking.page_size"},
+      {"reconcile: {change_tracking: {settle: soon}}\n", "reconcile.change_tracking.settle"},
+      {"reconcile: {change_tracking: {max_seen_rows: 10}}\n",
+       "reconcile.change_tracking.max_seen_rows"},
+      {"reconcile: {failed_jobs: {enabled: false}}\n", "reconcile.change_tracking.tables: with"},
+  };
+  for (const Case& k : cases) {
+    Result<Config> bad = ParseConfig(ReconcileYaml(k.reconcile), ".");
+    ASSERT_FALSE(bad.ok()) << k.reconcile;
+    EXPECT_TRUE(std::string(bad.status().message()).starts_with(k.starts))
+        << bad.status().message();
+  }
 }
 
 }  // namespace
