@@ -67,6 +67,8 @@ class SeenIndex {
     auto it = rows_.find(row.id);
     return it != rows_.end() && IsSeen(it->second, row);
   }
+  // Whether the journal holds any event of the row since the scan began.
+  bool Known(const std::string& id) const { return rows_.count(id) != 0; }
   bool full() const { return full_; }
 
  private:
@@ -145,10 +147,13 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
       settling.push_back(SettlingChange{row, row_token});
       return Status::Ok();
     }
-    // Created since the last read: the Create webhook is what was lost; else an Update.
-    const std::string message = row.deleted                                         ? "Delete"
-                                : tt.synced_ms > 0 && row.created_ms > tt.synced_ms ? "Create"
-                                                                                    : "Update";
+    // Created after the second in which the last read began (createdon has whole seconds; a row
+    // of that second may have been journaled before the scan's start) and nothing of it
+    // journaled since: the Create webhook is what was lost. Anything else is an Update: a second
+    // Create would be a second order at an ERP.
+    const bool created = tt.synced_ms > 0 && row.created_ms >= (tt.synced_ms / 1000 + 1) * 1000 &&
+                         !seen.Known(row.id);
+    const std::string message = row.deleted ? "Delete" : created ? "Create" : "Update";
     const FailedJob job = TrackedChangeJob(table.table, row, message, row_token);
     std::optional<std::string> columns;
     if (!row.deleted) columns = row.json;

@@ -389,6 +389,7 @@ class DataverseSim final : public HttpHandler {
             Quote(target.substr(open + 1, close - open - 1));
       }
     }
+    it->second.columns["_modifiedby_value"] = Quote(org_.app_user);
     it->second.version = org_.NextVersion();
     it->second.modified_s = now_s;
     log(204);

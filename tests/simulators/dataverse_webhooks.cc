@@ -335,6 +335,9 @@ bool ApplyChanges(Org* org, const std::vector<Change>& changes, std::vector<Deli
         e.attributes.emplace_back(c.table + "id", Quote(c.id));
       }
       for (const auto& [k, v] : c.columns) StoreColumn(&row.columns, k, v);
+      // Who made the change, as the Web API shows it (the loop guard's input on reads).
+      if (c.op == "create") row.columns["_createdby_value"] = Quote(e.user);
+      row.columns["_modifiedby_value"] = Quote(e.user);
       row.version = org->NextVersion();
       row.modified_s = now_s;
       if (c.op == "assign") e.assignee = WebhookValue(c.columns.at("ownerid"));

@@ -58,10 +58,12 @@ class ReconcileFixture : public ::testing::Test {
                    "  auth: {mode: webhook_key, secret: \"${DVROUTER_RECON_TEST_KEY}\"}\n"
                    "journal:\n"
                    "  partitions: 8\n"
-                   "adapters:\n"
-                   "  mirror:\n"
-                   "    type: sqlite\n"
-                   "    path: " +
+                   "loop_guard: {user_ids: [9f3c1d2e-0000-4000-8000-00000000a001]}\n"
+                   "adapters:\n" +
+                       ExtraAdapters() +
+                       "  mirror:\n"
+                       "    type: sqlite\n"
+                       "    path: " +
                        tmp_.path() +
                        "/mirror.db\n"
                        "    table_prefix: crm_\n"
@@ -88,7 +90,9 @@ class ReconcileFixture : public ::testing::Test {
                        "    status_column: new_integrationstatus\n"
                        "    status_values: {completed: 3, failed: 4}\n"
                        "routes:\n"
-                       "  - {tables: [account, contact], adapters: [mirror]}\n"
+                       "  - {tables: [account, contact], adapters: [" +
+                       Mirrors() +
+                       "]}\n"
                        "  - {tables: [salesorder], messages: [Create], adapters: [mirror, erp]}\n"
                        "registration:\n"
                        "  dataverse: crm\n"
@@ -101,9 +105,8 @@ class ReconcileFixture : public ::testing::Test {
                        "    - {table: salesorder, messages: [Create]}\n"
                        "reconcile:\n"
                        "  interval: 0s\n"
-                       "  max_requests_per_second: 100\n"
-                       "  failed_jobs: {lookback: 1h, page_size: 25}\n" +
-                       ChangeTrackingSection());
+                       "  max_requests_per_second: 100\n" +
+                       FailedJobsSection() + ChangeTrackingSection());
     const auto [rc, out] = Cli({"register", "-c", tmp_.path() + "/router.yaml"});
     ASSERT_EQ(rc, 0) << out;
     WriteFileOrDie(log_, "");
@@ -117,6 +120,12 @@ class ReconcileFixture : public ::testing::Test {
             "salesorder", "--webhook-timeout-ms",  "5000"};
   }
   virtual std::string ChangeTrackingSection() const { return ""; }
+  virtual std::string FailedJobsSection() const {
+    return "  failed_jobs: {lookback: 1h, page_size: 25}\n";
+  }
+  // More adapters (YAML indented under `adapters:`) and the account mirrors' names.
+  virtual std::string ExtraAdapters() const { return ""; }
+  virtual std::string Mirrors() const { return "mirror"; }
 
   void Start() {
     router_ = std::make_unique<RouterProcess>(tmp_, log_, "127.0.0.1:" + std::to_string(port_));
