@@ -151,7 +151,7 @@ SeenVersion SeenInWebhook(std::string_view body, std::string_view message) {
     out.deleted = true;
     return out;
   }
-  simdjson::dom::parser parser;
+  thread_local simdjson::dom::parser parser;  // one per event scanned: keep its buffers
   simdjson::dom::object root;
   if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS) return out;
   simdjson::dom::array inputs;

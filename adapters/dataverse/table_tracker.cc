@@ -124,7 +124,8 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
 
   // Changes left settling by the last run, by row: a newer entry in this read replaces one.
   std::unordered_map<std::string, SettlingChange> carried;
-  for (SettlingChange& c : tt.settling) carried[c.row.id] = std::move(c);
+  // (Copied: a run that fails keeps the state's list as it was.)
+  for (const SettlingChange& c : tt.settling) carried[c.row.id] = c;
   std::vector<SettlingChange> settling;
 
   // Journals `row` (or counts it), unless the journal has it or it must settle first.

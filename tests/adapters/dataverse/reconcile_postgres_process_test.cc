@@ -4,8 +4,8 @@
 // for column, deleted ones marked, and the ERP got each order once: recovered from the failed
 // system jobs, or, with failed jobs off, from change tracking alone, where an expired token's
 // full resync ends in the same state and a second run journals nothing.
-#include "tests/adapters/dataverse/reconcile_fixture.h"
 #include "router/common/clock.h"
+#include "tests/adapters/dataverse/reconcile_fixture.h"
 #include "tests/support/postgres_server.h"
 
 namespace dvrouter {
