@@ -21,6 +21,7 @@
 #include "router/ingress/server.h"
 #include "router/ingress/webhook_handler.h"
 #include "router/journal/file_journal.h"
+#include "router/journal/nats_journal.h"
 #include "router/metrics/metrics.h"
 
 namespace dvrouter {
@@ -129,7 +130,7 @@ struct App::Impl {
     if (HttpServer* s = ingress_ready.load(std::memory_order_acquire)) {
       metrics.connections_open.Set(static_cast<double>(s->connections()));
     }
-    if (FileJournal* j = journal_ready.load(std::memory_order_acquire)) {
+    if (Journal* j = journal_ready.load(std::memory_order_acquire)) {
       metrics.OnJournalStats(j->Stats(), WallNowMs());
     }
     if (DeliveryEngine* e = engine_ready.load(std::memory_order_acquire)) e->RefreshMetrics();
@@ -138,7 +139,7 @@ struct App::Impl {
   Config config;
   AppHooks hooks;
   std::atomic<HttpServer*> ingress_ready{nullptr};
-  std::atomic<FileJournal*> journal_ready{nullptr};
+  std::atomic<Journal*> journal_ready{nullptr};
   std::atomic<DeliveryEngine*> engine_ready{nullptr};
   std::atomic<uint16_t> ingress_port{0};
   std::atomic<uint16_t> admin_port{0};
@@ -153,12 +154,77 @@ struct App::Impl {
   std::unique_ptr<EngineAdmin> engine_admin;
   std::unique_ptr<EngineCallbacks> engine_callbacks;
   std::unique_ptr<ReconcileRunner> reconcile;
-  std::unique_ptr<FileJournal> journal;
+  std::unique_ptr<Journal> journal;
 };
 
 App::App(Config config, AppHooks hooks) : impl_(std::make_unique<Impl>(std::move(config), hooks)) {}
 
 App::~App() { Shutdown(); }
+
+// The journal of journal.backend (docs/journal-nats.md for nats), the engine its listener.
+Status App::OpenJournal(Impl& m) {
+  if (m.config.journal.nats) {
+    const NatsConfig& n = m.config.journal.nats_config;
+    NatsJournalOptions no;
+    no.servers = n.servers;
+    no.stream = n.stream;
+    no.replicas = static_cast<int64_t>(n.replicas);
+    no.duplicate_window_ms = static_cast<int64_t>(n.duplicate_window_ms);
+    no.max_bytes = n.max_bytes;
+    no.ack_timeout_ms = static_cast<int64_t>(n.ack_timeout_ms);
+    no.max_pending = static_cast<int64_t>(n.max_pending);
+    no.user = n.user;
+    no.password = n.password;
+    no.creds_file = n.creds_file;
+    no.ca_file = n.ca_file;
+    no.partitions = m.config.journal.partitions;
+    no.compression = m.config.journal.compression ? Codec::kZstd : Codec::kNone;
+    no.compression_level = static_cast<int>(m.config.journal.compression_level);
+    no.listener = m.engine.get();
+    no.registry = &m.metrics.registry();
+    auto journal = NatsJournal::Open(std::move(no));
+    if (!journal.ok()) return journal.status();
+    m.journal = std::move(journal).value();
+    const JournalStats stats = m.journal->Stats();
+    std::fprintf(stderr,
+                 "dvrouter: journal on JetStream stream %s (%llu replicas): next seq %llu, %llu "
+                 "bytes\n",
+                 n.stream.c_str(), static_cast<unsigned long long>(n.replicas),
+                 static_cast<unsigned long long>(stats.next_seq),
+                 static_cast<unsigned long long>(stats.bytes));
+    return Status::Ok();
+  }
+  FileJournalOptions jo;
+  jo.dir = m.config.journal.data_dir + "/journal";
+  jo.partitions = m.config.journal.partitions;
+  jo.segment_bytes = m.config.journal.segment_bytes;
+  jo.disk_budget_bytes = m.config.journal.disk_budget_bytes;
+  jo.fsync = m.config.journal.fsync;
+  jo.page_cache_bytes = m.config.journal.page_cache_bytes;
+  jo.compression = m.config.journal.compression ? Codec::kZstd : Codec::kNone;
+  jo.compression_level = static_cast<int>(m.config.journal.compression_level);
+  jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);
+  jo.dedupe_max_entries = m.config.dedupe.max_entries;
+  jo.max_batch_events = m.config.journal.max_batch_events;
+  jo.observer = &m.metrics;
+  jo.io = m.hooks.journal_io;
+  jo.listener = m.engine.get();
+  auto journal = FileJournal::Open(std::move(jo));
+  if (!journal.ok()) return journal.status();
+  m.journal = std::move(journal).value();
+  JournalStats stats = m.journal->Stats();
+  m.metrics.journal_corrupt_records.Set(static_cast<double>(stats.corrupt_records));
+  m.metrics.journal_truncated_bytes.Set(static_cast<double>(stats.truncated_bytes));
+  std::fprintf(stderr,
+               "dvrouter: journal %s/journal recovered: next seq %llu, %llu segments, %llu bytes, "
+               "%llu corrupt records skipped, %llu torn bytes truncated\n",
+               m.config.journal.data_dir.c_str(), static_cast<unsigned long long>(stats.next_seq),
+               static_cast<unsigned long long>(stats.segments),
+               static_cast<unsigned long long>(stats.bytes),
+               static_cast<unsigned long long>(stats.corrupt_records),
+               static_cast<unsigned long long>(stats.truncated_bytes));
+  return Status::Ok();
+}
 
 Status App::Start() {
   Impl& m = *impl_;
@@ -193,37 +259,9 @@ Status App::Start() {
   eo.registry = &m.metrics.registry();
   m.engine = std::make_unique<DeliveryEngine>(std::move(eo), std::move(engine_adapters));
 
-  FileJournalOptions jo;
-  jo.dir = m.config.journal.data_dir + "/journal";
-  jo.partitions = m.config.journal.partitions;
-  jo.segment_bytes = m.config.journal.segment_bytes;
-  jo.disk_budget_bytes = m.config.journal.disk_budget_bytes;
-  jo.fsync = m.config.journal.fsync;
-  jo.page_cache_bytes = m.config.journal.page_cache_bytes;
-  jo.compression = m.config.journal.compression ? Codec::kZstd : Codec::kNone;
-  jo.compression_level = static_cast<int>(m.config.journal.compression_level);
-  jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);
-  jo.dedupe_max_entries = m.config.dedupe.max_entries;
-  jo.max_batch_events = m.config.journal.max_batch_events;
-  jo.observer = &m.metrics;
-  jo.io = m.hooks.journal_io;
-  jo.listener = m.engine.get();
   if (Status st = MakeDirectories(m.config.journal.data_dir); !st.ok()) return st;
-  auto journal = FileJournal::Open(std::move(jo));
-  if (!journal.ok()) return journal.status();
-  m.journal = std::move(journal).value();
+  if (Status st = OpenJournal(m); !st.ok()) return st;
   m.journal_ready.store(m.journal.get(), std::memory_order_release);
-  JournalStats stats = m.journal->Stats();
-  m.metrics.journal_corrupt_records.Set(static_cast<double>(stats.corrupt_records));
-  m.metrics.journal_truncated_bytes.Set(static_cast<double>(stats.truncated_bytes));
-  std::fprintf(stderr,
-               "dvrouter: journal %s/journal recovered: next seq %llu, %llu segments, %llu bytes, "
-               "%llu corrupt records skipped, %llu torn bytes truncated\n",
-               m.config.journal.data_dir.c_str(), static_cast<unsigned long long>(stats.next_seq),
-               static_cast<unsigned long long>(stats.segments),
-               static_cast<unsigned long long>(stats.bytes),
-               static_cast<unsigned long long>(stats.corrupt_records),
-               static_cast<unsigned long long>(stats.truncated_bytes));
   if (Status st = m.engine->Start(m.journal.get()); !st.ok()) return st;
   m.engine_ready.store(m.engine.get(), std::memory_order_release);
   m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());

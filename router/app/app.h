@@ -38,6 +38,7 @@ class App {
 
  private:
   struct Impl;
+  static Status OpenJournal(Impl& m);
   std::unique_ptr<Impl> impl_;
 };
 

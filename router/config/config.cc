@@ -260,6 +260,50 @@ void ResolveAdapters(Config* c) {
   }
 }
 
+// journal.nats (docs/journal-nats.md); required with backend: nats, refused without it.
+Status ParseNats(Section n, const std::string& base_dir, JournalConfig* journal) {
+  DV_TRY(n.Check());
+  if (!n.Present()) {
+    if (journal->nats) return KeyError("journal.nats", "backend: nats needs journal.nats.servers");
+    return Status::Ok();
+  }
+  if (!journal->nats) return KeyError("journal.nats", "only with journal.backend: nats");
+  NatsConfig& out = journal->nats_config;
+  DV_TRY(n.Strings("servers", &out.servers));
+  if (out.servers.empty()) return KeyError(n.Path("servers"), "at least one nats://host:port");
+  for (const std::string& s : out.servers) {
+    if (!s.starts_with("nats://") && !s.starts_with("tls://")) {
+      return KeyError(n.Path("servers"), "'" + s + "' is not a nats://host:port URL");
+    }
+  }
+  DV_TRY(n.String("stream", &out.stream));
+  const bool stream_ok = !out.stream.empty() && out.stream.size() <= 64 &&
+                         std::all_of(out.stream.begin(), out.stream.end(), [](char ch) {
+                           return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+                         });
+  if (!stream_ok) {
+    return KeyError(n.Path("stream"),
+                    "letters, digits, '_' and '-' only (a JetStream stream name)");
+  }
+  DV_TRY(n.Count("replicas", 1, 5, &out.replicas));
+  DV_TRY(n.DurationMs("duplicate_window", 1000, 30ull * 24 * 3'600'000, &out.duplicate_window_ms));
+  DV_TRY(n.Bytes("max_bytes", 1 << 20, UINT64_MAX, &out.max_bytes));
+  DV_TRY(n.DurationMs("ack_timeout", 100, 60'000, &out.ack_timeout_ms));
+  DV_TRY(n.Count("max_pending", 1, 1'000'000, &out.max_pending));
+  DV_TRY(n.String("user", &out.user));
+  DV_TRY(ReadSecret(n, "password", base_dir, /*optional=*/true, &out.password));
+  if (out.user.empty() != out.password.empty()) {
+    return KeyError(n.Path("user"), "user and password go together");
+  }
+  DV_TRY(n.ReadableFile("creds_file", base_dir, &out.creds_file));
+  Section tls = n.Child("tls");
+  DV_TRY(tls.Check());
+  DV_TRY(tls.ReadableFile("ca_file", base_dir, &out.ca_file));
+  DV_TRY(tls.RejectUnknown());
+  return n.RejectUnknown();
+}
+
 // reconcile.change_tracking (docs/reconciliation.md, "Change tracking").
 Status ParseChangeTracking(Section t, ReconcileConfig* out) {
   DV_TRY(t.Check());
@@ -528,6 +572,10 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   c->journal.compression = compression == "zstd";
   // Higher levels cost the ingress threads many times the CPU for a few percent (bench/README.md).
   DV_TRY(journal.Count("compression_level", 1, 9, &c->journal.compression_level));
+  std::string backend = "file";
+  DV_TRY(journal.Choice("backend", {"file", "nats"}, &backend));
+  c->journal.nats = backend == "nats";
+  DV_TRY(ParseNats(journal.Child("nats"), base_dir, &c->journal));
   DV_TRY(journal.RejectUnknown());
 
   Section dedupe = root.Child("dedupe");
@@ -535,6 +583,9 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   DV_TRY(dedupe.DurationMs("window", 0, 30ull * 24 * 3'600'000, &c->dedupe.window_ms));
   DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
   DV_TRY(dedupe.RejectUnknown());
+  NatsConfig& nats = c->journal.nats_config;
+  if (nats.duplicate_window_ms == 0) nats.duplicate_window_ms = c->dedupe.window_ms;
+  if (nats.max_bytes == 0) nats.max_bytes = c->journal.disk_budget_bytes;
 
   DV_TRY(ParseDelivery(root, base_dir, kinds, c));
   ResolveAdapters(c);

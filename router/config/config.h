@@ -85,7 +85,21 @@ struct AdminConfig {
 // ParseConfig checks it; call it again after overriding admin.listen.
 Status ValidateAdmin(const AdminConfig& admin);
 
+// journal.nats (docs/journal-nats.md): the journal on a NATS JetStream stream.
+struct NatsConfig {
+  std::vector<std::string> servers;  // nats://host:port
+  std::string stream = "DVROUTER";
+  uint64_t replicas = 3;
+  uint64_t duplicate_window_ms = 0;  // 0: dedupe.window
+  uint64_t max_bytes = 0;            // 0: journal.disk_budget_bytes
+  uint64_t ack_timeout_ms = 5000;
+  uint64_t max_pending = 4096;
+  std::string user, password, creds_file, ca_file;
+};
+
 struct JournalConfig {
+  bool nats = false;  // backend: file (default) or nats
+  NatsConfig nats_config;
   std::string data_dir = "./data";  // the journal lives in <data_dir>/journal
   uint32_t partitions = 64;
   uint64_t segment_bytes = 64ull << 20;

@@ -1,0 +1,70 @@
+// nats-server processes for tests (Debian's nats-server with JetStream): one server, or a
+// cluster of three (server_name, a cluster block with routes, one store_dir each), on free
+// loopback ports in a temporary directory. Every server is stopped (SIGKILL if it must) when
+// its object goes. Test thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/test_util.h"
+
+namespace dvrouter::testing {
+
+class NatsServer {
+ public:
+  // Whether nats-server is installed; false with a reason if not.
+  static bool Available(std::string* why);
+
+  // A single JetStream server.
+  NatsServer();
+  ~NatsServer();
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+  uint16_t port() const { return port_; }
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return child_ ? child_->pid() : -1; }
+  std::string log() const;
+
+  // SIGKILL and reap (a crash); Start() brings it back on the same ports and store.
+  void Kill();
+  // SIGTERM, bounded wait, SIGKILL as a last resort.
+  void Stop();
+  // Starts (again); waits until it accepts connections. False with error() set.
+  bool Start();
+
+ private:
+  friend class NatsCluster;
+  NatsServer(std::string dir, std::string config);
+
+  TempDir own_;
+  std::string dir_, config_path_;
+  uint16_t port_ = 0;
+  std::unique_ptr<ChildProcess> child_;
+  int starts_ = 0;
+  bool ok_ = false;
+  std::string error_;
+};
+
+// Three clustered JetStream servers (a stream of 3 replicas survives one's loss).
+class NatsCluster {
+ public:
+  NatsCluster();
+  bool ok() const;
+  std::string error() const;
+  NatsServer& server(size_t i) { return *servers_[i]; }
+  size_t size() const { return servers_.size(); }
+  // The servers' URLs, for journal.nats.servers.
+  std::vector<std::string> urls() const;
+
+ private:
+  TempDir dir_;
+  std::vector<std::unique_ptr<NatsServer>> servers_;
+};
+
+}  // namespace dvrouter::testing
