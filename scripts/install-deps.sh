@@ -10,7 +10,7 @@ packages=(
   libboost-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev libxxhash-dev xxhash
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev libzstd-dev clickhouse-server
-  clang-14 libclang-rt-14-dev slowhttptest chromium prometheus
+  clang-14 libclang-rt-14-dev slowhttptest chromium prometheus libnats-dev nats-server
 )
 # Node.js for the console test: Debian's, unless the machine has one already.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

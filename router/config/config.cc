@@ -722,6 +722,7 @@ std::string DescribeConfig(const Config& c) {
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
     << "journal.page_cache_bytes: " << c.journal.page_cache_bytes << "\n"
     << "journal.compression: " << (c.journal.compression ? "zstd" : "none") << "\n"
+    << "journal.backend: " << (c.journal.nats ? "nats" : "file") << "\n"
     << "journal.compression_level: " << c.journal.compression_level << "\n"
     << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
     << "dedupe.max_entries: " << c.dedupe.max_entries << "\n"
@@ -764,6 +765,15 @@ std::string DescribeConfig(const Config& c) {
     o << "route " << r.name << ": tables " << list(r.tables) << ", messages " << list(r.messages)
       << ", stages " << list(r.stages) << ", changed_columns " << list(r.changed_columns) << " -> "
       << list(r.adapters) << "\n";
+  }
+  if (c.journal.nats) {
+    const NatsConfig& n = c.journal.nats_config;
+    o << "journal.nats: servers " << list(n.servers) << ", stream " << n.stream << ", replicas "
+      << n.replicas << ", duplicate_window " << n.duplicate_window_ms << "ms, max_bytes "
+      << n.max_bytes << ", ack_timeout " << n.ack_timeout_ms << "ms, max_pending " << n.max_pending
+      << (n.user.empty() ? "" : ", user " + n.user)
+      << (n.creds_file.empty() ? "" : ", creds_file " + n.creds_file)
+      << (n.ca_file.empty() ? "" : ", tls.ca_file " + n.ca_file) << "\n";
   }
   if (c.reconcile.present) {
     const ReconcileConfig& r = c.reconcile;
@@ -845,6 +855,12 @@ std::string ConfigReference(AdapterKinds kinds) {
     // which keys were read on the way.
     (void)ParseConfig("{}", ".", kinds);
     (void)ParseConfig(kReferenceExample, ".", kinds);
+    // The replicated journal's keys (its files do not exist here: the parse ends at them).
+    (void)ParseConfig(
+        "journal:\n"
+        "  backend: nats\n"
+        "  nats: {servers: [nats://nats-0:4222], creds_file: x.creds, tls: {ca_file: ca.pem}}\n",
+        ".", kinds);
     for (const AdapterKind* k : kinds) {
       for (std::string_view example : k->examples) {
         const std::string doc = "adapters:\n  example:\n    type: " + std::string(k->type) + "\n" +

@@ -734,5 +734,57 @@ TEST(ConfigTls, FilesResolveAgainstTheConfigDirectoryAndMustExist) {
                  "ingress.tls.certfile");
 }
 
+// ---------------------------------------------------------------------------------------------
+// journal.backend: nats (docs/journal-nats.md).
+
+TEST(ConfigNats, TheStreamsSettingsAndTheirDefaults) {
+  Config c = ParseOk(NoAuth("",
+                            "journal:\n"
+                            "  backend: nats\n"
+                            "  disk_budget_bytes: 2GiB\n"
+                            "  nats: {servers: [nats://a:4222, nats://b:4222], replicas: 3}\n"
+                            "dedupe: {window: 12h}\n"));
+  EXPECT_TRUE(c.journal.nats);
+  EXPECT_EQ(c.journal.nats_config.servers,
+            (std::vector<std::string>{"nats://a:4222", "nats://b:4222"}));
+  EXPECT_EQ(c.journal.nats_config.stream, "DVROUTER");
+  EXPECT_EQ(c.journal.nats_config.duplicate_window_ms, 12 * 3'600'000u) << "dedupe.window's";
+  EXPECT_EQ(c.journal.nats_config.max_bytes, 2ull << 30) << "journal.disk_budget_bytes'";
+  EXPECT_EQ(c.journal.nats_config.ack_timeout_ms, 5000u);
+  EXPECT_FALSE(ParseOk(NoAuth("", "")).journal.nats) << "file by default";
+}
+
+TEST(ConfigNats, MalformedSettingsAreNamed) {
+  ExpectConfigError(NoAuth("", "journal: {backend: nats}\n"),
+                    "journal.nats: backend: nats needs journal.nats.servers");
+  ExpectConfigError(NoAuth("", "journal: {nats: {servers: [nats://a:4222]}}\n"),
+                    "journal.nats: only with journal.backend: nats");
+  ExpectConfigError(NoAuth("", "journal: {backend: nats, nats: {servers: []}}\n"),
+                    "journal.nats.servers: at least one nats://host:port");
+  ExpectConfigError(NoAuth("", "journal: {backend: nats, nats: {servers: [http://a:4222]}}\n"),
+                    "journal.nats.servers: 'http://a:4222' is not a nats://host:port URL");
+  ExpectConfigError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], stream: a.b}}\n"),
+      "journal.nats.stream: letters, digits, '_' and '-' only (a JetStream stream name)");
+  ExpectConfigError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], replicas: 7}}\n"),
+      "journal.nats.replicas: must be between 1 and 5, got '7'");
+  ExpectConfigError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], user: u}}\n"),
+      "journal.nats.user: user and password go together");
+  ExpectKeyError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], password: x}}\n"),
+      "journal.nats.password");
+  ExpectConfigError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], ack_timeout: 1ms}}\n"),
+      "journal.nats.ack_timeout: must be between 100 and 60000, got '1ms'");
+  ExpectKeyError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], creds_file: /no}}\n"),
+      "journal.nats.creds_file");
+  ExpectKeyError(
+      NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], replica: 3}}\n"),
+      "journal.nats.replica");
+}
+
 }  // namespace
 }  // namespace dvrouter
