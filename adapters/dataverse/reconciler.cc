@@ -75,6 +75,11 @@ std::string ReconcileSummary::Json() const {
     if (i > 0) out += ',';
     AppendJsonString(&out, error_texts[i]);
   }
+  out += "],\"progress\":[";
+  for (size_t i = 0; i < progress.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendJsonString(&out, progress[i]);
+  }
   out += "]}";
   return out;
 }
@@ -268,15 +273,19 @@ void Reconciler::Run(const ReconcileRequest& request, const std::atomic<bool>& s
     if (stop.load()) return;
     if (!request.table.empty() && request.table != table.table) continue;
     ++summary->tables;
-    const uint64_t before = summary->tracked_journaled + summary->tracked_seen;
+    const ReconcileSummary before = *summary;
     Status st = TrackTable(table, request.dry_run, stop, summary, &*tracking);
     if (!st.ok() && !stop.load()) {
       Note(summary, "change tracking of " + table.table + ": " + std::string(st.message()));
     }
     if (progress != nullptr) {
       *progress << "reconcile: change tracking of " << table.table << ": "
-                << summary->tracked_journaled + summary->tracked_seen - before
-                << " unseen changes handled" << (st.ok() ? "" : " (stopped: error)") << "\n";
+                << summary->changes_found - before.changes_found << " changes, "
+                << summary->tracked_journaled - before.tracked_journaled << " journaled, "
+                << summary->tracked_seen - before.tracked_seen << " already seen, "
+                << summary->own_changes - before.own_changes << " own, "
+                << summary->settling - before.settling << " settling"
+                << (st.ok() ? "" : " (stopped: error)") << "\n";
     }
   }
 }

@@ -79,6 +79,7 @@ struct ReconcileSummary {
   uint64_t expired_tokens = 0;  // delta links Dataverse no longer knew: resynced
   uint64_t errors = 0;
   std::vector<std::string> error_texts;  // the first few
+  std::vector<std::string> progress;     // the run's progress lines (one per step and table)
 
   bool ok() const { return errors == 0; }
   std::string Json() const;

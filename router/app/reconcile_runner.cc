@@ -239,6 +239,13 @@ void ReconcileRunner::RunOnce(const ReconcileRequest& request, uint64_t id) {
   s.started_ms = WallNowMs();
   std::ostringstream progress;
   reconciler_->Run(request, stop_, &s, &progress);
+  {
+    constexpr size_t kProgressKept = 200;  // lines a run keeps for GET /reconcile
+    std::istringstream lines(progress.str());
+    for (std::string line; std::getline(lines, line) && s.progress.size() < kProgressKept;) {
+      s.progress.push_back(line);
+    }
+  }
   s.finished_ms = WallNowMs();
   if (stop_.load()) {  // cut short: not a success
     ++s.errors;

@@ -14,6 +14,8 @@
 #include <iostream>
 #include <memory>
 
+#include <simdjson.h>
+
 #include "adapters/dataverse/registration.h"
 #include "adapters/registry.h"
 #include "router/app/app.h"
@@ -167,6 +169,15 @@ int Reconcile(const std::string& admin, const std::string& token_file, bool dry_
       const std::string summary =
           runs.substr(run, end == std::string::npos ? runs.size() - run - 2 : end - run - 1);
       if (summary.find("\"state\":\"running\"") == std::string::npos) {
+        // Its progress lines (a step or table each) to stderr, the summary to stdout.
+        simdjson::dom::parser parser;
+        simdjson::dom::array lines;
+        if (parser.parse(summary).at_key("progress").get(lines) == simdjson::SUCCESS) {
+          for (simdjson::dom::element line : lines) {
+            std::string_view text;
+            if (line.get(text) == simdjson::SUCCESS) std::cerr << text << "\n";
+          }
+        }
         std::cout << summary << "\n";
         return summary.find("\"state\":\"ok\"") != std::string::npos ? 0 : 1;
       }

@@ -91,6 +91,10 @@ TEST_F(ChangeTrackingProcess, ChangesWithoutAWebhookAreJournaledAndSeenOnesAreNo
   EXPECT_EQ(Field(second, "tracked_seen"), 10) << "the accounts' webhooks: " << second;
   EXPECT_EQ(Field(second, "tracked_journaled"), 10) << second;
   EXPECT_EQ(Field(second, "tracked_deletes"), 2) << second;
+  EXPECT_NE(second.find("reconcile: change tracking of contact: 10 changes, 10 journaled, 0 "
+                        "already seen, 0 own, 0 settling\n"),
+            std::string::npos)
+      << "the progress line, on stderr: " << second;
   // The changed contacts reach the mirror: 5 updated, 3 created and the 2 deleted ones.
   ASSERT_TRUE(testing::WaitFor([&] { return ContactsMirrored(10); }))
       << ::testing::PrintToString(Mirrored("contact"));
