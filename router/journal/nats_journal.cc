@@ -77,6 +77,7 @@ struct NatsJournal::Impl {
   bool purge_asked = false;
 
   std::unique_ptr<prometheus::Registry> own_registry;  // without options.registry
+  std::unique_ptr<NatsJournalMetrics> metrics;
   prometheus::Counter* acks_ok = nullptr;
   prometheus::Counter* acks_duplicate = nullptr;
   prometheus::Counter* acks_error = nullptr;
@@ -519,6 +520,23 @@ struct NatsJournal::Impl {
   }
 };
 
+NatsJournalMetrics::NatsJournalMetrics(prometheus::Registry* r)
+    : acks(prometheus::BuildCounter()
+               .Name("dvrouter_nats_pub_acks_total")
+               .Help("JetStream publish answers for journal appends, by result")
+               .Register(*r)),
+      ok(acks.Add({{"result", "ok"}})),
+      duplicate(acks.Add({{"result", "duplicate"}})),
+      error(acks.Add({{"result", "error"}})),
+      timeout(acks.Add({{"result", "timeout"}})),
+      publish_seconds(
+          prometheus::BuildHistogram()
+              .Name("dvrouter_nats_publish_duration_seconds")
+              .Help("From a journal append's publish to its PubAck (stored on a quorum)")
+              .Register(*r)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                               0.02, 0.05, 0.1, 0.25, 1, 5})) {}
+
 NatsJournal::NatsJournal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 NatsJournal::~NatsJournal() { Stop(); }
@@ -532,23 +550,12 @@ Result<std::unique_ptr<NatsJournal>> NatsJournal::Open(NatsJournalOptions option
     impl->own_registry = std::make_unique<prometheus::Registry>();
     impl->opt.registry = impl->own_registry.get();
   }
-  {
-    auto& acks = prometheus::BuildCounter()
-                     .Name("dvrouter_nats_pub_acks_total")
-                     .Help("JetStream publish answers for journal appends, by result")
-                     .Register(*impl->opt.registry);
-    impl->acks_ok = &acks.Add({{"result", "ok"}});
-    impl->acks_duplicate = &acks.Add({{"result", "duplicate"}});
-    impl->acks_error = &acks.Add({{"result", "error"}});
-    impl->acks_timeout = &acks.Add({{"result", "timeout"}});
-    impl->publish_seconds =
-        &prometheus::BuildHistogram()
-             .Name("dvrouter_nats_publish_duration_seconds")
-             .Help("From a journal append's publish to its PubAck (stored on a quorum)")
-             .Register(*impl->opt.registry)
-             .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
-                                                              0.02, 0.05, 0.1, 0.25, 1, 5});
-  }
+  impl->metrics = std::make_unique<NatsJournalMetrics>(impl->opt.registry);
+  impl->acks_ok = &impl->metrics->ok;
+  impl->acks_duplicate = &impl->metrics->duplicate;
+  impl->acks_error = &impl->metrics->error;
+  impl->acks_timeout = &impl->metrics->timeout;
+  impl->publish_seconds = &impl->metrics->publish_seconds;
   if (Status st = impl->Connect(); !st.ok()) return st;
   // A cluster that just started elects its JetStream leader first: keep asking for a while.
   const int64_t deadline = SteadyNowMs() + kStreamWaitMs;

@@ -22,6 +22,10 @@
 #include "router/journal/journal.h"
 
 namespace prometheus {
+template <typename T>
+class Family;
+class Counter;
+class Histogram;
 class Registry;
 }  // namespace prometheus
 
@@ -42,6 +46,17 @@ struct NatsJournalOptions {
   uint64_t read_cache_bytes = 64ull << 20;  // records just consumed, kept for Read
   CommitListener* listener = nullptr;
   prometheus::Registry* registry = nullptr;  // optional: dvrouter_nats_* metrics
+};
+
+// The journal's series (docs/operations.md, "Journal on NATS JetStream").
+struct NatsJournalMetrics {
+  explicit NatsJournalMetrics(prometheus::Registry* registry);
+  prometheus::Family<prometheus::Counter>& acks;
+  prometheus::Counter& ok;
+  prometheus::Counter& duplicate;
+  prometheus::Counter& error;
+  prometheus::Counter& timeout;
+  prometheus::Histogram& publish_seconds;
 };
 
 class NatsJournal final : public Journal {

@@ -19,6 +19,7 @@
 #include "router/app/reconcile_runner.h"
 #include "router/config/config.h"
 #include "router/delivery/engine.h"
+#include "router/journal/nats_journal.h"
 #include "router/metrics/metrics.h"
 #include "tests/support/test_util.h"
 
@@ -52,6 +53,7 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   dv_config.Settings<DataverseConfig>().url = "http://127.0.0.1:1";
   DataverseAdapter dv(dv_config, &metrics.registry());
   ReconcileMetrics reconcile(&metrics.registry());
+  NatsJournalMetrics nats(&metrics.registry());
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});
