@@ -42,6 +42,9 @@ class ReconcileSink {
   virtual Status ScanTable(
       uint64_t from_seq, std::string_view table,
       const std::function<bool(const EventHeader& header, std::string_view body)>& fn) = 0;
+  // The oldest sequence the journal still holds (0: it is empty). Sequences may have gaps (a
+  // restart after a crash skips ahead): only this says whether records were deleted.
+  virtual uint64_t FirstSeq() = 0;
 };
 
 // What one run covers: `table` limits it to that table's steps and change tracking, `since_ms`

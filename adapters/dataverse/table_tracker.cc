@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -47,7 +48,13 @@ class SeenIndex {
   // Reads what was journaled since the last call.
   Status CatchUp() {
     const uint64_t end = sink_->NextSeq();
+    if (end < next_) complete_ = false;  // the journal is behind the stored position: another one
     if (end <= next_) return Status::Ok();
+    // Records from the scan's start were deleted (retention, a purge): the index misses them.
+    if (!checked_first_) {
+      checked_first_ = true;
+      if (sink_->FirstSeq() > std::max<uint64_t>(next_, 1)) complete_ = false;
+    }
     Status st = sink_->ScanTable(next_, table_, [&](const EventHeader& h, std::string_view body) {
       auto it = rows_.find(h.primary_entity_id);
       if (it == rows_.end()) {
@@ -70,6 +77,9 @@ class SeenIndex {
   // Whether the journal holds any event of the row since the scan began.
   bool Known(const std::string& id) const { return rows_.count(id) != 0; }
   bool full() const { return full_; }
+  // Whether every event since the scan's start is in it: only then does "not Known" mean the
+  // router never journaled the row.
+  bool complete() const { return complete_ && !full_; }
 
  private:
   ReconcileSink* sink_;
@@ -77,6 +87,8 @@ class SeenIndex {
   uint64_t next_;
   size_t max_rows_;
   bool full_ = false;
+  bool complete_ = true;
+  bool checked_first_ = false;
   std::unordered_map<std::string, SeenVersion> rows_;
 };
 
@@ -128,9 +140,30 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
   for (const SettlingChange& c : tt.settling) carried[c.row.id] = c;
   std::vector<SettlingChange> settling;
 
+  // Lost Creates of a table with an asynchronous Create step are the failed jobs' to recover,
+  // under the webhook's own id: here they are Updates, so no row ever gets two Creates.
+  bool creates_by_jobs = false;
+  if (rc_.failed_jobs) {
+    for (const RegistrationStep& st : config_.registration.steps) {
+      if (st.table == table.table && st.async && Contains(st.messages, "Create")) {
+        creates_by_jobs = true;
+      }
+    }
+  }
+  // Created after the second in which the last read began (createdon has whole seconds; a row
+  // of that second may have been journaled before the scan's start) and nothing of it journaled
+  // since, by a complete index: the Create webhook is what was lost. Anything in doubt is an
+  // Update: a second Create would be a second order at an ERP.
+  const auto created_now = [&](const TrackedRow& row) {
+    return !row.deleted && !creates_by_jobs && tt.synced_ms > 0 &&
+           row.created_ms >= (tt.synced_ms / 1000 + 1) * 1000 && seen.complete() &&
+           !seen.Known(row.id);
+  };
+
   // Journals `row` (or counts it), unless the journal has it or it must settle first.
-  const auto decide = [&](const TrackedRow& row, const std::string& row_token,
-                          bool settle) -> Status {
+  // `created_then`: for a change that settled, what its first read decided.
+  const auto decide = [&](const TrackedRow& row, const std::string& row_token, bool settle,
+                          std::optional<bool> created_then) -> Status {
     if (seen.Seen(row)) {
       ++summary->already_seen;
       ++summary->tracked_seen;
@@ -145,15 +178,12 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
     const bool young = row.deleted || start_ms - row.modified_ms < settle_ms;
     if (settle && settle_ms > 0 && young && settling.size() < kMaxSettling) {
       ++summary->settling;
-      settling.push_back(SettlingChange{row, row_token});
+      settling.push_back(SettlingChange{row, row_token, created_then.value_or(created_now(row))});
       return Status::Ok();
     }
-    // Created after the second in which the last read began (createdon has whole seconds; a row
-    // of that second may have been journaled before the scan's start) and nothing of it
-    // journaled since: the Create webhook is what was lost. Anything else is an Update: a second
-    // Create would be a second order at an ERP.
-    const bool created = tt.synced_ms > 0 && row.created_ms >= (tt.synced_ms / 1000 + 1) * 1000 &&
-                         !seen.Known(row.id);
+    const bool created = created_then.has_value()
+                             ? *created_then && seen.complete() && !seen.Known(row.id)
+                             : created_now(row);
     const std::string message = row.deleted ? "Delete" : created ? "Create" : "Update";
     const FailedJob job = TrackedChangeJob(table.table, row, message, row_token);
     std::optional<std::string> columns;
@@ -213,8 +243,13 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
       if (Status st = seen.CatchUp(); !st.ok()) return st;
       for (const TrackedRow& row : page->rows) {
         if (!row.deleted) ++summary->rows_read;
-        carried.erase(row.id);
-        if (Status st = decide(row, token, true); !st.ok()) return st;
+        // A newer version of a row still settling keeps what the first read decided of it.
+        std::optional<bool> then;
+        if (auto it = carried.find(row.id); it != carried.end()) {
+          then = it->second.created;
+          carried.erase(it);
+        }
+        if (Status st = decide(row, token, true, then); !st.ok()) return st;
       }
     }
     resource.clear();
@@ -231,7 +266,7 @@ Status Reconciler::TrackTable(const TrackedTableConfig& table, bool dry_run,
   // What settled since the last run: journaled now unless the journal got it meanwhile.
   if (Status st = seen.CatchUp(); !st.ok()) return st;
   for (auto& [id, c] : carried) {
-    if (Status st = decide(c.row, c.token, !c.row.deleted); !st.ok()) return st;
+    if (Status st = decide(c.row, c.token, !c.row.deleted, c.created); !st.ok()) return st;
   }
   if (seen.full()) {
     std::fprintf(stderr,

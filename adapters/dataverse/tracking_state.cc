@@ -34,10 +34,11 @@ Status ReadChange(simdjson::dom::object o, SettlingChange* c) {
       o.at_key("version").get(c->row.version) != simdjson::SUCCESS ||
       o.at_key("modified_by").get(by) != simdjson::SUCCESS ||
       o.at_key("json").get(json) != simdjson::SUCCESS ||
-      o.at_key("token").get(token) != simdjson::SUCCESS) {
+      o.at_key("token").get(token) != simdjson::SUCCESS ||
+      o.at_key("created").get(c->created) != simdjson::SUCCESS) {
     return InvalidArgument(
         "a settling change lacks one of id, deleted, modified_ms, created_ms, "
-        "version, modified_by, json, token");
+        "version, modified_by, json, token, created");
   }
   if (!deleted && json.empty()) return InvalidArgument("a settling row without its columns");
   c->row.deleted = deleted;
@@ -77,7 +78,7 @@ std::string EncodeTrackingState(const TrackingState& state) {
       AppendJsonString(&out, c.row.json);
       out += ",\"token\":";
       AppendJsonString(&out, c.token);
-      out += '}';
+      out += std::string(",\"created\":") + (c.created ? "true" : "false") + '}';
     }
     out += "]}";
   }

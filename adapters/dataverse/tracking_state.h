@@ -18,7 +18,8 @@ namespace dvrouter {
 // A change found unseen but younger than change_tracking.settle: the webhook may still come.
 struct SettlingChange {
   TrackedRow row;
-  std::string token;  // the delta link it was read from (a deletion's identity)
+  std::string token;     // the delta link it was read from (a deletion's identity)
+  bool created = false;  // a lost Create, as its first read decided
 };
 
 struct TableTracking {

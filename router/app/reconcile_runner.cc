@@ -93,6 +93,15 @@ class ReconcileRunner::JournalSink final : public ReconcileSink, AppendCallback 
     });
   }
 
+  uint64_t FirstSeq() override {
+    uint64_t first = 0;
+    (void)journal_->Scan(0, [&](const RecordView& r) {
+      first = r.handle.seq;
+      return false;
+    });
+    return first;
+  }
+
   void OnAppendDone(const AppendResult& result) override {
     std::lock_guard<std::mutex> lock(mu_);
     result_ = result;
@@ -264,7 +273,10 @@ void ReconcileRunner::RunOnce(const ReconcileRequest& request, uint64_t id) {
     metrics_->tracked_deletes.Increment(static_cast<double>(s.tracked_deletes));
     metrics_->own_changes.Increment(static_cast<double>(s.own_changes));
     metrics_->expired_syncs.Increment(static_cast<double>(s.expired_tokens));
-    metrics_->initial_syncs.Increment(static_cast<double>(s.full_syncs - s.expired_tokens));
+    // An expired token is counted when found, its resync when done: a failed resync counts no
+    // initial sync.
+    metrics_->initial_syncs.Increment(
+        static_cast<double>(s.full_syncs > s.expired_tokens ? s.full_syncs - s.expired_tokens : 0));
   }
   metrics_->throttled.Increment(static_cast<double>(s.throttled));
   std::lock_guard<std::mutex> lock(mu_);

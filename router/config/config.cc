@@ -375,9 +375,14 @@ Status ParseReconcile(Section& root, Config* c) {
   DV_TRY(f.Count("page_size", 1, 5000, &out.page_size));
   // A webhook that did reach the router is a duplicate only within the dedupe window
   // (docs/reconciliation.md, "The event").
-  if (out.lookback_ms > c->dedupe.window_ms) {
+  // With the journal on NATS, the stream's duplicate window is the one that counts.
+  const uint64_t window =
+      c->journal.nats ? c->journal.nats_config.duplicate_window_ms : c->dedupe.window_ms;
+  if (out.lookback_ms > window) {
     return KeyError(f.Path("lookback"),
-                    "longer than dedupe.window (" + std::to_string(c->dedupe.window_ms / 1000) +
+                    std::string("longer than ") +
+                        (c->journal.nats ? "journal.nats.duplicate_window" : "dedupe.window") +
+                        " (" + std::to_string(window / 1000) +
                         "s): a change the router did receive would be journaled again");
   }
   DV_TRY(f.RejectUnknown());
@@ -584,7 +589,9 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   DV_TRY(dedupe.Count("max_entries", 1, 100'000'000, &c->dedupe.max_entries));
   DV_TRY(dedupe.RejectUnknown());
   NatsConfig& nats = c->journal.nats_config;
-  if (nats.duplicate_window_ms == 0) nats.duplicate_window_ms = c->dedupe.window_ms;
+  // dedupe.window 0 (no dedupe) cannot be had from a stream: its shortest window then.
+  if (nats.duplicate_window_ms == 0)
+    nats.duplicate_window_ms = std::max<uint64_t>(c->dedupe.window_ms, 1000);
   if (nats.max_bytes == 0) nats.max_bytes = c->journal.disk_budget_bytes;
 
   DV_TRY(ParseDelivery(root, base_dir, kinds, c));

@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -58,6 +59,7 @@ struct NatsJournal::Impl {
   std::unordered_map<natsMsg*, std::pair<AppendRequest*, int64_t>> pending;
   std::vector<natsMsg*> retries;  // pending ones to publish again
   std::atomic<bool> stopping{false};
+  std::shared_mutex gate;  // Append (shared) against Stop (exclusive)
   std::atomic<uint64_t> refusals{0};
 
   // Records the feeder consumed, for Read (bounded by read_cache_bytes).
@@ -150,9 +152,17 @@ struct NatsJournal::Impl {
       again.swap(retries);
     }
     for (natsMsg* msg : again) {
+      int64_t started = SteadyNowMs();
+      {
+        std::lock_guard<std::mutex> lock(pending_mu);
+        auto it = pending.find(msg);
+        if (it != pending.end()) started = it->second.second;
+      }
       jsPubOptions po;
       jsPubOptions_Init(&po);
-      po.MaxWait = opt.ack_timeout_ms;  // the Nats-Msg-Id header is still on the message
+      // What is left of ack_timeout from the first attempt (the Nats-Msg-Id header is still on
+      // the message).
+      po.MaxWait = std::max<int64_t>(1, opt.ack_timeout_ms - (SteadyNowMs() - started));
       natsMsg* sent = msg;
       if (js_PublishMsgAsync(js, &sent, &po) == NATS_OK) continue;
       AppendRequest* request = nullptr;
@@ -210,7 +220,7 @@ struct NatsJournal::Impl {
     jsopts.PublishAsync.MaxPending = opt.max_pending;
     jsopts.PublishAsync.AckHandler = &Impl::OnAck;
     jsopts.PublishAsync.AckHandlerClosure = this;
-    jsopts.PublishAsync.StallWait = opt.ack_timeout_ms;
+    jsopts.PublishAsync.StallWait = 50;  // Append refuses before the client's window is full
     s = natsConnection_JetStream(&js, nc, &jsopts);
     if (s != NATS_OK) return Unavailable("journal.nats: JetStream context: " + NatsText(s));
     return Status::Ok();
@@ -422,11 +432,12 @@ struct NatsJournal::Impl {
         continue;
       }
       const uint64_t below = opt.listener != nullptr ? opt.listener->ReclaimableBelow() : 0;
-      if (below > first) (void)Purge(below);
+      if (below > first) (void)Purge(below, /*for_room=*/true);
     }
   }
 
-  Result<RetentionResult> Purge(uint64_t below) {
+  // for_room: to make room in the budget (counted as reclaimed), else for age.
+  Result<RetentionResult> Purge(uint64_t below, bool for_room) {
     uint64_t before = 0;
     {
       std::lock_guard<std::mutex> lock(state_mu);
@@ -452,7 +463,7 @@ struct NatsJournal::Impl {
     std::lock_guard<std::mutex> lock(state_mu);
     r.bytes_deleted = before > state.Bytes ? before - state.Bytes : 0;
     r.first_retained_seq = state.FirstSeq;
-    reclaimed_bytes += r.bytes_deleted;
+    if (for_room) reclaimed_bytes += r.bytes_deleted;
     return r;
   }
 
@@ -580,11 +591,21 @@ Result<std::unique_ptr<NatsJournal>> NatsJournal::Open(NatsJournalOptions option
 
 void NatsJournal::Append(AppendRequest* request) {
   Impl& m = *impl_;
-  if (m.stopping.load()) {
+  const auto refuse = [&](Status status) {
     AppendResult r;
-    r.status = Unavailable("the journal is stopping");
+    r.status = std::move(status);
     request->callback->OnAppendDone(r);
-    return;
+  };
+  // Held from the stopping check to the publish: Stop waits for it, so no publish starts once
+  // Stop has collected what is pending.
+  std::shared_lock<std::shared_mutex> gate(m.gate);
+  if (m.stopping.load()) return refuse(Unavailable("the journal is stopping"));
+  {
+    // A full window answers at once instead of blocking this (I/O) thread in the client.
+    std::lock_guard<std::mutex> lock(m.pending_mu);
+    if (static_cast<int64_t>(m.pending.size()) >= m.opt.max_pending) {
+      return refuse(Unavailable("journal.nats: max_pending publishes in flight"));
+    }
   }
   journal::CompressBody(request->body, m.opt.compression_level, &request->stored);
   if (m.opt.compression == Codec::kNone) {
@@ -605,16 +626,18 @@ void NatsJournal::Append(AppendRequest* request) {
   frame.clear();
   journal::EncodeFramePrefix(meta, *request->header, stored, &frame);
   frame.append(stored);
+  const int64_t max_payload = natsConnection_GetMaxPayload(m.nc);
+  if (max_payload > 0 && static_cast<int64_t>(frame.size()) > max_payload) {
+    // Refused for good (413): Dataverse's retry or reconciliation would bring the same bytes.
+    return refuse(InvalidArgument("the event's record (" + std::to_string(frame.size()) +
+                                  " bytes) is larger than the NATS servers' max_payload (" +
+                                  std::to_string(max_payload) + ")"));
+  }
   const std::string subject = m.subject_prefix + std::to_string(request->partition);
   natsMsg* msg = nullptr;
   natsStatus s =
       natsMsg_Create(&msg, subject.c_str(), nullptr, frame.data(), static_cast<int>(frame.size()));
-  if (s != NATS_OK) {
-    AppendResult r;
-    r.status = Internal("journal.nats: message: " + NatsText(s));
-    request->callback->OnAppendDone(r);
-    return;
-  }
+  if (s != NATS_OK) return refuse(Unavailable("journal.nats: message: " + NatsText(s)));
   const std::string id = request->key.ToHex();
   jsPubOptions po;
   jsPubOptions_Init(&po);
@@ -635,9 +658,7 @@ void NatsJournal::Append(AppendRequest* request) {
     if (msg != nullptr) natsMsg_Destroy(msg);
     if (ours) {
       m.acks_error->Increment();
-      AppendResult r;
-      r.status = Unavailable("journal.nats: publish: " + NatsText(s));
-      request->callback->OnAppendDone(r);
+      refuse(Unavailable("journal.nats: publish: " + NatsText(s)));
     }
   }
 }
@@ -646,12 +667,16 @@ Status NatsJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
                          ScanHint) {
   Impl& m = *impl_;
   m.RefreshState();
-  uint64_t last = 0;
+  uint64_t last = 0, first = 0, msgs = 0;
   {
     std::lock_guard<std::mutex> lock(m.state_mu);
     last = m.state.LastSeq;
+    first = m.state.FirstSeq;
+    msgs = m.state.Msgs;
   }
-  if (from_seq > last || last == 0) return Status::Ok();
+  // Nothing retained (all purged), or nothing from there on.
+  if (msgs == 0 || from_seq > last || last == 0) return Status::Ok();
+  from_seq = std::max(from_seq, first);
   natsSubscription* sub = nullptr;
   if (Status st = m.Subscribe(from_seq, &sub); !st.ok()) return st;
   std::string buffer;
@@ -712,10 +737,11 @@ Result<RetentionResult> NatsJournal::DeleteBefore(uint64_t below_seq, int64_t mi
     const uint64_t mid = lo + (hi - lo) / 2;
     Status st = m.Fetch(mid, &buffer);
     if (st.ok()) st = Impl::View(mid, 0, &buffer, &header, &view);
-    if (!st.ok()) {
-      lo = mid + 1;  // a gap (purged or deleted): look after it
+    if (st.code() == StatusCode::kNotFound) {
+      lo = mid + 1;  // a gap (purged meanwhile): look after it
       continue;
     }
+    if (!st.ok()) return st;  // not knowing its age, purge nothing now
     if (view.received_ms <= cutoff) {
       lo = mid + 1;
     } else {
@@ -723,7 +749,7 @@ Result<RetentionResult> NatsJournal::DeleteBefore(uint64_t below_seq, int64_t mi
     }
   }
   if (lo <= first) return RetentionResult{0, 0, first};
-  return m.Purge(lo);
+  return m.Purge(lo, /*for_room=*/false);
 }
 
 JournalStats NatsJournal::Stats() const {
@@ -761,6 +787,7 @@ uint64_t NatsJournal::BytesFrom(uint64_t seq) const {
 void NatsJournal::Stop() {
   Impl& m = *impl_;
   if (m.stopping.exchange(true)) return;
+  { std::unique_lock<std::shared_mutex> wait_for_appends(m.gate); }
   if (m.js != nullptr) {
     jsPubOptions po;
     jsPubOptions_Init(&po);

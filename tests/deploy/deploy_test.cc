@@ -240,5 +240,18 @@ TEST(Deploy, ShippedConfigurationsParseAndGuardTheAdminListener) {
       << "the container's admin listener comes from its configuration, with the token";
 }
 
+// The example of the replicated journal parses as its comments say.
+TEST(Deploy, TheNatsJournalExampleParses) {
+  testing::ScopedEnv key("DVROUTER_WEBHOOK_KEY", "deploy-key");
+  testing::ScopedEnv password("DVROUTER_NATS_PASSWORD", "deploy-nats-password");
+  Result<Config> c =
+      LoadConfigFile(std::string(DVROUTER_SOURCE_DIR) + "/deploy/examples/nats-journal.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->journal.nats);
+  EXPECT_EQ(c->journal.nats_config.servers.size(), 3u);
+  EXPECT_EQ(c->journal.nats_config.replicas, 3u);
+  EXPECT_EQ(c->journal.nats_config.password, "deploy-nats-password");
+}
+
 }  // namespace
 }  // namespace dvrouter

@@ -198,11 +198,11 @@ TEST(TrackingState, RoundTripsWithSettlingChanges) {
   row.version = 9;
   row.modified_by = kGone;
   row.json = R"({"name":"a \"quoted\" name"})";
-  t.settling.push_back(SettlingChange{row, "token"});
+  t.settling.push_back(SettlingChange{row, "token", true});
   TrackedRow gone;
   gone.id = kGone;
   gone.deleted = true;
-  t.settling.push_back(SettlingChange{gone, "token-2"});
+  t.settling.push_back(SettlingChange{gone, "token-2", false});
   state.tables["contact"];
   testing::TempDir tmp;
   ASSERT_TRUE(SaveTrackingState(tmp.path() + "/reconcile", state).ok());
@@ -212,6 +212,7 @@ TEST(TrackingState, RoundTripsWithSettlingChanges) {
   ASSERT_EQ(back->tables["account"].settling.size(), 2u);
   EXPECT_EQ(back->tables["account"].settling[0].row.json, row.json);
   EXPECT_TRUE(back->tables["account"].settling[1].row.deleted);
+  EXPECT_TRUE(back->tables["account"].settling[0].created);
   Result<TrackingState> none = LoadTrackingState(tmp.path() + "/nowhere");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->tables.empty());
@@ -234,7 +235,7 @@ TEST(TrackingState, AMalformedFileIsNamedNotIgnored) {
         R"({"version":1,"tables":{"account":{)" + table + "[1]}}}",
         R"({"version":1,"tables":{"account":{)" + table + R"([{"id":"x"}]}}})",
         R"({"version":1,"tables":{"account":{)" + table + "[" + change +
-            R"("json":"","token":""}]}}})"}) {
+            R"("json":"","token":"","created":false}]}}})"}) {
     testing::WriteFileOrDie(tmp.path() + "/change_tracking.json", text);
     Result<TrackingState> state = LoadTrackingState(tmp.path());
     ASSERT_FALSE(state.ok()) << text;
@@ -244,7 +245,7 @@ TEST(TrackingState, AMalformedFileIsNamedNotIgnored) {
   // The same shape with its columns is a state.
   testing::WriteFileOrDie(tmp.path() + "/change_tracking.json",
                           R"({"version":1,"tables":{"account":{)" + table + "[" + change +
-                              R"("json":"{}","token":""}]}}})");
+                              R"("json":"{}","token":"","created":false}]}}})");
   EXPECT_TRUE(LoadTrackingState(tmp.path()).ok());
 }
 

@@ -297,6 +297,12 @@ TEST(ReconcileConfig, DefaultsAndErrors) {
        "reconcile.failed_jobs.lookback: longer than dedupe.window"},
       {ReconcileYaml("reconcile: {max_requests_per_second: 0}\n"),
        "reconcile.max_requests_per_second"},
+      // With the journal on NATS, the stream's duplicate window is the one that counts.
+      {ReconcileYaml("journal:\n"
+                     "  backend: nats\n"
+                     "  nats: {servers: [nats://a:4222], duplicate_window: 10m}\n"
+                     "reconcile: {}\n"),
+       "reconcile.failed_jobs.lookback: longer than journal.nats.duplicate_window (600s)"},
   };
   for (const Case& k : cases) {
     Result<Config> bad = ParseConfig(k.yaml, ".");
