@@ -7,6 +7,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -147,7 +148,7 @@ int AdminCall(const std::string& admin, const std::string& token_file, const std
 // POST /reconcile, then GET /reconcile until that run finished; prints its summary. Exit 0 when
 // it had no error, 1 otherwise (docs/reconciliation.md, "How it runs").
 int Reconcile(const std::string& admin, const std::string& token_file, bool dry_run,
-              const std::string& since, const std::string& table) {
+              const std::string& since, const std::string& table, int64_t timeout_s) {
   std::string answer, query;
   if (dry_run) query += "&dry_run=1";
   if (!since.empty()) query += "&since=" + dvrouter::UrlEncode(since);
@@ -160,7 +161,13 @@ int Reconcile(const std::string& admin, const std::string& token_file, bool dry_
   if (at == std::string::npos) return 1;
   const std::string id = std::to_string(std::strtoull(answer.c_str() + at + 10, nullptr, 10));
   const std::string mark = "{\"id\":" + id + ",";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   for (;;) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::cerr << "dvrouter: reconcile run " << id << " still running after --timeout "
+                << timeout_s << "s; see GET /reconcile\n";
+      return 1;
+    }
     std::string runs;
     if (int rc = AdminCall(admin, token_file, "GET", "/reconcile", &runs); rc != 0) return rc;
     const size_t run = runs.find(mark);
@@ -371,6 +378,11 @@ int main(int argc, char** argv) {
       "Run reconciliation with Dataverse now in the running router, print each run's summary");
   reconcile->add_flag("--dry-run", dry_run, "Count what would be journaled; journal nothing");
   std::string reconcile_since, reconcile_table;
+  int64_t reconcile_timeout_s = 4 * 3600;
+  reconcile
+      ->add_option("--timeout", reconcile_timeout_s,
+                   "Seconds to wait for the run to finish (it goes on in the router)")
+      ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
   reconcile->add_option(
       "--since", reconcile_since,
       "Check every failed job of this span again, handled or not (45s, 90m, 36h, 2d)");
@@ -401,7 +413,8 @@ int main(int argc, char** argv) {
                          "&from=" + std::to_string(range_from) + "&to=" + std::to_string(range_to));
   }
   if (reconcile->parsed())
-    return Reconcile(admin, token_file, dry_run, reconcile_since, reconcile_table);
+    return Reconcile(admin, token_file, dry_run, reconcile_since, reconcile_table,
+                     reconcile_timeout_s);
   if (reg->parsed()) return Register(config_path, dry_run);
   if (journal->parsed()) return DumpJournal(journal_dir, from_seq, limit);
   if (serve->parsed()) return Serve(config_path, overrides);

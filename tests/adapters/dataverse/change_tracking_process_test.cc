@@ -140,6 +140,16 @@ TEST_F(ChangeTrackingProcess, ChangesWithoutAWebhookAreJournaledAndSeenOnesAreNo
   EXPECT_EQ(Field(again, "failed_jobs_found"), 6) << again;
   EXPECT_EQ(Field(again, "already_seen"), 6) << again;
   EXPECT_EQ(Field(again, "events_journaled"), 0) << again;
+
+  // A run longer than --timeout: the command gives up waiting (exit 1), the run goes on.
+  dataverse_->Control("throttle=1&retry_after=3");
+  auto [rc6, late] = Reconcile({"--timeout", "1"});
+  EXPECT_EQ(rc6, 1) << late;
+  EXPECT_NE(late.find("still running after --timeout 1s"), std::string::npos) << late;
+  EXPECT_TRUE(testing::WaitFor([&] {
+    return HttpClient(router_->admin_port).Get("/reconcile").body.find("\"running\":false") !=
+           std::string::npos;
+  }));
 }
 
 TEST_F(ChangeTrackingProcess, MalformedDeltasFailTheirRunAndAnExpiredTokenResyncs) {
