@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "adapters/erp/callback_token.h"
+#include "router/common/ascii.h"
 #include "router/common/clock.h"
 #include "router/common/encoding.h"
 #include "router/common/json.h"
@@ -33,13 +34,6 @@ std::string Origin(const std::string& url) {
   if (scheme == std::string::npos) return url;
   const size_t path = url.find('/', scheme + 3);
   return path == std::string::npos ? url : url.substr(0, path);
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
 }
 
 bool Matches(const std::vector<std::string>& wanted, const std::string& value) {

@@ -7,25 +7,13 @@
 
 #include <cctype>
 
+#include "router/common/ascii.h"
 #include "router/common/identifiers.h"
 #include "router/decode/attributes.h"
 
 namespace dvrouter {
 
-namespace {
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Status BuildSqlRow(const Delivery& d, const SqlConfig& config, SqlRow* out) {
   const EventHeader& h = *d.header;

@@ -3,20 +3,15 @@
 #include <algorithm>
 #include <cctype>
 
+#include "router/common/ascii.h"
+
 namespace dvrouter {
 
 namespace {
 
-bool IEquals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool ContainsI(const std::vector<std::string>& list, std::string_view value) {
   return std::any_of(list.begin(), list.end(),
-                     [&](const std::string& s) { return IEquals(s, value); });
+                     [&](const std::string& s) { return EqualsIgnoreCase(s, value); });
 }
 
 }  // namespace
@@ -56,11 +51,12 @@ RouteVerdict RouteTable::Match(const EventHeader& h, std::string_view body,
       }
       // The primary id column is in every Target: it is not a change.
       const std::string id_column = h.primary_entity_name + "id";
-      std::erase_if(changes.columns, [&](const std::string& c) { return IEquals(c, id_column); });
+      std::erase_if(changes.columns,
+                    [&](const std::string& c) { return EqualsIgnoreCase(c, id_column); });
     }
     return changes.columns;
   };
-  if (!ignore_columns_.empty() && IEquals(h.message_name, "Update")) {
+  if (!ignore_columns_.empty() && EqualsIgnoreCase(h.message_name, "Update")) {
     const auto& cols = columns();
     if (!cols.empty() && std::all_of(cols.begin(), cols.end(), [&](const std::string& c) {
           return ContainsI(ignore_columns_, c);

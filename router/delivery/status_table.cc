@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "adapters/adapter.h"
+#include "router/common/ascii.h"
 #include "router/common/json.h"
 
 namespace dvrouter {
@@ -64,13 +65,6 @@ void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::
 }
 
 namespace {
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    return lower(x) == lower(y);
-  });
-}
 
 bool Matches(const EventQuery& q, const EventStatus& st) {
   if (st.seq >= q.before_seq) return false;

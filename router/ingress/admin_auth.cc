@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "router/common/ascii.h"
+
 namespace dvrouter {
 
 namespace {
@@ -14,15 +16,6 @@ bool IsProbe(std::string_view path) {
 // The console's page and scripts: no data, open to anyone who reaches the listener (the page
 // then asks for the token).
 bool IsConsoleAsset(std::string_view path) { return path == "/ui" || path.starts_with("/ui/"); }
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // The host part of a Host header value: "[::1]:9400" -> "::1", "localhost:9400" -> "localhost".
 std::string_view HostName(std::string_view host) {
