@@ -348,11 +348,18 @@ struct NatsJournal::Impl {
   void Feed(uint64_t from) {
     SetThreadName("dv-nats-feed");
     natsSubscription* sub = nullptr;
-    while (!stopping.load() && !Subscribe(from, &sub).ok()) {
-      std::unique_lock<std::mutex> lock(wake_mu);
-      wake_cv.wait_for(lock, std::chrono::milliseconds(kFeedWaitMs),
-                       [&] { return stopping.load(); });
-    }
+    const auto subscribe = [&](uint64_t seq) {
+      if (sub != nullptr) {
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+      }
+      while (!stopping.load() && !Subscribe(seq, &sub).ok()) {
+        std::unique_lock<std::mutex> lock(wake_mu);
+        wake_cv.wait_for(lock, std::chrono::milliseconds(kFeedWaitMs),
+                         [&] { return stopping.load(); });
+      }
+    };
+    subscribe(from);
     bool fed = false;
     while (!stopping.load()) {
       natsMsg* msg = nullptr;
@@ -360,6 +367,15 @@ struct NatsJournal::Impl {
       if (s != NATS_OK) {
         if (fed && opt.listener != nullptr) opt.listener->OnGroupCommitted();
         fed = false;
+        // Not a quiet moment but a subscription gone (its consumer deleted, the connection
+        // closed): a new one from the next record, after a pause.
+        if (s != NATS_TIMEOUT && !stopping.load()) {
+          std::unique_lock<std::mutex> lock(wake_mu);
+          wake_cv.wait_for(lock, std::chrono::milliseconds(kFeedWaitMs),
+                           [&] { return stopping.load(); });
+          lock.unlock();
+          subscribe(last_seen_seq.load() + 1);
+        }
         continue;
       }
       const uint64_t seq = SeqOf(msg);
