@@ -1,5 +1,7 @@
 // deploy/ must not drift from the code: every metric its dashboards, alerts and docs name exists.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cctype>
 #include <filesystem>
@@ -21,6 +23,7 @@
 #include "router/delivery/engine.h"
 #include "router/journal/nats_journal.h"
 #include "router/metrics/metrics.h"
+#include "tests/support/nats_server.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter {
@@ -251,6 +254,40 @@ TEST(Deploy, TheNatsJournalExampleParses) {
   EXPECT_EQ(c->journal.nats_config.servers.size(), 3u);
   EXPECT_EQ(c->journal.nats_config.replicas, 3u);
   EXPECT_EQ(c->journal.nats_config.password, "deploy-nats-password");
+}
+
+// The NATS cluster for the replicated journal: three servers, a disruption budget that keeps a
+// quorum, and a configuration nats-server itself accepts.
+TEST(Deploy, TheNatsClusterManifestHoldsAQuorumAndAValidConfiguration) {
+  const std::vector<YAML::Node> docs =
+      YAML::LoadAllFromFile(std::string(DVROUTER_SOURCE_DIR) + "/deploy/kubernetes/nats.yaml");
+  ASSERT_EQ(docs.size(), 4u);
+  std::string conf;
+  for (const YAML::Node& d : docs) {
+    const std::string kind = d["kind"].as<std::string>();
+    if (kind == "StatefulSet") {
+      EXPECT_EQ(d["spec"]["replicas"].as<int>(), 3);
+    }
+    if (kind == "PodDisruptionBudget") {
+      EXPECT_EQ(d["spec"]["maxUnavailable"].as<int>(), 1);
+    }
+    if (kind == "ConfigMap") conf = d["data"]["nats.conf"].as<std::string>();
+  }
+  ASSERT_NE(conf.find("jetstream"), std::string::npos);
+  for (const char* route : {"nats-0.nats:6222", "nats-1.nats:6222", "nats-2.nats:6222"}) {
+    EXPECT_NE(conf.find(route), std::string::npos) << route;
+  }
+  std::string why;
+  if (!testing::NatsServer::Available(&why)) GTEST_SKIP() << why;
+  testing::TempDir tmp;
+  testing::WriteFileOrDie(tmp.path() + "/nats.conf",
+                          testing::ReplaceAll(conf, "/data", tmp.path() + "/store"));
+  testing::ScopedEnv pod("POD_NAME", "nats-0");
+  testing::ChildProcess check("/usr/sbin/nats-server", {"-c", tmp.path() + "/nats.conf", "-t"},
+                              tmp.path() + "/check.log");
+  const int status = check.Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << testing::ReadFileOrDie(tmp.path() + "/check.log");
 }
 
 }  // namespace
