@@ -926,6 +926,16 @@ reconcile:
         except Exception:
             pass
         try:
+            dead = []
+            for adapter in ("lake", "mirror", "pg", "ch", "erp", "crm"):
+                entries = self.admin_json(f"/dlq?adapter={adapter}")
+                if entries:
+                    example = entries[-1]["last_error"][:120]
+                    dead.append(f"{adapter} {len(entries)} (e.g. {example})")
+            out["Dead letters"] = "; ".join(dead) or "none"
+        except Exception:
+            pass
+        try:
             erp = self.erp.get_json("/_stats")
             out["ERP"] = ", ".join(f"{k} {erp[k]}" for k in ("requests", "created", "duplicates",
                                                             "rate_limited", "errors_5xx",
