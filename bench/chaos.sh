@@ -85,6 +85,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 build_release
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)   # what was built and run
 echo "chaos run: seed $seed (replay with SEED=$seed), chaos phase ${chaos_seconds} s"
 
 # The driver runs in the background so that the traps above stay responsive.
@@ -109,7 +110,7 @@ if [ "$results" != none ] && [ -f "$work/summary.md" ]; then
     echo "- Result: $([ "$status" = 0 ] && echo "every check holds" || echo "**FAILED**")"
     echo "- Machine: $(nproc) CPUs, $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)," \
       "$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM," \
-      "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+      "commit $commit"
     cat "$work/summary.md"
   } > "$out"
   echo "results: $out"
