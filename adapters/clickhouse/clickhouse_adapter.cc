@@ -23,6 +23,8 @@ constexpr size_t kMaxInsertsPerBatch = 64;
 // Exception codes that name a bad insert: retrying the same rows cannot succeed.
 constexpr int kSchemaCodes[] = {16, 47, 50, 60, 62, 73, 81, 117};
 constexpr int kDataCodes[] = {6, 26, 27, 38, 41, 53, 69, 70, 72, 131, 321};
+// UNKNOWN_TABLE: with create_table, the table is created again rather than dead-lettered.
+constexpr int kUnknownTable = 60;
 // Authentication and authorization: a configuration to fix, retried meanwhile.
 constexpr int kAuthCodes[] = {192, 193, 194, 497, 516};
 
@@ -277,6 +279,7 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Post(const std::string& query,
     return a;
   }
   const int code = ExceptionCode(*res);
+  a.code = code;
   a.retryable = RetryableAnswer(res->status, code);
   a.row_specific = In(kDataCodes, code);
   std::string text = res->body.substr(0, 1000);
@@ -321,6 +324,14 @@ void ClickHouseAdapter::InsertRange(Job& job, size_t from, size_t to) {
   Attempt a = Insert(job, from, to);
   ++job.inserts;
   if (a.ok) return;
+  if (a.code == kUnknownTable && clickhouse_.create_table) {
+    // The table the adapter created is gone: a server that restarted answers so for a moment
+    // before its tables are loaded, or it was dropped. The next attempt creates it again
+    // (IF NOT EXISTS): the rows are retried, not dead-lettered.
+    std::lock_guard<std::mutex> lock(table_mu_);
+    table_ready_ = false;
+    a.retryable = true;
+  }
   const bool stopping = queue_.stopping();
   // Splitting is bounded: a type error that hits every row would otherwise cost two inserts
   // per row. Past the budget, what is left fails as a whole (permanent, to the DLQ).

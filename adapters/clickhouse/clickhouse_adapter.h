@@ -85,6 +85,7 @@ class ClickHouseAdapter final : public Adapter {
     bool retryable = false;
     bool row_specific = false;  // a data error: some rows are bad, the others may be fine
     std::string error;
+    int code = -1;  // ClickHouse's exception code, -1 if none
   };
 
   // Answers every encoded row retryable (the adapter is stopping) and calls done.

@@ -124,12 +124,12 @@ int DumpJournal(const std::string& data_dir, uint64_t from_seq, uint64_t limit) 
             "{\"seq\":%llu,\"event_id\":\"%s\",\"partition\":%u,\"received_ms\":%lld,"
             "\"table\":\"%s\",\"row_id\":\"%s\",\"message\":\"%s\",\"stage\":%d,"
             "\"mode\":%d,\"operation_id\":\"%s\",\"size_exceeded\":%s,\"body_bytes\":%zu,"
-            "\"segment\":%llu,\"offset\":%llu}\n",
+            "\"status_record\":%s,\"segment\":%llu,\"offset\":%llu}\n",
             static_cast<unsigned long long>(v.handle.seq), v.key.ToHex().c_str(),
             v.handle.partition, static_cast<long long>(v.received_ms),
             JsonSafe(h.primary_entity_name).c_str(), h.primary_entity_id.c_str(),
             JsonSafe(h.message_name).c_str(), h.stage, h.mode, h.operation_id.c_str(),
-            h.size_exceeded ? "true" : "false", v.body.size(),
+            h.size_exceeded ? "true" : "false", v.body.size(), h.status_record ? "true" : "false",
             static_cast<unsigned long long>(v.handle.segment),
             static_cast<unsigned long long>(v.handle.offset));
         return limit == 0 || ++printed < limit;

@@ -88,9 +88,11 @@
 //
 // Flags: --listen HOST:PORT (0: a free port), --client ID:SECRET, --token-ttl-s, --app-user GUID
 // (the user the client's token acts as), --tables T[:SET],..., --change-tracking T (repeatable),
-// --webhook-timeout-ms MS (60000), --webhook URL [--webhook-header NAME:VALUE]: after each
-// accepted PATCH of a row, posts the Update notification Dataverse would send (InitiatingUserId
-// the app user, Target the PATCHed columns) to URL, whatever is registered.
+// --webhook-timeout-ms MS (60000), --acked-log FILE (appends the `event_id` of every step post
+// the receiver answered 2xx, one per line: what the router acknowledged), --webhook URL
+// [--webhook-header NAME:VALUE]: after each accepted PATCH of a row, posts the Update
+// notification Dataverse would send (InitiatingUserId the app user, Target the PATCHed columns)
+// to URL, whatever is registered.
 // Prints "dataverse-sim listening on HOST:PORT" on stderr once ready; stops on SIGTERM or SIGINT.
 #include <simdjson.h>
 
@@ -126,6 +128,7 @@ struct Options {
   std::string webhook;
   std::string webhook_header;
   int64_t webhook_timeout_ms = 60'000;
+  std::string acked_log;  // the event ids of the registered steps' acknowledged posts
   // Tables the organization has (TABLE or TABLE:SET; the set is TABLE + "s" unless given):
   // sdkmessagefilters exist for these only.
   std::vector<std::string> tables = {"account",           "contact",     "incident",
@@ -204,7 +207,7 @@ class DataverseSim final : public HttpHandler {
  public:
   explicit DataverseSim(Options o)
       : o_(std::move(o)),
-        sender_(&org_, o_.webhook_timeout_ms),
+        sender_(&org_, o_.webhook_timeout_ms, o_.acked_log),
         notifier_(o_.webhook, o_.webhook_header) {
     org_.app_user = o_.app_user;
     const char* messages[] = {"Create", "Update", "Delete", "Assign", "SetState"};
@@ -698,6 +701,8 @@ int Main(int argc, char** argv) {
   app.add_option("--webhook-header", o.webhook_header, "NAME:VALUE sent with each notification");
   app.add_option("--webhook-timeout-ms", o.webhook_timeout_ms,
                  "how long a registered step's webhook post waits for the answer");
+  app.add_option("--acked-log", o.acked_log,
+                 "FILE: appends the event id of every step post answered 2xx, one per line");
   app.add_option("--tables", o.tables, "the organization's tables: TABLE or TABLE:SET")
       ->delimiter(',');
   app.add_option("--change-tracking", o.change_tracking, "a table with change tracking on")

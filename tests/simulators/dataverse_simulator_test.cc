@@ -57,6 +57,11 @@ class Receiver final : public HttpHandler {
   std::string url() const {
     return "http://127.0.0.1:" + std::to_string(server_.port()) + "/webhooks/dataverse";
   }
+  // The body of every answer (default "{}").
+  void AnswerBody(std::string body) {
+    std::lock_guard<std::mutex> lock(mu_);
+    body_ = std::move(body);
+  }
   void Script(std::vector<int> statuses) {
     std::lock_guard<std::mutex> lock(mu_);
     script_.insert(script_.end(), statuses.begin(), statuses.end());
@@ -82,8 +87,8 @@ class Receiver final : public HttpHandler {
         response.status = script_.front();
         script_.pop_front();
       }
+      response.body = body_;
     }
-    response.body = "{}";
     if (response.status < 0) {
       const int delay_ms = -response.status;
       response.status = 200;
@@ -100,6 +105,7 @@ class Receiver final : public HttpHandler {
  private:
   std::mutex mu_;
   std::deque<int> script_;
+  std::string body_ = "{}";
   std::vector<Request> requests_;
   std::vector<std::thread> late_;
   IoRuntime runtime_;
@@ -140,7 +146,7 @@ class DataverseSimProcess : public ::testing::Test {
   DataverseSimProcess()
       : sim_(DVROUTER_DATAVERSE_SIM, "dataverse-sim", tmp_,
              {"--client", "dvrouter:s3cret", "--webhook-timeout-ms", "3000", "--change-tracking",
-              "account"}) {}
+              "account", "--acked-log", tmp_.path() + "/acked.log"}) {}
 
   void SetUp() override {
     ASSERT_TRUE(sim_.ready()) << sim_.log();
@@ -461,6 +467,22 @@ TEST_F(DataverseSimProcess, ALostAckDeliversTheBodyAndStillFailsTheJob) {
   const std::string operation = testing::JsonStringField(got[0].body, "OperationId");
   const std::string jobs = FailedJobs("statuscode eq 31");
   EXPECT_EQ(Column(jobs, "asyncoperationid"), std::vector<std::string>{operation});
+}
+
+TEST_F(DataverseSimProcess, TheAckedLogHoldsTheEventIdOfEveryPostAnswered2xx) {
+  Receiver receiver;
+  Register(receiver.url(), "account", "Create", 1);
+  constexpr const char* kEventId = "0123456789abcdef0123456789abcdef";
+  receiver.AnswerBody(std::string(R"({"status":"accepted","event_id":")") + kEventId +
+                      R"(","seq":1})");
+  receiver.Script({500});      // refused: not acknowledged
+  sim_.Control("ack_lost=1");  // acknowledged, its answer lost on the way: acknowledged still
+  const HttpReply r = Changes("[" + Create(kAccount1, "A") + "," + Create(kAccount2, "B") + "," +
+                              Create(kAccount3, "C") + "]");
+  EXPECT_EQ(testing::JsonNumber(r.body, "delivered"), 1) << r.body;
+  EXPECT_EQ(testing::JsonNumber(r.body, "failed_jobs"), 2) << r.body;
+  EXPECT_EQ(testing::ReadFileOrDie(tmp_.path() + "/acked.log"),
+            std::string(kEventId) + "\n" + kEventId + "\n");
 }
 
 TEST_F(DataverseSimProcess, AsyncOperationsFilterOrderPageAndDelete) {

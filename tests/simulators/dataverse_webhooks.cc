@@ -382,8 +382,15 @@ void PatchDeliveries(Org* org, const std::string& set, const std::string& id,
   StepDeliveries(org, e, out);
 }
 
-Sender::Sender(Org* org, int64_t timeout_ms)
-    : org_(org), timeout_ms_(timeout_ms), thread_([this] { Run(); }) {}
+Sender::Sender(Org* org, int64_t timeout_ms, const std::string& acked_log)
+    : org_(org),
+      timeout_ms_(timeout_ms),
+      acked_log_(acked_log.empty() ? nullptr : std::fopen(acked_log.c_str(), "a")),
+      thread_([this] { Run(); }) {
+  if (!acked_log.empty() && acked_log_ == nullptr) {
+    std::fprintf(stderr, "dataverse-sim: cannot open --acked-log %s\n", acked_log.c_str());
+  }
+}
 
 Sender::~Sender() {
   {
@@ -392,6 +399,7 @@ Sender::~Sender() {
   }
   cv_.notify_all();
   thread_.join();
+  if (acked_log_ != nullptr) std::fclose(acked_log_);
   for (Batch& b : queue_) {
     if (b.exchange != nullptr) b.exchange->Respond(ODataError(503, "0x0", "simulator stopping"));
   }
@@ -401,6 +409,17 @@ void Sender::Enqueue(std::vector<Delivery> deliveries, int64_t changes, HttpExch
   std::lock_guard<std::mutex> lock(mu_);
   queue_.push_back(Batch{std::move(deliveries), changes, exchange});
   cv_.notify_all();
+}
+
+void Sender::LogAcked(std::string_view answer) {
+  constexpr std::string_view kKey = "\"event_id\":\"";
+  const size_t at = answer.find(kKey);
+  if (acked_log_ == nullptr || at == std::string_view::npos) return;
+  const size_t start = at + kKey.size(), end = answer.find('"', start);
+  if (end == std::string_view::npos) return;
+  // Flushed at once: the log must hold every acknowledgement even if the simulator is killed.
+  std::fprintf(acked_log_, "%.*s\n", static_cast<int>(end - start), answer.data() + start);
+  std::fflush(acked_log_);
 }
 
 void Sender::Run() {
@@ -448,6 +467,7 @@ void Sender::Run() {
         }
         if (r->status / 100 == 2) {
           failure.clear();
+          LogAcked(r->body);
           break;
         }
         failure = "The webhook answered " + std::to_string(r->status);

@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -58,7 +59,9 @@ void PatchDeliveries(Org* org, const std::string& set, const std::string& id,
 
 class Sender {
  public:
-  Sender(Org* org, int64_t timeout_ms);
+  // `acked_log`, when not empty, is a file to which the event id of every post the receiver
+  // answered 2xx with an `event_id` (dvrouter's answer) is appended, one per line.
+  Sender(Org* org, int64_t timeout_ms, const std::string& acked_log = "");
   ~Sender();
   // Posts the deliveries after those queued before; then answers `exchange` (if not null) with
   // {"changes":N,"delivered":D,"failed_jobs":F,"failed":X}.
@@ -71,8 +74,10 @@ class Sender {
     HttpExchange* exchange = nullptr;
   };
   void Run();
+  void LogAcked(std::string_view answer);
   Org* org_;
   int64_t timeout_ms_;
+  std::FILE* acked_log_ = nullptr;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;

@@ -8,6 +8,8 @@
 //                          order violation.
 //   POST /oauth/token      client credentials (form body) -> {"access_token","expires_in"}.
 //   GET  /_stats           counters as JSON.
+//   GET  /_orders          the orders created per crm_id: {"<crm_id>":["SO-000001",...],...}
+//                          (a crm_id with two numbers got two orders).
 //   POST /_control?...     outage=1|0 (503 while on), ratelimit=N&retry_after=S (the next N
 //                          calls get 429 with Retry-After S), reject=<crm_id> / unreject=<crm_id>
 //                          (400 for that record), latency_ms=N, slow_first_ms=N (a key's first
@@ -228,6 +230,7 @@ class ErpSim final : public HttpHandler {
               int) override {
     const std::string_view path = TargetPath(req.target);
     if (path == "/_stats") return exchange->Respond(Json(200, Stats()));
+    if (path == "/_orders") return exchange->Respond(Json(200, Orders()));
     if (path == "/_control") return exchange->Respond(Control(req.target));
     if (path == "/oauth/token") return exchange->Respond(Token(req.body()));
     if (path.starts_with("/api/jobs/") && req.method == "GET") {
@@ -319,6 +322,7 @@ class ErpSim final : public HttpHandler {
       char number[32];
       std::snprintf(number, sizeof(number), "SO-%06llu",
                     static_cast<unsigned long long>(++created_));
+      orders_by_crm_id_[crm_id].push_back(number);
       std::string body = std::string(R"({"orderNumber":")") + number + R"(","crmId":)";
       AppendJsonString(&body, crm_id);
       answer = Json(201, body + "}");
@@ -439,6 +443,22 @@ class ErpSim final : public HttpHandler {
     return Json(200, R"({"ok":true})");
   }
 
+  std::string Orders() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out = "{";
+    for (const auto& [crm_id, numbers] : orders_by_crm_id_) {
+      if (out.size() > 1) out += ',';
+      AppendJsonString(&out, crm_id);
+      out += ":[";
+      for (size_t i = 0; i < numbers.size(); ++i) {
+        if (i > 0) out += ',';
+        AppendJsonString(&out, numbers[i]);
+      }
+      out += ']';
+    }
+    return out + "}";
+  }
+
   std::string Stats() {
     std::lock_guard<std::mutex> lock(mu_);
     auto n = [](const char* k, int64_t v) {
@@ -466,8 +486,10 @@ class ErpSim final : public HttpHandler {
   std::set<std::string> rejected_;
   std::map<std::string, HttpResponse> answers_;  // by Idempotency-Key
   std::map<std::string, int64_t> last_seq_;      // by crm_id
-  std::map<std::string, int64_t> last_429_;      // key -> when it got a 429
-  std::map<std::string, int64_t> tokens_;        // token -> expiry
+  // The order numbers created per crm_id (GET /_orders).
+  std::map<std::string, std::vector<std::string>> orders_by_crm_id_;
+  std::map<std::string, int64_t> last_429_;  // key -> when it got a 429
+  std::map<std::string, int64_t> tokens_;    // token -> expiry
   int64_t requests_ = 0, created_ = 0, duplicates_ = 0, errors_5xx_ = 0, rate_limited_ = 0,
           rejected_calls_ = 0, unauthorized_ = 0, order_violations_ = 0, tokens_issued_ = 0;
   int64_t min_gap_after_429_ = INT64_MAX;

@@ -174,6 +174,28 @@ TEST_F(ClickHouseAdapterTest, ASchemaErrorSendsTheBatchToTheDlqWithClickHousesMe
   EXPECT_EQ(schema_errors, 1);
 }
 
+TEST_F(ClickHouseAdapterTest, ATableGoneAfterItWasCreatedIsRetriedAndCreatedAgain) {
+  // A server that restarts answers "Table ... doesn't exist" (code 60) for a moment before its
+  // tables are loaded; a dropped table answers the same. With create_table (the default) the
+  // events are retried and the table created again, never dead-lettered.
+  ClickHouseAdapter adapter(Config(), nullptr);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  Events first;
+  first.Add("update-contact-postop-async.json", 1);
+  ASSERT_EQ(Deliver(adapter, first)[0].outcome, DeliveryOutcome::kDelivered);
+  Q("DROP TABLE " + table_);
+  Events second;
+  second.Add("update-msdyn_agentstatus-postop-async.json", 2);
+  const auto gone = Deliver(adapter, second);
+  ASSERT_EQ(gone.size(), 1u);
+  EXPECT_EQ(gone[0].outcome, DeliveryOutcome::kRetryable) << gone[0].error;
+  EXPECT_NE(gone[0].error.find("Code: 60"), std::string::npos) << gone[0].error;
+  const auto retried = Deliver(adapter, second);
+  adapter.Stop();
+  EXPECT_EQ(retried[0].outcome, DeliveryOutcome::kDelivered) << retried[0].error;
+  EXPECT_EQ(Q("SELECT count() FROM " + table_), "1");
+}
+
 TEST_F(ClickHouseAdapterTest, ABadValueSendsOnlyItsEventToTheDlq) {
   AdapterConfig c = Config();
   // "James" is no number: the contact's row fails, the others (no firstname: NULL) go in.

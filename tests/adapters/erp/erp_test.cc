@@ -224,6 +224,11 @@ TEST(ErpEndToEnd, ARefusedOrderGoesToTheDlqAndCompletesAfterAReplay) {
     return router.Status(refused).find("\"completed\"") != std::string::npos;
   })) << router.Status(refused);
   EXPECT_EQ(sim.Stat("created"), 2);
+  // One order per record, the refused one's made by the replay.
+  const std::string orders = sim.Get("/_orders");
+  EXPECT_NE(orders.find("\"" + Row(1) + "\":[\"SO-"), std::string::npos) << orders;
+  EXPECT_NE(orders.find("\"" + Row(2) + "\":[\"SO-"), std::string::npos) << orders;
+  EXPECT_EQ(orders.find("\",\"SO-"), std::string::npos) << "a record with two orders: " << orders;
 }
 
 TEST(ErpEndToEnd, AnAnswerLostToATimeoutIsAbsorbedByTheIdempotencyKey) {
