@@ -62,6 +62,10 @@ std::string ReadJob(simdjson::dom::object row, FailedJob* job) {
   if (StringField(row, "correlationid", &text) && !text.empty()) {
     CanonicalGuid(text, &job->correlation_id);
   }
+  job->user_id.clear();
+  if (StringField(row, "_createdby_value", &text) && !text.empty()) {
+    CanonicalGuid(text, &job->user_id);
+  }
   return "";
 }
 
@@ -207,7 +211,11 @@ Result<std::string> ReconciledWebhook(const FailedJob& job, std::string_view ste
   // Who changed the row last (the Create's creator): the loop guard's user (loop_guard.user_ids)
   // must see the router's own write-back user here as it would in the webhook.
   std::string user(kNilGuid);
-  if (!gone) {
+  if (!job.user_id.empty()) {
+    // The system job names the user the lost webhook was for: the row's last modifier may since
+    // be someone else (the router's own write-back, which the loop guard would drop).
+    user = job.user_id;
+  } else if (!gone) {
     std::vector<std::pair<std::string, std::string>> members;
     if (JsonObjectMembers(*row, "the row", &members).ok()) {
       const std::string_view wanted =

@@ -26,6 +26,9 @@ struct FailedJob {
   int64_t completed_ms = 0;    // completedon
   int64_t created_ms = 0;      // createdon (0: absent)
   std::string correlation_id;  // correlationid ("" : absent)
+  // _createdby_value: the user whose operation the step ran for, the lost webhook's
+  // InitiatingUserId ("": absent, then the row's last modifier stands in).
+  std::string user_id;
 };
 
 // A row of the page that cannot be a failed job (a field missing or malformed), and why.

@@ -170,7 +170,8 @@ Status Reconciler::ReconcileStep(const std::string& step_id, const StepRef& step
   // already handled are skipped by id (reconcile_state.h).
   std::string resource =
       "asyncoperations?$select=asyncoperationid,messagename,primaryentitytype,"
-      "_regardingobjectid_value,_owningextensionid_value,completedon,createdon,correlationid&"
+      "_regardingobjectid_value,_owningextensionid_value,_createdby_value,completedon,createdon,"
+      "correlationid&"
       "$filter=" +
       UrlEncode("statuscode eq 31 and _owningextensionid_value eq " + step_id +
                 " and completedon ge " + FormatIsoUtc(std::max<int64_t>(since, 0))) +

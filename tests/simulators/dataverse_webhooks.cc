@@ -226,6 +226,7 @@ void StepDeliveries(Org* org, const Event& e, std::vector<Delivery>* out) {
     d.message = e.message;
     d.table = e.table;
     d.row_id = e.id;
+    d.user = e.user;
     d.created_s = e.now_ms / 1000;
     d.body = ContextBody(e, d.operation_id, d.step_id, d.step_name, mode, stage);
     found.push_back({std::atoi(Get(step, "rank").c_str()), i, std::move(d)});
@@ -506,6 +507,7 @@ void Sender::Run() {
       c["primaryentitytype"] = Quote(d.table);
       c["_regardingobjectid_value"] = Quote(d.row_id);
       c["_owningextensionid_value"] = Quote(d.step_id);
+      c["_createdby_value"] = Quote(d.user);
       c["correlationid"] = Quote(d.correlation_id);
       c["createdon"] = Quote(IsoTime(std::min(d.created_s, job.completed_s)));
       c["completedon"] = Quote(IsoTime(job.completed_s));

@@ -43,6 +43,7 @@ struct Delivery {
   std::string body;
   bool async = true;
   std::string operation_id, correlation_id, step_id, step_name, message, table, row_id;
+  std::string user;  // whose operation the step ran for (the system job's creator)
   int64_t created_s = 0;
 };
 

@@ -155,5 +155,25 @@ TEST_F(Reconciliation, ThrottlingSlowsARunAndMalformedAnswersFailOnlyThatRun) {
       << metrics;
 }
 
+// A user's change whose webhook was lost, then a change by the router's own write-back user: the
+// row's last modifier is the router, but the event is the user's (the system job says so), so
+// the loop guard lets it through and the mirror gets the user's change.
+TEST_F(Reconciliation, AUsersLostChangeIsNotTakenForTheRoutersEcho) {
+  Changes({Change("create", "account", Account(1), testing::AccountColumns(1, 0))});
+  ASSERT_TRUE(testing::WaitFor([&] { return Mirrored().size() == 1; }));
+  dataverse_->Control("webhooks=0");
+  Changes({Change("update", "account", Account(1), testing::AccountColumns(1, 1))});
+  // The write-back's user (the fixture's loop_guard.user_ids) changes another column.
+  Changes({R"({"op":"update","table":"account","id":")" + Account(1) +
+           R"(","user":"9f3c1d2e-0000-4000-8000-00000000a001","columns":{"new_status":1}})"});
+  dataverse_->Control("webhooks=1");
+  const auto [rc, summary] = Reconcile();
+  ASSERT_EQ(rc, 0) << summary;
+  std::map<std::string, std::string> want = Expected();
+  ASSERT_TRUE(testing::WaitFor([&] { return Mirrored() == want; }))
+      << ::testing::PrintToString(Mirrored()) << " want " << ::testing::PrintToString(want);
+  EXPECT_EQ(want[Account(1)], "account 1 v1|1001|0");
+}
+
 }  // namespace
 }  // namespace dvrouter

@@ -170,6 +170,22 @@ TEST(FailedJobs, TheRowsLastModifierIsTheInitiatingUser) {
   ASSERT_TRUE(body.ok());
   ASSERT_TRUE(decoder.Decode(body->data(), body->size(), body->size(), &h).ok()) << *body;
   EXPECT_EQ(h.initiating_user_id, "00000000-0000-0000-0000-000000000000");
+  // The system job's creator, when the page has it, is the lost webhook's user: the row's last
+  // modifier may since be the router's own write-back.
+  FailedJob by_user = Job();
+  by_user.user_id = "22222222-0000-4000-8000-000000000002";
+  body = ReconciledWebhook(by_user, "step", 40, row);
+  ASSERT_TRUE(body.ok());
+  ASSERT_TRUE(decoder.Decode(body->data(), body->size(), body->size(), &h).ok()) << *body;
+  EXPECT_EQ(h.initiating_user_id, "22222222-0000-4000-8000-000000000002");
+  Result<FailedJobsPage> page =
+      ParseFailedJobsPage(R"({"value":[)" +
+                          JobRow(kJob, "2026-12-05T01:02:03Z",
+                                 R"(,"_createdby_value":"22222222-0000-4000-8000-000000000002")") +
+                          "]}");
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].user_id, "22222222-0000-4000-8000-000000000002");
 }
 
 TEST(FailedJobs, AGoneRowIsADeleteUnderTheLostWebhooksId) {
