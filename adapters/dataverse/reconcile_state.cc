@@ -2,11 +2,6 @@
 
 #include <simdjson.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "router/common/fs.h"
 #include "router/common/json.h"
 #include "router/decode/decode.h"
@@ -80,14 +75,10 @@ Result<ReconcileState> DecodeReconcileState(std::string_view text) {
 
 Result<ReconcileState> LoadReconcileState(const std::string& dir) {
   const std::string path = dir + "/" + kFile;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return ReconcileState{};
-    return Unavailable(path + ": " + std::strerror(errno));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  Result<ReconcileState> state = DecodeReconcileState(text.str());
+  Result<std::optional<std::string>> text = ReadFileIfExists(path);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return ReconcileState{};
+  Result<ReconcileState> state = DecodeReconcileState(**text);
   if (!state.ok()) {
     return InvalidArgument(path + ": " + std::string(state.status().message()) +
                            " (move it away to start over from reconcile.failed_jobs.lookback)");

@@ -2,11 +2,6 @@
 
 #include <simdjson.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "router/common/fs.h"
 #include "router/common/json.h"
 #include "router/decode/decode.h"
@@ -133,14 +128,10 @@ Result<TrackingState> DecodeTrackingState(std::string_view text) {
 
 Result<TrackingState> LoadTrackingState(const std::string& dir) {
   const std::string path = dir + "/" + kFile;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT) return TrackingState{};
-    return Unavailable(path + ": " + std::strerror(errno));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  Result<TrackingState> state = DecodeTrackingState(text.str());
+  Result<std::optional<std::string>> text = ReadFileIfExists(path);
+  if (!text.ok()) return text.status();
+  if (!text->has_value()) return TrackingState{};
+  Result<TrackingState> state = DecodeTrackingState(**text);
   if (!state.ok()) {
     return InvalidArgument(path + ": " + std::string(state.status().message()) +
                            " (move it away to start change tracking over with its initial sync)");

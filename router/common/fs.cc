@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace dvrouter {
 
@@ -60,6 +63,17 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
     return ErrnoStatus("rename " + tmp, errno);
   }
   return SyncDirectory(dir);
+}
+
+Result<std::optional<std::string>> ReadFileIfExists(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    if (errno == ENOENT) return std::optional<std::string>();
+    return Unavailable(path + ": " + std::strerror(errno));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return std::optional<std::string>(text.str());
 }
 
 }  // namespace dvrouter

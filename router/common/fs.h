@@ -2,6 +2,7 @@
 // synced. Pure functions over the filesystem: any thread.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -16,5 +17,7 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
 Status SyncDirectory(const std::string& dir);
 // mkdir -p.
 Status MakeDirectories(const std::string& dir);
+// The whole file at `path`; nullopt when it does not exist; Unavailable naming it otherwise.
+Result<std::optional<std::string>> ReadFileIfExists(const std::string& path);
 
 }  // namespace dvrouter

@@ -279,6 +279,12 @@ struct NatsJournal::Impl {
         }
       }
     }
+    Keep(si);
+    return Status::Ok();
+  }
+
+  // Takes the counters of `si` into `state` (not its lists, which die with it) and frees it.
+  void Keep(jsStreamInfo* si) {
     {
       std::lock_guard<std::mutex> lock(state_mu);
       state = si->State;
@@ -288,22 +294,13 @@ struct NatsJournal::Impl {
       state.Lost = nullptr;
     }
     jsStreamInfo_Destroy(si);
-    return Status::Ok();
   }
 
   // Refreshes `state` from the server.
   void RefreshState() {
     jsStreamInfo* si = nullptr;
     if (js_GetStreamInfo(&si, js, opt.stream.c_str(), nullptr, nullptr) != NATS_OK) return;
-    {
-      std::lock_guard<std::mutex> lock(state_mu);
-      state = si->State;
-      state.Subjects = nullptr;
-      state.Deleted = nullptr;
-      state.DeletedLen = 0;
-      state.Lost = nullptr;
-    }
-    jsStreamInfo_Destroy(si);
+    Keep(si);
   }
 
   // An ordered consumer of the whole stream from `seq`.
