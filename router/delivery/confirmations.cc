@@ -16,6 +16,8 @@ Confirmations::Confirmations(std::vector<std::string> names, const std::function
       records_(records),
       confirmed_(confirmed) {
   processing_kept_.resize(names_.size());
+  open_.resize(names_.size());
+  open_partition_.resize(names_.size());
   for (size_t a = 0; a < names_.size(); ++a) {
     auto s = std::make_unique<Sink>();
     s->owner = this;
@@ -148,8 +150,49 @@ Status Confirmations::Confirm(size_t a, const EventKey& key, const DeliveryResul
   records_->Emit(a, key, st->seq, partition, header,
                  failed ? EventState::kFailed : EventState::kCompleted, as.attempts,
                  static_cast<uint64_t>(now), result.error, result.answer);
+  ReleaseOpen(a, st->seq);
   CountConfirmed(a, failed);
   return Status::Ok();
+}
+
+void Confirmations::HoldOpen(size_t a, uint32_t partition, uint64_t seq) {
+  std::lock_guard<std::mutex> lock(open_mu_);
+  open_[a][{partition, seq}] = now_ms_();
+  open_partition_[a][seq] = partition;
+  while (open_[a].size() > kMaxOpen) {  // the oldest event of any partition waits no longer
+    auto oldest = open_[a].begin();
+    for (auto it = oldest; it != open_[a].end();
+         it = open_[a].lower_bound({it->first.first + 1, 0})) {
+      if (it->first.second < oldest->first.second) oldest = it;
+    }
+    open_partition_[a].erase(oldest->first.second);
+    open_[a].erase(oldest);
+  }
+}
+
+void Confirmations::ReleaseOpen(size_t a, uint64_t seq) {
+  std::lock_guard<std::mutex> lock(open_mu_);
+  auto it = open_partition_[a].find(seq);
+  if (it == open_partition_[a].end()) return;
+  open_[a].erase({it->second, seq});
+  open_partition_[a].erase(it);
+}
+
+std::vector<uint64_t> Confirmations::OldestOpen(size_t a, uint32_t partitions) {
+  std::vector<uint64_t> oldest(partitions, UINT64_MAX);
+  const int64_t expired = now_ms_() - retention_ms_;
+  std::lock_guard<std::mutex> lock(open_mu_);
+  auto& open = open_[a];
+  for (uint32_t p = 0; p < partitions; ++p) {
+    auto it = open.lower_bound({p, 0});
+    // Past delivery.retention the record may be gone: such an event holds the cursor no longer.
+    while (it != open.end() && it->first.first == p && it->second < expired) {
+      open_partition_[a].erase(it->first.second);
+      it = open.erase(it);
+    }
+    if (it != open.end() && it->first.first == p) oldest[p] = it->first.second;
+  }
+  return oldest;
 }
 
 // An event an adapter answered processing (202) is finished for ordering, cursors and the

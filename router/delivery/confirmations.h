@@ -4,8 +4,13 @@
 // answer arrives), and a compressed copy of each 202's record kept for its confirmation (the DLQ
 // frame, the status record's header) while the journal may delete it.
 //
+// It also keeps which journaled events still wait for their confirmation (HoldOpen), so the
+// saved cursors stay behind them: a restart delivers them again, and the sink's answer (the same
+// job, by its idempotency key) is polled or called back anew (docs/architecture.md, "Cursors").
+//
 // Threads: Confirm from adapters' callback and poll threads and the admin listener (one at a
-// time); TakeEarly, KeepProcessing and CountConfirmed from delivery workers.
+// time); TakeEarly, KeepProcessing, HoldOpen and CountConfirmed from delivery workers; OldestOpen
+// from the maintenance thread.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -61,6 +66,13 @@ class Confirmations {
   void KeepProcessing(size_t a, uint64_t seq, std::string_view frame);
   // Counts a confirmation applied (dvrouter_delivery_confirmations_total).
   void CountConfirmed(size_t a, bool failed);
+  // Journaled event `seq` of `partition` waits for adapter a's confirmation: until it comes (or
+  // delivery.retention passes, or kMaxOpen newer ones wait), OldestOpen names it. Called before
+  // the event's cursor moves past it.
+  void HoldOpen(size_t a, uint32_t partition, uint64_t seq);
+  // The oldest event of each of `partitions` that waits for adapter a's confirmation (UINT64_MAX:
+  // none). Read after the live cursors, so an event they passed is in it.
+  std::vector<uint64_t> OldestOpen(size_t a, uint32_t partitions);
 
  private:
   // Hands an adapter its ConfirmationSink.
@@ -78,11 +90,13 @@ class Confirmations {
     int64_t since_ms = 0;
   };
   static constexpr uint64_t kProcessingBytes = 64ull << 20;
+  static constexpr size_t kMaxOpen = 100'000;  // per adapter, as many as an ERP adapter polls
 
   static std::string EarlyKey(size_t a, const EventKey& key) {
     return std::to_string(a) + ":" + key.ToHex();
   }
   std::optional<std::string> TakeProcessing(size_t a, uint64_t seq);
+  void ReleaseOpen(size_t a, uint64_t seq);
 
   const std::vector<std::string> names_;
   const std::function<int64_t()>& now_ms_;
@@ -107,6 +121,10 @@ class Confirmations {
   std::mutex processing_mu_;
   std::vector<std::map<uint64_t, KeptRecord>> processing_kept_;  // by adapter, by seq
   uint64_t kept_bytes_ = 0;
+  // Journaled events waiting for their confirmation, by adapter: (partition, seq) -> since.
+  std::mutex open_mu_;
+  std::vector<std::map<std::pair<uint32_t, uint64_t>, int64_t>> open_;
+  std::vector<std::unordered_map<uint64_t, uint32_t>> open_partition_;  // seq -> partition
 };
 
 }  // namespace dvrouter

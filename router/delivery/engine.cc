@@ -80,7 +80,10 @@ struct DeliveryEngine::Impl {
         committed, status_records.get(), metrics.cursor_flush_errors, metrics.retention_bytes);
     replays = std::make_unique<Replays>(names, opt.now_ms, started, committed, routes.get(),
                                         status_records.get(), retention.get(), opt.max_body_bytes);
-    retention->set_holds(replays.get());  // range replays hold the journal too
+    retention->set_holds(replays.get());         // range replays hold the journal too
+    retention->set_open_jobs([this](size_t a) {  // 202s not yet confirmed hold the saved cursor
+      return confirmations->OldestOpen(a, opt.partitions);
+    });
     scheduler =
         std::make_unique<delivery::Scheduler>(adapters, opt.now_ms, &status, status_records.get(),
                                               confirmations.get(), replays.get(), metrics);

@@ -59,7 +59,7 @@ void Retention::Resume(Journal* journal, const std::map<std::string, std::vector
   }
   for (const std::string& name : names_) {
     auto it = loaded.find(name);
-    if (it != loaded.end()) saved_[name] = it->second;
+    if (it != loaded.end()) saved_[name] = floors_saved_[name] = it->second;
   }
   if (new_adapter) Flush();
   UpdateHeldFloor();
@@ -71,11 +71,22 @@ void Retention::HoldFrom(size_t a, uint64_t seq) {
 }
 
 void Retention::Flush() {
-  std::map<std::string, std::vector<uint64_t>> snapshot;
+  std::map<std::string, std::vector<uint64_t>> snapshot, floors;
   for (size_t a = 0; a < names_.size(); ++a) {
     auto& v = snapshot[names_[a]];
     v.resize(partitions_);
     for (uint32_t p = 0; p < partitions_; ++p) v[p] = Ref(a, p).load();
+    floors[names_[a]] = v;
+    // Events answered processing (202) and not yet confirmed: the saved cursor stays behind
+    // them, so that after a restart they are delivered again and their jobs followed anew (the
+    // poll list and the status table live in memory). Read after the cursors: an event they
+    // passed was held before its cursor moved.
+    if (open_jobs_) {
+      const std::vector<uint64_t> open = open_jobs_(a);
+      for (uint32_t p = 0; p < partitions_ && p < open.size(); ++p) {
+        if (open[p] != UINT64_MAX && open[p] > 0 && open[p] <= v[p]) v[p] = open[p] - 1;
+      }
+    }
     if (records_->writeback_mask(a) == 0) continue;
     // An event's status records are journaled before its cursor moves past it: persist this
     // adapter's cursors only once they are durable, else keep the last saved ones (the events
@@ -85,13 +96,16 @@ void Retention::Flush() {
       auto old = saved_.find(names_[a]);
       if (old != saved_.end()) {
         v = old->second;
+        floors[names_[a]] = floors_saved_[names_[a]];
       } else {
         snapshot.erase(names_[a]);
+        floors.erase(names_[a]);
       }
     }
   }
   if (Status st = store_->Save(snapshot); st.ok()) {
     for (auto& [name, v] : snapshot) saved_[name] = v;
+    for (auto& [name, v] : floors) floors_saved_[name] = v;
   } else {
     if (flush_errors_) flush_errors_->Increment();
     std::fprintf(stderr, "dvrouter: persisting delivery cursors failed: %s\n",
@@ -126,8 +140,8 @@ void Retention::UpdateHeldFloor() {
   std::vector<uint64_t> floors(names_.size(), UINT64_MAX);
   for (size_t a = 0; a < names_.size(); ++a) {
     if (records_->writeback_mask(a) == 0) continue;
-    auto it = saved_.find(names_[a]);
-    if (it == saved_.end()) continue;
+    auto it = floors_saved_.find(names_[a]);
+    if (it == floors_saved_.end()) continue;
     for (uint64_t c : it->second) floors[a] = std::min(floors[a], c + 1);
   }
   // Published under the holds' lock: a replay added meanwhile lowers the floor itself, and must

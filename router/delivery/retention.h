@@ -49,6 +49,12 @@ class Retention {
   Retention& operator=(const Retention&) = delete;
   // What else holds the journal (range replays); set once before Start, must outlive this.
   void set_holds(JournalHolds* holds) { holds_ = holds; }
+  // The oldest event of each partition that adapter `a` answered processing for and that waits
+  // for its confirmation (UINT64_MAX: none): the saved cursor stays behind it, so a restart
+  // delivers it again. Set once before Start; called by Flush after reading the live cursors.
+  void set_open_jobs(std::function<std::vector<uint64_t>(size_t a)> open) {
+    open_jobs_ = std::move(open);
+  }
 
   // Start: opens the cursor store at `path` and returns the saved cursors (by adapter name).
   Result<std::map<std::string, std::vector<uint64_t>>> Open(const std::string& path);
@@ -99,8 +105,12 @@ class Retention {
   Journal* journal_ = nullptr;
   std::unique_ptr<std::atomic<uint64_t>[]> cursors_;  // by adapter, then partition
   std::unique_ptr<CursorStore> store_;
+  std::function<std::vector<uint64_t>(size_t)> open_jobs_;
   // The cursors last saved (kept for an adapter whose status records are not all durable yet).
   std::map<std::string, std::vector<uint64_t>> saved_;
+  // The same without what open jobs held back: what a write-back source's floor keeps (an open
+  // job does not hold the journal; under budget pressure its record may go, docs/architecture.md).
+  std::map<std::string, std::vector<uint64_t>> floors_saved_;
   // What the journal must keep besides the live cursors: the saved cursors of write-back
   // sources and the start of range replays (maintenance thread and HoldFrom, under the lock of
   // JournalHolds::LowerFloors).

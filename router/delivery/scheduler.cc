@@ -394,6 +394,8 @@ void Scheduler::Complete(Worker* w, Batch* b) {
                    result.answer);
         if (header.status_record && !processing) NoteWrittenBack(a, b->deliveries[i].body, now);
         if (processing) confirmations_->KeepProcessing(a, seq, e ? b->Record(i) : item->frame);
+        // A journaled event (not a replay's) keeps the saved cursor behind it until confirmed.
+        if (processing && e) confirmations_->HoldOpen(a, partition, seq);
         if (e) e->state = EntryState::kDone;
         if (item) {
           if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);

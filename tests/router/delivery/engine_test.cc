@@ -1377,6 +1377,57 @@ TEST(DeliveryEngine, AnEventTheLakeKeepsFailingHoldsBackNoOther) {
   EXPECT_EQ(rows.size(), 10'000u) << "a failing event was written";
 }
 
+// An ERP's 202 finishes an event for ordering, but the job is followed in memory (its polls, the
+// status table): a restart before its confirmation delivers it again, so the sink answers the
+// same job anew and it is confirmed after all. A confirmed one is not delivered again.
+TEST(DeliveryEngine, AnEventWaitingForItsConfirmationIsDeliveredAgainAfterARestart) {
+  Harness h(2);
+  auto start = [&] {  // a0 answers 202 for seq 1-3; a1 delivers everything
+    h.Start();
+    h.adapters[0]->set_behavior([](const Seen& s) {
+      DeliveryResult r;
+      r.outcome = s.seq <= 3 ? DeliveryOutcome::kProcessing : DeliveryOutcome::kDelivered;
+      return r;
+    });
+  };
+  start();
+  std::vector<Ev> evs = Records(6, 1);
+  h.Append(evs);
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  ASSERT_EQ(h.adapters[0]->count(), 6u);
+  std::map<uint64_t, std::string> ids;
+  for (const Seen& s : h.adapters[0]->seen()) ids[s.seq] = s.event_id;
+  DeliveryResult done;
+  done.outcome = DeliveryOutcome::kDelivered;
+  ASSERT_TRUE(h.engine->Confirm("a0", ids[2], done).ok());
+  h.Append(Records(4, 1, "contact"));  // cursors move on past the open jobs
+  ASSERT_TRUE(h.AllDelivered(0));
+  h.Stop();
+
+  start();  // (the events delivered again may come before a0's behaviour is set: either is fine)
+  ASSERT_TRUE(h.AllDelivered(0));
+  ASSERT_TRUE(h.AllDelivered(1));
+  std::set<uint64_t> again;
+  for (const Seen& s : h.adapters[0]->seen()) again.insert(s.seq);
+  EXPECT_TRUE(again.count(1) == 1 && again.count(3) == 1)
+      << "the jobs of seq 1 and 3 were never confirmed: delivered again";
+  auto partition = [&](size_t i) { return PartitionOf(evs[i].table, evs[i].row, kPartitions); };
+  if (partition(1) != partition(0) && partition(1) != partition(2)) {
+    EXPECT_EQ(again.count(2), 0u) << "seq 2 was confirmed: its partition's cursor may pass it";
+  }
+  EXPECT_EQ(h.adapters[1]->count(), 0u) << "another adapter's cursors are not held";
+  for (const Seen& s : h.adapters[0]->seen()) {
+    if (s.seq > 3) continue;
+    EXPECT_TRUE(h.engine->Confirm("a0", s.event_id, done).ok()) << s.seq;
+  }
+  h.Stop();
+
+  start();  // every job confirmed: nothing comes again
+  ASSERT_TRUE(h.AllDelivered(0));
+  EXPECT_EQ(h.adapters[0]->count(), 0u);
+}
+
 // An ERP's 202 finishes an event for its cursor and the journal, whose budget may then delete
 // it; its later confirmation still has the record (the status header, the DLQ frame).
 TEST(DeliveryEngine, AConfirmationAfterItsRecordWasDeletedStillHasTheRecord) {
