@@ -18,6 +18,8 @@
 # records; CH_LINGER (default 500ms) is ClickHouse's batch linger in (c): with a 2 s lag target,
 # its default 1s would take half of it. COMPRESSION (zstd, the default, or none) sets
 # journal.compression in (a) and (c); (a) reports the journal bytes written per body byte.
+# CH_COMPRESSION (default none: ClickHouse is on loopback here) is the clickhouse adapter's
+# `compression` in (c). (c) also reports the router's CPU per event by thread kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -233,6 +235,7 @@ XML
   ch:
     type: clickhouse
     url: http://127.0.0.1:$chport
+    compression: ${CH_COMPRESSION:-none}
     batch: {linger: ${CH_LINGER:-500ms}}"
 fi
 route_list=$(echo "$sinks" | sed 's/ /, /g')
@@ -287,6 +290,18 @@ done
 kill "$sampler"; wait "$sampler" 2>/dev/null || true
 # The router's CPU (user + system) for the whole scenario: ingest and delivery of every event.
 c_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$c_pid/stat")
+# Peak resident memory; minor page faults (the whole process) and context switches (threads
+# alive at the end).
+c_rss=$(awk '/^VmHWM:/{printf "%.0f", $2 / 1024}' "/proc/$c_pid/status")
+c_faults=$(awk '{print $10}' "/proc/$c_pid/stat")
+# (A thread that ends meanwhile is skipped: its file is gone.)
+c_switches=$({ cat /proc/"$c_pid"/task/*/status 2>/dev/null || true; } |
+  awk '/^(non)?voluntary_ctxt_switches/{s += $2} END {print s + 0}')
+# The CPU by thread kind (dv-io-N -> dv-io): where it went. Threads that ended earlier are
+# in the total only.
+c_threads=$(for t in /proc/"$c_pid"/task/*; do
+    echo "$(sed 's/-[0-9]*$//' "$t/comm" 2>/dev/null) $(cut -d')' -f2- "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk -v hz="$(getconf CLK_TCK)" 'NF == 2 {s[$1] += $2} END {for (k in s) printf "%s %.2f\n", k, s[k] / hz}')
 # How many batch records came from the record cache instead of a journal read.
 c_cache=$(curl -s "127.0.0.1:$cadmin/metrics" | awk '
   /^dvrouter_delivery_batch_records_total\{source="cache"\}/{c=$2}
@@ -403,6 +418,9 @@ PY
   if [ -n "${c_cpu:-}" ]; then
     c_events=$(json_field "$work/c-lake.json" "['ok']")
     echo "(c) router CPU (user + system) until every sink had every event: ${c_cpu} s for $c_events events, $(python3 -c "print(f'{$c_cpu * 1e6 / max($c_events, 1):.0f}')") µs per event"
+    echo "(c) router peak RSS ${c_rss} MiB; minor page faults per event $(python3 -c "print(f'{$c_faults / max($c_events, 1):.2f}')"), context switches per event $(python3 -c "print(f'{$c_switches / max($c_events, 1):.2f}')")"
+    echo "(c) router CPU per event by thread: $(sort -k2 -rn <<<"$c_threads" |
+      awk -v n="$c_events" '$2 > 0 {printf "%s%s %.1f", sep, $1, $2 * 1e6 / n; sep = ", "}') µs"
   fi
 } > "$out"
 cat "$out"

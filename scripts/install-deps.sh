@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git curl openssl clang-format
   libboost-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev libxxhash-dev xxhash
   libcli11-dev libssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev libzstd-dev clickhouse-server
+  libpq-dev libsqlite3-dev postgresql-15 zlib1g-dev libzstd-dev libjemalloc-dev clickhouse-server
   clang-14 libclang-rt-14-dev slowhttptest chromium prometheus libnats-dev nats-server
 )
 # Node.js for the console test: Debian's, unless the machine has one already.

@@ -33,10 +33,13 @@ bool In(const int (&codes)[N], int code) {
   return std::find(std::begin(codes), std::end(codes), code) != std::end(codes);
 }
 
-// "2017-09-26T00:04:07.123Z" -> "2017-09-26 00:04:07" (DateTime's text form, seconds).
-std::string DateTimeText(int64_t ms) {
-  std::string iso = FormatIsoUtc(ms);
-  return iso.substr(0, 10) + " " + iso.substr(11, 8);
+// "2017-09-26T00:04:07.123Z" -> "2017-09-26 00:04:07" (DateTime's text form, seconds),
+// appended to *out.
+void AppendDateTimeText(std::string* out, int64_t ms) {
+  const size_t at = out->size();
+  AppendIsoUtc(out, ms);
+  (*out)[at + 10] = ' ';
+  out->resize(at + 19);
 }
 
 // The flattened value of one attribute for a column of `type`, as JSON; "null" if absent.
@@ -161,21 +164,35 @@ Status ClickHouseAdapter::EncodeRow(const Delivery& d, const ClickHouseConfig& c
   Status st = ExtractChanges(d.body, d.changes, &scratch, &cs);
   if (!st.ok()) return InvalidArgument("body: " + std::string(st.message()));
   const ChangeSet& changes = *cs;
+  // Both branches lvalues: the converted attributes are not copied.
+  static const std::string kNoAttributes = "{}";
   const std::string& attributes =
-      changes.has_target && !changes.is_reference ? changes.attributes : std::string("{}");
+      changes.has_target && !changes.is_reference ? changes.attributes : kNoAttributes;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
   out->clear();
-  *out += "{\"event_id\":\"" + d.key.ToHex() + "\",\"seq\":" + std::to_string(d.seq) +
-          ",\"table_name\":";
+  // Appended piece by piece, room reserved once: no temporary string per field.
+  out->reserve(attributes.size() + attributes.size() / 8 + 320);
+  out->append("{\"event_id\":\"");
+  d.key.AppendHex(out);
+  out->append("\",\"seq\":");
+  AppendDecimal(out, d.seq);
+  out->append(",\"table_name\":");
   AppendJsonString(out, h.primary_entity_name);
-  *out += ",\"row_id\":";
+  out->append(",\"row_id\":");
   AppendJsonString(out, h.primary_entity_id);
-  *out += ",\"message\":";
+  out->append(",\"message\":");
   AppendJsonString(out, h.message_name);
-  *out += ",\"stage\":" + std::to_string(h.stage) + ",\"operation_time\":\"" + DateTimeText(op_ms) +
-          "\",\"operation_time_ms\":" + std::to_string(op_ms) + ",\"received_time\":\"" +
-          DateTimeText(d.received_ms) + "\",\"received_time_ms\":" + std::to_string(d.received_ms) +
-          ",\"attributes\":";
+  out->append(",\"stage\":");
+  AppendDecimal(out, h.stage);
+  out->append(",\"operation_time\":\"");
+  AppendDateTimeText(out, op_ms);
+  out->append("\",\"operation_time_ms\":");
+  AppendDecimal(out, op_ms);
+  out->append(",\"received_time\":\"");
+  AppendDateTimeText(out, d.received_ms);
+  out->append("\",\"received_time_ms\":");
+  AppendDecimal(out, d.received_ms);
+  out->append(",\"attributes\":");
   AppendJsonString(out, attributes);
   if (!config.columns.empty()) {
     thread_local simdjson::dom::parser parser;
@@ -184,10 +201,13 @@ Status ClickHouseAdapter::EncodeRow(const Delivery& d, const ClickHouseConfig& c
       return Internal(std::string("converted attributes: ") + simdjson::error_message(e));
     }
     for (const ClickHouseColumn& col : config.columns) {
-      *out += ",\"" + col.column + "\":" + Flatten(attrs, col);
+      out->append(",\"");
+      out->append(col.column);
+      out->append("\":");
+      out->append(Flatten(attrs, col));
     }
   }
-  *out += "}\n";
+  out->append("}\n");
   return Status::Ok();
 }
 

@@ -117,20 +117,35 @@ Status LakeAdapter::EncodeRow(const Delivery& d, std::string* out, std::string* 
   }
   const ChangeSet& changes = *cs;
   const int64_t op_ms = h.operation_created_on_ms != 0 ? h.operation_created_on_ms : d.received_ms;
-  const std::string op_time = FormatIsoUtc(op_ms);
-  *partition_dir = h.primary_entity_name + "/date=" + op_time.substr(0, 10);
+  // Appended piece by piece into the caller's reused buffers: no temporary string per field.
   out->clear();
-  *out +=
-      "{\"event_id\":\"" + d.key.ToHex() + "\",\"seq\":" + std::to_string(d.seq) + ",\"table\":";
+  out->append("{\"event_id\":\"");
+  d.key.AppendHex(out);
+  out->append("\",\"seq\":");
+  AppendDecimal(out, d.seq);
+  out->append(",\"table\":");
   AppendJsonString(out, h.primary_entity_name);
-  *out += ",\"row_id\":";
+  out->append(",\"row_id\":");
   AppendJsonString(out, h.primary_entity_id);
-  *out += ",\"message\":";
+  out->append(",\"message\":");
   AppendJsonString(out, h.message_name);
-  *out += ",\"stage\":" + std::to_string(h.stage) + ",\"operation_time\":\"" + op_time +
-          "\",\"received_at\":\"" + FormatIsoUtc(d.received_ms) + "\",\"attributes\":";
-  *out += changes.has_target && !changes.is_reference ? changes.attributes : "{}";
-  *out += '}';
+  out->append(",\"stage\":");
+  AppendDecimal(out, h.stage);
+  out->append(",\"operation_time\":\"");
+  const size_t op_time_at = out->size();
+  AppendIsoUtc(out, op_ms);
+  partition_dir->assign(h.primary_entity_name);
+  partition_dir->append("/date=");
+  partition_dir->append(*out, op_time_at, 10);
+  out->append("\",\"received_at\":\"");
+  AppendIsoUtc(out, d.received_ms);
+  out->append("\",\"attributes\":");
+  if (changes.has_target && !changes.is_reference) {
+    out->append(changes.attributes);
+  } else {
+    out->append("{}");
+  }
+  out->push_back('}');
   return Status::Ok();
 }
 

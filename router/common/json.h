@@ -2,6 +2,8 @@
 // rows, converted attributes). Pure functions: any thread.
 #pragma once
 
+#include <charconv>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -14,6 +16,14 @@ namespace dvrouter {
 
 // Appends `s` as a JSON string literal, quotes included; control characters are escaped.
 void AppendJsonString(std::string* out, std::string_view s);
+
+// Appends the decimal digits of an integer (a JSON number): no temporary string.
+template <std::integral T>
+void AppendDecimal(std::string* out, T value) {
+  char text[24];
+  const auto end = std::to_chars(text, text + sizeof(text), value).ptr;
+  out->append(text, static_cast<size_t>(end - text));
+}
 
 // `s` cut to at most `max_bytes`, as valid UTF-8: a character split by the cut and any invalid
 // byte become '?'. For excerpts of foreign text (answers, errors) that end up in JSON.

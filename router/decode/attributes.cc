@@ -126,13 +126,12 @@ class Converter {
       if (auto e = std::move(element_result).get_object().get(pair)) {
         return JsonError("Target.Attributes", e);
       }
-      std::string key;
+      // Points into the parser's string buffer, valid for the whole document: no copy per key.
+      std::string_view key;
       bool have_key = false, have_value = false;
       Status st = ForEachMember(pair, "Target.Attributes", [&](std::string_view name, od::value v) {
         if (name == "key") {
-          std::string_view k;
-          if (auto e = v.get_string().get(k)) return JsonError("Target.Attributes", e);
-          key.assign(k);
+          if (auto e = v.get_string().get(key)) return JsonError("Target.Attributes", e);
           have_key = true;
         } else if (name == "value") {
           // The serializer writes "key" first; refuse the other order rather than buffer.
@@ -142,7 +141,7 @@ class Converter {
           AppendJsonString(out_, key);
           out_->push_back(':');
           if (Status vst = Value(v, depth + 1); !vst.ok()) return vst;
-          if (keys) keys->push_back(key);
+          if (keys) keys->emplace_back(key);
           have_value = true;
         }
         return Status::Ok();
@@ -156,11 +155,15 @@ class Converter {
     return Status::Ok();
   }
 
-  // Entity fields, read in any order; Attributes are converted into a side buffer.
+  // Entity fields, read in any order; Attributes are converted into a side buffer. With
+  // `attributes_out` (the Target itself), the attributes object is written there and nothing to
+  // out_: the caller keeps only the attributes, id and logical name.
   Status EntityBody(od::object o, int depth, std::string* id, std::string* logical_name,
                     std::vector<std::string>* keys, bool* is_reference, bool typed,
-                    std::string_view type) {
-    std::string attributes = "{}";
+                    std::string_view type, std::string* attributes_out = nullptr) {
+    std::string side;
+    std::string& attributes = attributes_out != nullptr ? *attributes_out : side;
+    attributes = "{}";
     std::string name_json = "null";
     bool have_attributes = false;
     Status st = ForEachMember(o, "Target", [&](std::string_view name, od::value v) {
@@ -190,6 +193,10 @@ class Converter {
     if (!st.ok()) return st;
     const bool reference = typed ? type == "EntityReference" : !have_attributes;
     if (is_reference) *is_reference = reference;
+    if (attributes_out != nullptr) {
+      if (reference) attributes = "{}";  // a reference has no attributes to keep
+      return Status::Ok();
+    }
     out_->append("{\"id\":");
     AppendJsonString(out_, *id);
     out_->append(",\"logicalname\":");
@@ -309,6 +316,12 @@ void ChangeSet::Clear() {
 }
 
 std::string FormatIsoUtc(int64_t ms) {
+  std::string out;
+  AppendIsoUtc(&out, ms);
+  return out;
+}
+
+void AppendIsoUtc(std::string* out, int64_t ms) {
   int64_t days = ms / 86'400'000;
   int64_t rem = ms % 86'400'000;
   if (rem < 0) {
@@ -324,14 +337,15 @@ std::string FormatIsoUtc(int64_t ms) {
                   static_cast<long long>(y), m, d, static_cast<long long>(rem / 3'600'000),
                   static_cast<long long>(rem / 60'000 % 60),
                   static_cast<long long>(rem / 1000 % 60), static_cast<long long>(rem % 1000));
-    return buf;
+    out->append(buf);
+    return;
   }
   // YYYY-MM-DDTHH:MM:SS.mmmZ written digit by digit: this runs for every date of every event
   // on the delivery path, where snprintf was a visible share of the profile.
-  std::string out = "0000-00-00T00:00:00.000Z";
-  auto put = [&out](size_t at, int64_t v, int digits) {
+  char text[] = "0000-00-00T00:00:00.000Z";
+  auto put = [&text](size_t at, int64_t v, int digits) {
     for (int i = digits - 1; i >= 0; --i, v /= 10)
-      out[at + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
+      text[at + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
   };
   put(0, y, 4);
   put(5, m, 2);
@@ -340,7 +354,7 @@ std::string FormatIsoUtc(int64_t ms) {
   put(14, rem / 60'000 % 60, 2);
   put(17, rem / 1000 % 60, 2);
   put(20, rem % 1000, 3);
-  return out;
+  out->append(text, sizeof(text) - 1);
 }
 
 struct AttributeExtractor::Impl {
@@ -405,21 +419,18 @@ Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity
             break;  // "__type" comes first when present
           }
           if (auto e = target.reset().error()) return JsonError("Target", e);
-          std::string entity_json;
-          Converter c(&entity_json);
+          // The attributes are converted straight into out->attributes (its storage is kept
+          // from one event to the next); the entity's own JSON is not needed.
+          Converter c(nullptr);
           bool reference = false;
           if (Status st = c.EntityBody(target, 1, &out->id, &out->entity, &out->columns, &reference,
-                                       !type.empty(), type);
+                                       !type.empty(), type, &out->attributes);
               !st.ok()) {
+            out->attributes = "{}";
             return st;
           }
           out->has_target = true;
           out->is_reference = reference;
-          // entity_json is {"id":..,"logicalname":..,"attributes":{...}}: keep the attributes.
-          if (!reference) {
-            const size_t at = entity_json.find(",\"attributes\":");
-            out->attributes = entity_json.substr(at + 14, entity_json.size() - at - 15);
-          }
           return Status::Ok();
         }
       }

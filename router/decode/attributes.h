@@ -91,5 +91,7 @@ Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratc
 
 // ms since the epoch → "YYYY-MM-DDTHH:MM:SS.mmmZ".
 std::string FormatIsoUtc(int64_t ms);
+// The same, appended to *out (the row encoders: no string per date).
+void AppendIsoUtc(std::string* out, int64_t ms);
 
 }  // namespace dvrouter

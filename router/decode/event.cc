@@ -8,13 +8,19 @@
 namespace dvrouter {
 
 std::string EventKey::ToHex() const {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(32, '0');
-  for (int i = 0; i < 16; ++i) {
-    out[static_cast<size_t>(i)] = kDigits[(hi >> (60 - 4 * i)) & 0xf];
-    out[static_cast<size_t>(16 + i)] = kDigits[(lo >> (60 - 4 * i)) & 0xf];
-  }
+  std::string out;
+  AppendHex(&out);
   return out;
+}
+
+void EventKey::AppendHex(std::string* out) const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  char text[32];
+  for (int i = 0; i < 16; ++i) {
+    text[i] = kDigits[(hi >> (60 - 4 * i)) & 0xf];
+    text[16 + i] = kDigits[(lo >> (60 - 4 * i)) & 0xf];
+  }
+  out->append(text, sizeof(text));
 }
 
 void EventHeader::Clear() {

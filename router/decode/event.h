@@ -21,6 +21,8 @@ struct EventKey {
   friend bool operator==(const EventKey&, const EventKey&) = default;
   // 32 lowercase hex digits: the event id shown to operators and sent as idempotency key.
   std::string ToHex() const;
+  // The same 32 digits appended to *out (row encoders on the delivery path).
+  void AppendHex(std::string* out) const;
 };
 
 // Is `s` a GUID in its 36-character form (hex digits and dashes)?

@@ -41,6 +41,16 @@ std::string Escaped(std::string_view s, std::string prefix = "") {
   return prefix;
 }
 
+TEST(AppendDecimal, AppendsTheDigitsOfAnyInteger) {
+  std::string out = "n=";
+  AppendDecimal(&out, uint64_t{18446744073709551615ULL});
+  out += ',';
+  AppendDecimal(&out, int64_t{-9223372036854775807LL - 1});
+  out += ',';
+  AppendDecimal(&out, int32_t{0});
+  EXPECT_EQ(out, "n=18446744073709551615,-9223372036854775808,0");
+}
+
 TEST(AppendJsonString, EscapesQuotesBackslashesAndControls) {
   EXPECT_EQ(Escaped(""), "\"\"");
   EXPECT_EQ(Escaped("plain"), "\"plain\"");

@@ -110,6 +110,67 @@ TEST(AttributeExtractor, DeleteTargetIsAReference) {
   EXPECT_EQ(cs.attributes, "{}");
 }
 
+// The memo reuses one ChangeSet per cached record and the extractor writes the attributes
+// straight into it: nothing of an earlier event may show in a later one's result.
+TEST(AttributeExtractor, AReusedChangeSetKeepsNothingOfTheEventBefore) {
+  AttributeExtractor x(1 << 20);
+  ChangeSet cs;
+  const auto extract = [&](const std::string& body) {
+    return x.Extract(body.data(), body.size(), body.size(), &cs);
+  };
+  const std::string update = testing::Fixture("update-contact-postop-async.json");
+  ASSERT_TRUE(extract(update).ok());
+  const std::string first = cs.attributes;
+  ASSERT_GT(first.size(), 2u);
+
+  // A reference (Delete): no attributes.
+  ASSERT_TRUE(extract(WithTarget("{\"__type\":\"EntityReference:http:\\/\\/schemas.microsoft.com\\/"
+                                 "xrm\\/2011\\/Contracts\",\"Id\":\"6D81597F-0F9F-E711-8122-"
+                                 "000D3AA2331C\",\"LogicalName\":\"contact\",\"Name\":null}"))
+                  .ok());
+  EXPECT_TRUE(cs.is_reference);
+  EXPECT_EQ(cs.attributes, "{}");
+
+  // A typed reference that carries Attributes anyway: still none kept.
+  ASSERT_TRUE(
+      extract(WithTarget("{\"__type\":\"EntityReference:http:\\/\\/schemas.microsoft.com\\/"
+                         "xrm\\/2011\\/Contracts\",\"Attributes\":[{\"key\":\"name\","
+                         "\"value\":\"x\"}],\"Id\":\"6D81597F-0F9F-E711-8122-000D3AA2331C\","
+                         "\"LogicalName\":\"contact\"}"))
+          .ok());
+  EXPECT_TRUE(cs.is_reference);
+  EXPECT_EQ(cs.attributes, "{}");
+
+  // A Target that fails half-way through its attributes: no partial object left behind.
+  ASSERT_TRUE(extract(update).ok());
+  EXPECT_FALSE(extract(WithTarget("{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/"
+                                  "Contracts\",\"Attributes\":[{\"key\":\"name\",\"value\":"
+                                  "\"x\"},{\"value\":1,\"key\":\"b\"}],\"Id\":\"6D81597F-0F9F-"
+                                  "E711-8122-000D3AA2331C\",\"LogicalName\":\"contact\"}"))
+                   .ok());
+  EXPECT_FALSE(cs.has_target);
+  EXPECT_EQ(cs.attributes, "{}");
+
+  // A smaller entity after a larger one, then the first again: the same as extracted fresh.
+  ASSERT_TRUE(extract(WithTarget("{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/"
+                                 "Contracts\",\"Attributes\":[{\"key\":\"name\",\"value\":\"x\"}],"
+                                 "\"Id\":\"6D81597F-0F9F-E711-8122-000D3AA2331C\",\"LogicalName\":"
+                                 "\"contact\"}"))
+                  .ok());
+  EXPECT_EQ(cs.attributes, "{\"name\":\"x\"}");
+  EXPECT_EQ(cs.columns, std::vector<std::string>{"name"});
+  ASSERT_TRUE(extract(update).ok());
+  EXPECT_EQ(cs.attributes, first);
+}
+
+TEST(AppendIsoUtc, AppendsWhatFormatIsoUtcReturns) {
+  std::string out = "at ";
+  AppendIsoUtc(&out, 1506384247123);
+  AppendIsoUtc(&out, 253402300800000);  // the general path (five-digit year)
+  EXPECT_EQ(out, "at " + FormatIsoUtc(1506384247123) + FormatIsoUtc(253402300800000));
+  EXPECT_EQ(FormatIsoUtc(1506384247123), "2017-09-26T00:04:07.123Z");
+}
+
 TEST(AttributeExtractor, MoneyDecimalsEscapesAndNestedCollections) {
   ChangeSet cs = ExtractOk(WithTarget(
       "{\"__type\":\"Entity:http://schemas.microsoft.com/xrm/2011/Contracts\",\"Attributes\":["

@@ -1135,6 +1135,12 @@ TEST(EventKeyToHex, Digits) {
   EXPECT_EQ((EventKey{1, 0}.ToHex()), std::string(15, '0') + "1" + std::string(16, '0'));
 }
 
+TEST(EventKeyToHex, AppendHexKeepsWhatWasThere) {
+  std::string out = "id=";
+  EventKey{0x0123456789abcdefULL, 0xfedcba9876543210ULL}.AppendHex(&out);
+  EXPECT_EQ(out, "id=0123456789abcdeffedcba9876543210");
+}
+
 TEST(EventKeyToHex, DedupeKeyHexIsLowercase32) {
   const std::string hex = KeyBase().DedupeKey().ToHex();
   EXPECT_EQ(hex.size(), 32u);
