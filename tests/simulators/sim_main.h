@@ -54,6 +54,9 @@ inline int RunSimulator(const std::string& name, const std::string& listen,
   sigwait(&signals, &sig);
   server.StopAccepting();
   runtime.Stop();
+  // The handler's threads (answers waiting for their latency, job callbacks) go while the
+  // runtime they post to still exists.
+  handler.reset();
   return 0;
 }
 

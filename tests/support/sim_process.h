@@ -40,9 +40,15 @@ class SimProcess {
       return true;
     });
   }
-  ~SimProcess() {
-    child_->Kill(SIGTERM);
-    child_->Wait();
+  ~SimProcess() { Stop(); }
+  // Sends SIGTERM and returns the wait status (a second call: that of the first).
+  int Stop() {
+    if (!stopped_) {
+      child_->Kill(SIGTERM);
+      status_ = child_->Wait();
+      stopped_ = true;
+    }
+    return status_;
   }
   bool ready() const { return ready_; }
   uint16_t port() const { return port_; }
@@ -60,6 +66,8 @@ class SimProcess {
   std::unique_ptr<ChildProcess> child_;
   uint16_t port_ = 0;
   bool ready_ = false;
+  bool stopped_ = false;
+  int status_ = -1;
 };
 
 }  // namespace dvrouter::testing
