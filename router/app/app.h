@@ -24,8 +24,14 @@ struct AppHooks {
   std::function<std::unique_ptr<Adapter>(const AdapterConfig&)> make_adapter;
 };
 
+struct EngineOptions;
+
 class App {
  public:
+  // The exit code of a cluster node that lost the delivery lease (docs/journal-nats.md,
+  // "Several router nodes"): its supervisor restarts it, as a follower.
+  static constexpr int kExitLeaseLost = 75;
+
   explicit App(Config config, AppHooks hooks = {});
   ~App();
   Status Start();
@@ -39,6 +45,9 @@ class App {
  private:
   struct Impl;
   static Status OpenJournal(Impl& m);
+  static Status StartDelivery(Impl& m);
+  static Status StartCluster(Impl& m);
+  static Status ClusterSetup(Impl& m, EngineOptions* eo);
   std::unique_ptr<Impl> impl_;
 };
 

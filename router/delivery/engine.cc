@@ -133,7 +133,9 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
   journal = j;
   status_records->Attach(j);
   if (Status st = MakeDirectories(opt.state_dir); !st.ok()) return st;
-  auto loaded = retention->Open(opt.state_dir + "/cursors");
+  auto loaded = retention->Open(
+      opt.cursor_store != nullptr ? opt.cursor_store
+                                  : std::make_shared<FileCursorStore>(opt.state_dir + "/cursors"));
   if (!loaded.ok()) return loaded.status();
   auto q = DeadLetterQueue::Open(opt.state_dir + "/dlq.log");
   if (!q.ok()) return q.status();

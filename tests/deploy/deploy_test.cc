@@ -19,6 +19,7 @@
 #include "adapters/registry.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/app/reconcile_runner.h"
+#include "router/cluster/cluster_admin.h"
 #include "router/config/config.h"
 #include "router/delivery/engine.h"
 #include "router/journal/nats_journal.h"
@@ -57,6 +58,7 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   DataverseAdapter dv(dv_config, &metrics.registry());
   ReconcileMetrics reconcile(&metrics.registry());
   NatsJournalMetrics nats(&metrics.registry());
+  ClusterMetrics cluster(&metrics.registry(), "router-0");
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});
@@ -254,6 +256,19 @@ TEST(Deploy, TheNatsJournalExampleParses) {
   EXPECT_EQ(c->journal.nats_config.servers.size(), 3u);
   EXPECT_EQ(c->journal.nats_config.replicas, 3u);
   EXPECT_EQ(c->journal.nats_config.password, "deploy-nats-password");
+}
+
+// The example of a cluster node parses: the cluster section on the replicated journal.
+TEST(Deploy, TheClusterExampleParses) {
+  testing::ScopedEnv key("DVROUTER_WEBHOOK_KEY", "deploy-key");
+  testing::ScopedEnv password("DVROUTER_NATS_PASSWORD", "deploy-nats-password");
+  Result<Config> c =
+      LoadConfigFile(std::string(DVROUTER_SOURCE_DIR) + "/deploy/examples/cluster.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->journal.nats);
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_EQ(c->cluster.node, "router-0");
+  EXPECT_EQ(c->cluster.lease_ttl_ms, 5000u);
 }
 
 // The NATS cluster for the replicated journal: three servers, a disruption budget that keeps a
