@@ -269,8 +269,8 @@ Status App::StartDelivery(Impl& m) {
 // ends the process (crash-only failover, docs/journal-nats.md): the supervisor restarts it as a
 // follower.
 Status App::StartCluster(Impl& m) {
-  m.cluster_admin = std::make_unique<ClusterAdmin>(m.lease.get(), m.journal.get(),
-                                                   m.config.journal.nats_config.stream);
+  m.cluster_admin = std::make_unique<ClusterAdmin>(
+      m.lease.get(), m.journal.get(), m.cluster_kv.get(), m.config.journal.nats_config.stream);
   m.admin.set_cluster(m.cluster_admin.get());
   m.lease_ready.store(m.lease.get(), std::memory_order_release);
   (void)m.lease->Step();

@@ -4,6 +4,7 @@
 #include <prometheus/registry.h>
 
 #include "router/cluster/lease.h"
+#include "router/cluster/nats_kv.h"
 #include "router/common/clock.h"
 #include "router/common/json.h"
 #include "router/journal/journal.h"
@@ -68,7 +69,30 @@ std::string ClusterAdmin::Json() const {
   out += ",\"last_seq\":" + std::to_string(s.next_seq == 0 ? 0 : s.next_seq - 1) +
          ",\"bytes\":" + std::to_string(s.bytes) +
          ",\"max_bytes\":" + std::to_string(s.budget_bytes) +
-         ",\"oldest_received_ms\":" + std::to_string(s.oldest_received_ms) + "}}";
+         ",\"oldest_received_ms\":" + std::to_string(s.oldest_received_ms);
+  if (kv_ != nullptr) {
+    out += ",\"replicas\":";
+    Result<std::vector<NatsKv::Replica>> replicas = kv_->StreamReplicas(stream_);
+    if (!replicas.ok()) {
+      out += "{\"error\":";
+      AppendJsonString(&out, replicas.status().message());
+      out += "}";
+    } else {
+      out += "[";
+      for (size_t i = 0; i < replicas->size(); ++i) {
+        const NatsKv::Replica& r = (*replicas)[i];
+        out += i == 0 ? "{\"server\":" : ",{\"server\":";
+        AppendJsonString(&out, r.server);
+        out += std::string(",\"leader\":") + (r.leader ? "true" : "false") +
+               ",\"current\":" + (r.current ? "true" : "false") +
+               ",\"offline\":" + (r.offline ? "true" : "false") +
+               ",\"active_ms\":" + std::to_string(r.active_ms) +
+               ",\"lag\":" + std::to_string(r.lag) + "}";
+      }
+      out += "]";
+    }
+  }
+  out += "}}";
   return out;
 }
 

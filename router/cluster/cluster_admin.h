@@ -1,6 +1,7 @@
 // The cluster's view on a router node (docs/journal-nats.md, "Several router nodes"):
 // `GET /cluster` on the admin listener (this node and its role, the lease's holder and age, the
-// nodes whose heartbeat is alive, the stream's state) and the gauge dvrouter_cluster_leader.
+// nodes whose heartbeat is alive, the stream's state and its replicas' lag) and the gauge
+// dvrouter_cluster_leader.
 //
 // Threads: Handle on the admin I/O threads; ClusterMetrics::Refresh before each scrape (admin
 // I/O threads). Both read the lease (thread-safe) and the journal's Stats (any thread).
@@ -21,6 +22,7 @@ class Registry;
 namespace dvrouter {
 
 class Journal;
+class NatsKv;
 class NatsLease;
 
 // dvrouter_cluster_leader{node}: 1 while this node holds the delivery lease, else 0.
@@ -32,9 +34,10 @@ struct ClusterMetrics {
 
 class ClusterAdmin final : public AdminOperations {
  public:
-  // `lease` and `journal` must outlive this object; `stream` is the journal's stream name.
-  ClusterAdmin(const NatsLease* lease, const Journal* journal, std::string stream)
-      : lease_(lease), journal_(journal), stream_(std::move(stream)) {}
+  // `lease`, `journal` and `kv` (may be null: no replicas shown) must outlive this object;
+  // `stream` is the journal's stream name.
+  ClusterAdmin(const NatsLease* lease, const Journal* journal, const NatsKv* kv, std::string stream)
+      : lease_(lease), journal_(journal), kv_(kv), stream_(std::move(stream)) {}
   std::optional<HttpResponse> Handle(std::string_view method, std::string_view target) override;
   // The JSON of GET /cluster.
   std::string Json() const;
@@ -42,6 +45,7 @@ class ClusterAdmin final : public AdminOperations {
  private:
   const NatsLease* lease_;
   const Journal* journal_;
+  const NatsKv* kv_;
   const std::string stream_;
 };
 

@@ -117,4 +117,32 @@ Result<kvStore*> NatsKv::Bucket(const std::string& name, int64_t ttl_ms, int64_t
   return kv;
 }
 
+Result<std::vector<NatsKv::Replica>> NatsKv::StreamReplicas(const std::string& stream) const {
+  jsStreamInfo* si = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  const natsStatus s = js_GetStreamInfo(&si, impl_->js, stream.c_str(), nullptr, &code);
+  if (s != NATS_OK) return Unavailable("stream " + stream + ": " + NatsErrorText(s));
+  std::vector<Replica> out;
+  if (si->Cluster != nullptr) {
+    if (si->Cluster->Leader != nullptr) {
+      Replica r;
+      r.server = si->Cluster->Leader;
+      r.leader = r.current = true;
+      out.push_back(std::move(r));
+    }
+    for (int i = 0; i < si->Cluster->ReplicasLen; ++i) {
+      const jsPeerInfo* p = si->Cluster->Replicas[i];
+      Replica r;
+      r.server = p->Name != nullptr ? p->Name : "";
+      r.current = p->Current;
+      r.offline = p->Offline;
+      r.active_ms = p->Active / 1'000'000;
+      r.lag = p->Lag;
+      out.push_back(std::move(r));
+    }
+  }
+  jsStreamInfo_Destroy(si);
+  return out;
+}
+
 }  // namespace dvrouter

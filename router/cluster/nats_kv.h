@@ -4,8 +4,8 @@
 // first use or bound when they exist. The connection reconnects to any listed server for ever.
 //
 // Threads: Connect and Bucket from the owner's thread (App::Start); the kvStore handles it
-// returns are used from the lease thread and the engine's maintenance thread (the client is
-// thread-safe).
+// returns are used from the lease thread and the engine's maintenance thread, StreamReplicas
+// from the admin I/O threads (the client is thread-safe).
 #pragma once
 
 #include <cstdint>
@@ -37,6 +37,15 @@ class NatsKv {
   // when missing. An existing bucket with another TTL is refused (FailedPrecondition): every
   // node must use the same lease_ttl. Owned by this object; valid until it goes.
   Result<kvStore*> Bucket(const std::string& name, int64_t ttl_ms, int64_t replicas);
+
+  // The stream's replicas as JetStream reports them (GET /cluster). Any thread.
+  struct Replica {
+    std::string server;
+    bool leader = false, current = false, offline = false;
+    int64_t active_ms = 0;  // since the leader last heard from it
+    uint64_t lag = 0;       // operations behind the leader
+  };
+  Result<std::vector<Replica>> StreamReplicas(const std::string& stream) const;
 
   struct Impl;
 

@@ -124,6 +124,14 @@ TEST(ClusterProcess, TheOtherNodeTakesOverDeliveryWhenTheLeaderIsKilled) {
     EXPECT_NE(view.find(R"("node":"node-b","role":"follower")"), std::string::npos) << view;
     EXPECT_NE(view.find(R"("leader":{"node":"node-a")"), std::string::npos) << view;
     EXPECT_NE(view.find(R"("name":"DVCLUSTER")"), std::string::npos) << view;
+    // The stream's three replicas, the leader first.
+    EXPECT_NE(view.find(R"("replicas":[{"server":)"), std::string::npos) << view;
+    size_t servers = 0;
+    for (size_t at = view.find(R"("server":)"); at != std::string::npos;
+         at = view.find(R"("server":)", at + 1)) {
+      ++servers;
+    }
+    EXPECT_EQ(servers, 3u) << view;
   }
   EXPECT_EQ(testing::MetricSum(a->admin_port, "dvrouter_cluster_leader{node=\"node-a\"}"), 1);
   EXPECT_EQ(testing::MetricSum(b.admin_port, "dvrouter_cluster_leader{node=\"node-b\"}"), 0);
