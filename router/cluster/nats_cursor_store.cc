@@ -3,9 +3,12 @@
 #include <nats/nats.h>
 
 #include <charconv>
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "router/cluster/nats_kv.h"
+#include "router/common/clock.h"
 
 namespace dvrouter {
 
@@ -13,6 +16,7 @@ namespace {
 
 constexpr std::string_view kMagic = "dvrouter-cursors 1";
 constexpr std::string_view kPrefix = "c.";
+constexpr int64_t kLoadWaitMs = 30'000;
 
 bool Number(std::string_view text, uint64_t* out) {
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
@@ -39,6 +43,19 @@ NatsCursorStore::NatsCursorStore(kvStore* bucket, std::string bucket_name,
     : kv_(bucket), bucket_name_(std::move(bucket_name)), may_write_(std::move(may_write)) {}
 
 Result<CursorMap> NatsCursorStore::Load(uint32_t partitions) const {
+  // A JetStream that elects the bucket's leader (a server just left) answers nothing for a few
+  // seconds: delivery waits for it rather than failing the start.
+  const int64_t deadline = SteadyNowMs() + kLoadWaitMs;
+  for (;;) {
+    Result<CursorMap> r = LoadOnce(partitions);
+    if (r.ok() || r.status().code() != StatusCode::kUnavailable || SteadyNowMs() >= deadline) {
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+Result<CursorMap> NatsCursorStore::LoadOnce(uint32_t partitions) const {
   CursorMap out;
   kvKeysList keys{};
   natsStatus s = kvStore_Keys(&keys, kv_, nullptr);

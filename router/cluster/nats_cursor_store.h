@@ -22,12 +22,15 @@ class NatsCursorStore final : public CursorStore {
   NatsCursorStore(kvStore* bucket, std::string bucket_name, std::function<bool()> may_write);
 
   // InvalidArgument naming the bucket and key for a value that is not this store's, or one of
-  // another partition count.
+  // another partition count; Unavailable when JetStream did not answer for 30 s (it is asked
+  // again meanwhile: a bucket whose leader is being elected answers within seconds).
   Result<CursorMap> Load(uint32_t partitions) const override;
   // Only the adapters whose cursors changed since the last Load or Save are written.
   Status Save(const CursorMap& cursors) const override;
 
  private:
+  Result<CursorMap> LoadOnce(uint32_t partitions) const;
+
   kvStore* const kv_;
   const std::string bucket_name_;
   const std::function<bool()> may_write_;

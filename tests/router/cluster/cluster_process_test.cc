@@ -4,13 +4,16 @@
 // mid-load: the other node takes the lease over and delivers the rest (every acknowledged event
 // reaches the shared lake), within 10 s of the kill. The killed node comes back as a follower;
 // the new leader, its lease taken from under it, exits with its distinct code and the follower
-// takes over again.
+// takes over again. A second run kills a nats-server (one of three) mid-load and brings it back:
+// every acknowledged event still reaches the lake, nodes that exit are restarted as a supervisor
+// would.
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -277,6 +280,113 @@ TEST(ClusterProcess, TheOtherNodeTakesOverDeliveryWhenTheLeaderIsKilled) {
   kvEntry* e = nullptr;
   EXPECT_EQ(kvStore_Get(&e, *state, "leader"), NATS_NOT_FOUND);
   if (e != nullptr) kvEntry_Destroy(e);
+}
+
+// Two nodes under a supervisor of the test's own: a node that exits (it lost the lease) is
+// started again on its ports.
+struct SupervisedNode {
+  SupervisedNode(const std::string& name, const std::string& servers, const std::string& lake)
+      : name(name), log(dir.path() + "/router.log") {
+    WriteNodeConfig(dir, name, servers, lake);
+    testing::WriteFileOrDie(log, "");
+    process = std::make_unique<testing::RouterProcess>(dir, log);
+  }
+  bool WaitReady() {
+    if (!process->WaitReady(1)) return false;
+    port = process->port;
+    return true;
+  }
+  // Starts the node again (on its ports) if it exited; the clients reconnect by themselves.
+  void Supervise() {
+    const int status = process->child().Wait(std::chrono::milliseconds(0));
+    if (status == -1) return;
+    exits.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));
+    process =
+        std::make_unique<testing::RouterProcess>(dir, log, "127.0.0.1:" + std::to_string(port));
+  }
+  testing::TempDir dir;
+  std::string name, log;
+  std::unique_ptr<testing::RouterProcess> process;
+  uint16_t port = 0;
+  std::vector<int> exits;
+};
+
+TEST(ClusterProcess, ANatsServersLossMidLoadLosesNoAcknowledgedEvent) {
+  std::string why;
+  if (!testing::NatsServer::Available(&why)) GTEST_SKIP() << why;
+  testing::NatsCluster cluster;
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  testing::ScopedEnv key("DVROUTER_CLUSTER_TEST_KEY", "cluster-key");
+  std::string servers;
+  for (const std::string& u : cluster.urls()) servers += (servers.empty() ? "" : ", ") + u;
+  testing::TempDir shared;
+  const std::string lake = shared.path() + "/lake";
+  SupervisedNode a("node-a", servers, lake);
+  ASSERT_TRUE(a.WaitReady()) << testing::ReadFileOrDie(a.log);
+  SupervisedNode b("node-b", servers, lake);
+  ASSERT_TRUE(b.WaitReady()) << testing::ReadFileOrDie(b.log);
+  auto logs = [&] {
+    return "--- node-a\n" + testing::ReadFileOrDie(a.log) + "--- node-b\n" +
+           testing::ReadFileOrDie(b.log);
+  };
+
+  std::mutex mu;
+  std::map<std::string, int> acked;
+  std::map<std::string, int> refusals;
+  std::atomic<bool> stop{false};
+  std::atomic<int> oks{0};
+  auto client = [&](uint16_t port, int base) {
+    auto c = std::make_unique<HttpClient>(port);
+    for (int i = 0; !stop.load(); ++i) {
+      HttpReply r = c->Post(kTarget, Event(base + i));
+      if (r.status == 0) {  // the node restarts: a new connection later
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        c = std::make_unique<HttpClient>(port);
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (r.status != 200) {
+        refusals[std::to_string(r.status) + " " + r.body.substr(0, 120)]++;
+        continue;
+      }
+      acked[testing::JsonStringField(r.body, "event_id")] = base + i;
+      ++oks;
+      if (i % 10 == 9) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  };
+  std::thread to_a(client, a.port, 400'000);
+  std::thread to_b(client, b.port, 500'000);
+  auto supervised_until = [&](const std::function<bool()>& done, int seconds) {
+    return testing::WaitFor(
+        [&] {
+          a.Supervise();
+          b.Supervise();
+          return done();
+        },
+        std::chrono::seconds(seconds));
+  };
+  ASSERT_TRUE(supervised_until([&] { return oks.load() >= 300; }, 60)) << logs();
+  cluster.server(0).Kill();
+  const int before = oks.load();
+  EXPECT_TRUE(supervised_until([&] { return oks.load() >= before + 500; }, 90))
+      << ::testing::PrintToString(refusals) << logs();
+  ASSERT_TRUE(cluster.server(0).Start()) << cluster.server(0).error();
+  const int back = oks.load();
+  EXPECT_TRUE(supervised_until([&] { return oks.load() >= back + 300; }, 60)) << logs();
+  stop = true;
+  to_a.join();
+  to_b.join();
+  std::string missing;
+  EXPECT_TRUE(supervised_until([&] { return (missing = Missing(lake, acked)).empty(); }, 90))
+      << "missing " << missing << " of " << acked.size() << "\n"
+      << logs();
+  std::fprintf(stderr, "acked %zu, refused %s, node-a exits %s, node-b exits %s\n", acked.size(),
+               ::testing::PrintToString(refusals).c_str(),
+               ::testing::PrintToString(a.exits).c_str(),
+               ::testing::PrintToString(b.exits).c_str());
+  for (const std::vector<int>* exits : {&a.exits, &b.exits}) {
+    for (int code : *exits) EXPECT_EQ(code, App::kExitLeaseLost) << logs();
+  }
 }
 
 }  // namespace
