@@ -17,6 +17,7 @@
 #include "router/cluster/cluster_admin.h"
 #include "router/cluster/lease.h"
 #include "router/cluster/nats_cursor_store.h"
+#include "router/cluster/nats_dlq_log.h"
 #include "router/cluster/nats_kv.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
@@ -338,6 +339,12 @@ Status App::ClusterSetup(Impl& m, EngineOptions* eo) {
   NatsLease* lease = m.lease.get();
   eo->cursor_store = std::make_shared<NatsCursorStore>(*cursors, n.stream + "_cursors",
                                                        [lease] { return lease->held(); });
+  NatsKv* conn = m.cluster_kv.get();
+  eo->dlq_log = [conn, name = n.stream + "_DLQ", replicas]() -> Result<std::unique_ptr<DlqLog>> {
+    auto log = NatsDlqLog::Open(conn, name, replicas);
+    if (!log.ok()) return log.status();
+    return std::unique_ptr<DlqLog>(std::move(log).value());
+  };
   for (const AdapterConfig& ac : m.config.adapters) {
     if (ac.type == "lake" || ac.type == "sqlite") {
       std::fprintf(stderr,

@@ -117,6 +117,8 @@ Result<kvStore*> NatsKv::Bucket(const std::string& name, int64_t ttl_ms, int64_t
   return kv;
 }
 
+jsCtx* NatsKv::js() const { return impl_->js; }
+
 Result<std::vector<NatsKv::Replica>> NatsKv::StreamReplicas(const std::string& stream) const {
   jsStreamInfo* si = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);

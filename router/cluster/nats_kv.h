@@ -16,6 +16,7 @@
 #include "router/common/status.h"
 
 typedef struct __kvStore kvStore;  // <nats/nats.h>
+typedef struct __jsCtx jsCtx;      // <nats/nats.h>
 
 namespace dvrouter {
 
@@ -46,6 +47,9 @@ class NatsKv {
     uint64_t lag = 0;       // operations behind the leader
   };
   Result<std::vector<Replica>> StreamReplicas(const std::string& stream) const;
+
+  // The JetStream context of this connection (for the DLQ's stream, NatsDlqLog).
+  jsCtx* js() const;
 
   struct Impl;
 

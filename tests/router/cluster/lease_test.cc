@@ -3,7 +3,8 @@
 // other takes over within lease_ttl and a renewal once the winner stops renewing, or at once
 // after a release; a revision conflict loses the lease; a bucket of another TTL is refused; the
 // cursor store round-trips, refuses malformed values naming the key, and saves nothing once the
-// lease is gone.
+// lease is gone; the DLQ in its stream is read back whole by another node, a line published
+// twice stored once.
 #include "router/cluster/lease.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "router/cluster/nats_cursor_store.h"
+#include "router/cluster/nats_dlq_log.h"
 #include "router/cluster/nats_kv.h"
 #include "router/common/clock.h"
 #include "tests/support/nats_server.h"
@@ -187,6 +189,59 @@ TEST_F(NatsLeaseTest, CursorsRoundTripAndMalformedValuesNameTheirKey) {
     EXPECT_NE(r.status().message().find("DVT_cursors/c.pg"), std::string::npos)
         << r.status().ToString();
   }
+}
+
+TEST_F(NatsLeaseTest, TheDlqInItsStreamIsReadBackByAnotherNode) {
+  auto log = NatsDlqLog::Open(kv_a_.get(), "DVT_DLQ", 1);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  auto q = DeadLetterQueue::Open(std::move(log).value());
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  EXPECT_TRUE((*q)->List("", std::nullopt, true).empty());
+  std::vector<DlqEntry> entries(2);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    DlqEntry& e = entries[i];
+    e.adapter = i == 0 ? "erp" : "pg";
+    e.seq = 10 + i;
+    e.event_id = std::string(31, '0') + std::to_string(i);
+    e.table = "contact";
+    e.row_id = "row-" + std::to_string(i);
+    e.message = "Update";
+    e.reason = "permanent";
+    e.attempts = 3;
+    e.last_error = "HTTP 400";
+    e.failed_at_ms = 1'700'000'000'000;
+    e.record = std::string("frame\0bytes", 11) + std::to_string(i);
+  }
+  ASSERT_TRUE((*q)->Append(&entries).ok());
+  ASSERT_TRUE((*q)->MarkReplayed({entries[0].id}).ok());
+  EXPECT_EQ((*q)->Pending("erp"), 0u);
+  EXPECT_EQ((*q)->Pending("pg"), 1u);
+
+  // The next leader, on its own connection.
+  auto other_log = NatsDlqLog::Open(kv_b_.get(), "DVT_DLQ", 1);
+  ASSERT_TRUE(other_log.ok()) << other_log.status().ToString();
+  NatsDlqLog* raw = other_log->get();
+  auto other = DeadLetterQueue::Open(std::move(other_log).value());
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  const std::vector<DlqEntry> listed = (*other)->List("", std::nullopt, true);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_TRUE(listed[0].replayed);
+  EXPECT_FALSE(listed[1].replayed);
+  EXPECT_EQ(listed[1].adapter, "pg");
+  EXPECT_EQ((*other)->Pending("pg"), 1u);
+  Result<DlqEntry> got = (*other)->Get(entries[1].id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->record, entries[1].record);
+  EXPECT_EQ(got->row_id, "row-1");
+  // Ids go on after the ones read back.
+  std::vector<DlqEntry> more{entries[1]};
+  ASSERT_TRUE((*other)->Append(&more).ok());
+  EXPECT_EQ(more[0].id, entries[1].id + 1);
+  // A line published again (an unanswered publish retried) is stored once.
+  std::vector<uint64_t> first, again;
+  ASSERT_TRUE(raw->Append({R"({"replayed":99})"}, &first).ok());
+  ASSERT_TRUE(raw->Append({R"({"replayed":99})"}, &again).ok());
+  EXPECT_EQ(first, again);
 }
 
 }  // namespace
