@@ -271,6 +271,43 @@ TEST(Deploy, TheClusterExampleParses) {
   EXPECT_EQ(c->cluster.lease_ttl_ms, 5000u);
 }
 
+// Several router nodes (docs/journal-nats.md): a Deployment of 2+ pods with a disruption budget
+// that keeps one, and a configuration with the cluster section on the replicated journal.
+TEST(Deploy, TheClusterManifestRunsTwoNodesWithAClusterConfiguration) {
+  const std::string path =
+      std::string(DVROUTER_SOURCE_DIR) + "/deploy/kubernetes/dvrouter-cluster.yaml";
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(path);
+  std::string config;
+  bool deployment = false, budget = false;
+  for (const YAML::Node& d : docs) {
+    const std::string kind = d["kind"].as<std::string>();
+    if (kind == "Deployment") {
+      deployment = true;
+      EXPECT_GE(d["spec"]["replicas"].as<int>(), 2);
+    }
+    if (kind == "PodDisruptionBudget") {
+      budget = true;
+      EXPECT_EQ(d["spec"]["maxUnavailable"].as<int>(), 1);
+    }
+    if (kind == "ConfigMap") config = d["data"]["dvrouter.yaml"].as<std::string>();
+  }
+  EXPECT_TRUE(deployment && budget);
+  testing::ScopedEnv key("DVROUTER_WEBHOOK_KEY", "deploy-key");
+  testing::ScopedEnv token("DVROUTER_ADMIN_TOKEN", "deploy-admin-token");
+  testing::ScopedEnv nats("DVROUTER_NATS_PASSWORD", "deploy-nats-password");
+  testing::ScopedEnv pg("DVROUTER_PG_PASSWORD", "deploy-pg-password");
+  Result<Config> c = ParseConfig(config);
+  ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << config;
+  EXPECT_TRUE(c->journal.nats);
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_FALSE(c->cluster.node.empty()) << "the host name, i.e. the pod's";
+  EXPECT_EQ(c->admin.auth.token, "deploy-admin-token");
+  for (const AdapterConfig& a : c->adapters) {
+    EXPECT_NE(a.type, "lake") << "local files need a shared volume";
+    EXPECT_NE(a.type, "sqlite") << "local files need a shared volume";
+  }
+}
+
 // The NATS cluster for the replicated journal: three servers, a disruption budget that keeps a
 // quorum, and a configuration nats-server itself accepts.
 TEST(Deploy, TheNatsClusterManifestHoldsAQuorumAndAValidConfiguration) {
