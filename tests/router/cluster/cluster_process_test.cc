@@ -4,7 +4,8 @@
 // mid-load: the other node takes the lease over and delivers the rest (every acknowledged event
 // reaches the shared lake), within 10 s of the kill. The killed node comes back as a follower;
 // the new leader, its lease taken from under it, exits with its distinct code and the follower
-// takes over again. A second run kills a nats-server (one of three) mid-load and brings it back:
+// takes over again. Dead letters written by one leader are listed and replayed by the next. A
+// second run kills a nats-server (one of three) mid-load and brings it back:
 // every acknowledged event still reaches the lake, nodes that exit are restarted as a supervisor
 // would.
 #include <gtest/gtest.h>
@@ -49,8 +50,10 @@ std::string SeqOf(const std::string& body) {
 
 const char kTarget[] = "/webhooks/dataverse?code=cluster-key";
 
+// `extra`: more adapters (YAML at their indentation), routed with the lake.
 void WriteNodeConfig(const testing::TempDir& node_dir, const std::string& name,
-                     const std::string& servers, const std::string& lake) {
+                     const std::string& servers, const std::string& lake,
+                     const std::string& extra = "", const std::string& extra_names = "") {
   testing::WriteFileOrDie(node_dir.path() + "/router.yaml",
                           "ingress:\n"
                           "  auth: {mode: webhook_key, secret: \"${DVROUTER_CLUSTER_TEST_KEY}\"}\n"
@@ -77,9 +80,27 @@ void WriteNodeConfig(const testing::TempDir& node_dir, const std::string& name,
                               "    dir: " +
                               lake +
                               "\n"
-                              "    roll_interval: 50ms\n"
+                              "    roll_interval: 50ms\n" +
+                              extra +
                               "routes:\n"
-                              "  - adapters: [lake]\n");
+                              "  - adapters: [lake" +
+                              extra_names + "]\n");
+}
+
+// Waits until the three servers' JetStream answers (a cluster that just started elects its
+// leaders first), by creating the lease bucket the nodes will bind: the routers' start then
+// does not spend its readiness timeout on the election.
+void WaitForJetStream(testing::NatsCluster& cluster) {
+  NatsKvOptions o;
+  o.servers = cluster.urls();
+  auto kv = NatsKv::Connect(o);
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto bucket = (*kv)->Bucket("DVCLUSTER_state", 3000, 3);
+    if (bucket.ok()) return;
+    std::fprintf(stderr, "JetStream not ready yet: %s\n", bucket.status().ToString().c_str());
+  }
+  FAIL() << "JetStream never answered";
 }
 
 // The lake's rows missing one of `acked` (empty when none is).
@@ -96,6 +117,7 @@ TEST(ClusterProcess, TheOtherNodeTakesOverDeliveryWhenTheLeaderIsKilled) {
   if (!testing::NatsServer::Available(&why)) GTEST_SKIP() << why;
   testing::NatsCluster cluster;
   ASSERT_TRUE(cluster.ok()) << cluster.error();
+  ASSERT_NO_FATAL_FAILURE(WaitForJetStream(cluster));
   testing::ScopedEnv key("DVROUTER_CLUSTER_TEST_KEY", "cluster-key");
   std::string servers;
   for (const std::string& u : cluster.urls()) servers += (servers.empty() ? "" : ", ") + u;
@@ -316,6 +338,7 @@ TEST(ClusterProcess, ANatsServersLossMidLoadLosesNoAcknowledgedEvent) {
   if (!testing::NatsServer::Available(&why)) GTEST_SKIP() << why;
   testing::NatsCluster cluster;
   ASSERT_TRUE(cluster.ok()) << cluster.error();
+  ASSERT_NO_FATAL_FAILURE(WaitForJetStream(cluster));
   testing::ScopedEnv key("DVROUTER_CLUSTER_TEST_KEY", "cluster-key");
   std::string servers;
   for (const std::string& u : cluster.urls()) servers += (servers.empty() ? "" : ", ") + u;
@@ -387,6 +410,76 @@ TEST(ClusterProcess, ANatsServersLossMidLoadLosesNoAcknowledgedEvent) {
   for (const std::vector<int>* exits : {&a.exits, &b.exits}) {
     for (int code : *exits) EXPECT_EQ(code, App::kExitLeaseLost) << logs();
   }
+}
+
+TEST(ClusterProcess, TheNextLeaderListsTheDeadLettersOfTheOneBefore) {
+  std::string why;
+  if (!testing::NatsServer::Available(&why)) GTEST_SKIP() << why;
+  testing::NatsCluster cluster;
+  ASSERT_TRUE(cluster.ok()) << cluster.error();
+  ASSERT_NO_FATAL_FAILURE(WaitForJetStream(cluster));
+  testing::ScopedEnv key("DVROUTER_CLUSTER_TEST_KEY", "cluster-key");
+  std::string servers;
+  for (const std::string& u : cluster.urls()) servers += (servers.empty() ? "" : ", ") + u;
+  // An ERP nobody listens for, given up on at the first failure: every event is a dead letter.
+  const std::string erp =
+      "  erp:\n"
+      "    type: erp\n"
+      "    base_url: http://127.0.0.1:1\n"
+      "    connect_timeout: 100ms\n"
+      "    retry: {max_attempts: 1}\n"
+      "    requests:\n"
+      "      - path: /orders\n";
+  testing::TempDir shared, dir_a, dir_b;
+  const std::string lake = shared.path() + "/lake";
+  WriteNodeConfig(dir_a, "node-a", servers, lake, erp, ", erp");
+  WriteNodeConfig(dir_b, "node-b", servers, lake, erp, ", erp");
+  const std::string log_a = dir_a.path() + "/router.log", log_b = dir_b.path() + "/router.log";
+  testing::WriteFileOrDie(log_a, "");
+  testing::WriteFileOrDie(log_b, "");
+  auto logs = [&] {
+    return "--- node-a\n" + testing::ReadFileOrDie(log_a) + "--- node-b\n" +
+           testing::ReadFileOrDie(log_b);
+  };
+  testing::RouterProcess a(dir_a, log_a);
+  ASSERT_TRUE(a.WaitReady(1)) << logs();
+  testing::RouterProcess b(dir_b, log_b);
+  ASSERT_TRUE(b.WaitReady(1)) << logs();
+  HttpClient to_b(b.port);
+  for (int n = 0; n < 3; ++n) {
+    HttpReply r = to_b.Post(kTarget, Event(600'000 + n));
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  auto entries = [](uint16_t admin_port) {
+    const std::string body = HttpClient(admin_port).Get("/dlq?adapter=erp").body;
+    size_t n = 0;
+    for (size_t at = body.find("\"event_id\""); at != std::string::npos;
+         at = body.find("\"event_id\"", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return entries(a.admin_port) == 3; }, std::chrono::seconds(30)))
+      << HttpClient(a.admin_port).Get("/dlq").body << logs();
+  a.child().Kill(SIGKILL);
+  a.child().Wait();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return testing::ReadFileOrDie(log_b).find("node-b acquired the delivery lease") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(15)))
+      << logs();
+  ASSERT_TRUE(testing::WaitFor([&] { return HttpClient(b.admin_port).Get("/dlq").status == 200; },
+                               std::chrono::seconds(15)));
+  // The old leader's three (and the same events again if its last cursors were not saved yet).
+  EXPECT_GE(entries(b.admin_port), 3u) << HttpClient(b.admin_port).Get("/dlq").body << logs();
+  // Replayed from the new leader: marked in the stream (and dead again at the absent ERP).
+  HttpReply replay = HttpClient(b.admin_port).Post("/dlq/replay?adapter=erp", "");
+  EXPECT_EQ(replay.status, 200) << replay.body;
+  EXPECT_NE(replay.body.find("\"replayed\":"), std::string::npos) << replay.body;
+  EXPECT_EQ(replay.body.find("\"replayed\":0"), std::string::npos) << replay.body;
 }
 
 }  // namespace
