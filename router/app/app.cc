@@ -21,6 +21,7 @@
 #include "router/cluster/nats_kv.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
+#include "router/common/thread_name.h"
 #include "router/delivery/engine.h"
 #include "router/ingress/admin_handler.h"
 #include "router/ingress/server.h"
@@ -292,6 +293,7 @@ Status App::StartCluster(Impl& m) {
   } else {
     std::fprintf(stderr, "dvrouter: cluster node %s is a follower (ingress only)\n", node.c_str());
     m.leader_waiter = std::thread([&m, node] {
+      SetThreadName("dv-cluster");
       while (!m.stopping.load()) {
         if (!m.lease->WaitHeld(250) || m.stopping.load()) continue;
         std::fprintf(stderr,

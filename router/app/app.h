@@ -5,6 +5,9 @@
 // accepting, completes every request already handed to the journal (so nothing in flight is
 // answered with a reset), stops delivery (batches in flight finish or come back later: cursors
 // are persisted) and stops the threads. Construct, Start and Shutdown on one thread.
+// With a `cluster` section (docs/journal-nats.md, "Several router nodes") every node serves the
+// ingress and delivery starts only once this node holds the delivery lease (on the dv-cluster
+// thread when it is acquired later); losing the lease ends the process with kExitLeaseLost.
 #pragma once
 
 #include <functional>
