@@ -64,7 +64,7 @@ NatsLease::Change NatsLease::Step(std::string* why) {
       since_ms_ = now;
       last_ok_ms_ = start;
       held_.store(true, std::memory_order_release);
-      { std::lock_guard<std::mutex> lock(mu_); }
+      { std::lock_guard<std::mutex> lock(mu_); }  // a WaitHeld between its check and its wait
       cv_.notify_all();
       change = Change::kAcquired;
     }
@@ -83,7 +83,13 @@ NatsLease::Change NatsLease::Step(std::string* why) {
         last_ok_ms_ = start;
       } else {
         const std::string text = NatsErrorText(s);
-        if (text.find("wrong last sequence") != std::string::npos) {
+        Result<LeaderInfo> stored = NotFound("");
+        if (text.find("wrong last sequence") != std::string::npos && (stored = Leader()).ok() &&
+            stored->node == opt_.node && stored->since_ms == since_ms_) {
+          // Our own renewal whose answer was lost (a timeout): still ours, at that revision.
+          // last_ok_ms_ stays where it was, so the stall check above still bounds the lease.
+          revision_ = stored->revision;
+        } else if (text.find("wrong last sequence") != std::string::npos) {
           lost = "revision conflict: the lease was taken or expired (" + text + ")";
         } else if (SteadyNowMs() - last_ok_ms_ >= opt_.ttl_ms * 3 / 4) {
           lost =

@@ -3,8 +3,9 @@
 // {"node","since_ms","renewed_ms"} of the node that delivers. A follower acquires it with a
 // create (which succeeds only when the key is absent: never written, deleted, or expired); the
 // leader renews it every lease_ttl/4 with an update checked against the revision it last wrote.
-// A revision conflict, or no successful renewal for 3/4 of lease_ttl (before the key could
-// expire and another node take it), loses the lease. Every step also writes this node's
+// A revision conflict (unless the key holds this node's own value: a renewal whose answer was
+// lost), or no successful renewal for 3/4 of lease_ttl (before the key could expire and another
+// node take it), loses the lease. Every step also writes this node's
 // heartbeat, `node.<name>`, which the TTL removes when the node stops.
 //
 // Threads: Step on one thread at a time (the lease thread once Start ran, else the caller);

@@ -112,6 +112,27 @@ TEST_F(NatsLeaseTest, ARevisionConflictLosesTheLease) {
   EXPECT_NE(why.find("revision conflict"), std::string::npos) << why;
 }
 
+TEST_F(NatsLeaseTest, ARenewalWhoseAnswerWasLostKeepsTheLease) {
+  kvStore* bucket = State(*kv_a_);
+  NatsLease a(bucket, Node("a"));
+  ASSERT_EQ(a.Step(), NatsLease::Change::kAcquired);
+  // The renewal reached the server but its answer did not come back: the key holds a's value at
+  // a revision a does not know.
+  Result<LeaderInfo> now = a.Leader();
+  ASSERT_TRUE(now.ok());
+  kvEntry* e = nullptr;
+  ASSERT_EQ(kvStore_Get(&e, bucket, "leader"), NATS_OK);
+  const std::string value(static_cast<const char*>(kvEntry_Value(e)),
+                          static_cast<size_t>(kvEntry_ValueLen(e)));
+  kvEntry_Destroy(e);
+  uint64_t rev = 0;
+  ASSERT_EQ(kvStore_UpdateString(&rev, bucket, "leader", value.c_str(), now->revision), NATS_OK);
+  EXPECT_EQ(a.Step(), NatsLease::Change::kNone);
+  EXPECT_TRUE(a.held());
+  EXPECT_EQ(a.Step(), NatsLease::Change::kNone);  // renews at the adopted revision
+  EXPECT_GT(a.Leader()->revision, rev);
+}
+
 TEST_F(NatsLeaseTest, AReleaseLetsAFollowerTakeOverAtOnceAndNodesAreListed) {
   NatsLease a(State(*kv_a_), Node("a"));
   NatsLease b(State(*kv_b_), Node("b"));
