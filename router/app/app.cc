@@ -14,8 +14,14 @@
 #include "adapters/registry.h"
 #include "router/app/callback_worker.h"
 #include "router/app/reconcile_runner.h"
+#include "router/cluster/cluster_admin.h"
+#include "router/cluster/lease.h"
+#include "router/cluster/nats_cursor_store.h"
+#include "router/cluster/nats_dlq_log.h"
+#include "router/cluster/nats_kv.h"
 #include "router/common/clock.h"
 #include "router/common/fs.h"
+#include "router/common/thread_name.h"
 #include "router/delivery/engine.h"
 #include "router/ingress/admin_handler.h"
 #include "router/ingress/server.h"
@@ -127,6 +133,9 @@ struct App::Impl {
   // Runs on an admin I/O thread, possibly while Start() is still recovering: it reads the
   // components through atomics published once they are ready.
   void RefreshGauges() {
+    if (NatsLease* l = lease_ready.load(std::memory_order_acquire)) {
+      cluster_metrics->leader.Set(l->held() ? 1 : 0);
+    }
     if (HttpServer* s = ingress_ready.load(std::memory_order_acquire)) {
       metrics.connections_open.Set(static_cast<double>(s->connections()));
     }
@@ -141,6 +150,7 @@ struct App::Impl {
   std::atomic<HttpServer*> ingress_ready{nullptr};
   std::atomic<Journal*> journal_ready{nullptr};
   std::atomic<DeliveryEngine*> engine_ready{nullptr};
+  std::atomic<NatsLease*> lease_ready{nullptr};
   std::atomic<uint16_t> ingress_port{0};
   std::atomic<uint16_t> admin_port{0};
   RouterMetrics metrics;
@@ -154,6 +164,14 @@ struct App::Impl {
   std::unique_ptr<EngineAdmin> engine_admin;
   std::unique_ptr<EngineCallbacks> engine_callbacks;
   std::unique_ptr<ReconcileRunner> reconcile;
+  // With a `cluster` section (docs/journal-nats.md, "Several router nodes"): the lease and cursor
+  // buckets' connection, the lease, and the thread that starts delivery once the lease is held.
+  std::unique_ptr<NatsKv> cluster_kv;
+  std::unique_ptr<NatsLease> lease;
+  std::unique_ptr<ClusterMetrics> cluster_metrics;
+  std::unique_ptr<ClusterAdmin> cluster_admin;
+  std::thread leader_waiter;
+  std::atomic<bool> stopping{false};
   std::unique_ptr<Journal> journal;
 };
 
@@ -226,6 +244,121 @@ Status App::OpenJournal(Impl& m) {
   return Status::Ok();
 }
 
+// The delivery engine and what needs it: the admin operations, sinks' callbacks,
+// reconciliation. At Start with one node; on the lease thread's waiter once this node holds the
+// delivery lease in a cluster.
+Status App::StartDelivery(Impl& m) {
+  if (Status st = m.engine->Start(m.journal.get()); !st.ok()) return st;
+  m.engine_ready.store(m.engine.get(), std::memory_order_release);
+  m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
+  m.admin.set_operations(m.engine_admin.get());
+  m.engine_callbacks =
+      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics,
+                                        static_cast<uint32_t>(m.config.ingress.retry_after_s));
+  m.webhook.set_callbacks(m.engine_callbacks.get());
+  if (m.config.reconcile.present) {
+    m.reconcile =
+        std::make_unique<ReconcileRunner>(m.config, m.journal.get(), &m.metrics.registry());
+    m.admin.set_reconcile(m.reconcile.get());
+    m.reconcile->Start();
+  }
+  return Status::Ok();
+}
+
+// A node of a cluster: the lease's buckets and the cursor store were set up before the engine
+// was built (ClusterSetup). One lease step now, so a node that finds the lease free delivers from
+// its start; otherwise the waiter starts delivery when the lease is acquired. Losing the lease
+// ends the process (crash-only failover, docs/journal-nats.md): the supervisor restarts it as a
+// follower.
+Status App::StartCluster(Impl& m) {
+  m.cluster_admin = std::make_unique<ClusterAdmin>(
+      m.lease.get(), m.journal.get(), m.cluster_kv.get(), m.config.journal.nats_config.stream);
+  m.admin.set_cluster(m.cluster_admin.get());
+  m.lease_ready.store(m.lease.get(), std::memory_order_release);
+  (void)m.lease->Step();
+  const std::string node = m.config.cluster.node;
+  // Renewals run from now on, also while delivery starts (adapters may take a while).
+  m.lease->Start([node](const std::string& why) {
+    std::fprintf(stderr,
+                 "dvrouter: cluster node %s lost the delivery lease (%s): exiting with code %d, "
+                 "to be restarted as a follower (crash-only failover)\n",
+                 node.c_str(), why.c_str(), App::kExitLeaseLost);
+    std::fflush(stderr);
+    std::_Exit(App::kExitLeaseLost);
+  });
+  if (m.lease->held()) {
+    std::fprintf(stderr, "dvrouter: cluster node %s holds the delivery lease: delivering\n",
+                 node.c_str());
+    if (Status st = StartDelivery(m); !st.ok()) return st;
+  } else {
+    std::fprintf(stderr, "dvrouter: cluster node %s is a follower (ingress only)\n", node.c_str());
+    m.leader_waiter = std::thread([&m, node] {
+      SetThreadName("dv-cluster");
+      while (!m.stopping.load()) {
+        if (!m.lease->WaitHeld(250) || m.stopping.load()) continue;
+        std::fprintf(stderr,
+                     "dvrouter: cluster node %s acquired the delivery lease: delivering "
+                     "(leader since %lld)\n",
+                     node.c_str(), static_cast<long long>(WallNowMs()));
+        if (Status st = StartDelivery(m); !st.ok()) {
+          std::fprintf(stderr, "dvrouter: starting delivery failed: %s; exiting\n",
+                       st.ToString().c_str());
+          std::fflush(stderr);
+          std::_Exit(1);
+        }
+        return;
+      }
+    });
+  }
+  return Status::Ok();
+}
+
+// Before the engine is built: the cluster's buckets, the lease and the cursor store in the KV.
+Status App::ClusterSetup(Impl& m, EngineOptions* eo) {
+  const NatsConfig& n = m.config.journal.nats_config;
+  const ClusterConfig& c = m.config.cluster;
+  NatsKvOptions ko;
+  ko.servers = n.servers;
+  ko.user = n.user;
+  ko.password = n.password;
+  ko.creds_file = n.creds_file;
+  ko.ca_file = n.ca_file;
+  ko.request_timeout_ms = std::max<int64_t>(250, static_cast<int64_t>(c.lease_ttl_ms) / 4);
+  auto kv = NatsKv::Connect(ko);
+  if (!kv.ok()) return kv.status();
+  m.cluster_kv = std::move(kv).value();
+  const int64_t replicas = static_cast<int64_t>(n.replicas);
+  auto state =
+      m.cluster_kv->Bucket(n.stream + "_state", static_cast<int64_t>(c.lease_ttl_ms), replicas);
+  if (!state.ok()) return state.status();
+  auto cursors = m.cluster_kv->Bucket(n.stream + "_cursors", 0, replicas);
+  if (!cursors.ok()) return cursors.status();
+  LeaseOptions lo;
+  lo.node = c.node;
+  lo.ttl_ms = static_cast<int64_t>(c.lease_ttl_ms);
+  m.lease = std::make_unique<NatsLease>(*state, lo);
+  m.cluster_metrics = std::make_unique<ClusterMetrics>(&m.metrics.registry(), c.node);
+  NatsLease* lease = m.lease.get();
+  eo->cursor_store = std::make_shared<NatsCursorStore>(*cursors, n.stream + "_cursors",
+                                                       [lease] { return lease->held(); });
+  NatsKv* conn = m.cluster_kv.get();
+  eo->dlq_log = [conn, name = n.stream + "_DLQ", replicas]() -> Result<std::unique_ptr<DlqLog>> {
+    auto log = NatsDlqLog::Open(conn, name, replicas);
+    if (!log.ok()) return log.status();
+    return std::unique_ptr<DlqLog>(std::move(log).value());
+  };
+  for (const AdapterConfig& ac : m.config.adapters) {
+    if (ac.type == "lake" || ac.type == "sqlite") {
+      std::fprintf(stderr,
+                   "dvrouter: NOTE: adapters.%s (%s) writes local files: in a cluster every node "
+                   "must see the same files (a shared volume), since the leader writes them "
+                   "(docs/journal-nats.md)\n",
+                   ac.name.c_str(), ac.type.c_str());
+    }
+  }
+  return Status::Ok();
+}
+
 Status App::Start() {
   Impl& m = *impl_;
   if (Status st = ValidateAdmin(m.config.admin); !st.ok()) return st;
@@ -257,25 +390,19 @@ Status App::Start() {
   eo.state_dir = m.config.journal.data_dir + "/delivery";
   eo.max_body_bytes = m.config.ingress.max_body_bytes;
   eo.registry = &m.metrics.registry();
+  if (m.config.cluster.enabled) {
+    if (Status st = ClusterSetup(m, &eo); !st.ok()) return st;
+  }
   m.engine = std::make_unique<DeliveryEngine>(std::move(eo), std::move(engine_adapters));
 
   if (Status st = MakeDirectories(m.config.journal.data_dir); !st.ok()) return st;
   if (Status st = OpenJournal(m); !st.ok()) return st;
   m.journal_ready.store(m.journal.get(), std::memory_order_release);
-  if (Status st = m.engine->Start(m.journal.get()); !st.ok()) return st;
-  m.engine_ready.store(m.engine.get(), std::memory_order_release);
-  m.engine_admin = std::make_unique<EngineAdmin>(m.engine.get());
-  m.admin.set_operations(m.engine_admin.get());
-  m.engine_callbacks =
-      std::make_unique<EngineCallbacks>(m.engine.get(), &m.adapters, &m.metrics,
-                                        static_cast<uint32_t>(m.config.ingress.retry_after_s));
-  m.webhook.set_callbacks(m.engine_callbacks.get());
   m.webhook.set_journal(m.journal.get());
-  if (m.config.reconcile.present) {
-    m.reconcile =
-        std::make_unique<ReconcileRunner>(m.config, m.journal.get(), &m.metrics.registry());
-    m.admin.set_reconcile(m.reconcile.get());
-    m.reconcile->Start();
+  if (m.lease) {
+    if (Status st = StartCluster(m); !st.ok()) return st;
+  } else if (Status st = StartDelivery(m); !st.ok()) {
+    return st;
   }
 
   HttpServerLimits limits;
@@ -320,6 +447,9 @@ Status App::Start() {
 
 void App::Shutdown() {
   Impl& m = *impl_;
+  // No delivery starts from here on (a start under way completes first).
+  m.stopping.store(true);
+  if (m.leader_waiter.joinable()) m.leader_waiter.join();
   m.admin.set_ready(false);
   m.ingress_ready.store(nullptr, std::memory_order_release);
   if (m.ingress) m.ingress->StopAccepting();
@@ -338,6 +468,7 @@ void App::Shutdown() {
   m.runtime.Stop();  // no admin request runs from here on
   m.admin.set_operations(nullptr);
   m.admin.set_reconcile(nullptr);
+  m.admin.set_cluster(nullptr);
   m.webhook.set_callbacks(nullptr);
   m.engine_ready.store(nullptr, std::memory_order_release);
   // No commit can come any more: stop delivery (persists the cursors).
@@ -350,6 +481,15 @@ void App::Shutdown() {
   m.reconcile.reset();
   m.engine.reset();
   m.adapters.clear();
+  // The cursors are saved: a follower may take over at once.
+  m.lease_ready.store(nullptr, std::memory_order_release);
+  if (m.lease) {
+    m.lease->Stop();
+    m.lease->Release();
+  }
+  m.cluster_admin.reset();
+  m.lease.reset();
+  m.cluster_kv.reset();
   m.journal.reset();
 }
 

@@ -5,6 +5,9 @@
 // accepting, completes every request already handed to the journal (so nothing in flight is
 // answered with a reset), stops delivery (batches in flight finish or come back later: cursors
 // are persisted) and stops the threads. Construct, Start and Shutdown on one thread.
+// With a `cluster` section (docs/journal-nats.md, "Several router nodes") every node serves the
+// ingress and delivery starts only once this node holds the delivery lease (on the dv-cluster
+// thread when it is acquired later); losing the lease ends the process with kExitLeaseLost.
 #pragma once
 
 #include <functional>
@@ -24,8 +27,14 @@ struct AppHooks {
   std::function<std::unique_ptr<Adapter>(const AdapterConfig&)> make_adapter;
 };
 
+struct EngineOptions;
+
 class App {
  public:
+  // The exit code of a cluster node that lost the delivery lease (docs/journal-nats.md,
+  // "Several router nodes"): its supervisor restarts it, as a follower.
+  static constexpr int kExitLeaseLost = 75;
+
   explicit App(Config config, AppHooks hooks = {});
   ~App();
   Status Start();
@@ -39,6 +48,9 @@ class App {
  private:
   struct Impl;
   static Status OpenJournal(Impl& m);
+  static Status StartDelivery(Impl& m);
+  static Status StartCluster(Impl& m);
+  static Status ClusterSetup(Impl& m, EngineOptions* eo);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -304,6 +306,37 @@ Status ParseNats(Section n, const std::string& base_dir, JournalConfig* journal)
   return n.RejectUnknown();
 }
 
+// cluster (docs/journal-nats.md, "Several router nodes"): only with journal.backend: nats.
+Status ParseCluster(Section c, Config* config) {
+  DV_TRY(c.Check());
+  if (!c.Present()) return Status::Ok();
+  ClusterConfig& out = config->cluster;
+  if (!config->journal.nats) {
+    return KeyError("cluster",
+                    "several router nodes share a NATS JetStream journal: set journal.backend: "
+                    "nats (and journal.nats) or remove the cluster section");
+  }
+  out.enabled = true;
+  c.Record("node", {"string", "the host name", "letters, digits, `_`, `-`, `.`"});
+  DV_TRY(c.String("node", &out.node));
+  if (out.node.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) == 0) out.node = host;
+  }
+  const bool node_ok = !out.node.empty() && out.node.size() <= 128 &&
+                       std::all_of(out.node.begin(), out.node.end(), [](char ch) {
+                         return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                                (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.';
+                       });
+  if (!node_ok) {
+    return KeyError(c.Path("node"), "'" + out.node +
+                                        "': letters, digits, '_', '-' and '.' only (a key in the "
+                                        "cluster's key-value bucket)");
+  }
+  DV_TRY(c.DurationMs("lease_ttl", 1000, 60'000, &out.lease_ttl_ms));
+  return c.RejectUnknown();
+}
+
 // reconcile.change_tracking (docs/reconciliation.md, "Change tracking").
 Status ParseChangeTracking(Section t, ReconcileConfig* out) {
   DV_TRY(t.Check());
@@ -582,6 +615,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   c->journal.nats = backend == "nats";
   DV_TRY(ParseNats(journal.Child("nats"), base_dir, &c->journal));
   DV_TRY(journal.RejectUnknown());
+  DV_TRY(ParseCluster(root.Child("cluster"), c));
 
   Section dedupe = root.Child("dedupe");
   DV_TRY(dedupe.Check());
@@ -782,6 +816,9 @@ std::string DescribeConfig(const Config& c) {
       << (n.creds_file.empty() ? "" : ", creds_file " + n.creds_file)
       << (n.ca_file.empty() ? "" : ", tls.ca_file " + n.ca_file) << "\n";
   }
+  if (c.cluster.enabled) {
+    o << "cluster: node " << c.cluster.node << ", lease_ttl " << c.cluster.lease_ttl_ms << "ms\n";
+  }
   if (c.reconcile.present) {
     const ReconcileConfig& r = c.reconcile;
     o << "reconcile: through " << r.dataverse << ", every " << r.interval_ms
@@ -863,6 +900,12 @@ std::string ConfigReference(AdapterKinds kinds) {
     (void)ParseConfig("{}", ".", kinds);
     (void)ParseConfig(kReferenceExample, ".", kinds);
     // The replicated journal's keys (its files do not exist here: the parse ends at them).
+    (void)ParseConfig(
+        "journal:\n"
+        "  backend: nats\n"
+        "  nats: {servers: [nats://nats-0:4222]}\n"
+        "cluster: {node: router-0, lease_ttl: 5s}\n",
+        ".", kinds);
     (void)ParseConfig(
         "journal:\n"
         "  backend: nats\n"

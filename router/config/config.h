@@ -111,6 +111,14 @@ struct JournalConfig {
   uint64_t compression_level = 1;            // zstd level, 1 (fastest) to 9
 };
 
+// Several router nodes on one NATS stream (docs/journal-nats.md, "Several router nodes"): present
+// only with a `cluster` section, which needs journal.backend: nats.
+struct ClusterConfig {
+  bool enabled = false;
+  std::string node;              // this node's name; default: the host name
+  uint64_t lease_ttl_ms = 5000;  // the delivery lease's TTL; renewed every quarter of it
+};
+
 struct DedupeConfig {
   uint64_t window_ms = 24ull * 3600 * 1000;
   uint64_t max_entries = 1'000'000;
@@ -303,6 +311,7 @@ struct Config {
   IngressConfig ingress;
   AdminConfig admin;
   JournalConfig journal;
+  ClusterConfig cluster;
   DedupeConfig dedupe;
   DeliveryConfig delivery;
   LoopGuardConfig loop_guard;

@@ -15,7 +15,7 @@ namespace {
 constexpr std::string_view kMagic = "dvrouter-cursors 1";
 }
 
-Result<std::map<std::string, std::vector<uint64_t>>> CursorStore::Load(uint32_t partitions) const {
+Result<CursorMap> FileCursorStore::Load(uint32_t partitions) const {
   std::map<std::string, std::vector<uint64_t>> out;
   std::ifstream in(path_);
   if (!in) {
@@ -56,7 +56,7 @@ Result<std::map<std::string, std::vector<uint64_t>>> CursorStore::Load(uint32_t 
   return out;
 }
 
-Status CursorStore::Save(const std::map<std::string, std::vector<uint64_t>>& cursors) const {
+Status FileCursorStore::Save(const CursorMap& cursors) const {
   std::string text(kMagic);
   text += '\n';
   for (const auto& [name, values] : cursors) {

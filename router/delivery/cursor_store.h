@@ -1,4 +1,6 @@
-// CursorStore: the delivered position of every (adapter, partition), persisted.
+// CursorStore: the delivered position of every (adapter, partition), persisted; FileCursorStore
+// keeps it in a file of the data directory (one node), NatsCursorStore (router/cluster/) in a
+// key-value bucket that every node of a cluster reads (docs/journal-nats.md).
 //
 // A cursor c means: every event of that partition with seq <= c is finished for that adapter
 // (delivered, sent to the DLQ, or not routed to it). After a restart delivery resumes past the
@@ -18,13 +20,23 @@
 
 namespace dvrouter {
 
+using CursorMap = std::map<std::string, std::vector<uint64_t>>;
+
 class CursorStore {
  public:
-  explicit CursorStore(std::string path) : path_(std::move(path)) {}
+  virtual ~CursorStore() = default;
+  // adapter name -> cursor per partition. Nothing saved yet gives an empty map.
+  virtual Result<CursorMap> Load(uint32_t partitions) const = 0;
+  virtual Status Save(const CursorMap& cursors) const = 0;
+};
 
-  // adapter name -> cursor per partition. A missing file gives an empty map.
-  Result<std::map<std::string, std::vector<uint64_t>>> Load(uint32_t partitions) const;
-  Status Save(const std::map<std::string, std::vector<uint64_t>>& cursors) const;
+class FileCursorStore final : public CursorStore {
+ public:
+  explicit FileCursorStore(std::string path) : path_(std::move(path)) {}
+
+  // A missing file gives an empty map.
+  Result<CursorMap> Load(uint32_t partitions) const override;
+  Status Save(const CursorMap& cursors) const override;
 
   const std::string& path() const { return path_; }
 

@@ -87,27 +87,105 @@ bool ParseLine(simdjson::dom::parser& parser, std::string_view line, DlqEntry* e
   return Base64Decode(record_b64, &entry->record);
 }
 
+// The DLQ of one node: append-only JSON lines in a file, one write and one fdatasync per Append.
+class FileDlqLog final : public DlqLog {
+ public:
+  explicit FileDlqLog(std::string path) : path_(std::move(path)) {}
+  ~FileDlqLog() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const std::string& name() const override { return path_; }
+
+  Status Load(const std::function<void(std::string_view, uint64_t, uint32_t)>& fn) override {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd_ < 0) return ErrnoStatus("open " + path_, errno);
+    struct stat sb {};
+    if (::fstat(fd_, &sb) != 0) return ErrnoStatus("fstat " + path_, errno);
+    std::string data;
+    if (Status st = ReadAll(fd_, static_cast<uint64_t>(sb.st_size), &data); !st.ok()) return st;
+    size_t pos = 0;
+    uint64_t valid_end = 0;
+    while (pos < data.size()) {
+      const size_t nl = data.find('\n', pos);
+      if (nl == std::string::npos) break;  // torn last line: never acknowledged
+      fn(std::string_view(data.data() + pos, nl - pos), pos, static_cast<uint32_t>(nl - pos));
+      pos = nl + 1;
+      valid_end = pos;
+    }
+    if (valid_end < data.size()) {
+      // Cut the torn line so the next entry starts on a line of its own.
+      if (::ftruncate(fd_, static_cast<off_t>(valid_end)) != 0) {
+        return ErrnoStatus("truncate " + path_, errno);
+      }
+    }
+    size_ = valid_end;
+    return Status::Ok();
+  }
+
+  Status Append(const std::vector<std::string>& lines, std::vector<uint64_t>* locations) override {
+    std::string text;
+    locations->clear();
+    for (const std::string& line : lines) {
+      locations->push_back(size_ + text.size());
+      text += line;
+      text += '\n';
+    }
+    if (Status st = AppendText(text); !st.ok()) return st;
+    size_ += text.size();
+    return Status::Ok();
+  }
+
+  Result<std::string> Read(uint64_t location, uint32_t length) const override {
+    std::string line(length, '\0');
+    if (::pread(fd_, line.data(), line.size(), static_cast<off_t>(location)) !=
+        static_cast<ssize_t>(line.size())) {
+      return ErrnoStatus("read " + path_, errno ? errno : EIO);
+    }
+    return line;
+  }
+
+ private:
+  Status AppendText(const std::string& text) {
+    size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = n < 0 ? errno : EIO;
+        if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+          return ErrnoStatus("write " + path_ + " (and the cut back failed)", err);
+        }
+        return ErrnoStatus("write " + path_, err);
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fdatasync(fd_) != 0) {
+      const int err = errno;
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+        return ErrnoStatus("fdatasync " + path_ + " (and the cut back failed)", err);
+      }
+      return ErrnoStatus("fdatasync " + path_, err);
+    }
+    return Status::Ok();
+  }
+
+  const std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
 }  // namespace
 
-DeadLetterQueue::~DeadLetterQueue() {
-  if (fd_ >= 0) ::close(fd_);
-}
+DeadLetterQueue::~DeadLetterQueue() = default;
 
 Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(const std::string& path) {
-  std::unique_ptr<DeadLetterQueue> q(new DeadLetterQueue(path));
-  q->fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (q->fd_ < 0) return ErrnoStatus("open " + path, errno);
-  struct stat sb {};
-  if (::fstat(q->fd_, &sb) != 0) return ErrnoStatus("fstat " + path, errno);
-  std::string data;
-  if (Status st = ReadAll(q->fd_, static_cast<uint64_t>(sb.st_size), &data); !st.ok()) return st;
+  return Open(std::make_unique<FileDlqLog>(path));
+}
+
+Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(std::unique_ptr<DlqLog> log) {
+  std::unique_ptr<DeadLetterQueue> q(new DeadLetterQueue(std::move(log)));
   simdjson::dom::parser parser;
-  size_t pos = 0;
-  uint64_t valid_end = 0;
-  while (pos < data.size()) {
-    const size_t nl = data.find('\n', pos);
-    if (nl == std::string::npos) break;  // torn last line: never acknowledged
-    std::string_view line(data.data() + pos, nl - pos);
+  Status st = q->log_->Load([&](std::string_view line, uint64_t location, uint32_t length) {
     DlqEntry e;
     uint64_t replayed = 0;
     if (!ParseLine(parser, line, &e, &replayed)) {
@@ -118,18 +196,10 @@ Result<std::unique_ptr<DeadLetterQueue>> DeadLetterQueue::Open(const std::string
       e.record.clear();
       e.record.shrink_to_fit();
       q->next_id_ = std::max(q->next_id_, e.id + 1);
-      q->AddSlot(Slot{std::move(e), pos, static_cast<uint32_t>(nl - pos)});
+      q->AddSlot(Slot{std::move(e), location, length});
     }
-    pos = nl + 1;
-    valid_end = pos;
-  }
-  if (valid_end < data.size()) {
-    // Cut the torn line so the next entry starts on a line of its own.
-    if (::ftruncate(q->fd_, static_cast<off_t>(valid_end)) != 0) {
-      return ErrnoStatus("truncate " + path, errno);
-    }
-  }
-  q->size_ = valid_end;
+  });
+  if (!st.ok()) return st;
   return q;
 }
 
@@ -142,37 +212,12 @@ void DeadLetterQueue::SetReplayed(uint64_t id) {
   if (auto it = index_.find(id); it != index_.end()) slots_[it->second].entry.replayed = true;
 }
 
-Status DeadLetterQueue::AppendText(const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd_, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : EIO;
-      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
-        return ErrnoStatus("write " + path_ + " (and the cut back failed)", err);
-      }
-      return ErrnoStatus("write " + path_, err);
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fdatasync(fd_) != 0) {
-    const int err = errno;
-    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
-      return ErrnoStatus("fdatasync " + path_ + " (and the cut back failed)", err);
-    }
-    return ErrnoStatus("fdatasync " + path_, err);
-  }
-  return Status::Ok();
-}
-
 Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::string text;
+  std::vector<std::string> lines;
   std::vector<Slot> added;
   uint64_t id = next_id_;
   for (DlqEntry& e : *entries) {
-    const size_t start = text.size();
     e.id = id++;
     // In place, so what List shows now is what it shows after a restart.
     for (std::string* field :
@@ -180,7 +225,7 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
       *field = StoredText(*field);
     }
     e.last_error = StoredText(e.last_error, kMaxErrorBytes);
-    text += "{\"id\":" + std::to_string(e.id);
+    std::string text = "{\"id\":" + std::to_string(e.id);
     Field(&text, "adapter", e.adapter);
     Field(&text, "seq", e.seq);
     Field(&text, "event_id", e.event_id);
@@ -193,24 +238,27 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
     text += ",\"failed_at_ms\":" + std::to_string(e.failed_at_ms);
     Field(&text, "record", Base64Encode(e.record));
     text += "}";
-    Slot s{e, size_ + start, static_cast<uint32_t>(text.size() - start)};
+    Slot s{e, 0, static_cast<uint32_t>(text.size())};
     s.entry.record.clear();
     added.push_back(std::move(s));
-    text += '\n';
+    lines.push_back(std::move(text));
   }
-  if (Status st = AppendText(text); !st.ok()) return st;
-  size_ += text.size();
+  std::vector<uint64_t> locations;
+  if (Status st = log_->Append(lines, &locations); !st.ok()) return st;
   next_id_ = id;
-  for (Slot& s : added) AddSlot(std::move(s));
+  for (size_t i = 0; i < added.size(); ++i) {
+    added[i].offset = locations[i];
+    AddSlot(std::move(added[i]));
+  }
   return Status::Ok();
 }
 
 Status DeadLetterQueue::MarkReplayed(const std::vector<uint64_t>& ids) {
   std::lock_guard<std::mutex> lock(mu_);
-  std::string text;
-  for (uint64_t id : ids) text += "{\"replayed\":" + std::to_string(id) + "}\n";
-  if (Status st = AppendText(text); !st.ok()) return st;
-  size_ += text.size();
+  std::vector<std::string> lines;
+  for (uint64_t id : ids) lines.push_back("{\"replayed\":" + std::to_string(id) + "}");
+  std::vector<uint64_t> locations;
+  if (Status st = log_->Append(lines, &locations); !st.ok()) return st;
   for (uint64_t id : ids) SetReplayed(id);
   return Status::Ok();
 }
@@ -232,16 +280,13 @@ Result<DlqEntry> DeadLetterQueue::Get(uint64_t id) const {
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = index_.find(id); it != index_.end()) {
     const Slot& s = slots_[it->second];
-    std::string line(s.length, '\0');
-    if (::pread(fd_, line.data(), line.size(), static_cast<off_t>(s.offset)) !=
-        static_cast<ssize_t>(line.size())) {
-      return ErrnoStatus("read " + path_, errno ? errno : EIO);
-    }
+    Result<std::string> line = log_->Read(s.offset, s.length);
+    if (!line.ok()) return line.status();
     simdjson::dom::parser parser;
     DlqEntry e;
     uint64_t replayed = 0;
-    if (!ParseLine(parser, line, &e, &replayed) || e.id != id) {
-      return Internal(path_ + ": entry " + std::to_string(id) + " does not read back");
+    if (!ParseLine(parser, *line, &e, &replayed) || e.id != id) {
+      return Internal(log_->name() + ": entry " + std::to_string(id) + " does not read back");
     }
     e.replayed = s.entry.replayed;
     return e;

@@ -7,11 +7,14 @@
 // adapter. Each Append or MarkReplayed is one write and one fdatasync; a torn last line (a crash
 // mid-write) is ignored on Open, a damaged line elsewhere is counted and skipped. Every text
 // field is stored as valid UTF-8 (invalid or split bytes become '?'; the last error at most
-// 4000 bytes), so no entry is lost to an adapter's bytes.
+// 4000 bytes), so no entry is lost to an adapter's bytes. The lines are kept by a DlqLog: the
+// file (one node), or a JetStream stream that every node of a cluster reads (NatsDlqLog,
+// router/cluster/; docs/journal-nats.md, "Several router nodes").
 // Threads: every method is thread-safe.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,9 +42,27 @@ struct DlqEntry {
   std::string record;  // the journal frame; Append needs it, List leaves it empty
 };
 
+// Where the DLQ's lines are kept. A line is one JSON object without its newline; `location`
+// and `length` are what Read takes to read it back. Called under the DLQ's lock.
+class DlqLog {
+ public:
+  virtual ~DlqLog() = default;
+  // A path or a stream name, for messages.
+  virtual const std::string& name() const = 0;
+  // Every stored line in order (a torn last line of a file is cut off).
+  virtual Status Load(
+      const std::function<void(std::string_view line, uint64_t location, uint32_t length)>& fn) = 0;
+  // Stores `lines` durably (a file: all or none), and where each went.
+  virtual Status Append(const std::vector<std::string>& lines,
+                        std::vector<uint64_t>* locations) = 0;
+  virtual Result<std::string> Read(uint64_t location, uint32_t length) const = 0;
+};
+
 class DeadLetterQueue {
  public:
+  // The file `path` (created if missing).
   static Result<std::unique_ptr<DeadLetterQueue>> Open(const std::string& path);
+  static Result<std::unique_ptr<DeadLetterQueue>> Open(std::unique_ptr<DlqLog> log);
 
   // Assigns ids and makes the text fields valid UTF-8 (both written back into *entries), then
   // makes the entries durable.
@@ -58,12 +79,13 @@ class DeadLetterQueue {
   // The newest entry for an event id and adapter, if any (for status queries).
   std::optional<DlqEntry> FindEvent(const std::string& event_id, const std::string& adapter) const;
   uint64_t damaged_lines() const { return damaged_lines_; }
+  // Where the lines are kept (a path or a stream name).
+  const std::string& name() const { return log_->name(); }
 
   ~DeadLetterQueue();
 
  private:
-  explicit DeadLetterQueue(std::string path) : path_(std::move(path)) {}
-  Status AppendText(const std::string& text);
+  explicit DeadLetterQueue(std::unique_ptr<DlqLog> log) : log_(std::move(log)) {}
 
   struct Slot {
     DlqEntry entry;  // without record
@@ -72,10 +94,8 @@ class DeadLetterQueue {
   };
   void AddSlot(Slot slot);
   void SetReplayed(uint64_t id);
-  std::string path_;
+  std::unique_ptr<DlqLog> log_;
   mutable std::mutex mu_;
-  int fd_ = -1;
-  uint64_t size_ = 0;
   uint64_t next_id_ = 1;
   uint64_t damaged_lines_ = 0;
   std::vector<Slot> slots_;

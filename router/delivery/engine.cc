@@ -136,14 +136,23 @@ Status DeliveryEngine::Impl::Start(Journal* j) {
   journal = j;
   status_records->Attach(j);
   if (Status st = MakeDirectories(opt.state_dir); !st.ok()) return st;
-  auto loaded = retention->Open(opt.state_dir + "/cursors");
+  auto loaded = retention->Open(
+      opt.cursor_store != nullptr ? opt.cursor_store
+                                  : std::make_shared<FileCursorStore>(opt.state_dir + "/cursors"));
   if (!loaded.ok()) return loaded.status();
-  auto q = DeadLetterQueue::Open(opt.state_dir + "/dlq.log");
+  Result<std::unique_ptr<DeadLetterQueue>> q = InvalidArgument("no DLQ");
+  if (opt.dlq_log) {
+    Result<std::unique_ptr<DlqLog>> log = opt.dlq_log();
+    if (!log.ok()) return log.status();
+    q = DeadLetterQueue::Open(std::move(log).value());
+  } else {
+    q = DeadLetterQueue::Open(opt.state_dir + "/dlq.log");
+  }
   if (!q.ok()) return q.status();
   dlq = std::move(q).value();
   if (dlq->damaged_lines() > 0) {
-    std::fprintf(stderr, "dvrouter: %s/dlq.log: %llu damaged lines skipped\n",
-                 opt.state_dir.c_str(), static_cast<unsigned long long>(dlq->damaged_lines()));
+    std::fprintf(stderr, "dvrouter: %s: %llu damaged lines skipped\n", dlq->name().c_str(),
+                 static_cast<unsigned long long>(dlq->damaged_lines()));
   }
 
   const uint64_t last = j->Stats().next_seq - 1;

@@ -36,7 +36,10 @@ struct EngineOptions {
   LoopGuardConfig loop_guard;
   std::vector<RouteConfig> routes;
   uint32_t partitions = 64;
-  std::string state_dir;                     // cursors and dlq.log; created if missing
+  std::string state_dir;                            // cursors and dlq.log; created if missing
+  std::shared_ptr<class CursorStore> cursor_store;  // null: the file <state_dir>/cursors
+  // Opens where the DLQ's lines are kept, at Start; null: the file <state_dir>/dlq.log.
+  std::function<Result<std::unique_ptr<class DlqLog>>()> dlq_log;
   size_t max_body_bytes = 1 << 20;           // for the attribute parser that routes on columns
   prometheus::Registry* registry = nullptr;  // optional: delivery metrics are registered here
   std::function<int64_t()> now_ms;           // wall clock in ms; tests pass a fake one

@@ -37,8 +37,9 @@ Retention::Retention(std::vector<std::string> names, uint32_t partitions,
   for (size_t a = 0; a < names_.size(); ++a) adapter_holds_[a] = UINT64_MAX;
 }
 
-Result<std::map<std::string, std::vector<uint64_t>>> Retention::Open(const std::string& path) {
-  store_ = std::make_unique<CursorStore>(path);
+Result<std::map<std::string, std::vector<uint64_t>>> Retention::Open(
+    std::shared_ptr<CursorStore> store) {
+  store_ = std::move(store);
   return store_->Load(partitions_);
 }
 

@@ -56,8 +56,8 @@ class Retention {
     open_jobs_ = std::move(open);
   }
 
-  // Start: opens the cursor store at `path` and returns the saved cursors (by adapter name).
-  Result<std::map<std::string, std::vector<uint64_t>>> Open(const std::string& path);
+  // Start: takes the cursor store and returns the saved cursors (by adapter name).
+  Result<std::map<std::string, std::vector<uint64_t>>> Open(std::shared_ptr<CursorStore> store);
   // Start: sets the live cursors from `loaded` (an adapter new to this journal, or a cursor past
   // `last`, starts at `last`), persists them when an adapter is new, and computes the floor.
   void Resume(Journal* journal, const std::map<std::string, std::vector<uint64_t>>& loaded,
@@ -104,7 +104,7 @@ class Retention {
   prometheus::Counter* const deleted_bytes_;
   Journal* journal_ = nullptr;
   std::unique_ptr<std::atomic<uint64_t>[]> cursors_;  // by adapter, then partition
-  std::unique_ptr<CursorStore> store_;
+  std::shared_ptr<CursorStore> store_;
   std::function<std::vector<uint64_t>(size_t)> open_jobs_;
   // The cursors last saved (kept for an adapter whose status records are not all durable yet).
   std::map<std::string, std::vector<uint64_t>> saved_;

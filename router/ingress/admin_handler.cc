@@ -102,7 +102,8 @@ void AdminHandler::Handle(const HttpRequestView& request, HttpConnectionState*,
   std::string_view path = TargetPath(request.target);
   HttpResponse r;
   for (AdminOperations* ops :
-       {ops_.load(std::memory_order_acquire), reconcile_.load(std::memory_order_acquire)}) {
+       {ops_.load(std::memory_order_acquire), reconcile_.load(std::memory_order_acquire),
+        cluster_.load(std::memory_order_acquire)}) {
     if (ops == nullptr) continue;
     if (std::optional<HttpResponse> answer = ops->Handle(request.method, request.target)) {
       exchange->Respond(std::move(*answer));

@@ -8,6 +8,7 @@
 //   POST /replay?adapter=A&from=S&to=S     deliver a retained journal range again
 //   GET  /replay                           the replays queued and running
 //   POST /reconcile[?dry_run=1], GET /reconcile   reconciliation runs (ReconcileRunner)
+//   GET  /cluster                          the cluster's nodes, leader, stream (ClusterAdmin)
 // The JSON bodies are rendered by admin_json.h (through the engine).
 //
 // Threads: Handle runs on the admin listener's I/O threads; set_ready and set_operations on the
@@ -46,6 +47,8 @@ class AdminHandler final : public HttpHandler {
   void set_operations(AdminOperations* ops) { ops_.store(ops, std::memory_order_release); }
   // Reconciliation's routes (/reconcile), when it is configured.
   void set_reconcile(AdminOperations* ops) { reconcile_.store(ops, std::memory_order_release); }
+  // The cluster's route (/cluster), with a `cluster` section.
+  void set_cluster(AdminOperations* ops) { cluster_.store(ops, std::memory_order_release); }
   std::optional<HttpResponse> Precheck(const HttpRequestView& request) override {
     return guard_.Check(request);
   }
@@ -59,6 +62,7 @@ class AdminHandler final : public HttpHandler {
   std::atomic<bool> ready_{false};
   std::atomic<AdminOperations*> ops_{nullptr};
   std::atomic<AdminOperations*> reconcile_{nullptr};
+  std::atomic<AdminOperations*> cluster_{nullptr};
 };
 
 // The delivery engine's operations (the paths above), answered from `engine`, which must

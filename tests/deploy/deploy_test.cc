@@ -19,6 +19,7 @@
 #include "adapters/registry.h"
 #include "adapters/sql/sqlite_adapter.h"
 #include "router/app/reconcile_runner.h"
+#include "router/cluster/cluster_admin.h"
 #include "router/config/config.h"
 #include "router/delivery/engine.h"
 #include "router/journal/nats_journal.h"
@@ -57,6 +58,7 @@ TEST(Deploy, EveryMetricNamedInDeployExists) {
   DataverseAdapter dv(dv_config, &metrics.registry());
   ReconcileMetrics reconcile(&metrics.registry());
   NatsJournalMetrics nats(&metrics.registry());
+  ClusterMetrics cluster(&metrics.registry(), "router-0");
   EngineOptions options;
   options.registry = &metrics.registry();
   DeliveryEngine engine(options, {EngineAdapter{lake_config, &lake}});
@@ -254,6 +256,56 @@ TEST(Deploy, TheNatsJournalExampleParses) {
   EXPECT_EQ(c->journal.nats_config.servers.size(), 3u);
   EXPECT_EQ(c->journal.nats_config.replicas, 3u);
   EXPECT_EQ(c->journal.nats_config.password, "deploy-nats-password");
+}
+
+// The example of a cluster node parses: the cluster section on the replicated journal.
+TEST(Deploy, TheClusterExampleParses) {
+  testing::ScopedEnv key("DVROUTER_WEBHOOK_KEY", "deploy-key");
+  testing::ScopedEnv password("DVROUTER_NATS_PASSWORD", "deploy-nats-password");
+  Result<Config> c =
+      LoadConfigFile(std::string(DVROUTER_SOURCE_DIR) + "/deploy/examples/cluster.yaml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->journal.nats);
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_EQ(c->cluster.node, "router-0");
+  EXPECT_EQ(c->cluster.lease_ttl_ms, 5000u);
+}
+
+// Several router nodes (docs/journal-nats.md): a Deployment of 2+ pods with a disruption budget
+// that keeps one, and a configuration with the cluster section on the replicated journal.
+TEST(Deploy, TheClusterManifestRunsTwoNodesWithAClusterConfiguration) {
+  const std::string path =
+      std::string(DVROUTER_SOURCE_DIR) + "/deploy/kubernetes/dvrouter-cluster.yaml";
+  const std::vector<YAML::Node> docs = YAML::LoadAllFromFile(path);
+  std::string config;
+  bool deployment = false, budget = false;
+  for (const YAML::Node& d : docs) {
+    const std::string kind = d["kind"].as<std::string>();
+    if (kind == "Deployment") {
+      deployment = true;
+      EXPECT_GE(d["spec"]["replicas"].as<int>(), 2);
+    }
+    if (kind == "PodDisruptionBudget") {
+      budget = true;
+      EXPECT_EQ(d["spec"]["maxUnavailable"].as<int>(), 1);
+    }
+    if (kind == "ConfigMap") config = d["data"]["dvrouter.yaml"].as<std::string>();
+  }
+  EXPECT_TRUE(deployment && budget);
+  testing::ScopedEnv key("DVROUTER_WEBHOOK_KEY", "deploy-key");
+  testing::ScopedEnv token("DVROUTER_ADMIN_TOKEN", "deploy-admin-token");
+  testing::ScopedEnv nats("DVROUTER_NATS_PASSWORD", "deploy-nats-password");
+  testing::ScopedEnv pg("DVROUTER_PG_PASSWORD", "deploy-pg-password");
+  Result<Config> c = ParseConfig(config);
+  ASSERT_TRUE(c.ok()) << c.status().ToString() << "\n" << config;
+  EXPECT_TRUE(c->journal.nats);
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_FALSE(c->cluster.node.empty()) << "the host name, i.e. the pod's";
+  EXPECT_EQ(c->admin.auth.token, "deploy-admin-token");
+  for (const AdapterConfig& a : c->adapters) {
+    EXPECT_NE(a.type, "lake") << "local files need a shared volume";
+    EXPECT_NE(a.type, "sqlite") << "local files need a shared volume";
+  }
 }
 
 // The NATS cluster for the replicated journal: three servers, a disruption budget that keeps a

@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     const std::string path = dir + "/cursors";
     std::ofstream(path, std::ios::binary) << content;
-    dvrouter::CursorStore store(path);
+    dvrouter::FileCursorStore store(path);
     auto cursors = store.Load(4);
     if (cursors.ok()) {
       for (const auto& [adapter, per_partition] : *cursors) {

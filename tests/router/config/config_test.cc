@@ -3,6 +3,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -784,6 +785,36 @@ TEST(ConfigNats, MalformedSettingsAreNamed) {
   ExpectKeyError(
       NoAuth("", "journal: {backend: nats, nats: {servers: [nats://a:1], replica: 3}}\n"),
       "journal.nats.replica");
+}
+
+// cluster (docs/journal-nats.md, "Several router nodes").
+
+TEST(ConfigCluster, TheNodeAndLeaseTtlAndTheirDefaults) {
+  const std::string nats = "journal: {backend: nats, nats: {servers: [nats://a:4222]}}\n";
+  Config c = ParseOk(NoAuth("", nats + "cluster: {node: router-1, lease_ttl: 3s}\n"));
+  EXPECT_TRUE(c.cluster.enabled);
+  EXPECT_EQ(c.cluster.node, "router-1");
+  EXPECT_EQ(c.cluster.lease_ttl_ms, 3000u);
+  Config d = ParseOk(NoAuth("", nats + "cluster: {}\n"));
+  EXPECT_TRUE(d.cluster.enabled);
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
+  EXPECT_EQ(d.cluster.node, host) << "the host name by default";
+  EXPECT_EQ(d.cluster.lease_ttl_ms, 5000u);
+  EXPECT_FALSE(ParseOk(NoAuth("", nats)).cluster.enabled) << "one node without the section";
+}
+
+TEST(ConfigCluster, MalformedSettingsAreNamed) {
+  const std::string nats = "journal: {backend: nats, nats: {servers: [nats://a:4222]}}\n";
+  ExpectConfigError(NoAuth("", "cluster: {node: a}\n"),
+                    "cluster: several router nodes share a NATS JetStream journal: set "
+                    "journal.backend: nats (and journal.nats) or remove the cluster section");
+  ExpectConfigError(NoAuth("", nats + "cluster: {node: a/b}\n"),
+                    "cluster.node: 'a/b': letters, digits, '_', '-' and '.' only (a key in the "
+                    "cluster's key-value bucket)");
+  ExpectConfigError(NoAuth("", nats + "cluster: {lease_ttl: 100ms}\n"),
+                    "cluster.lease_ttl: must be between 1000 and 60000, got '100ms'");
+  ExpectKeyError(NoAuth("", nats + "cluster: {lease: 3s}\n"), "cluster.lease");
 }
 
 }  // namespace

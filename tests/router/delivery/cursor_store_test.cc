@@ -31,14 +31,14 @@ using CursorMap = std::map<std::string, std::vector<uint64_t>>;
 
 Status LoadError(const std::string& path, const std::string& contents, uint32_t partitions) {
   WriteFileOrDie(path, contents);
-  Result<CursorMap> r = CursorStore(path).Load(partitions);
+  Result<CursorMap> r = FileCursorStore(path).Load(partitions);
   EXPECT_FALSE(r.ok()) << "accepted:\n" << contents;
   return r.ok() ? Status::Ok() : r.status();
 }
 
 TEST(CursorStore, MissingFileGivesAnEmptyMap) {
   TempDir dir;
-  CursorStore store(dir.path() + "/cursors");
+  FileCursorStore store(dir.path() + "/cursors");
   Result<CursorMap> r = store.Load(8);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_TRUE(r->empty());
@@ -54,7 +54,7 @@ TEST(CursorStore, SaveThenLoadRoundTrips) {
     cursors["lake"].push_back(p * 1000 + 7);
     cursors["audit-hook_2"].push_back(p == 3 ? UINT64_MAX : p);
   }
-  CursorStore store(path);
+  FileCursorStore store(path);
   ASSERT_TRUE(store.Save(cursors).ok());
   Result<CursorMap> r = store.Load(kPartitions);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
@@ -65,7 +65,7 @@ TEST(CursorStore, SaveThenLoadRoundTrips) {
   // A second Save replaces the first whole.
   CursorMap fewer{{"lake", std::vector<uint64_t>(kPartitions, 99)}};
   ASSERT_TRUE(store.Save(fewer).ok());
-  Result<CursorMap> again = CursorStore(path).Load(kPartitions);
+  Result<CursorMap> again = FileCursorStore(path).Load(kPartitions);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(*again, fewer);
   EXPECT_THAT(DirectoryEntries(dir.path()), ElementsAre("cursors"));
@@ -75,7 +75,7 @@ TEST(CursorStore, MissingPartitionsLoadAsZero) {
   TempDir dir;
   const std::string path = dir.path() + "/cursors";
   WriteFileOrDie(path, "dvrouter-cursors 1\nlake 2 50\n\nlake 0 10\n");
-  Result<CursorMap> r = CursorStore(path).Load(4);
+  Result<CursorMap> r = FileCursorStore(path).Load(4);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, (CursorMap{{"lake", {10, 0, 50, 0}}}));
 }
@@ -138,7 +138,7 @@ TEST(CursorStore, NegativeNumbersAreRejected) {
 
 TEST(CursorStore, SaveFailsWhenTheDirectoryIsMissing) {
   TempDir dir;
-  CursorStore store(dir.path() + "/missing/cursors");
+  FileCursorStore store(dir.path() + "/missing/cursors");
   Status st = store.Save({{"lake", {1, 2}}});
   EXPECT_FALSE(st.ok());
   EXPECT_THAT(Msg(st), HasSubstr(dir.path() + "/missing/cursors.tmp"));
