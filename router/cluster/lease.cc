@@ -146,8 +146,10 @@ void NatsLease::Stop() {
 
 void NatsLease::Release() {
   if (!held()) return;
+  // Ours when it names this node and our acquisition (a read served by a replica that lags may
+  // show an older revision of our own renewals; another holder would have its own since_ms).
   Result<LeaderInfo> now = Leader();
-  if (now.ok() && now->node == opt_.node && now->revision == revision_) {
+  if (now.ok() && now->node == opt_.node && now->since_ms == since_ms_) {
     (void)kvStore_Delete(kv_, kLeaderKey);
   }
   held_.store(false, std::memory_order_release);

@@ -299,9 +299,16 @@ TEST(ClusterProcess, TheOtherNodeTakesOverDeliveryWhenTheLeaderIsKilled) {
   a->child().Kill(SIGTERM);
   const int a_status = a->child().Wait();
   EXPECT_TRUE(WIFEXITED(a_status) && WEXITSTATUS(a_status) == 0) << logs();
-  kvEntry* e = nullptr;
-  EXPECT_EQ(kvStore_Get(&e, *state, "leader"), NATS_NOT_FOUND);
-  if (e != nullptr) kvEntry_Destroy(e);
+  // (awaited: a read may be served by a replica that has not applied the deletion yet)
+  EXPECT_TRUE(testing::WaitFor(
+      [&] {
+        kvEntry* e = nullptr;
+        const natsStatus s = kvStore_Get(&e, *state, "leader");
+        if (e != nullptr) kvEntry_Destroy(e);
+        return s == NATS_NOT_FOUND;
+      },
+      std::chrono::seconds(2)))
+      << "the lease key is still there after a graceful stop";
 }
 
 // Two nodes under a supervisor of the test's own: a node that exits (it lost the lease) is
