@@ -2,6 +2,8 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <utility>
 
@@ -62,7 +64,7 @@ NatsLease::Change NatsLease::Step(std::string* why) {
     if (kvStore_CreateString(&rev, kv_, kLeaderKey, v.c_str()) == NATS_OK) {
       revision_ = rev;
       since_ms_ = now;
-      last_ok_ms_ = start;
+      last_ok_ms_.store(start);
       held_.store(true, std::memory_order_release);
       { std::lock_guard<std::mutex> lock(mu_); }  // a WaitHeld between its check and its wait
       cv_.notify_all();
@@ -71,8 +73,8 @@ NatsLease::Change NatsLease::Step(std::string* why) {
   } else {
     std::string lost;
     // Stalled past the point where the key may have expired: another node may hold it now.
-    if (start - last_ok_ms_ >= opt_.ttl_ms * 3 / 4) {
-      lost = "no renewal for " + std::to_string(start - last_ok_ms_) + " ms (lease_ttl " +
+    if (start - last_ok_ms_.load() >= opt_.ttl_ms * 3 / 4) {
+      lost = "no renewal for " + std::to_string(start - last_ok_ms_.load()) + " ms (lease_ttl " +
              std::to_string(opt_.ttl_ms) + " ms)";
     } else {
       uint64_t rev = 0;
@@ -80,7 +82,7 @@ NatsLease::Change NatsLease::Step(std::string* why) {
       const natsStatus s = kvStore_UpdateString(&rev, kv_, kLeaderKey, v.c_str(), revision_);
       if (s == NATS_OK) {
         revision_ = rev;
-        last_ok_ms_ = start;
+        last_ok_ms_.store(start);
       } else {
         const std::string text = NatsErrorText(s);
         Result<LeaderInfo> stored = NotFound("");
@@ -91,9 +93,9 @@ NatsLease::Change NatsLease::Step(std::string* why) {
           revision_ = stored->revision;
         } else if (text.find("wrong last sequence") != std::string::npos) {
           lost = "revision conflict: the lease was taken or expired (" + text + ")";
-        } else if (SteadyNowMs() - last_ok_ms_ >= opt_.ttl_ms * 3 / 4) {
-          lost =
-              "could not renew for " + std::to_string(SteadyNowMs() - last_ok_ms_) + " ms: " + text;
+        } else if (SteadyNowMs() - last_ok_ms_.load() >= opt_.ttl_ms * 3 / 4) {
+          lost = "could not renew for " + std::to_string(SteadyNowMs() - last_ok_ms_.load()) +
+                 " ms: " + text;
         }
       }
     }
@@ -103,7 +105,7 @@ NatsLease::Change NatsLease::Step(std::string* why) {
       if (why != nullptr) *why = lost;
     }
   }
-  Heartbeat();
+  if (change != Change::kLost) Heartbeat();  // a lost lease is reported without another call
   return change;
 }
 
@@ -117,15 +119,45 @@ void NatsLease::Heartbeat() {
 }
 
 void NatsLease::Start(std::function<void(const std::string& why)> on_lost) {
-  thread_ = std::thread([this, on_lost = std::move(on_lost)] { Loop(on_lost); });
+  on_lost_ = std::move(on_lost);
+  thread_ = std::thread([this] { Loop(); });
+  watchdog_ = std::thread([this] { Watch(); });
 }
 
-void NatsLease::Loop(const std::function<void(const std::string&)>& on_lost) {
+void NatsLease::ReportLost(const std::string& why) {
+  held_.store(false, std::memory_order_release);
+  if (lost_reported_.exchange(true)) return;
+  if (on_lost_) on_lost_(why);
+}
+
+// The renewals' calls may block (up to the request timeout each): the watchdog ends the lease at
+// 3/4 of lease_ttl without a successful renewal whatever they do, before the key can expire and
+// another node take it.
+void NatsLease::Watch() {
+  SetThreadName("dv-lease-watch");
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    if (held() && !lost_reported_.load()) {
+      const int64_t stalled = SteadyNowMs() - last_ok_ms_.load();
+      if (stalled >= opt_.ttl_ms * 3 / 4) {
+        lock.unlock();
+        ReportLost("no renewal for " + std::to_string(stalled) + " ms (lease_ttl " +
+                   std::to_string(opt_.ttl_ms) + " ms)");
+        lock.lock();
+        continue;
+      }
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(10, opt_.ttl_ms / 40)));
+  }
+}
+
+void NatsLease::Loop() {
   SetThreadName("dv-lease");
   for (;;) {
     std::string why;
+    if (lost_reported_.load()) return;
     if (Step(&why) == Change::kLost) {
-      if (on_lost) on_lost(why);
+      ReportLost(why);
       return;
     }
     std::unique_lock<std::mutex> lock(mu_);
@@ -142,6 +174,7 @@ void NatsLease::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 void NatsLease::Release() {

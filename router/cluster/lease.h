@@ -8,7 +8,8 @@
 // node take it), loses the lease. Every step also writes this node's
 // heartbeat, `node.<name>`, which the TTL removes when the node stops.
 //
-// Threads: Step on one thread at a time (the lease thread once Start ran, else the caller);
+// Threads: Step on one thread at a time (the lease thread once Start ran, else the caller); a
+// watchdog thread ends the lease at 3/4 of lease_ttl without a renewal even while one blocks;
 // held, WaitHeld, Leader and Nodes from any thread; Start, Stop and Release on the owner's.
 #pragma once
 
@@ -58,8 +59,10 @@ class NatsLease {
   // why a lease was lost.
   Change Step(std::string* why = nullptr);
 
-  // Runs Step every lease_ttl/4 on the lease thread; `on_lost` runs there once the lease is lost
-  // (the loop then ends). Acquisition is seen through held() / WaitHeld().
+  // Runs Step every lease_ttl/4 on the lease thread; `on_lost` runs once when the lease is lost
+  // (the loop then ends): on the lease thread, or on the watchdog thread when no renewal
+  // succeeded for 3/4 of lease_ttl while one blocks. Acquisition is seen through held() /
+  // WaitHeld().
   void Start(std::function<void(const std::string& why)> on_lost);
   void Stop();
   // Deletes the key when this node still holds it (a graceful stop, after delivery stopped), so
@@ -81,14 +84,19 @@ class NatsLease {
  private:
   std::string Value(int64_t since_ms, int64_t renewed_ms) const;
   void Heartbeat();
-  void Loop(const std::function<void(const std::string&)>& on_lost);
+  void Loop();
+  void Watch();
+  void ReportLost(const std::string& why);  // once: held() false, then on_lost
 
   kvStore* const kv_;
   const LeaseOptions opt_;
   std::atomic<bool> held_{false};
-  uint64_t revision_ = 0;   // Step's thread
-  int64_t since_ms_ = 0;    // Step's thread
-  int64_t last_ok_ms_ = 0;  // steady clock at the start of the last successful write
+  uint64_t revision_ = 0;               // Step's thread
+  int64_t since_ms_ = 0;                // Step's thread
+  std::atomic<int64_t> last_ok_ms_{0};  // steady clock at the start of the last good write
+  std::function<void(const std::string&)> on_lost_;
+  std::atomic<bool> lost_reported_{false};
+  std::thread watchdog_;  // ends the lease at 3/4 of lease_ttl even while a renewal blocks
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

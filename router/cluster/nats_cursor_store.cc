@@ -70,7 +70,9 @@ Result<CursorMap> NatsCursorStore::LoadOnce(uint32_t partitions) const {
     const std::string where = bucket_name_ + "/" + key;
     kvEntry* e = nullptr;
     s = kvStore_Get(&e, kv_, key.c_str());
-    if (s == NATS_NOT_FOUND) continue;
+    // A key just listed but not found: a read served by a replica that lags (a direct get). Taken
+    // as an adapter new to the journal it would start at the journal's end and skip its backlog,
+    // so it is an error like any other, and the load is tried again.
     if (s != NATS_OK) {
       error = Unavailable(where + ": " + NatsErrorText(s));
       break;

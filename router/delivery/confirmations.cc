@@ -1,5 +1,6 @@
 #include "router/delivery/confirmations.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace dvrouter {
@@ -58,7 +59,8 @@ Status Confirmations::Confirm(size_t a, const EventKey& key, const DeliveryResul
   const AdapterStatus& as = st->adapters[a];
   const bool failed = result.outcome != DeliveryOutcome::kDelivered;
   if (as.state == EventState::kCompleted || as.state == EventState::kFailed) {
-    return Status::Ok();  // confirmed already: a repeated callback changes nothing
+    ReleaseOpen(a, st->seq);  // (a confirmation that raced the 202 completed it first)
+    return Status::Ok();      // confirmed already: a repeated callback changes nothing
   }
   if (as.state == EventState::kPending || as.state == EventState::kSubmitted) {
     // The call is in flight (or waits for a retry): the sink confirmed before its answer to the
@@ -180,12 +182,15 @@ void Confirmations::ReleaseOpen(size_t a, uint64_t seq) {
 
 std::vector<uint64_t> Confirmations::OldestOpen(size_t a, uint32_t partitions) {
   std::vector<uint64_t> oldest(partitions, UINT64_MAX);
-  const int64_t expired = now_ms_() - retention_ms_;
+  // A hold keeps every later event of its partition to be delivered again after a restart, so
+  // it lasts at most kMaxHoldMs (an ERP job's default poll timeout): a job still open then is
+  // followed only by its callback, or fails by its poll timeout.
+  const int64_t expired = now_ms_() - std::min<int64_t>(retention_ms_, kMaxHoldMs);
   std::lock_guard<std::mutex> lock(open_mu_);
   auto& open = open_[a];
   for (uint32_t p = 0; p < partitions; ++p) {
     auto it = open.lower_bound({p, 0});
-    // Past delivery.retention the record may be gone: such an event holds the cursor no longer.
+    // Past the bound such an event holds the cursor no longer.
     while (it != open.end() && it->first.first == p && it->second < expired) {
       open_partition_[a].erase(it->first.second);
       it = open.erase(it);

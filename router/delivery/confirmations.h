@@ -67,8 +67,8 @@ class Confirmations {
   // Counts a confirmation applied (dvrouter_delivery_confirmations_total).
   void CountConfirmed(size_t a, bool failed);
   // Journaled event `seq` of `partition` waits for adapter a's confirmation: until it comes (or
-  // delivery.retention passes, or kMaxOpen newer ones wait), OldestOpen names it. Called before
-  // the event's cursor moves past it.
+  // kMaxHoldMs or delivery.retention passes, or kMaxOpen newer ones wait), OldestOpen names it.
+  // Called before the event's status says processing and before its cursor moves past it.
   void HoldOpen(size_t a, uint32_t partition, uint64_t seq);
   // The oldest event of each of `partitions` that waits for adapter a's confirmation (UINT64_MAX:
   // none). Read after the live cursors, so an event they passed is in it.
@@ -90,7 +90,8 @@ class Confirmations {
     int64_t since_ms = 0;
   };
   static constexpr uint64_t kProcessingBytes = 64ull << 20;
-  static constexpr size_t kMaxOpen = 100'000;  // per adapter, as many as an ERP adapter polls
+  static constexpr size_t kMaxOpen = 100'000;       // per adapter, as many as an ERP adapter polls
+  static constexpr int64_t kMaxHoldMs = 3'600'000;  // how long a 202 holds its saved cursor
 
   static std::string EarlyKey(size_t a, const EventKey& key) {
     return std::to_string(a) + ":" + key.ToHex();

@@ -243,9 +243,11 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
     added.push_back(std::move(s));
     lines.push_back(std::move(text));
   }
+  // The ids are spent once an append was tried: a stream may have stored a line whose
+  // acknowledgement was lost, and the entry written again must not take the same id.
+  next_id_ = id;
   std::vector<uint64_t> locations;
   if (Status st = log_->Append(lines, &locations); !st.ok()) return st;
-  next_id_ = id;
   for (size_t i = 0; i < added.size(); ++i) {
     added[i].offset = locations[i];
     AddSlot(std::move(added[i]));

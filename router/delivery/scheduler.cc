@@ -385,6 +385,10 @@ void Scheduler::Complete(Worker* w, Batch* b) {
       case DeliveryOutcome::kProcessing: {
         const bool processing = result.outcome == DeliveryOutcome::kProcessing;
         m.outcome[processing ? 1 : 0] ? m.outcome[processing ? 1 : 0]->Increment() : void();
+        // A journaled event (not a replay's) keeps the saved cursor behind it until confirmed:
+        // held before its status says processing, so a confirmation that comes at once (a
+        // callback racing this answer) finds the hold and releases it.
+        if (processing && e) confirmations_->HoldOpen(a, partition, seq);
         // The record first: a confirmation (which needs the status processing) then always
         // comes after it in the status order.
         records_->Emit(a, key, seq, partition, header,
@@ -394,8 +398,6 @@ void Scheduler::Complete(Worker* w, Batch* b) {
                    result.answer);
         if (header.status_record && !processing) NoteWrittenBack(a, b->deliveries[i].body, now);
         if (processing) confirmations_->KeepProcessing(a, seq, e ? b->Record(i) : item->frame);
-        // A journaled event (not a replay's) keeps the saved cursor behind it until confirmed.
-        if (processing && e) confirmations_->HoldOpen(a, partition, seq);
         if (e) e->state = EntryState::kDone;
         if (item) {
           if (item->dlq_id != 0) replayed_ids.push_back(item->dlq_id);

@@ -164,6 +164,32 @@ TEST_F(NatsLeaseTest, TheLeaseThreadRenewsAndWaitHeldSeesTheAcquisition) {
   b.Stop();
 }
 
+// A leader whose renewals block (its server stopped answering: SIGSTOP) reports the lease lost
+// at 3/4 of lease_ttl after its last renewal, while a renewal still waits for its answer: before
+// the key can expire and another node start delivering.
+TEST_F(NatsLeaseTest, ALeaderWhoseRenewalsBlockLosesTheLeaseBeforeItCouldExpire) {
+  NatsKvOptions o;
+  o.servers = {server_->url()};
+  o.request_timeout_ms = 4 * kTtlMs;  // each blocked call outlasts the lease
+  auto kv = NatsKv::Connect(o);
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  NatsLease a(State(**kv), Node("a"));
+  std::atomic<int64_t> lost_at{0};
+  a.Start([&](const std::string&) { lost_at = SteadyNowMs(); });
+  ASSERT_TRUE(a.WaitHeld(5000));
+  ASSERT_TRUE(testing::WaitFor([&] { return !a.Leader().ok() || a.Leader()->revision > 1; }))
+      << "a renewal went through";
+  const int64_t stopped_at = SteadyNowMs();
+  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
+  const bool reported =
+      testing::WaitFor([&] { return lost_at.load() != 0; }, std::chrono::milliseconds(6 * kTtlMs));
+  ::kill(server_->pid(), SIGCONT);
+  ASSERT_TRUE(reported);
+  EXPECT_FALSE(a.held());
+  EXPECT_LT(lost_at.load() - stopped_at, kTtlMs) << "ms from the stop to the report";
+  a.Stop();
+}
+
 TEST_F(NatsLeaseTest, ABucketOfAnotherTtlIsRefused) {
   ASSERT_NE(State(*kv_a_), nullptr);
   auto other = kv_b_->Bucket("DVT_state", 2 * kTtlMs, 1);
