@@ -58,6 +58,7 @@ struct Options {
   std::vector<std::string> headers;
   int timeout_ms = 60'000;
   std::string json_path;
+  std::string acked_path;  // the event id of every 2xx answer, one a line
   uint64_t seed = 1;
 };
 
@@ -184,6 +185,7 @@ struct ThreadStats {
   std::map<int, uint64_t> by_status;  // 0: connection error or timeout
   uint64_t duplicates = 0;
   uint64_t sent = 0;
+  std::vector<std::string> acked;  // event ids of 2xx answers, with --acked
 };
 
 // One keep-alive connection, driven by its thread's epoll loop. A request is written with
@@ -438,8 +440,16 @@ class Worker {
     }
     if (c.in.size() < end + 4 + length) return;
     static constexpr std::string_view kDuplicate = "{\"status\":\"duplicate\"";
-    const bool dup = length >= kDuplicate.size() &&
-                     std::string_view(c.in).substr(end + 4, kDuplicate.size()) == kDuplicate;
+    const std::string_view answer = std::string_view(c.in).substr(end + 4, length);
+    const bool dup = answer.substr(0, kDuplicate.size()) == kDuplicate;
+    if (!opt_.acked_path.empty() && status >= 200 && status < 300) {
+      static constexpr std::string_view kId = "\"event_id\":\"";
+      const size_t at = answer.find(kId);
+      const size_t quote = at == std::string_view::npos ? at : answer.find('"', at + kId.size());
+      if (quote != std::string_view::npos) {
+        s_.acked.emplace_back(answer.substr(at + kId.size(), quote - at - kId.size()));
+      }
+    }
     c.in.erase(0, end + 4 + length);
     // An answer before the whole request was sent (e.g. 413) leaves the stream unusable.
     if (c.written < c.head.size() + c.body.size()) close = true;
@@ -548,6 +558,7 @@ int Run(const Options& opt) {
     for (const auto& [k, v] : s.by_status) all.by_status[k] += v;
     all.duplicates += s.duplicates;
     all.sent += s.sent;
+    all.acked.insert(all.acked.end(), s.acked.begin(), s.acked.end());
   }
   const uint64_t ok = [&] {
     uint64_t n = 0;
@@ -599,6 +610,14 @@ int Run(const Options& opt) {
       return 1;
     }
   }
+  if (!opt.acked_path.empty()) {
+    std::ofstream out(opt.acked_path);
+    for (const std::string& id : all.acked) out << id << '\n';
+    if (!out) {
+      std::fprintf(stderr, "loadgen: cannot write %s\n", opt.acked_path.c_str());
+      return 1;
+    }
+  }
   return all.by_status.count(0) ? 1 : 0;
 }
 
@@ -628,6 +647,8 @@ int main(int argc, char** argv) {
   cli.add_option("-H,--header", o.headers, "Extra header 'Name: value' (repeatable)");
   cli.add_option("--timeout-ms", o.timeout_ms, "Per-request socket timeout");
   cli.add_option("--json", o.json_path, "Also write the results as JSON to this file");
+  cli.add_option("--acked", o.acked_path,
+                 "Write the event_id of every 2xx answer to this file, one a line");
   cli.add_option("--seed", o.seed, "Varies the generated ids between runs");
   CLI11_PARSE(cli, argc, argv);
   // A server that resets a connection mid-request must cost that request (counted as an

@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <set>
+#include <sstream>
 
 #include "router/app/app.h"
 #include "router/journal/file_journal.h"
@@ -48,7 +49,8 @@ TEST(Loadgen, ReportsWhatTheRouterJournaled) {
                          "--hot-records", "5",
                          "--rate",        "3000",
                          "--duration",    "30",
-                         "--json",        json},
+                         "--json",        json,
+                         "--acked",       tmp.path() + "/acked"},
       tmp.path() + "/loadgen.log");
   const int status = loadgen.Wait(std::chrono::seconds(60));
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
@@ -70,6 +72,16 @@ TEST(Loadgen, ReportsWhatTheRouterJournaled) {
   EXPECT_GT(duplicates, 150);  // ~20% of 1500
   EXPECT_LT(duplicates, 450);
   EXPECT_EQ(static_cast<double>(records), 1500 - duplicates);
+  // --acked: one event id per 2xx answer, the journaled events' (duplicates name theirs).
+  std::set<std::string> acked;
+  size_t acked_lines = 0;
+  std::istringstream lines(testing::ReadFileOrDie(tmp.path() + "/acked"));
+  for (std::string id; std::getline(lines, id);) {
+    ++acked_lines;
+    acked.insert(id);
+  }
+  EXPECT_EQ(acked_lines, 1500u);
+  EXPECT_EQ(acked.size(), records);
   EXPECT_LE(rows.size(), 300u);
   EXPECT_GT(rows.size(), 100u);
   EXPECT_NE(result.find("\"mode\":\"open\""), std::string::npos);
