@@ -180,10 +180,11 @@ TEST(DeliveryMemoryTest, AnAdapterDownKeepsMemoryBoundedWhile200kEventsArrive) {
               "      failures: 1000000\n"
               "routes:\n"
               "  - adapters: [lake]\n");
-  // The router's own bounds, not glibc's: two malloc arenas keep the allocator's share small and
-  // steady. The test runs alone (RUN_SERIAL, tests/slow_labels.cmake): next to other tests'
-  // servers the same binary grew 13-24 MiB more than alone (0.3-3.5 MiB).
+  // The router's own bounds, not the allocator's: two arenas keep the allocator's share small
+  // and steady (MALLOC_ARENA_MAX for glibc's malloc, narenas for jemalloc, which a release
+  // build links). The test runs alone (RUN_SERIAL, tests/slow_labels.cmake).
   testing::ScopedEnv arenas("MALLOC_ARENA_MAX", "2");
+  testing::ScopedEnv jemalloc_arenas("MALLOC_CONF", "narenas:2");
   RouterProcess router(tmp, log);
   ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(log);
   // The lake goes down: its directory is replaced by a file, so every write fails (retryable).
