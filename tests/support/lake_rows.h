@@ -13,9 +13,11 @@
 
 namespace dvrouter::testing {
 
-// event_id -> rows with it, over every final lake file (*.jsonl) under `dir`.
-inline std::map<std::string, int> LakeRows(const std::string& dir) {
-  std::map<std::string, int> rows;
+// Calls fn(path, line number in its file, line) for every line of every final lake file
+// (*.jsonl) under `dir`.
+inline void ForEachLakeLine(
+    const std::string& dir,
+    const std::function<void(const std::string&, size_t, const std::string&)>& fn) {
   std::function<void(const std::string&)> walk = [&](const std::string& d) {
     DIR* h = ::opendir(d.c_str());
     if (h == nullptr) return;
@@ -29,13 +31,21 @@ inline std::map<std::string, int> LakeRows(const std::string& dir) {
         walk(path);
       } else if (name.ends_with(".jsonl")) {
         std::ifstream in(path);
-        std::string line;
-        while (std::getline(in, line)) rows[JsonStringField(line, "event_id")]++;
+        size_t n = 0;
+        for (std::string line; std::getline(in, line);) fn(path, n++, line);
       }
     }
     ::closedir(h);
   };
   walk(dir);
+}
+
+// event_id -> rows with it, over every final lake file (*.jsonl) under `dir`.
+inline std::map<std::string, int> LakeRows(const std::string& dir) {
+  std::map<std::string, int> rows;
+  ForEachLakeLine(dir, [&](const std::string&, size_t, const std::string& line) {
+    rows[JsonStringField(line, "event_id")]++;
+  });
   return rows;
 }
 

@@ -456,34 +456,15 @@ struct LakeRow {
 // Every row of every final lake file under `dir`.
 std::vector<LakeRow> ReadLake(const std::string& dir) {
   std::vector<LakeRow> out;
-  std::function<void(const std::string&)> walk = [&](const std::string& d) {
-    DIR* h = ::opendir(d.c_str());
-    if (h == nullptr) return;
-    while (dirent* e = ::readdir(h)) {
-      const std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
-      const std::string path = d + "/" + name;
-      struct stat sb {};
-      ::stat(path.c_str(), &sb);
-      if (S_ISDIR(sb.st_mode)) {
-        walk(path);
-      } else if (name.ends_with(".jsonl")) {
-        std::ifstream in(path);
-        size_t n = 0;
-        for (std::string line; std::getline(in, line);) {
-          LakeRow r;
-          r.event_id = testing::JsonStringField(line, "event_id");
-          r.row_id = testing::JsonStringField(line, "row_id");
-          r.seq = std::stoull(SeqOf(line));
-          r.file = path;
-          r.line = n++;
-          out.push_back(std::move(r));
-        }
-      }
-    }
-    ::closedir(h);
-  };
-  walk(dir);
+  testing::ForEachLakeLine(dir, [&](const std::string& path, size_t n, const std::string& line) {
+    LakeRow r;
+    r.event_id = testing::JsonStringField(line, "event_id");
+    r.row_id = testing::JsonStringField(line, "row_id");
+    r.seq = std::stoull(SeqOf(line));
+    r.file = path;
+    r.line = n;
+    out.push_back(std::move(r));
+  });
   return out;
 }
 
