@@ -92,7 +92,7 @@ struct NatsConfig {
   uint64_t replicas = 3;
   uint64_t duplicate_window_ms = 0;  // 0: dedupe.window
   uint64_t max_bytes = 0;            // 0: journal.disk_budget_bytes
-  uint64_t ack_timeout_ms = 5000;
+  uint64_t ack_timeout_ms = 15000;
   uint64_t max_pending = 4096;
   std::string user, password, creds_file, ca_file;
 };

@@ -30,6 +30,11 @@ constexpr int64_t kFeedWaitMs = 200;
 constexpr int64_t kStreamWaitMs = 30'000;  // JetStream not ready yet at start
 constexpr int64_t kMaintenanceMs = 1000;
 constexpr int64_t kRetryMs = 100;  // between publishes of an event the stream had no leader for
+// One publish attempt waits at most this long for its PubAck (a quarter of ack_timeout, within
+// these bounds) before the event is published again under its Nats-Msg-Id: a publish in flight
+// to a server that died, or to a stream leader that died, never gets an answer.
+constexpr int64_t kMinAttemptMs = 250;
+constexpr int64_t kMaxAttemptMs = 2000;
 // Past this share of max_bytes, what every reader has passed is purged.
 constexpr double kPurgeAt = 0.8;
 
@@ -54,10 +59,17 @@ struct NatsJournal::Impl {
   jsCtx* js = nullptr;
   jsOptions jsopts{};
 
+  // An append waiting for its PubAck.
+  struct Pending {
+    AppendRequest* request = nullptr;
+    int64_t started_ms = 0;     // the first attempt
+    bool maybe_stored = false;  // an attempt got no answer: it may have been stored
+  };
   // Appends waiting for their PubAck, by the message published.
   std::mutex pending_mu;
-  std::unordered_map<natsMsg*, std::pair<AppendRequest*, int64_t>> pending;
-  std::vector<natsMsg*> retries;  // pending ones to publish again
+  std::unordered_map<natsMsg*, Pending> pending;
+  std::vector<natsMsg*> retries;     // pending ones to publish again
+  std::condition_variable retry_cv;  // with pending_mu: retries or stopping
   std::atomic<bool> stopping{false};
   std::shared_mutex gate;  // Append (shared) against Stop (exclusive)
   std::atomic<uint64_t> refusals{0};
@@ -73,7 +85,9 @@ struct NatsJournal::Impl {
   std::atomic<uint64_t> last_seen_seq{0};  // the feeder's position
   uint64_t reclaimed_bytes = 0;
 
-  std::thread feeder, maintenance;
+  // The retrier has a thread of its own: the maintenance thread's stream calls block while the
+  // stream has no leader, just when publishes need sending again.
+  std::thread feeder, maintenance, retrier;
   std::mutex wake_mu;
   std::condition_variable wake_cv;
   bool purge_asked = false;
@@ -84,6 +98,8 @@ struct NatsJournal::Impl {
   prometheus::Counter* acks_duplicate = nullptr;
   prometheus::Counter* acks_error = nullptr;
   prometheus::Counter* acks_timeout = nullptr;
+  prometheus::Counter* retry_no_leader = nullptr;
+  prometheus::Counter* retry_no_answer = nullptr;
   prometheus::Histogram* publish_seconds = nullptr;
 
   ~Impl() {
@@ -96,29 +112,45 @@ struct NatsJournal::Impl {
     if (!static_cast<Impl*>(closure)->Acked(msg, pa, pae)) natsMsg_Destroy(msg);
   }
 
-  // True when `msg` was kept to be published again (the stream has no leader for a moment).
+  // How long one attempt waits for its PubAck.
+  int64_t AttemptMs() const {
+    return std::clamp<int64_t>(opt.ack_timeout_ms / 4, std::min(kMinAttemptMs, opt.ack_timeout_ms),
+                               kMaxAttemptMs);
+  }
+
+  // True when `msg` was kept to be published again: the stream had no leader for a moment (no
+  // responders), or the attempt got no PubAck (lost with a server or a leader that died), and
+  // ack_timeout from the first attempt leaves room for another.
   bool Acked(natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae) {
     AppendRequest* request = nullptr;
     int64_t started = 0;
+    bool maybe_stored = false;
     {
       std::lock_guard<std::mutex> lock(pending_mu);
       auto it = pending.find(msg);
       if (it == pending.end()) return false;  // already failed by Stop
-      request = it->second.first;
-      started = it->second.second;
-      // No responders: the stream's leader is being elected (a server left). Published again
-      // shortly, within ack_timeout from the first attempt.
-      if (pa == nullptr && pae != nullptr && pae->Err == NATS_NO_RESPONDERS && !stopping.load() &&
-          SteadyNowMs() - started + kRetryMs < opt.ack_timeout_ms) {
+      Pending& entry = it->second;
+      const bool no_leader = pa == nullptr && pae != nullptr && pae->Err == NATS_NO_RESPONDERS;
+      const bool no_answer = pa == nullptr && pae != nullptr && pae->Err == NATS_TIMEOUT;
+      if ((no_leader || no_answer) && !stopping.load() &&
+          SteadyNowMs() - entry.started_ms + kRetryMs < opt.ack_timeout_ms) {
+        if (no_answer) entry.maybe_stored = true;
+        (no_answer ? retry_no_answer : retry_no_leader)->Increment();
         retries.push_back(msg);
+        retry_cv.notify_one();
         return true;
       }
+      request = entry.request;
+      started = entry.started_ms;
+      maybe_stored = entry.maybe_stored;
       pending.erase(it);
     }
     AppendResult result;
     if (pa != nullptr) {
       result.seq = pa->Sequence;
-      result.duplicate = pa->Duplicate;
+      // Stored by an earlier attempt of this append whose PubAck was lost: it is this
+      // append's record, not a duplicate of another request's (docs/journal-nats.md).
+      result.duplicate = pa->Duplicate && !maybe_stored;
       (pa->Duplicate ? acks_duplicate : acks_ok)->Increment();
       publish_seconds->Observe(static_cast<double>(SteadyNowMs() - started) / 1000.0);
     } else {
@@ -144,25 +176,38 @@ struct NatsJournal::Impl {
     return false;
   }
 
-  // Publishes the messages kept by Acked again (maintenance thread).
-  void Republish() {
-    std::vector<natsMsg*> again;
-    {
-      std::lock_guard<std::mutex> lock(pending_mu);
-      again.swap(retries);
+  // Publishes the messages kept by Acked again, kRetryMs after they came back (retrier thread).
+  void Retry() {
+    SetThreadName("dv-nats-retry");
+    for (;;) {
+      std::vector<natsMsg*> again;
+      {
+        std::unique_lock<std::mutex> lock(pending_mu);
+        retry_cv.wait(lock, [&] { return stopping.load() || !retries.empty(); });
+        if (stopping.load()) return;
+        retry_cv.wait_for(lock, std::chrono::milliseconds(kRetryMs),
+                          [&] { return stopping.load(); });
+        if (stopping.load()) return;
+        again.swap(retries);
+      }
+      Republish(again);
     }
+  }
+
+  void Republish(const std::vector<natsMsg*>& again) {
     for (natsMsg* msg : again) {
       int64_t started = SteadyNowMs();
       {
         std::lock_guard<std::mutex> lock(pending_mu);
         auto it = pending.find(msg);
-        if (it != pending.end()) started = it->second.second;
+        if (it != pending.end()) started = it->second.started_ms;
       }
       jsPubOptions po;
       jsPubOptions_Init(&po);
-      // What is left of ack_timeout from the first attempt (the Nats-Msg-Id header is still on
-      // the message).
-      po.MaxWait = std::max<int64_t>(1, opt.ack_timeout_ms - (SteadyNowMs() - started));
+      // One attempt's wait, within what is left of ack_timeout from the first attempt (the
+      // Nats-Msg-Id header is still on the message).
+      po.MaxWait =
+          std::clamp<int64_t>(opt.ack_timeout_ms - (SteadyNowMs() - started), 1, AttemptMs());
       natsMsg* sent = msg;
       if (js_PublishMsgAsync(js, &sent, &po) == NATS_OK) continue;
       AppendRequest* request = nullptr;
@@ -170,7 +215,7 @@ struct NatsJournal::Impl {
         std::lock_guard<std::mutex> lock(pending_mu);
         auto it = pending.find(msg);
         if (it != pending.end()) {
-          request = it->second.first;
+          request = it->second.request;
           pending.erase(it);
         }
       }
@@ -419,21 +464,14 @@ struct NatsJournal::Impl {
     SetThreadName("dv-nats-maint");
     for (;;) {
       bool asked = false;
-      bool retrying = false;
-      {
-        std::lock_guard<std::mutex> lock(pending_mu);
-        retrying = !retries.empty();
-      }
       {
         std::unique_lock<std::mutex> lock(wake_mu);
-        wake_cv.wait_for(lock, std::chrono::milliseconds(retrying ? kRetryMs : kMaintenanceMs),
+        wake_cv.wait_for(lock, std::chrono::milliseconds(kMaintenanceMs),
                          [&] { return stopping.load() || purge_asked; });
         if (stopping.load()) return;
         asked = purge_asked;
         purge_asked = false;
       }
-      Republish();
-      if (retrying && !asked) continue;  // the state refresh can wait for a quieter moment
       RefreshState();
       uint64_t bytes = 0, first = 0;
       {
@@ -559,7 +597,13 @@ NatsJournalMetrics::NatsJournalMetrics(prometheus::Registry* r)
               .Help("From a journal append's publish to its PubAck (stored on a quorum)")
               .Register(*r)
               .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
-                                                               0.02, 0.05, 0.1, 0.25, 1, 5})) {}
+                                                               0.02, 0.05, 0.1, 0.25, 1, 5})),
+      retries(prometheus::BuildCounter()
+                  .Name("dvrouter_nats_publish_retries_total")
+                  .Help("Journal appends published again under their Nats-Msg-Id, by reason")
+                  .Register(*r)),
+      retry_no_leader(retries.Add({{"reason", "no_responders"}})),
+      retry_no_answer(retries.Add({{"reason", "no_pub_ack"}})) {}
 
 NatsJournal::NatsJournal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -579,6 +623,8 @@ Result<std::unique_ptr<NatsJournal>> NatsJournal::Open(NatsJournalOptions option
   impl->acks_duplicate = &impl->metrics->duplicate;
   impl->acks_error = &impl->metrics->error;
   impl->acks_timeout = &impl->metrics->timeout;
+  impl->retry_no_leader = &impl->metrics->retry_no_leader;
+  impl->retry_no_answer = &impl->metrics->retry_no_answer;
   impl->publish_seconds = &impl->metrics->publish_seconds;
   if (Status st = impl->Connect(); !st.ok()) return st;
   // A cluster that just started elects its JetStream leader first: keep asking for a while.
@@ -599,6 +645,7 @@ Result<std::unique_ptr<NatsJournal>> NatsJournal::Open(NatsJournalOptions option
   Impl* raw = impl.get();
   raw->feeder = std::thread([raw, from] { raw->Feed(from); });
   raw->maintenance = std::thread([raw] { raw->Maintain(); });
+  raw->retrier = std::thread([raw] { raw->Retry(); });
   return std::unique_ptr<NatsJournal>(new NatsJournal(std::move(impl)));
 }
 
@@ -655,11 +702,11 @@ void NatsJournal::Append(AppendRequest* request) {
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = id.c_str();
-  po.MaxWait = m.opt.ack_timeout_ms;
+  po.MaxWait = m.AttemptMs();
   natsMsg* key = msg;
   {
     std::lock_guard<std::mutex> lock(m.pending_mu);
-    m.pending[key] = {request, SteadyNowMs()};
+    m.pending[key] = Impl::Pending{request, SteadyNowMs(), false};
   }
   s = js_PublishMsgAsync(m.js, &msg, &po);
   if (s != NATS_OK) {
@@ -811,10 +858,11 @@ void NatsJournal::Stop() {
   std::vector<AppendRequest*> left;
   {
     std::lock_guard<std::mutex> lock(m.pending_mu);
-    for (auto& [msg, entry] : m.pending) left.push_back(entry.first);
+    for (auto& [msg, entry] : m.pending) left.push_back(entry.request);
     m.pending.clear();
     for (natsMsg* msg : m.retries) natsMsg_Destroy(msg);
     m.retries.clear();
+    m.retry_cv.notify_all();
   }
   for (AppendRequest* request : left) {
     AppendResult r;
@@ -827,6 +875,7 @@ void NatsJournal::Stop() {
   }
   if (m.feeder.joinable()) m.feeder.join();
   if (m.maintenance.joinable()) m.maintenance.join();
+  if (m.retrier.joinable()) m.retrier.join();
   if (m.nc != nullptr) natsConnection_Close(m.nc);
 }
 

@@ -37,8 +37,8 @@ struct NatsJournalOptions {
   int64_t replicas = 3;
   int64_t duplicate_window_ms = 24ll * 3600 * 1000;
   uint64_t max_bytes = 8ull << 30;
-  int64_t ack_timeout_ms = 5000;  // no PubAck within it: the event is refused (503)
-  int64_t max_pending = 4096;     // publishes in flight at once
+  int64_t ack_timeout_ms = 15000;  // no PubAck within it: the event is refused (503)
+  int64_t max_pending = 4096;      // publishes in flight at once
   std::string user, password, creds_file, ca_file;
   uint32_t partitions = 64;  // recorded in the stream's description; must match
   Codec compression = Codec::kZstd;
@@ -57,6 +57,9 @@ struct NatsJournalMetrics {
   prometheus::Counter& error;
   prometheus::Counter& timeout;
   prometheus::Histogram& publish_seconds;
+  prometheus::Family<prometheus::Counter>& retries;
+  prometheus::Counter& retry_no_leader;  // no responders: the stream's leader being elected
+  prometheus::Counter& retry_no_answer;  // no PubAck within one attempt's wait
 };
 
 class NatsJournal final : public Journal {

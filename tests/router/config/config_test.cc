@@ -751,7 +751,7 @@ TEST(ConfigNats, TheStreamsSettingsAndTheirDefaults) {
   EXPECT_EQ(c.journal.nats_config.stream, "DVROUTER");
   EXPECT_EQ(c.journal.nats_config.duplicate_window_ms, 12 * 3'600'000u) << "dedupe.window's";
   EXPECT_EQ(c.journal.nats_config.max_bytes, 2ull << 30) << "journal.disk_budget_bytes'";
-  EXPECT_EQ(c.journal.nats_config.ack_timeout_ms, 5000u);
+  EXPECT_EQ(c.journal.nats_config.ack_timeout_ms, 15000u);
   EXPECT_FALSE(ParseOk(NoAuth("", "")).journal.nats) << "file by default";
 }
 
