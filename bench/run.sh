@@ -19,7 +19,9 @@
 # its default 1s would take half of it. COMPRESSION (zstd, the default, or none) sets
 # journal.compression in (a) and (c); (a) reports the journal bytes written per body byte.
 # CH_COMPRESSION (default none: ClickHouse is on loopback here) is the clickhouse adapter's
-# `compression` in (c). (c) also reports the router's CPU per event by thread kind.
+# `compression` in (c). (c) also reports the router's CPU per event by thread kind. DURABILITY
+# (fsync, the default, or unsafe_no_fsync) is journal.durability in (a), which also reports the
+# router's CPU per acknowledged event and the events per journal write (group size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -33,6 +35,7 @@ profile=${PROFILE:-0}
 # DVROUTER_BIN runs another build of the router (an A/B against an older commit's binary).
 router_bin=${DVROUTER_BIN:-./build/release/dvrouter}
 compression=${COMPRESSION:-zstd}
+durability=${DURABILITY:-fsync}
 
 ./scripts/install-deps.sh
 if ! command -v nginx >/dev/null 2>&1; then
@@ -92,6 +95,7 @@ profiled() {
 [ "$profile" != 1 ] || command -v perf >/dev/null || { echo "PROFILE=1 needs perf (linux-perf)" >&2; exit 1; }
 
 a_sweep="not run"; b_sweep="not run"; a_conn="-"; b_conn="-"; group="n/a"; slow_syncs="n/a"; journal_ratio=
+a_cpu="n/a"; a_per_write="n/a"
 if want a; then
 # (a) dvrouter, default durability.
 port=$(free_port); admin=$(free_port)
@@ -109,6 +113,7 @@ journal:
   data_dir: $work/data
   disk_budget_bytes: 64GiB
   compression: $compression
+  durability: $durability
 adapters: {}   # ingest only
 YAML
 DVROUTER_BENCH_KEY=bench "$router_bin" serve -c "$work/router.yaml" 2>"$work/router.log" &
@@ -131,6 +136,12 @@ slow_syncs=$(awk '/^dvrouter_journal_fsync_duration_seconds_bucket\{le="0.1"\}/{
 # Journal bytes written per webhook body byte received (frames, headers and all).
 journal_ratio=$(awk '/^dvrouter_journal_written_bytes_total /{j=$2} /^dvrouter_received_bytes_total /{r=$2} END{if(r>0) printf "%.3f", j/r}' <<<"$metrics")
 echo "(a) journal.compression $compression: $journal_ratio journal bytes per body byte"
+# Over the whole of (a), sweep and half load: the router's CPU (user + system) per event
+# journaled, and events per journal write (one pwritev per group, fsync or not).
+a_cpu=$(awk -v hz="$(getconf CLK_TCK)" -v n="$(awk '/^dvrouter_requests_total\{outcome="accepted"\}/{print $2}' <<<"$metrics")" \
+  '{if (n > 0) printf "%.1f", ($14 + $15) / hz / n * 1e6}' "/proc/$a_pid/stat")
+a_per_write=$(awk '/^dvrouter_requests_total\{outcome="accepted"\}/{n=$2} /^dvrouter_journal_append_duration_seconds_count/{w=$2} END{if(w>0) printf "%.1f", n/w}' <<<"$metrics")
+echo "(a) journal.durability $durability: router CPU $a_cpu µs per event, $a_per_write events per journal write"
 kill "$a_pid"; wait "$a_pid" 2>/dev/null || true
 fi
 
@@ -410,6 +421,7 @@ PY
     echo "dvrouter / nginx throughput ratio: $(python3 -c "print(f'{$max_rate/$nginx_rate:.2f}')")"
   fi
   echo "Mean events per group commit (fdatasync) over the dvrouter runs: $group"
+  echo "journal.durability $durability in (a): router CPU ${a_cpu} µs per journaled event, ${a_per_write} events per journal write"
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
   echo "journal.compression $compression: ${journal_ratio:-n/a} journal bytes written per body byte in (a)"
   echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
