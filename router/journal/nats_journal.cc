@@ -28,6 +28,7 @@ namespace {
 
 constexpr int64_t kFeedWaitMs = 200;
 constexpr int64_t kStreamWaitMs = 30'000;  // JetStream not ready yet at start
+constexpr int64_t kStartCallMs = 2000;     // one stream-info call at start
 constexpr int64_t kMaintenanceMs = 1000;
 constexpr int64_t kRetryMs = 100;  // between publishes of an event the stream had no leader for
 // One publish attempt waits at most this long for its PubAck (a quarter of ack_timeout, within
@@ -290,7 +291,13 @@ struct NatsJournal::Impl {
     cfg.AllowDirect = false;
     jsStreamInfo* si = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetStreamInfo(&si, js, opt.stream.c_str(), nullptr, &code);
+    // A short wait, asked again by Open: while the servers elect their JetStream leader (a
+    // server was lost) a call gets no answer, and a node starting then (a restart after a lost
+    // lease) should serve as soon as the election is over, not an ack_timeout later.
+    jsOptions quick;
+    jsOptions_Init(&quick);
+    quick.Wait = std::min<int64_t>(opt.ack_timeout_ms, kStartCallMs);
+    natsStatus s = js_GetStreamInfo(&si, js, opt.stream.c_str(), &quick, &code);
     if (s == NATS_NOT_FOUND || code == JSStreamNotFoundErr) {
       s = js_AddStream(&si, js, &cfg, nullptr, &code);
       if (s != NATS_OK) {
