@@ -21,7 +21,8 @@
 # CH_COMPRESSION (default none: ClickHouse is on loopback here) is the clickhouse adapter's
 # `compression` in (c). (c) also reports the router's CPU per event by thread kind. DURABILITY
 # (fsync, the default, or unsafe_no_fsync) is journal.durability in (a), which also reports the
-# router's CPU per acknowledged event and the events per journal write (group size).
+# router's CPU per acknowledged event and the events per journal write (group size). IO_THREADS
+# (default 4) is ingress.io_threads in (a) and (c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -102,7 +103,7 @@ port=$(free_port); admin=$(free_port)
 cat > "$work/router.yaml" <<YAML
 ingress:
   listen: 127.0.0.1:$port
-  io_threads: 4
+  io_threads: ${IO_THREADS:-4}
   max_connections: 4096
   auth:
     mode: webhook_key
@@ -253,7 +254,7 @@ route_list=$(echo "$sinks" | sed 's/ /, /g')
 cat > "$work/router-c.yaml" <<YAML
 ingress:
   listen: 127.0.0.1:$cport
-  io_threads: 4
+  io_threads: ${IO_THREADS:-4}
   max_connections: 4096
   auth:
     mode: webhook_key
