@@ -647,7 +647,8 @@ void FileJournal::Impl::WriterLoop() {
       std::unique_lock<std::mutex> lock(queue_mu);
       queue_cv.wait(lock, [&] { return !pending.empty() || stopping; });
       if (pending.empty()) return;
-      if (!opt.fsync && !stopping && pending.size() < kGroupWindowEvents) {
+      if (!opt.fsync && !stopping &&
+          pending.size() < std::min(kGroupWindowEvents, opt.max_batch_events)) {
         // Without fdatasync a group would be the one or two events that woke the writer: wait
         // the window an fdatasync gives for free (docs/architecture.md, "Group commit").
         lock.unlock();

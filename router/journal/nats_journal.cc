@@ -31,11 +31,17 @@ constexpr int64_t kStreamWaitMs = 30'000;  // JetStream not ready yet at start
 constexpr int64_t kStartCallMs = 2000;     // one stream-info call at start
 constexpr int64_t kMaintenanceMs = 1000;
 constexpr int64_t kRetryMs = 100;  // between publishes of an event the stream had no leader for
-// One publish attempt waits at most this long for its PubAck (a quarter of ack_timeout, within
+// One publish attempt waits at most this long for its PubAck (a third of ack_timeout, within
 // these bounds) before the event is published again under its Nats-Msg-Id: a publish in flight
-// to a server that died, or to a stream leader that died, never gets an answer.
+// to a server that died, or to a stream leader that died, never gets an answer. At most
+// kMaxUnanswered attempts go unanswered: a cluster that is only slow is not sent every event
+// several times (nats-server 2.9 replicates a copy before its dedupe drops it).
 constexpr int64_t kMinAttemptMs = 250;
-constexpr int64_t kMaxAttemptMs = 2000;
+constexpr int64_t kMaxAttemptMs = 5000;
+constexpr uint32_t kMaxUnanswered = 2;
+// The wait of the JetStream API calls (stream state, purges, gets, consumers), also the ones Stop
+// waits for: not the whole ack_timeout.
+constexpr int64_t kApiWaitMs = 5000;
 // Past this share of max_bytes, what every reader has passed is purged.
 constexpr double kPurgeAt = 0.8;
 
@@ -65,6 +71,7 @@ struct NatsJournal::Impl {
     AppendRequest* request = nullptr;
     int64_t started_ms = 0;     // the first attempt
     bool maybe_stored = false;  // an attempt got no answer: it may have been stored
+    uint32_t unanswered = 0;    // attempts without an answer
   };
   // Appends waiting for their PubAck, by the message published.
   std::mutex pending_mu;
@@ -101,6 +108,7 @@ struct NatsJournal::Impl {
   prometheus::Counter* acks_timeout = nullptr;
   prometheus::Counter* retry_no_leader = nullptr;
   prometheus::Counter* retry_no_answer = nullptr;
+  prometheus::Counter* retry_error = nullptr;
   prometheus::Histogram* publish_seconds = nullptr;
 
   ~Impl() {
@@ -115,13 +123,27 @@ struct NatsJournal::Impl {
 
   // How long one attempt waits for its PubAck.
   int64_t AttemptMs() const {
-    return std::clamp<int64_t>(opt.ack_timeout_ms / 4, std::min(kMinAttemptMs, opt.ack_timeout_ms),
+    return std::clamp<int64_t>(opt.ack_timeout_ms / 3, std::min(kMinAttemptMs, opt.ack_timeout_ms),
                                kMaxAttemptMs);
   }
 
-  // True when `msg` was kept to be published again: the stream had no leader for a moment (no
-  // responders), or the attempt got no PubAck (lost with a server or a leader that died), and
-  // ack_timeout from the first attempt leaves room for another.
+  // Whether a refusal names the stream's budget (max_bytes, max_msgs): not sent again.
+  static bool BudgetFull(const std::string& text) {
+    return text.find("maximum bytes") != std::string::npos ||
+           text.find("maximum messages") != std::string::npos;
+  }
+
+  static std::string ErrorText(const jsPubAckErr* pae) {
+    return pae != nullptr && pae->ErrText != nullptr && *pae->ErrText != '\0'
+               ? std::string(pae->ErrText)
+               : NatsText(pae != nullptr ? pae->Err : NATS_ERR);
+  }
+
+  // True when `msg` was kept to be published again, while ack_timeout from the first attempt
+  // leaves room: the stream had no leader for a moment (no responders), the attempt got no
+  // PubAck (lost with a server or a leader that died; at most kMaxUnanswered times), or the
+  // server refused it for another reason than the budget (a leader stepping down answers with
+  // an error).
   bool Acked(natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae) {
     AppendRequest* request = nullptr;
     int64_t started = 0;
@@ -131,15 +153,22 @@ struct NatsJournal::Impl {
       auto it = pending.find(msg);
       if (it == pending.end()) return false;  // already failed by Stop
       Pending& entry = it->second;
-      const bool no_leader = pa == nullptr && pae != nullptr && pae->Err == NATS_NO_RESPONDERS;
-      const bool no_answer = pa == nullptr && pae != nullptr && pae->Err == NATS_TIMEOUT;
-      if ((no_leader || no_answer) && !stopping.load() &&
+      if (pa == nullptr && pae != nullptr && !stopping.load() &&
           SteadyNowMs() - entry.started_ms + kRetryMs < opt.ack_timeout_ms) {
-        if (no_answer) entry.maybe_stored = true;
-        (no_answer ? retry_no_answer : retry_no_leader)->Increment();
-        retries.push_back(msg);
-        retry_cv.notify_one();
-        return true;
+        const bool no_leader = pae->Err == NATS_NO_RESPONDERS;
+        const bool no_answer = pae->Err == NATS_TIMEOUT;
+        const bool again = no_leader || (no_answer && entry.unanswered < kMaxUnanswered) ||
+                           (!no_answer && !BudgetFull(ErrorText(pae)));
+        if (again) {
+          if (no_answer) {
+            entry.maybe_stored = true;
+            ++entry.unanswered;
+          }
+          (no_leader ? retry_no_leader : no_answer ? retry_no_answer : retry_error)->Increment();
+          retries.push_back(msg);
+          retry_cv.notify_one();
+          return true;
+        }
       }
       request = entry.request;
       started = entry.started_ms;
@@ -152,16 +181,13 @@ struct NatsJournal::Impl {
       // Stored by an earlier attempt of this append whose PubAck was lost: it is this
       // append's record, not a duplicate of another request's (docs/journal-nats.md).
       result.duplicate = pa->Duplicate && !maybe_stored;
-      (pa->Duplicate ? acks_duplicate : acks_ok)->Increment();
+      (result.duplicate ? acks_duplicate : acks_ok)->Increment();
       publish_seconds->Observe(static_cast<double>(SteadyNowMs() - started) / 1000.0);
     } else {
-      const std::string text = pae != nullptr && pae->ErrText != nullptr
-                                   ? std::string(pae->ErrText)
-                                   : NatsText(pae != nullptr ? pae->Err : NATS_ERR);
+      const std::string text = ErrorText(pae);
       const bool timeout = pae != nullptr && pae->Err == NATS_TIMEOUT;
       (timeout ? acks_timeout : acks_error)->Increment();
-      if (text.find("maximum bytes") != std::string::npos ||
-          text.find("maximum messages") != std::string::npos) {
+      if (BudgetFull(text)) {
         refusals.fetch_add(1);
         AskPurge();
         result.status = Unavailable(
@@ -169,8 +195,10 @@ struct NatsJournal::Impl {
             "max_bytes (" +
             text + ")");
       } else {
-        result.status = Unavailable(timeout ? "no PubAck from JetStream within ack_timeout"
-                                            : "JetStream refused the event: " + text);
+        result.status = Unavailable(
+            stopping.load() ? "the journal stopped before JetStream acknowledged the event"
+            : timeout       ? "no PubAck from JetStream within ack_timeout"
+                            : "JetStream refused the event: " + text);
       }
     }
     request->callback->OnAppendDone(result);
@@ -203,14 +231,18 @@ struct NatsJournal::Impl {
         auto it = pending.find(msg);
         if (it != pending.end()) started = it->second.started_ms;
       }
-      jsPubOptions po;
-      jsPubOptions_Init(&po);
-      // One attempt's wait, within what is left of ack_timeout from the first attempt (the
-      // Nats-Msg-Id header is still on the message).
-      po.MaxWait =
-          std::clamp<int64_t>(opt.ack_timeout_ms - (SteadyNowMs() - started), 1, AttemptMs());
-      natsMsg* sent = msg;
-      if (js_PublishMsgAsync(js, &sent, &po) == NATS_OK) continue;
+      natsStatus s = NATS_ILLEGAL_STATE;  // stopping: not sent again
+      if (!stopping.load()) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        // One attempt's wait, within what is left of ack_timeout from the first attempt (the
+        // Nats-Msg-Id header is still on the message).
+        po.MaxWait =
+            std::clamp<int64_t>(opt.ack_timeout_ms - (SteadyNowMs() - started), 1, AttemptMs());
+        natsMsg* sent = msg;
+        s = js_PublishMsgAsync(js, &sent, &po);
+        if (s == NATS_OK) continue;
+      }
       AppendRequest* request = nullptr;
       {
         std::lock_guard<std::mutex> lock(pending_mu);
@@ -224,7 +256,10 @@ struct NatsJournal::Impl {
       if (request != nullptr) {
         acks_error->Increment();
         AppendResult r;
-        r.status = Unavailable("journal.nats: the stream has no leader (no responders)");
+        r.status = Unavailable(
+            s == NATS_ILLEGAL_STATE
+                ? std::string("the journal stopped before JetStream acknowledged the event")
+                : "journal.nats: publishing again: " + NatsText(s));
         request->callback->OnAppendDone(r);
       }
     }
@@ -262,7 +297,7 @@ struct NatsJournal::Impl {
       return Unavailable("journal.nats: cannot connect to " + list + ": " + NatsText(s));
     }
     jsOptions_Init(&jsopts);
-    jsopts.Wait = opt.ack_timeout_ms;
+    jsopts.Wait = std::min(opt.ack_timeout_ms, kApiWaitMs);
     jsopts.PublishAsync.MaxPending = opt.max_pending;
     jsopts.PublishAsync.AckHandler = &Impl::OnAck;
     jsopts.PublishAsync.AckHandlerClosure = this;
@@ -610,7 +645,8 @@ NatsJournalMetrics::NatsJournalMetrics(prometheus::Registry* r)
                   .Help("Journal appends published again under their Nats-Msg-Id, by reason")
                   .Register(*r)),
       retry_no_leader(retries.Add({{"reason", "no_responders"}})),
-      retry_no_answer(retries.Add({{"reason", "no_pub_ack"}})) {}
+      retry_no_answer(retries.Add({{"reason", "no_pub_ack"}})),
+      retry_error(retries.Add({{"reason", "error"}})) {}
 
 NatsJournal::NatsJournal(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -632,6 +668,7 @@ Result<std::unique_ptr<NatsJournal>> NatsJournal::Open(NatsJournalOptions option
   impl->acks_timeout = &impl->metrics->timeout;
   impl->retry_no_leader = &impl->metrics->retry_no_leader;
   impl->retry_no_answer = &impl->metrics->retry_no_answer;
+  impl->retry_error = &impl->metrics->retry_error;
   impl->publish_seconds = &impl->metrics->publish_seconds;
   if (Status st = impl->Connect(); !st.ok()) return st;
   // A cluster that just started elects its JetStream leader first: keep asking for a while.

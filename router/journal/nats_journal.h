@@ -60,6 +60,7 @@ struct NatsJournalMetrics {
   prometheus::Family<prometheus::Counter>& retries;
   prometheus::Counter& retry_no_leader;  // no responders: the stream's leader being elected
   prometheus::Counter& retry_no_answer;  // no PubAck within one attempt's wait
+  prometheus::Counter& retry_error;      // refused, not for the budget (a leader stepping down)
 };
 
 class NatsJournal final : public Journal {
