@@ -331,6 +331,61 @@ struct ReadFd {
   int fd;
 };
 
+// Spare bytes a read tail frame keeps past its end: simdjson's padding (Decoder::kPadding).
+constexpr size_t kReadSlack = 64;
+
+// The read tail: the plain frames of the newest committed records, prepared by the appending
+// threads from the body they received (EncodeUnsealedFrame) and put here by the writer once the
+// record is durable, so the delivery worker that routes a record right after its commit reads
+// neither the disk nor zstd (docs/architecture.md, "Journal compression"). A ring of
+// opt.read_tail_records slots by seq; a Read takes its frame out (the caller's buffer takes the
+// slot's place and is reused), later Reads of the record go to the disk. Frames over
+// kMaxTailFrame are not kept. Any thread (one mutex: the writer once per group, readers once per
+// record).
+class ReadTail {
+ public:
+  static constexpr size_t kMaxTailFrame = 64u << 10;
+  static constexpr size_t kMinFrameCapacity = 16u << 10;
+
+  explicit ReadTail(size_t records) : slots_(records) {}
+  // Writer: the frames of a durable group (committed[k] is batch[group[k]]'s record); each
+  // request gets the replaced slot's buffer back to reuse.
+  void Put(const std::vector<RecordHandle>& committed, const std::vector<size_t>& group,
+           const std::vector<AppendRequest*>& batch) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t k = 0; k < group.size(); ++k) {
+      std::string& frame = batch[group[k]]->plain_frame;
+      if (frame.empty()) continue;
+      Slot& slot = slots_[committed[k].seq % slots_.size()];
+      slot.seq = committed[k].seq;
+      slot.frame.swap(frame);
+      frame.clear();
+    }
+  }
+  // Moves the frame of `seq` into *out (whose buffer takes its place); false when not kept.
+  bool Take(uint64_t seq, std::string* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = slots_[seq % slots_.size()];
+    if (slot.seq != seq || slot.frame.empty()) return false;
+    slot.seq = 0;
+    slot.frame.swap(*out);
+    slot.frame.clear();
+    if (slot.frame.capacity() > kMaxTailFrame) std::string().swap(slot.frame);
+    reads_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  uint64_t reads() const { return reads_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    uint64_t seq = 0;
+    std::string frame;
+  };
+  std::mutex mu_;
+  std::vector<Slot> slots_;
+  std::atomic<uint64_t> reads_{0};
+};
+
 struct FileJournal::Impl {
   FileJournalOptions opt;
   JournalIo* io = nullptr;
@@ -352,6 +407,7 @@ struct FileJournal::Impl {
   uint64_t truncated_bytes = 0;
   std::atomic<uint64_t> budget_refusals{0};
   std::atomic<uint64_t> reclaimed_bytes{0};
+  std::unique_ptr<ReadTail> tail;  // set in Open from opt.read_tail_records
 
   // Writer state (writer thread only, after Open).
   int seg_fd = -1;
@@ -846,6 +902,8 @@ void FileJournal::Impl::CommitGroup() {
       info.bytes = seg_size;
       if (info.first_ms == 0) info.first_ms = batch[group.front()]->received_ms;
     }
+    // Durable now: readers may have their plain frames (before the listener hands out handles).
+    if (tail) tail->Put(committed, group, batch);
     if (opt.listener) {
       for (const RecordHandle& h : committed) opt.listener->OnCommitted(h);
       opt.listener->OnGroupCommitted();
@@ -1028,6 +1086,10 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
   impl->io = impl->opt.io ? impl->opt.io : JournalIo::Default();
   if (Status st = impl->Recover(); !st.ok()) return st;
   impl->ReportSize();
+  // Only a journal whose commits someone follows keeps a read tail: the listener's readers.
+  if (impl->opt.listener && impl->opt.read_tail_records > 0) {
+    impl->tail = std::make_unique<ReadTail>(impl->opt.read_tail_records);
+  }
   Impl* raw = impl.get();
   impl->writer = std::thread([raw] { raw->WriterLoop(); });
   if (impl->opt.listener) impl->reclaimer = std::thread([raw] { raw->ReclaimerLoop(); });
@@ -1039,6 +1101,24 @@ void FileJournal::Append(AppendRequest* request) {
     journal::CompressBody(request->body, impl_->opt.compression_level, &request->stored);
   } else {
     request->stored.codec = Codec::kNone;
+  }
+  // The frame a delivery worker will read right after the commit, built from the body at hand
+  // (the read tail). Room for simdjson's padding past it: readers parse the body in place.
+  if (impl_->tail && request->body.size() + 4096 <= ReadTail::kMaxTailFrame) {
+    // Buffers go round (request, tail, reader, back to the tail and to a request): one room for
+    // the common body sizes (7-14 KB here) saves growing a smaller one for a larger body.
+    if (request->plain_frame.capacity() < ReadTail::kMinFrameCapacity) {
+      request->plain_frame.reserve(ReadTail::kMinFrameCapacity);
+    }
+    const journal::FrameMeta meta{
+        0, request->received_ms, request->key, request->partition, Codec::kNone, 0};
+    journal::EncodeUnsealedFrame(meta, *request->header, request->body, kReadSlack,
+                                 &request->plain_frame);
+  } else {
+    request->plain_frame.clear();
+  }
+  if (request->plain_frame.capacity() > ReadTail::kMaxTailFrame) {
+    std::string().swap(request->plain_frame);
   }
   {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
@@ -1089,6 +1169,7 @@ JournalStats FileJournal::Stats() const {
   s.budget_bytes = impl_->opt.disk_budget_bytes;
   s.budget_refusals = impl_->budget_refusals.load(std::memory_order_relaxed);
   s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
+  if (impl_->tail) s.tail_reads = impl_->tail->reads();
   std::lock_guard<std::mutex> lock(impl_->state_mu);
   s.segments = impl_->segments.size();
   s.corrupt_records = impl_->corrupt_records;
@@ -1171,6 +1252,28 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   constexpr size_t kMaxSlack = 4096;
   const size_t slack = std::min(
       kMaxSlack, buffer->capacity() > handle.length ? buffer->capacity() - handle.length : 0);
+  if (impl_->tail && impl_->tail->Take(handle.seq, buffer)) {
+    // Committed moments ago: the plain frame the appending thread built, sealed here.
+    journal::SealFrame(handle.seq, buffer);
+    if (buffer->capacity() - buffer->size() < slack) buffer->reserve(buffer->size() + slack);
+    journal::FrameMeta meta;
+    std::string_view body;
+    uint32_t len = 0;
+    Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
+    if (st.ok() && (meta.seq != handle.seq || meta.partition != handle.partition)) {
+      st = InvalidArgument("sequence or partition differs");
+    }
+    if (!st.ok()) {
+      return Internal("journal record " + std::to_string(handle.seq) +
+                      " from the read tail does not decode: " + st.ToString());
+    }
+    out->handle = handle;
+    out->key = meta.key;
+    out->received_ms = meta.received_ms;
+    out->header = header;
+    out->body = body;
+    return Status::Ok();
+  }
   buffer->resize(handle.length);
   // (The hot path of delivery: the message is built only on failure.)
   if (const int err = PreadAll(fd->fd, buffer->data(), handle.length, handle.offset); err != 0) {

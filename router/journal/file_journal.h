@@ -69,6 +69,10 @@ struct FileJournalOptions {
   // bytes. Journals of either setting read the same; turning it on marks META format=2.
   Codec compression = Codec::kZstd;
   int compression_level = 1;
+  // The read tail: plain frames of the newest this-many committed records kept in memory (bodies
+  // up to 60 KiB), so the delivery worker's routing read right after the commit reads neither
+  // the disk nor zstd. Only with a listener. 0: off.
+  size_t read_tail_records = 2048;
   JournalIo* io = nullptr;              // default: JournalIo::Default()
   JournalObserver* observer = nullptr;  // optional
   CommitListener* listener = nullptr;   // optional

@@ -64,6 +64,9 @@ struct AppendRequest {
   // The journal's own: the body's stored form, prepared by Append on the caller's thread (so
   // compression runs on the ingress threads, not the writer). Reused across appends.
   StoredBody stored;
+  // The journal's own too: the record's plain frame for the journal's read tail (FileJournal),
+  // without its seq and checksum, which the reader fills in; its buffer is reused.
+  std::string plain_frame;
 };
 
 // A record read back from the journal. Views point into a buffer valid during the visit only.
@@ -103,6 +106,7 @@ struct JournalStats {
   int64_t oldest_received_ms = 0;  // of the oldest retained record; 0 when there is none
   uint64_t budget_refusals = 0;    // appends refused because undelivered data fills the budget
   uint64_t reclaimed_bytes = 0;    // delivered bytes deleted to make room (not by age)
+  uint64_t tail_reads = 0;         // Reads answered from the read tail, without the disk
 };
 
 // Where a Scan may start reading: the handle of a record at or before the first one wanted

@@ -102,8 +102,12 @@ Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
   return std::string_view(*scratch);
 }
 
-uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::string_view body,
-                           std::string* out) {
+namespace {
+
+// Frame header (blank) + payload prefix, everything before the stored body; returns the payload
+// length (prefix and body).
+uint32_t AppendPrefix(const FrameMeta& meta, const EventHeader& h, std::string_view body,
+                      std::string* out) {
   const size_t start = out->size();
   out->append(kFrameHeaderBytes, '\0');
   Put<uint64_t>(out, meta.seq);
@@ -128,8 +132,22 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   }
   if (zstd) Put<uint32_t>(out, meta.raw_length);
   Put<uint32_t>(out, static_cast<uint32_t>(body.size()));
-  const size_t prefix_payload = out->size() - start - kFrameHeaderBytes;
-  const uint32_t payload_len = static_cast<uint32_t>(prefix_payload + body.size());
+  return static_cast<uint32_t>(out->size() - start - kFrameHeaderBytes + body.size());
+}
+
+void WriteFrameHeader(uint32_t payload_len, uint64_t checksum, char* hdr) {
+  std::memcpy(hdr, &payload_len, 4);
+  std::memcpy(hdr + 4, &kFrameMagic, 4);
+  std::memcpy(hdr + 8, &checksum, 8);
+}
+
+}  // namespace
+
+uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::string_view body,
+                           std::string* out) {
+  const size_t start = out->size();
+  const uint32_t payload_len = AppendPrefix(meta, h, body, out);
+  const size_t prefix_payload = payload_len - body.size();
 
   XXH3_state_t state;
   XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
@@ -137,12 +155,31 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& h, std::str
   XXH3_64bits_update(&state, out->data() + start + kFrameHeaderBytes, prefix_payload);
   XXH3_64bits_update(&state, body.data(), body.size());
   const uint64_t checksum = XXH3_64bits_digest(&state);
-
-  char* hdr = out->data() + start;
-  std::memcpy(hdr, &payload_len, 4);
-  std::memcpy(hdr + 4, &kFrameMagic, 4);
-  std::memcpy(hdr + 8, &checksum, 8);
+  WriteFrameHeader(payload_len, checksum, out->data() + start);
   return static_cast<uint32_t>(kFrameHeaderBytes + payload_len);
+}
+
+void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& h, std::string_view body,
+                         size_t slack, std::string* out) {
+  out->clear();
+  size_t strings = 0;
+  for (auto field : kStringFields) strings += 2 + (h.*field).size();
+  out->reserve(kFrameHeaderBytes + 96 + strings + body.size() + slack);
+  FrameMeta plain = meta;
+  plain.seq = 0;
+  plain.codec = Codec::kNone;
+  plain.raw_length = 0;
+  const uint32_t payload_len = AppendPrefix(plain, h, body, out);
+  out->append(body);
+  WriteFrameHeader(payload_len, 0, out->data());
+}
+
+void SealFrame(uint64_t seq, std::string* frame) {
+  char* payload = frame->data() + kFrameHeaderBytes;
+  const uint32_t payload_len = static_cast<uint32_t>(frame->size() - kFrameHeaderBytes);
+  std::memcpy(payload, &seq, 8);  // the payload's first field
+  const uint64_t checksum = XXH3_64bits_withSeed(payload, payload_len, payload_len);
+  std::memcpy(frame->data() + 8, &checksum, 8);
 }
 
 Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* h,

@@ -49,6 +49,14 @@ Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
 uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header,
                            std::string_view stored, std::string* out);
 
+// A plain frame (codec kNone) of `body` with its seq and checksum left blank, into *out (cleared;
+// capacity for `slack` bytes past the frame is reserved): what the appending thread prepares
+// before the writer assigns the seq. SealFrame completes it.
+void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& header, std::string_view body,
+                         size_t slack, std::string* out);
+// Writes `seq` and the checksum into a frame EncodeUnsealedFrame made.
+void SealFrame(uint64_t seq, std::string* frame);
+
 // Parses the frame starting at data[0]; `available` bytes are readable. On success fills the
 // outputs (*body: the stored body, a view into data; meta->codec says whether RawBody must
 // decompress it) and *frame_len. NotFound when fewer bytes than a whole frame remain (a torn

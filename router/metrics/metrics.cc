@@ -105,6 +105,9 @@ RouterMetrics::RouterMetrics()
       journal_budget_refusals(Counter(
           *registry_, "dvrouter_journal_budget_refusals_total",
           "Appends refused (503) because events not every adapter finished fill the budget")),
+      journal_tail_reads(Counter(
+          *registry_, "dvrouter_journal_tail_reads_total",
+          "Journal reads answered from the read tail (a record just committed) without the disk")),
       journal_reclaimed_bytes(
           Counter(*registry_, "dvrouter_journal_reclaimed_bytes_total",
                   "Delivered journal bytes deleted to make room for new events (budget)")),
@@ -186,6 +189,9 @@ void RouterMetrics::OnJournalStats(const JournalStats& stats, int64_t now_ms) {
   if (refused > journal_budget_refusals.Value()) {
     journal_budget_refusals.Increment(refused - journal_budget_refusals.Value());
   }
+  const double tail = static_cast<double>(stats.tail_reads);
+  if (tail > journal_tail_reads.Value())
+    journal_tail_reads.Increment(tail - journal_tail_reads.Value());
 }
 
 }  // namespace dvrouter

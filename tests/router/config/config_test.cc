@@ -568,6 +568,14 @@ TEST(ConfigQuantities, Compression) {
   ExpectKeyError(NoAuth("", "journal:\n  compression_level: fast\n"), "journal.compression_level");
 }
 
+TEST(ConfigQuantities, ReadTail) {
+  EXPECT_EQ(ParseOk(NoAuth("", "")).journal.read_tail_records, 2048u);
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  read_tail_records: 0\n")).journal.read_tail_records,
+            0u);
+  ExpectKeyError(NoAuth("", "journal:\n  read_tail_records: 1000001\n"),
+                 "journal.read_tail_records");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Endpoints.
 

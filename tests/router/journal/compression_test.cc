@@ -158,6 +158,68 @@ TEST(JournalCompression, ReadsIntoOneBufferKeepThePaddingAndDoNotGrowIt) {
   EXPECT_EQ(buffer.capacity(), settled_capacity);
 }
 
+// The read tail: the first Read of a record just committed is answered from the plain frame the
+// appending thread built, sealed with its seq and checksum: byte for byte the frame a read of the
+// segment gives. Bodies over 60 KiB and records the tail has dropped are read from the segment.
+TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives) {
+  for (const size_t tail_records : {size_t{2048}, size_t{3}, size_t{0}}) {
+    SCOPED_TRACE(tail_records);
+    JournalFixture f;
+    const auto bodies = Bodies();
+    std::vector<RecordHandle> handles;
+    struct Listener final : CommitListener {
+      std::vector<RecordHandle>* out;
+      void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
+    } listener;
+    listener.out = &handles;
+    FileJournalOptions o = Compressed(f);
+    o.listener = &listener;
+    o.read_tail_records = tail_records;
+    auto j = OpenOrDie(o);
+    std::vector<std::unique_ptr<Pending>> events;
+    for (size_t i = 0; i < bodies.size(); ++i) {
+      events.push_back(EventWithBody(static_cast<int>(i), bodies[i]));
+      ASSERT_TRUE(AppendOne(j.get(), events.back().get()).status.ok()) << i;
+    }
+    ASSERT_EQ(handles.size(), bodies.size());
+    // The tail is a ring by seq: a slot holds the newest kept record of its residue.
+    std::vector<uint64_t> ring(tail_records, 0);
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (tail_records > 0 && bodies[i].size() + 4096 <= (64u << 10)) {
+        ring[handles[i].seq % tail_records] = handles[i].seq;
+      }
+    }
+    uint64_t expected_tail_reads = 0;
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (tail_records > 0 && ring[handles[i].seq % tail_records] == handles[i].seq) {
+        ++expected_tail_reads;
+      }
+      std::string first, second;
+      EventHeader h1, h2;
+      RecordView v1, v2;
+      first.reserve(handles[i].length + 64);  // as the engine does: simdjson's padding
+      ASSERT_TRUE(j->Read(handles[i], &first, &h1, &v1).ok()) << i;
+      EXPECT_EQ(j->Stats().tail_reads, expected_tail_reads) << i;
+      ASSERT_TRUE(j->Read(handles[i], &second, &h2, &v2).ok()) << i;  // the segment's
+      EXPECT_EQ(j->Stats().tail_reads, expected_tail_reads) << i;
+      EXPECT_EQ(first, second) << "frame of body " << i;
+      EXPECT_EQ(v1.body, bodies[i]);
+      EXPECT_EQ(v1.key, events[i]->request.key);
+      EXPECT_EQ(v1.received_ms, v2.received_ms);
+      EXPECT_EQ(h1.primary_entity_id, events[i]->header.primary_entity_id);
+      EXPECT_EQ(h1.operation_id, h2.operation_id);
+      EXPECT_EQ(h1.stage, h2.stage);
+      // The caller's padding past the body is kept, as for a read of the segment.
+      const size_t body_end = static_cast<size_t>(v1.body.data() + v1.body.size() - first.data());
+      EXPECT_GE(first.capacity() - body_end, 64u) << i;
+    }
+    EXPECT_EQ(j->Stats().tail_reads, expected_tail_reads);
+    if (tail_records == 2048) {
+      EXPECT_GT(expected_tail_reads, 5u);
+    }
+  }
+}
+
 TEST(JournalCompression, ADamagedCompressedFrameIsSkippedLikeAnyCorruptFrame) {
   JournalFixture f;
   const std::string body = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
