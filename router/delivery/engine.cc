@@ -393,6 +393,8 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
                                  CachedRecord* cached) {
   uint64_t mask = 0;
   uint64_t pending = 0;  // adapters that took the event: its status is pending there
+  Entry* taken[64];      // the entries it became (at most one per adapter)
+  size_t n_taken = 0;
   bool routed = false;
   const int64_t now = opt.now_ms();
   for (size_t a = 0; a < part.lanes.size(); ++a) {
@@ -430,6 +432,7 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     // the cache budget) long before its batch comes, so it reads the journal when it gets there.
     if (cached != nullptr && CanHoldCached(*w, lane, a)) e.cached = EntryHold(cached);
     lane.window.push_back(std::move(e));
+    if (n_taken < 64) taken[n_taken++] = &lane.window.back();  // a deque keeps its elements put
     lane.waiting.insert(view.handle.seq);
     w->channels[a]->dirty = true;
     pending |= uint64_t{1} << a;
@@ -437,10 +440,11 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
   const EventSummaryView summary{view.header->primary_entity_name, view.header->primary_entity_id,
                                  view.header->message_name, view.received_ms,
                                  view.header->status_record};
-  status.UpdateEach(
+  const StatusTable::Slot slot = status.UpdateEach(
       view.key, view.handle.seq, pending,
       [&](AdapterStatus& s) { s.Step(EventState::kPending, now, 0, "", ""); }, &view.handle,
       &summary);
+  for (size_t i = 0; i < n_taken; ++i) taken[i]->status = slot;
 }
 
 bool DeliveryEngine::Impl::CatchUp(Worker* w) {

@@ -71,6 +71,7 @@ struct Entry {
   int64_t first_attempt_ms = 0;
   uint32_t attempts = 0;
   EntryState state = EntryState::kWaiting;
+  StatusTable::Slot status = nullptr;  // where its status was (a hint: StatusTable::Update)
   std::string last_error;
   EntryHold cached;  // the record, until its first batch is built (not always: CachedRecord)
 };

@@ -215,9 +215,10 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
         records_->Emit(c.adapter, e.key, e.seq, e.handle.partition, *d.header,
                        EventState::kSubmitted, 1, 0, "", "");
       }
-      status_->Update(e.key, e.seq, c.adapter, [&](AdapterStatus& s) {
-        s.Step(EventState::kSubmitted, now, e.attempts + 1, "", "");
-      });
+      status_->Update(
+          e.key, e.seq, c.adapter,
+          [&](AdapterStatus& s) { s.Step(EventState::kSubmitted, now, e.attempts + 1, "", ""); },
+          nullptr, e.status);
     }
     // Replays, taken out of the channel's list (highest index first keeps the others valid).
     std::sort(replay_picks.rbegin(), replay_picks.rend());
@@ -360,9 +361,11 @@ void Scheduler::Complete(Worker* w, Batch* b) {
     const EventKey key = e ? e->key : item->meta.key;
     const uint64_t seq = ref.seq;
     ++attempts;
+    const StatusTable::Slot slot = e ? e->status : nullptr;
     auto set_status = [&](EventState s, const std::string& err, const std::string& answer) {
-      status_->Update(key, seq, a,
-                      [&](AdapterStatus& st) { st.Step(s, now, attempts, err, answer); });
+      status_->Update(
+          key, seq, a, [&](AdapterStatus& st) { st.Step(s, now, attempts, err, answer); }, nullptr,
+          slot);
     };
     const EventHeader& header = *b->deliveries[i].header;
     const uint32_t partition = e ? e->handle.partition : item->meta.partition;

@@ -90,6 +90,7 @@ struct EventSummaryView {
 };
 
 struct EventStatus {
+  EventKey key;  // whose status this is (a slot is reused for a newer event once the table is full)
   uint64_t seq = 0;
   RecordHandle handle;  // where the record is (length 0: not known)
   EventSummary summary;
@@ -117,22 +118,38 @@ class StatusTable {
  public:
   StatusTable(size_t capacity, size_t adapters);
 
+  // Where an event's status was last found: what UpdateEach returns and a lane entry keeps, so
+  // the event's later steps skip the hash lookup. Only a hint: the slot may have been reused for
+  // a newer event since (checked under the lock), and then the table is searched.
+  using Slot = const EventStatus*;
+
   // Creates the record if missing (every adapter pending), then applies fn to adapter a's status.
-  // `handle`, when given, records where the event is in the journal.
+  // `handle`, when given, records where the event is in the journal; `hint`, when it still holds
+  // the event, saves the lookup.
   template <typename Fn>
   void Update(const EventKey& key, uint64_t seq, size_t adapter, Fn&& fn,
-              const RecordHandle* handle = nullptr) {
-    UpdateEach(key, seq, uint64_t{1} << adapter, std::forward<Fn>(fn), handle);
+              const RecordHandle* handle = nullptr, Slot hint = nullptr) {
+    UpdateEach(key, seq, uint64_t{1} << adapter, std::forward<Fn>(fn), handle, nullptr, hint);
   }
   // The same for every adapter whose bit is set in `adapters` (bit a: adapter a), with one
   // lookup: routing a new event sets it pending at all its adapters at once.
   template <typename Fn>
-  // `summary`, when given, is what the search shows of the event.
-  void UpdateEach(const EventKey& key, uint64_t seq, uint64_t adapters, Fn&& fn,
-                  const RecordHandle* handle = nullptr, const EventSummaryView* summary = nullptr) {
-    if (capacity_ == 0 || adapters == 0) return;
+  // `summary`, when given, is what the search shows of the event. Returns the event's slot (a
+  // hint for its later updates), null when nothing was updated.
+  Slot UpdateEach(const EventKey& key, uint64_t seq, uint64_t adapters, Fn&& fn,
+                  const RecordHandle* handle = nullptr, const EventSummaryView* summary = nullptr,
+                  Slot hint = nullptr) {
+    if (capacity_ == 0 || adapters == 0) return nullptr;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
+    // A slot stays in its shard's map for the table's life (full shards reuse their oldest node,
+    // nothing is erased), so a hint read under the shard's lock is either this event or another
+    // of the same shard.
+    if (hint != nullptr && hint->key == key) {
+      EventStatus& st = const_cast<EventStatus&>(*hint);
+      Apply(&st, adapters, fn, handle, summary);
+      return hint;
+    }
     auto it = s.map.find(key);
     if (it == s.map.end()) {
       if (s.map.size() >= per_shard_) {
@@ -146,21 +163,12 @@ class StatusTable {
         it = s.map.try_emplace(key).first;
         it->second.adapters.resize(adapters_);
       }
+      it->second.key = key;
       it->second.seq = seq;
       s.order.push_back(key);
     }
-    if (handle != nullptr) it->second.handle = *handle;
-    if (summary != nullptr) {
-      EventSummary& kept = it->second.summary;
-      kept.table.assign(summary->table);
-      kept.row_id.assign(summary->row_id);
-      kept.message.assign(summary->message);
-      kept.received_ms = summary->received_ms;
-      kept.status_record = summary->status_record;
-    }
-    for (size_t a = 0; a < adapters_ && a < 64; ++a) {
-      if (adapters >> a & 1) fn(it->second.adapters[a]);
-    }
+    Apply(&it->second, adapters, fn, handle, summary);
+    return &it->second;
   }
 
   // Applies fn to adapter a's status of an event the table holds; false when it holds none.
@@ -190,6 +198,22 @@ class StatusTable {
     std::deque<EventKey> order;
   };
   Shard& ShardOf(const EventKey& key) { return shards_[key.hi % kShards]; }
+  template <typename Fn>
+  void Apply(EventStatus* st, uint64_t adapters, Fn& fn, const RecordHandle* handle,
+             const EventSummaryView* summary) {
+    if (handle != nullptr) st->handle = *handle;
+    if (summary != nullptr) {
+      EventSummary& kept = st->summary;
+      kept.table.assign(summary->table);
+      kept.row_id.assign(summary->row_id);
+      kept.message.assign(summary->message);
+      kept.received_ms = summary->received_ms;
+      kept.status_record = summary->status_record;
+    }
+    for (size_t a = 0; a < adapters_ && a < 64; ++a) {
+      if (adapters >> a & 1) fn(st->adapters[a]);
+    }
+  }
   // As created (every adapter pending), keeping the strings' storage.
   static void Reset(EventStatus* st) {
     st->handle = RecordHandle{};

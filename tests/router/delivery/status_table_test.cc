@@ -94,6 +94,40 @@ TEST(StatusTable, ANewEventInAFullTableStartsClean) {
   EXPECT_EQ(st->adapters[1].answer, "");
 }
 
+// A lane entry keeps where its event's status was (the slot UpdateEach returns) and passes it to
+// the later updates: the same record while it holds the event, and the event's own record (not
+// the one reusing the slot) once the table has given the slot to a newer event.
+TEST(StatusTable, ASlotHintFindsItsEventAndNeverAnotherOne) {
+  StatusTable table(16, 2);  // one record per shard
+  const StatusTable::Slot slot = table.UpdateEach(
+      Key(0, 1), 3, 0b11, [](AdapterStatus& s) { s.state = EventState::kPending; });
+  ASSERT_NE(slot, nullptr);
+  EXPECT_EQ(table.UpdateEach(
+                Key(0, 1), 3, 0b01, [](AdapterStatus& s) { s.state = EventState::kSubmitted; },
+                nullptr, nullptr, slot),
+            slot);
+  table.Update(
+      Key(0, 1), 3, 1, [](AdapterStatus& s) { s.state = EventState::kCompleted; }, nullptr, slot);
+  std::optional<EventStatus> st = table.Find(Key(0, 1));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->adapters[0].state, EventState::kSubmitted);
+  EXPECT_EQ(st->adapters[1].state, EventState::kCompleted);
+  // Same shard, table full: the slot now holds Key(16, 2).
+  EXPECT_EQ(table.UpdateEach(Key(16, 2), 9, 0b01,
+                             [](AdapterStatus& s) { s.state = EventState::kSubmitted; }),
+            slot);
+  // A late step of the evicted event with its stale hint: its own record again (evicting the
+  // newer one, as without the hint), never the newer event's.
+  table.Update(
+      Key(0, 1), 3, 0, [](AdapterStatus& s) { s.state = EventState::kFailed; }, nullptr, slot);
+  st = table.Find(Key(0, 1));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->key, Key(0, 1));
+  EXPECT_EQ(st->adapters[0].state, EventState::kFailed);
+  EXPECT_EQ(st->adapters[1].state, EventState::kPending) << "a new record, started clean";
+  EXPECT_FALSE(table.Find(Key(16, 2)).has_value());
+}
+
 TEST(StatusTable, CapacityEvictsTheOldestEvents) {
   constexpr size_t kCapacity = 64;
   StatusTable table(kCapacity, 1);
