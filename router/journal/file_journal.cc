@@ -1107,7 +1107,8 @@ void FileJournal::Append(AppendRequest* request) {
   if (impl_->tail && request->body.size() + 4096 <= ReadTail::kMaxTailFrame) {
     // Buffers go round (request, tail, reader, back to the tail and to a request): one room for
     // the common body sizes (7-14 KB here) saves growing a smaller one for a larger body.
-    if (request->plain_frame.capacity() < ReadTail::kMinFrameCapacity) {
+    if (request->body.size() >= ReadTail::kMinFrameCapacity / 4 &&
+        request->plain_frame.capacity() < ReadTail::kMinFrameCapacity) {
       request->plain_frame.reserve(ReadTail::kMinFrameCapacity);
     }
     const journal::FrameMeta meta{
@@ -1255,7 +1256,17 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   if (impl_->tail && impl_->tail->Take(handle.seq, buffer)) {
     // Committed moments ago: the plain frame the appending thread built, sealed here.
     journal::SealFrame(handle.seq, buffer);
-    if (buffer->capacity() - buffer->size() < slack) buffer->reserve(buffer->size() + slack);
+    // The frame has simdjson's padding past it (EncodeUnsealedFrame); a small one in a large
+    // buffer (the buffers go round) is moved to a buffer of its size: a record cache charges a
+    // record by its buffer's capacity.
+    const size_t fits = buffer->size() + kReadSlack;
+    if (buffer->capacity() < fits ||
+        (fits < ReadTail::kMinFrameCapacity / 4 && buffer->capacity() > 2 * fits)) {
+      std::string exact;
+      exact.reserve(fits);
+      exact.append(*buffer);
+      buffer->swap(exact);
+    }
     journal::FrameMeta meta;
     std::string_view body;
     uint32_t len = 0;

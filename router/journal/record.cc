@@ -164,7 +164,13 @@ void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& h, std::strin
   out->clear();
   size_t strings = 0;
   for (auto field : kStringFields) strings += 2 + (h.*field).size();
-  out->reserve(kFrameHeaderBytes + 96 + strings + body.size() + slack);
+  const size_t need = kFrameHeaderBytes + 96 + strings + body.size() + slack;
+  if (out->capacity() < need) {
+    // Exactly what it takes: reserve on the buffer itself would double it (buffers go round).
+    std::string exact;
+    exact.reserve(need);
+    out->swap(exact);
+  }
   FrameMeta plain = meta;
   plain.seq = 0;
   plain.codec = Codec::kNone;

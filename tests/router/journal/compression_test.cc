@@ -220,6 +220,67 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
   }
 }
 
+// Buffers go round between the appending threads, the tail and the readers. A record read from
+// the tail keeps its header flags, and a small record that came in a large buffer is handed out
+// in a buffer of its size (a record cache charges a record by its buffer's capacity); a large
+// one is not grown past what it needs.
+TEST(JournalCompression, TailReadsKeepFlagsAndHandOutBuffersOfTheRecordsSize) {
+  JournalFixture f;
+  std::vector<RecordHandle> handles;
+  struct Listener final : CommitListener {
+    std::vector<RecordHandle>* out;
+    void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
+  } listener;
+  listener.out = &handles;
+  FileJournalOptions o = Compressed(f);
+  o.listener = &listener;
+  o.read_tail_records = 2;
+  auto j = OpenOrDie(o);
+  const std::string large = testing::Fixture("create-msdyn_agentstatus-postop-sync.json");
+  ASSERT_GT(large.size(), 12'000u);
+  // One appending request, used again and again as an ingress connection does: large bodies
+  // leave it a large buffer, which a small body's frame then travels in.
+  auto e = MakeEvent(1);
+  std::string reader;
+  for (int i = 0; i < 12; ++i) {
+    SCOPED_TRACE(i);
+    const bool small = i % 2 == 1;
+    auto fresh = MakeEvent(100 + i);
+    e->header = fresh->header;
+    e->header.status_record = small;
+    e->header.size_exceeded = i % 3 == 0;
+    e->body = small ? std::string(R"({"status":"completed"})") : large;
+    e->request.body = e->body;
+    e->request.key = e->header.DedupeKey();
+    e->done = false;
+    ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    const RecordHandle h = handles.back();
+    EventHeader header;
+    RecordView view;
+    reader.clear();
+    reader.reserve(h.length + 64);
+    const uint64_t tail_reads = j->Stats().tail_reads;
+    ASSERT_TRUE(j->Read(h, &reader, &header, &view).ok());
+    EXPECT_EQ(j->Stats().tail_reads, tail_reads + 1);
+    EXPECT_EQ(view.body, e->body);
+    EXPECT_EQ(header.status_record, small);
+    EXPECT_EQ(header.size_exceeded, i % 3 == 0);
+    std::string disk;
+    EventHeader disk_header;
+    RecordView disk_view;
+    ASSERT_TRUE(j->Read(h, &disk, &disk_header, &disk_view).ok());
+    EXPECT_EQ(reader, disk);
+    const size_t body_end =
+        static_cast<size_t>(view.body.data() + view.body.size() - reader.data());
+    EXPECT_GE(reader.capacity() - body_end, 64u);
+    if (small) {
+      EXPECT_LT(reader.capacity(), 2 * (reader.size() + 64));
+    } else {
+      EXPECT_LE(reader.capacity(), size_t{32} << 10);
+    }
+  }
+}
+
 TEST(JournalCompression, ADamagedCompressedFrameIsSkippedLikeAnyCorruptFrame) {
   JournalFixture f;
   const std::string body = testing::Fixture("update-msdyn_agentstatus-postop-async.json");
