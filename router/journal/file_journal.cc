@@ -386,6 +386,31 @@ class ReadTail {
   std::atomic<uint64_t> reads_{0};
 };
 
+namespace {
+
+// The frame Read got for `handle` (from the tail or the segment), decoded: its seq and partition
+// must be the handle's.
+Status DecodeRead(const RecordHandle& handle, const std::string& buffer, journal::FrameMeta* meta,
+                  EventHeader* header, std::string_view* body) {
+  uint32_t len = 0;
+  Status st = journal::DecodeFrame(buffer.data(), buffer.size(), meta, header, body, &len);
+  if (st.ok() && (meta->seq != handle.seq || meta->partition != handle.partition)) {
+    st = InvalidArgument("sequence or partition differs");
+  }
+  return st;
+}
+
+void FillView(const RecordHandle& handle, const journal::FrameMeta& meta, EventHeader* header,
+              std::string_view body, RecordView* out) {
+  out->handle = handle;
+  out->key = meta.key;
+  out->received_ms = meta.received_ms;
+  out->header = header;
+  out->body = body;
+}
+
+}  // namespace
+
 struct FileJournal::Impl {
   FileJournalOptions opt;
   JournalIo* io = nullptr;
@@ -1269,20 +1294,11 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     }
     journal::FrameMeta meta;
     std::string_view body;
-    uint32_t len = 0;
-    Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
-    if (st.ok() && (meta.seq != handle.seq || meta.partition != handle.partition)) {
-      st = InvalidArgument("sequence or partition differs");
-    }
-    if (!st.ok()) {
+    if (Status st = DecodeRead(handle, *buffer, &meta, header, &body); !st.ok()) {
       return Internal("journal record " + std::to_string(handle.seq) +
                       " from the read tail does not decode: " + st.ToString());
     }
-    out->handle = handle;
-    out->key = meta.key;
-    out->received_ms = meta.received_ms;
-    out->header = header;
-    out->body = body;
+    FillView(handle, meta, header, body, out);
     return Status::Ok();
   }
   buffer->resize(handle.length);
@@ -1292,11 +1308,7 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   }
   journal::FrameMeta meta;
   std::string_view body;
-  uint32_t len = 0;
-  Status st = journal::DecodeFrame(buffer->data(), buffer->size(), &meta, header, &body, &len);
-  if (st.ok() && (meta.seq != handle.seq || meta.partition != handle.partition)) {
-    st = InvalidArgument("sequence or partition differs");
-  }
+  Status st = DecodeRead(handle, *buffer, &meta, header, &body);
   if (st.ok() && meta.codec != Codec::kNone) {
     // Callers get the plain frame (format 1): the same bytes a record cache entry, a DLQ entry
     // and a replay hold, whatever the journal stores.
@@ -1318,11 +1330,7 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
                     SegmentName(handle.segment) + ":" + std::to_string(handle.offset) +
                     " does not read back: " + st.ToString());
   }
-  out->handle = handle;
-  out->key = meta.key;
-  out->received_ms = meta.received_ms;
-  out->header = header;
-  out->body = body;
+  FillView(handle, meta, header, body, out);
   return Status::Ok();
 }
 

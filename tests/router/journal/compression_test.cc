@@ -43,6 +43,15 @@ std::vector<std::string> Bodies() {
   return out;
 }
 
+// The handles of the records committed, in order (the journal's listener).
+struct HandleLog final : CommitListener {
+  std::vector<RecordHandle> all;
+  void OnCommitted(const RecordHandle& h) override { all.push_back(h); }
+  size_t size() const { return all.size(); }
+  const RecordHandle& operator[](size_t i) const { return all[i]; }
+  const RecordHandle& back() const { return all.back(); }
+};
+
 std::unique_ptr<Pending> EventWithBody(int n, std::string body) {
   auto e = MakeEvent(n);
   e->body = std::move(body);
@@ -53,14 +62,9 @@ std::unique_ptr<Pending> EventWithBody(int n, std::string body) {
 TEST(JournalCompression, EveryBodyRoundTripsThroughScanReadAndRecovery) {
   JournalFixture f;
   const auto bodies = Bodies();
-  std::vector<RecordHandle> handles;
-  struct Listener final : CommitListener {
-    std::vector<RecordHandle>* out;
-    void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
-  } listener;
-  listener.out = &handles;
+  HandleLog handles;
   FileJournalOptions o = Compressed(f);
-  o.listener = &listener;
+  o.listener = &handles;
   uint64_t raw_bytes = 0;
   {
     auto j = OpenOrDie(o);
@@ -166,14 +170,9 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
     SCOPED_TRACE(tail_records);
     JournalFixture f;
     const auto bodies = Bodies();
-    std::vector<RecordHandle> handles;
-    struct Listener final : CommitListener {
-      std::vector<RecordHandle>* out;
-      void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
-    } listener;
-    listener.out = &handles;
+    HandleLog handles;
     FileJournalOptions o = Compressed(f);
-    o.listener = &listener;
+    o.listener = &handles;
     o.read_tail_records = tail_records;
     auto j = OpenOrDie(o);
     std::vector<std::unique_ptr<Pending>> events;
@@ -226,14 +225,9 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
 // one is not grown past what it needs.
 TEST(JournalCompression, TailReadsKeepFlagsAndHandOutBuffersOfTheRecordsSize) {
   JournalFixture f;
-  std::vector<RecordHandle> handles;
-  struct Listener final : CommitListener {
-    std::vector<RecordHandle>* out;
-    void OnCommitted(const RecordHandle& h) override { out->push_back(h); }
-  } listener;
-  listener.out = &handles;
+  HandleLog handles;
   FileJournalOptions o = Compressed(f);
-  o.listener = &listener;
+  o.listener = &handles;
   o.read_tail_records = 2;
   auto j = OpenOrDie(o);
   const std::string large = testing::Fixture("create-msdyn_agentstatus-postop-sync.json");
