@@ -52,10 +52,20 @@ def log(msg):
     print(time.strftime("%H:%M:%S ") + msg, flush=True)
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this run handed out before: the kernel may give a port
+    it just gave again once its socket is closed (two servers were once started on one port,
+    and the second one's URL reached the first)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def http(method, url, body=None, headers=None, timeout=30):
