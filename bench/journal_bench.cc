@@ -200,5 +200,34 @@ void BM_DecompressBody(benchmark::State& state) {
 }
 BENCHMARK(BM_DecompressBody)->ArgNames({"fixture"})->DenseRange(0, 3);
 
+// The read tail's frame as a delivery worker takes it: sealed (seq and checksum written), then
+// decoded with the checksum verified again (checksum=1) or trusted (checksum=0), per fixture.
+void BM_TailFrameSealAndDecode(benchmark::State& state) {
+  const std::string body = LoadFixture(kBodies[state.range(0)]);
+  const auto check = state.range(1) != 0 ? journal::Checksum::kVerify : journal::Checksum::kTrusted;
+  EventHeader header;
+  header.message_name = "Update";
+  header.primary_entity_name = "contact";
+  header.primary_entity_id = "6d81597f-0f9f-e711-8122-000d3aa2331c";
+  std::string frame;
+  journal::EncodeUnsealedFrame(journal::FrameMeta{0, 1, {1, 2}, 3}, header, body, 64, &frame);
+  journal::FrameMeta meta;
+  EventHeader decoded;
+  std::string_view view;
+  uint32_t len = 0;
+  uint64_t seq = 1;
+  for (auto _ : state) {
+    journal::SealFrame(seq++, &frame);
+    Status st =
+        journal::DecodeFrame(frame.data(), frame.size(), &meta, &decoded, &view, &len, check);
+    benchmark::DoNotOptimize(st);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+  state.SetLabel(kBodies[state.range(0)]);
+}
+BENCHMARK(BM_TailFrameSealAndDecode)
+    ->ArgNames({"fixture", "checksum"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 0}});
+
 }  // namespace
 }  // namespace dvrouter::bench

@@ -391,9 +391,11 @@ namespace {
 // The frame Read got for `handle` (from the tail or the segment), decoded: its seq and partition
 // must be the handle's.
 Status DecodeRead(const RecordHandle& handle, const std::string& buffer, journal::FrameMeta* meta,
-                  EventHeader* header, std::string_view* body) {
+                  EventHeader* header, std::string_view* body,
+                  journal::Checksum checksum = journal::Checksum::kVerify) {
   uint32_t len = 0;
-  Status st = journal::DecodeFrame(buffer.data(), buffer.size(), meta, header, body, &len);
+  Status st =
+      journal::DecodeFrame(buffer.data(), buffer.size(), meta, header, body, &len, checksum);
   if (st.ok() && (meta->seq != handle.seq || meta->partition != handle.partition)) {
     st = InvalidArgument("sequence or partition differs");
   }
@@ -1294,7 +1296,9 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     }
     journal::FrameMeta meta;
     std::string_view body;
-    if (Status st = DecodeRead(handle, *buffer, &meta, header, &body); !st.ok()) {
+    // Sealed just now from bytes that never left memory: its checksum is not verified again.
+    if (Status st = DecodeRead(handle, *buffer, &meta, header, &body, journal::Checksum::kTrusted);
+        !st.ok()) {
       return Internal("journal record " + std::to_string(handle.seq) +
                       " from the read tail does not decode: " + st.ToString());
     }

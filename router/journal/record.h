@@ -60,8 +60,11 @@ void SealFrame(uint64_t seq, std::string* frame);
 // Parses the frame starting at data[0]; `available` bytes are readable. On success fills the
 // outputs (*body: the stored body, a view into data; meta->codec says whether RawBody must
 // decompress it) and *frame_len. NotFound when fewer bytes than a whole frame remain (a torn
-// tail), InvalidArgument when the bytes are not a valid frame.
+// tail), InvalidArgument when the bytes are not a valid frame. kTrusted skips the checksum: for a
+// frame this process just sealed in memory (the read tail), never for bytes read from a file.
+enum class Checksum { kVerify, kTrusted };
 Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* header,
-                   std::string_view* body, uint32_t* frame_len);
+                   std::string_view* body, uint32_t* frame_len,
+                   Checksum checksum = Checksum::kVerify);
 
 }  // namespace dvrouter::journal

@@ -74,6 +74,33 @@ TEST(Record, DamageIsDetected) {
   EXPECT_EQ(DecodeFrame(frame.data(), 10, &meta, &h, &out, &len).code(), StatusCode::kNotFound);
 }
 
+// A frame sealed in memory (the read tail) decodes with its checksum trusted; the same damage
+// that a verified decode refuses passes a trusted one (which is why only in-memory frames are
+// trusted), while its structure is still checked.
+TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
+  const std::string body(300, 'b');
+  std::string frame;
+  EncodeUnsealedFrame(FrameMeta{0, 1, {1, 2}, 4}, Header(2), body, 64, &frame);
+  SealFrame(77, &frame);
+  FrameMeta meta;
+  EventHeader h;
+  std::string_view out;
+  uint32_t len;
+  ASSERT_TRUE(DecodeFrame(frame.data(), frame.size(), &meta, &h, &out, &len).ok());
+  ASSERT_TRUE(
+      DecodeFrame(frame.data(), frame.size(), &meta, &h, &out, &len, Checksum::kTrusted).ok());
+  EXPECT_EQ(meta.seq, 77u);
+  EXPECT_EQ(out, body);
+  std::string bad = frame;
+  bad[bad.size() - 1] ^= 0x01;  // a body byte
+  EXPECT_FALSE(DecodeFrame(bad.data(), bad.size(), &meta, &h, &out, &len).ok());
+  EXPECT_TRUE(DecodeFrame(bad.data(), bad.size(), &meta, &h, &out, &len, Checksum::kTrusted).ok());
+  std::string torn = frame;
+  std::memset(torn.data() + 4, 0, 4);  // the magic
+  EXPECT_FALSE(
+      DecodeFrame(torn.data(), torn.size(), &meta, &h, &out, &len, Checksum::kTrusted).ok());
+}
+
 TEST(Record, ACompressedBodyRoundTripsAndItsFrameSaysSo) {
   const std::string body = "{\"attributes\":[" + std::string(4000, ' ') + "]}";
   StoredBody stored;
