@@ -396,6 +396,7 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
   Entry* taken[64];      // the entries it became (at most one per adapter)
   size_t n_taken = 0;
   bool routed = false;
+  uint64_t record = 0;  // RecordHash, once per event (0: not yet)
   const int64_t now = opt.now_ms();
   for (size_t a = 0; a < part.lanes.size(); ++a) {
     Lane& lane = part.lanes[a];
@@ -424,7 +425,10 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     Entry e;
     e.seq = view.handle.seq;
     e.handle = view.handle;
-    e.record = RecordHash(view.header->primary_entity_name, view.header->primary_entity_id);
+    if (record == 0) {
+      record = RecordHash(view.header->primary_entity_name, view.header->primary_entity_id);
+    }
+    e.record = record;
     e.key = view.key;
     e.received_ms = view.received_ms;
     e.ready_ms = now;
