@@ -54,6 +54,8 @@ void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::
       break;
     }
   }
+  // An event's usual timeline (pending, submitted, completed) in one allocation, not three.
+  if (steps.empty()) steps.reserve(kUsualSteps);
   StatusStep& step = steps.emplace_back();
   step.ms = ms;
   step.state = s;

@@ -54,6 +54,7 @@ struct AdapterStatus {
   // kMaxStepText bytes: at most about 12 x 600 bytes per event and adapter in a retry storm.
   static constexpr size_t kMaxSteps = 12;
   static constexpr size_t kMaxStepText = 300;
+  static constexpr size_t kUsualSteps = 4;  // room taken at the first step
 
   EventState state = EventState::kPending;
   uint32_t attempts = 0;
