@@ -27,6 +27,8 @@ namespace dvrouter {
 namespace {
 
 constexpr int64_t kFeedWaitMs = 200;
+// A consumer that delivers nothing this long while the stream has newer messages is replaced.
+constexpr int64_t kFeedStallMs = 3000;
 constexpr int64_t kStreamWaitMs = 30'000;  // JetStream not ready yet at start
 constexpr int64_t kStartCallMs = 2000;     // one stream-info call at start
 constexpr int64_t kMaintenanceMs = 1000;
@@ -408,6 +410,12 @@ struct NatsJournal::Impl {
     return Status::Ok();
   }
 
+  // The stream's last sequence as the maintenance thread last saw it.
+  uint64_t StreamLastSeq() const {
+    std::lock_guard<std::mutex> lock(state_mu);
+    return state.LastSeq;
+  }
+
   // The stream sequence of a consumed message (0 when it has none).
   static uint64_t SeqOf(natsMsg* msg) {
     jsMsgMetaData* meta = nullptr;
@@ -444,6 +452,7 @@ struct NatsJournal::Impl {
       }
     };
     subscribe(from);
+    int64_t last_progress_ms = SteadyNowMs();  // the last message, or the last subscribe
     bool fed = false;
     while (!stopping.load()) {
       natsMsg* msg = nullptr;
@@ -452,16 +461,28 @@ struct NatsJournal::Impl {
         if (fed && opt.listener != nullptr) opt.listener->OnGroupCommitted();
         fed = false;
         // Not a quiet moment but a subscription gone (its consumer deleted, the connection
-        // closed): a new one from the next record, after a pause.
-        if (s != NATS_TIMEOUT && !stopping.load()) {
+        // closed), or a consumer gone silent while the stream grew (it lived on a server that
+        // died): a new one from the next record, after a pause.
+        const bool gone = s != NATS_TIMEOUT;
+        const bool silent = !gone && SteadyNowMs() - last_progress_ms > kFeedStallMs &&
+                            StreamLastSeq() > last_seen_seq.load();
+        if ((gone || silent) && !stopping.load()) {
+          std::fprintf(stderr,
+                       "dvrouter: journal.nats: the consumer of the stream %s (%s): a new one "
+                       "from seq %llu\n",
+                       opt.stream.c_str(),
+                       gone ? NatsText(s).c_str() : "silent while the stream grew",
+                       static_cast<unsigned long long>(last_seen_seq.load() + 1));
           std::unique_lock<std::mutex> lock(wake_mu);
           wake_cv.wait_for(lock, std::chrono::milliseconds(kFeedWaitMs),
                            [&] { return stopping.load(); });
           lock.unlock();
           subscribe(last_seen_seq.load() + 1);
+          last_progress_ms = SteadyNowMs();
         }
         continue;
       }
+      last_progress_ms = SteadyNowMs();
       const uint64_t seq = SeqOf(msg);
       const char* data = natsMsg_GetData(msg);
       const int len = natsMsg_GetDataLength(msg);
