@@ -273,9 +273,8 @@ Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
 constexpr uint64_t kSeqReserve = 1ull << 20;
 constexpr std::string_view kSeqKey = "next=";
 
-// Without fdatasync, a group of fewer events waits this long for more first
-// (docs/architecture.md, "Group commit").
-constexpr int64_t kGroupWindowUs = 200;
+// A group of fewer events waits opt.group_window_us for more first (docs/architecture.md,
+// "Group commit").
 constexpr size_t kGroupWindowEvents = 64;
 
 // What a META file says: its format (0 unless "format=1" or "format=2" opens it) and its
@@ -730,12 +729,13 @@ void FileJournal::Impl::WriterLoop() {
       std::unique_lock<std::mutex> lock(queue_mu);
       queue_cv.wait(lock, [&] { return !pending.empty() || stopping; });
       if (pending.empty()) return;
-      if (!opt.fsync && !stopping &&
+      if (opt.group_window_us > 0 && !stopping &&
           pending.size() < std::min(kGroupWindowEvents, opt.max_batch_events)) {
-        // Without fdatasync a group would be the one or two events that woke the writer: wait
-        // the window an fdatasync gives for free (docs/architecture.md, "Group commit").
+        // A group would be the few events that woke the writer: wait for more, so the per-group
+        // costs (write, fdatasync, wake-ups) are paid less often (docs/architecture.md, "Group
+        // commit").
         lock.unlock();
-        std::this_thread::sleep_for(std::chrono::microseconds(kGroupWindowUs));
+        std::this_thread::sleep_for(std::chrono::microseconds(opt.group_window_us));
         lock.lock();
       }
       if (pending.size() <= opt.max_batch_events) {

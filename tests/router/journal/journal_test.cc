@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -367,6 +368,36 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
   for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
   std::lock_guard<std::mutex> lock(observer.mu);
   EXPECT_EQ(observer.batches, (std::vector<size_t>{1, 100}));
+}
+
+TEST(FileJournal, EventsArrivingWithinTheGroupWindowShareOneSync) {
+  Fixture f;
+  struct CountingObserver final : JournalObserver {
+    std::mutex mu;
+    std::vector<size_t> batches;
+    void OnWrite(double, uint64_t) override {}
+    void OnSync(double, size_t n) override {
+      std::lock_guard<std::mutex> lock(mu);
+      batches.push_back(n);
+    }
+    void OnSize(uint64_t, uint64_t) override {}
+    void OnRefused(const Status&) override {}
+  } observer;
+  FileJournalOptions o = f.Options();
+  ASSERT_TRUE(o.fsync);
+  o.observer = &observer;
+  // A window far longer than the gap between the two appends: the writer woken by the first
+  // must wait for the second rather than sync the first alone.
+  o.group_window_us = 2'000'000;
+  auto j = OpenOrDie(o);
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 3; ++i) events.push_back(MakeEvent(i));
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& e : events) j->Append(&e->request);
+  for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::microseconds(o.group_window_us));
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.batches, (std::vector<size_t>{3}));
 }
 
 TEST(FileJournal, ConcurrentAppendersGetUniqueContiguousSequences) {
