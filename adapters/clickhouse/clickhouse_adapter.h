@@ -96,7 +96,7 @@ class ClickHouseAdapter final : public Adapter {
   // Inserts rows [from, to) of the job; on a permanent error splits in halves.
   void InsertRange(Job& job, size_t from, size_t to);
   Attempt Insert(const Job& job, size_t from, size_t to);
-  Attempt Post(const std::string& query, const std::string& body);
+  Attempt Post(const std::string& query, std::string body);
   Attempt EnsureTable();
 
   AdapterConfig config_;

@@ -261,9 +261,13 @@ Result<std::unique_ptr<HttpClient::Conn>> HttpClient::Open(const Url& url) {
 
 namespace {
 
+// The request's body is sent from the caller's string, not copied into the message (a
+// ClickHouse insert is megabytes).
+using RequestBody = http::span_body<const char>;
+
 template <typename Stream>
 beast::error_code Exchange(net::io_context& ioc, Stream& stream, beast::flat_buffer& buffer,
-                           http::request<http::string_body>& req,
+                           http::request<RequestBody>& req,
                            http::response_parser<http::string_body>& parser, bool* answered) {
   beast::error_code ec =
       Run(ioc, [&](auto handler) { http::async_write(stream, req, std::move(handler)); });
@@ -321,12 +325,13 @@ Result<ClientResponse> HttpClient::SendChecked(const ClientRequest& request) {
       if (!opened.ok()) return opened.status();
       c = std::move(opened.value());
     }
-    http::request<http::string_body> req{verb, url->target, 11};
+    http::request<RequestBody> req{verb, url->target, 11};
     req.set(http::field::host, host_header);
     req.set(http::field::user_agent, options_.user_agent);
     for (const auto& [name, value] : request.headers) req.set(name, value);
     if (request.gzip) req.set(http::field::content_encoding, "gzip");
-    req.body() = request.gzip ? body : request.body;
+    const std::string& payload = request.gzip ? body : request.body;
+    req.body() = RequestBody::value_type(payload.data(), payload.size());
     req.keep_alive(true);
     req.prepare_payload();
     http::response_parser<http::string_body> parser;
