@@ -21,6 +21,9 @@
 
 namespace dvrouter {
 
+// The most a lake group's row buffer reserves ahead (Deliver).
+constexpr size_t kMaxGroupReserve = 8u << 20;
+
 namespace {
 
 // An I/O error on one table's file. Permanent when the event's own path can never work (too
@@ -228,9 +231,10 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
     if (inserted) {
       Group& fresh = p->groups.emplace_back();
       fresh.dir = lake_.dir + "/" + dir;
-      // Room for the rest of the batch at this row's size: one allocation instead of a doubling
-      // series of copies (pages never written are never touched).
-      fresh.rows.reserve((row.size() + 1) * (batch.size() - i) * 5 / 4);
+      // Room for the rest of the batch at this row's size, up to kMaxGroupReserve: one
+      // allocation instead of a doubling series of copies for the usual batch; past the cap (a
+      // large first row, many rows) the string grows as it needs.
+      fresh.rows.reserve(std::min(kMaxGroupReserve, (row.size() + 1) * (batch.size() - i) / 4 * 5));
     }
     Group& g = p->groups[it->second];
     g.rows += row;

@@ -388,7 +388,7 @@ TEST(FileJournal, EventsArrivingWithinTheGroupWindowShareOneSync) {
   o.observer = &observer;
   // A window far longer than the gap between the two appends: the writer woken by the first
   // must wait for the second rather than sync the first alone.
-  o.group_window_us = 2'000'000;
+  o.group_window_us = 500'000;
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 3; ++i) events.push_back(MakeEvent(i));
