@@ -36,6 +36,19 @@ using testing::ReadAll;
 using testing::SegmentFiles;
 using Fixture = JournalFixture;
 
+// The number of events of each group commit (fdatasync), in order.
+struct SyncCounter final : JournalObserver {
+  std::mutex mu;
+  std::vector<size_t> batches;
+  void OnWrite(double, uint64_t) override {}
+  void OnSync(double, size_t n) override {
+    std::lock_guard<std::mutex> lock(mu);
+    batches.push_back(n);
+  }
+  void OnSize(uint64_t, uint64_t) override {}
+  void OnRefused(const Status&) override {}
+};
+
 TEST(FileJournal, AppendsAssignSequencesAndRecoverAfterReopen) {
   Fixture f;
   std::vector<std::unique_ptr<Pending>> events;
@@ -338,17 +351,7 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
   // Hold the first fdatasync until every other append is queued: the next group must then
   // carry all of them under one sync.
   FaultIo io;
-  struct CountingObserver final : JournalObserver {
-    std::mutex mu;
-    std::vector<size_t> batches;
-    void OnWrite(double, uint64_t) override {}
-    void OnSync(double, size_t n) override {
-      std::lock_guard<std::mutex> lock(mu);
-      batches.push_back(n);
-    }
-    void OnSize(uint64_t, uint64_t) override {}
-    void OnRefused(const Status&) override {}
-  } observer;
+  SyncCounter observer;
   FileJournalOptions o = f.Options();
   o.io = &io;
   o.observer = &observer;
@@ -372,17 +375,7 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
 
 TEST(FileJournal, EventsArrivingWithinTheGroupWindowShareOneSync) {
   Fixture f;
-  struct CountingObserver final : JournalObserver {
-    std::mutex mu;
-    std::vector<size_t> batches;
-    void OnWrite(double, uint64_t) override {}
-    void OnSync(double, size_t n) override {
-      std::lock_guard<std::mutex> lock(mu);
-      batches.push_back(n);
-    }
-    void OnSize(uint64_t, uint64_t) override {}
-    void OnRefused(const Status&) override {}
-  } observer;
+  SyncCounter observer;
   FileJournalOptions o = f.Options();
   ASSERT_TRUE(o.fsync);
   o.observer = &observer;
