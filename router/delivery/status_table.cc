@@ -29,6 +29,29 @@ std::string_view EventStateName(EventState s) {
   return "unknown";
 }
 
+static_assert(sizeof(StatusStep) <= 24, "a step without texts stays small (status_table.h)");
+
+const std::string& StatusStep::error() const {
+  static const std::string kNone;
+  return texts ? texts->error : kNone;
+}
+
+const std::string& StatusStep::answer() const {
+  static const std::string kNone;
+  return texts ? texts->answer : kNone;
+}
+
+StatusStep& StatusStep::operator=(const StatusStep& other) {
+  if (this == &other) return *this;
+  ms = other.ms;
+  attempt = other.attempt;
+  state = other.state;
+  replay = other.replay;
+  same_error = other.same_error;
+  texts = other.texts ? std::make_unique<Texts>(*other.texts) : nullptr;
+  return *this;
+}
+
 void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::string& error,
                          const std::string& answer) {
   state = s;
@@ -44,13 +67,13 @@ void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::
   const auto cut = [](const std::string& text) {
     return text.size() > kMaxStepText ? Utf8Excerpt(text, kMaxStepText) : text;
   };
-  std::string kept_error = cut(error);
   // A repeated error (a retry storm) is kept once: the later steps say it is the same.
+  std::string kept_error = error.empty() ? std::string() : cut(error);
   bool same = false;
   if (!kept_error.empty()) {
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-      if (it->error.empty()) continue;
-      same = it->error == kept_error;
+      if (it->error().empty()) continue;
+      same = it->error() == kept_error;
       break;
     }
   }
@@ -62,8 +85,11 @@ void AdapterStatus::Step(EventState s, int64_t ms, uint32_t attempt, const std::
   step.attempt = attempt != 0 ? attempt : attempts;
   step.replay = false;
   step.same_error = same;
-  step.error = same ? std::string() : std::move(kept_error);
-  step.answer = cut(answer);
+  if ((!same && !kept_error.empty()) || !answer.empty()) {
+    step.texts = std::make_unique<StatusStep::Texts>();
+    if (!same) step.texts->error = std::move(kept_error);
+    if (!answer.empty()) step.texts->answer = cut(answer);
+  }
 }
 
 namespace {

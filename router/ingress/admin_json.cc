@@ -87,8 +87,8 @@ void AppendSteps(std::string* out, const AdapterStatus& s) {
     *out += ",\"attempt\":" + std::to_string(step.attempt);
     if (step.replay) *out += ",\"replay\":true";
     if (step.same_error) *out += ",\"same_error\":true";
-    if (!step.error.empty()) AppendField(out, "error", step.error);
-    if (!step.answer.empty()) AppendField(out, "answer", step.answer);
+    if (!step.error().empty()) AppendField(out, "error", step.error());
+    if (!step.answer().empty()) AppendField(out, "answer", step.answer());
     *out += '}';
   }
   *out += ']';

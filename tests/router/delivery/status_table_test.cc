@@ -157,6 +157,32 @@ TEST(StatusTable, ZeroCapacityDisablesTheTable) {
   EXPECT_FALSE(table.Find(Key(1, 1)).has_value());
 }
 
+// A step's texts live apart from it (StatusStep::texts): a found status is a copy of them, and
+// the table's later steps (a failure, then the answer) leave the copy as it was.
+TEST(StatusTable, AFoundStatusKeepsItsStepTextsWhileTheTableMovesOn) {
+  StatusTable table(10, 1);
+  auto step = [&](EventState st, int64_t ms, const std::string& error, const std::string& answer) {
+    table.Update(Key(4, 4), 9, 0, [&](AdapterStatus& s) { s.Step(st, ms, 1, error, answer); });
+  };
+  step(EventState::kPending, 1, "", "");
+  step(EventState::kPending, 2, "HTTP 503", "");
+  std::optional<EventStatus> before = table.Find(Key(4, 4));
+  ASSERT_TRUE(before.has_value());
+  step(EventState::kCompleted, 3, "", R"({"order":7})");
+  table.Update(Key(4, 4), 9, 0, [](AdapterStatus& s) { s.steps[1].texts->error = "changed"; });
+  const std::vector<StatusStep>& kept = before->adapters[0].steps;
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].texts, nullptr) << "a step without texts carries none";
+  EXPECT_EQ(kept[1].error(), "HTTP 503");
+  EXPECT_TRUE(kept[1].answer().empty());
+  std::optional<EventStatus> after = table.Find(Key(4, 4));
+  ASSERT_TRUE(after.has_value());
+  ASSERT_EQ(after->adapters[0].steps.size(), 3u);
+  EXPECT_EQ(after->adapters[0].steps[1].error(), "changed");
+  EXPECT_EQ(after->adapters[0].steps[2].answer(), R"({"order":7})");
+  EXPECT_TRUE(after->adapters[0].steps[2].error().empty());
+}
+
 // The timeline keeps the first step (queued) and the latest ones, and counts what it left out.
 // A retry storm's error is kept once, later steps marked the same; long texts are cut.
 TEST(StatusTable, StepsKeepARepeatedErrorOnceAndCutLongTexts) {
@@ -168,13 +194,13 @@ TEST(StatusTable, StepsKeepARepeatedErrorOnceAndCutLongTexts) {
   s.Step(EventState::kPending, 5, 3, "HTTP 500", "");
   s.Step(EventState::kCompleted, 6, 4, "", std::string(1000, 'a'));
   ASSERT_EQ(s.steps.size(), 6u);
-  EXPECT_EQ(s.steps[1].error, "HTTP 503");
+  EXPECT_EQ(s.steps[1].error(), "HTTP 503");
   EXPECT_FALSE(s.steps[1].same_error);
-  EXPECT_TRUE(s.steps[3].error.empty());
+  EXPECT_TRUE(s.steps[3].error().empty());
   EXPECT_TRUE(s.steps[3].same_error);
-  EXPECT_EQ(s.steps[4].error, "HTTP 500");
+  EXPECT_EQ(s.steps[4].error(), "HTTP 500");
   EXPECT_FALSE(s.steps[4].same_error);
-  EXPECT_EQ(s.steps[5].answer.size(), AdapterStatus::kMaxStepText);
+  EXPECT_EQ(s.steps[5].answer().size(), AdapterStatus::kMaxStepText);
   EXPECT_EQ(s.answer.size(), 1000u) << "the current answer is kept whole";
   EXPECT_EQ(s.last_error, "HTTP 500");
 }
@@ -193,8 +219,8 @@ TEST(StatusTable, StepsKeepTheFirstAndTheLatest) {
   EXPECT_EQ(s.steps.front().state, EventState::kPending);
   EXPECT_EQ(s.steps.back().state, EventState::kCompleted);
   EXPECT_EQ(s.steps.back().attempt, 20u) << "attempt 0 keeps the count";
-  EXPECT_EQ(s.steps.back().answer, "{\"order\":1}");
-  EXPECT_EQ(s.steps[s.steps.size() - 2].error, "HTTP 503 #20");
+  EXPECT_EQ(s.steps.back().answer(), "{\"order\":1}");
+  EXPECT_EQ(s.steps[s.steps.size() - 2].error(), "HTTP 503 #20");
   // The current fields follow the steps; an empty error does not wipe the last one.
   EXPECT_EQ(s.state, EventState::kCompleted);
   EXPECT_EQ(s.attempts, 20u);
