@@ -231,6 +231,20 @@ std::string PostgresServer::ConnInfo() const {
   return "host=127.0.0.1 port=" + std::to_string(port_) + " user=dvrouter dbname=dvrouter";
 }
 
+std::string PostgresServer::AdapterYaml(const std::string& name, const std::string& extra) const {
+  return "  " + name +
+         ":\n"
+         "    type: postgres\n"
+         "    host: 127.0.0.1\n"
+         "    port: " +
+         std::to_string(port_) +
+         "\n"
+         "    dbname: dvrouter\n"
+         "    user: dvrouter\n"
+         "    sslmode: disable\n" +
+         extra;
+}
+
 pid_t PostgresServer::Spawn(const std::vector<std::string>& argv, const std::string& log) {
   // Everything the child needs is prepared before fork (the parent may have threads).
   std::vector<char*> args;

@@ -36,6 +36,9 @@ class PostgresServer {
   pid_t pid() const { return pid_; }
   // "host=127.0.0.1 port=N user=dvrouter dbname=dvrouter"
   std::string ConnInfo() const;
+  // A router config's postgres adapter `name` on this server (under `adapters:`, two-space
+  // indent), followed by `extra` (its other keys, four-space indent).
+  std::string AdapterYaml(const std::string& name, const std::string& extra = "") const;
 
   // Starts the postmaster on the same directory and port; waits (<= 60 s) until it accepts
   // connections. False with error() set.

@@ -32,17 +32,9 @@ class ReconcilePostgres : public testing::ReconcileFixture {
     ReconcileFixture::SetUp();
   }
   std::string ExtraAdapters() const override {
-    return "  pg:\n"
-           "    type: postgres\n"
-           "    host: 127.0.0.1\n"
-           "    port: " +
-           std::to_string(pg_->port()) +
-           "\n"
-           "    dbname: dvrouter\n"
-           "    user: dvrouter\n"
-           "    sslmode: disable\n"
-           "    table_prefix: crm_\n"
-           "    batch: {linger: 5ms}\n";
+    return pg_->AdapterYaml("pg",
+                            "    table_prefix: crm_\n"
+                            "    batch: {linger: 5ms}\n");
   }
   std::string Mirrors() const override { return "mirror, pg"; }
 

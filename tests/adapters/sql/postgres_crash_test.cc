@@ -57,26 +57,18 @@ void KillPostmasterDuringDelivery(int records) {
                           "    secret: ${DVROUTER_PG_TEST_KEY}\n"
                           "journal:\n"
                           "  partitions: 16\n"
-                          "adapters:\n"
-                          "  pg:\n"
-                          "    type: postgres\n"
-                          "    host: 127.0.0.1\n"
-                          "    port: " +
-                              std::to_string(pg.port()) +
-                              "\n"
-                              "    dbname: dvrouter\n"
-                              "    user: dvrouter\n"
-                              "    sslmode: disable\n"
-                              "    pool_size: 2\n"
-                              "    batch:\n"
-                              "      max_events: 50\n"
-                              "      linger: 5ms\n"
-                              "    retry:\n"
-                              "      initial_backoff: 20ms\n"
-                              "      max_backoff: 300ms\n"
-                              "    breaker:\n"
-                              "      failures: 5\n"
-                              "      open_for: 200ms\n"
+                          "adapters:\n" +
+                              pg.AdapterYaml("pg",
+                                             "    pool_size: 2\n"
+                                             "    batch:\n"
+                                             "      max_events: 50\n"
+                                             "      linger: 5ms\n"
+                                             "    retry:\n"
+                                             "      initial_backoff: 20ms\n"
+                                             "      max_backoff: 300ms\n"
+                                             "    breaker:\n"
+                                             "      failures: 5\n"
+                                             "      open_for: 200ms\n") +
                               "routes:\n"
                               "  - adapters: [pg]\n");
   RouterProcess router(tmp, log);

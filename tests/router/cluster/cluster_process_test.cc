@@ -514,18 +514,10 @@ void LoadThroughALeaderAndAServerKill(bool stream_leader) {
   std::string servers;
   for (const std::string& u : cluster.urls()) servers += (servers.empty() ? "" : ", ") + u;
   const std::string postgres =
-      "  pg:\n"
-      "    type: postgres\n"
-      "    host: 127.0.0.1\n"
-      "    port: " +
-      std::to_string(pg.port()) +
-      "\n"
-      "    dbname: dvrouter\n"
-      "    user: dvrouter\n"
-      "    sslmode: disable\n"
-      "    pool_size: 2\n"
-      "    batch: {max_events: 50, linger: 5ms}\n"
-      "    retry: {initial_backoff: 20ms, max_backoff: 300ms}\n";
+      pg.AdapterYaml("pg",
+                     "    pool_size: 2\n"
+                     "    batch: {max_events: 50, linger: 5ms}\n"
+                     "    retry: {initial_backoff: 20ms, max_backoff: 300ms}\n");
   testing::TempDir shared;
   const std::string lake = shared.path() + "/lake";
   // nats-server 2.9 elects the stream's next leader within its election timeout (4 to 9 s): an

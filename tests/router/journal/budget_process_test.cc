@@ -261,25 +261,16 @@ TEST(JournalBudgetProcess, AStalledSinkFillsTheBudgetHonestlyAndIngestResumesByI
   testing::TempDir tmp;
   const std::string log = tmp.path() + "/router.log";
   testing::WriteFileOrDie(log, "");
-  WriteConfig(tmp,
-              "adapters:\n"
-              "  pg:\n"
-              "    type: postgres\n"
-              "    host: 127.0.0.1\n"
-              "    port: " +
-                  std::to_string(pg.port()) +
-                  "\n"
-                  "    dbname: dvrouter\n"
-                  "    user: dvrouter\n"
-                  "    sslmode: disable\n"
-                  "    retry:\n"
-                  "      initial_backoff: 20ms\n"
-                  "      max_backoff: 200ms\n"
-                  "    breaker:\n"
-                  "      failures: 5\n"
-                  "      open_for: 100ms\n"
-                  "routes:\n"
-                  "  - adapters: [pg]\n");
+  WriteConfig(tmp, "adapters:\n" +
+                       pg.AdapterYaml("pg",
+                                      "    retry:\n"
+                                      "      initial_backoff: 20ms\n"
+                                      "      max_backoff: 200ms\n"
+                                      "    breaker:\n"
+                                      "      failures: 5\n"
+                                      "      open_for: 100ms\n") +
+                       "routes:\n"
+                       "  - adapters: [pg]\n");
   RouterProcess router(tmp, log);
   ASSERT_TRUE(router.WaitReady(1)) << testing::ReadFileOrDie(log);
   auto rows = [&] {
