@@ -16,15 +16,8 @@ max_conc=${MAX_CONCURRENCY:-256}
 cmake --preset release >/dev/null
 cmake --build --preset release --target dvrouter dvrouter-loadgen dvrouter-erp-sim >/dev/null
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/bench_lib.sh
+source bench/bench_lib.sh
 stat() { curl -s "127.0.0.1:$simport/_stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 simport=$(free_port)

@@ -48,16 +48,8 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 cmake --preset release >/dev/null
 cmake --build --preset release --target dvrouter dvrouter-loadgen >/dev/null
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work" "${pgdir:-}"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/bench_lib.sh
+source bench/bench_lib.sh
 fixtures=tests/fixtures/dataverse
 bodies=(--body $fixtures/update-msdyn_agentstatus-postop-async.json
         --body $fixtures/create-msdyn_agentstatus-postop-sync.json
@@ -187,6 +179,7 @@ extra_adapters=""
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 if [ -n "$pg_bin" ] && [ -x "$pg_bin/postgres" ]; then
   pgdir=$(mktemp -d /tmp/dvrouter-bench-pg-XXXXXX)
+  cleanup_dirs+=("$pgdir")
   as_pg=()
   if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$pgdir"

@@ -1,0 +1,38 @@
+# shellcheck shell=bash
+# Sourced by the bench scripts (run.sh, erp.sh, cluster.sh) from the project root: a temp dir
+# ($work, removed on exit with the dirs in cleanup_dirs), the processes they start (pids: killed
+# and waited for on exit), and free loopback ports.
+
+work=$(mktemp -d)
+pids=()
+cleanup_dirs=()
+cleanup() {
+  for pid in ${pids[@]+"${pids[@]}"}; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${pids[@]+"${pids[@]}"}; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work" ${cleanup_dirs[@]+"${cleanup_dirs[@]}"}
+}
+trap cleanup EXIT
+
+# A loopback port nothing listens on, never one this run handed out before: the kernel may give
+# a port just released to the next bind, and two servers told the same port make a run that
+# measures the wrong one (or none). $work/ports remembers them across the $(...) subshells.
+free_port() {
+  python3 - "$work/ports" <<'PY'
+import socket, sys
+path = sys.argv[1]
+try:
+    used = set(open(path).read().split())
+except FileNotFoundError:
+    used = set()
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in used:
+        break
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
+}
