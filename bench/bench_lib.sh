@@ -13,6 +13,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Stops one of $pids now and forgets it, so the exit's clean-up never signals its number again
+# (by then the system may have given it to another process).
+stop_pid() {
+  local pid=$1 kept=() p
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in ${pids[@]+"${pids[@]}"}; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  pids=(${kept[@]+"${kept[@]}"})
+}
+
 # A loopback port nothing listens on, never one this run handed out before: the kernel may give
 # a port just released to the next bind, and two servers told the same port make a run that
 # measures the wrong one (or none). $work/ports remembers them across the $(...) subshells.

@@ -61,7 +61,7 @@ file_cpu=$(python3 -c "print($(cpu_s "$file_pid") - $c0)")
 file_ok=$(json_field "$work/file.json" "['ok']")
 file_rate=$(json_field "$work/file.json" "['ok_rate']")
 file_p99=$(json_field "$work/file.json" "['latency_ms']['p99']")
-kill "$file_pid"; wait "$file_pid" 2>/dev/null || true
+stop_pid "$file_pid"
 
 # (2) Three clustered nats-servers, two nodes on a stream of 3 replicas, one loadgen per node.
 urls=""; nats_pids=(); monitors=()
@@ -113,11 +113,11 @@ YAML
   for _ in 1 2 3; do  # a stream just created may still be electing its leader
     "$bin" serve -c "$work/node-$i.yaml" 2>>"$work/node-$i.log" &
     pid=$!
+    pids+=($pid)
     if wait_ready "$admin" "$pid"; then ok=1; break; fi
-    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    stop_pid "$pid"
   done
   [ "$ok" = 1 ] || { cat "$work/node-$i.log"; exit 1; }
-  pids+=($pid)
   node_pids+=($pid)
   node_ports+=($port)
 done

@@ -41,7 +41,7 @@ run_router() {
   local mode=$1
   # A fresh simulator: the load generator's event ids repeat between runs, and the simulator
   # would answer a second run's calls from its idempotency map.
-  kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true
+  stop_pid "$sim_pid"
   simport=$(free_port)
   ./build/release/tests/dvrouter-erp-sim --listen "127.0.0.1:$simport" --latency-ms "$latency" \
     2>"$work/sim-$mode.log" &
@@ -132,8 +132,7 @@ if mode == "writeback":
           f"{float(written):.0f} (rows unknown to the simulator: 404; paced at 100/s, while "
           f"Dataverse allows ~20/s per application user)")
 PY
-  kill "$router_pid"
-  wait "$router_pid" 2>/dev/null || true
+  stop_pid "$router_pid"
 }
 
 run_router plain

@@ -135,7 +135,7 @@ a_cpu=$(awk -v hz="$(getconf CLK_TCK)" -v n="$(awk '/^dvrouter_requests_total\{o
   '{if (n > 0) printf "%.1f", ($14 + $15) / hz / n * 1e6}' "/proc/$a_pid/stat")
 a_per_write=$(awk '/^dvrouter_requests_total\{outcome="accepted"\}/{n=$2} /^dvrouter_journal_append_duration_seconds_count/{w=$2} END{if(w>0) printf "%.1f", n/w}' <<<"$metrics")
 echo "(a) journal.durability $durability: router CPU $a_cpu µs per event, $a_per_write events per journal write"
-kill "$a_pid"; wait "$a_pid" 2>/dev/null || true
+stop_pid "$a_pid"
 fi
 
 if want b; then
