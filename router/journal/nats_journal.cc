@@ -516,10 +516,11 @@ struct NatsJournal::Impl {
         fed = false;
       }
     }
-    if (sub != nullptr) {
-      natsSubscription_Unsubscribe(sub);
-      natsSubscription_Destroy(sub);
-    }
+    // Destroy, never Unsubscribe: libnats' Unsubscribe deletes an ordered consumer by a name its
+    // own thread may be replacing meanwhile (after a server's loss it recreates the consumer),
+    // and reads the freed name (an ASan report in CI). Destroy unsubscribes without deleting;
+    // the server drops the ephemeral consumer once nobody listens (docs/journal-nats.md).
+    natsSubscription_Destroy(sub);
   }
 
   // Purges what every reader has passed once the stream nears max_bytes, or when asked.
@@ -827,8 +828,7 @@ Status NatsJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
     }
     if (seq >= last) break;
   }
-  natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
+  natsSubscription_Destroy(sub);  // not Unsubscribe: see the end of Impl::Feed
   return result;
 }
 
