@@ -2,14 +2,16 @@
 // PubAck with the stream sequence, duplicates by Nats-Msg-Id keeping the first's seq, commits to
 // the listener in order, reads and scans of what was stored (compressed bodies come back whole),
 // a reopen that goes on after the last seq, a stream of another journal refused, a server gone
-// (refused within ack_timeout, then back), purges of what readers passed, a full budget that
-// refuses and makes room, and a 3-server cluster that loses a server mid-load and keeps every
-// acknowledged event.
+// (refused within ack_timeout, then back), a stop that leaves its consumer to the server, purges
+// of what readers passed, a full budget that refuses and makes room, and a 3-server cluster that
+// loses a server mid-load and keeps every acknowledged event.
 #include "router/journal/nats_journal.h"
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -156,6 +158,39 @@ TEST_F(NatsJournalTest, AReopenGoesOnAndAnotherJournalsStreamIsRefused) {
   auto unreachable = NatsJournal::Open(nowhere);
   ASSERT_FALSE(unreachable.ok());
   EXPECT_EQ(unreachable.status().code(), StatusCode::kUnavailable);
+}
+
+// The stream's consumers as the server counts them; -1 when it cannot be asked.
+int64_t StreamConsumers(const std::string& url, const char* stream) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  jsStreamInfo* si = nullptr;
+  int64_t n = -1;
+  if (natsConnection_ConnectTo(&nc, url.c_str()) == NATS_OK &&
+      natsConnection_JetStream(&js, nc, nullptr) == NATS_OK &&
+      js_GetStreamInfo(&si, js, stream, nullptr, nullptr) == NATS_OK) {
+    n = static_cast<int64_t>(si->State.Consumers);
+  }
+  jsStreamInfo_Destroy(si);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return n;
+}
+
+// A stop destroys the delivery feed's ordered consumer without deleting it on the server
+// (libnats' delete reads a name its own thread may be replacing: docs/journal-nats.md, "Known
+// limits"); the server removes it once nobody listens.
+TEST_F(NatsJournalTest, AStopLeavesItsConsumerToTheServerWhichRemovesIt) {
+  auto j = Open(Options());
+  ASSERT_TRUE(j);
+  for (const AppendResult& r : AppendAll(j.get(), 0, 3)) ASSERT_TRUE(r.status.ok());
+  ASSERT_TRUE(testing::WaitFor([&] { return commits_.size() == 3; }));
+  ASSERT_EQ(StreamConsumers(server_->url(), "DVTEST"), 1);
+  j->Stop();
+  EXPECT_EQ(StreamConsumers(server_->url(), "DVTEST"), 1) << "deleted at the stop";
+  EXPECT_TRUE(testing::WaitFor([&] { return StreamConsumers(server_->url(), "DVTEST") == 0; },
+                               std::chrono::seconds(30)))
+      << "the server kept a consumer nobody listens to";
 }
 
 TEST_F(NatsJournalTest, AServerGoneRefusesWithinTheAckTimeoutAndItsReturnHeals) {
