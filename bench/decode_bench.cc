@@ -3,16 +3,12 @@
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "bench/bench_util.h"
 #include "router/decode/attributes.h"
 #include "router/decode/decode.h"
 #include "router/partition/partition.h"
-
-#define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
-#include <xxhash.h>
 
 namespace dvrouter::bench {
 namespace {
@@ -73,26 +69,8 @@ void BM_DedupeKeyAndPartition(benchmark::State& state) {
 BENCHMARK(BM_DedupeKeyAndPartition);
 
 // RecordHash (the ordering key, once per routed event) against the streaming XXH3 it used for
-// every key, in the same run: arg 0 the streaming baseline, 1 RecordHash.
-uint64_t StreamingRecordHash(std::string_view table, std::string_view row_id) {
-  XXH3_state_t state;
-  XXH3_INITSTATE(&state);
-  XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, table.data(), table.size());
-  XXH3_64bits_update(&state, "\x1f", 1);
-  char lowered[64];
-  while (!row_id.empty()) {
-    size_t n = std::min(row_id.size(), sizeof(lowered));
-    for (size_t i = 0; i < n; ++i) {
-      char c = row_id[i];
-      lowered[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    }
-    XXH3_64bits_update(&state, lowered, n);
-    row_id.remove_prefix(n);
-  }
-  return XXH3_64bits_digest(&state);
-}
-
+// every key (StreamingRecordHash, still its path for long keys), in the same run: arg 0 the
+// streaming baseline, 1 RecordHash.
 void BM_RecordHash(benchmark::State& state) {
   const std::string table = "msdyn_agentstatus";
   const std::string row = "6d81597f-0f9f-e711-8122-000d3aa2331c";

@@ -18,6 +18,10 @@ uint64_t RecordHash(std::string_view table, std::string_view row_id) {
     for (char c : row_id) *out++ = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
     return XXH3_64bits(whole, static_cast<size_t>(out - whole));
   }
+  return StreamingRecordHash(table, row_id);
+}
+
+uint64_t StreamingRecordHash(std::string_view table, std::string_view row_id) {
   XXH3_state_t state;
   XXH3_INITSTATE(&state);  // a stack state must be initialized: reset_withSeed reads its old seed
   XXH3_64bits_reset(&state);

@@ -56,6 +56,7 @@ TEST(Partition, ShortAndLongKeysHashTheSameBytes) {
     std::string bytes = "contact\x1f";
     for (char c : row) bytes += static_cast<char>(c - 'A' + 'a');
     EXPECT_EQ(RecordHash("contact", row), XXH3_64bits(bytes.data(), bytes.size())) << n;
+    EXPECT_EQ(StreamingRecordHash("contact", row), XXH3_64bits(bytes.data(), bytes.size())) << n;
   }
 }
 
