@@ -113,6 +113,28 @@ struct NatsJournal::Impl {
   prometheus::Counter* retry_error = nullptr;
   prometheus::Histogram* publish_seconds = nullptr;
 
+  // An ordered consumer of the stream (the delivery feed's, a scan's) on a connection of its own,
+  // which is closed before the subscription goes (docs/journal-nats.md, "Known limits"):
+  // - libnats 3.4's reader thread uses a subscription it looked up without holding it, so a
+  //   subscription freed while the server still sends to it is read after its free; closing the
+  //   connection joins that thread first;
+  // - never Unsubscribe: it deletes the consumer by a name libnats' own thread may be replacing
+  //   after a server's loss; the server drops an ephemeral consumer nobody listens to.
+  struct StreamConsumer {
+    natsConnection* nc = nullptr;
+    jsCtx* js = nullptr;
+    natsSubscription* sub = nullptr;
+    StreamConsumer() = default;
+    StreamConsumer(const StreamConsumer&) = delete;
+    StreamConsumer& operator=(const StreamConsumer&) = delete;
+    ~StreamConsumer() {
+      if (nc != nullptr) natsConnection_Close(nc);
+      if (sub != nullptr) natsSubscription_Destroy(sub);
+      if (js != nullptr) jsCtx_Destroy(js);
+      if (nc != nullptr) natsConnection_Destroy(nc);
+    }
+  };
+
   ~Impl() {
     if (js != nullptr) jsCtx_Destroy(js);
     if (nc != nullptr) natsConnection_Destroy(nc);
@@ -392,8 +414,16 @@ struct NatsJournal::Impl {
     Keep(si);
   }
 
-  // An ordered consumer of the whole stream from `seq`.
-  Status Subscribe(uint64_t seq, natsSubscription** sub) {
+  // An ordered consumer of the whole stream from `seq`, on a connection of its own.
+  Status Subscribe(uint64_t seq, std::unique_ptr<StreamConsumer>* out) {
+    auto c = std::make_unique<StreamConsumer>();
+    natsStatus s = natsConnection_Connect(&c->nc, nopts);
+    if (s != NATS_OK) return Unavailable("journal.nats: consumer's connection: " + NatsText(s));
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = jsopts.Wait;
+    s = natsConnection_JetStream(&c->js, c->nc, &o);
+    if (s != NATS_OK) return Unavailable("journal.nats: consumer's JetStream: " + NatsText(s));
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = opt.stream.c_str();
@@ -402,11 +432,12 @@ struct NatsJournal::Impl {
     so.Config.OptStartSeq = std::max<uint64_t>(seq, 1);
     jsErrCode code = static_cast<jsErrCode>(0);
     const std::string all = opt.stream + ".p.*";
-    natsStatus s = js_SubscribeSync(sub, js, all.c_str(), nullptr, &so, &code);
+    s = js_SubscribeSync(&c->sub, c->js, all.c_str(), nullptr, &so, &code);
     if (s != NATS_OK) {
       return Unavailable("journal.nats: consumer from seq " + std::to_string(seq) + ": " +
                          NatsText(s) + " (code " + std::to_string(code) + ")");
     }
+    *out = std::move(c);
     return Status::Ok();
   }
 
@@ -439,13 +470,10 @@ struct NatsJournal::Impl {
   // at open.
   void Feed(uint64_t from) {
     SetThreadName("dv-nats-feed");
-    natsSubscription* sub = nullptr;
+    std::unique_ptr<StreamConsumer> consumer;
     const auto subscribe = [&](uint64_t seq) {
-      if (sub != nullptr) {
-        natsSubscription_Destroy(sub);
-        sub = nullptr;
-      }
-      while (!stopping.load() && !Subscribe(seq, &sub).ok()) {
+      consumer.reset();
+      while (!stopping.load() && !Subscribe(seq, &consumer).ok()) {
         std::unique_lock<std::mutex> lock(wake_mu);
         wake_cv.wait_for(lock, std::chrono::milliseconds(kFeedWaitMs),
                          [&] { return stopping.load(); });
@@ -456,7 +484,9 @@ struct NatsJournal::Impl {
     bool fed = false;
     while (!stopping.load()) {
       natsMsg* msg = nullptr;
-      natsStatus s = natsSubscription_NextMsg(&msg, sub, kFeedWaitMs);
+      natsStatus s = consumer != nullptr
+                         ? natsSubscription_NextMsg(&msg, consumer->sub, kFeedWaitMs)
+                         : NATS_CONNECTION_CLOSED;  // a stop while subscribing
       if (s != NATS_OK) {
         if (fed && opt.listener != nullptr) opt.listener->OnGroupCommitted();
         fed = false;
@@ -511,16 +541,12 @@ struct NatsJournal::Impl {
       }
       natsMsg_Destroy(msg);
       int queued = 0;
-      if (fed && (natsSubscription_GetPending(sub, &queued, nullptr) != NATS_OK || queued == 0)) {
+      if (fed && (natsSubscription_GetPending(consumer->sub, &queued, nullptr) != NATS_OK ||
+                  queued == 0)) {
         if (opt.listener != nullptr) opt.listener->OnGroupCommitted();
         fed = false;
       }
     }
-    // Destroy, never Unsubscribe: libnats' Unsubscribe deletes an ordered consumer by a name its
-    // own thread may be replacing meanwhile (after a server's loss it recreates the consumer),
-    // and reads the freed name (an ASan report in CI). Destroy unsubscribes without deleting;
-    // the server drops the ephemeral consumer once nobody listens (docs/journal-nats.md).
-    natsSubscription_Destroy(sub);
   }
 
   // Purges what every reader has passed once the stream nears max_bytes, or when asked.
@@ -803,15 +829,15 @@ Status NatsJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
   // Nothing retained (all purged), or nothing from there on.
   if (msgs == 0 || from_seq > last || last == 0) return Status::Ok();
   from_seq = std::max(from_seq, first);
-  natsSubscription* sub = nullptr;
-  if (Status st = m.Subscribe(from_seq, &sub); !st.ok()) return st;
+  std::unique_ptr<Impl::StreamConsumer> consumer;
+  if (Status st = m.Subscribe(from_seq, &consumer); !st.ok()) return st;
   std::string buffer;
   EventHeader header;
   RecordView view;
   Status result = Status::Ok();
   for (;;) {
     natsMsg* msg = nullptr;
-    natsStatus s = natsSubscription_NextMsg(&msg, sub, m.opt.ack_timeout_ms);
+    natsStatus s = natsSubscription_NextMsg(&msg, consumer->sub, m.opt.ack_timeout_ms);
     if (s != NATS_OK) {
       result = Unavailable("journal.nats: scan stalled before seq " + std::to_string(last) + ": " +
                            NatsText(s));
@@ -828,7 +854,6 @@ Status NatsJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
     }
     if (seq >= last) break;
   }
-  natsSubscription_Destroy(sub);  // not Unsubscribe: see the end of Impl::Feed
   return result;
 }
 

@@ -10,6 +10,8 @@
 
 #include <chrono>
 
+#include "tests/support/http_client.h"
+
 namespace dvrouter::testing {
 
 namespace {
@@ -44,7 +46,8 @@ NatsServer::NatsServer() : dir_(own_.path()) {
   ok_ = Start();
 }
 
-NatsServer::NatsServer(std::string dir, std::string config) : dir_(std::move(dir)) {
+NatsServer::NatsServer(std::string dir, std::string config, uint16_t monitor_port)
+    : dir_(std::move(dir)), monitor_port_(monitor_port) {
   config_path_ = dir_ + "/nats.conf";
   WriteFileOrDie(config_path_, config);
   const size_t at = config.find("listen: 127.0.0.1:");
@@ -68,6 +71,12 @@ bool NatsServer::Start() {
   return true;
 }
 
+bool NatsServer::JetStreamCurrent() const {
+  if (monitor_port_ == 0 || !child_) return false;
+  HttpClient client(monitor_port_);
+  return client.Connect() && client.Get("/healthz").status == 200;
+}
+
 void NatsServer::Kill() {
   if (!child_) return;
   child_->Kill(SIGKILL);
@@ -86,24 +95,25 @@ void NatsServer::Stop() {
 }
 
 NatsCluster::NatsCluster() {
-  std::vector<uint16_t> ports, routes;
+  std::vector<uint16_t> ports, routes, monitors;
   for (int i = 0; i < 3; ++i) {
     ports.push_back(FreeLoopbackPort());
     routes.push_back(FreeLoopbackPort());
+    monitors.push_back(FreeLoopbackPort());
   }
   for (int i = 0; i < 3; ++i) {
     const std::string dir = dir_.path() + "/n" + std::to_string(i);
     ::mkdir(dir.c_str(), 0700);
-    std::string config = "server_name: n" + std::to_string(i) +
-                         "\nlisten: 127.0.0.1:" + std::to_string(ports[i]) +
-                         "\njetstream {\n  store_dir: \"" + dir +
-                         "/store\"\n}\ncluster {\n  name: dvrouter-test\n  listen: 127.0.0.1:" +
-                         std::to_string(routes[i]) + "\n  routes: [\n";
+    std::string config =
+        "server_name: n" + std::to_string(i) + "\nlisten: 127.0.0.1:" + std::to_string(ports[i]) +
+        "\nhttp: 127.0.0.1:" + std::to_string(monitors[i]) + "\njetstream {\n  store_dir: \"" +
+        dir + "/store\"\n}\ncluster {\n  name: dvrouter-test\n  listen: 127.0.0.1:" +
+        std::to_string(routes[i]) + "\n  routes: [\n";
     for (int k = 0; k < 3; ++k) {
       if (k != i) config += "    nats-route://127.0.0.1:" + std::to_string(routes[k]) + "\n";
     }
     config += "  ]\n}\n";
-    servers_.push_back(std::unique_ptr<NatsServer>(new NatsServer(dir, config)));
+    servers_.push_back(std::unique_ptr<NatsServer>(new NatsServer(dir, config, monitors[i])));
   }
   for (auto& s : servers_) s->ok_ = s->Start();
 }

@@ -37,14 +37,19 @@ class NatsServer {
   void Stop();
   // Starts (again); waits until it accepts connections. False with error() set.
   bool Start();
+  // A cluster's server: whether its /healthz says its JetStream is current with the meta leader
+  // and holds every stream and consumer it is a member of up to date (a server that came back
+  // has caught up). Always false for a single server, which has no monitoring port.
+  bool JetStreamCurrent() const;
 
  private:
   friend class NatsCluster;
-  NatsServer(std::string dir, std::string config);
+  NatsServer(std::string dir, std::string config, uint16_t monitor_port);
 
   TempDir own_;
   std::string dir_, config_path_;
   uint16_t port_ = 0;
+  uint16_t monitor_port_ = 0;  // 0: none
   std::unique_ptr<ChildProcess> child_;
   int starts_ = 0;
   bool ok_ = false;
