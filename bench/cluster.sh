@@ -5,13 +5,14 @@
 # ratio is that of this box; the CPU per event (user + system, from /proc/<pid>/stat) of the
 # routers and of the nats-servers is what predicts throughput on separate machines.
 #   bench/cluster.sh                 DURATION (s, default 10), CONNECTIONS (per loadgen,
-#                                    default 32), NO_BUILD=1 to use the existing build
+#                                    default 32), NO_BUILD=1 to use the existing build,
+#                                    DVROUTER_BIN another router binary (an A/B)
 # Ingest only (no adapters); every process listens on 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-32}
-bin=$PWD/build/release/dvrouter
+bin=${DVROUTER_BIN:-$PWD/build/release/dvrouter}  # another build for an A/B
 lg=$PWD/build/release/bench/dvrouter-loadgen
 server=$(command -v nats-server || echo /usr/sbin/nats-server)
 [ -x "$server" ] || { echo "nats-server is not installed (scripts/install-deps.sh)" >&2; exit 1; }
