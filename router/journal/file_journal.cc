@@ -276,6 +276,11 @@ constexpr std::string_view kSeqKey = "next=";
 // A group of fewer events waits opt.group_window_us for more first (docs/architecture.md,
 // "Group commit").
 constexpr size_t kGroupWindowEvents = 64;
+// The most bytes one write call takes: a group is written in calls of at most this much. With
+// fdatasync after each group, uncompressed groups (~290 KiB) cost the kernel's page cache copy
+// far more per byte in one call than in 64 KiB calls on the VM measured (docs/architecture.md,
+// "Group commit"; bench/README.md, "Issue 23, fifth round").
+constexpr size_t kMaxWriteBytes = 64u << 10;
 
 // What a META file says: its format (0 unless "format=1" or "format=2" opens it) and its
 // partition count (0 when it names none).
@@ -860,8 +865,15 @@ Status FileJournal::Impl::WriteAll(size_t total) {
   size_t done = 0;
   size_t first = 0;
   while (done < total) {
-    const int count = static_cast<int>(std::min<size_t>(iov.size() - first, IOV_MAX));
-    ssize_t n = io->Writev(seg_fd, iov.data() + first, count);
+    // The next at most kMaxWriteBytes of the group, the last iovec cut to fit.
+    size_t count = 0, bytes = 0;
+    while (first + count < iov.size() && count < IOV_MAX && bytes < kMaxWriteBytes) {
+      bytes += iov[first + count++].iov_len;
+    }
+    const iovec last = iov[first + count - 1];
+    if (bytes > kMaxWriteBytes) iov[first + count - 1].iov_len -= bytes - kMaxWriteBytes;
+    ssize_t n = io->Writev(seg_fd, iov.data() + first, static_cast<int>(count));
+    iov[first + count - 1] = last;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus("write journal segment " + SegmentName(seg_first), errno);
     if (n == 0) return ErrnoStatus("write journal segment " + SegmentName(seg_first), EIO);

@@ -1,7 +1,7 @@
 // FaultIo: the journal's syscalls with faults on command (like LevelDB's SpecialEnv): failing
 // writes (optionally after writing part), failing fdatasync or ftruncate, and a gate that holds
-// every fdatasync until the test opens it. Knobs are atomics: set them from the test thread
-// while the journal's writer runs.
+// every fdatasync until the test opens it; it also counts the writes and their largest size. Knobs
+// are atomics: set them from the test thread while the journal's writer runs.
 #pragma once
 
 #include <unistd.h>
@@ -23,6 +23,8 @@ class FaultIo final : public JournalIo {
   std::atomic<int> sync_errno{0};          // every fdatasync fails with this while set
   std::atomic<int> truncate_errno{0};      // every ftruncate fails with this while set
   std::atomic<int> syncs{0};               // fdatasync calls made (successful or not)
+  std::atomic<size_t> largest_write{0};    // the most bytes one write call was given
+  std::atomic<int> writes{0};              // write calls made
 
   ssize_t Writev(int fd, const iovec* iov, int n) override {
     if (int e = write_errno.load()) {
@@ -32,6 +34,10 @@ class FaultIo final : public JournalIo {
       errno = e;
       return -1;
     }
+    size_t bytes = 0;
+    for (int i = 0; i < n; ++i) bytes += iov[i].iov_len;
+    if (bytes > largest_write.load()) largest_write.store(bytes);  // the writer thread only
+    ++writes;
     return JournalIo::Writev(fd, iov, n);
   }
 
