@@ -102,9 +102,9 @@ struct Waiter final : AppendCallback {
   }
 };
 
-// Nanoseconds on a CPU of this process's threads whose name starts with `prefix` ("" for all),
-// from /proc/self/task/<tid>/schedstat.
-uint64_t ThreadsCpuNs(const std::string& prefix) {
+// Nanoseconds on a CPU of this process's threads named `name`, or whose name starts with it when
+// `prefix` ("" for all), from /proc/self/task/<tid>/schedstat.
+uint64_t ThreadsCpuNs(const std::string& name, bool prefix = true) {
   uint64_t total = 0;
   DIR* dir = ::opendir("/proc/self/task");
   if (dir == nullptr) return 0;
@@ -113,7 +113,7 @@ uint64_t ThreadsCpuNs(const std::string& prefix) {
     const std::string task = std::string("/proc/self/task/") + e->d_name;
     std::string comm;
     std::ifstream(task + "/comm") >> comm;
-    if (comm.compare(0, prefix.size(), prefix) != 0) continue;
+    if (prefix ? comm.compare(0, name.size(), name) != 0 : comm != name) continue;
     uint64_t ns = 0;
     std::ifstream(task + "/schedstat") >> ns;
     total += ns;
@@ -180,7 +180,7 @@ void BM_EngineDelivers(benchmark::State& state) {
   double worker_ns = 0, journal_ns = 0, process_ns = 0;
   for (auto _ : state) {
     const uint64_t workers_before = ThreadsCpuNs("dv-worker");
-    const uint64_t journal_before = ThreadsCpuNs("dv-journal");
+    const uint64_t journal_before = ThreadsCpuNs("dv-journal", false);
     const uint64_t process_before = ThreadsCpuNs("");
     Waiter waiter;
     waiter.remaining = events;
@@ -199,15 +199,25 @@ void BM_EngineDelivers(benchmark::State& state) {
     {
       std::unique_lock<std::mutex> lock(waiter.mu);
       waiter.cv.wait(lock, [&] { return waiter.remaining == 0; });
-      if (waiter.failures != 0) state.SkipWithError("appends failed");
+      if (waiter.failures != 0) {
+        state.SkipWithError("appends failed");
+        break;
+      }
     }
     target += events;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (lake.delivered() < target || clickhouse.delivered() < target ||
            postgres.delivered() < target) {
+      if (std::chrono::steady_clock::now() > deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));  // benchmark only: no test
     }
+    if (lake.delivered() < target || clickhouse.delivered() < target ||
+        postgres.delivered() < target) {
+      state.SkipWithError("not every event was delivered within 60 s");
+      break;
+    }
     worker_ns += static_cast<double>(ThreadsCpuNs("dv-worker") - workers_before);
-    journal_ns += static_cast<double>(ThreadsCpuNs("dv-journal") - journal_before);
+    journal_ns += static_cast<double>(ThreadsCpuNs("dv-journal", false) - journal_before);
     process_ns += static_cast<double>(ThreadsCpuNs("") - process_before);
   }
   (*journal)->Stop();
@@ -215,6 +225,7 @@ void BM_EngineDelivers(benchmark::State& state) {
   if (lake.failures() + clickhouse.failures() + postgres.failures() != 0) {
     state.SkipWithError("an event did not convert");
   }
+  if (process_ns == 0) state.SkipWithError("no /proc/self/task/*/schedstat to read");
   const double total = static_cast<double>(state.iterations() * events);
   state.counters["worker_us_per_event"] = worker_ns / total / 1000;
   state.counters["journal_us_per_event"] = journal_ns / total / 1000;

@@ -276,9 +276,9 @@ constexpr std::string_view kSeqKey = "next=";
 // A group of fewer events waits opt.group_window_us for more first (docs/architecture.md,
 // "Group commit").
 constexpr size_t kGroupWindowEvents = 64;
-// The most bytes one write call takes: a group is written in calls of at most this much. With
-// fdatasync after each group, uncompressed groups (~290 KiB) cost the kernel's page cache copy
-// far more per byte in one call than in 64 KiB calls on the VM measured (docs/architecture.md,
+// The most bytes one write call takes: a group is written in calls of at most this much. On the
+// VM measured, uncompressed groups (~290 KiB) written in one call with fdatasync after each cost
+// far more CPU per event than in 64 KiB calls; the cause is not established (docs/architecture.md,
 // "Group commit"; bench/README.md, "Issue 23, fifth round").
 constexpr size_t kMaxWriteBytes = 64u << 10;
 

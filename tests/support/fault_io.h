@@ -1,11 +1,13 @@
 // FaultIo: the journal's syscalls with faults on command (like LevelDB's SpecialEnv): failing
 // writes (optionally after writing part), failing fdatasync or ftruncate, and a gate that holds
-// every fdatasync until the test opens it; it also counts the writes and their largest size. Knobs
+// every fdatasync until the test opens it; short writes; and it counts the writes and their
+// largest size. Knobs
 // are atomics: set them from the test thread while the journal's writer runs.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -23,6 +25,7 @@ class FaultIo final : public JournalIo {
   std::atomic<int> sync_errno{0};          // every fdatasync fails with this while set
   std::atomic<int> truncate_errno{0};      // every ftruncate fails with this while set
   std::atomic<int> syncs{0};               // fdatasync calls made (successful or not)
+  std::atomic<size_t> short_write{0};      // while set, a write takes at most this many bytes
   std::atomic<size_t> largest_write{0};    // the most bytes one write call was given
   std::atomic<int> writes{0};              // write calls made
 
@@ -38,6 +41,10 @@ class FaultIo final : public JournalIo {
     for (int i = 0; i < n; ++i) bytes += iov[i].iov_len;
     if (bytes > largest_write.load()) largest_write.store(bytes);  // the writer thread only
     ++writes;
+    if (const size_t most = short_write.load(); most > 0 && bytes > most && iov[0].iov_len > 0) {
+      // A short count, as a write the kernel cut: at most `most` bytes of the first buffers.
+      return ::write(fd, iov[0].iov_base, std::min(iov[0].iov_len, most));
+    }
     return JournalIo::Writev(fd, iov, n);
   }
 

@@ -296,6 +296,26 @@ TEST(FileJournal, AGroupIsWrittenInCallsOfAtMost64KiB) {
   }
 }
 
+// Writes the kernel cuts short (a count below what was asked) are resumed where they stopped,
+// inside an event as between two, and every byte lands in order.
+TEST(FileJournal, ShortWritesAreResumedWhereTheyStopped) {
+  Fixture f;
+  FaultIo io;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  io.short_write = 5000;  // less than one event's frame: every event takes several writes
+  auto j = OpenOrDie(o);
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 10; ++i) events.push_back(MakeEvent(i, i == 5 ? 100 << 10 : 8 << 10));
+  for (auto& e : events) j->Append(&e->request);
+  for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
+  EXPECT_GE(io.writes.load(), 40);  // ~170 KiB in pieces of at most 5000 bytes
+  j.reset();
+  auto all = ReadAll(f.dir);
+  ASSERT_EQ(all.size(), events.size());
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].second, events[i]->body) << i;
+}
+
 TEST(FileJournal, DiskBudgetRefusesWithoutDamagingEarlierRecords) {
   Fixture f;
   FileJournalOptions o = f.Options();
