@@ -90,18 +90,6 @@ class NullAdapter final : public Adapter {
   std::thread thread_;  // last: starts once the rest exists
 };
 
-struct Waiter final : AppendCallback {
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t remaining = 0;
-  size_t failures = 0;
-  void OnAppendDone(const AppendResult& r) override {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!r.status.ok() || r.duplicate) ++failures;
-    if (--remaining == 0) cv.notify_all();
-  }
-};
-
 // Nanoseconds on a CPU of this process's threads named `name`, or whose name starts with it when
 // `prefix` ("" for all), from /proc/self/task/<tid>/schedstat.
 uint64_t ThreadsCpuNs(const std::string& name, bool prefix = true) {
@@ -182,7 +170,7 @@ void BM_EngineDelivers(benchmark::State& state) {
     const uint64_t workers_before = ThreadsCpuNs("dv-worker");
     const uint64_t journal_before = ThreadsCpuNs("dv-journal", false);
     const uint64_t process_before = ThreadsCpuNs("");
-    Waiter waiter;
+    AppendWaiter waiter;
     waiter.remaining = events;
     for (AppendRequest& r : requests) {
       const uint64_t i = n++;
@@ -196,13 +184,9 @@ void BM_EngineDelivers(benchmark::State& state) {
       r.callback = &waiter;
       (*journal)->Append(&r);
     }
-    {
-      std::unique_lock<std::mutex> lock(waiter.mu);
-      waiter.cv.wait(lock, [&] { return waiter.remaining == 0; });
-      if (waiter.failures != 0) {
-        state.SkipWithError("appends failed");
-        break;
-      }
+    if (!waiter.Wait()) {
+      state.SkipWithError("appends failed");
+      break;
     }
     target += events;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

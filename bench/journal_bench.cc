@@ -19,18 +19,6 @@
 namespace dvrouter::bench {
 namespace {
 
-struct Waiter final : AppendCallback {
-  std::mutex mu;
-  std::condition_variable cv;
-  int remaining = 0;
-  int failures = 0;
-  void OnAppendDone(const AppendResult& r) override {
-    std::lock_guard<std::mutex> lock(mu);
-    if (!r.status.ok() || r.duplicate) ++failures;
-    if (--remaining == 0) cv.notify_all();
-  }
-};
-
 // Each iteration appends `group` copies of a 13.5 KB body with fresh keys and waits for all of
 // them. Sets items and bytes processed.
 void AppendGroups(benchmark::State& state, Journal* journal, int group) {
@@ -41,10 +29,11 @@ void AppendGroups(benchmark::State& state, Journal* journal, int group) {
   header.primary_entity_id = "4b1e3d75-a749-ef11-acce-00224802d26d";
   header.owning_extension_id = "09097f27-6123-4c61-b463-af00adb2e082";
   std::vector<AppendRequest> requests(static_cast<size_t>(group));
-  Waiter waiter;
+  AppendWaiter waiter;
+  bool ok = true;
   uint64_t n = 0;
   for (auto _ : state) {
-    waiter.remaining = group;
+    waiter.remaining = static_cast<size_t>(group);
     for (auto& r : requests) {
       r.key = EventKey{0x5eed, ++n};
       r.header = &header;
@@ -52,10 +41,9 @@ void AppendGroups(benchmark::State& state, Journal* journal, int group) {
       r.callback = &waiter;
       journal->Append(&r);
     }
-    std::unique_lock<std::mutex> lock(waiter.mu);
-    waiter.cv.wait(lock, [&] { return waiter.remaining == 0; });
+    ok = waiter.Wait() && ok;
   }
-  if (waiter.failures) state.SkipWithError("appends failed");
+  if (!ok) state.SkipWithError("appends failed");
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * group);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * group *
                           static_cast<int64_t>(body.size()));

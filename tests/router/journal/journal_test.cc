@@ -49,6 +49,18 @@ struct SyncCounter final : JournalObserver {
   void OnRefused(const Status&) override {}
 };
 
+// Appends events[0], holds it at its sync, then appends the rest, which therefore form one group
+// once the sync is let go. False if the writer never reached the sync.
+bool AppendAsOneGroupAfterTheFirst(FileJournal* j, FaultIo* io,
+                                   const std::vector<std::unique_ptr<Pending>>& events) {
+  io->CloseGate();
+  j->Append(&events[0]->request);
+  if (!io->WaitUntilBlocked()) return false;
+  for (size_t i = 1; i < events.size(); ++i) j->Append(&events[i]->request);
+  io->OpenGate();
+  return true;
+}
+
 TEST(FileJournal, AppendsAssignSequencesAndRecoverAfterReopen) {
   Fixture f;
   std::vector<std::unique_ptr<Pending>> events;
@@ -245,13 +257,8 @@ TEST(FileJournal, RollInsideOneGroupKeepsEveryRecord) {
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i, 8 << 10));
-  // One event first, held at its sync, so the other 29 (~240 KiB) form one group that must
-  // roll over several 64 KiB segments.
-  io.CloseGate();
-  j->Append(&events[0]->request);
-  ASSERT_TRUE(io.WaitUntilBlocked());
-  for (size_t i = 1; i < events.size(); ++i) j->Append(&events[i]->request);
-  io.OpenGate();
+  // The other 29 (~240 KiB) form one group that must roll over several 64 KiB segments.
+  ASSERT_TRUE(AppendAsOneGroupAfterTheFirst(j.get(), &io, events));
   std::set<uint64_t> seqs;
   for (auto& e : events) {
     AppendResult r = e->Wait();
@@ -268,8 +275,7 @@ TEST(FileJournal, RollInsideOneGroupKeepsEveryRecord) {
 }
 
 // A group is written in calls of at most 64 KiB, an event larger than that over several
-// (docs/architecture.md, "Group commit": large writes cost far more CPU per byte on a VM that
-// returns free memory to its host), and every byte lands in order.
+// (docs/architecture.md, "Group commit"), and every byte lands in order.
 TEST(FileJournal, AGroupIsWrittenInCallsOfAtMost64KiB) {
   Fixture f;
   FaultIo io;
@@ -278,12 +284,8 @@ TEST(FileJournal, AGroupIsWrittenInCallsOfAtMost64KiB) {
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 30; ++i) events.push_back(MakeEvent(i, i == 15 ? 200 << 10 : 8 << 10));
-  // One event first, held at its sync, so the other 29 (~430 KiB) form one group.
-  io.CloseGate();
-  j->Append(&events[0]->request);
-  ASSERT_TRUE(io.WaitUntilBlocked());
-  for (size_t i = 1; i < events.size(); ++i) j->Append(&events[i]->request);
-  io.OpenGate();
+  // The other 29 (~430 KiB) form one group.
+  ASSERT_TRUE(AppendAsOneGroupAfterTheFirst(j.get(), &io, events));
   for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
   EXPECT_LE(io.largest_write.load(), 64u << 10);
   EXPECT_GE(io.writes.load(), 8);  // 1 for the first event, at least 7 for ~430 KiB
