@@ -1,8 +1,7 @@
 // FaultIo: the journal's syscalls with faults on command (like LevelDB's SpecialEnv): failing
 // writes (optionally after writing part), failing fdatasync or ftruncate, and a gate that holds
-// every fdatasync until the test opens it; short writes; and it counts the writes and their
-// largest size. Knobs
-// are atomics: set them from the test thread while the journal's writer runs.
+// every fdatasync until the test opens it, and short writes; it counts the writes and their
+// largest size. Knobs are atomics: set them from the test thread while the journal's writer runs.
 #pragma once
 
 #include <unistd.h>
@@ -42,7 +41,7 @@ class FaultIo final : public JournalIo {
     if (bytes > largest_write.load()) largest_write.store(bytes);  // the writer thread only
     ++writes;
     if (const size_t most = short_write.load(); most > 0 && bytes > most && iov[0].iov_len > 0) {
-      // A short count, as a write the kernel cut: at most `most` bytes of the first buffers.
+      // A short count, as a write the kernel cut: at most `most` bytes of the first buffer.
       return ::write(fd, iov[0].iov_base, std::min(iov[0].iov_len, most));
     }
     return JournalIo::Writev(fd, iov, n);
