@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/body_variation.h"
 #include "router/journal/file_journal.h"
 #include "router/journal/record.h"
 
@@ -158,7 +159,7 @@ void BM_CompressBody(benchmark::State& state) {
   const int level = static_cast<int>(state.range(1));
   StoredBody stored;
   for (auto _ : state) {
-    journal::CompressBody(body, level, &stored);
+    journal::CompressBody(body, level, nullptr, &stored);
     benchmark::DoNotOptimize(stored.bytes.data());
   }
   state.counters["stored_share"] =
@@ -171,10 +172,48 @@ BENCHMARK(BM_CompressBody)
     ->ArgNames({"fixture", "level"})
     ->ArgsProduct({{0, 1, 2, 3}, {1, -1, -3}});
 
+// Compression of varied bodies of one fixture (every GUID and timestamp differs, as between real
+// events: body_variation.h), without (dict 0) and with (dict 1) a dictionary the journal would
+// have made from other varied bodies of the four fixtures (DictionarySampler), at `level`.
+void BM_CompressVariedBody(benchmark::State& state) {
+  const int level = static_cast<int>(state.range(1));
+  DictionarySampler::Options so;
+  so.min_events_between = 1;
+  so.kind_min_events = 1;
+  DictionarySampler sampler(so);
+  for (uint64_t seed = 1; seed <= 64; ++seed) {
+    for (const char* name : kBodies) {
+      std::string body = LoadFixture(name);
+      BodyVariation::Find(body).Apply(seed, &body);
+      sampler.Observe(name, "", body);
+    }
+  }
+  const std::shared_ptr<const BodyDictionary> dict =
+      state.range(2) != 0 ? BodyDictionary::Make(1, sampler.Take(), level) : nullptr;
+  const std::string fixture = LoadFixture(kBodies[state.range(0)]);
+  const BodyVariation variation = BodyVariation::Find(fixture);
+  std::vector<std::string> bodies(256, fixture);
+  for (size_t i = 0; i < bodies.size(); ++i) variation.Apply(1000 + i, &bodies[i]);
+  StoredBody stored;
+  size_t i = 0, in = 0, out = 0;
+  for (auto _ : state) {
+    const std::string& body = bodies[i++ % bodies.size()];
+    journal::CompressBody(body, level, dict.get(), &stored);
+    in += body.size();
+    out += stored.codec == Codec::kZstd ? stored.bytes.size() : body.size();
+  }
+  state.counters["stored_share"] = static_cast<double>(out) / static_cast<double>(in);
+  state.SetBytesProcessed(static_cast<int64_t>(in));
+  state.SetLabel(kBodies[state.range(0)]);
+}
+BENCHMARK(BM_CompressVariedBody)
+    ->ArgNames({"fixture", "level", "dict"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, -1, -3}, {0, 1}});
+
 void BM_DecompressBody(benchmark::State& state) {
   const std::string body = LoadFixture(kBodies[state.range(0)]);
   StoredBody stored;
-  journal::CompressBody(body, 1, &stored);
+  journal::CompressBody(body, 1, nullptr, &stored);
   journal::FrameMeta meta;
   meta.codec = stored.codec;
   meta.raw_length = static_cast<uint32_t>(body.size());

@@ -3,7 +3,9 @@
 //
 // Bodies are the fixtures (or --body files) with their OperationId and PrimaryEntityId varied per
 // request, so every request is a distinct event on one of --records rows (a --hot-share of them
-// on --hot-records hot rows); --duplicates resends earlier events. Open loop (--rate R): request
+// on --hot-records hot rows); --duplicates resends earlier events. With --vary all (the default)
+// every other GUID and every run of 10 or more digits (timestamps, ticks) differs per request too,
+// as real bodies' do; --vary ids changes only the two ids. Open loop (--rate R): request
 // i is due at start + i/R and its latency is measured from that due time, so a stalled server
 // shows up in the percentiles instead of silently slowing the sender (no coordinated omission).
 // Closed loop (--rate 0): each connection sends as fast as answers come back. Non-blocking
@@ -36,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/body_variation.h"
 #include "bench/loadgen/histogram.h"
 
 namespace dvrouter::bench {
@@ -60,6 +63,7 @@ struct Options {
   std::string json_path;
   std::string acked_path;  // the event id of every 2xx answer, one a line
   uint64_t seed = 1;
+  std::string vary = "all";  // "ids": only the operation and row ids differ between requests
 };
 
 struct Target {
@@ -85,18 +89,6 @@ bool ParseUrl(const std::string& url, Target* t) {
   return !t->host.empty();
 }
 
-uint64_t Mix(uint64_t x) {  // splitmix64: a cheap, good-enough deterministic hash
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-void WriteHex(uint64_t v, int digits, char* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = digits - 1; i >= 0; --i, v >>= 4) out[i] = kHex[v & 0xf];
-}
-
 // 36 characters: xxxxxxxx-xxxx-4000-8000-xxxxxxxxxxxx (no snprintf: this runs per request).
 void WriteGuid(uint64_t kind, uint64_t n, char* out) {
   WriteHex(Mix(kind) & 0xffffffffu, 8, out);
@@ -106,10 +98,12 @@ void WriteGuid(uint64_t kind, uint64_t n, char* out) {
   WriteHex(n & 0xffffffffffffull, 12, out + 24);
 }
 
-// A body with the positions of every copy of its operation id and row id.
+// A body with the positions of every copy of its operation id and row id, and of the other GUIDs
+// and long digit runs (--vary all).
 struct BodyTemplate {
   std::string text;
   std::vector<size_t> op_at, row_at;
+  BodyVariation others;  // the other GUIDs and long numbers
 };
 
 std::string TopLevelGuid(const std::string& body, const std::string& key) {
@@ -146,6 +140,9 @@ bool LoadTemplate(const std::string& path, BodyTemplate* t, std::string* err) {
       t->row_at.push_back(at);
     }
   }
+  std::vector<size_t> ids = t->op_at;
+  ids.insert(ids.end(), t->row_at.begin(), t->row_at.end());
+  t->others = BodyVariation::Find(t->text, ids);
   return true;
 }
 
@@ -176,6 +173,7 @@ struct Workload {
     for (size_t at : t.op_at) WriteGuid(opt->seed, event, body->data() + at);
     const uint64_t record = RecordFor(event);
     for (size_t at : t.row_at) WriteGuid(0xfeed, record, body->data() + at);
+    if (opt->vary == "all") t.others.Apply(event ^ (opt->seed << 32), body);
     return t;
   }
 };
@@ -650,6 +648,10 @@ int main(int argc, char** argv) {
   cli.add_option("--acked", o.acked_path,
                  "Write the event_id of every 2xx answer to this file, one a line");
   cli.add_option("--seed", o.seed, "Varies the generated ids between runs");
+  cli.add_option("--vary", o.vary,
+                 "all: every GUID and long number in a body differs per request; ids: only the "
+                 "operation and row ids")
+      ->check(CLI::IsMember({"all", "ids"}));
   CLI11_PARSE(cli, argc, argv);
   // A server that resets a connection mid-request must cost that request (counted as an
   // error), not the process and its report.

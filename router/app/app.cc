@@ -221,6 +221,7 @@ Status App::OpenJournal(Impl& m) {
   jo.page_cache_bytes = m.config.journal.page_cache_bytes;
   jo.compression = m.config.journal.compression ? Codec::kZstd : Codec::kNone;
   jo.compression_level = static_cast<int>(m.config.journal.compression_level);
+  jo.dictionaries = m.config.journal.compression_dictionaries;
   // Without adapters nothing reads what was just committed: no frames laid out for the tail.
   jo.read_tail_records = m.config.adapters.empty() ? 0 : m.config.journal.read_tail_records;
   jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);

@@ -1,5 +1,6 @@
 #include "router/common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,26 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
     return ErrnoStatus("rename " + tmp, errno);
   }
   return SyncDirectory(dir);
+}
+
+Result<std::map<uint64_t, std::string>> ListNumberedFiles(const std::string& dir,
+                                                          std::string_view suffix) {
+  std::map<uint64_t, std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus("opendir " + dir, errno);
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name.size() != 20 + suffix.size() || !name.ends_with(suffix)) continue;
+    uint64_t number = 0;
+    bool digits = true;
+    for (char c : name.substr(0, 20)) {
+      if (c < '0' || c > '9') digits = false;
+      number = number * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (digits) out.emplace(number, dir + "/" + std::string(name));
+  }
+  ::closedir(d);
+  return out;
 }
 
 Result<std::optional<std::string>> ReadFileIfExists(const std::string& path) {

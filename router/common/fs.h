@@ -2,6 +2,8 @@
 // synced. Pure functions over the filesystem: any thread.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +19,9 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
 Status SyncDirectory(const std::string& dir);
 // mkdir -p.
 Status MakeDirectories(const std::string& dir);
+// Every file in dir named <20 digits><suffix> ("00000000000000000042.seg"), by its number.
+Result<std::map<uint64_t, std::string>> ListNumberedFiles(const std::string& dir,
+                                                          std::string_view suffix);
 // The whole file at `path`; nullopt when it does not exist; Unavailable naming it otherwise.
 Result<std::optional<std::string>> ReadFileIfExists(const std::string& path);
 

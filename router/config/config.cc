@@ -610,6 +610,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   c->journal.compression = compression == "zstd";
   // Higher levels cost the ingress threads many times the CPU for a few percent (bench/README.md).
   DV_TRY(journal.Count("compression_level", 1, 9, &c->journal.compression_level));
+  DV_TRY(journal.Bool("compression_dictionaries", &c->journal.compression_dictionaries));
   DV_TRY(journal.Count("read_tail_records", 0, 1'000'000, &c->journal.read_tail_records));
   std::string backend = "file";
   DV_TRY(journal.Choice("backend", {"file", "nats"}, &backend));
@@ -766,6 +767,8 @@ std::string DescribeConfig(const Config& c) {
     << "journal.compression: " << (c.journal.compression ? "zstd" : "none") << "\n"
     << "journal.backend: " << (c.journal.nats ? "nats" : "file") << "\n"
     << "journal.compression_level: " << c.journal.compression_level << "\n"
+    << "journal.compression_dictionaries: "
+    << (c.journal.compression_dictionaries ? "true" : "false") << "\n"
     << "journal.read_tail_records: " << c.journal.read_tail_records << "\n"
     << "dedupe.window: " << c.dedupe.window_ms << "ms\n"
     << "dedupe.max_entries: " << c.dedupe.max_entries << "\n"

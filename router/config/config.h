@@ -109,6 +109,7 @@ struct JournalConfig {
   uint64_t page_cache_bytes = 256ull << 20;  // newest synced journal bytes kept cached; 0: all
   bool compression = true;                   // `compression: zstd` (default) or `none`
   uint64_t compression_level = 1;            // zstd level, 1 (fastest) to 9
+  bool compression_dictionaries = true;      // zstd with dictionaries of recent bodies
   uint64_t read_tail_records = 2048;         // newest committed records kept plain; 0: off
 };
 

@@ -207,7 +207,7 @@ std::vector<uint64_t> Confirmations::OldestOpen(size_t a, uint32_t partitions) {
 // no longer have it). Worker threads keep; admin and poll threads take.
 void Confirmations::KeepProcessing(size_t a, uint64_t seq, std::string_view frame) {
   KeptRecord k;
-  journal::CompressBody(frame, 1, &k.frame);
+  journal::CompressBody(frame, 1, nullptr, &k.frame);
   k.raw_length = static_cast<uint32_t>(frame.size());
   if (k.frame.codec == Codec::kNone) k.frame.bytes.assign(frame);
   k.since_ms = now_ms_();

@@ -31,6 +31,7 @@
 
 #include "router/common/fs.h"
 #include "router/common/thread_name.h"
+#include "router/journal/dictionary_store.h"
 #include "router/journal/record.h"
 
 namespace dvrouter {
@@ -73,22 +74,7 @@ std::string SegmentName(uint64_t first_seq) {
 
 // Every segment in dir, by first sequence.
 Result<std::map<uint64_t, std::string>> ListSegments(const std::string& dir) {
-  std::map<uint64_t, std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return ErrnoStatus("opendir " + dir, errno);
-  while (dirent* e = ::readdir(d)) {
-    std::string_view name(e->d_name);
-    if (name.size() != 20 + kSegmentSuffix.size() || !name.ends_with(kSegmentSuffix)) continue;
-    uint64_t first = 0;
-    bool digits = true;
-    for (char c : name.substr(0, 20)) {
-      if (c < '0' || c > '9') digits = false;
-      first = first * 10 + static_cast<uint64_t>(c - '0');
-    }
-    if (digits) out.emplace(first, dir + "/" + std::string(name));
-  }
-  ::closedir(d);
-  return out;
+  return ListNumberedFiles(dir, kSegmentSuffix);
 }
 
 Status ReadFile(const std::string& path, uint64_t limit, std::string* out) {
@@ -138,6 +124,7 @@ struct SegmentScan {
   uint64_t valid_end = 0;        // offset just past the last valid record
   uint64_t corrupt_records = 0;  // invalid regions that valid records follow
   bool torn_tail = false;        // bytes after valid_end that hold no valid record
+  uint64_t min_dict = 0;         // the lowest dictionary a valid record names (0: none)
 };
 
 // Walks the frames in data[0, size). An invalid frame followed by a valid one is skipped and
@@ -164,9 +151,10 @@ Status DecodeChecked(const char* data, size_t available, uint32_t partitions,
 
 // With `bodies` false the visitor gets no body (recovery needs the keys only, and a compressed
 // body would have to be decompressed for nothing).
+// Compressed bodies are read with the dictionaries in `dicts`.
 SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t partitions,
-                       const std::function<bool(const RecordView&)>& fn, bool* stopped,
-                       uint64_t base = 0, bool chunked = false, bool bodies = true) {
+                       const DictionarySet& dicts, const std::function<bool(const RecordView&)>& fn,
+                       bool* stopped, uint64_t base = 0, bool chunked = false, bool bodies = true) {
   SegmentScan scan;
   EventHeader header;
   journal::FrameMeta meta;
@@ -185,8 +173,13 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t
       view.header = &header;
       pos += len;
       scan.valid_end = pos;
+      if (meta.dict_id != 0 && (scan.min_dict == 0 || meta.dict_id < scan.min_dict)) {
+        scan.min_dict = meta.dict_id;
+      }
       if (bodies && fn) {
-        Result<std::string_view> plain = journal::RawBody(meta, body, &raw);
+        const std::shared_ptr<const BodyDictionary> dict =
+            meta.dict_id != 0 ? dicts.Find(meta.dict_id) : nullptr;
+        Result<std::string_view> plain = journal::RawBody(meta, body, &raw, dict.get());
         if (!plain.ok()) {
           // Its checksum holds, its compressed bytes do not: skipped and counted as corrupt.
           std::fprintf(stderr, "dvrouter: journal record %llu is unreadable and skipped: %s\n",
@@ -235,9 +228,9 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t
 constexpr size_t kScanChunk = 1u << 20;
 
 // Scans the committed bytes [start, limit) of one segment in bounded chunks.
-Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions, uint64_t start,
-                   uint64_t limit, const std::function<bool(const RecordView&)>& fn,
-                   bool* stopped) {
+Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
+                   const DictionarySet& dicts, uint64_t start, uint64_t limit,
+                   const std::function<bool(const RecordView&)>& fn, bool* stopped) {
   *stopped = false;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("open " + path, errno);
@@ -252,7 +245,7 @@ Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
     st = PreadFull(fd, buf.data(), want, pos, path);
     if (!st.ok()) break;
     SegmentScan scan =
-        ScanFrames(buf.data(), want, first, partitions, fn, stopped, pos, !whole_rest);
+        ScanFrames(buf.data(), want, first, partitions, dicts, fn, stopped, pos, !whole_rest);
     if (scan.valid_end == 0 && !*stopped) {
       if (whole_rest) break;  // nothing valid in the rest of the segment
       chunk *= 2;             // a record larger than the chunk
@@ -292,6 +285,7 @@ MetaFields ParseMeta(const std::string& text) {
   MetaFields m;
   if (text.rfind("format=1\n", 0) == 0) m.format = 1;
   if (text.rfind("format=2\n", 0) == 0) m.format = 2;
+  if (text.rfind("format=3\n", 0) == 0) m.format = 3;
   constexpr std::string_view kKey = "\npartitions=";
   if (const size_t at = text.find(kKey); at != std::string::npos) {
     m.partitions = std::strtoull(text.c_str() + at + kKey.size(), nullptr, 10);
@@ -424,8 +418,9 @@ struct FileJournal::Impl {
 
   // Segments and sizes: written by the writer, read by Scan/Stats.
   struct SegmentInfo {
-    uint64_t bytes = 0;    // committed
-    int64_t first_ms = 0;  // received_ms of its first record; 0 while it has none
+    uint64_t bytes = 0;     // committed
+    int64_t first_ms = 0;   // received_ms of its first record; 0 while it has none
+    uint64_t min_dict = 0;  // the lowest dictionary its records name (0: none)
   };
   mutable std::mutex state_mu;
   std::map<uint64_t, SegmentInfo> segments;  // by first seq
@@ -439,6 +434,9 @@ struct FileJournal::Impl {
   std::atomic<uint64_t> budget_refusals{0};
   std::atomic<uint64_t> reclaimed_bytes{0};
   std::unique_ptr<ReadTail> tail;  // set in Open from opt.read_tail_records
+  // Compression dictionaries (docs/architecture.md, "Compression dictionaries"): those on disk;
+  // the writer makes and deletes them, appending threads compress with the active one.
+  std::unique_ptr<DictionaryStore> dicts;
 
   // Writer state (writer thread only, after Open).
   int seg_fd = -1;
@@ -446,6 +444,10 @@ struct FileJournal::Impl {
   uint64_t seg_size = 0;
   bool needs_truncate = false;  // a failed write left bytes past seg_size
   uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
+  int meta_format = 0;          // what META says
+  DictionarySampler sampler;
+  uint64_t group_min_dict = 0;     // the lowest dictionary the group being written names
+  bool dict_write_failed = false;  // reported once
   // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
   // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
   struct CachedRange {
@@ -506,6 +508,8 @@ struct FileJournal::Impl {
   int64_t Now() const { return opt.now_ms ? opt.now_ms() : SystemNowMs(); }
 
   Status Recover();
+  void MaybeMakeDictionary();
+  bool DictionariesOn() const { return opt.compression == Codec::kZstd && opt.dictionaries; }
   Status CheckMeta(bool has_segments, bool* upgrade);
   std::string MetaText(int format) const;
   Status ReserveSeqs(uint64_t until);
@@ -551,6 +555,8 @@ Status FileJournal::Impl::Recover() {
   if (!list.ok()) return list.status();
   bool upgrade_meta = false;
   if (Status st = CheckMeta(!list->empty(), &upgrade_meta); !st.ok()) return st;
+  dicts = std::make_unique<DictionaryStore>(opt.dir, opt.compression_level);
+  if (Status st = dicts->Load(/*activate=*/DictionariesOn()); !st.ok()) return st;
   Result<uint64_t> seq_mark = ReadSeqMark(opt.dir);
   if (!seq_mark.ok()) return seq_mark.status();
   const int64_t now = Now();
@@ -561,7 +567,7 @@ Status FileJournal::Impl::Recover() {
     bool stopped = false;
     int64_t first_ms = 0;
     SegmentScan scan = ScanFrames(
-        data.data(), data.size(), it->first, opt.partitions,
+        data.data(), data.size(), it->first, opt.partitions, dicts->set(),
         [&](const RecordView& v) {
           if (first_ms == 0) first_ms = v.received_ms;
           last_seq = std::max(last_seq, v.handle.seq);
@@ -593,7 +599,7 @@ Status FileJournal::Impl::Recover() {
     // fdatasync): make it durable before any of it is treated as journaled (the dedupe index
     // answers 200 for it from now on).
     if (Status sync = SyncFile(it->second); !sync.ok()) return sync;
-    segments[it->first] = SegmentInfo{size, first_ms};
+    segments[it->first] = SegmentInfo{size, first_ms, scan.min_dict};
     total_bytes += size;
   }
   if (Status sync = SyncDirectory(opt.dir); !sync.ok()) return sync;
@@ -603,6 +609,7 @@ Status FileJournal::Impl::Recover() {
   // (and only once it opened: a failed start leaves it readable by the version before).
   if (upgrade_meta) {
     if (Status st = WriteFileAtomically(opt.dir, "META", MetaText(2)); !st.ok()) return st;
+    meta_format = 2;
   }
   // Dedupe entries were added in sequence order; keep the expiry queue ordered by time.
   std::sort(dedupe_order.begin(), dedupe_order.end(),
@@ -613,8 +620,9 @@ Status FileJournal::Impl::Recover() {
 }
 
 // META records the format and the partition count the journal was created with: format=1
-// frames are all uncompressed; format=2 frames may be compressed (a version that does not know
-// compression refuses the journal instead of reading compressed bytes as a body). A directory
+// frames are all uncompressed; format=2 frames may be compressed; format=3 frames may be
+// compressed with a dictionary (a version that does not know a format refuses the journal
+// instead of reading compressed bytes as a body, or skipping what it cannot read). A directory
 // with segments but no META is refused: recreating META from the configuration could give the
 // records another partition count than the one they were written with.
 std::string FileJournal::Impl::MetaText(int format) const {
@@ -634,14 +642,16 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
                                 "guess the partition count they were written with: restore META "
                                 "(\"format=2\\npartitions=<N>\\n\") from a backup");
     }
+    meta_format = format;
     return WriteFileAtomically(opt.dir, "META", MetaText(format));
   }
   if (!st.ok()) return st;
   const MetaFields fields = ParseMeta(meta);
   if (fields.format == 0 || meta.find("\npartitions=") == std::string::npos) {
     return InvalidArgument("journal " + opt.dir +
-                           "/META is not a dvrouter journal header (format=1 or format=2)");
+                           "/META is not a dvrouter journal header (format=1, 2 or 3)");
   }
+  meta_format = fields.format;
   const uint64_t p = fields.partitions;
   if (p != opt.partitions) {
     return InvalidArgument("journal " + opt.dir + " was created with " + std::to_string(p) +
@@ -658,6 +668,46 @@ Status FileJournal::Impl::ReserveSeqs(uint64_t until) {
       WriteFileAtomically(opt.dir, "SEQ", std::string(kSeqKey) + std::to_string(until) + "\n");
   if (st.ok()) seq_reserved = until;
   return st;
+}
+
+// A new dictionary once the sampler says the kinds of event appended have changed, made durable
+// before appending threads may compress with it (docs/architecture.md, "Compression
+// dictionaries"); then those no retained segment names any longer are deleted. A body an
+// appending thread compressed with one of them meanwhile is compressed again (ProcessBatch).
+// Writer thread, after a batch's callbacks.
+void FileJournal::Impl::MaybeMakeDictionary() {
+  if (!sampler.Due()) return;
+  // Sequences never go back, also across crashes (SEQ): no id is used twice. A group that
+  // failed gives its sequences back, so the newest id is checked too.
+  const uint64_t id = next_seq.load(std::memory_order_relaxed);
+  std::string content = sampler.Take();
+  const std::shared_ptr<const BodyDictionary> active = dicts->Active();
+  if (content.empty() || (active && id <= active->id()) || dicts->Find(id)) return;
+  Status st;
+  // A version that reads no dictionaries must refuse the journal, not skip these records.
+  if (meta_format < 3) {
+    st = WriteFileAtomically(opt.dir, "META", MetaText(3));
+    if (st.ok()) meta_format = 3;
+  }
+  if (st.ok()) st = dicts->Make(id, std::move(content));
+  if (!st.ok()) {
+    if (!dict_write_failed) {
+      std::fprintf(stderr,
+                   "dvrouter: journal: a compression dictionary could not be written (%s); bodies "
+                   "are compressed as before\n",
+                   st.ToString().c_str());
+    }
+    dict_write_failed = true;
+    return;
+  }
+  uint64_t lowest = UINT64_MAX;
+  {
+    std::lock_guard<std::mutex> lock(state_mu);
+    for (const auto& [first, info] : segments) {
+      if (info.min_dict != 0) lowest = std::min(lowest, info.min_dict);
+    }
+  }
+  dicts->DeleteBelow(lowest);
 }
 
 Status FileJournal::Impl::SyncFile(const std::string& path) {
@@ -792,6 +842,12 @@ void FileJournal::Impl::ProcessBatch() {
       }
       needs_truncate = false;
     }
+    if (req->stored.dict_id != 0 && !dicts->Find(req->stored.dict_id)) {
+      // Its dictionary was deleted after this body was compressed with it
+      // (MaybeMakeDictionary): no record may name a dictionary the journal lacks.
+      const std::shared_ptr<const BodyDictionary> active = dicts->Active();
+      journal::CompressBody(req->body, opt.compression_level, active.get(), &req->stored);
+    }
     // Encode first to know the exact frame size; undo if the budget refuses it.
     const size_t prefix_off = frame_buf.size();
     journal::FrameMeta meta{next_seq.load(std::memory_order_relaxed),
@@ -799,7 +855,8 @@ void FileJournal::Impl::ProcessBatch() {
                             req->key,
                             req->partition,
                             req->stored.codec,
-                            static_cast<uint32_t>(req->body.size())};
+                            static_cast<uint32_t>(req->body.size()),
+                            req->stored.dict_id};
     const std::string_view stored = Stored(*req);
     const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, stored, &frame_buf);
     if (len - journal::kFrameHeaderBytes > journal::kMaxPayloadBytes ||
@@ -851,6 +908,9 @@ void FileJournal::Impl::ProcessBatch() {
     RememberKey(req->key, meta.seq, req->received_ms, i);
     group.push_back(i);
     group_bytes += len;
+    if (DictionariesOn() && !req->header->status_record) {
+      sampler.Observe(req->header->primary_entity_name, req->header->message_name, req->body);
+    }
   }
   CommitGroup();
 
@@ -859,6 +919,7 @@ void FileJournal::Impl::ProcessBatch() {
     if (slot.dup_of != SIZE_MAX) slot.result.status = slots[slot.dup_of].result.status;
     batch[i]->callback->OnAppendDone(slot.result);
   }
+  if (DictionariesOn()) MaybeMakeDictionary();
 }
 
 Status FileJournal::Impl::WriteAll(size_t total) {
@@ -895,8 +956,11 @@ void FileJournal::Impl::CommitGroup() {
   committed.clear();
   size_t total = 0;
   uint64_t offset = seg_size;
+  uint64_t min_dict = 0;
   for (size_t i : group) {
     const Slot& slot = slots[i];
+    const uint64_t dict = batch[i]->stored.dict_id;
+    if (dict != 0 && (min_dict == 0 || dict < min_dict)) min_dict = dict;
     iov.push_back({frame_buf.data() + slot.prefix_off, slot.prefix_len});
     const std::string_view stored = Stored(*batch[i]);
     iov.push_back({const_cast<char*>(stored.data()), stored.size()});
@@ -940,6 +1004,9 @@ void FileJournal::Impl::CommitGroup() {
       SegmentInfo& info = segments[seg_first];
       info.bytes = seg_size;
       if (info.first_ms == 0) info.first_ms = batch[group.front()]->received_ms;
+      if (min_dict != 0 && (info.min_dict == 0 || min_dict < info.min_dict)) {
+        info.min_dict = min_dict;
+      }
     }
     // Durable now: readers may have their plain frames (before the listener hands out handles).
     if (tail) tail->Put(committed, group, batch);
@@ -1122,6 +1189,7 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
   if (options.max_batch_events == 0) options.max_batch_events = 1;
   auto impl = std::make_unique<Impl>();
   impl->opt = std::move(options);
+  impl->sampler = DictionarySampler(impl->opt.dictionary);
   impl->io = impl->opt.io ? impl->opt.io : JournalIo::Default();
   if (Status st = impl->Recover(); !st.ok()) return st;
   impl->ReportSize();
@@ -1137,9 +1205,13 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
 
 void FileJournal::Append(AppendRequest* request) {
   if (impl_->opt.compression == Codec::kZstd) {
-    journal::CompressBody(request->body, impl_->opt.compression_level, &request->stored);
+    std::shared_ptr<const BodyDictionary> dict;
+    if (impl_->DictionariesOn()) dict = impl_->dicts->Active();
+    journal::CompressBody(request->body, impl_->opt.compression_level, dict.get(),
+                          &request->stored);
   } else {
     request->stored.codec = Codec::kNone;
+    request->stored.dict_id = 0;
   }
   // The frame a delivery worker will read right after the commit, built from the body at hand
   // (the read tail). Room for simdjson's padding past it: readers parse the body in place.
@@ -1251,8 +1323,9 @@ Status FileJournal::Scan(uint64_t from_seq, const std::function<bool(const Recor
     const std::string path = impl_->opt.dir + "/" + SegmentName(snapshot[i].first);
     bool stopped = false;
     Status st = ScanSegment(
-        path, snapshot[i].first, impl_->opt.partitions, start, snapshot[i].second,
-        [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); }, &stopped);
+        path, snapshot[i].first, impl_->opt.partitions, impl_->dicts->set(), start,
+        snapshot[i].second, [&](const RecordView& v) { return v.handle.seq < from_seq || fn(v); },
+        &stopped);
     if (!st.ok()) {
       if (st.code() == StatusCode::kNotFound) {
         return NotFound("journal segment " + SegmentName(snapshot[i].first) +
@@ -1329,9 +1402,12 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     // Callers get the plain frame (format 1): the same bytes a record cache entry, a DLQ entry
     // and a replay hold, whatever the journal stores.
     thread_local std::string raw;
-    Result<std::string_view> plain = journal::RawBody(meta, body, &raw);
+    const std::shared_ptr<const BodyDictionary> dict =
+        meta.dict_id != 0 ? impl_->dicts->Find(meta.dict_id) : nullptr;
+    Result<std::string_view> plain = journal::RawBody(meta, body, &raw, dict.get());
     if (plain.ok()) {
       meta.codec = Codec::kNone;
+      meta.dict_id = 0;
       buffer->clear();
       buffer->reserve(handle.length + raw.size() + slack);
       journal::EncodeFramePrefix(meta, *header, raw, buffer);
@@ -1397,11 +1473,13 @@ Status FileJournal::ScanDirectory(const std::string& dir,
     const uint64_t p = ParseMeta(meta).partitions;
     if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
   }
+  DictionaryStore dicts(dir, 1);
+  if (Status st = dicts.Load(/*activate=*/false); !st.ok()) return st;
   std::string data;
   for (const auto& [first, path] : *list) {
     if (Status st = ReadFile(path, UINT64_MAX, &data); !st.ok()) return st;
     bool stopped = false;
-    ScanFrames(data.data(), data.size(), first, partitions, fn, &stopped);
+    ScanFrames(data.data(), data.size(), first, partitions, dicts.set(), fn, &stopped);
     if (stopped) break;
   }
   return Status::Ok();

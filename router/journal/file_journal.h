@@ -1,13 +1,14 @@
 // FileJournal: the embedded, single-node Journal on local disk.
 //
 // Layout under <dir>: META (format and partition count, written once), LOCK (flock: one router
-// per directory), SEQ (sequences reserved ahead, so they never go back after a crash) and
-// segment files <first seq, 20 digits>.seg. One writer thread takes every
-// Append queued since its last pass, writes their frames with writev, syncs once with fdatasync
-// (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks. Open() recovers:
-// it scans every segment, skips (and counts) corrupt records that valid ones follow, truncates a
-// torn tail after the last valid record of the newest segment, fdatasyncs what it found (it may
-// have been in the page cache only), and rebuilds the next sequence and the dedupe index.
+// per directory), SEQ (sequences reserved ahead, so they never go back after a crash), segment
+// files <first seq, 20 digits>.seg and compression dictionaries <id, 20 digits>.dict. One writer
+// thread takes every Append queued since its last pass, writes their frames with writev, syncs once
+// with fdatasync (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks.
+// Open() recovers: it scans every segment, skips (and counts) corrupt records that valid ones
+// follow, truncates a torn tail after the last valid record of the newest segment, fdatasyncs what
+// it found (it may have been in the page cache only), and rebuilds the next sequence and the dedupe
+// index.
 //
 // Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
 // writer thread (ReclaimableBelow and OnReclaimed also on the reclaimer, dv-journal-gc);
@@ -23,6 +24,7 @@
 #include <memory>
 #include <string>
 
+#include "router/journal/body_dictionary.h"
 #include "router/journal/journal.h"
 
 namespace dvrouter {
@@ -72,6 +74,10 @@ struct FileJournalOptions {
   // bytes. Journals of either setting read the same; turning it on marks META format=2.
   Codec compression = Codec::kZstd;
   int compression_level = 1;
+  // With zstd: bodies are compressed with a dictionary of recent bodies, kept in <dir>/<id>.dict
+  // (docs/architecture.md, "Compression dictionaries"); the first marks META format=3.
+  bool dictionaries = true;
+  DictionarySampler::Options dictionary;  // when a new dictionary is made, and its size
   // The read tail: plain frames of the newest this-many committed records kept in memory (bodies
   // up to 60 KiB), so the delivery worker's routing read right after the commit reads neither
   // the disk nor zstd. Only with a listener. 0: off.

@@ -50,7 +50,8 @@ enum class Codec : uint8_t { kNone, kZstd };
 // A body as it will be stored: compressed when that saves bytes.
 struct StoredBody {
   Codec codec = Codec::kNone;
-  std::string bytes;  // the compressed body (kZstd); empty for kNone (the body is stored as is)
+  uint64_t dict_id = 0;  // the dictionary it was compressed with (0: none)
+  std::string bytes;     // the compressed body (kZstd); empty for kNone (the body is stored as is)
 };
 
 // One event to append. Owned by the caller and left untouched until the callback has run.

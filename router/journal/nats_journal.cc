@@ -759,7 +759,7 @@ void NatsJournal::Append(AppendRequest* request) {
       return refuse(Unavailable("journal.nats: max_pending publishes in flight"));
     }
   }
-  journal::CompressBody(request->body, m.opt.compression_level, &request->stored);
+  journal::CompressBody(request->body, m.opt.compression_level, nullptr, &request->stored);
   if (m.opt.compression == Codec::kNone) {
     request->stored.codec = Codec::kNone;
     request->stored.bytes.clear();

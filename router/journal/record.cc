@@ -2,6 +2,7 @@
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3 state on the stack
 #include <xxhash.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_c_forceAttachDict
 #include <zstd.h>
 
 #include <bit>
@@ -16,7 +17,9 @@ namespace {
 constexpr uint32_t kFlagSizeExceeded = 1;
 constexpr uint32_t kFlagStatusRecord = 2;
 constexpr uint32_t kFlagZstd = 4;
-constexpr uint32_t kKnownFlags = kFlagSizeExceeded | kFlagStatusRecord | kFlagZstd;
+constexpr uint32_t kFlagDictionary = 8;
+constexpr uint32_t kKnownFlags =
+    kFlagSizeExceeded | kFlagStatusRecord | kFlagZstd | kFlagDictionary;
 // Below this, zstd's frame header eats most of what it could save.
 constexpr size_t kMinCompressBytes = 256;
 
@@ -70,31 +73,50 @@ struct Reader {
 
 }  // namespace
 
-void CompressBody(std::string_view body, int level, StoredBody* out) {
+void CompressBody(std::string_view body, int level, const BodyDictionary* dict, StoredBody* out) {
   out->codec = Codec::kNone;
+  out->dict_id = 0;
   out->bytes.clear();
   if (body.size() < kMinCompressBytes) return;
   if (contexts.c == nullptr) contexts.c = ZSTD_createCCtx();
   if (contexts.c == nullptr) return;  // out of memory: store it as it is
   out->bytes.resize(ZSTD_compressBound(body.size()));
-  const size_t n = ZSTD_compressCCtx(contexts.c, out->bytes.data(), out->bytes.size(), body.data(),
-                                     body.size(), level);
+  size_t n;
+  if (dict != nullptr) {
+    // Attached, the dictionary's tables are read where they are; zstd would otherwise copy them
+    // into the context for bodies over 8 KB, which costs more than the dictionary saves.
+    ZSTD_CCtx_reset(contexts.c, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_refCDict(contexts.c, dict->cdict());
+    ZSTD_CCtx_setParameter(contexts.c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+    n = ZSTD_compress2(contexts.c, out->bytes.data(), out->bytes.size(), body.data(), body.size());
+  } else {
+    n = ZSTD_compressCCtx(contexts.c, out->bytes.data(), out->bytes.size(), body.data(),
+                          body.size(), level);
+  }
   if (ZSTD_isError(n) || n >= body.size()) {
     out->bytes.clear();
     return;
   }
   out->bytes.resize(n);
   out->codec = Codec::kZstd;
+  out->dict_id = dict != nullptr ? dict->id() : 0;
 }
 
 Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
-                                 std::string* scratch) {
+                                 std::string* scratch, const BodyDictionary* dict) {
   if (meta.codec == Codec::kNone) return stored;
+  if (meta.dict_id != 0 && (dict == nullptr || dict->id() != meta.dict_id)) {
+    return NotFound("body compressed with dictionary " + std::to_string(meta.dict_id) +
+                    ", which the journal does not hold");
+  }
   if (contexts.d == nullptr) contexts.d = ZSTD_createDCtx();
   if (contexts.d == nullptr) return ResourceExhausted("no memory for a zstd context");
   scratch->resize(meta.raw_length);
-  const size_t n = ZSTD_decompressDCtx(contexts.d, scratch->data(), scratch->size(), stored.data(),
-                                       stored.size());
+  const size_t n = meta.dict_id != 0
+                       ? ZSTD_decompress_usingDDict(contexts.d, scratch->data(), scratch->size(),
+                                                    stored.data(), stored.size(), dict->ddict())
+                       : ZSTD_decompressDCtx(contexts.d, scratch->data(), scratch->size(),
+                                             stored.data(), stored.size());
   if (ZSTD_isError(n) || n != meta.raw_length) {
     return InvalidArgument(std::string("compressed body does not decompress: ") +
                            (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "length differs"));
@@ -116,8 +138,10 @@ uint32_t AppendPrefix(const FrameMeta& meta, const EventHeader& h, std::string_v
   Put<uint64_t>(out, meta.key.lo);
   Put<uint32_t>(out, meta.partition);
   const bool zstd = meta.codec == Codec::kZstd;
+  const bool dict = zstd && meta.dict_id != 0;
   Put<uint32_t>(out, (h.size_exceeded ? kFlagSizeExceeded : 0) |
-                         (h.status_record ? kFlagStatusRecord : 0) | (zstd ? kFlagZstd : 0));
+                         (h.status_record ? kFlagStatusRecord : 0) | (zstd ? kFlagZstd : 0) |
+                         (dict ? kFlagDictionary : 0));
   Put<int32_t>(out, h.stage);
   Put<int32_t>(out, h.mode);
   Put<int32_t>(out, h.depth);
@@ -131,6 +155,7 @@ uint32_t AppendPrefix(const FrameMeta& meta, const EventHeader& h, std::string_v
     out->append(s.data(), n);
   }
   if (zstd) Put<uint32_t>(out, meta.raw_length);
+  if (dict) Put<uint64_t>(out, meta.dict_id);
   Put<uint32_t>(out, static_cast<uint32_t>(body.size()));
   return static_cast<uint32_t>(out->size() - start - kFrameHeaderBytes + body.size());
 }
@@ -212,7 +237,10 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
   for (auto field : kStringFields) ok = ok && r.GetString(&(h->*field));
   meta->codec = (flags & kFlagZstd) != 0 ? Codec::kZstd : Codec::kNone;
   meta->raw_length = 0;
+  meta->dict_id = 0;
   if (meta->codec == Codec::kZstd) ok = ok && r.Get(&meta->raw_length);
+  const bool dict = (flags & kFlagDictionary) != 0;
+  if (dict) ok = ok && meta->codec == Codec::kZstd && r.Get(&meta->dict_id) && meta->dict_id != 0;
   ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
   // A flag this version does not know means a format it cannot read (never guess).
   if (!ok || (flags & ~kKnownFlags) != 0 || meta->raw_length > kMaxPayloadBytes) {

@@ -566,6 +566,13 @@ TEST(ConfigQuantities, Compression) {
   ExpectKeyError(NoAuth("", "journal:\n  compression_level: 0\n"), "journal.compression_level");
   ExpectKeyError(NoAuth("", "journal:\n  compression_level: 10\n"), "journal.compression_level");
   ExpectKeyError(NoAuth("", "journal:\n  compression_level: fast\n"), "journal.compression_level");
+  EXPECT_TRUE(defaults.journal.compression_dictionaries);
+  EXPECT_FALSE(ParseOk(NoAuth("", "journal:\n  compression_dictionaries: false\n"))
+                   .journal.compression_dictionaries);
+  ExpectKeyError(NoAuth("", "journal:\n  compression_dictionaries: maybe\n"),
+                 "journal.compression_dictionaries");
+  ExpectKeyError(NoAuth("", "journal:\n  compression_dictionaries: [true]\n"),
+                 "journal.compression_dictionaries");
 }
 
 TEST(ConfigQuantities, ReadTail) {

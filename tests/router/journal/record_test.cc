@@ -104,7 +104,7 @@ TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
 TEST(Record, ACompressedBodyRoundTripsAndItsFrameSaysSo) {
   const std::string body = "{\"attributes\":[" + std::string(4000, ' ') + "]}";
   StoredBody stored;
-  CompressBody(body, 1, &stored);
+  CompressBody(body, 1, nullptr, &stored);
   ASSERT_EQ(stored.codec, Codec::kZstd);
   ASSERT_LT(stored.bytes.size(), body.size() / 10);
   std::string frame;
@@ -132,7 +132,7 @@ TEST(Record, ACompressedBodyRoundTripsAndItsFrameSaysSo) {
 
 TEST(Record, SmallOrIncompressibleBodiesAreStoredAsTheyAre) {
   StoredBody stored;
-  CompressBody(std::string(255, 'a'), 1, &stored);
+  CompressBody(std::string(255, 'a'), 1, nullptr, &stored);
   EXPECT_EQ(stored.codec, Codec::kNone);
   std::string random(5000, '\0');
   uint64_t x = 88172645463325252ull;
@@ -140,7 +140,7 @@ TEST(Record, SmallOrIncompressibleBodiesAreStoredAsTheyAre) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     c = static_cast<char>(x);
   }
-  CompressBody(random, 1, &stored);
+  CompressBody(random, 1, nullptr, &stored);
   EXPECT_EQ(stored.codec, Codec::kNone);
   EXPECT_TRUE(stored.bytes.empty());
 }

@@ -1,0 +1,113 @@
+// Compression dictionaries for journal bodies (docs/architecture.md, "Compression
+// dictionaries"): the newest bodies of the kinds of event the journal sees, concatenated. A body
+// compressed with one names it by id; the file journal keeps each in a file <id>.dict beside its
+// segments for as long as a segment holds a body that names it.
+//
+// BodyDictionary: immutable once made, any thread. DictionarySet: any thread (its own lock).
+// DictionarySampler: the journal writer's thread only. The file functions are pure.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "router/common/status.h"
+
+struct ZSTD_CDict_s;
+struct ZSTD_DDict_s;
+
+namespace dvrouter {
+
+class BodyDictionary {
+ public:
+  // Null when zstd cannot digest it (no memory). `level` is the level bodies are compressed at.
+  static std::shared_ptr<const BodyDictionary> Make(uint64_t id, std::string content, int level);
+  ~BodyDictionary();
+  BodyDictionary(const BodyDictionary&) = delete;
+  BodyDictionary& operator=(const BodyDictionary&) = delete;
+
+  uint64_t id() const { return id_; }
+  const std::string& content() const { return content_; }
+  const ZSTD_CDict_s* cdict() const { return cdict_; }
+  const ZSTD_DDict_s* ddict() const { return ddict_; }
+
+ private:
+  BodyDictionary() = default;
+  uint64_t id_ = 0;
+  std::string content_;
+  ZSTD_CDict_s* cdict_ = nullptr;
+  ZSTD_DDict_s* ddict_ = nullptr;
+};
+
+// A dictionary file: "DVDICT1\n", u64 id, u32 content length, u64 XXH3-64 of the content, the
+// content (little-endian).
+std::string DictionaryFileText(uint64_t id, std::string_view content);
+// The content of a dictionary file that must hold dictionary `id`; InvalidArgument saying what is
+// wrong otherwise (not a dictionary file, another id, a length or checksum that does not match).
+Result<std::string> ParseDictionaryFile(std::string_view bytes, uint64_t id);
+// "<id, 20 digits>.dict".
+std::string DictionaryFileName(uint64_t id);
+
+// The dictionaries a journal holds, by id, and the one new bodies are compressed with.
+class DictionarySet {
+ public:
+  void Add(std::shared_ptr<const BodyDictionary> dict, bool make_active);
+  void Remove(uint64_t id);
+  // Null when the set has no dictionary by that id.
+  std::shared_ptr<const BodyDictionary> Find(uint64_t id) const;
+  // Null when there is none yet.
+  std::shared_ptr<const BodyDictionary> Active() const;
+  std::vector<uint64_t> Ids() const;
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<const BodyDictionary>> by_id_;
+  std::shared_ptr<const BodyDictionary> active_;
+};
+
+// What the next dictionary holds and when one is worth making: the newest body of each kind
+// (table and message) of event appended, and whether kinds the last dictionary lacks have
+// appeared since.
+class DictionarySampler {
+ public:
+  struct Options {
+    size_t max_bytes = 112u << 10;        // a dictionary's size at most
+    size_t max_sample_bytes = 32u << 10;  // of one kind's body
+    size_t max_kinds = 32;                // kinds tracked; later ones are not sampled
+    uint64_t resample_every = 64;         // a kind's sample is replaced every this many events
+    uint64_t kind_min_events = 16;        // a kind counts once it has had this many events
+    uint64_t min_events_between = 2000;   // events between two dictionaries at least
+    uint64_t refresh_events = 1'000'000;  // a dictionary this many events old is replaced
+  };
+  DictionarySampler() : DictionarySampler(Options{}) {}
+  explicit DictionarySampler(Options options) : opt_(options) {}
+
+  void Observe(std::string_view table, std::string_view message, std::string_view body);
+  // Whether a dictionary made now would hold kinds the last one lacked, or the last is old.
+  bool Due() const;
+  // The next dictionary's content (the samples of the most frequent kinds, the most frequent
+  // last, since zstd reaches the end of a dictionary cheapest), and the kinds it considered are
+  // counted as covered from now on.
+  std::string Take();
+
+ private:
+  struct Kind {
+    uint64_t events = 0;
+    std::string sample;
+    bool covered = false;
+  };
+  Options opt_;
+  std::map<std::string, Kind, std::less<>> kinds_;
+  std::string key_;  // the lookup's, reused
+  uint64_t events_since_take_ = 0;
+  bool uncovered_ready_ = false;  // a counting kind is not covered
+  bool taken_ = false;
+};
+
+}  // namespace dvrouter

@@ -1,0 +1,71 @@
+#include "router/journal/dictionary_store.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "router/common/fs.h"
+
+namespace dvrouter {
+
+namespace {
+constexpr std::string_view kDictionarySuffix = ".dict";
+}  // namespace
+
+Status DictionaryStore::Load(bool activate) {
+  Result<std::map<uint64_t, std::string>> list = ListNumberedFiles(dir_, kDictionarySuffix);
+  if (!list.ok()) return list.status();
+  std::shared_ptr<const BodyDictionary> newest;
+  for (const auto& [id, path] : *list) {
+    Result<std::optional<std::string>> bytes = ReadFileIfExists(path);
+    Result<std::string> content =
+        !bytes.ok()           ? Result<std::string>(bytes.status())
+        : !bytes->has_value() ? Result<std::string>(NotFound("removed while the journal opened"))
+                              : ParseDictionaryFile(**bytes, id);
+    if (!content.ok()) {
+      std::fprintf(stderr,
+                   "dvrouter: journal dictionary %s is unreadable (%s): the records compressed "
+                   "with it cannot be read back\n",
+                   path.c_str(), content.status().ToString().c_str());
+      continue;
+    }
+    std::shared_ptr<const BodyDictionary> dict =
+        BodyDictionary::Make(id, std::move(*content), level_);
+    if (!dict) return ResourceExhausted("no memory for journal dictionary " + path);
+    set_.Add(dict, /*make_active=*/false);
+    newest = std::move(dict);
+  }
+  if (newest && activate) set_.Add(newest, /*make_active=*/true);
+  return Status::Ok();
+}
+
+Status DictionaryStore::Make(uint64_t id, std::string content) {
+  std::shared_ptr<const BodyDictionary> dict = BodyDictionary::Make(id, std::move(content), level_);
+  if (!dict) return ResourceExhausted("no memory for a journal dictionary");
+  if (Status st = WriteFileAtomically(dir_, DictionaryFileName(id),
+                                      DictionaryFileText(id, dict->content()));
+      !st.ok()) {
+    return st;
+  }
+  set_.Add(std::move(dict), /*make_active=*/true);
+  return Status::Ok();
+}
+
+void DictionaryStore::DeleteBelow(uint64_t lowest_named) {
+  const std::shared_ptr<const BodyDictionary> active = set_.Active();
+  for (uint64_t id : set_.Ids()) {
+    if (id >= lowest_named || (active && id == active->id())) continue;
+    set_.Remove(id);
+    // Not synced: a file back after a power loss is deleted again after the next dictionary.
+    const std::string path = dir_ + "/" + DictionaryFileName(id);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      std::fprintf(stderr, "dvrouter: journal: unlink %s: %s\n", path.c_str(),
+                   std::strerror(errno));
+    }
+  }
+}
+
+}  // namespace dvrouter

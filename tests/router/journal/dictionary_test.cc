@@ -1,0 +1,449 @@
+// Compression dictionaries: the dictionary file's format and its malformed forms, when the
+// sampler makes a new dictionary and what it holds, frames that name a dictionary, and the file
+// journal's use of them: bodies read back byte for byte after a reopen, a damaged or missing
+// dictionary costs only the records compressed with it, and dictionaries no retained segment
+// names are deleted.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "router/journal/body_dictionary.h"
+#include "router/journal/file_journal.h"
+#include "router/journal/record.h"
+#include "tests/support/fault_io.h"
+#include "tests/support/journal_events.h"
+
+namespace dvrouter {
+namespace {
+
+using testing::AppendOne;
+using testing::JournalFixture;
+using testing::MakeEvent;
+using testing::OpenOrDie;
+using testing::Pending;
+
+TEST(DictionaryFile, RoundTripsAndSaysWhatIsWrongWithAMalformedOne) {
+  const std::string content = "{\"a\":1,\"InputParameters\":[]}";
+  const std::string text = DictionaryFileText(42, content);
+  Result<std::string> back = ParseDictionaryFile(text, 42);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, content);
+  EXPECT_EQ(DictionaryFileName(42), "00000000000000000042.dict");
+
+  auto error = [](std::string_view bytes, uint64_t id) {
+    Result<std::string> r = ParseDictionaryFile(bytes, id);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? std::string() : std::string(r.status().message());
+  };
+  EXPECT_NE(error("", 42).find("not a dvrouter dictionary file"), std::string::npos);
+  EXPECT_NE(error(text.substr(0, 20), 42).find("not a dvrouter dictionary"), std::string::npos);
+  std::string magic = text;
+  magic[0] = 'X';
+  EXPECT_NE(error(magic, 42).find("not a dvrouter dictionary"), std::string::npos);
+  EXPECT_NE(error(text, 43).find("holds dictionary 42, not 43"), std::string::npos);
+  EXPECT_NE(error(text.substr(0, text.size() - 1), 42).find("differs"), std::string::npos);
+  EXPECT_NE(error(text + "x", 42).find("differs"), std::string::npos);
+  std::string flipped = text;
+  flipped.back() ^= 1;
+  EXPECT_NE(error(flipped, 42).find("checksum"), std::string::npos);
+}
+
+DictionarySampler::Options Quick() {
+  DictionarySampler::Options o;
+  o.min_events_between = 10;
+  o.kind_min_events = 3;
+  o.resample_every = 2;
+  o.refresh_events = 100;
+  return o;
+}
+
+TEST(DictionarySampler, NothingIsDueBeforeAKindHasEnoughEventsAndEnoughEventsPassed) {
+  DictionarySampler s(Quick());
+  for (int i = 0; i < 9; ++i) s.Observe("contact", "Update", "body " + std::to_string(i));
+  EXPECT_FALSE(s.Due());  // 9 events: fewer than min_events_between
+  s.Observe("contact", "Update", "body 9");
+  EXPECT_TRUE(s.Due());
+  const std::string content = s.Take();
+  // The newest sample (every resample_every-th event: 0, 2, ... 8).
+  EXPECT_EQ(content, "body 8");
+  EXPECT_FALSE(s.Due());
+  for (int i = 0; i < 20; ++i) s.Observe("contact", "Update", "more");
+  EXPECT_FALSE(s.Due()) << "the kind is covered and the dictionary is not old";
+}
+
+TEST(DictionarySampler, ANewKindMakesTheNextOneDueAndARefreshComesWithAge) {
+  DictionarySampler s(Quick());
+  for (int i = 0; i < 10; ++i) s.Observe("contact", "Update", "contact body");
+  ASSERT_TRUE(s.Due());
+  s.Take();
+  s.Observe("account", "Create", "account body");
+  s.Observe("account", "Create", "account body");
+  for (int i = 0; i < 10; ++i) s.Observe("contact", "Update", "contact body");
+  EXPECT_FALSE(s.Due()) << "the new kind has 2 events, fewer than kind_min_events";
+  s.Observe("account", "Create", "account body");
+  EXPECT_TRUE(s.Due());
+  // The most frequent kind last: zstd reaches the end of a dictionary cheapest.
+  EXPECT_EQ(s.Take(), "account bodycontact body");
+  for (int i = 0; i < 99; ++i) s.Observe("contact", "Update", "contact body");
+  EXPECT_FALSE(s.Due());
+  s.Observe("contact", "Update", "contact body");
+  EXPECT_TRUE(s.Due()) << "refresh_events passed";
+}
+
+TEST(DictionarySampler, ContentStaysWithinItsSizeAndKindsBeyondTheLimitAreNotSampled) {
+  DictionarySampler::Options o = Quick();
+  o.max_bytes = 25;
+  o.max_sample_bytes = 10;
+  o.max_kinds = 3;
+  DictionarySampler s(o);
+  for (int i = 0; i < 10; ++i) {
+    s.Observe("a", "m", std::string(40, 'a'));  // cut to 10 bytes
+    s.Observe("b", "m", std::string(10, 'b'));
+    if (i < 5) s.Observe("c", "m", std::string(10, 'c'));
+    s.Observe("d", "m", std::string(10, 'd'));  // a fourth kind: not tracked
+  }
+  ASSERT_TRUE(s.Due());
+  const std::string content = s.Take();
+  // a and b (10 events each) fit in 25 bytes; c (5 events) does not; d was never sampled.
+  EXPECT_EQ(content.size(), 20u);
+  EXPECT_EQ(content.find('c'), std::string::npos);
+  EXPECT_EQ(content.find('d'), std::string::npos);
+  EXPECT_NE(content.find(std::string(10, 'a')), std::string::npos);
+  EXPECT_NE(content.find(std::string(10, 'b')), std::string::npos);
+}
+
+// A body of the fixture `name` that differs from the fixture's by its number n.
+std::string Body(const std::string& name, int n) {
+  std::string body = testing::Fixture(name);
+  body.insert(1, "\"n\":" + std::to_string(n) + ",");
+  return body;
+}
+
+TEST(DictionaryFrames, NameTheirDictionaryAndReadOnlyWithIt) {
+  const std::string body = Body("update-contact-postop-async.json", 1);
+  auto dict = BodyDictionary::Make(7, Body("update-contact-postop-async.json", 2), 1);
+  ASSERT_TRUE(dict);
+  StoredBody with, without;
+  journal::CompressBody(body, 1, dict.get(), &with);
+  journal::CompressBody(body, 1, nullptr, &without);
+  ASSERT_EQ(with.codec, Codec::kZstd);
+  EXPECT_EQ(with.dict_id, 7u);
+  EXPECT_EQ(without.dict_id, 0u);
+  // A body much like the dictionary is stored in a small part of the bytes it takes alone.
+  EXPECT_LT(with.bytes.size() * 4, without.bytes.size());
+
+  journal::FrameMeta meta;
+  meta.seq = 5;
+  meta.codec = Codec::kZstd;
+  meta.raw_length = static_cast<uint32_t>(body.size());
+  meta.dict_id = with.dict_id;
+  EventHeader h;
+  h.message_name = "Update";
+  std::string frame;
+  journal::EncodeFramePrefix(meta, h, with.bytes, &frame);
+  frame += with.bytes;
+  journal::FrameMeta got;
+  EventHeader gh;
+  std::string_view stored;
+  uint32_t len = 0;
+  ASSERT_TRUE(journal::DecodeFrame(frame.data(), frame.size(), &got, &gh, &stored, &len).ok());
+  EXPECT_EQ(got.dict_id, 7u);
+  std::string scratch;
+  Result<std::string_view> raw = journal::RawBody(got, stored, &scratch, dict.get());
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  EXPECT_EQ(*raw, body);
+  EXPECT_EQ(journal::RawBody(got, stored, &scratch, nullptr).status().code(),
+            StatusCode::kNotFound);
+  auto other = BodyDictionary::Make(8, dict->content(), 1);
+  EXPECT_EQ(journal::RawBody(got, stored, &scratch, other.get()).status().code(),
+            StatusCode::kNotFound);
+
+  // The flag without a compressed body, or with dictionary id 0, is a malformed frame.
+  for (const journal::FrameMeta& bad : {journal::FrameMeta{5, 0, {}, 0, Codec::kNone, 0, 7},
+                                        journal::FrameMeta{5, 0, {}, 0, Codec::kZstd, 9, 0}}) {
+    std::string f;
+    journal::EncodeFramePrefix(bad, h, "123456789", &f);
+    f += "123456789";
+    // Set the dictionary flag by hand (the encoder never writes it for these), checksum included.
+    const size_t flags_at = journal::kFrameHeaderBytes + 8 + 8 + 16 + 4;
+    f[flags_at] |= 8;
+    ASSERT_TRUE(journal::DecodeFrame(f.data(), f.size(), &got, &gh, &stored, &len,
+                                     journal::Checksum::kTrusted)
+                    .code() == StatusCode::kInvalidArgument);
+  }
+}
+
+// The .dict files in `dir`.
+std::vector<std::string> DictionaryFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".dict") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes.
+struct FrameCensus {
+  size_t with_dict = 0, without = 0;
+  uint64_t bytes_with = 0, bytes_without = 0;
+};
+FrameCensus Census(const std::string& dir) {
+  FrameCensus c;
+  for (const std::string& path : testing::SegmentFiles(dir)) {
+    const std::string data = testing::ReadFileOrDie(path);
+    for (size_t pos = 0; pos < data.size();) {
+      journal::FrameMeta meta;
+      EventHeader h;
+      std::string_view stored;
+      uint32_t len = 0;
+      if (!journal::DecodeFrame(data.data() + pos, data.size() - pos, &meta, &h, &stored, &len)
+               .ok()) {
+        break;
+      }
+      (meta.dict_id != 0 ? c.with_dict : c.without) += 1;
+      (meta.dict_id != 0 ? c.bytes_with : c.bytes_without) += stored.size();
+      pos += len;
+    }
+  }
+  return c;
+}
+
+const std::vector<std::string>& Kinds() {
+  static const std::vector<std::string> kinds = testing::FixtureNames();
+  return kinds;
+}
+
+std::unique_ptr<Pending> KindEvent(int n) {
+  auto e = MakeEvent(n);
+  e->body = Body(Kinds()[static_cast<size_t>(n) % Kinds().size()], n);
+  e->header.primary_entity_name = "kind" + std::to_string(n % Kinds().size());
+  e->request.body = e->body;
+  return e;
+}
+
+FileJournalOptions WithDictionaries(JournalFixture& f) {
+  FileJournalOptions o = f.Options();
+  o.compression = Codec::kZstd;
+  o.dictionary.min_events_between = 40;
+  o.dictionary.kind_min_events = 4;
+  o.dictionary.resample_every = 4;
+  return o;
+}
+
+// Appends events [from, to) of KindEvent, one at a time; their bodies by seq.
+void AppendKinds(Journal* j, int from, int to, std::map<uint64_t, std::string>* bodies) {
+  for (int n = from; n < to; ++n) {
+    auto e = KindEvent(n);
+    const AppendResult r = AppendOne(j, e.get());
+    ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+    (*bodies)[r.seq] = e->body;
+  }
+}
+
+TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndReadBackAfterReopen) {
+  JournalFixture f;
+  std::map<uint64_t, std::string> bodies;
+  {
+    auto j = OpenOrDie(WithDictionaries(f));
+    AppendKinds(j.get(), 0, 200, &bodies);
+  }
+  ASSERT_GE(DictionaryFiles(f.dir).size(), 1u);
+  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META").rfind("format=3\n", 0), 0u);
+  const FrameCensus c = Census(f.dir);
+  EXPECT_EQ(c.with_dict + c.without, 200u);
+  EXPECT_GE(c.with_dict, 150u) << "every body after the first dictionary names one";
+  // Bodies of the kinds seen take a fraction of the bytes they take without the dictionary.
+  EXPECT_LT(c.bytes_with / c.with_dict * 3, c.bytes_without / c.without);
+
+  auto j = OpenOrDie(WithDictionaries(f));
+  size_t seen = 0;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
+                 ++seen;
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, bodies.size());
+  // Read gets the plain frame; new appends go on with the newest dictionary.
+  std::map<uint64_t, std::string> more;
+  AppendKinds(j.get(), 200, 210, &more);
+  j->Stop();
+  const FrameCensus after = Census(f.dir);
+  EXPECT_EQ(after.with_dict, c.with_dict + 10);
+  bodies.insert(more.begin(), more.end());
+  const auto all = testing::ReadAll(f.dir);  // FileJournal::ScanDirectory
+  ASSERT_EQ(all.size(), bodies.size());
+  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+}
+
+TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary) {
+  JournalFixture f;
+  struct Log final : CommitListener {
+    std::vector<RecordHandle> all;
+    void OnCommitted(const RecordHandle& h) override { all.push_back(h); }
+  } log;
+  FileJournalOptions o = WithDictionaries(f);
+  o.listener = &log;
+  o.read_tail_records = 0;  // every Read goes to the segment
+  std::map<uint64_t, std::string> bodies;
+  auto j = OpenOrDie(o);
+  AppendKinds(j.get(), 0, 120, &bodies);
+  ASSERT_GE(Census(f.dir).with_dict, 1u);
+  for (const RecordHandle& h : log.all) {
+    std::string buffer;
+    EventHeader header;
+    RecordView view;
+    ASSERT_TRUE(j->Read(h, &buffer, &header, &view).ok()) << h.seq;
+    EXPECT_EQ(view.body, bodies[h.seq]);
+    journal::FrameMeta meta;
+    EventHeader gh;
+    std::string_view body;
+    uint32_t len = 0;
+    ASSERT_TRUE(journal::DecodeFrame(buffer.data(), buffer.size(), &meta, &gh, &body, &len).ok());
+    EXPECT_EQ(meta.codec, Codec::kNone);
+    EXPECT_EQ(meta.dict_id, 0u);
+  }
+}
+
+// Damages every dictionary file (or removes them) and reopens: the records compressed with one
+// are unreadable, every other record reads as it was appended, and new appends work.
+void DamagedDictionariesCostOnlyTheirRecords(bool remove) {
+  JournalFixture f;
+  std::map<uint64_t, std::string> bodies;
+  {
+    auto j = OpenOrDie(WithDictionaries(f));
+    AppendKinds(j.get(), 0, 120, &bodies);
+  }
+  const FrameCensus c = Census(f.dir);
+  ASSERT_GE(c.with_dict, 1u);
+  const std::vector<std::string> dicts = DictionaryFiles(f.dir);
+  for (const std::string& path : dicts) {
+    if (remove) {
+      std::filesystem::remove(path);
+    } else {
+      std::string text = testing::ReadFileOrDie(path);
+      text.back() ^= 1;
+      testing::WriteFileOrDie(path, text);
+    }
+  }
+  auto j = OpenOrDie(WithDictionaries(f));
+  ASSERT_TRUE(j);
+  size_t seen = 0;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
+                 ++seen;
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, c.without);
+  // New events are journaled; a damaged file is kept for inspection, never overwritten.
+  AppendKinds(j.get(), 120, 240, &bodies);
+  j->Stop();
+  for (const std::string& path : dicts) {
+    EXPECT_EQ(std::filesystem::exists(path), !remove) << path;
+  }
+  EXPECT_GT(DictionaryFiles(f.dir).size(), remove ? 0u : dicts.size());
+  EXPECT_EQ(testing::ReadAll(f.dir).size(), c.without + 120);
+}
+
+TEST(JournalDictionaries, ADamagedDictionaryCostsOnlyTheRecordsCompressedWithIt) {
+  DamagedDictionariesCostOnlyTheirRecords(/*remove=*/false);
+}
+
+TEST(JournalDictionaries, AMissingDictionaryCostsOnlyTheRecordsCompressedWithIt) {
+  DamagedDictionariesCostOnlyTheirRecords(/*remove=*/true);
+}
+
+TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersStay) {
+  JournalFixture f;
+  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count() +
+          3'600'000;  // segments' mtimes are real: they must look old enough to delete
+  FileJournalOptions o = WithDictionaries(f);
+  o.segment_bytes = 32u << 10;
+  o.dictionary.refresh_events = 40;  // a new dictionary every 40 events
+  std::map<uint64_t, std::string> bodies;
+  auto j = OpenOrDie(o);
+  AppendKinds(j.get(), 0, 600, &bodies);
+  const size_t made = DictionaryFiles(f.dir).size();
+  ASSERT_GE(made, 5u);
+  ASSERT_GE(testing::SegmentFiles(f.dir).size(), 5u);
+  // Delete the older half of the history, then append until the next dictionary is made.
+  Result<RetentionResult> r = j->DeleteBefore(300, 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_GT(r->segments_deleted, 0u);
+  AppendKinds(j.get(), 600, 650, &bodies);
+  j->Stop();
+  const size_t kept = DictionaryFiles(f.dir).size();
+  EXPECT_LT(kept, made) << "dictionaries of deleted segments only were not deleted";
+  // Every retained record reads back with the dictionaries that stayed.
+  const auto all = testing::ReadAll(f.dir);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().first, bodies.rbegin()->first);
+  EXPECT_EQ(all.size(), bodies.size() - (r->first_retained_seq - 1));
+  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+}
+
+// A body compressed with a dictionary that the writer deleted before writing it (a new one was
+// made and no segment named the old one) is compressed again: no record names a dictionary the
+// journal does not hold.
+TEST(JournalDictionaries, ABodyWhoseDictionaryWasDeletedMeanwhileIsCompressedAgain) {
+  JournalFixture f;
+  testing::FaultIo io;
+  FileJournalOptions o = WithDictionaries(f);
+  o.io = &io;
+  o.dictionary.min_events_between = 1;
+  o.dictionary.kind_min_events = 1;
+  o.dictionary.resample_every = 1;
+  o.dictionary.refresh_events = 1;  // a new dictionary after every group
+  auto j = OpenOrDie(o);
+  auto first = KindEvent(0);
+  ASSERT_TRUE(AppendOne(j.get(), first.get()).status.ok());
+  ASSERT_TRUE(testing::WaitFor([&] { return DictionaryFiles(f.dir).size() == 1; },
+                               std::chrono::seconds(10)));
+  const std::string old_dict = DictionaryFiles(f.dir)[0];
+  // A small body (stored as it is: its segment names no dictionary) held at its sync, then a
+  // body compressed with the dictionary there is now.
+  auto small = MakeEvent(1, 100);
+  auto held = KindEvent(2);
+  io.CloseGate();
+  j->Append(&small->request);
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  j->Append(&held->request);
+  EXPECT_EQ(held->request.stored.dict_id, std::stoull(old_dict.substr(old_dict.rfind('/') + 1)));
+  io.OpenGate();
+  ASSERT_TRUE(small->Wait().status.ok());
+  const AppendResult r = held->Wait();
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  j->Stop();
+  EXPECT_FALSE(std::filesystem::exists(old_dict)) << "the first dictionary was not deleted";
+  const auto all = testing::ReadAll(f.dir);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[2].second, held->body);
+  EXPECT_EQ(Census(f.dir).with_dict, 1u);
+}
+
+TEST(JournalDictionaries, NoneAreMadeWithoutCompressionOrWhenTurnedOff) {
+  for (bool compress : {false, true}) {
+    JournalFixture f;
+    FileJournalOptions o = WithDictionaries(f);
+    if (compress) {
+      o.dictionaries = false;
+    } else {
+      o.compression = Codec::kNone;
+    }
+    std::map<uint64_t, std::string> bodies;
+    {
+      auto j = OpenOrDie(o);
+      AppendKinds(j.get(), 0, 120, &bodies);
+    }
+    EXPECT_TRUE(DictionaryFiles(f.dir).empty());
+    EXPECT_EQ(Census(f.dir).with_dict, 0u);
+    EXPECT_EQ(
+        testing::ReadFileOrDie(f.dir + "/META").rfind(compress ? "format=2\n" : "format=1\n", 0),
+        0u);
+  }
+}
+
+}  // namespace
+}  // namespace dvrouter
