@@ -26,16 +26,20 @@ void Put(std::string* out, T v) {
 }  // namespace
 
 std::shared_ptr<const BodyDictionary> BodyDictionary::Make(uint64_t id, std::string content,
-                                                           int level) {
+                                                           int level, bool compress) {
   if (content.size() >= 4 && std::memcmp(content.data(), kZstdDictMagic, 4) == 0) {
     content.insert(content.begin(), ' ');  // raw content, whatever its first bytes
   }
   std::shared_ptr<BodyDictionary> d(new BodyDictionary);
   d->id_ = id;
   d->content_ = std::move(content);
-  d->cdict_ = ZSTD_createCDict(d->content_.data(), d->content_.size(), level);
+  d->check_ = static_cast<uint32_t>(XXH3_64bits(d->content_.data(), d->content_.size()));
+  if (compress) {
+    d->cdict_ = ZSTD_createCDict(d->content_.data(), d->content_.size(), level);
+    if (d->cdict_ == nullptr) return nullptr;
+  }
   d->ddict_ = ZSTD_createDDict(d->content_.data(), d->content_.size());
-  if (d->cdict_ == nullptr || d->ddict_ == nullptr) return nullptr;
+  if (d->ddict_ == nullptr) return nullptr;
   return d;
 }
 
@@ -84,16 +88,22 @@ std::string DictionaryFileName(uint64_t id) {
 }
 
 void DictionarySet::Add(std::shared_ptr<const BodyDictionary> dict, bool make_active) {
+  if (make_active) {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    active_ = dict;
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  if (make_active) active_ = dict;
   const uint64_t id = dict->id();
   by_id_[id] = std::move(dict);
 }
 
 void DictionarySet::Remove(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(active_mu_);
+    if (active_ && active_->id() == id) active_.reset();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   by_id_.erase(id);
-  if (active_ && active_->id() == id) active_.reset();
 }
 
 std::shared_ptr<const BodyDictionary> DictionarySet::Find(uint64_t id) const {
@@ -103,7 +113,7 @@ std::shared_ptr<const BodyDictionary> DictionarySet::Find(uint64_t id) const {
 }
 
 std::shared_ptr<const BodyDictionary> DictionarySet::Active() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(active_mu_);
   return active_;
 }
 

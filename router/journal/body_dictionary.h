@@ -25,13 +25,18 @@ namespace dvrouter {
 
 class BodyDictionary {
  public:
-  // Null when zstd cannot digest it (no memory). `level` is the level bodies are compressed at.
-  static std::shared_ptr<const BodyDictionary> Make(uint64_t id, std::string content, int level);
+  // Null when zstd cannot digest it (no memory). With `compress`, bodies can be compressed with
+  // it at `level`; every dictionary can decompress.
+  static std::shared_ptr<const BodyDictionary> Make(uint64_t id, std::string content, int level,
+                                                    bool compress = true);
   ~BodyDictionary();
   BodyDictionary(const BodyDictionary&) = delete;
   BodyDictionary& operator=(const BodyDictionary&) = delete;
 
   uint64_t id() const { return id_; }
+  // The low 32 bits of XXH3-64 of the content: a frame carries it with the id, so a dictionary
+  // file that is not the one the body was compressed with is refused, never used.
+  uint32_t check() const { return check_; }
   const std::string& content() const { return content_; }
   const ZSTD_CDict_s* cdict() const { return cdict_; }
   const ZSTD_DDict_s* ddict() const { return ddict_; }
@@ -39,6 +44,7 @@ class BodyDictionary {
  private:
   BodyDictionary() = default;
   uint64_t id_ = 0;
+  uint32_t check_ = 0;
   std::string content_;
   ZSTD_CDict_s* cdict_ = nullptr;
   ZSTD_DDict_s* ddict_ = nullptr;
@@ -53,7 +59,9 @@ Result<std::string> ParseDictionaryFile(std::string_view bytes, uint64_t id);
 // "<id, 20 digits>.dict".
 std::string DictionaryFileName(uint64_t id);
 
-// The dictionaries a journal holds, by id, and the one new bodies are compressed with.
+// The dictionaries a journal holds, by id, and the one new bodies are compressed with. The active
+// one has a lock of its own: the ingress threads ask for it on every append, delivery workers
+// look dictionaries up by id, and no lock is shared between the two (docs/architecture.md).
 class DictionarySet {
  public:
   void Add(std::shared_ptr<const BodyDictionary> dict, bool make_active);
@@ -68,6 +76,7 @@ class DictionarySet {
  private:
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<const BodyDictionary>> by_id_;
+  mutable std::mutex active_mu_;
   std::shared_ptr<const BodyDictionary> active_;
 };
 

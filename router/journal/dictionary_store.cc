@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +21,8 @@ Status DictionaryStore::Load(bool activate) {
   if (!list.ok()) return list.status();
   std::shared_ptr<const BodyDictionary> newest;
   for (const auto& [id, path] : *list) {
+    highest_listed_ = std::max(highest_listed_, id);
+    if (set_.Find(id) || unreadable_.contains(id)) continue;
     Result<std::optional<std::string>> bytes = ReadFileIfExists(path);
     Result<std::string> content =
         !bytes.ok()           ? Result<std::string>(bytes.status())
@@ -30,15 +33,21 @@ Status DictionaryStore::Load(bool activate) {
                    "dvrouter: journal dictionary %s is unreadable (%s): the records compressed "
                    "with it cannot be read back\n",
                    path.c_str(), content.status().ToString().c_str());
+      unreadable_.insert(id);
       continue;
     }
+    // Only the active dictionary compresses (zstd's compression tables are the larger part).
     std::shared_ptr<const BodyDictionary> dict =
-        BodyDictionary::Make(id, std::move(*content), level_);
+        BodyDictionary::Make(id, std::move(*content), level_, /*compress=*/false);
     if (!dict) return ResourceExhausted("no memory for journal dictionary " + path);
     set_.Add(dict, /*make_active=*/false);
     newest = std::move(dict);
   }
-  if (newest && activate) set_.Add(newest, /*make_active=*/true);
+  if (newest && activate) {
+    newest = BodyDictionary::Make(newest->id(), newest->content(), level_);
+    if (!newest) return ResourceExhausted("no memory for a journal dictionary");
+    set_.Add(newest, /*make_active=*/true);
+  }
   return Status::Ok();
 }
 
@@ -51,6 +60,7 @@ Status DictionaryStore::Make(uint64_t id, std::string content) {
     return st;
   }
   set_.Add(std::move(dict), /*make_active=*/true);
+  highest_listed_ = std::max(highest_listed_, id);
   return Status::Ok();
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "router/common/status.h"
@@ -20,10 +21,14 @@ class DictionaryStore {
   // Dictionaries for compression at `level` (what their zstd tables are made for).
   DictionaryStore(std::string dir, int level) : dir_(std::move(dir)), level_(level) {}
 
-  // Loads every dictionary file in the directory; with `activate` the newest is the one bodies
-  // are compressed with until another is made. A file that is missing its bytes or does not parse
-  // is reported (stderr) and left on disk: only the records compressed with it are unreadable.
+  // Loads the dictionary files in the directory not loaded yet (a reader of a journal another
+  // process writes loads again after reading more segment bytes); with `activate` the newest is
+  // the one bodies are compressed with until another is made. A file that does not parse is
+  // reported (stderr) and left on disk: only the records compressed with it are unreadable.
   Status Load(bool activate);
+  // The highest id of a dictionary file listed by Load, readable or not: a new one needs a
+  // higher id, so that no damaged file is overwritten.
+  uint64_t highest_listed() const { return highest_listed_; }
   // Writes dictionary `id` with `content` (write, fdatasync, rename, directory sync), then makes
   // it the active one. On failure nothing changes.
   Status Make(uint64_t id, std::string content);
@@ -39,6 +44,8 @@ class DictionaryStore {
   std::string dir_;
   int level_;
   DictionarySet set_;
+  uint64_t highest_listed_ = 0;
+  std::set<uint64_t> unreadable_;  // reported once
 };
 
 }  // namespace dvrouter

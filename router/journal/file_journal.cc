@@ -121,10 +121,11 @@ Status PreadFull(int fd, char* out, size_t size, uint64_t offset, const std::str
 }
 
 struct SegmentScan {
-  uint64_t valid_end = 0;        // offset just past the last valid record
-  uint64_t corrupt_records = 0;  // invalid regions that valid records follow
-  bool torn_tail = false;        // bytes after valid_end that hold no valid record
-  uint64_t min_dict = 0;         // the lowest dictionary a valid record names (0: none)
+  uint64_t valid_end = 0;            // offset just past the last valid record
+  uint64_t corrupt_records = 0;      // invalid regions that valid records follow
+  bool torn_tail = false;            // bytes after valid_end that hold no valid record
+  uint64_t min_dict = 0;             // the lowest dictionary a valid record names (0: none)
+  uint64_t unreadable_reported = 0;  // unreadable bodies met (only the first is logged)
 };
 
 // Walks the frames in data[0, size). An invalid frame followed by a valid one is skipped and
@@ -173,18 +174,24 @@ SegmentScan ScanFrames(const char* data, size_t size, uint64_t segment, uint32_t
       view.header = &header;
       pos += len;
       scan.valid_end = pos;
-      if (meta.dict_id != 0 && (scan.min_dict == 0 || meta.dict_id < scan.min_dict)) {
-        scan.min_dict = meta.dict_id;
+      std::shared_ptr<const BodyDictionary> dict;
+      if (meta.dict_id != 0) {
+        if (scan.min_dict == 0 || meta.dict_id < scan.min_dict) scan.min_dict = meta.dict_id;
+        dict = dicts.Find(meta.dict_id);
+        // Without its dictionary the record cannot be read back: counted even when no body is
+        // wanted (recovery), so the loss shows in the corrupt-record count.
+        if (!dict && !(bodies && fn)) ++scan.corrupt_records;
       }
       if (bodies && fn) {
-        const std::shared_ptr<const BodyDictionary> dict =
-            meta.dict_id != 0 ? dicts.Find(meta.dict_id) : nullptr;
         Result<std::string_view> plain = journal::RawBody(meta, body, &raw, dict.get());
         if (!plain.ok()) {
-          // Its checksum holds, its compressed bytes do not: skipped and counted as corrupt.
-          std::fprintf(stderr, "dvrouter: journal record %llu is unreadable and skipped: %s\n",
-                       static_cast<unsigned long long>(meta.seq),
-                       plain.status().ToString().c_str());
+          // Its checksum holds, its compressed bytes do not (or its dictionary is missing):
+          // skipped and counted as corrupt; the first of a scan is reported.
+          if (scan.unreadable_reported++ == 0) {
+            std::fprintf(stderr, "dvrouter: journal record %llu is unreadable and skipped: %s\n",
+                         static_cast<unsigned long long>(meta.seq),
+                         plain.status().ToString().c_str());
+          }
           ++scan.corrupt_records;
           continue;
         }
@@ -424,8 +431,11 @@ struct FileJournal::Impl {
   };
   mutable std::mutex state_mu;
   std::map<uint64_t, SegmentInfo> segments;  // by first seq
-  uint64_t deleting_bytes = 0;         // of segments taken out of `segments`, not yet unlinked
-  std::condition_variable deleted_cv;  // deleting_bytes went down
+  uint64_t deleting_bytes = 0;  // of segments taken out of `segments`, not yet unlinked
+  // Their lowest dictionaries (those that name one), until their unlink succeeds: a segment that
+  // outlives a failed unlink or a crash keeps its dictionaries.
+  std::map<uint64_t, uint64_t> deleting_dicts;           // first seq -> lowest dictionary
+  std::condition_variable deleted_cv;                    // deleting_bytes went down
   std::map<uint64_t, std::shared_ptr<ReadFd>> read_fds;  // for Read(), opened on demand
   std::atomic<uint64_t> next_seq{1};
   std::atomic<uint64_t> total_bytes{0};
@@ -446,7 +456,6 @@ struct FileJournal::Impl {
   uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
   int meta_format = 0;          // what META says
   DictionarySampler sampler;
-  uint64_t group_min_dict = 0;     // the lowest dictionary the group being written names
   bool dict_write_failed = false;  // reported once
   // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
   // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
@@ -509,6 +518,7 @@ struct FileJournal::Impl {
 
   Status Recover();
   void MaybeMakeDictionary();
+  void DeleteUnnamedDictionaries();
   bool DictionariesOn() const { return opt.compression == Codec::kZstd && opt.dictionaries; }
   Status CheckMeta(bool has_segments, bool* upgrade);
   std::string MetaText(int format) const;
@@ -682,7 +692,10 @@ void FileJournal::Impl::MaybeMakeDictionary() {
   const uint64_t id = next_seq.load(std::memory_order_relaxed);
   std::string content = sampler.Take();
   const std::shared_ptr<const BodyDictionary> active = dicts->Active();
-  if (content.empty() || (active && id <= active->id()) || dicts->Find(id)) return;
+  if (content.empty() || (active && id <= active->id()) || id <= dicts->highest_listed() ||
+      dicts->Find(id)) {
+    return;
+  }
   Status st;
   // A version that reads no dictionaries must refuse the journal, not skip these records.
   if (meta_format < 3) {
@@ -700,13 +713,24 @@ void FileJournal::Impl::MaybeMakeDictionary() {
     dict_write_failed = true;
     return;
   }
+  DeleteUnnamedDictionaries();
+}
+
+// Deletes the dictionaries below the lowest one a segment on disk names (retained, or being
+// deleted: its unlink may fail or a crash come first). The segments' unlinks are made durable
+// first, so no segment comes back after a power loss without its dictionaries. On the writer
+// while dictionaries are made (ProcessBatch's guard depends on it); on any thread otherwise.
+void FileJournal::Impl::DeleteUnnamedDictionaries() {
+  if (dicts->set().size() == 0) return;
   uint64_t lowest = UINT64_MAX;
   {
     std::lock_guard<std::mutex> lock(state_mu);
     for (const auto& [first, info] : segments) {
       if (info.min_dict != 0) lowest = std::min(lowest, info.min_dict);
     }
+    for (const auto& [first, min_dict] : deleting_dicts) lowest = std::min(lowest, min_dict);
   }
+  if (!SyncDirectory(opt.dir).ok()) return;  // tried again after the next deletion
   dicts->DeleteBelow(lowest);
 }
 
@@ -856,7 +880,8 @@ void FileJournal::Impl::ProcessBatch() {
                             req->partition,
                             req->stored.codec,
                             static_cast<uint32_t>(req->body.size()),
-                            req->stored.dict_id};
+                            req->stored.dict_id,
+                            req->stored.dict_check};
     const std::string_view stored = Stored(*req);
     const uint32_t len = journal::EncodeFramePrefix(meta, *req->header, stored, &frame_buf);
     if (len - journal::kFrameHeaderBytes > journal::kMaxPayloadBytes ||
@@ -1040,11 +1065,14 @@ uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
       total -= std::min(total, it->second.bytes);
       doomed.emplace_back(it->first, it->second.bytes);
       deleting_bytes += it->second.bytes;
+      if (it->second.min_dict != 0) deleting_dicts[it->first] = it->second.min_dict;
       read_fds.erase(it->first);
       it = segments.erase(it);
     }
   }
   const uint64_t freed = Unlink(doomed);
+  // With dictionaries on, the writer deletes them after making the next (MaybeMakeDictionary).
+  if (freed > 0 && !DictionariesOn()) DeleteUnnamedDictionaries();
   if (freed > 0) {
     reclaimed_bytes.fetch_add(freed, std::memory_order_relaxed);
     if (opt.observer) opt.observer->OnReclaimed(SecondsSince(start), freed, on_writer);
@@ -1066,6 +1094,8 @@ uint64_t FileJournal::Impl::Unlink(const std::vector<std::pair<uint64_t, uint64_
     } else {
       total_bytes.fetch_sub(bytes, std::memory_order_relaxed);
       freed += bytes;
+      std::lock_guard<std::mutex> lock(state_mu);
+      deleting_dicts.erase(first);
     }
   }
   if (!doomed.empty()) {
@@ -1408,6 +1438,7 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     if (plain.ok()) {
       meta.codec = Codec::kNone;
       meta.dict_id = 0;
+      meta.dict_check = 0;
       buffer->clear();
       buffer->reserve(handle.length + raw.size() + slack);
       journal::EncodeFramePrefix(meta, *header, raw, buffer);
@@ -1448,6 +1479,7 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
       if (now - mtime_ms < min_age_ms) break;
       doomed.emplace_back(it->first, it->second.bytes);
       impl_->deleting_bytes += it->second.bytes;
+      if (it->second.min_dict != 0) impl_->deleting_dicts[it->first] = it->second.min_dict;
       impl_->read_fds.erase(it->first);
       it = impl_->segments.erase(it);
     }
@@ -1457,6 +1489,7 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
   result.segments_deleted = doomed.size();
   if (!doomed.empty()) {
     if (Status st = SyncDirectory(impl_->opt.dir); !st.ok()) return st;
+    if (!impl_->DictionariesOn()) impl_->DeleteUnnamedDictionaries();
     impl_->ReportSize();
   }
   return result;
@@ -1474,10 +1507,12 @@ Status FileJournal::ScanDirectory(const std::string& dir,
     if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
   }
   DictionaryStore dicts(dir, 1);
-  if (Status st = dicts.Load(/*activate=*/false); !st.ok()) return st;
   std::string data;
   for (const auto& [first, path] : *list) {
     if (Status st = ReadFile(path, UINT64_MAX, &data); !st.ok()) return st;
+    // A router writing this journal makes a dictionary durable before any record names it: the
+    // dictionaries of what was just read are on disk now.
+    if (Status st = dicts.Load(/*activate=*/false); !st.ok()) return st;
     bool stopped = false;
     ScanFrames(data.data(), data.size(), first, partitions, dicts.set(), fn, &stopped);
     if (stopped) break;

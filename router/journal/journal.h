@@ -50,8 +50,9 @@ enum class Codec : uint8_t { kNone, kZstd };
 // A body as it will be stored: compressed when that saves bytes.
 struct StoredBody {
   Codec codec = Codec::kNone;
-  uint64_t dict_id = 0;  // the dictionary it was compressed with (0: none)
-  std::string bytes;     // the compressed body (kZstd); empty for kNone (the body is stored as is)
+  uint64_t dict_id = 0;     // the dictionary it was compressed with (0: none)
+  uint32_t dict_check = 0;  // that dictionary's BodyDictionary::check()
+  std::string bytes;  // the compressed body (kZstd); empty for kNone (the body is stored as is)
 };
 
 // One event to append. Owned by the caller and left untouched until the callback has run.

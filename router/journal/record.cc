@@ -76,6 +76,7 @@ struct Reader {
 void CompressBody(std::string_view body, int level, const BodyDictionary* dict, StoredBody* out) {
   out->codec = Codec::kNone;
   out->dict_id = 0;
+  out->dict_check = 0;
   out->bytes.clear();
   if (body.size() < kMinCompressBytes) return;
   if (contexts.c == nullptr) contexts.c = ZSTD_createCCtx();
@@ -89,6 +90,7 @@ void CompressBody(std::string_view body, int level, const BodyDictionary* dict, 
     ZSTD_CCtx_refCDict(contexts.c, dict->cdict());
     ZSTD_CCtx_setParameter(contexts.c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
     n = ZSTD_compress2(contexts.c, out->bytes.data(), out->bytes.size(), body.data(), body.size());
+    ZSTD_CCtx_refCDict(contexts.c, nullptr);  // the context keeps no pointer to a dictionary
   } else {
     n = ZSTD_compressCCtx(contexts.c, out->bytes.data(), out->bytes.size(), body.data(),
                           body.size(), level);
@@ -100,6 +102,7 @@ void CompressBody(std::string_view body, int level, const BodyDictionary* dict, 
   out->bytes.resize(n);
   out->codec = Codec::kZstd;
   out->dict_id = dict != nullptr ? dict->id() : 0;
+  out->dict_check = dict != nullptr ? dict->check() : 0;
 }
 
 Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
@@ -108,6 +111,10 @@ Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
   if (meta.dict_id != 0 && (dict == nullptr || dict->id() != meta.dict_id)) {
     return NotFound("body compressed with dictionary " + std::to_string(meta.dict_id) +
                     ", which the journal does not hold");
+  }
+  if (meta.dict_id != 0 && dict->check() != meta.dict_check) {
+    return NotFound("body compressed with another dictionary " + std::to_string(meta.dict_id) +
+                    " than the journal holds (its content differs)");
   }
   if (contexts.d == nullptr) contexts.d = ZSTD_createDCtx();
   if (contexts.d == nullptr) return ResourceExhausted("no memory for a zstd context");
@@ -155,7 +162,10 @@ uint32_t AppendPrefix(const FrameMeta& meta, const EventHeader& h, std::string_v
     out->append(s.data(), n);
   }
   if (zstd) Put<uint32_t>(out, meta.raw_length);
-  if (dict) Put<uint64_t>(out, meta.dict_id);
+  if (dict) {
+    Put<uint64_t>(out, meta.dict_id);
+    Put<uint32_t>(out, meta.dict_check);
+  }
   Put<uint32_t>(out, static_cast<uint32_t>(body.size()));
   return static_cast<uint32_t>(out->size() - start - kFrameHeaderBytes + body.size());
 }
@@ -238,9 +248,12 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
   meta->codec = (flags & kFlagZstd) != 0 ? Codec::kZstd : Codec::kNone;
   meta->raw_length = 0;
   meta->dict_id = 0;
+  meta->dict_check = 0;
   if (meta->codec == Codec::kZstd) ok = ok && r.Get(&meta->raw_length);
-  const bool dict = (flags & kFlagDictionary) != 0;
-  if (dict) ok = ok && meta->codec == Codec::kZstd && r.Get(&meta->dict_id) && meta->dict_id != 0;
+  if ((flags & kFlagDictionary) != 0) {
+    ok = ok && meta->codec == Codec::kZstd && r.Get(&meta->dict_id) && meta->dict_id != 0 &&
+         r.Get(&meta->dict_check);
+  }
   ok = ok && r.Get(&body_len) && static_cast<size_t>(r.end - r.p) == body_len;
   // A flag this version does not know means a format it cannot read (never guess).
   if (!ok || (flags & ~kKnownFlags) != 0 || meta->raw_length > kMaxPayloadBytes) {

@@ -5,11 +5,11 @@
 // payload: u64 seq, i64 received_ms, u64 key.hi, u64 key.lo, u32 partition, u32 flags (1: size
 // exceeded, 2: status record, 4: body compressed with zstd, 8: with a dictionary), i32 stage,
 // i32 mode, i32 depth, i64 operation_created_on_ms, the header strings (u16 length + bytes each,
-// in kStringFields order), [with flag 4: u32 raw body length], [with flag 8: u64 dictionary id],
-// u32 stored body length, stored body. The checksum covers what is on disk (the compressed
-// bytes). Frames without flag 4 are byte for byte those of format 1 (docs/architecture.md,
-// "Journal compression", "Compression dictionaries"). Little-endian (checked at build).
-// Pure functions: any thread (the codec functions keep one context per thread).
+// in kStringFields order), [with flag 4: u32 raw body length], [with flag 8: u64 dictionary id,
+// u32 its check], u32 stored body length, stored body. The checksum covers what is on disk (the
+// compressed bytes). Frames without flag 4 are byte for byte those of format 1
+// (docs/architecture.md, "Journal compression", "Compression dictionaries"). Little-endian (checked
+// at build). Pure functions: any thread (the codec functions keep one context per thread).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +35,7 @@ struct FrameMeta {
   Codec codec = Codec::kNone;  // how the body is stored
   uint32_t raw_length = 0;     // the body's length once decompressed (kZstd only)
   uint64_t dict_id = 0;        // the dictionary it was compressed with (kZstd only; 0: none)
+  uint32_t dict_check = 0;     // BodyDictionary::check() of that dictionary
 };
 
 // Compresses `body` into *out with zstd at `level` (or with `dict`, at the level it was made
@@ -43,7 +44,8 @@ void CompressBody(std::string_view body, int level, const BodyDictionary* dict, 
 
 // The body of a decoded frame as the webhook sent it: `stored` itself, or decompressed into
 // *scratch, with `dict` when meta.dict_id names one. NotFound when `dict` is not that
-// dictionary; InvalidArgument when compressed bytes do not decompress to meta.raw_length.
+// dictionary (another id, or another content than the frame's check); InvalidArgument when
+// compressed bytes do not decompress to meta.raw_length.
 Result<std::string_view> RawBody(const FrameMeta& meta, std::string_view stored,
                                  std::string* scratch, const BodyDictionary* dict = nullptr);
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "router/journal/file_journal.h"
+#include "router/journal/record.h"
 #include "tests/support/test_util.h"
 
 namespace dvrouter::testing {
@@ -152,6 +153,32 @@ inline uint64_t SegmentBytesOnDisk(const std::string& dir) {
     if (!ec) bytes += size;
   }
   return bytes;
+}
+
+// The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes.
+struct FrameCensus {
+  size_t with_dict = 0, without = 0;
+  uint64_t bytes_with = 0, bytes_without = 0;
+};
+inline FrameCensus Census(const std::string& dir) {
+  FrameCensus c;
+  for (const std::string& path : SegmentFiles(dir)) {
+    const std::string data = ReadFileOrDie(path);
+    for (size_t pos = 0; pos < data.size();) {
+      journal::FrameMeta meta;
+      EventHeader h;
+      std::string_view stored;
+      uint32_t len = 0;
+      if (!journal::DecodeFrame(data.data() + pos, data.size() - pos, &meta, &h, &stored, &len)
+               .ok()) {
+        break;
+      }
+      (meta.dict_id != 0 ? c.with_dict : c.without) += 1;
+      (meta.dict_id != 0 ? c.bytes_with : c.bytes_without) += stored.size();
+      pos += len;
+    }
+  }
+  return c;
 }
 
 }  // namespace dvrouter::testing

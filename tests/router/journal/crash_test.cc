@@ -16,6 +16,7 @@
 
 #include "router/journal/file_journal.h"
 #include "tests/support/http_client.h"
+#include "tests/support/journal_events.h"
 #include "tests/support/router_process.h"
 #include "tests/support/test_util.h"
 
@@ -95,6 +96,8 @@ TEST(CrashTest, AcknowledgedEventsSurviveSigkill) {
     dictionary = dictionary || e.path().extension() == ".dict";
   }
   EXPECT_TRUE(dictionary) << "no compression dictionary was made before the kill";
+  EXPECT_GT(testing::Census(tmp.path() + "/data/journal").with_dict, 0u)
+      << "no acknowledged body was compressed with a dictionary before the kill";
 
   // Restart on the same directory: recovery, then the same events again are duplicates.
   {

@@ -5,7 +5,10 @@
 // names are deleted.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "router/journal/body_dictionary.h"
 #include "router/journal/file_journal.h"
@@ -17,6 +20,8 @@ namespace dvrouter {
 namespace {
 
 using testing::AppendOne;
+using testing::Census;
+using testing::FrameCensus;
 using testing::JournalFixture;
 using testing::MakeEvent;
 using testing::OpenOrDie;
@@ -137,6 +142,7 @@ TEST(DictionaryFrames, NameTheirDictionaryAndReadOnlyWithIt) {
   meta.codec = Codec::kZstd;
   meta.raw_length = static_cast<uint32_t>(body.size());
   meta.dict_id = with.dict_id;
+  meta.dict_check = with.dict_check;
   EventHeader h;
   h.message_name = "Update";
   std::string frame;
@@ -157,6 +163,11 @@ TEST(DictionaryFrames, NameTheirDictionaryAndReadOnlyWithIt) {
   auto other = BodyDictionary::Make(8, dict->content(), 1);
   EXPECT_EQ(journal::RawBody(got, stored, &scratch, other.get()).status().code(),
             StatusCode::kNotFound);
+  // The same id with another content (a file from another journal) is refused, not used.
+  auto impostor = BodyDictionary::Make(7, dict->content() + " ", 1);
+  Result<std::string_view> wrong = journal::RawBody(got, stored, &scratch, impostor.get());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(wrong.status().message().find("content differs"), std::string_view::npos);
 
   // The flag without a compressed body, or with dictionary id 0, is a malformed frame.
   for (const journal::FrameMeta& bad : {journal::FrameMeta{5, 0, {}, 0, Codec::kNone, 0, 7},
@@ -181,32 +192,6 @@ std::vector<std::string> DictionaryFiles(const std::string& dir) {
   }
   std::sort(out.begin(), out.end());
   return out;
-}
-
-// The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes.
-struct FrameCensus {
-  size_t with_dict = 0, without = 0;
-  uint64_t bytes_with = 0, bytes_without = 0;
-};
-FrameCensus Census(const std::string& dir) {
-  FrameCensus c;
-  for (const std::string& path : testing::SegmentFiles(dir)) {
-    const std::string data = testing::ReadFileOrDie(path);
-    for (size_t pos = 0; pos < data.size();) {
-      journal::FrameMeta meta;
-      EventHeader h;
-      std::string_view stored;
-      uint32_t len = 0;
-      if (!journal::DecodeFrame(data.data() + pos, data.size() - pos, &meta, &h, &stored, &len)
-               .ok()) {
-        break;
-      }
-      (meta.dict_id != 0 ? c.with_dict : c.without) += 1;
-      (meta.dict_id != 0 ? c.bytes_with : c.bytes_without) += stored.size();
-      pos += len;
-    }
-  }
-  return c;
 }
 
 const std::vector<std::string>& Kinds() {
@@ -305,9 +290,12 @@ TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary
   }
 }
 
-// Damages every dictionary file (or removes them) and reopens: the records compressed with one
-// are unreadable, every other record reads as it was appended, and new appends work.
-void DamagedDictionariesCostOnlyTheirRecords(bool remove) {
+// Damages every dictionary file (flips a byte, removes it, or replaces it with a valid file of
+// the same id and another content) and reopens: the records compressed with one are unreadable
+// and counted, every other record reads as it was appended, and new appends work.
+enum class Damage { kFlip, kRemove, kReplace };
+void DamagedDictionariesCostOnlyTheirRecords(Damage damage) {
+  const bool remove = damage == Damage::kRemove;
   JournalFixture f;
   std::map<uint64_t, std::string> bodies;
   {
@@ -320,14 +308,24 @@ void DamagedDictionariesCostOnlyTheirRecords(bool remove) {
   for (const std::string& path : dicts) {
     if (remove) {
       std::filesystem::remove(path);
-    } else {
+    } else if (damage == Damage::kFlip) {
       std::string text = testing::ReadFileOrDie(path);
       text.back() ^= 1;
       testing::WriteFileOrDie(path, text);
+    } else {
+      const std::string name = std::filesystem::path(path).filename().string();
+      const uint64_t id = std::stoull(name);
+      Result<std::string> content = ParseDictionaryFile(testing::ReadFileOrDie(path), id);
+      ASSERT_TRUE(content.ok());
+      testing::WriteFileOrDie(path, DictionaryFileText(id, *content + "x"));
     }
   }
   auto j = OpenOrDie(WithDictionaries(f));
   ASSERT_TRUE(j);
+  // Recovery counts the records it could not read back.
+  if (damage != Damage::kReplace) {
+    EXPECT_EQ(j->Stats().corrupt_records, c.with_dict);
+  }
   size_t seen = 0;
   ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
                  EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
@@ -341,16 +339,21 @@ void DamagedDictionariesCostOnlyTheirRecords(bool remove) {
   for (const std::string& path : dicts) {
     EXPECT_EQ(std::filesystem::exists(path), !remove) << path;
   }
+  // A damaged file is not overwritten: the new dictionary has a new id.
   EXPECT_GT(DictionaryFiles(f.dir).size(), remove ? 0u : dicts.size());
   EXPECT_EQ(testing::ReadAll(f.dir).size(), c.without + 120);
 }
 
 TEST(JournalDictionaries, ADamagedDictionaryCostsOnlyTheRecordsCompressedWithIt) {
-  DamagedDictionariesCostOnlyTheirRecords(/*remove=*/false);
+  DamagedDictionariesCostOnlyTheirRecords(Damage::kFlip);
 }
 
 TEST(JournalDictionaries, AMissingDictionaryCostsOnlyTheRecordsCompressedWithIt) {
-  DamagedDictionariesCostOnlyTheirRecords(/*remove=*/true);
+  DamagedDictionariesCostOnlyTheirRecords(Damage::kRemove);
+}
+
+TEST(JournalDictionaries, ADictionaryOfAnotherContentIsNeverUsed) {
+  DamagedDictionariesCostOnlyTheirRecords(Damage::kReplace);
 }
 
 TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersStay) {
@@ -421,6 +424,90 @@ TEST(JournalDictionaries, ABodyWhoseDictionaryWasDeletedMeanwhileIsCompressedAga
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all[2].second, held->body);
   EXPECT_EQ(Census(f.dir).with_dict, 1u);
+}
+
+// Turned off, a journal still reads the records compressed with dictionaries, makes no new one,
+// and deletes them with the last segment that names them.
+TEST(JournalDictionaries, TurnedOffTheyStillReadAndGoWithTheirSegments) {
+  JournalFixture f;
+  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count() +
+          3'600'000;
+  FileJournalOptions o = WithDictionaries(f);
+  o.segment_bytes = 32u << 10;
+  std::map<uint64_t, std::string> bodies;
+  {
+    auto j = OpenOrDie(o);
+    AppendKinds(j.get(), 0, 200, &bodies);
+  }
+  const size_t made = DictionaryFiles(f.dir).size();
+  ASSERT_GE(made, 1u);
+  o.dictionaries = false;
+  auto j = OpenOrDie(o);
+  AppendKinds(j.get(), 200, 400, &bodies);
+  EXPECT_EQ(DictionaryFiles(f.dir).size(), made);
+  size_t seen = 0;
+  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
+                 EXPECT_EQ(v.body, bodies[v.handle.seq]);
+                 ++seen;
+                 return true;
+               }).ok());
+  EXPECT_EQ(seen, 400u);
+  // Every segment with records of the first 200 goes: so do the dictionaries.
+  Result<RetentionResult> r = j->DeleteBefore(300, 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_GT(r->first_retained_seq, 200u);
+  EXPECT_TRUE(DictionaryFiles(f.dir).empty());
+  j->Stop();
+  EXPECT_EQ(testing::ReadAll(f.dir).size(), 400 - (r->first_retained_seq - 1));
+}
+
+// Appending threads compress with dictionaries the writer makes and deletes while another thread
+// deletes segments: every record retained reads back (and TSan sees the threads' sharing).
+TEST(JournalDictionaries, AppendsFromSeveralThreadsWhileDictionariesComeAndGo) {
+  JournalFixture f;
+  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count() +
+          3'600'000;
+  FileJournalOptions o = WithDictionaries(f);
+  o.segment_bytes = 32u << 10;
+  o.dictionary.min_events_between = 10;
+  o.dictionary.refresh_events = 10;
+  auto j = OpenOrDie(o);
+  constexpr int kThreads = 4, kEach = 150;
+  std::mutex mu;
+  std::map<uint64_t, std::string> bodies;
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto e = KindEvent(t * kEach + i);
+        const AppendResult r = AppendOne(j.get(), e.get());
+        EXPECT_TRUE(r.status.ok()) << r.status.ToString();
+        std::lock_guard<std::mutex> lock(mu);
+        bodies[r.seq] = e->body;
+      }
+    });
+  }
+  std::thread deleter([&] {
+    while (!done.load()) {
+      const uint64_t below = j->Stats().next_seq / 2;
+      EXPECT_TRUE(j->DeleteBefore(below, 0).ok());
+    }
+  });
+  for (auto& t : threads) t.join();
+  done = true;
+  deleter.join();
+  j->Stop();
+  const auto all = testing::ReadAll(f.dir);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().first, static_cast<uint64_t>(kThreads * kEach));
+  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+  // Every record from the first retained one on is there: none was lost to a dictionary.
+  EXPECT_EQ(all.size(), kThreads * kEach - (all.front().first - 1));
 }
 
 TEST(JournalDictionaries, NoneAreMadeWithoutCompressionOrWhenTurnedOff) {
