@@ -445,8 +445,19 @@ struct FileJournal::Impl {
   std::atomic<uint64_t> reclaimed_bytes{0};
   std::unique_ptr<ReadTail> tail;  // set in Open from opt.read_tail_records
   // Compression dictionaries (docs/architecture.md, "Compression dictionaries"): those on disk;
-  // the writer makes and deletes them, appending threads compress with the active one.
+  // the dictionary thread makes and deletes them, appending threads compress with the active one.
   std::unique_ptr<DictionaryStore> dicts;
+  std::mutex dict_gc_mu;  // the writer's from a body's dictionary check to its segment's record
+  // The dictionary thread, started with the first dictionary, and the one it is to make.
+  std::mutex dict_mu;
+  std::condition_variable dict_cv;
+  bool dict_work = false;
+  bool dict_stop = false;
+  uint64_t dict_id = 0;
+  std::string dict_content;
+  std::thread dict_thread;
+  int meta_format = 0;             // what META says (opening thread, then the dictionary thread)
+  bool dict_write_failed = false;  // reported once (the dictionary thread)
 
   // Writer state (writer thread only, after Open).
   int seg_fd = -1;
@@ -454,9 +465,7 @@ struct FileJournal::Impl {
   uint64_t seg_size = 0;
   bool needs_truncate = false;  // a failed write left bytes past seg_size
   uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
-  int meta_format = 0;          // what META says
   DictionarySampler sampler;
-  bool dict_write_failed = false;  // reported once
   // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
   // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
   struct CachedRange {
@@ -518,6 +527,8 @@ struct FileJournal::Impl {
 
   Status Recover();
   void MaybeMakeDictionary();
+  void DictionaryLoop();
+  uint64_t LowestNamedDictionary();
   void DeleteUnnamedDictionaries();
   bool DictionariesOn() const { return opt.compression == Codec::kZstd && opt.dictionaries; }
   Status CheckMeta(bool has_segments, bool* upgrade);
@@ -680,58 +691,89 @@ Status FileJournal::Impl::ReserveSeqs(uint64_t until) {
   return st;
 }
 
-// A new dictionary once the sampler says the kinds of event appended have changed, made durable
-// before appending threads may compress with it (docs/architecture.md, "Compression
-// dictionaries"); then those no retained segment names any longer are deleted. A body an
-// appending thread compressed with one of them meanwhile is compressed again (ProcessBatch).
-// Writer thread, after a batch's callbacks.
+// When the sampler says the kinds of event appended have changed, hands the next dictionary's
+// content to the dictionary thread (docs/architecture.md, "Compression dictionaries"), unless it
+// is still making the last one. Writer thread, after a batch's callbacks: making one takes file
+// syncs the writer's groups must not wait for.
 void FileJournal::Impl::MaybeMakeDictionary() {
   if (!sampler.Due()) return;
-  // Sequences never go back, also across crashes (SEQ): no id is used twice. A group that
-  // failed gives its sequences back, so the newest id is checked too.
-  const uint64_t id = next_seq.load(std::memory_order_relaxed);
-  std::string content = sampler.Take();
-  const std::shared_ptr<const BodyDictionary> active = dicts->Active();
-  if (content.empty() || (active && id <= active->id()) || id <= dicts->highest_listed() ||
-      dicts->Find(id)) {
-    return;
+  {
+    std::lock_guard<std::mutex> lock(dict_mu);
+    if (dict_work || dict_stop) return;
+    // Sequences never go back, also across crashes (SEQ): no id is used twice. A group that
+    // failed gives its sequences back: DictionaryLoop checks the id against the newest.
+    dict_id = next_seq.load(std::memory_order_relaxed);
+    dict_content = sampler.Take();
+    dict_work = true;
   }
-  Status st;
-  // A version that reads no dictionaries must refuse the journal, not skip these records.
-  if (meta_format < 3) {
-    st = WriteFileAtomically(opt.dir, "META", MetaText(3));
-    if (st.ok()) meta_format = 3;
-  }
-  if (st.ok()) st = dicts->Make(id, std::move(content));
-  if (!st.ok()) {
-    if (!dict_write_failed) {
-      std::fprintf(stderr,
-                   "dvrouter: journal: a compression dictionary could not be written (%s); bodies "
-                   "are compressed as before\n",
-                   st.ToString().c_str());
-    }
-    dict_write_failed = true;
-    return;
-  }
-  DeleteUnnamedDictionaries();
+  dict_cv.notify_one();
+  if (!dict_thread.joinable()) dict_thread = std::thread([this] { DictionaryLoop(); });
 }
 
-// Deletes the dictionaries below the lowest one a segment on disk names (retained, or being
-// deleted: its unlink may fail or a crash come first). The segments' unlinks are made durable
-// first, so no segment comes back after a power loss without its dictionaries. On the writer
-// while dictionaries are made (ProcessBatch's guard depends on it); on any thread otherwise.
+// The dictionary thread (dv-journal-dict): makes each dictionary durable before appending
+// threads may compress with it, then deletes those no segment names any longer.
+void FileJournal::Impl::DictionaryLoop() {
+  SetThreadName("dv-journal-dict");
+  for (;;) {
+    uint64_t id;
+    std::string content;
+    {
+      std::unique_lock<std::mutex> lock(dict_mu);
+      dict_cv.wait(lock, [&] { return dict_work || dict_stop; });
+      if (dict_stop) return;
+      id = dict_id;
+      content = std::move(dict_content);
+    }
+    const std::shared_ptr<const BodyDictionary> active = dicts->Active();
+    if (!content.empty() && !(active && id <= active->id()) && id > dicts->highest_listed() &&
+        !dicts->Find(id)) {
+      Status st;
+      // A version that reads no dictionaries must refuse the journal, not skip these records.
+      if (meta_format < 3) {
+        st = WriteFileAtomically(opt.dir, "META", MetaText(3));
+        if (st.ok()) meta_format = 3;
+      }
+      if (st.ok()) st = dicts->Make(id, std::move(content));
+      if (!st.ok() && !dict_write_failed) {
+        std::fprintf(stderr,
+                     "dvrouter: journal: a compression dictionary could not be written (%s); "
+                     "bodies are compressed as before\n",
+                     st.ToString().c_str());
+        dict_write_failed = true;
+      }
+      if (st.ok()) DeleteUnnamedDictionaries();
+    }
+    std::lock_guard<std::mutex> lock(dict_mu);
+    dict_work = false;
+  }
+}
+
+// The lowest dictionary a segment on disk names: retained, or being deleted (its unlink may
+// fail, or a crash come first). UINT64_MAX when none does.
+uint64_t FileJournal::Impl::LowestNamedDictionary() {
+  uint64_t lowest = UINT64_MAX;
+  std::lock_guard<std::mutex> lock(state_mu);
+  for (const auto& [first, info] : segments) {
+    if (info.min_dict != 0) lowest = std::min(lowest, info.min_dict);
+  }
+  for (const auto& [first, min_dict] : deleting_dicts) lowest = std::min(lowest, min_dict);
+  return lowest;
+}
+
+// Deletes the dictionaries below the lowest one a segment on disk names, never the current one.
+// The directory is synced between the two looks at the segments: the unlinks of segments gone
+// before it are then durable (none comes back after a power loss without its dictionaries), and
+// those gone after it were seen by the first look. The second look is under dict_gc_mu, which
+// the writer holds from checking a body's dictionary to recording it in its segment. Any thread.
 void FileJournal::Impl::DeleteUnnamedDictionaries() {
   if (dicts->set().size() == 0) return;
-  uint64_t lowest = UINT64_MAX;
-  {
-    std::lock_guard<std::mutex> lock(state_mu);
-    for (const auto& [first, info] : segments) {
-      if (info.min_dict != 0) lowest = std::min(lowest, info.min_dict);
-    }
-    for (const auto& [first, min_dict] : deleting_dicts) lowest = std::min(lowest, min_dict);
-  }
+  const uint64_t before_sync = LowestNamedDictionary();
   if (!SyncDirectory(opt.dir).ok()) return;  // tried again after the next deletion
-  dicts->DeleteBelow(lowest);
+  // Turned off, no body is compressed with a dictionary any more: nothing to wait for (and the
+  // writer may be the caller, MakeRoom's).
+  std::unique_lock<std::mutex> gc(dict_gc_mu, std::defer_lock);
+  if (DictionariesOn()) gc.lock();
+  dicts->DeleteBelow(std::min(before_sync, LowestNamedDictionary()));
 }
 
 Status FileJournal::Impl::SyncFile(const std::string& path) {
@@ -831,6 +873,9 @@ void FileJournal::Impl::WriterLoop() {
 }
 
 void FileJournal::Impl::ProcessBatch() {
+  // No dictionary goes between a body's check below and its segment's record of it (CommitGroup).
+  std::unique_lock<std::mutex> gc(dict_gc_mu, std::defer_lock);
+  if (DictionariesOn()) gc.lock();
   const int64_t now = Now();
   ExpireDedupe(now);
   ++batch_epoch;
@@ -868,7 +913,7 @@ void FileJournal::Impl::ProcessBatch() {
     }
     if (req->stored.dict_id != 0 && !dicts->Find(req->stored.dict_id)) {
       // Its dictionary was deleted after this body was compressed with it
-      // (MaybeMakeDictionary): no record may name a dictionary the journal lacks.
+      // (DeleteUnnamedDictionaries): no record may name a dictionary the journal lacks.
       const std::shared_ptr<const BodyDictionary> active = dicts->Active();
       journal::CompressBody(req->body, opt.compression_level, active.get(), &req->stored);
     }
@@ -1071,7 +1116,7 @@ uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
     }
   }
   const uint64_t freed = Unlink(doomed);
-  // With dictionaries on, the writer deletes them after making the next (MaybeMakeDictionary).
+  // With dictionaries on, the dictionary thread deletes them after making the next.
   if (freed > 0 && !DictionariesOn()) DeleteUnnamedDictionaries();
   if (freed > 0) {
     reclaimed_bytes.fetch_add(freed, std::memory_order_relaxed);
@@ -1283,6 +1328,12 @@ void FileJournal::Stop() {
   impl_->queue_cv.notify_all();
   if (!impl_->writer.joinable()) return;
   impl_->writer.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->dict_mu);
+    impl_->dict_stop = true;
+  }
+  impl_->dict_cv.notify_all();
+  if (impl_->dict_thread.joinable()) impl_->dict_thread.join();
   if (impl_->reclaimer.joinable()) {
     {
       std::lock_guard<std::mutex> lock(impl_->reclaim_mu);

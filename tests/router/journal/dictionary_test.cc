@@ -387,14 +387,16 @@ TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersS
   for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
 }
 
-// A body compressed with a dictionary that the writer deleted before writing it (a new one was
+// A body compressed with a dictionary that was deleted before the writer wrote it (a new one was
 // made and no segment named the old one) is compressed again: no record names a dictionary the
-// journal does not hold.
+// journal does not hold. The group window (500 ms) holds the body back while the dictionary
+// thread makes the new dictionary and deletes the old one (a few file syncs).
 TEST(JournalDictionaries, ABodyWhoseDictionaryWasDeletedMeanwhileIsCompressedAgain) {
   JournalFixture f;
   testing::FaultIo io;
   FileJournalOptions o = WithDictionaries(f);
   o.io = &io;
+  o.group_window_us = 500'000;
   o.dictionary.min_events_between = 1;
   o.dictionary.kind_min_events = 1;
   o.dictionary.resample_every = 1;
@@ -405,15 +407,16 @@ TEST(JournalDictionaries, ABodyWhoseDictionaryWasDeletedMeanwhileIsCompressedAga
   ASSERT_TRUE(testing::WaitFor([&] { return DictionaryFiles(f.dir).size() == 1; },
                                std::chrono::seconds(10)));
   const std::string old_dict = DictionaryFiles(f.dir)[0];
-  // A small body (stored as it is: its segment names no dictionary) held at its sync, then a
-  // body compressed with the dictionary there is now.
+  const uint64_t old_id = std::stoull(std::filesystem::path(old_dict).filename().string());
+  // A small body (stored as it is: no segment names the first dictionary) held at its sync,
+  // then a body compressed with the first dictionary meanwhile.
   auto small = MakeEvent(1, 100);
   auto held = KindEvent(2);
   io.CloseGate();
   j->Append(&small->request);
   ASSERT_TRUE(io.WaitUntilBlocked());
   j->Append(&held->request);
-  EXPECT_EQ(held->request.stored.dict_id, std::stoull(old_dict.substr(old_dict.rfind('/') + 1)));
+  ASSERT_EQ(held->request.stored.dict_id, old_id);
   io.OpenGate();
   ASSERT_TRUE(small->Wait().status.ok());
   const AppendResult r = held->Wait();
