@@ -22,7 +22,7 @@
 # `compression` in (c). (c) also reports the router's CPU per event by thread kind. DURABILITY
 # (fsync, the default, or unsafe_no_fsync) is journal.durability in (a), which also reports the
 # router's CPU per acknowledged event and the events per journal write (group size). IO_THREADS
-# (default 4) is ingress.io_threads in (a) and (c).
+# (default 4) is ingress.io_threads in (a) and (c). DICTIONARIES: below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,6 +36,10 @@ profile=${PROFILE:-0}
 # DVROUTER_BIN runs another build of the router (an A/B against an older commit's binary).
 router_bin=${DVROUTER_BIN:-./build/release/dvrouter}
 compression=${COMPRESSION:-zstd}
+# DICTIONARIES (true or false) sets journal.compression_dictionaries in (a) and (c); unset, the
+# router's default (and a binary that predates the key still starts).
+dict_line=""
+[ -z "${DICTIONARIES:-}" ] || dict_line=$'\n'"  compression_dictionaries: $DICTIONARIES"
 durability=${DURABILITY:-fsync}
 
 ./scripts/install-deps.sh
@@ -105,7 +109,7 @@ admin:
 journal:
   data_dir: $work/data
   disk_budget_bytes: 64GiB
-  compression: $compression
+  compression: $compression$dict_line
   durability: $durability
 adapters: {}   # ingest only
 YAML
@@ -257,7 +261,7 @@ admin:
 journal:
   data_dir: $work/data-c
   disk_budget_bytes: 64GiB
-  compression: $compression
+  compression: $compression$dict_line
 delivery:
   record_cache_bytes: ${RECORD_CACHE_BYTES:-512MiB}
 adapters:

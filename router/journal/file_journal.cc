@@ -572,6 +572,10 @@ Status FileJournal::Impl::Recover() {
     return Unavailable("journal " + opt.dir + " is in use by another process (LOCK held)");
   }
 
+  // The dedupe index gets its buckets now: growing it doubles them, and a rehash of 350 000
+  // entries on the writer held every answer for ~35 ms (bench/README.md, "Issue 23, sixth
+  // round"). Up to 4M entries (32 MiB of buckets); a larger bound grows past that.
+  dedupe.reserve(std::min<size_t>(opt.dedupe_max_entries, size_t{4} << 20));
   Result<std::map<uint64_t, std::string>> list = ListSegments(opt.dir);
   if (!list.ok()) return list.status();
   bool upgrade_meta = false;
