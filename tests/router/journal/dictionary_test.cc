@@ -216,6 +216,18 @@ FileJournalOptions WithDictionaries(JournalFixture& f) {
   return o;
 }
 
+// For the tests that delete segments: segments of 32 KiB, and a clock an hour past the real one
+// (DeleteBefore compares a segment's real mtime with the journal's clock).
+FileJournalOptions WithSegmentsToDelete(JournalFixture& f) {
+  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count() +
+          3'600'000;
+  FileJournalOptions o = WithDictionaries(f);
+  o.segment_bytes = 32u << 10;
+  return o;
+}
+
 // Appends events [from, to) of KindEvent, one at a time; their bodies by seq.
 void AppendKinds(Journal* j, int from, int to, std::map<uint64_t, std::string>* bodies) {
   for (int n = from; n < to; ++n) {
@@ -358,12 +370,7 @@ TEST(JournalDictionaries, ADictionaryOfAnotherContentIsNeverUsed) {
 
 TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersStay) {
   JournalFixture f;
-  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count() +
-          3'600'000;  // segments' mtimes are real: they must look old enough to delete
-  FileJournalOptions o = WithDictionaries(f);
-  o.segment_bytes = 32u << 10;
+  FileJournalOptions o = WithSegmentsToDelete(f);
   o.dictionary.refresh_events = 40;  // a new dictionary every 40 events
   std::map<uint64_t, std::string> bodies;
   auto j = OpenOrDie(o);
@@ -433,12 +440,7 @@ TEST(JournalDictionaries, ABodyWhoseDictionaryWasDeletedMeanwhileIsCompressedAga
 // and deletes them with the last segment that names them.
 TEST(JournalDictionaries, TurnedOffTheyStillReadAndGoWithTheirSegments) {
   JournalFixture f;
-  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count() +
-          3'600'000;
-  FileJournalOptions o = WithDictionaries(f);
-  o.segment_bytes = 32u << 10;
+  FileJournalOptions o = WithSegmentsToDelete(f);
   std::map<uint64_t, std::string> bodies;
   {
     auto j = OpenOrDie(o);
@@ -470,12 +472,7 @@ TEST(JournalDictionaries, TurnedOffTheyStillReadAndGoWithTheirSegments) {
 // deletes segments: every record retained reads back (and TSan sees the threads' sharing).
 TEST(JournalDictionaries, AppendsFromSeveralThreadsWhileDictionariesComeAndGo) {
   JournalFixture f;
-  f.now = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::system_clock::now().time_since_epoch())
-              .count() +
-          3'600'000;
-  FileJournalOptions o = WithDictionaries(f);
-  o.segment_bytes = 32u << 10;
+  FileJournalOptions o = WithSegmentsToDelete(f);
   o.dictionary.min_events_between = 10;
   o.dictionary.refresh_events = 10;
   auto j = OpenOrDie(o);
