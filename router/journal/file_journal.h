@@ -13,7 +13,7 @@
 // Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
 // writer thread (ReclaimableBelow and OnReclaimed also on the reclaimer, dv-journal-gc);
 // Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while the writer
-// runs).
+// runs). Dictionaries are written and deleted on their own thread, dv-journal-dict.
 #pragma once
 
 #include <sys/types.h>
