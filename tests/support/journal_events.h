@@ -155,6 +155,15 @@ inline uint64_t SegmentBytesOnDisk(const std::string& dir) {
   return bytes;
 }
 
+// The handles of the records committed, in order (the journal's listener).
+struct HandleLog final : CommitListener {
+  std::vector<RecordHandle> all;
+  void OnCommitted(const RecordHandle& h) override { all.push_back(h); }
+  size_t size() const { return all.size(); }
+  const RecordHandle& operator[](size_t i) const { return all[i]; }
+  const RecordHandle& back() const { return all.back(); }
+};
+
 // The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes.
 struct FrameCensus {
   size_t with_dict = 0, without = 0;

@@ -14,6 +14,7 @@ namespace dvrouter {
 namespace {
 
 using testing::AppendOne;
+using testing::HandleLog;
 using testing::JournalFixture;
 using testing::MakeEvent;
 using testing::OpenOrDie;
@@ -42,15 +43,6 @@ std::vector<std::string> Bodies() {
   }
   return out;
 }
-
-// The handles of the records committed, in order (the journal's listener).
-struct HandleLog final : CommitListener {
-  std::vector<RecordHandle> all;
-  void OnCommitted(const RecordHandle& h) override { all.push_back(h); }
-  size_t size() const { return all.size(); }
-  const RecordHandle& operator[](size_t i) const { return all[i]; }
-  const RecordHandle& back() const { return all.back(); }
-};
 
 std::unique_ptr<Pending> EventWithBody(int n, std::string body) {
   auto e = MakeEvent(n);

@@ -216,6 +216,19 @@ FileJournalOptions WithDictionaries(JournalFixture& f) {
   return o;
 }
 
+// Scans the whole journal: every record's body must be the one appended with its seq. The
+// number of records read.
+size_t ScanAndCompare(Journal* j, std::map<uint64_t, std::string>& bodies) {
+  size_t seen = 0;
+  const Status st = j->Scan(0, [&](const RecordView& v) {
+    EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
+    ++seen;
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return seen;
+}
+
 // For the tests that delete segments: segments of 32 KiB, and a clock an hour past the real one
 // (DeleteBefore compares a segment's real mtime with the journal's clock).
 FileJournalOptions WithSegmentsToDelete(JournalFixture& f) {
@@ -254,13 +267,7 @@ TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndRea
   EXPECT_LT(c.bytes_with / c.with_dict * 3, c.bytes_without / c.without);
 
   auto j = OpenOrDie(WithDictionaries(f));
-  size_t seen = 0;
-  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
-                 EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
-                 ++seen;
-                 return true;
-               }).ok());
-  EXPECT_EQ(seen, bodies.size());
+  EXPECT_EQ(ScanAndCompare(j.get(), bodies), bodies.size());
   // Read gets the plain frame; new appends go on with the newest dictionary.
   std::map<uint64_t, std::string> more;
   AppendKinds(j.get(), 200, 210, &more);
@@ -275,10 +282,7 @@ TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndRea
 
 TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary) {
   JournalFixture f;
-  struct Log final : CommitListener {
-    std::vector<RecordHandle> all;
-    void OnCommitted(const RecordHandle& h) override { all.push_back(h); }
-  } log;
+  testing::HandleLog log;
   FileJournalOptions o = WithDictionaries(f);
   o.listener = &log;
   o.read_tail_records = 0;  // every Read goes to the segment
@@ -338,13 +342,7 @@ void DamagedDictionariesCostOnlyTheirRecords(Damage damage) {
   if (damage != Damage::kReplace) {
     EXPECT_EQ(j->Stats().corrupt_records, c.with_dict);
   }
-  size_t seen = 0;
-  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
-                 EXPECT_EQ(v.body, bodies[v.handle.seq]) << v.handle.seq;
-                 ++seen;
-                 return true;
-               }).ok());
-  EXPECT_EQ(seen, c.without);
+  EXPECT_EQ(ScanAndCompare(j.get(), bodies), c.without);
   // New events are journaled; a damaged file is kept for inspection, never overwritten.
   AppendKinds(j.get(), 120, 240, &bodies);
   j->Stop();
@@ -452,13 +450,7 @@ TEST(JournalDictionaries, TurnedOffTheyStillReadAndGoWithTheirSegments) {
   auto j = OpenOrDie(o);
   AppendKinds(j.get(), 200, 400, &bodies);
   EXPECT_EQ(DictionaryFiles(f.dir).size(), made);
-  size_t seen = 0;
-  ASSERT_TRUE(j->Scan(0, [&](const RecordView& v) {
-                 EXPECT_EQ(v.body, bodies[v.handle.seq]);
-                 ++seen;
-                 return true;
-               }).ok());
-  EXPECT_EQ(seen, 400u);
+  EXPECT_EQ(ScanAndCompare(j.get(), bodies), 400u);
   // Every segment with records of the first 200 goes: so do the dictionaries.
   Result<RetentionResult> r = j->DeleteBefore(300, 0);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
