@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "router/common/fs.h"
 
@@ -19,7 +21,7 @@ constexpr std::string_view kDictionarySuffix = ".dict";
 Status DictionaryStore::Load(bool activate) {
   Result<std::map<uint64_t, std::string>> list = ListNumberedFiles(dir_, kDictionarySuffix);
   if (!list.ok()) return list.status();
-  std::shared_ptr<const BodyDictionary> newest;
+  std::vector<std::pair<uint64_t, std::string>> readable;  // id, content
   for (const auto& [id, path] : *list) {
     highest_listed_ = std::max(highest_listed_, id);
     if (set_.Find(id) || unreadable_.contains(id)) continue;
@@ -36,17 +38,15 @@ Status DictionaryStore::Load(bool activate) {
       unreadable_.insert(id);
       continue;
     }
-    // Only the active dictionary compresses (zstd's compression tables are the larger part).
-    std::shared_ptr<const BodyDictionary> dict =
-        BodyDictionary::Make(id, std::move(*content), level_, /*compress=*/false);
-    if (!dict) return ResourceExhausted("no memory for journal dictionary " + path);
-    set_.Add(dict, /*make_active=*/false);
-    newest = std::move(dict);
+    readable.emplace_back(id, std::move(*content));
   }
-  if (newest && activate) {
-    newest = BodyDictionary::Make(newest->id(), newest->content(), level_);
-    if (!newest) return ResourceExhausted("no memory for a journal dictionary");
-    set_.Add(newest, /*make_active=*/true);
+  for (size_t i = 0; i < readable.size(); ++i) {
+    // Only the active one, the newest, compresses (zstd's compression tables are the larger part).
+    const bool active = activate && i + 1 == readable.size();
+    std::shared_ptr<const BodyDictionary> dict =
+        BodyDictionary::Make(readable[i].first, std::move(readable[i].second), level_, active);
+    if (!dict) return ResourceExhausted("no memory for a journal dictionary in " + dir_);
+    set_.Add(std::move(dict), active);
   }
   return Status::Ok();
 }

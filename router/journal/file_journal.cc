@@ -728,9 +728,8 @@ void FileJournal::Impl::DictionaryLoop() {
       id = dict_id;
       content = std::move(dict_content);
     }
-    const std::shared_ptr<const BodyDictionary> active = dicts->Active();
-    if (!content.empty() && !(active && id <= active->id()) && id > dicts->highest_listed() &&
-        !dicts->Find(id)) {
+    // Every dictionary held or listed, the active one among them, has an id up to highest_listed.
+    if (!content.empty() && id > dicts->highest_listed()) {
       Status st;
       // A version that reads no dictionaries must refuse the journal, not skip these records.
       if (meta_format < 3) {
