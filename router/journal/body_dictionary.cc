@@ -1,6 +1,7 @@
 #include "router/journal/body_dictionary.h"
 
 #include <xxhash.h>
+#include <zdict.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -15,6 +16,8 @@ constexpr std::string_view kMagic = "DVDICT1\n";
 constexpr size_t kHeaderBytes = 8 + 8 + 4 + 8;
 // zstd reads a dictionary that opens with these bytes as a trained one, not as raw content.
 constexpr char kZstdDictMagic[4] = {'\x37', '\xA4', '\x30', '\xEC'};
+// The least content zstd makes a dictionary of (ZDICT_CONTENTSIZE_MIN).
+constexpr size_t kMinZstdContent = 128;
 
 template <typename T>
 void Put(std::string* out, T v) {
@@ -27,9 +30,6 @@ void Put(std::string* out, T v) {
 
 std::shared_ptr<const BodyDictionary> BodyDictionary::Make(uint64_t id, std::string content,
                                                            int level, bool compress) {
-  if (content.size() >= 4 && std::memcmp(content.data(), kZstdDictMagic, 4) == 0) {
-    content.insert(content.begin(), ' ');  // raw content, whatever its first bytes
-  }
   std::shared_ptr<BodyDictionary> d(new BodyDictionary);
   d->id_ = id;
   d->content_ = std::move(content);
@@ -46,6 +46,31 @@ std::shared_ptr<const BodyDictionary> BodyDictionary::Make(uint64_t id, std::str
 BodyDictionary::~BodyDictionary() {
   ZSTD_freeCDict(cdict_);
   ZSTD_freeDDict(ddict_);
+}
+
+bool IsZstdDictionary(std::string_view content) {
+  return content.size() >= 4 && std::memcmp(content.data(), kZstdDictMagic, 4) == 0;
+}
+
+std::string DictionaryContent(const DictionaryMaterial& m, int level) {
+  if (!m.sample_sizes.empty() && m.content.size() >= kMinZstdContent) {
+    std::string dict(m.content.size() + (16u << 10), '\0');  // room for the tables
+    ZDICT_params_t params{};
+    params.compressionLevel = level;
+    // zstd's frames do not carry it (the journal's frames name the dictionary); zstd reserves
+    // the IDs below 32768.
+    params.dictID = 32768;
+    const size_t n = ZDICT_finalizeDictionary(
+        dict.data(), dict.size(), m.content.data(), m.content.size(), m.samples.data(),
+        m.sample_sizes.data(), static_cast<unsigned>(m.sample_sizes.size()), params);
+    if (!ZDICT_isError(n) && n >= m.content.size()) {
+      dict.resize(n);
+      return dict;
+    }
+  }
+  std::string raw = m.content;
+  if (IsZstdDictionary(raw)) raw.insert(raw.begin(), ' ');  // raw, whatever its first bytes
+  return raw;
 }
 
 std::string DictionaryFileText(uint64_t id, std::string_view content) {
@@ -141,6 +166,11 @@ void DictionarySampler::Observe(std::string_view table, std::string_view message
   }
   Kind& k = it->second;
   if (k.events++ % opt_.resample_every == 0) {
+    if (!k.sample.empty()) {
+      if (k.older.size() == kOlderSamples) k.older.pop_back();
+      k.older.push_front(std::move(k.sample));
+      k.sample.clear();
+    }
     k.sample.assign(body.substr(0, opt_.max_sample_bytes));
   }
   if (!k.covered && k.events >= opt_.kind_min_events) uncovered_ready_ = true;
@@ -151,7 +181,7 @@ bool DictionarySampler::Due() const {
   return uncovered_ready_ || (taken_ && events_since_take_ >= opt_.refresh_events);
 }
 
-std::string DictionarySampler::Take() {
+DictionaryMaterial DictionarySampler::Take() {
   std::vector<Kind*> ready;
   for (auto& [key, k] : kinds_) {
     if (k.events >= opt_.kind_min_events && !k.sample.empty()) ready.push_back(&k);
@@ -159,21 +189,27 @@ std::string DictionarySampler::Take() {
   // The most frequent kinds go in first when the room runs out, and last in the content.
   std::sort(ready.begin(), ready.end(),
             [](const Kind* a, const Kind* b) { return a->events > b->events; });
-  std::vector<const std::string*> chosen;
+  std::vector<const Kind*> chosen;
   size_t bytes = 0;
   for (Kind* k : ready) {
     k->covered = true;
     if (bytes + k->sample.size() > opt_.max_bytes) continue;
     bytes += k->sample.size();
-    chosen.push_back(&k->sample);
+    chosen.push_back(k);
   }
-  std::string content;
-  content.reserve(bytes);
-  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) content.append(**it);
+  DictionaryMaterial m;
+  m.content.reserve(bytes);
+  for (auto it = chosen.rbegin(); it != chosen.rend(); ++it) {
+    m.content.append((*it)->sample);
+    for (const std::string& older : (*it)->older) {
+      m.samples.append(older);
+      m.sample_sizes.push_back(older.size());
+    }
+  }
   events_since_take_ = 0;
   uncovered_ready_ = false;
   taken_ = true;
-  return content;
+  return m;
 }
 
 }  // namespace dvrouter

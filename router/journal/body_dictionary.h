@@ -1,7 +1,8 @@
 // Compression dictionaries for journal bodies (docs/architecture.md, "Compression
-// dictionaries"): the newest bodies of the kinds of event the journal sees, concatenated. A body
-// compressed with one names it by id; the file journal keeps each in a file <id>.dict beside its
-// segments for as long as a segment holds a body that names it.
+// dictionaries"): the newest bodies of the kinds of event the journal sees, concatenated, after
+// the entropy tables zstd computes from older ones (none until there are older ones: raw
+// content). A body compressed with one names it by id; the file journal keeps each in a file
+// <id>.dict beside its segments for as long as a segment holds a body that names it.
 //
 // BodyDictionary: immutable once made, any thread. DictionarySet: any thread (its own lock).
 // DictionarySampler: the journal writer's thread only. The file functions are pure.
@@ -9,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -25,8 +27,10 @@ namespace dvrouter {
 
 class BodyDictionary {
  public:
-  // Null when zstd cannot digest it (no memory). With `compress`, bodies can be compressed with
-  // it at `level`; every dictionary can decompress.
+  // `content` as a dictionary file holds it (DictionaryContent): a zstd dictionary when it opens
+  // with zstd's dictionary magic, raw content otherwise. Null when zstd cannot digest it (no
+  // memory, or a zstd dictionary that does not parse). With `compress`, bodies can be compressed
+  // with it at `level`; every dictionary can decompress.
   static std::shared_ptr<const BodyDictionary> Make(uint64_t id, std::string content, int level,
                                                     bool compress = true);
   ~BodyDictionary();
@@ -49,6 +53,23 @@ class BodyDictionary {
   ZSTD_CDict_s* cdict_ = nullptr;
   ZSTD_DDict_s* ddict_ = nullptr;
 };
+
+// What a dictionary is made of: the sampled bodies it holds, and older samples of the same kinds
+// from which zstd computes its entropy tables.
+struct DictionaryMaterial {
+  std::string content;  // the newest sample of each kind chosen, the most frequent last
+  std::string samples;  // older samples, concatenated
+  std::vector<size_t> sample_sizes;
+};
+
+// What a dictionary file made of `m` holds: a zstd dictionary (the content after entropy tables
+// zstd computed from the samples for `level`, so a body's literals and sequences are coded with
+// ready tables), or the raw content when zstd cannot compute them (no older samples yet). Raw
+// content never opens with zstd's dictionary magic (a space is put before it). Any thread; the
+// journal calls it on its dictionary thread (docs/architecture.md, "Compression dictionaries").
+std::string DictionaryContent(const DictionaryMaterial& m, int level);
+// Whether `content` is a zstd dictionary (with entropy tables) rather than raw content.
+bool IsZstdDictionary(std::string_view content);
 
 // A dictionary file: "DVDICT1\n", u64 id, u32 content length, u64 XXH3-64 of the content, the
 // content (little-endian).
@@ -100,15 +121,17 @@ class DictionarySampler {
   void Observe(std::string_view table, std::string_view message, std::string_view body);
   // Whether a dictionary made now would hold kinds the last one lacked, or the last is old.
   bool Due() const;
-  // The next dictionary's content (the samples of the most frequent kinds, the most frequent
-  // last, since zstd reaches the end of a dictionary cheapest), and the kinds it considered are
-  // counted as covered from now on.
-  std::string Take();
+  // The next dictionary's material (the samples of the most frequent kinds, the most frequent
+  // last, since zstd reaches the end of a dictionary cheapest, and their older samples), and the
+  // kinds it considered are counted as covered from now on.
+  DictionaryMaterial Take();
 
  private:
+  static constexpr size_t kOlderSamples = 3;  // kept per kind for the entropy tables
   struct Kind {
     uint64_t events = 0;
     std::string sample;
+    std::deque<std::string> older;  // the samples it replaced, newest first
     bool covered = false;
   };
   Options opt_;

@@ -43,8 +43,19 @@ Status DictionaryStore::Load(bool activate) {
   for (size_t i = 0; i < readable.size(); ++i) {
     // Only the active one, the newest, compresses (zstd's compression tables are the larger part).
     const bool active = activate && i + 1 == readable.size();
+    const uint64_t id = readable[i].first;
+    const bool zstd_format = IsZstdDictionary(readable[i].second);
     std::shared_ptr<const BodyDictionary> dict =
-        BodyDictionary::Make(readable[i].first, std::move(readable[i].second), level_, active);
+        BodyDictionary::Make(id, std::move(readable[i].second), level_, active);
+    if (!dict && zstd_format) {
+      // Its checksum matched but zstd does not parse it: damaged like any unreadable file.
+      std::fprintf(stderr,
+                   "dvrouter: journal dictionary %s/%s is unreadable (zstd does not parse it): "
+                   "the records compressed with it cannot be read back\n",
+                   dir_.c_str(), DictionaryFileName(id).c_str());
+      unreadable_.insert(id);
+      continue;
+    }
     if (!dict) return ResourceExhausted("no memory for a journal dictionary in " + dir_);
     set_.Add(std::move(dict), active);
   }

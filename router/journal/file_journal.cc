@@ -282,7 +282,7 @@ constexpr size_t kGroupWindowEvents = 64;
 // "Group commit"; bench/README.md, "Issue 23, fifth round").
 constexpr size_t kMaxWriteBytes = 64u << 10;
 
-// What a META file says: its format (0 unless "format=1" or "format=2" opens it) and its
+// What a META file says: its format (0 unless "format=1" to "format=4" opens it) and its
 // partition count (0 when it names none).
 struct MetaFields {
   int format = 0;
@@ -293,6 +293,7 @@ MetaFields ParseMeta(const std::string& text) {
   if (text.rfind("format=1\n", 0) == 0) m.format = 1;
   if (text.rfind("format=2\n", 0) == 0) m.format = 2;
   if (text.rfind("format=3\n", 0) == 0) m.format = 3;
+  if (text.rfind("format=4\n", 0) == 0) m.format = 4;
   constexpr std::string_view kKey = "\npartitions=";
   if (const size_t at = text.find(kKey); at != std::string::npos) {
     m.partitions = std::strtoull(text.c_str() + at + kKey.size(), nullptr, 10);
@@ -454,7 +455,7 @@ struct FileJournal::Impl {
   bool dict_work = false;
   bool dict_stop = false;
   uint64_t dict_id = 0;
-  std::string dict_content;
+  DictionaryMaterial dict_material;
   std::thread dict_thread;
   int meta_format = 0;             // what META says (opening thread, then the dictionary thread)
   bool dict_write_failed = false;  // reported once (the dictionary thread)
@@ -646,8 +647,9 @@ Status FileJournal::Impl::Recover() {
 
 // META records the format and the partition count the journal was created with: format=1
 // frames are all uncompressed; format=2 frames may be compressed; format=3 frames may be
-// compressed with a dictionary (a version that does not know a format refuses the journal
-// instead of reading compressed bytes as a body, or skipping what it cannot read). A directory
+// compressed with a dictionary; format=4 dictionaries may be zstd dictionaries with entropy
+// tables (a version that does not know a format refuses the journal instead of reading
+// compressed bytes as a body, or skipping what it cannot read). A directory
 // with segments but no META is refused: recreating META from the configuration could give the
 // records another partition count than the one they were written with.
 std::string FileJournal::Impl::MetaText(int format) const {
@@ -674,7 +676,7 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
   const MetaFields fields = ParseMeta(meta);
   if (fields.format == 0 || meta.find("\npartitions=") == std::string::npos) {
     return InvalidArgument("journal " + opt.dir +
-                           "/META is not a dvrouter journal header (format=1, 2 or 3)");
+                           "/META is not a dvrouter journal header (format=1 to 4)");
   }
   meta_format = fields.format;
   const uint64_t p = fields.partitions;
@@ -696,9 +698,9 @@ Status FileJournal::Impl::ReserveSeqs(uint64_t until) {
 }
 
 // When the sampler says the kinds of event appended have changed, hands the next dictionary's
-// content to the dictionary thread (docs/architecture.md, "Compression dictionaries"), unless it
-// is still making the last one. Writer thread, after a batch's callbacks: making one takes file
-// syncs the writer's groups must not wait for.
+// material (samples) to the dictionary thread (docs/architecture.md, "Compression dictionaries"),
+// unless it is still making the last one. Writer thread, after a batch's callbacks: making one
+// takes file syncs the writer's groups must not wait for.
 void FileJournal::Impl::MaybeMakeDictionary() {
   if (!sampler.Due()) return;
   {
@@ -707,7 +709,7 @@ void FileJournal::Impl::MaybeMakeDictionary() {
     // Sequences never go back, also across crashes (SEQ): no id is used twice. A group that
     // failed gives its sequences back: DictionaryLoop checks the id against the newest.
     dict_id = next_seq.load(std::memory_order_relaxed);
-    dict_content = sampler.Take();
+    dict_material = sampler.Take();
     dict_work = true;
   }
   dict_cv.notify_one();
@@ -720,21 +722,24 @@ void FileJournal::Impl::DictionaryLoop() {
   SetThreadName("dv-journal-dict");
   for (;;) {
     uint64_t id;
-    std::string content;
+    DictionaryMaterial material;
     {
       std::unique_lock<std::mutex> lock(dict_mu);
       dict_cv.wait(lock, [&] { return dict_work || dict_stop; });
       if (dict_stop) return;
       id = dict_id;
-      content = std::move(dict_content);
+      material = std::move(dict_material);
     }
     // Every dictionary held or listed, the active one among them, has an id up to highest_listed.
-    if (!content.empty() && id > dicts->highest_listed()) {
+    if (!material.content.empty() && id > dicts->highest_listed()) {
+      std::string content = DictionaryContent(material, opt.compression_level);
       Status st;
-      // A version that reads no dictionaries must refuse the journal, not skip these records.
-      if (meta_format < 3) {
-        st = WriteFileAtomically(opt.dir, "META", MetaText(3));
-        if (st.ok()) meta_format = 3;
+      // A version that reads no dictionaries, or no zstd dictionaries, must refuse the journal,
+      // not skip these records.
+      const int format = IsZstdDictionary(content) ? 4 : 3;
+      if (meta_format < format) {
+        st = WriteFileAtomically(opt.dir, "META", MetaText(format));
+        if (st.ok()) meta_format = format;
       }
       if (st.ok()) st = dicts->Make(id, std::move(content));
       if (!st.ok() && !dict_write_failed) {

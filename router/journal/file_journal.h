@@ -75,7 +75,8 @@ struct FileJournalOptions {
   Codec compression = Codec::kZstd;
   int compression_level = 1;
   // With zstd: bodies are compressed with a dictionary of recent bodies, kept in <dir>/<id>.dict
-  // (docs/architecture.md, "Compression dictionaries"); the first marks META format=3.
+  // (docs/architecture.md, "Compression dictionaries"); the first marks META format=3 (format=4
+  // with entropy tables).
   bool dictionaries = true;
   DictionarySampler::Options dictionary;  // when a new dictionary is made, and its size
   // The read tail: plain frames of the newest this-many committed records kept in memory (bodies

@@ -89,6 +89,8 @@ void CompressBody(std::string_view body, int level, const BodyDictionary* dict, 
     ZSTD_CCtx_reset(contexts.c, ZSTD_reset_session_and_parameters);
     ZSTD_CCtx_refCDict(contexts.c, dict->cdict());
     ZSTD_CCtx_setParameter(contexts.c, ZSTD_c_forceAttachDict, ZSTD_dictForceAttach);
+    // The frame names the dictionary (its id and check); zstd's own dictionary ID would repeat it.
+    ZSTD_CCtx_setParameter(contexts.c, ZSTD_c_dictIDFlag, 0);
     n = ZSTD_compress2(contexts.c, out->bytes.data(), out->bytes.size(), body.data(), body.size());
     ZSTD_CCtx_refCDict(contexts.c, nullptr);  // the context keeps no pointer to a dictionary
   } else {

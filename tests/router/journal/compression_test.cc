@@ -354,10 +354,10 @@ TEST(JournalCompression, WithCompressionOffAFirstFormatJournalStaysFirstFormat) 
 TEST(JournalCompression, AnUnknownMetaFormatIsRefused) {
   JournalFixture f;
   { auto j = OpenOrDie(f.Options()); }
-  testing::WriteFileOrDie(f.dir + "/META", "format=4\npartitions=8\n");
+  testing::WriteFileOrDie(f.dir + "/META", "format=5\npartitions=8\n");
   auto j = FileJournal::Open(f.Options());
   ASSERT_FALSE(j.ok());
-  EXPECT_NE(j.status().message().find("format=1, 2 or 3"), std::string_view::npos)
+  EXPECT_NE(j.status().message().find("format=1 to 4"), std::string_view::npos)
       << j.status().ToString();
 }
 

@@ -68,9 +68,12 @@ TEST(DictionarySampler, NothingIsDueBeforeAKindHasEnoughEventsAndEnoughEventsPas
   EXPECT_FALSE(s.Due());  // 9 events: fewer than min_events_between
   s.Observe("contact", "Update", "body 9");
   EXPECT_TRUE(s.Due());
-  const std::string content = s.Take();
-  // The newest sample (every resample_every-th event: 0, 2, ... 8).
-  EXPECT_EQ(content, "body 8");
+  const DictionaryMaterial m = s.Take();
+  // The newest sample (every resample_every-th event: 0, 2, ... 8), and the three before it for
+  // zstd's tables, newest first.
+  EXPECT_EQ(m.content, "body 8");
+  EXPECT_EQ(m.samples, "body 6body 4body 2");
+  EXPECT_EQ(m.sample_sizes, (std::vector<size_t>{6, 6, 6}));
   EXPECT_FALSE(s.Due());
   for (int i = 0; i < 20; ++i) s.Observe("contact", "Update", "more");
   EXPECT_FALSE(s.Due()) << "the kind is covered and the dictionary is not old";
@@ -88,7 +91,7 @@ TEST(DictionarySampler, ANewKindMakesTheNextOneDueAndARefreshComesWithAge) {
   s.Observe("account", "Create", "account body");
   EXPECT_TRUE(s.Due());
   // The most frequent kind last: zstd reaches the end of a dictionary cheapest.
-  EXPECT_EQ(s.Take(), "account bodycontact body");
+  EXPECT_EQ(s.Take().content, "account bodycontact body");
   for (int i = 0; i < 99; ++i) s.Observe("contact", "Update", "contact body");
   EXPECT_FALSE(s.Due());
   s.Observe("contact", "Update", "contact body");
@@ -108,7 +111,7 @@ TEST(DictionarySampler, ContentStaysWithinItsSizeAndKindsBeyondTheLimitAreNotSam
     s.Observe("d", "m", std::string(10, 'd'));  // a fourth kind: not tracked
   }
   ASSERT_TRUE(s.Due());
-  const std::string content = s.Take();
+  const std::string content = s.Take().content;
   // a and b (10 events each) fit in 25 bytes; c (5 events) does not; d was never sampled.
   EXPECT_EQ(content.size(), 20u);
   EXPECT_EQ(content.find('c'), std::string::npos);
@@ -122,6 +125,78 @@ std::string Body(const std::string& name, int n) {
   std::string body = testing::Fixture(name);
   body.insert(1, "\"n\":" + std::to_string(n) + ",");
   return body;
+}
+
+// The material a sampler takes from varied bodies of three fixtures, and a new body of each.
+DictionaryMaterial FixtureMaterial(bool older_samples) {
+  DictionarySampler::Options o = Quick();
+  o.resample_every = older_samples ? 2 : 1000;
+  DictionarySampler s(o);
+  for (int n = 0; n < 10; ++n) {
+    for (const char* name :
+         {"update-contact-postop-async.json", "update-msdyn_agentstatus-postop-async.json",
+          "create-msdyn_agentstatus-postop-sync.json"}) {
+      s.Observe(name, "m", Body(name, n));
+    }
+  }
+  return s.Take();
+}
+
+// Compresses `body` with `dict` and reads it back; the bytes it took.
+size_t RoundTrip(const std::string& body, const BodyDictionary& dict) {
+  StoredBody stored;
+  journal::CompressBody(body, 1, &dict, &stored);
+  EXPECT_EQ(stored.dict_id, dict.id());
+  journal::FrameMeta meta;
+  meta.codec = stored.codec;
+  meta.raw_length = static_cast<uint32_t>(body.size());
+  meta.dict_id = stored.dict_id;
+  meta.dict_check = stored.dict_check;
+  std::string scratch;
+  Result<std::string_view> raw = journal::RawBody(meta, stored.bytes, &scratch, &dict);
+  EXPECT_TRUE(raw.ok()) << raw.status().ToString();
+  EXPECT_EQ(raw.ok() ? *raw : std::string_view(), body);
+  return stored.bytes.size();
+}
+
+TEST(DictionaryContent, IsAZstdDictionaryWithTablesOnceThereAreOlderSamples) {
+  const DictionaryMaterial m = FixtureMaterial(/*older_samples=*/true);
+  ASSERT_FALSE(m.sample_sizes.empty());
+  const std::string content = DictionaryContent(m, 1);
+  EXPECT_TRUE(IsZstdDictionary(content));
+  EXPECT_NE(content.find(m.content), std::string::npos) << "the samples follow the tables";
+  auto tables = BodyDictionary::Make(3, content, 1);
+  ASSERT_TRUE(tables);
+  // Without older samples: the raw content, as before.
+  const DictionaryMaterial alone = FixtureMaterial(/*older_samples=*/false);
+  ASSERT_TRUE(alone.sample_sizes.empty());
+  const std::string raw = DictionaryContent(alone, 1);
+  EXPECT_EQ(raw, alone.content);
+  EXPECT_FALSE(IsZstdDictionary(raw));
+  auto plain = BodyDictionary::Make(4, raw, 1);
+  ASSERT_TRUE(plain);
+  // Both read every body back; the tables take no more bytes than raw content.
+  size_t with_tables = 0, without = 0;
+  for (const char* name :
+       {"update-contact-postop-async.json", "update-msdyn_agentstatus-postop-async.json",
+        "create-msdyn_agentstatus-postop-sync.json"}) {
+    with_tables += RoundTrip(Body(name, 99), *tables);
+    without += RoundTrip(Body(name, 99), *plain);
+  }
+  EXPECT_LE(with_tables, without);
+}
+
+TEST(DictionaryContent, RawContentThatOpensWithZstdsMagicStaysRawAndABadZstdDictionaryIsRefused) {
+  DictionaryMaterial m;
+  m.content = std::string("\x37\xA4\x30\xEC", 4) + Body("update-contact-postop-async.json", 1);
+  const std::string raw = DictionaryContent(m, 1);
+  EXPECT_FALSE(IsZstdDictionary(raw));
+  EXPECT_EQ(raw, " " + m.content);
+  auto dict = BodyDictionary::Make(5, raw, 1);
+  ASSERT_TRUE(dict);
+  RoundTrip(Body("update-contact-postop-async.json", 2), *dict);
+  // A file whose content opens with the magic but holds no zstd dictionary is not digested.
+  EXPECT_FALSE(BodyDictionary::Make(6, m.content, 1));
 }
 
 TEST(DictionaryFrames, NameTheirDictionaryAndReadOnlyWithIt) {
@@ -251,6 +326,19 @@ void AppendKinds(Journal* j, int from, int to, std::map<uint64_t, std::string>* 
   }
 }
 
+// Expects `zstd_files` of the dictionary files in `dir` to be zstd dictionaries (with entropy
+// tables), the others raw content.
+void ExpectDictionaryKinds(const std::string& dir, size_t zstd_files) {
+  size_t zstd = 0;
+  for (const std::string& path : DictionaryFiles(dir)) {
+    const uint64_t id = std::stoull(std::filesystem::path(path).filename().string());
+    Result<std::string> content = ParseDictionaryFile(testing::ReadFileOrDie(path), id);
+    ASSERT_TRUE(content.ok()) << content.status().ToString();
+    zstd += IsZstdDictionary(*content) ? 1 : 0;
+  }
+  EXPECT_EQ(zstd, zstd_files);
+}
+
 TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndReadBackAfterReopen) {
   JournalFixture f;
   std::map<uint64_t, std::string> bodies;
@@ -259,7 +347,9 @@ TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndRea
     AppendKinds(j.get(), 0, 200, &bodies);
   }
   ASSERT_GE(DictionaryFiles(f.dir).size(), 1u);
-  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META").rfind("format=3\n", 0), 0u);
+  // Zstd dictionaries with entropy tables (older samples came before the first): format 4.
+  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META").rfind("format=4\n", 0), 0u);
+  ExpectDictionaryKinds(f.dir, DictionaryFiles(f.dir).size());
   const FrameCensus c = Census(f.dir);
   EXPECT_EQ(c.with_dict + c.without, 200u);
   EXPECT_GE(c.with_dict, 150u) << "every body after the first dictionary names one";
@@ -275,6 +365,36 @@ TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndRea
   const FrameCensus after = Census(f.dir);
   EXPECT_EQ(after.with_dict, c.with_dict + 10);
   bodies.insert(more.begin(), more.end());
+  const auto all = testing::ReadAll(f.dir);  // FileJournal::ScanDirectory
+  ASSERT_EQ(all.size(), bodies.size());
+  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+}
+
+TEST(JournalDictionaries, AJournalWithRawContentDictionariesReadsOnAndMovesToTables) {
+  JournalFixture f;
+  std::map<uint64_t, std::string> bodies;
+  {
+    // One sample per kind: no older ones for tables, so raw content, as versions before tables
+    // wrote it, and META format=3.
+    FileJournalOptions o = WithDictionaries(f);
+    o.dictionary.resample_every = 1000;
+    auto j = OpenOrDie(o);
+    AppendKinds(j.get(), 0, 120, &bodies);
+  }
+  const size_t raw_files = DictionaryFiles(f.dir).size();
+  ASSERT_GE(raw_files, 1u);
+  ExpectDictionaryKinds(f.dir, 0);
+  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META").rfind("format=3\n", 0), 0u);
+  {
+    auto j = OpenOrDie(WithDictionaries(f));
+    AppendKinds(j.get(), 120, 320, &bodies);
+  }
+  EXPECT_GT(DictionaryFiles(f.dir).size(), raw_files);
+  EXPECT_EQ(testing::ReadFileOrDie(f.dir + "/META").rfind("format=4\n", 0), 0u);
+  ExpectDictionaryKinds(f.dir, DictionaryFiles(f.dir).size() - raw_files);
+  auto j = OpenOrDie(WithDictionaries(f));
+  EXPECT_EQ(ScanAndCompare(j.get(), bodies), bodies.size());
+  j->Stop();
   const auto all = testing::ReadAll(f.dir);  // FileJournal::ScanDirectory
   ASSERT_EQ(all.size(), bodies.size());
   for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
@@ -306,10 +426,11 @@ TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary
   }
 }
 
-// Damages every dictionary file (flips a byte, removes it, or replaces it with a valid file of
-// the same id and another content) and reopens: the records compressed with one are unreadable
-// and counted, every other record reads as it was appended, and new appends work.
-enum class Damage { kFlip, kRemove, kReplace };
+// Damages every dictionary file (flips a byte, removes it, replaces it with a valid file of the
+// same id and another content, or with one whose content opens with zstd's dictionary magic but
+// holds no zstd dictionary) and reopens: the records compressed with one are unreadable and
+// counted, every other record reads as it was appended, and new appends work.
+enum class Damage { kFlip, kRemove, kReplace, kBadTables };
 void DamagedDictionariesCostOnlyTheirRecords(Damage damage) {
   const bool remove = damage == Damage::kRemove;
   JournalFixture f;
@@ -333,7 +454,10 @@ void DamagedDictionariesCostOnlyTheirRecords(Damage damage) {
       const uint64_t id = std::stoull(name);
       Result<std::string> content = ParseDictionaryFile(testing::ReadFileOrDie(path), id);
       ASSERT_TRUE(content.ok());
-      testing::WriteFileOrDie(path, DictionaryFileText(id, *content + "x"));
+      const std::string other = damage == Damage::kReplace
+                                    ? *content + "x"
+                                    : std::string("\x37\xA4\x30\xEC", 4) + "no tables";
+      testing::WriteFileOrDie(path, DictionaryFileText(id, other));
     }
   }
   auto j = OpenOrDie(WithDictionaries(f));
@@ -364,6 +488,10 @@ TEST(JournalDictionaries, AMissingDictionaryCostsOnlyTheRecordsCompressedWithIt)
 
 TEST(JournalDictionaries, ADictionaryOfAnotherContentIsNeverUsed) {
   DamagedDictionariesCostOnlyTheirRecords(Damage::kReplace);
+}
+
+TEST(JournalDictionaries, ADictionaryZstdDoesNotParseCostsOnlyTheRecordsCompressedWithIt) {
+  DamagedDictionariesCostOnlyTheirRecords(Damage::kBadTables);
 }
 
 TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersStay) {
