@@ -1562,7 +1562,14 @@ Status FileJournal::ScanDirectory(const std::string& dir,
   uint32_t partitions = UINT32_MAX;
   std::string meta;
   if (ReadFile(dir + "/META", 4096, &meta).ok()) {
-    const uint64_t p = ParseMeta(meta).partitions;
+    const MetaFields fields = ParseMeta(meta);
+    // A format this version does not know may hold records it would misread or skip: refused, as
+    // Open refuses it. (A damaged or missing META is read past: frames carry what they need.)
+    if (fields.format == 0 && meta.rfind("format=", 0) == 0) {
+      return InvalidArgument("journal " + dir + "/META names " + meta.substr(0, meta.find('\n')) +
+                             ", which this version does not read (format=1 to 4)");
+    }
+    const uint64_t p = fields.partitions;
     if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
   }
   DictionaryStore dicts(dir, 1);

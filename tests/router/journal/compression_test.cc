@@ -359,6 +359,10 @@ TEST(JournalCompression, AnUnknownMetaFormatIsRefused) {
   ASSERT_FALSE(j.ok());
   EXPECT_NE(j.status().message().find("format=1 to 4"), std::string_view::npos)
       << j.status().ToString();
+  // The offline reader (`dvrouter journal`) refuses it too, rather than skip what it cannot read.
+  const Status scan = FileJournal::ScanDirectory(f.dir, [](const RecordView&) { return true; });
+  EXPECT_EQ(scan.code(), StatusCode::kInvalidArgument) << scan.ToString();
+  EXPECT_NE(scan.message().find("format=5"), std::string_view::npos) << scan.ToString();
 }
 
 }  // namespace
