@@ -1,8 +1,9 @@
 // Compression dictionaries: the dictionary file's format and its malformed forms, when the
-// sampler makes a new dictionary and what it holds, frames that name a dictionary, and the file
-// journal's use of them: bodies read back byte for byte after a reopen, a damaged or missing
-// dictionary costs only the records compressed with it, and dictionaries no retained segment
-// names are deleted.
+// sampler makes a new dictionary and what it holds, zstd dictionaries with entropy tables and
+// raw content, frames that name a dictionary, and the file journal's use of them: bodies read
+// back byte for byte after a reopen and across the move from raw content to tables, a damaged or
+// missing dictionary costs only the records compressed with it, and dictionaries no retained
+// segment names are deleted.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -127,7 +128,8 @@ std::string Body(const std::string& name, int n) {
   return body;
 }
 
-// The material a sampler takes from varied bodies of three fixtures, and a new body of each.
+// The material a sampler takes from varied bodies of three fixtures; with `older_samples`, each
+// kind also has the samples its newest replaced (for zstd's tables).
 DictionaryMaterial FixtureMaterial(bool older_samples) {
   DictionarySampler::Options o = Quick();
   o.resample_every = older_samples ? 2 : 1000;
