@@ -114,6 +114,26 @@ inline std::vector<std::pair<uint64_t, std::string>> ReadAll(const std::string& 
   return out;
 }
 
+// A Read of one record, and the plain frame it gave decoded (both must succeed: callers wrap the
+// call in ASSERT_NO_FATAL_FAILURE).
+struct PlainRead {
+  std::string buffer;
+  EventHeader header;
+  RecordView view;
+  journal::FrameMeta meta;
+  EventHeader frame_header;
+  std::string_view frame_body;
+  uint32_t frame_len = 0;
+};
+inline void ReadPlainFrame(Journal* j, const RecordHandle& h, PlainRead* out) {
+  const Status st = j->Read(h, &out->buffer, &out->header, &out->view);
+  ASSERT_TRUE(st.ok()) << h.seq << ": " << st.ToString();
+  ASSERT_TRUE(journal::DecodeFrame(out->buffer.data(), out->buffer.size(), &out->meta,
+                                   &out->frame_header, &out->frame_body, &out->frame_len)
+                  .ok())
+      << h.seq;
+}
+
 inline std::vector<std::string> SegmentFiles(const std::string& dir) {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {

@@ -78,21 +78,14 @@ TEST(JournalCompression, EveryBodyRoundTripsThroughScanReadAndRecovery) {
                }).ok());
   EXPECT_EQ(seen, bodies.size());
   for (size_t i = 0; i < handles.size(); ++i) {
-    std::string buffer;
-    EventHeader header;
-    RecordView view;
-    ASSERT_TRUE(j->Read(handles[i], &buffer, &header, &view).ok()) << i;
-    EXPECT_EQ(view.body, bodies[i]) << "read of body " << i;
+    testing::PlainRead r;
+    ASSERT_NO_FATAL_FAILURE(testing::ReadPlainFrame(j.get(), handles[i], &r)) << i;
+    EXPECT_EQ(r.view.body, bodies[i]) << "read of body " << i;
     // The buffer holds a plain frame whatever the disk holds.
-    journal::FrameMeta meta;
-    EventHeader h;
-    std::string_view body;
-    uint32_t len = 0;
-    ASSERT_TRUE(journal::DecodeFrame(buffer.data(), buffer.size(), &meta, &h, &body, &len).ok());
-    EXPECT_EQ(meta.codec, Codec::kNone);
-    EXPECT_EQ(len, buffer.size());
-    EXPECT_EQ(body, bodies[i]);
-    EXPECT_EQ(meta.seq, handles[i].seq);
+    EXPECT_EQ(r.meta.codec, Codec::kNone);
+    EXPECT_EQ(r.frame_len, r.buffer.size());
+    EXPECT_EQ(r.frame_body, bodies[i]);
+    EXPECT_EQ(r.meta.seq, handles[i].seq);
   }
   // The repetitive bodies shrank on disk (the random ones are stored as they are).
   EXPECT_LT(j->Stats().bytes, raw_bytes);

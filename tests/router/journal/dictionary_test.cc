@@ -306,6 +306,15 @@ size_t ScanAndCompare(Journal* j, std::map<uint64_t, std::string>& bodies) {
   return seen;
 }
 
+// Reads the directory as `dvrouter journal` does (FileJournal::ScanDirectory): every record's
+// body must be the one appended with its seq. The records read, by seq.
+std::vector<std::pair<uint64_t, std::string>> ReadAllAndCompare(
+    const std::string& dir, std::map<uint64_t, std::string>& bodies) {
+  auto all = testing::ReadAll(dir);
+  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+  return all;
+}
+
 // For the tests that delete segments: segments of 32 KiB, and a clock an hour past the real one
 // (DeleteBefore compares a segment's real mtime with the journal's clock).
 FileJournalOptions WithSegmentsToDelete(JournalFixture& f) {
@@ -367,9 +376,7 @@ TEST(JournalDictionaries, BodiesAreCompressedWithADictionaryOfTheKindsSeenAndRea
   const FrameCensus after = Census(f.dir);
   EXPECT_EQ(after.with_dict, c.with_dict + 10);
   bodies.insert(more.begin(), more.end());
-  const auto all = testing::ReadAll(f.dir);  // FileJournal::ScanDirectory
-  ASSERT_EQ(all.size(), bodies.size());
-  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+  EXPECT_EQ(ReadAllAndCompare(f.dir, bodies).size(), bodies.size());
 }
 
 TEST(JournalDictionaries, AJournalWithRawContentDictionariesReadsOnAndMovesToTables) {
@@ -397,9 +404,7 @@ TEST(JournalDictionaries, AJournalWithRawContentDictionariesReadsOnAndMovesToTab
   auto j = OpenOrDie(WithDictionaries(f));
   EXPECT_EQ(ScanAndCompare(j.get(), bodies), bodies.size());
   j->Stop();
-  const auto all = testing::ReadAll(f.dir);  // FileJournal::ScanDirectory
-  ASSERT_EQ(all.size(), bodies.size());
-  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
+  EXPECT_EQ(ReadAllAndCompare(f.dir, bodies).size(), bodies.size());
 }
 
 TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary) {
@@ -413,18 +418,11 @@ TEST(JournalDictionaries, ReadGivesThePlainFrameOfABodyCompressedWithADictionary
   AppendKinds(j.get(), 0, 120, &bodies);
   ASSERT_GE(Census(f.dir).with_dict, 1u);
   for (const RecordHandle& h : log.all) {
-    std::string buffer;
-    EventHeader header;
-    RecordView view;
-    ASSERT_TRUE(j->Read(h, &buffer, &header, &view).ok()) << h.seq;
-    EXPECT_EQ(view.body, bodies[h.seq]);
-    journal::FrameMeta meta;
-    EventHeader gh;
-    std::string_view body;
-    uint32_t len = 0;
-    ASSERT_TRUE(journal::DecodeFrame(buffer.data(), buffer.size(), &meta, &gh, &body, &len).ok());
-    EXPECT_EQ(meta.codec, Codec::kNone);
-    EXPECT_EQ(meta.dict_id, 0u);
+    testing::PlainRead r;
+    ASSERT_NO_FATAL_FAILURE(testing::ReadPlainFrame(j.get(), h, &r));
+    EXPECT_EQ(r.view.body, bodies[h.seq]);
+    EXPECT_EQ(r.meta.codec, Codec::kNone);
+    EXPECT_EQ(r.meta.dict_id, 0u);
   }
 }
 
@@ -515,11 +513,10 @@ TEST(JournalDictionaries, DictionariesNoRetainedSegmentNamesAreDeletedTheOthersS
   const size_t kept = DictionaryFiles(f.dir).size();
   EXPECT_LT(kept, made) << "dictionaries of deleted segments only were not deleted";
   // Every retained record reads back with the dictionaries that stayed.
-  const auto all = testing::ReadAll(f.dir);
+  const auto all = ReadAllAndCompare(f.dir, bodies);
   ASSERT_FALSE(all.empty());
   EXPECT_EQ(all.back().first, bodies.rbegin()->first);
   EXPECT_EQ(all.size(), bodies.size() - (r->first_retained_seq - 1));
-  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
 }
 
 // A body compressed with a dictionary that was deleted before the writer wrote it (a new one was
@@ -624,10 +621,9 @@ TEST(JournalDictionaries, AppendsFromSeveralThreadsWhileDictionariesComeAndGo) {
   done = true;
   deleter.join();
   j->Stop();
-  const auto all = testing::ReadAll(f.dir);
+  const auto all = ReadAllAndCompare(f.dir, bodies);
   ASSERT_FALSE(all.empty());
   EXPECT_EQ(all.back().first, static_cast<uint64_t>(kThreads * kEach));
-  for (const auto& [seq, body] : all) EXPECT_EQ(body, bodies[seq]) << seq;
   // Every record from the first retained one on is there: none was lost to a dictionary.
   EXPECT_EQ(all.size(), kThreads * kEach - (all.front().first - 1));
 }
