@@ -308,7 +308,7 @@ Result<ClientResponse> HttpClient::SendChecked(const ClientRequest& request) {
   if (verb == http::verb::unknown) return InvalidArgument("unknown HTTP method " + request.method);
   std::string body;
   if (request.gzip) {
-    if (Status st = GzipCompress(request.body, &body); !st.ok()) return st;
+    if (Status st = GzipCompress(request.payload(), &body); !st.ok()) return st;
   }
   const std::string key =
       (url->tls ? "https://" : "http://") + url->host + ":" + std::to_string(url->port);
@@ -330,7 +330,7 @@ Result<ClientResponse> HttpClient::SendChecked(const ClientRequest& request) {
     req.set(http::field::user_agent, options_.user_agent);
     for (const auto& [name, value] : request.headers) req.set(name, value);
     if (request.gzip) req.set(http::field::content_encoding, "gzip");
-    const std::string& payload = request.gzip ? body : request.body;
+    const std::string_view payload = request.gzip ? std::string_view(body) : request.payload();
     req.body() = RequestBody::value_type(payload.data(), payload.size());
     req.keep_alive(true);
     req.prepare_payload();

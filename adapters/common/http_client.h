@@ -61,7 +61,12 @@ struct ClientRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
-  bool gzip = false;  // compress `body` and send Content-Encoding: gzip
+  // Sent instead of `body` when not null: bytes the caller keeps alive until Send returns (a
+  // slice of a larger buffer, sent without a copy).
+  std::string_view body_view;
+  bool gzip = false;  // compress the payload and send Content-Encoding: gzip
+
+  std::string_view payload() const { return body_view.data() != nullptr ? body_view : body; }
 };
 
 struct ClientResponse {

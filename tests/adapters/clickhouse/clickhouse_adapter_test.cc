@@ -222,6 +222,70 @@ TEST_F(ClickHouseAdapterTest, ABadValueSendsOnlyItsEventToTheDlq) {
             "300\t3");
 }
 
+// The sum and count of a histogram the adapter registered.
+std::pair<double, uint64_t> HistogramOf(prometheus::Registry& registry, const std::string& name) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name == name && !family.metric.empty()) {
+      return {family.metric[0].histogram.sample_sum, family.metric[0].histogram.sample_count};
+    }
+  }
+  return {0, 0};
+}
+
+// A batch larger than max_insert_bytes goes in as several inserts, each a slice of the rows; a
+// bad row in a later slice is narrowed down within it, and only its event goes to the DLQ.
+TEST_F(ClickHouseAdapterTest, ABatchLargerThanAnInsertIsSplitAndABadRowInALaterSliceIsFound) {
+  AdapterConfig c = Config();
+  c.Settings<ClickHouseConfig>().max_insert_bytes = 64 << 10;
+  c.Settings<ClickHouseConfig>().columns = {{"firstname", "first_name", "Int64"}};
+  prometheus::Registry registry;
+  ClickHouseAdapter adapter(c, &registry);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  Events ev;
+  constexpr int kEvents = 30;
+  constexpr int kBad = 23;  // the contact's "James" is no Int64
+  for (int i = 0; i < kEvents; ++i) {
+    ev.Add(i == kBad ? "update-contact-postop-async.json"
+                     : "update-msdyn_agentstatus-postop-async.json",
+           static_cast<uint64_t>(i + 1));
+  }
+  const auto results = Deliver(adapter, ev);
+  adapter.Stop();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) {
+    EXPECT_EQ(results[i].outcome,
+              i == kBad ? DeliveryOutcome::kPermanent : DeliveryOutcome::kDelivered)
+        << i << ": " << results[i].error;
+  }
+  EXPECT_EQ(Q("SELECT count(), uniqExact(seq), min(seq), max(seq) FROM " + table_ +
+              " FORMAT TabSeparated"),
+            "29\t29\t1\t30");
+  EXPECT_EQ(Q("SELECT count() FROM " + table_ + " WHERE seq = " + std::to_string(kBad + 1)), "0");
+  // Rows of ~10 KB in inserts of at most 64 KiB: at least five inserts took every good row once.
+  const auto [rows, inserts] = HistogramOf(registry, "dvrouter_clickhouse_insert_rows");
+  EXPECT_EQ(rows, kEvents - 1);
+  EXPECT_GE(inserts, 5u);
+}
+
+// EncodeRow appends (Deliver encodes a batch into one buffer) and leaves `out` as it was when the
+// body does not parse.
+TEST(ClickHouseRows, EncodeRowAppendsAndLeavesTheBufferAsItWasOnError) {
+  Events ev;
+  ev.Add("update-contact-postop-async.json", 5);
+  const std::vector<Delivery> batch = ev.Batch();
+  ClickHouseConfig config;
+  std::string alone, out = "earlier row\n";
+  ASSERT_TRUE(ClickHouseAdapter::EncodeRow(batch[0], config, &alone).ok());
+  ASSERT_TRUE(ClickHouseAdapter::EncodeRow(batch[0], config, &out).ok());
+  EXPECT_EQ(out, "earlier row\n" + alone);
+  Delivery bad = batch[0];
+  const std::string garbage = "{\"InputParameters\": [";
+  bad.body = garbage;
+  const std::string before = out;
+  EXPECT_FALSE(ClickHouseAdapter::EncodeRow(bad, config, &out).ok());
+  EXPECT_EQ(out, before);
+}
+
 TEST_F(ClickHouseAdapterTest, AnUnreachableServerIsRetryable) {
   AdapterConfig c = Config();
   c.Settings<ClickHouseConfig>().url =

@@ -192,6 +192,29 @@ TEST(HttpClient, GzipBodiesAreSentCompressedWithTheirEncoding) {
   EXPECT_FALSE(GzipDecompress("not gzip", &back).ok());
 }
 
+// A body_view (a slice of a larger buffer) is sent instead of `body`, plain and gzip-compressed.
+TEST(HttpClient, ABodyViewIsSentInsteadOfTheBody) {
+  const std::string buffer = "first row\nsecond row\nthird row\n";
+  const std::string_view slice = std::string_view(buffer).substr(10, 11);  // "second row\n"
+  for (const bool gzip : {false, true}) {
+    ScriptedServer server;
+    server.Run();
+    HttpClient client;
+    ClientRequest req{"POST", server.url(), {}, "not this"};
+    req.body_view = slice;
+    req.gzip = gzip;
+    ASSERT_TRUE(client.Send(req).ok());
+    const std::string seen = server.last_request();
+    std::string sent = seen.substr(seen.find("\r\n\r\n") + 4);
+    if (gzip) {
+      std::string plain;
+      ASSERT_TRUE(GzipDecompress(sent, &plain).ok());
+      sent = plain;
+    }
+    EXPECT_EQ(sent, "second row\n") << "gzip " << gzip;
+  }
+}
+
 TEST(HttpClient, AnAnswerLargerThanTheLimitIsRefused) {
   ScriptedServer server;
   server.answer = "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'x');
