@@ -25,6 +25,7 @@
 #include "bench/bench_util.h"
 #include "router/decode/attributes.h"
 #include "router/delivery/engine.h"
+#include "router/delivery/lanes.h"
 #include "router/journal/file_journal.h"
 #include "router/partition/partition.h"
 
@@ -222,6 +223,30 @@ BENCHMARK(BM_EngineDelivers)
     ->Iterations(3)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// A walk of a lane's waiting events (Scheduler::Dispatch), each looked up in the window: a binary
+// search each (IndexOf, the baseline) against WindowCursor. range(0): the window's entries, all
+// waiting (a sink catching up, or holding its batches).
+template <bool kCursor>
+void BM_LaneWalk(benchmark::State& state) {
+  delivery::Lane lane;
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  for (uint64_t i = 0; i < n; ++i) {
+    lane.window.emplace_back().seq = 1 + 3 * i;
+    lane.waiting.insert(1 + 3 * i);
+  }
+  for (auto _ : state) {
+    uint64_t sum = 0;
+    delivery::WindowCursor cursor;
+    for (uint64_t seq : lane.waiting) {
+      sum += kCursor ? cursor.Find(lane, seq) : delivery::IndexOf(lane, seq);
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+}
+BENCHMARK(BM_LaneWalk<false>)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LaneWalk<true>)->Arg(1000)->Arg(100000);
 
 }  // namespace
 }  // namespace dvrouter::bench

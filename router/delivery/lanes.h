@@ -200,6 +200,41 @@ inline size_t IndexOf(const Lane& lane, uint64_t seq) {
   return static_cast<size_t>(it - lane.window.begin());
 }
 
+// IndexOf for lookups in seq order within one lane (a walk of its waiting events, a batch's
+// events): each search starts where the last one ended and gallops, so that near seqs cost a
+// step or two instead of a binary search over the window (thousands of entries while a sink
+// holds its batches, two or three per deque block). Valid while no entry leaves the window.
+class WindowCursor {
+ public:
+  size_t Find(const Lane& lane, uint64_t seq) {
+    const auto& w = lane.window;
+    if (&lane != lane_ || seq <= seq_) {
+      next_ = IndexOf(lane, seq);
+    } else {
+      // w[lo].seq < seq for every lo before next_; gallop to a bound, then search between.
+      size_t lo = next_, step = 1;
+      while (lo + step < w.size() && w[lo + step].seq < seq) {
+        lo += step;
+        step *= 2;
+      }
+      const size_t hi = std::min(w.size(), lo + step);
+      next_ = static_cast<size_t>(
+          std::lower_bound(w.begin() + static_cast<std::ptrdiff_t>(lo),
+                           w.begin() + static_cast<std::ptrdiff_t>(hi), seq,
+                           [](const Entry& x, uint64_t s) { return x.seq < s; }) -
+          w.begin());
+    }
+    lane_ = &lane;
+    seq_ = seq;
+    return next_;
+  }
+
+ private:
+  const Lane* lane_ = nullptr;
+  uint64_t seq_ = 0;
+  size_t next_ = 0;
+};
+
 // Lane a of a partition may hold a cached record: it keeps up (fewer than kCacheMaxWaiting
 // events waiting for a batch) and its adapter is not stalled.
 inline bool CanHoldCached(const Worker& w, const Lane& lane, size_t a) {

@@ -65,8 +65,9 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
       // Only waiting entries need looking at: in-flight records are in lane.in_flight, and
       // earlier waiting entries of a record are met first in this walk (seq order).
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
+      WindowCursor cursor;
       for (uint64_t seq : lane.waiting) {
-        Entry& e = lane.window[IndexOf(lane, seq)];
+        Entry& e = lane.window[cursor.Find(lane, seq)];
         if (serialize) {
           // The first unfinished event of a record, when none is in flight (an operator replay
           // of the record in flight counts too); `blocked` holds the records already met. When
@@ -320,6 +321,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
   // attempt, so it is neither backed off nor given up on for its predecessor's failures.
   const bool share = SharesBatches(a);
   std::vector<uint64_t> retried_records;
+  WindowCursor cursor;  // a batch's events are in seq order per partition
   for (size_t i = 0; i < b->refs.size(); ++i) {
     const Batch::Ref& ref = b->refs[i];
     DeliveryResult result;
@@ -337,10 +339,9 @@ void Scheduler::Complete(Worker* w, Batch* b) {
       if (it != c.replays_in_flight.end()) c.replays_in_flight.erase(it);
     } else {
       Lane& lane = w->parts[ref.part].lanes[a];
-      auto it = std::lower_bound(lane.window.begin(), lane.window.end(), ref.seq,
-                                 [](const Entry& x, uint64_t s) { return x.seq < s; });
-      if (it == lane.window.end() || it->seq != ref.seq) continue;  // cannot happen
-      e = &*it;
+      const size_t at = cursor.Find(lane, ref.seq);
+      if (at == lane.window.size() || lane.window[at].seq != ref.seq) continue;  // cannot happen
+      e = &lane.window[at];
       touched.push_back(ref.part);
       auto f = lane.in_flight.find(e->record);
       if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
