@@ -21,8 +21,8 @@ namespace {
 constexpr size_t kMaxInsertsPerBatch = 64;
 
 // The most a job's row buffer reserves ahead (Deliver): a batch of the type's default 10 000
-// rows of the usual 5-10 KB fits.
-constexpr size_t kMaxJobReserve = 128u << 20;
+// rows of a few KB (the converted Target and the event's columns) fits.
+constexpr size_t kMaxJobReserve = 64u << 20;
 
 // Exception codes that name a bad insert: retrying the same rows cannot succeed.
 constexpr int kSchemaCodes[] = {16, 47, 50, 60, 62, 73, 81, 117};
@@ -112,7 +112,7 @@ ClickHouseAdapter::ClickHouseAdapter(AdapterConfig config, prometheus::Registry*
                .Add(labels);
   bytes_ = &BuildCounter()
                 .Name("dvrouter_clickhouse_bytes_total")
-                .Help("Insert bytes sent to ClickHouse (after compression)")
+                .Help("Insert bytes sent to ClickHouse (the rows, before gzip)")
                 .Register(*registry)
                 .Add(labels);
   duration_ = &BuildHistogram()
