@@ -17,8 +17,9 @@ namespace dvrouter {
 
 namespace {
 
-// Inserts one batch may take while narrowing down bad rows.
-constexpr size_t kMaxInsertsPerBatch = 64;
+// Inserts one batch may take while narrowing down bad rows (its slices' own inserts, at most
+// max_insert_bytes each, do not count).
+constexpr size_t kMaxNarrowingInserts = 64;
 
 // The most a job's row buffer reserves ahead (Deliver): a batch of the type's default 10 000
 // rows of a few KB (the converted Target and the event's columns) fits.
@@ -353,7 +354,6 @@ ClickHouseAdapter::Attempt ClickHouseAdapter::Insert(const Job& job, size_t from
 
 void ClickHouseAdapter::InsertRange(Job& job, size_t from, size_t to) {
   Attempt a = Insert(job, from, to);
-  ++job.inserts;
   if (a.ok) return;
   if (a.code == kUnknownTable && clickhouse_.create_table) {
     // The table the adapter created is gone: a server that restarted answers so for a moment
@@ -367,9 +367,10 @@ void ClickHouseAdapter::InsertRange(Job& job, size_t from, size_t to) {
   // Splitting is bounded: a type error that hits every row would otherwise cost two inserts
   // per row. Past the budget, what is left fails as a whole (permanent, to the DLQ).
   if (!a.retryable && a.row_specific && to - from > 1 && !stopping &&
-      job.inserts < kMaxInsertsPerBatch) {
+      job.narrowing_inserts + 2 <= kMaxNarrowingInserts) {
     // Find the bad rows: halves until each failing insert is one row (schema errors hit every
     // row alike and are not split).
+    job.narrowing_inserts += 2;
     const size_t mid = from + (to - from) / 2;
     InsertRange(job, from, mid);
     InsertRange(job, mid, to);

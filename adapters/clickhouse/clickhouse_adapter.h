@@ -27,8 +27,8 @@
 // type and parse errors 6, 26, 27, 38, 41, 53, 69, 70, 72): those are permanent, with
 // ClickHouse's message. Authentication failures are retried (a configuration to fix, not a
 // reason to dead-letter every event). A permanent error in an insert of several rows is
-// narrowed down by splitting the insert in halves (at most 64 inserts per batch), so only the
-// bad events go to the DLQ.
+// narrowed down by splitting the insert in halves (at most 64 more inserts per batch, whatever
+// its number of max_insert_bytes slices), so only the bad events go to the DLQ.
 #pragma once
 
 #include <mutex>
@@ -82,7 +82,7 @@ class ClickHouseAdapter final : public Adapter {
     std::vector<size_t> index;  // row k is batch[index[k]]
     std::vector<DeliveryResult> results;
     DeliveryDone* done = nullptr;
-    size_t inserts = 0;  // attempted, bisection included
+    size_t narrowing_inserts = 0;  // made to narrow down bad rows (kMaxNarrowingInserts)
 
     size_t RowBegin(size_t k) const { return k == 0 ? 0 : ends[k - 1]; }
   };

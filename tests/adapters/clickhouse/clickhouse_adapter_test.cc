@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -271,6 +273,48 @@ TEST_F(ClickHouseAdapterTest, ABatchLargerThanAnInsertIsSplitAndABadRowInALaterS
   const auto [rows, inserts] = HistogramOf(registry, "dvrouter_clickhouse_insert_rows");
   EXPECT_EQ(rows, kEvents - 1);
   EXPECT_GE(inserts, 10u);
+}
+
+// The narrowing budget counts only the inserts made to narrow bad rows down: a batch of more
+// slices than the budget still has a bad row in its last slice found, not its slice dead-lettered.
+TEST_F(ClickHouseAdapterTest, ABadRowInTheLastOfManySlicesIsStillNarrowedDown) {
+  AdapterConfig c = Config();
+  ClickHouseConfig& ch = c.Settings<ClickHouseConfig>();
+  ch.columns = {{"firstname", "first_name", "Int64"}};
+  Events ev;
+  constexpr int kEvents = 140;  // 70 slices of two rows: more than the 64 narrowing inserts
+  for (int i = 0; i < kEvents; ++i) {
+    ev.Add(i == kEvents - 1 ? "update-contact-postop-async.json"  // "James" is no Int64
+                            : "update-msdyn_agentstatus-postop-async.json",
+           static_cast<uint64_t>(i + 1));
+  }
+  // Slices of exactly two rows: every pair fits, no three rows do.
+  const std::vector<Delivery> batch = ev.Batch();
+  std::vector<size_t> sizes;
+  for (const Delivery& d : batch) {
+    std::string row;
+    ASSERT_TRUE(ClickHouseAdapter::EncodeRow(d, ch, &row).ok());
+    sizes.push_back(row.size());
+  }
+  size_t pair = 0, triple = SIZE_MAX;
+  for (size_t k = 0; k + 1 < sizes.size(); k += 2) pair = std::max(pair, sizes[k] + sizes[k + 1]);
+  for (size_t k = 0; k + 2 < sizes.size(); ++k) {
+    triple = std::min(triple, sizes[k] + sizes[k + 1] + sizes[k + 2]);
+  }
+  ASSERT_LT(pair, triple);
+  ch.max_insert_bytes = pair;
+  ClickHouseAdapter adapter(c, nullptr);
+  ASSERT_TRUE(adapter.Start(1).ok());
+  const auto results = Deliver(adapter, ev);
+  adapter.Stop();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kEvents));
+  for (int i = 0; i < kEvents; ++i) {
+    EXPECT_EQ(results[i].outcome,
+              i == kEvents - 1 ? DeliveryOutcome::kPermanent : DeliveryOutcome::kDelivered)
+        << i << ": " << results[i].error;
+  }
+  EXPECT_EQ(Q("SELECT count(), uniqExact(seq), max(seq) FROM " + table_ + " FORMAT TabSeparated"),
+            "139\t139\t139");
 }
 
 // EncodeRow appends (Deliver encodes a batch into one buffer), and a body that does not parse
