@@ -234,6 +234,16 @@ std::pair<double, uint64_t> HistogramOf(prometheus::Registry& registry, const st
   return {0, 0};
 }
 
+// `results` holds `events` outcomes: the one at `bad` permanent, every other delivered.
+void ExpectOnlyOnePermanent(const std::vector<DeliveryResult>& results, int events, int bad) {
+  ASSERT_EQ(results.size(), static_cast<size_t>(events));
+  for (int i = 0; i < events; ++i) {
+    EXPECT_EQ(results[i].outcome,
+              i == bad ? DeliveryOutcome::kPermanent : DeliveryOutcome::kDelivered)
+        << i << ": " << results[i].error;
+  }
+}
+
 // A batch larger than max_insert_bytes goes in as several inserts, each a slice of the rows; a
 // bad row in a later slice is narrowed down within it, and only its event goes to the DLQ.
 TEST_F(ClickHouseAdapterTest, ABatchLargerThanAnInsertIsSplitAndABadRowInALaterSliceIsFound) {
@@ -257,12 +267,7 @@ TEST_F(ClickHouseAdapterTest, ABatchLargerThanAnInsertIsSplitAndABadRowInALaterS
   ASSERT_TRUE(adapter.Start(1).ok());
   const auto results = Deliver(adapter, ev);
   adapter.Stop();
-  ASSERT_EQ(results.size(), static_cast<size_t>(kEvents));
-  for (int i = 0; i < kEvents; ++i) {
-    EXPECT_EQ(results[i].outcome,
-              i == kBad ? DeliveryOutcome::kPermanent : DeliveryOutcome::kDelivered)
-        << i << ": " << results[i].error;
-  }
+  ExpectOnlyOnePermanent(results, kEvents, kBad);
   EXPECT_EQ(Q("SELECT count(), uniqExact(seq), min(seq), max(seq) FROM " + table_ +
               " FORMAT TabSeparated"),
             "29\t29\t1\t30");
@@ -307,12 +312,7 @@ TEST_F(ClickHouseAdapterTest, ABadRowInTheLastOfManySlicesIsStillNarrowedDown) {
   ASSERT_TRUE(adapter.Start(1).ok());
   const auto results = Deliver(adapter, ev);
   adapter.Stop();
-  ASSERT_EQ(results.size(), static_cast<size_t>(kEvents));
-  for (int i = 0; i < kEvents; ++i) {
-    EXPECT_EQ(results[i].outcome,
-              i == kEvents - 1 ? DeliveryOutcome::kPermanent : DeliveryOutcome::kDelivered)
-        << i << ": " << results[i].error;
-  }
+  ExpectOnlyOnePermanent(results, kEvents, kEvents - 1);
   EXPECT_EQ(Q("SELECT count(), uniqExact(seq), max(seq) FROM " + table_ + " FORMAT TabSeparated"),
             "139\t139\t139");
 }
