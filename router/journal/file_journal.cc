@@ -282,18 +282,22 @@ constexpr size_t kGroupWindowEvents = 64;
 // "Group commit"; bench/README.md, "Issue 23, fifth round").
 constexpr size_t kMaxWriteBytes = 64u << 10;
 
-// What a META file says: its format (0 unless "format=1" to "format=4" opens it) and its
-// partition count (0 when it names none).
+// The newest META format this version reads (MetaText's comment says what each one adds).
+constexpr int kNewestMetaFormat = 4;
+// The formats it reads, as its refusals name them.
+std::string ReadableMetaFormats() { return "format=1 to " + std::to_string(kNewestMetaFormat); }
+
+// What a META file says: its format (0 unless a line "format=1" to "format=kNewestMetaFormat"
+// opens it) and its partition count (0 when it names none).
 struct MetaFields {
   int format = 0;
   uint64_t partitions = 0;
 };
 MetaFields ParseMeta(const std::string& text) {
   MetaFields m;
-  if (text.rfind("format=1\n", 0) == 0) m.format = 1;
-  if (text.rfind("format=2\n", 0) == 0) m.format = 2;
-  if (text.rfind("format=3\n", 0) == 0) m.format = 3;
-  if (text.rfind("format=4\n", 0) == 0) m.format = 4;
+  for (int f = 1; f <= kNewestMetaFormat; ++f) {
+    if (text.rfind("format=" + std::to_string(f) + "\n", 0) == 0) m.format = f;
+  }
   constexpr std::string_view kKey = "\npartitions=";
   if (const size_t at = text.find(kKey); at != std::string::npos) {
     m.partitions = std::strtoull(text.c_str() + at + kKey.size(), nullptr, 10);
@@ -675,8 +679,8 @@ Status FileJournal::Impl::CheckMeta(bool has_segments, bool* upgrade) {
   if (!st.ok()) return st;
   const MetaFields fields = ParseMeta(meta);
   if (fields.format == 0 || meta.find("\npartitions=") == std::string::npos) {
-    return InvalidArgument("journal " + opt.dir +
-                           "/META is not a dvrouter journal header (format=1 to 4)");
+    return InvalidArgument("journal " + opt.dir + "/META is not a dvrouter journal header (" +
+                           ReadableMetaFormats() + ")");
   }
   meta_format = fields.format;
   const uint64_t p = fields.partitions;
@@ -1567,7 +1571,7 @@ Status FileJournal::ScanDirectory(const std::string& dir,
     // Open refuses it. (A damaged or missing META is read past: frames carry what they need.)
     if (fields.format == 0 && meta.rfind("format=", 0) == 0) {
       return InvalidArgument("journal " + dir + "/META names " + meta.substr(0, meta.find('\n')) +
-                             ", which this version does not read (format=1 to 4)");
+                             ", which this version does not read (" + ReadableMetaFormats() + ")");
     }
     const uint64_t p = fields.partitions;
     if (p > 0 && p <= UINT32_MAX) partitions = static_cast<uint32_t>(p);
