@@ -184,13 +184,17 @@ struct HandleLog final : CommitListener {
   const RecordHandle& back() const { return all.back(); }
 };
 
-// The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes.
+// The frames in the segment files of `dir`: how many name a dictionary, and their stored bytes;
+// and how many that name none have a higher seq than the first frame that names one.
 struct FrameCensus {
   size_t with_dict = 0, without = 0;
   uint64_t bytes_with = 0, bytes_without = 0;
+  size_t without_after_first_with = 0;
 };
 inline FrameCensus Census(const std::string& dir) {
   FrameCensus c;
+  uint64_t first_with = UINT64_MAX;
+  std::vector<uint64_t> without_seqs;
   for (const std::string& path : SegmentFiles(dir)) {
     const std::string data = ReadFileOrDie(path);
     for (size_t pos = 0; pos < data.size();) {
@@ -204,9 +208,15 @@ inline FrameCensus Census(const std::string& dir) {
       }
       (meta.dict_id != 0 ? c.with_dict : c.without) += 1;
       (meta.dict_id != 0 ? c.bytes_with : c.bytes_without) += stored.size();
+      if (meta.dict_id != 0) {
+        first_with = std::min(first_with, meta.seq);
+      } else {
+        without_seqs.push_back(meta.seq);
+      }
       pos += len;
     }
   }
+  for (uint64_t seq : without_seqs) c.without_after_first_with += seq > first_with ? 1 : 0;
   return c;
 }
 
