@@ -40,6 +40,10 @@ compression=${COMPRESSION:-zstd}
 # router's default (and a binary that predates the key still starts).
 dict_line=""
 [ -z "${DICTIONARIES:-}" ] || dict_line=$'\n'"  compression_dictionaries: $DICTIONARIES"
+# GROUP_WINDOW (e.g. 1ms) and GROUP_WINDOW_EVENTS (e.g. 16) set journal.group_window and
+# journal.group_window_events in (a) and (c) the same way.
+[ -z "${GROUP_WINDOW:-}" ] || dict_line+=$'\n'"  group_window: $GROUP_WINDOW"
+[ -z "${GROUP_WINDOW_EVENTS:-}" ] || dict_line+=$'\n'"  group_window_events: $GROUP_WINDOW_EVENTS"
 durability=${DURABILITY:-fsync}
 
 ./scripts/install-deps.sh

@@ -227,6 +227,8 @@ Status App::OpenJournal(Impl& m) {
   jo.dedupe_window_ms = static_cast<int64_t>(m.config.dedupe.window_ms);
   jo.dedupe_max_entries = m.config.dedupe.max_entries;
   jo.max_batch_events = m.config.journal.max_batch_events;
+  jo.group_window_us = static_cast<int64_t>(m.config.journal.group_window_us);
+  jo.group_window_events = m.config.journal.group_window_events;
   jo.observer = &m.metrics;
   jo.io = m.hooks.journal_io;
   jo.listener = m.engine.get();

@@ -604,6 +604,8 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   DV_TRY(journal.Choice("durability", {"fsync", "unsafe_no_fsync"}, &durability));
   c->journal.fsync = durability == "fsync";
   DV_TRY(journal.Count("max_batch_events", 1, 65536, &c->journal.max_batch_events));
+  DV_TRY(journal.DurationUs("group_window", 0, 100'000, &c->journal.group_window_us));
+  DV_TRY(journal.Count("group_window_events", 1, 65536, &c->journal.group_window_events));
   DV_TRY(journal.Bytes("page_cache_bytes", 0, UINT64_MAX, &c->journal.page_cache_bytes));
   std::string compression = "zstd";
   DV_TRY(journal.Choice("compression", {"zstd", "none"}, &compression));
@@ -763,6 +765,8 @@ std::string DescribeConfig(const Config& c) {
     << "journal.disk_budget_bytes: " << c.journal.disk_budget_bytes << "\n"
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
+    << "journal.group_window: " << c.journal.group_window_us << "us\n"
+    << "journal.group_window_events: " << c.journal.group_window_events << "\n"
     << "journal.page_cache_bytes: " << c.journal.page_cache_bytes << "\n"
     << "journal.compression: " << (c.journal.compression ? "zstd" : "none") << "\n"
     << "journal.backend: " << (c.journal.nats ? "nats" : "file") << "\n"

@@ -106,6 +106,10 @@ struct JournalConfig {
   uint64_t disk_budget_bytes = 8ull << 30;
   bool fsync = true;  // `durability: unsafe_no_fsync` sets false
   uint64_t max_batch_events = 2048;
+  // A writer that wakes with fewer than group_window_events events waiting waits up to
+  // group_window_us for more (docs/architecture.md, "Group commit").
+  uint64_t group_window_us = 200;
+  uint64_t group_window_events = 64;
   uint64_t page_cache_bytes = 256ull << 20;  // newest synced journal bytes kept cached; 0: all
   bool compression = true;                   // `compression: zstd` (default) or `none`
   uint64_t compression_level = 1;            // zstd level, 1 (fastest) to 9

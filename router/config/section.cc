@@ -43,6 +43,10 @@ std::string FormatQuantity(uint64_t v, std::string_view kind) {
     }
     return std::to_string(v) + "ms";
   }
+  if (kind == "duration_us") {
+    if (v % 1000 == 0) return FormatQuantity(v / 1000, "duration");
+    return std::to_string(v) + "us";
+  }
   return std::to_string(v);
 }
 
@@ -151,7 +155,7 @@ Status Section::Bool(const std::string& key, bool* out) {
 
 Status Section::Quantity(const std::string& key, uint64_t min, uint64_t max, Units units,
                          std::string_view what, std::string_view kind, uint64_t* out) {
-  Record(key, {std::string(kind), FormatQuantity(*out, kind),
+  Record(key, {std::string(kind == "duration_us" ? "duration" : kind), FormatQuantity(*out, kind),
                FormatQuantity(min, kind) + " to " + FormatQuantity(max, kind)});
   YAML::Node n = Get(key);
   if (!n || n.IsNull()) return Status::Ok();
@@ -201,6 +205,12 @@ Status Section::DurationMs(const std::string& key, uint64_t min_ms, uint64_t max
                            uint64_t* out) {
   return Quantity(key, min_ms, max_ms, {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}},
                   "a duration such as 500ms, 10s, 5m or 24h", "duration", out);
+}
+
+Status Section::DurationUs(const std::string& key, uint64_t min_us, uint64_t max_us,
+                           uint64_t* out) {
+  return Quantity(key, min_us, max_us, {{"us", 1}, {"ms", 1000}, {"s", 1'000'000}},
+                  "a duration such as 200us, 1ms or 1s", "duration_us", out);
 }
 
 Status Section::Count(const std::string& key, uint64_t min, uint64_t max, uint64_t* out) {

@@ -104,6 +104,8 @@ class Section {
   Status Bool(const std::string& key, bool* out);
   Status Bytes(const std::string& key, uint64_t min, uint64_t max, uint64_t* out);
   Status DurationMs(const std::string& key, uint64_t min_ms, uint64_t max_ms, uint64_t* out);
+  // A duration below a millisecond's resolution: 200us, 1ms (microseconds in *out).
+  Status DurationUs(const std::string& key, uint64_t min_us, uint64_t max_us, uint64_t* out);
   Status Count(const std::string& key, uint64_t min, uint64_t max, uint64_t* out);
   Status Double(const std::string& key, double min, double max, double* out);
   // A list of scalars (a single scalar counts as a list of one).

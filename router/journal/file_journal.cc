@@ -273,9 +273,6 @@ Status ScanSegment(const std::string& path, uint64_t first, uint32_t partitions,
 constexpr uint64_t kSeqReserve = 1ull << 20;
 constexpr std::string_view kSeqKey = "next=";
 
-// A group of fewer events waits opt.group_window_us for more first (docs/architecture.md,
-// "Group commit").
-constexpr size_t kGroupWindowEvents = 64;
 // The most bytes one write call takes: a group is written in calls of at most this much. On the
 // VM measured, uncompressed groups (~290 KiB) written in one call with fdatasync after each cost
 // far more CPU per event than in 64 KiB calls; the cause is not established (docs/architecture.md,
@@ -554,6 +551,8 @@ struct FileJournal::Impl {
   void ForgetOldest();
   void RememberKey(const EventKey& key, uint64_t seq, int64_t received_ms, size_t index);
   void WriterLoop();
+  // How many waiting events end the group window: a full group.
+  size_t WindowEvents() const { return std::min(opt.group_window_events, opt.max_batch_events); }
   void ProcessBatch();
   Status Roll();
   void CommitGroup();
@@ -862,14 +861,12 @@ void FileJournal::Impl::WriterLoop() {
       std::unique_lock<std::mutex> lock(queue_mu);
       queue_cv.wait(lock, [&] { return !pending.empty() || stopping; });
       if (pending.empty()) return;
-      if (opt.group_window_us > 0 && !stopping &&
-          pending.size() < std::min(kGroupWindowEvents, opt.max_batch_events)) {
+      if (opt.group_window_us > 0 && !stopping && pending.size() < WindowEvents()) {
         // A group would be the few events that woke the writer: wait for more, so the per-group
-        // costs (write, fdatasync, wake-ups) are paid less often (docs/architecture.md, "Group
-        // commit").
-        lock.unlock();
-        std::this_thread::sleep_for(std::chrono::microseconds(opt.group_window_us));
-        lock.lock();
+        // costs (write, fdatasync, wake-ups) are paid less often, until the window ends or a
+        // full group waits (Append wakes the writer then; docs/architecture.md, "Group commit").
+        queue_cv.wait_for(lock, std::chrono::microseconds(opt.group_window_us),
+                          [&] { return pending.size() >= WindowEvents() || stopping; });
       }
       if (pending.size() <= opt.max_batch_events) {
         batch.swap(pending);
@@ -1323,7 +1320,10 @@ void FileJournal::Append(AppendRequest* request) {
     std::lock_guard<std::mutex> lock(impl_->queue_mu);
     if (!impl_->stopping) {
       impl_->pending.push_back(request);
-      impl_->queue_cv.notify_one();
+      // The writer waits for the first event, then (in the group window) for a full group: the
+      // appends in between do not wake it.
+      const size_t n = impl_->pending.size();
+      if (n == 1 || n == impl_->WindowEvents()) impl_->queue_cv.notify_one();
       return;
     }
   }

@@ -67,9 +67,11 @@ struct FileJournalOptions {
   int64_t dedupe_window_ms = 24ll * 3600 * 1000;  // duplicates within this window are absorbed
   size_t dedupe_max_entries = 1'000'000;          // bound on the dedupe index; oldest evicted first
   size_t max_batch_events = 2048;                 // upper bound on events per group commit
-  // A group of fewer than 64 events (and max_batch_events) waits this long for more before it is
-  // written: fewer, larger writes and syncs (docs/architecture.md, "Group commit"). 0: none.
+  // A group of fewer than group_window_events events (and max_batch_events) waits up to this long
+  // for more before it is written, and no longer once that many wait: fewer, larger writes and
+  // syncs (docs/architecture.md, "Group commit"). 0: no window.
   int64_t group_window_us = 200;
+  size_t group_window_events = 64;
   // Bodies are stored compressed (zstd at this level; on the appending thread) when that saves
   // bytes. Journals of either setting read the same; turning it on marks META format=2.
   Codec compression = Codec::kZstd;

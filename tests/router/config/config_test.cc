@@ -491,6 +491,28 @@ TEST(ConfigQuantities, BadDurations) {
   ExpectKeyError(NoAuth("", "dedupe:\n  window: forever\n"), "dedupe.window");
 }
 
+TEST(ConfigQuantities, TheGroupWindowTakesMicroseconds) {
+  Config c = ParseOk(NoAuth("", ""));
+  EXPECT_EQ(c.journal.group_window_us, 200u);
+  EXPECT_EQ(c.journal.group_window_events, 64u);
+  c = ParseOk(NoAuth("", "journal:\n  group_window: 1ms\n  group_window_events: 16\n"));
+  EXPECT_EQ(c.journal.group_window_us, 1000u);
+  EXPECT_EQ(c.journal.group_window_events, 16u);
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  group_window: 0s\n")).journal.group_window_us, 0u);
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  group_window: 2ms\n")).journal.group_window_us, 2000u);
+  ExpectConfigError(NoAuth("", "journal:\n  group_window: 500\n"),
+                    "journal.group_window: must be a duration such as 200us, 1ms or 1s, got '500'");
+  for (const char* bad : {"200ns", "1.5ms", "-1ms", "ms", "200 us s", "[1]"}) {
+    SCOPED_TRACE(bad);
+    ExpectKeyError(NoAuth("", "journal:\n  group_window: " + std::string(bad) + "\n"),
+                   "journal.group_window");
+  }
+  ExpectConfigError(NoAuth("", "journal:\n  group_window: 101ms\n"),
+                    "journal.group_window: must be between 0 and 100000, got '101ms'");
+  ExpectConfigError(NoAuth("", "journal:\n  group_window_events: 0\n"),
+                    "journal.group_window_events: must be between 1 and 65536, got '0'");
+}
+
 TEST(ConfigQuantities, OutOfRange) {
   ExpectConfigError(NoAuth("  io_threads: 0\n"),
                     "ingress.io_threads: must be between 1 and 64, got '0'");

@@ -12,8 +12,10 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "tests/support/fault_io.h"
@@ -442,6 +444,59 @@ TEST(FileJournal, EventsArrivingWithinTheGroupWindowShareOneSync) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::microseconds(o.group_window_us));
   std::lock_guard<std::mutex> lock(observer.mu);
   EXPECT_EQ(observer.batches, (std::vector<size_t>{3}));
+}
+
+// Whether this process's thread named `name` is asleep (state S in /proc).
+bool ThreadSleeps(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n != name) continue;
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'S';
+  }
+  return false;
+}
+
+TEST(FileJournal, AFullGroupEndsTheGroupWindowEarly) {
+  Fixture f;
+  FaultIo io;
+  SyncCounter observer;
+  FileJournalOptions o = f.Options();
+  o.io = &io;
+  o.observer = &observer;
+  // A window far longer than the test may take: only a full group (3 events) can end it.
+  o.group_window_us = 20'000'000;
+  o.group_window_events = 3;
+  auto j = OpenOrDie(o);
+  struct OpenOnExit {
+    FaultIo& io;
+    ~OpenOnExit() { io.OpenGate(); }  // before the journal stops, also when an assertion fails
+  } open_on_exit{io};
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 6; ++i) events.push_back(MakeEvent(i));
+  // A full group is written at once; its sync is held while two more events wait.
+  const auto start = std::chrono::steady_clock::now();
+  io.CloseGate();
+  for (size_t i = 0; i < 3; ++i) j->Append(&events[i]->request);
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  j->Append(&events[3]->request);
+  j->Append(&events[4]->request);
+  io.OpenGate();
+  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
+  // The writer found two events, fewer than a full group, and waits in the window.
+  ASSERT_TRUE(testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5)));
+  // The third waiting event makes the group full: the window ends now, not in 20 s.
+  j->Append(&events[5]->request);
+  for (size_t i = 3; i < events.size(); ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::microseconds(o.group_window_us / 2));
+  std::lock_guard<std::mutex> lock(observer.mu);
+  EXPECT_EQ(observer.batches, (std::vector<size_t>{3, 3}));
 }
 
 TEST(FileJournal, ConcurrentAppendersGetUniqueContiguousSequences) {
