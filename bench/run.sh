@@ -16,7 +16,8 @@
 # measured load into bench/results/perf-<run>.data; DVROUTER_BIN names another router binary
 # to measure (A/B within one session). HOT_SHARE (default 0.1) is the share of events on 100 hot
 # records; CH_LINGER (default 500ms) is ClickHouse's batch linger in (c): with a 2 s lag target,
-# its default 1s would take half of it. COMPRESSION (zstd, the default, or none) sets
+# its default 1s would take half of it; LAKE_ROLL (default 1s) is the lake's roll_interval in (c),
+# which bounds the lake's lag from below. COMPRESSION (zstd, the default, or none) sets
 # journal.compression in (a) and (c); (a) reports the journal bytes written per body byte.
 # CH_COMPRESSION (default none: ClickHouse is on loopback here) is the clickhouse adapter's
 # `compression` in (c). (c) also reports the router's CPU per event by thread kind. DURABILITY
@@ -271,7 +272,7 @@ delivery:
 adapters:
   lake:
     type: lake
-    roll_interval: 1s
+    roll_interval: ${LAKE_ROLL:-1s}
     batch: {max_events: 500, linger: 20ms}
     max_in_flight: 64$extra_adapters
 routes:
@@ -427,7 +428,7 @@ PY
   echo "journal.durability $durability in (a): router CPU ${a_cpu} µs per journaled event, ${a_per_write} events per journal write"
   echo "fdatasync calls slower than 100 ms over the dvrouter runs: $slow_syncs"
   echo "journal.compression $compression: ${journal_ratio:-n/a} journal bytes written per body byte in (a)"
-  echo "(c) sinks: $sinks. Lake (roll_interval 1s): $c_summary"
+  echo "(c) sinks: $sinks. Lake (roll_interval ${LAKE_ROLL:-1s}): $c_summary"
   echo "(c) $sinks_summary"
   echo "(c) batch records from the record cache (RECORD_CACHE_BYTES ${RECORD_CACHE_BYTES:-512MiB}): ${c_cache:-n/a}"
   if [ -n "${c_cpu:-}" ]; then
