@@ -39,12 +39,12 @@ router_bin=${DVROUTER_BIN:-./build/release/dvrouter}
 compression=${COMPRESSION:-zstd}
 # DICTIONARIES (true or false) sets journal.compression_dictionaries in (a) and (c); unset, the
 # router's default (and a binary that predates the key still starts).
-dict_line=""
-[ -z "${DICTIONARIES:-}" ] || dict_line=$'\n'"  compression_dictionaries: $DICTIONARIES"
+journal_extra=""
+[ -z "${DICTIONARIES:-}" ] || journal_extra=$'\n'"  compression_dictionaries: $DICTIONARIES"
 # GROUP_WINDOW (e.g. 1ms) and GROUP_WINDOW_EVENTS (e.g. 16) set journal.group_window and
 # journal.group_window_events in (a) and (c) the same way.
-[ -z "${GROUP_WINDOW:-}" ] || dict_line+=$'\n'"  group_window: $GROUP_WINDOW"
-[ -z "${GROUP_WINDOW_EVENTS:-}" ] || dict_line+=$'\n'"  group_window_events: $GROUP_WINDOW_EVENTS"
+[ -z "${GROUP_WINDOW:-}" ] || journal_extra+=$'\n'"  group_window: $GROUP_WINDOW"
+[ -z "${GROUP_WINDOW_EVENTS:-}" ] || journal_extra+=$'\n'"  group_window_events: $GROUP_WINDOW_EVENTS"
 durability=${DURABILITY:-fsync}
 
 ./scripts/install-deps.sh
@@ -114,7 +114,7 @@ admin:
 journal:
   data_dir: $work/data
   disk_budget_bytes: 64GiB
-  compression: $compression$dict_line
+  compression: $compression$journal_extra
   durability: $durability
 adapters: {}   # ingest only
 YAML
@@ -266,7 +266,7 @@ admin:
 journal:
   data_dir: $work/data-c
   disk_budget_bytes: 64GiB
-  compression: $compression$dict_line
+  compression: $compression$journal_extra
 delivery:
   record_cache_bytes: ${RECORD_CACHE_BYTES:-512MiB}
 adapters:

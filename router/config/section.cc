@@ -180,8 +180,12 @@ Status Section::Quantity(const std::string& key, uint64_t min, uint64_t max, Uni
   }
   if (!matched) return KeyError(path, "must be " + std::string(what) + ", got '" + s + "'");
   if (value < min || value > max) {
-    return KeyError(path, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                              ", got '" + s + "'");
+    // Microseconds are shown with their unit: a bare 100000 would read as milliseconds.
+    const bool us = kind == "duration_us";
+    return KeyError(path, "must be between " +
+                              (us ? FormatQuantity(min, kind) : std::to_string(min)) + " and " +
+                              (us ? FormatQuantity(max, kind) : std::to_string(max)) + ", got '" +
+                              s + "'");
   }
   *out = value;
   return Status::Ok();

@@ -1271,6 +1271,7 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
   if (options.dir.empty()) return InvalidArgument("journal directory is empty");
   if (options.partitions == 0) return InvalidArgument("journal partitions must be at least 1");
   if (options.max_batch_events == 0) options.max_batch_events = 1;
+  if (options.group_window_events == 0) options.group_window_events = 1;
   auto impl = std::make_unique<Impl>();
   impl->opt = std::move(options);
   impl->sampler = DictionarySampler(impl->opt.dictionary);

@@ -69,7 +69,7 @@ struct FileJournalOptions {
   size_t max_batch_events = 2048;                 // upper bound on events per group commit
   // A group of fewer than group_window_events events (and max_batch_events) waits up to this long
   // for more before it is written, and no longer once that many wait: fewer, larger writes and
-  // syncs (docs/architecture.md, "Group commit"). 0: no window.
+  // syncs (docs/architecture.md, "Group commit"). 0: no window. group_window_events 0 counts as 1.
   int64_t group_window_us = 200;
   size_t group_window_events = 64;
   // Bodies are stored compressed (zstd at this level; on the appending thread) when that saves

@@ -500,6 +500,7 @@ TEST(ConfigQuantities, TheGroupWindowTakesMicroseconds) {
   EXPECT_EQ(c.journal.group_window_events, 16u);
   EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  group_window: 0s\n")).journal.group_window_us, 0u);
   EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  group_window: 2ms\n")).journal.group_window_us, 2000u);
+  EXPECT_EQ(ParseOk(NoAuth("", "journal:\n  group_window: 150us\n")).journal.group_window_us, 150u);
   ExpectConfigError(NoAuth("", "journal:\n  group_window: 500\n"),
                     "journal.group_window: must be a duration such as 200us, 1ms or 1s, got '500'");
   for (const char* bad : {"200ns", "1.5ms", "-1ms", "ms", "200 us s", "[1]"}) {
@@ -508,7 +509,7 @@ TEST(ConfigQuantities, TheGroupWindowTakesMicroseconds) {
                    "journal.group_window");
   }
   ExpectConfigError(NoAuth("", "journal:\n  group_window: 101ms\n"),
-                    "journal.group_window: must be between 0 and 100000, got '101ms'");
+                    "journal.group_window: must be between 0 and 100ms, got '101ms'");
   ExpectConfigError(NoAuth("", "journal:\n  group_window_events: 0\n"),
                     "journal.group_window_events: must be between 1 and 65536, got '0'");
 }

@@ -51,6 +51,14 @@ struct SyncCounter final : JournalObserver {
   void OnRefused(const Status&) override {}
 };
 
+// Options whose writes go through `io` and whose group commits `observer` counts.
+FileJournalOptions CountedOptions(Fixture& f, FaultIo* io, SyncCounter* observer) {
+  FileJournalOptions o = f.Options();
+  o.io = io;
+  o.observer = observer;
+  return o;
+}
+
 // Appends events[0], holds it at its sync, then appends the rest, which therefore form one group
 // once the sync is let go. False if the writer never reached the sync.
 bool AppendAsOneGroupAfterTheFirst(FileJournal* j, FaultIo* io,
@@ -405,9 +413,7 @@ TEST(FileJournal, GroupCommitSyncsManyEventsOnce) {
   // carry all of them under one sync.
   FaultIo io;
   SyncCounter observer;
-  FileJournalOptions o = f.Options();
-  o.io = &io;
-  o.observer = &observer;
+  FileJournalOptions o = CountedOptions(f, &io, &observer);
   auto j = OpenOrDie(o);
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 101; ++i) events.push_back(MakeEvent(i));
@@ -466,19 +472,19 @@ TEST(FileJournal, AFullGroupEndsTheGroupWindowEarly) {
   Fixture f;
   FaultIo io;
   SyncCounter observer;
-  FileJournalOptions o = f.Options();
-  o.io = &io;
-  o.observer = &observer;
+  FileJournalOptions o = CountedOptions(f, &io, &observer);
   // A window far longer than the test may take: only a full group (3 events) can end it.
   o.group_window_us = 20'000'000;
   o.group_window_events = 3;
+  // Declared before the journal: it answers every event it holds when it stops, also when an
+  // assertion ends the test early.
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 6; ++i) events.push_back(MakeEvent(i));
   auto j = OpenOrDie(o);
   struct OpenOnExit {
     FaultIo& io;
     ~OpenOnExit() { io.OpenGate(); }  // before the journal stops, also when an assertion fails
   } open_on_exit{io};
-  std::vector<std::unique_ptr<Pending>> events;
-  for (int i = 0; i < 6; ++i) events.push_back(MakeEvent(i));
   // A full group is written at once; its sync is held while two more events wait.
   const auto start = std::chrono::steady_clock::now();
   io.CloseGate();
@@ -497,6 +503,39 @@ TEST(FileJournal, AFullGroupEndsTheGroupWindowEarly) {
             std::chrono::microseconds(o.group_window_us / 2));
   std::lock_guard<std::mutex> lock(observer.mu);
   EXPECT_EQ(observer.batches, (std::vector<size_t>{3, 3}));
+}
+
+TEST(FileJournal, AGroupWindowLongerThanMaxBatchEventsEndsAtMaxBatchEvents) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.group_window_us = 20'000'000;
+  o.max_batch_events = 2;  // a full group, though group_window_events is 64
+  std::vector<std::unique_ptr<Pending>> events;
+  for (int i = 0; i < 2; ++i) events.push_back(MakeEvent(i));
+  auto j = OpenOrDie(o);
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& e : events) j->Append(&e->request);
+  for (auto& e : events) ASSERT_TRUE(e->Wait().status.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::microseconds(o.group_window_us / 2));
+}
+
+TEST(FileJournal, AStopDuringTheGroupWindowDoesNotWaitForItsEnd) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.group_window_us = 20'000'000;
+  std::vector<std::unique_ptr<Pending>> events;
+  events.push_back(MakeEvent(0));
+  auto j = OpenOrDie(o);
+  j->Append(&events[0]->request);
+  ASSERT_TRUE(testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5)));
+  const auto start = std::chrono::steady_clock::now();
+  j->Stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start,
+            std::chrono::microseconds(o.group_window_us / 2));
+  // The event waiting in the window is written before the writer ends.
+  EXPECT_TRUE(events[0]->Wait().status.ok());
+  EXPECT_EQ(ReadAll(f.dir).size(), 1u);
 }
 
 TEST(FileJournal, ConcurrentAppendersGetUniqueContiguousSequences) {
