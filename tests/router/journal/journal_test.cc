@@ -522,20 +522,35 @@ TEST(FileJournal, AGroupWindowLongerThanMaxBatchEventsEndsAtMaxBatchEvents) {
 
 TEST(FileJournal, AStopDuringTheGroupWindowDoesNotWaitForItsEnd) {
   Fixture f;
+  FaultIo io;
   FileJournalOptions o = f.Options();
+  o.io = &io;
   o.group_window_us = 20'000'000;
+  o.group_window_events = 2;
   std::vector<std::unique_ptr<Pending>> events;
-  events.push_back(MakeEvent(0));
+  for (int i = 0; i < 3; ++i) events.push_back(MakeEvent(i));
   auto j = OpenOrDie(o);
+  struct OpenOnExit {
+    FaultIo& io;
+    ~OpenOnExit() { io.OpenGate(); }  // before the journal stops, also when an assertion fails
+  } open_on_exit{io};
+  // A full group is written at once; its sync is held while a third event waits.
+  io.CloseGate();
   j->Append(&events[0]->request);
+  j->Append(&events[1]->request);
+  ASSERT_TRUE(io.WaitUntilBlocked());
+  j->Append(&events[2]->request);
+  io.OpenGate();
+  for (size_t i = 0; i < 2; ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
+  // The writer found one event, fewer than a full group, and waits in the window.
   ASSERT_TRUE(testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5)));
   const auto start = std::chrono::steady_clock::now();
   j->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start,
             std::chrono::microseconds(o.group_window_us / 2));
   // The event waiting in the window is written before the writer ends.
-  EXPECT_TRUE(events[0]->Wait().status.ok());
-  EXPECT_EQ(ReadAll(f.dir).size(), 1u);
+  EXPECT_TRUE(events[2]->Wait().status.ok());
+  EXPECT_EQ(ReadAll(f.dir).size(), 3u);
 }
 
 TEST(FileJournal, ConcurrentAppendersGetUniqueContiguousSequences) {
