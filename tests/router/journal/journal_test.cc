@@ -468,6 +468,30 @@ bool ThreadSleeps(const std::string& name) {
   return false;
 }
 
+// Opens the gate when the test ends: before the journal declared earlier stops, also when an
+// assertion ends the test early.
+struct OpenGateOnExit {
+  FaultIo& io;
+  ~OpenGateOnExit() { io.OpenGate(); }
+};
+
+// Appends events[0, full) as one full group and holds it at its sync while the other events are
+// appended; then lets the sync go. True once that group is answered and the writer waits in its
+// group window with the others (fewer than a full group).
+bool WriterWaitsInTheWindowWithTheRest(FileJournal* j, FaultIo* io,
+                                       const std::vector<std::unique_ptr<Pending>>& events,
+                                       size_t full) {
+  io->CloseGate();
+  for (size_t i = 0; i < full; ++i) j->Append(&events[i]->request);
+  if (!io->WaitUntilBlocked()) return false;
+  for (size_t i = full; i < events.size(); ++i) j->Append(&events[i]->request);
+  io->OpenGate();
+  for (size_t i = 0; i < full; ++i) {
+    if (!events[i]->Wait().status.ok()) return false;
+  }
+  return testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5));
+}
+
 TEST(FileJournal, AFullGroupEndsTheGroupWindowEarly) {
   Fixture f;
   FaultIo io;
@@ -479,25 +503,16 @@ TEST(FileJournal, AFullGroupEndsTheGroupWindowEarly) {
   // Declared before the journal: it answers every event it holds when it stops, also when an
   // assertion ends the test early.
   std::vector<std::unique_ptr<Pending>> events;
-  for (int i = 0; i < 6; ++i) events.push_back(MakeEvent(i));
+  for (int i = 0; i < 5; ++i) events.push_back(MakeEvent(i));
+  auto last = MakeEvent(5);
   auto j = OpenOrDie(o);
-  struct OpenOnExit {
-    FaultIo& io;
-    ~OpenOnExit() { io.OpenGate(); }  // before the journal stops, also when an assertion fails
-  } open_on_exit{io};
-  // A full group is written at once; its sync is held while two more events wait.
+  OpenGateOnExit open_on_exit{io};
+  // A full group is written at once; the writer then waits in the window with two more events.
   const auto start = std::chrono::steady_clock::now();
-  io.CloseGate();
-  for (size_t i = 0; i < 3; ++i) j->Append(&events[i]->request);
-  ASSERT_TRUE(io.WaitUntilBlocked());
-  j->Append(&events[3]->request);
-  j->Append(&events[4]->request);
-  io.OpenGate();
-  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
-  // The writer found two events, fewer than a full group, and waits in the window.
-  ASSERT_TRUE(testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(WriterWaitsInTheWindowWithTheRest(j.get(), &io, events, 3));
   // The third waiting event makes the group full: the window ends now, not in 20 s.
-  j->Append(&events[5]->request);
+  j->Append(&last->request);
+  events.push_back(std::move(last));
   for (size_t i = 3; i < events.size(); ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
   EXPECT_LT(std::chrono::steady_clock::now() - start,
             std::chrono::microseconds(o.group_window_us / 2));
@@ -530,20 +545,9 @@ TEST(FileJournal, AStopDuringTheGroupWindowDoesNotWaitForItsEnd) {
   std::vector<std::unique_ptr<Pending>> events;
   for (int i = 0; i < 3; ++i) events.push_back(MakeEvent(i));
   auto j = OpenOrDie(o);
-  struct OpenOnExit {
-    FaultIo& io;
-    ~OpenOnExit() { io.OpenGate(); }  // before the journal stops, also when an assertion fails
-  } open_on_exit{io};
-  // A full group is written at once; its sync is held while a third event waits.
-  io.CloseGate();
-  j->Append(&events[0]->request);
-  j->Append(&events[1]->request);
-  ASSERT_TRUE(io.WaitUntilBlocked());
-  j->Append(&events[2]->request);
-  io.OpenGate();
-  for (size_t i = 0; i < 2; ++i) ASSERT_TRUE(events[i]->Wait().status.ok());
-  // The writer found one event, fewer than a full group, and waits in the window.
-  ASSERT_TRUE(testing::WaitFor([] { return ThreadSleeps("dv-journal"); }, std::chrono::seconds(5)));
+  OpenGateOnExit open_on_exit{io};
+  // A full group is written at once; the writer then waits in the window with a third event.
+  ASSERT_TRUE(WriterWaitsInTheWindowWithTheRest(j.get(), &io, events, 2));
   const auto start = std::chrono::steady_clock::now();
   j->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start,
