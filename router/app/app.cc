@@ -218,6 +218,7 @@ Status App::OpenJournal(Impl& m) {
   jo.segment_bytes = m.config.journal.segment_bytes;
   jo.disk_budget_bytes = m.config.journal.disk_budget_bytes;
   jo.fsync = m.config.journal.fsync;
+  jo.preallocate = m.config.journal.preallocate;
   jo.page_cache_bytes = m.config.journal.page_cache_bytes;
   jo.compression = m.config.journal.compression ? Codec::kZstd : Codec::kNone;
   jo.compression_level = static_cast<int>(m.config.journal.compression_level);

@@ -603,6 +603,7 @@ Status ParseRoot(const YAML::Node& root_node, const std::string& base_dir, Adapt
   std::string durability = "fsync";
   DV_TRY(journal.Choice("durability", {"fsync", "unsafe_no_fsync"}, &durability));
   c->journal.fsync = durability == "fsync";
+  DV_TRY(journal.Bool("preallocate", &c->journal.preallocate));
   DV_TRY(journal.Count("max_batch_events", 1, 65536, &c->journal.max_batch_events));
   DV_TRY(journal.DurationUs("group_window", 0, 100'000, &c->journal.group_window_us));
   DV_TRY(journal.Count("group_window_events", 1, 65536, &c->journal.group_window_events));
@@ -764,6 +765,7 @@ std::string DescribeConfig(const Config& c) {
     << "journal.segment_bytes: " << c.journal.segment_bytes << "\n"
     << "journal.disk_budget_bytes: " << c.journal.disk_budget_bytes << "\n"
     << "journal.durability: " << (c.journal.fsync ? "fsync" : "unsafe_no_fsync") << "\n"
+    << "journal.preallocate: " << (c.journal.preallocate ? "true" : "false") << "\n"
     << "journal.max_batch_events: " << c.journal.max_batch_events << "\n"
     << "journal.group_window: " << c.journal.group_window_us << "us\n"
     << "journal.group_window_events: " << c.journal.group_window_events << "\n"

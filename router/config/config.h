@@ -105,6 +105,9 @@ struct JournalConfig {
   uint64_t segment_bytes = 64ull << 20;
   uint64_t disk_budget_bytes = 8ull << 30;
   bool fsync = true;  // `durability: unsafe_no_fsync` sets false
+  // With fsync: the next segment is written full of zeros ahead of need, so that a group's
+  // fdatasync flushes data only (docs/architecture.md, "Preallocated segments").
+  bool preallocate = true;
   uint64_t max_batch_events = 2048;
   // A writer that wakes with fewer than group_window_events events waiting waits up to
   // group_window_us for more (docs/architecture.md, "Group commit").

@@ -33,6 +33,7 @@
 #include "router/common/thread_name.h"
 #include "router/journal/dictionary_store.h"
 #include "router/journal/record.h"
+#include "router/journal/segment_spare.h"
 
 namespace dvrouter {
 
@@ -51,6 +52,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kSegmentSuffix = ".seg";
+// Where the next segment is preallocated (SegmentSpare); no segment listing matches it.
+constexpr std::string_view kSpareName = "next.spare";
 
 struct KeyHash {
   size_t operator()(const EventKey& k) const { return static_cast<size_t>(k.lo ^ (k.hi >> 1)); }
@@ -465,6 +468,13 @@ struct FileJournal::Impl {
   int seg_fd = -1;
   uint64_t seg_first = 0;
   uint64_t seg_size = 0;
+  uint64_t seg_file_bytes = 0;  // the current segment's file: seg_size, or more if preallocated
+  // The next segment, preallocated (opt.preallocate with fsync). While it is asked for, its
+  // bytes are in total_bytes (spare_counted); MakeRoom gives them back before refusing, and no
+  // other is asked for until the next roll (spare_held_back).
+  std::unique_ptr<SegmentSpare> spare;
+  bool spare_counted = false;
+  bool spare_held_back = false;
   bool needs_truncate = false;  // a failed write left bytes past seg_size
   uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
   DictionarySampler sampler;
@@ -543,7 +553,10 @@ struct FileJournal::Impl {
   void WakeReclaimer();
   void ReclaimerLoop();
   Status SyncFile(const std::string& path);
-  Status OpenSegmentForAppend(uint64_t first, bool create);
+  // An existing segment (recovery), a new empty one, or the spare renamed to it.
+  enum class SegmentOrigin { kExisting, kNew, kSpare };
+  Status OpenSegmentForAppend(uint64_t first, SegmentOrigin origin);
+  void StartPreallocating();
   void DropCachedPages();
   // Synced pages are dropped only with fsync (DONTNEED would start writeback of dirty ones).
   bool PageCacheBounded() const { return opt.fsync && opt.page_cache_bytes != 0; }
@@ -555,6 +568,10 @@ struct FileJournal::Impl {
   size_t WindowEvents() const { return std::min(opt.group_window_events, opt.max_batch_events); }
   void ProcessBatch();
   Status Roll();
+  void MaybeMakeSpare();
+  void ReleaseSpare();
+  bool TruncateToCommitted();
+  uint64_t Growth(uint64_t bytes) const;
   void CommitGroup();
   Status WriteAll(size_t total);
   void ReportSize();
@@ -609,7 +626,17 @@ Status FileJournal::Impl::Recover() {
     corrupt_records += scan.corrupt_records;
     uint64_t size = data.size();
     const bool last = std::next(it) == list->end();
-    if (scan.torn_tail && !last) {
+    // A preallocated segment's zeros after its records were never records: not damage, not torn.
+    uint64_t nonzero_end = size;
+    while (scan.torn_tail && nonzero_end > scan.valid_end && data[nonzero_end - 1] == 0) {
+      --nonzero_end;
+    }
+    if (scan.torn_tail && nonzero_end == scan.valid_end) {
+      if (::truncate(it->second.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
+        return ErrnoStatus("truncate " + it->second, errno);
+      }
+      size = scan.valid_end;
+    } else if (scan.torn_tail && !last) {
       // Only the newest segment is being written when a crash happens: invalid bytes at the end
       // of an older one are damage to acknowledged data. Keep them for inspection, count them.
       ++corrupt_records;
@@ -618,7 +645,7 @@ Status FileJournal::Impl::Recover() {
     } else if (scan.torn_tail) {
       // Bytes after the last valid record were never acknowledged (a crash mid-write): cut them
       // so new records follow valid ones directly.
-      truncated_bytes += size - scan.valid_end;
+      truncated_bytes += nonzero_end - scan.valid_end;
       if (::truncate(it->second.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
         return ErrnoStatus("truncate " + it->second, errno);
       }
@@ -644,8 +671,8 @@ Status FileJournal::Impl::Recover() {
   std::sort(dedupe_order.begin(), dedupe_order.end(),
             [](const OrderEntry& a, const OrderEntry& b) { return a.received_ms < b.received_ms; });
 
-  if (segments.empty()) return OpenSegmentForAppend(next_seq, /*create=*/true);
-  return OpenSegmentForAppend(segments.rbegin()->first, /*create=*/false);
+  if (segments.empty()) return OpenSegmentForAppend(next_seq, SegmentOrigin::kNew);
+  return OpenSegmentForAppend(segments.rbegin()->first, SegmentOrigin::kExisting);
 }
 
 // META records the format and the partition count the journal was created with: format=1
@@ -796,12 +823,16 @@ Status FileJournal::Impl::SyncFile(const std::string& path) {
   return rc == 0 ? Status::Ok() : ErrnoStatus("fdatasync " + path + " during recovery", err);
 }
 
-Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
+Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, SegmentOrigin origin) {
   const std::string path = opt.dir + "/" + SegmentName(first);
-  int flags = O_WRONLY | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0);
+  const int flags = O_WRONLY | O_CLOEXEC | (origin == SegmentOrigin::kNew ? O_CREAT | O_EXCL : 0);
   int fd = ::open(path.c_str(), flags, 0644);
-  if (fd < 0) return ErrnoStatus("open " + path, errno);
-  if (create) {
+  if (fd < 0) {
+    const int err = errno;
+    if (origin == SegmentOrigin::kSpare) ::unlink(path.c_str());
+    return ErrnoStatus("open " + path, err);
+  }
+  if (origin != SegmentOrigin::kExisting) {
     if (Status st = SyncDirectory(opt.dir); !st.ok()) {
       ::close(fd);
       ::unlink(path.c_str());
@@ -818,7 +849,10 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, bool create) {
   }
   seg_fd = fd;
   seg_first = first;
-  seg_size = static_cast<uint64_t>(sb.st_size);
+  // A spare's zeros are not records: writes start at its beginning (no O_APPEND).
+  seg_file_bytes = static_cast<uint64_t>(sb.st_size);
+  seg_size = origin == SegmentOrigin::kSpare ? 0 : seg_file_bytes;
+  ::lseek(seg_fd, static_cast<off_t>(seg_size), SEEK_SET);
   seg_cached_from = 0;
   cached_bytes += seg_size;  // recovery has just read it
   std::lock_guard<std::mutex> lock(state_mu);
@@ -914,7 +948,7 @@ void FileJournal::Impl::ProcessBatch() {
       continue;
     }
     if (needs_truncate) {
-      if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) {
+      if (!TruncateToCommitted()) {
         slot.result.status = ErrnoStatus("truncate journal segment after failed write", errno);
         continue;
       }
@@ -949,8 +983,9 @@ void FileJournal::Impl::ProcessBatch() {
     // waits for them, and with it everything the budget could free (docs/architecture.md,
     // "Journal budget and retention"). They are small, and deleted with the rest.
     if (!req->header->status_record &&
-        total_bytes.load(std::memory_order_relaxed) + group_bytes + len > opt.disk_budget_bytes &&
-        !MakeRoom(group_bytes + len)) {
+        total_bytes.load(std::memory_order_relaxed) + Growth(group_bytes + len) >
+            opt.disk_budget_bytes &&
+        !MakeRoom(Growth(group_bytes + len))) {
       frame_buf.resize(prefix_off);
       budget_refusals.fetch_add(1, std::memory_order_relaxed);
       slot.result.status =
@@ -1062,7 +1097,7 @@ void FileJournal::Impl::CommitGroup() {
   if (!st.ok()) {
     // Nothing of this group is acknowledged: cut whatever reached the file and give the
     // sequence numbers back, so the next group starts on a clean record boundary.
-    if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) needs_truncate = true;
+    if (!TruncateToCommitted()) needs_truncate = true;
     next_seq.store(slots[group.front()].result.seq, std::memory_order_relaxed);
     for (size_t i : group) {
       slots[i].result.status = st;
@@ -1071,11 +1106,14 @@ void FileJournal::Impl::CommitGroup() {
     dedupe_size.store(dedupe.size(), std::memory_order_relaxed);
     if (opt.observer) opt.observer->OnRefused(st);
   } else {
+    const uint64_t grown = Growth(total);
     seg_size += total;
-    if (total_bytes.fetch_add(total, std::memory_order_relaxed) + total > ReclaimTarget() &&
+    seg_file_bytes = std::max(seg_file_bytes, seg_size);
+    if (total_bytes.fetch_add(grown, std::memory_order_relaxed) + grown > ReclaimTarget() &&
         reclaimer.joinable()) {
       WakeReclaimer();
     }
+    MaybeMakeSpare();
     cached_bytes += total;
     DropCachedPages();
     {
@@ -1168,6 +1206,11 @@ bool FileJournal::Impl::MakeRoom(uint64_t need) {
   for (;;) {
     DeleteForRoom(opt.disk_budget_bytes - need, /*on_writer=*/true);
     if (total_bytes.load(std::memory_order_relaxed) + need <= opt.disk_budget_bytes) return true;
+    if (spare_counted) {  // events before zeros: the spare goes, and no other until the next roll
+      ReleaseSpare();
+      spare_held_back = true;
+      continue;
+    }
     std::unique_lock<std::mutex> lock(state_mu);
     if (deleting_bytes == 0) return false;
     deleted_cv.wait(lock, [&] { return deleting_bytes == 0; });
@@ -1246,11 +1289,88 @@ void FileJournal::Impl::DropCachedPages() {
 Status FileJournal::Impl::Roll() {
   if (needs_truncate) return Unavailable("journal segment could not be truncated after a failure");
   if (seg_size == 0) return Status::Ok();  // the current segment is still empty
+  // The old segment's records were all synced by CommitGroup; the zeros after them go.
+  if (seg_file_bytes > seg_size) {
+    if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) == 0) {
+      total_bytes.fetch_sub(seg_file_bytes - seg_size, std::memory_order_relaxed);
+      seg_file_bytes = seg_size;
+    } else {
+      std::fprintf(stderr, "dvrouter: journal: truncate %s to its records: %s\n",
+                   SegmentName(seg_first).c_str(), std::strerror(errno));
+    }
+  }
   const uint64_t first = next_seq.load(std::memory_order_relaxed);
-  // The old segment's records were all synced by CommitGroup.
-  Status st = OpenSegmentForAppend(first, /*create=*/true);
+  bool from_spare = false;
+  if (spare_counted) {
+    Result<bool> taken = spare->TakeAs(opt.dir + "/" + SegmentName(first));
+    from_spare = taken.ok() && *taken;
+    if (!from_spare && !spare->Pending()) ReleaseSpare();  // it failed: its bytes come back
+  }
+  Status st = OpenSegmentForAppend(first, from_spare ? SegmentOrigin::kSpare : SegmentOrigin::kNew);
+  if (from_spare) {
+    spare_counted = false;  // its bytes are the new segment's now (or gone with it)
+    if (!st.ok()) total_bytes.fetch_sub(opt.segment_bytes, std::memory_order_relaxed);
+  }
+  spare_held_back = false;
   if (st.ok()) ReportSize();
   return st;
+}
+
+// While preallocating: the spare is asked for as soon as the budget has room for it. Without
+// room the reclaimer is woken: delivered history yields to the spare as to new events.
+void FileJournal::Impl::MaybeMakeSpare() {
+  if (!spare || spare_counted || spare_held_back) return;
+  if (total_bytes.load(std::memory_order_relaxed) + opt.segment_bytes > opt.disk_budget_bytes) {
+    if (reclaimer.joinable()) WakeReclaimer();
+    return;
+  }
+  total_bytes.fetch_add(opt.segment_bytes, std::memory_order_relaxed);
+  spare_counted = true;
+  spare->Make();
+}
+
+// The spare's bytes leave the budget: it failed, or MakeRoom needs them for events.
+void FileJournal::Impl::ReleaseSpare() {
+  spare->Discard();
+  total_bytes.fetch_sub(opt.segment_bytes, std::memory_order_relaxed);
+  spare_counted = false;
+}
+
+// On the opening thread: a new (empty) segment is preallocated in place, the next one in the
+// background from the first commit on.
+void FileJournal::Impl::StartPreallocating() {
+  spare =
+      std::make_unique<SegmentSpare>(opt.dir + "/" + std::string(kSpareName), opt.segment_bytes);
+  if (seg_size == 0 && seg_file_bytes == 0 &&
+      total_bytes.load(std::memory_order_relaxed) + 2 * opt.segment_bytes <=
+          opt.disk_budget_bytes) {
+    const Status st =
+        WriteZeros(seg_fd, opt.segment_bytes, nullptr, opt.dir + "/" + SegmentName(seg_first));
+    if (st.ok()) {
+      seg_file_bytes = opt.segment_bytes;
+      total_bytes.fetch_add(seg_file_bytes, std::memory_order_relaxed);
+    } else if (::ftruncate(seg_fd, 0) != 0) {
+      needs_truncate = true;
+    }
+  }
+  MaybeMakeSpare();
+}
+
+// Cuts the current segment back to its committed records after a failed write, the zeros of a
+// preallocated one with them: what a failed write left among zeros cannot be told from records.
+bool FileJournal::Impl::TruncateToCommitted() {
+  if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) return false;
+  ::lseek(seg_fd, static_cast<off_t>(seg_size), SEEK_SET);
+  if (seg_file_bytes > seg_size) {
+    total_bytes.fetch_sub(seg_file_bytes - seg_size, std::memory_order_relaxed);
+    seg_file_bytes = seg_size;
+  }
+  return true;
+}
+
+// How much the journal's files grow when `bytes` more are written to the current segment.
+uint64_t FileJournal::Impl::Growth(uint64_t bytes) const {
+  return seg_size + bytes > seg_file_bytes ? seg_size + bytes - seg_file_bytes : 0;
 }
 
 void FileJournal::Impl::ReportSize() {
@@ -1277,6 +1397,7 @@ Result<std::unique_ptr<FileJournal>> FileJournal::Open(FileJournalOptions option
   impl->sampler = DictionarySampler(impl->opt.dictionary);
   impl->io = impl->opt.io ? impl->opt.io : JournalIo::Default();
   if (Status st = impl->Recover(); !st.ok()) return st;
+  if (impl->opt.preallocate && impl->opt.fsync) impl->StartPreallocating();
   impl->ReportSize();
   // Only a journal whose commits someone follows keeps a read tail: the listener's readers.
   if (impl->opt.listener && impl->opt.read_tail_records > 0) {
@@ -1341,6 +1462,7 @@ void FileJournal::Stop() {
   impl_->queue_cv.notify_all();
   if (!impl_->writer.joinable()) return;
   impl_->writer.join();
+  impl_->spare.reset();  // an unused spare is removed
   {
     std::lock_guard<std::mutex> lock(impl_->dict_mu);
     impl_->dict_stop = true;

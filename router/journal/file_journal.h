@@ -2,7 +2,8 @@
 //
 // Layout under <dir>: META (format and partition count, written once), LOCK (flock: one router
 // per directory), SEQ (sequences reserved ahead, so they never go back after a crash), segment
-// files <first seq, 20 digits>.seg and compression dictionaries <id, 20 digits>.dict. One writer
+// files <first seq, 20 digits>.seg, compression dictionaries <id, 20 digits>.dict and, while
+// preallocating, next.spare (the next segment, zeros; SegmentSpare). One writer
 // thread takes every Append queued since its last pass, writes their frames with writev, syncs once
 // with fdatasync (group commit, as LevelDB's BuildBatchGroup) and only then runs the callbacks.
 // Open() recovers: it scans every segment, skips (and counts) corrupt records that valid ones
@@ -61,6 +62,10 @@ struct FileJournalOptions {
   // ReclaimableBelow); appends are refused (503) only when undelivered data fills it.
   uint64_t disk_budget_bytes = 8ull << 30;
   bool fsync = true;  // false: ack before fdatasync (unsafe, off by default)
+  // With fsync: the next segment is written full of zeros and synced ahead of need, on its own
+  // thread, so that a group's fdatasync flushes data only (docs/architecture.md, "Preallocated
+  // segments"). Its bytes count against the budget from the moment it is begun.
+  bool preallocate = false;
   // With fsync, the newest this-many synced bytes stay in the page cache; older ones are dropped
   // (posix_fadvise DONTNEED) as the journal grows. 0: leave the page cache to the kernel.
   uint64_t page_cache_bytes = 256ull << 20;

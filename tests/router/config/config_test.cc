@@ -596,6 +596,10 @@ TEST(ConfigQuantities, Compression) {
                  "journal.compression_dictionaries");
   ExpectKeyError(NoAuth("", "journal:\n  compression_dictionaries: [true]\n"),
                  "journal.compression_dictionaries");
+  EXPECT_TRUE(defaults.journal.preallocate);
+  EXPECT_FALSE(ParseOk(NoAuth("", "journal:\n  preallocate: false\n")).journal.preallocate);
+  ExpectKeyError(NoAuth("", "journal:\n  preallocate: 64MiB\n"), "journal.preallocate");
+  ExpectKeyError(NoAuth("", "journal:\n  preallocate: [true]\n"), "journal.preallocate");
 }
 
 TEST(ConfigQuantities, ReadTail) {

@@ -1,0 +1,63 @@
+// SegmentSpare: the journal's next segment, written full of zeros and synced ahead of need on its
+// own thread (dv-journal-pre). The writer renames it into place when it rolls: appends then
+// overwrite blocks that are already written, so their fdatasync has neither a new size nor new
+// extents to record (docs/architecture.md, "Preallocated segments").
+//
+// Threads: Make, TakeAs, Discard and Pending from the journal's writer (or its owner while the
+// writer is not running); the zeros are written on dv-journal-pre.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "router/common/status.h"
+
+namespace dvrouter {
+
+// Writes `bytes` zeros at the start of fd in 1 MiB calls, then fdatasyncs: blocks written and
+// synced, so later writes over them change neither the size nor the extents. Stops early (Ok)
+// when `cancel` (may be null) becomes true.
+Status WriteZeros(int fd, uint64_t bytes, const std::atomic<bool>* cancel, const std::string& what);
+
+class SegmentSpare {
+ public:
+  // The spare is made at `path`, a name no segment listing matches; a file an earlier run left
+  // there is removed. Each spare is `bytes` long.
+  SegmentSpare(std::string path, uint64_t bytes);
+  ~SegmentSpare();  // stops the thread and removes a spare not taken
+  SegmentSpare(const SegmentSpare&) = delete;
+  SegmentSpare& operator=(const SegmentSpare&) = delete;
+
+  // Starts making a spare unless one is made or being made. Returns at once.
+  void Make();
+  // Renames a made spare to `to` (the caller syncs the directory): true. False, and nothing
+  // renamed, while none is ready (being made, failed, or never asked for).
+  Result<bool> TakeAs(const std::string& to);
+  // Stops making the spare and removes it. Waits for the thread to leave the file.
+  void Discard();
+  // A spare is made or being made.
+  bool Pending() const;
+  // Spares that could not be made (each is removed; the writer then grows its segment).
+  uint64_t failures() const;
+
+ private:
+  enum class State { kNone, kWanted, kMaking, kReady };
+  void Loop();
+  Status MakeFile();  // on dv-journal-pre, without the lock
+
+  const std::string path_;
+  const uint64_t bytes_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  State state_ = State::kNone;
+  std::atomic<bool> cancel_{false};  // Discard or the destructor: stop making it
+  bool stop_ = false;
+  uint64_t failures_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace dvrouter
