@@ -45,6 +45,8 @@ journal_extra=""
 # journal.group_window_events in (a) and (c) the same way.
 [ -z "${GROUP_WINDOW:-}" ] || journal_extra+=$'\n'"  group_window: $GROUP_WINDOW"
 [ -z "${GROUP_WINDOW_EVENTS:-}" ] || journal_extra+=$'\n'"  group_window_events: $GROUP_WINDOW_EVENTS"
+# PREALLOCATE (true or false) sets journal.preallocate in (a) and (c) the same way.
+[ -z "${PREALLOCATE:-}" ] || journal_extra+=$'\n'"  preallocate: $PREALLOCATE"
 durability=${DURABILITY:-fsync}
 
 ./scripts/install-deps.sh

@@ -475,8 +475,10 @@ struct FileJournal::Impl {
   std::unique_ptr<SegmentSpare> spare;
   bool spare_counted = false;
   bool spare_held_back = false;
-  bool needs_truncate = false;  // a failed write left bytes past seg_size
-  uint64_t seq_reserved = 0;    // SEQ's mark: sequences below it may be handed out
+  Clock::time_point seg_opened;            // when the current segment became the writer's
+  std::chrono::microseconds last_fill{0};  // how long the previous one took to fill (0: unknown)
+  bool needs_truncate = false;             // a failed write left bytes past seg_size
+  uint64_t seq_reserved = 0;               // SEQ's mark: sequences below it may be handed out
   DictionarySampler sampler;
   // Page cache bound (opt.page_cache_bytes): synced bytes still cached, oldest first. The
   // current segment's cached range is [seg_cached_from, seg_size); earlier segments' are listed.
@@ -849,6 +851,7 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, SegmentOrigin ori
   }
   seg_fd = fd;
   seg_first = first;
+  seg_opened = Clock::now();
   // A spare's zeros are not records: writes start at its beginning (no O_APPEND).
   seg_file_bytes = static_cast<uint64_t>(sb.st_size);
   seg_size = origin == SegmentOrigin::kSpare ? 0 : seg_file_bytes;
@@ -1299,6 +1302,7 @@ Status FileJournal::Impl::Roll() {
                    SegmentName(seg_first).c_str(), std::strerror(errno));
     }
   }
+  last_fill = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - seg_opened);
   const uint64_t first = next_seq.load(std::memory_order_relaxed);
   bool from_spare = false;
   if (spare_counted) {
@@ -1326,7 +1330,9 @@ void FileJournal::Impl::MaybeMakeSpare() {
   }
   total_bytes.fetch_add(opt.segment_bytes, std::memory_order_relaxed);
   spare_counted = true;
-  spare->Make();
+  // Its zeros are spread over half the time the last segment took to fill (at most 10 s), so
+  // that they share the disk with the journal's syncs instead of holding them up.
+  spare->Make(std::min<std::chrono::microseconds>(last_fill / 2, std::chrono::seconds(10)));
 }
 
 // The spare's bytes leave the budget: it failed, or MakeRoom needs them for events.
@@ -1345,7 +1351,7 @@ void FileJournal::Impl::StartPreallocating() {
       total_bytes.load(std::memory_order_relaxed) + 2 * opt.segment_bytes <=
           opt.disk_budget_bytes) {
     const Status st =
-        WriteZeros(seg_fd, opt.segment_bytes, nullptr, opt.dir + "/" + SegmentName(seg_first));
+        WriteZeros(seg_fd, opt.segment_bytes, {}, opt.dir + "/" + SegmentName(seg_first));
     if (st.ok()) {
       seg_file_bytes = opt.segment_bytes;
       total_bytes.fetch_add(seg_file_bytes, std::memory_order_relaxed);

@@ -8,8 +8,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -18,10 +20,12 @@
 
 namespace dvrouter {
 
-// Writes `bytes` zeros at the start of fd in 1 MiB calls, then fdatasyncs: blocks written and
-// synced, so later writes over them change neither the size nor the extents. Stops early (Ok)
-// when `cancel` (may be null) becomes true.
-Status WriteZeros(int fd, uint64_t bytes, const std::atomic<bool>* cancel, const std::string& what);
+// Writes `bytes` zeros at the start of fd in 256 KiB calls, each written out before the next,
+// then fdatasyncs: blocks written and synced, so later writes over them change neither the size
+// nor the extents. `pace` (optional) is called before each call with the bytes done; false
+// stops early (Ok, the file incomplete).
+Status WriteZeros(int fd, uint64_t bytes, const std::function<bool(uint64_t done)>& pace,
+                  const std::string& what);
 
 class SegmentSpare {
  public:
@@ -32,8 +36,9 @@ class SegmentSpare {
   SegmentSpare(const SegmentSpare&) = delete;
   SegmentSpare& operator=(const SegmentSpare&) = delete;
 
-  // Starts making a spare unless one is made or being made. Returns at once.
-  void Make();
+  // Starts making a spare unless one is made or being made, its writes spread evenly over
+  // `spread` (0: as fast as the disk takes them). Returns at once.
+  void Make(std::chrono::microseconds spread = std::chrono::microseconds(0));
   // Renames a made spare to `to` (the caller syncs the directory): true. False, and nothing
   // renamed, while none is ready (being made, failed, or never asked for).
   Result<bool> TakeAs(const std::string& to);
@@ -54,6 +59,7 @@ class SegmentSpare {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   State state_ = State::kNone;
+  std::chrono::microseconds spread_{0};
   std::atomic<bool> cancel_{false};  // Discard or the destructor: stop making it
   bool stop_ = false;
   uint64_t failures_ = 0;

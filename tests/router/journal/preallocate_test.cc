@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <string>
 
@@ -64,6 +65,24 @@ TEST(SegmentSpare, MakesASyncedFileOfZerosAndRenamesIt) {
   EXPECT_EQ(spare.failures(), 0u);
 }
 
+TEST(SegmentSpare, ASpareNeverReplacesAnExistingFile) {
+  TempDir tmp;
+  const std::string taken = tmp.path() + "/a.seg";
+  testing::WriteFileOrDie(taken, "records");
+  SegmentSpare spare(tmp.path() + "/next.spare", 1 << 20);
+  spare.Make();
+  Result<bool> result = false;
+  ASSERT_TRUE(testing::WaitFor([&] {
+    result = spare.TakeAs(taken);
+    return !result.ok() || *result;
+  }));
+  EXPECT_FALSE(result.ok()) << "renamed over an existing file";
+  EXPECT_EQ(testing::ReadFileOrDie(taken), "records");
+  EXPECT_FALSE(fs::exists(tmp.path() + "/next.spare"));
+  EXPECT_FALSE(spare.Pending());
+  EXPECT_EQ(spare.failures(), 1u);
+}
+
 TEST(SegmentSpare, DiscardAndTheDestructorRemoveAnUnusedSpare) {
   TempDir tmp;
   const std::string path = tmp.path() + "/next.spare";
@@ -78,6 +97,24 @@ TEST(SegmentSpare, DiscardAndTheDestructorRemoveAnUnusedSpare) {
     ASSERT_TRUE(testing::WaitFor([&] { return FileSize(path) == (1u << 20); }));
   }
   EXPECT_FALSE(fs::exists(path));
+}
+
+// A spare spread over ten minutes is cancelled at once: Discard wakes the thread from its wait for
+// the next write's time.
+TEST(SegmentSpare, DiscardDoesNotWaitForASlowSparesNextWrite) {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/next.spare";
+  SegmentSpare spare(path, 4 << 20);
+  spare.Make(std::chrono::minutes(10));
+  ASSERT_TRUE(testing::WaitFor([&] { return FileSize(path) > 0; }));  // its first write
+  Result<bool> taken = spare.TakeAs(tmp.path() + "/a.seg");
+  ASSERT_TRUE(taken.ok());
+  EXPECT_FALSE(*taken) << "a spare still being written is not handed out";
+  const auto start = std::chrono::steady_clock::now();
+  spare.Discard();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_FALSE(spare.Pending());
 }
 
 TEST(SegmentSpare, ASpareLeftByAnEarlierRunIsRemoved) {
