@@ -2,8 +2,11 @@
 // journal at once (as `group` concurrent webhook requests would) and waits for all callbacks.
 // fsync=1 is the default durability; fsync=0 is the unsafe mode, the ceiling without the disk
 // flush; zstd=1 compresses bodies (the default), zstd=0 stores them as they are; all measured
-// in the same run. Also: compression per body, and appends while the budget deletes history.
+// in the same run. Also: compression per body, appends while the budget deletes history, and
+// group commits into preallocated segments against growing ones.
 #include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -140,6 +143,44 @@ void BM_JournalAppendUnderBudget(benchmark::State& state) {
   state.counters["writer_reclaim_max_us"] = Quantile(timings.writer_reclaims, 1.0) * 1e6;
   std::filesystem::remove_all(dir);
 }
+double ProcessCpuSeconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Group commit into preallocated segments (prealloc=1, the router's default) against segments
+// that grow (prealloc=0), fsync and zstd as the router runs: each iteration is one group of
+// `group` events, so its wall time is one write and one fdatasync. sync_p50_us and sync_p99_us
+// time the fdatasync alone; process_cpu_us is the CPU of all threads (the writer's and the
+// spare's included) per group. Small segments, so that the spare's work is in the measurement.
+void BM_JournalGroupSync(benchmark::State& state) {
+  const std::string dir = std::filesystem::temp_directory_path() / "dvrouter-bench-prealloc";
+  Timings timings;
+  FileJournalOptions o;
+  o.preallocate = state.range(1) != 0;
+  o.segment_bytes = 8 << 20;
+  o.disk_budget_bytes = 64ull << 30;
+  o.observer = &timings;
+  auto journal = OpenFresh(state, dir, o);
+  if (!journal) return;
+  const double cpu = ProcessCpuSeconds();
+  AppendGroups(state, journal.get(), static_cast<int>(state.range(0)));
+  state.counters["process_cpu_us"] = (ProcessCpuSeconds() - cpu) * 1e6 /
+                                     static_cast<double>(std::max<int64_t>(state.iterations(), 1));
+  journal.reset();
+  std::lock_guard<std::mutex> lock(timings.mu);
+  state.counters["sync_p50_us"] = Quantile(timings.syncs, 0.5) * 1e6;
+  state.counters["sync_p99_us"] = Quantile(timings.syncs, 0.99) * 1e6;
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_JournalGroupSync)
+    ->ArgNames({"group", "prealloc"})
+    ->ArgsProduct({{1, 8}, {0, 1}})
+    ->UseRealTime()
+    ->MinTime(3.0);
+
 BENCHMARK(BM_JournalAppendUnderBudget)
     ->ArgNames({"segment_mib"})
     ->Arg(8)
