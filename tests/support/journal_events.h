@@ -163,12 +163,13 @@ inline AppendTally AppendEach(Journal* j, int count, size_t body_bytes) {
   return t;
 }
 
-// Bytes of the segment files in `dir` (a segment deleted meanwhile counts 0).
+// Bytes of the segment files in `dir` and of the preallocated spare being made, what the budget
+// bounds (a file deleted meanwhile counts 0).
 inline uint64_t SegmentBytesOnDisk(const std::string& dir) {
   uint64_t bytes = 0;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    if (e.path().extension() != ".seg") continue;
+    if (e.path().extension() != ".seg" && e.path().filename() != "next.spare") continue;
     const auto size = std::filesystem::file_size(e.path(), ec);
     if (!ec) bytes += size;
   }
