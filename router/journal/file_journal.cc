@@ -430,9 +430,11 @@ struct FileJournal::Impl {
 
   // Segments and sizes: written by the writer, read by Scan/Stats.
   struct SegmentInfo {
-    uint64_t bytes = 0;     // committed
-    int64_t first_ms = 0;   // received_ms of its first record; 0 while it has none
-    uint64_t min_dict = 0;  // the lowest dictionary its records name (0: none)
+    uint64_t bytes = 0;       // committed
+    int64_t first_ms = 0;     // received_ms of its first record; 0 while it has none
+    uint64_t min_dict = 0;    // the lowest dictionary its records name (0: none)
+    uint64_t file_bytes = 0;  // its file's size where larger than `bytes` (zeros not cut)
+    uint64_t OnDisk() const { return std::max(bytes, file_bytes); }
   };
   mutable std::mutex state_mu;
   std::map<uint64_t, SegmentInfo> segments;  // by first seq
@@ -475,6 +477,8 @@ struct FileJournal::Impl {
   std::unique_ptr<SegmentSpare> spare;
   bool spare_counted = false;
   bool spare_held_back = false;
+  bool spare_off = false;  // the filesystem cannot take spares (SegmentSpare::Unsupported)
+  std::atomic<uint64_t> rolls_without_spare{0};
   Clock::time_point seg_opened;            // when the current segment became the writer's
   std::chrono::microseconds last_fill{0};  // how long the previous one took to fill (0: unknown)
   bool needs_truncate = false;             // a failed write left bytes past seg_size
@@ -601,6 +605,8 @@ Status FileJournal::Impl::Recover() {
   dedupe.reserve(std::min<size_t>(opt.dedupe_max_entries, size_t{4} << 20));
   Result<std::map<uint64_t, std::string>> list = ListSegments(opt.dir);
   if (!list.ok()) return list.status();
+  // A spare an earlier run left (preallocation on then) is never read, whatever the mode now.
+  ::unlink((opt.dir + "/" + std::string(kSpareName)).c_str());
   bool upgrade_meta = false;
   if (Status st = CheckMeta(!list->empty(), &upgrade_meta); !st.ok()) return st;
   dicts = std::make_unique<DictionaryStore>(opt.dir, opt.compression_level);
@@ -614,10 +620,12 @@ Status FileJournal::Impl::Recover() {
     if (Status r = ReadFile(it->second, UINT64_MAX, &data); !r.ok()) return r;
     bool stopped = false;
     int64_t first_ms = 0;
+    uint64_t seg_last = 0;  // this segment's last valid record
     SegmentScan scan = ScanFrames(
         data.data(), data.size(), it->first, opt.partitions, dicts->set(),
         [&](const RecordView& v) {
           if (first_ms == 0) first_ms = v.received_ms;
+          seg_last = std::max(seg_last, v.handle.seq);
           last_seq = std::max(last_seq, v.handle.seq);
           if (now - v.received_ms <= opt.dedupe_window_ms) {
             RememberKey(v.key, v.handle.seq, v.received_ms, SIZE_MAX);
@@ -628,12 +636,16 @@ Status FileJournal::Impl::Recover() {
     corrupt_records += scan.corrupt_records;
     uint64_t size = data.size();
     const bool last = std::next(it) == list->end();
-    // A preallocated segment's zeros after its records were never records: not damage, not torn.
-    uint64_t nonzero_end = size;
-    while (scan.torn_tail && nonzero_end > scan.valid_end && data[nonzero_end - 1] == 0) {
-      --nonzero_end;
+    // Zeros that preallocation left after the last record (SegmentSpare) were never records:
+    // an older segment followed by one named right after its last record (it was rolled), or the
+    // newest as a whole preallocated file. Zeros anywhere else count as before.
+    const bool preallocated =
+        last ? size == opt.segment_bytes : seg_last != 0 && std::next(it)->first == seg_last + 1;
+    uint64_t torn_end = size;  // the torn bytes end here; zeros past it are preallocation's
+    while (preallocated && scan.torn_tail && torn_end > scan.valid_end && data[torn_end - 1] == 0) {
+      --torn_end;
     }
-    if (scan.torn_tail && nonzero_end == scan.valid_end) {
+    if (scan.torn_tail && torn_end == scan.valid_end) {
       if (::truncate(it->second.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
         return ErrnoStatus("truncate " + it->second, errno);
       }
@@ -647,7 +659,7 @@ Status FileJournal::Impl::Recover() {
     } else if (scan.torn_tail) {
       // Bytes after the last valid record were never acknowledged (a crash mid-write): cut them
       // so new records follow valid ones directly.
-      truncated_bytes += nonzero_end - scan.valid_end;
+      truncated_bytes += torn_end - scan.valid_end;
       if (::truncate(it->second.c_str(), static_cast<off_t>(scan.valid_end)) != 0) {
         return ErrnoStatus("truncate " + it->second, errno);
       }
@@ -842,7 +854,21 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, SegmentOrigin ori
     }
   }
   struct stat sb {};
-  ::fstat(fd, &sb);
+  if (::fstat(fd, &sb) != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (origin != SegmentOrigin::kExisting) ::unlink(path.c_str());
+    return ErrnoStatus("fstat " + path, err);
+  }
+  // A spare's zeros are not records: writes start at its beginning (no O_APPEND).
+  const uint64_t file_bytes = static_cast<uint64_t>(sb.st_size);
+  const uint64_t records = origin == SegmentOrigin::kSpare ? 0 : file_bytes;
+  if (::lseek(fd, static_cast<off_t>(records), SEEK_SET) < 0) {
+    const int err = errno;
+    ::close(fd);
+    if (origin != SegmentOrigin::kExisting) ::unlink(path.c_str());
+    return ErrnoStatus("lseek " + path, err);
+  }
   if (seg_fd >= 0) {
     // Listed only while the bound is in force (otherwise nothing would ever take them off).
     if (PageCacheBounded() && seg_size > seg_cached_from)
@@ -852,10 +878,8 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, SegmentOrigin ori
   seg_fd = fd;
   seg_first = first;
   seg_opened = Clock::now();
-  // A spare's zeros are not records: writes start at its beginning (no O_APPEND).
-  seg_file_bytes = static_cast<uint64_t>(sb.st_size);
-  seg_size = origin == SegmentOrigin::kSpare ? 0 : seg_file_bytes;
-  ::lseek(seg_fd, static_cast<off_t>(seg_size), SEEK_SET);
+  seg_file_bytes = file_bytes;
+  seg_size = records;
   seg_cached_from = 0;
   cached_bytes += seg_size;  // recovery has just read it
   std::lock_guard<std::mutex> lock(state_mu);
@@ -1157,9 +1181,9 @@ uint64_t FileJournal::Impl::DeleteForRoom(uint64_t limit, bool on_writer) {
       auto next = std::next(it);
       // A segment's records end where the next one begins.
       if (next == segments.end() || next->first > below) break;
-      total -= std::min(total, it->second.bytes);
-      doomed.emplace_back(it->first, it->second.bytes);
-      deleting_bytes += it->second.bytes;
+      total -= std::min(total, it->second.OnDisk());
+      doomed.emplace_back(it->first, it->second.OnDisk());
+      deleting_bytes += it->second.OnDisk();
       if (it->second.min_dict != 0) deleting_dicts[it->first] = it->second.min_dict;
       read_fds.erase(it->first);
       it = segments.erase(it);
@@ -1298,8 +1322,11 @@ Status FileJournal::Impl::Roll() {
       total_bytes.fetch_sub(seg_file_bytes - seg_size, std::memory_order_relaxed);
       seg_file_bytes = seg_size;
     } else {
+      // The zeros stay on disk, and in the budget until the segment is deleted.
       std::fprintf(stderr, "dvrouter: journal: truncate %s to its records: %s\n",
                    SegmentName(seg_first).c_str(), std::strerror(errno));
+      std::lock_guard<std::mutex> lock(state_mu);
+      segments[seg_first].file_bytes = seg_file_bytes;
     }
   }
   last_fill = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - seg_opened);
@@ -1308,8 +1335,15 @@ Status FileJournal::Impl::Roll() {
   if (spare_counted) {
     Result<bool> taken = spare->TakeAs(opt.dir + "/" + SegmentName(first));
     from_spare = taken.ok() && *taken;
+    if (!taken.ok()) {
+      // A filesystem that cannot rename without replacing gets no more spares.
+      spare_off = spare->Unsupported();
+      std::fprintf(stderr, "dvrouter: journal: preallocated segment not used: %s%s\n",
+                   taken.status().ToString().c_str(), spare_off ? " (preallocation off)" : "");
+    }
     if (!from_spare && !spare->Pending()) ReleaseSpare();  // it failed: its bytes come back
   }
+  if (spare && !from_spare) rolls_without_spare.fetch_add(1, std::memory_order_relaxed);
   Status st = OpenSegmentForAppend(first, from_spare ? SegmentOrigin::kSpare : SegmentOrigin::kNew);
   if (from_spare) {
     spare_counted = false;  // its bytes are the new segment's now (or gone with it)
@@ -1323,15 +1357,18 @@ Status FileJournal::Impl::Roll() {
 // While preallocating: the spare is asked for as soon as the budget has room for it. Without
 // room the reclaimer is woken: delivered history yields to the spare as to new events.
 void FileJournal::Impl::MaybeMakeSpare() {
-  if (!spare || spare_counted || spare_held_back) return;
-  if (total_bytes.load(std::memory_order_relaxed) + opt.segment_bytes > opt.disk_budget_bytes) {
-    if (reclaimer.joinable()) WakeReclaimer();
+  if (!spare || spare_off || spare_counted || spare_held_back) return;
+  const uint64_t total = total_bytes.load(std::memory_order_relaxed);
+  if (total + opt.segment_bytes > opt.disk_budget_bytes) {
+    // Only when the reclaimer has work (above its mark): not at every commit for nothing.
+    if (reclaimer.joinable() && total > ReclaimTarget()) WakeReclaimer();
     return;
   }
   total_bytes.fetch_add(opt.segment_bytes, std::memory_order_relaxed);
   spare_counted = true;
   // Its zeros are spread over half the time the last segment took to fill (at most 10 s), so
-  // that they share the disk with the journal's syncs instead of holding them up.
+  // that they share the disk with the journal's syncs instead of holding them up. The first
+  // (no fill measured yet) goes as fast as its written-out 256 KiB writes allow.
   spare->Make(std::min<std::chrono::microseconds>(last_fill / 2, std::chrono::seconds(10)));
 }
 
@@ -1342,8 +1379,8 @@ void FileJournal::Impl::ReleaseSpare() {
   spare_counted = false;
 }
 
-// On the opening thread: a new (empty) segment is preallocated in place, the next one in the
-// background from the first commit on.
+// On the opening thread: a new (empty) segment is preallocated in place (about 40 ms per 64 MiB
+// here, before the first append), and the next one is begun in the background.
 void FileJournal::Impl::StartPreallocating() {
   spare =
       std::make_unique<SegmentSpare>(opt.dir + "/" + std::string(kSpareName), opt.segment_bytes);
@@ -1355,7 +1392,7 @@ void FileJournal::Impl::StartPreallocating() {
     if (st.ok()) {
       seg_file_bytes = opt.segment_bytes;
       total_bytes.fetch_add(seg_file_bytes, std::memory_order_relaxed);
-    } else if (::ftruncate(seg_fd, 0) != 0) {
+    } else if (io->Ftruncate(seg_fd, 0) != 0) {
       needs_truncate = true;
     }
   }
@@ -1366,7 +1403,7 @@ void FileJournal::Impl::StartPreallocating() {
 // preallocated one with them: what a failed write left among zeros cannot be told from records.
 bool FileJournal::Impl::TruncateToCommitted() {
   if (io->Ftruncate(seg_fd, static_cast<off_t>(seg_size)) != 0) return false;
-  ::lseek(seg_fd, static_cast<off_t>(seg_size), SEEK_SET);
+  if (::lseek(seg_fd, static_cast<off_t>(seg_size), SEEK_SET) < 0) return false;
   if (seg_file_bytes > seg_size) {
     total_bytes.fetch_sub(seg_file_bytes - seg_size, std::memory_order_relaxed);
     seg_file_bytes = seg_size;
@@ -1468,7 +1505,7 @@ void FileJournal::Stop() {
   impl_->queue_cv.notify_all();
   if (!impl_->writer.joinable()) return;
   impl_->writer.join();
-  impl_->spare.reset();  // an unused spare is removed
+  if (impl_->spare_counted) impl_->ReleaseSpare();  // an unused spare is removed
   {
     std::lock_guard<std::mutex> lock(impl_->dict_mu);
     impl_->dict_stop = true;
@@ -1504,6 +1541,9 @@ JournalStats FileJournal::Stats() const {
   s.budget_refusals = impl_->budget_refusals.load(std::memory_order_relaxed);
   s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
   if (impl_->tail) s.tail_reads = impl_->tail->reads();
+  // (spare is set before the writer starts and kept until the journal is destroyed)
+  s.spare_ready = impl_->spare && impl_->spare->Ready();
+  s.rolls_without_spare = impl_->rolls_without_spare.load(std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(impl_->state_mu);
   s.segments = impl_->segments.size();
   s.corrupt_records = impl_->corrupt_records;
@@ -1669,8 +1709,8 @@ Result<RetentionResult> FileJournal::DeleteBefore(uint64_t below_seq, int64_t mi
       const int64_t mtime_ms =
           static_cast<int64_t>(sb.st_mtim.tv_sec) * 1000 + sb.st_mtim.tv_nsec / 1'000'000;
       if (now - mtime_ms < min_age_ms) break;
-      doomed.emplace_back(it->first, it->second.bytes);
-      impl_->deleting_bytes += it->second.bytes;
+      doomed.emplace_back(it->first, it->second.OnDisk());
+      impl_->deleting_bytes += it->second.OnDisk();
       if (it->second.min_dict != 0) impl_->deleting_dicts[it->first] = it->second.min_dict;
       impl_->read_fds.erase(it->first);
       it = impl_->segments.erase(it);

@@ -101,14 +101,16 @@ struct JournalStats {
   uint64_t bytes = 0;
   uint64_t segments = 0;
   uint64_t dedupe_entries = 0;
-  uint64_t pending = 0;            // appends queued for the next group commit
-  uint64_t corrupt_records = 0;    // skipped during recovery
-  uint64_t truncated_bytes = 0;    // torn tail cut off during recovery
-  uint64_t budget_bytes = 0;       // journal.disk_budget_bytes
-  int64_t oldest_received_ms = 0;  // of the oldest retained record; 0 when there is none
-  uint64_t budget_refusals = 0;    // appends refused because undelivered data fills the budget
-  uint64_t reclaimed_bytes = 0;    // delivered bytes deleted to make room (not by age)
-  uint64_t tail_reads = 0;         // Reads answered from the read tail, without the disk
+  uint64_t pending = 0;              // appends queued for the next group commit
+  uint64_t corrupt_records = 0;      // skipped during recovery
+  uint64_t truncated_bytes = 0;      // torn tail cut off during recovery
+  uint64_t budget_bytes = 0;         // journal.disk_budget_bytes
+  int64_t oldest_received_ms = 0;    // of the oldest retained record; 0 when there is none
+  uint64_t budget_refusals = 0;      // appends refused because undelivered data fills the budget
+  uint64_t reclaimed_bytes = 0;      // delivered bytes deleted to make room (not by age)
+  uint64_t tail_reads = 0;           // Reads answered from the read tail, without the disk
+  bool spare_ready = false;          // a preallocated next segment is ready (file journal)
+  uint64_t rolls_without_spare = 0;  // rolls that found none ready, with preallocation on
 };
 
 // Where a Scan may start reading: the handle of a record at or before the first one wanted

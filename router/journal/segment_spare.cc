@@ -56,6 +56,7 @@ Result<bool> SegmentSpare::TakeAs(const std::string& to) {
     const int err = errno;
     ::unlink(path_.c_str());
     ++failures_;
+    unsupported_ = err == EINVAL || err == ENOSYS || err == EOPNOTSUPP;
     return ErrnoStatus("rename " + path_ + " to " + to, err);
   }
   return true;
@@ -73,6 +74,16 @@ void SegmentSpare::Discard() {
 bool SegmentSpare::Pending() const {
   std::lock_guard<std::mutex> lock(mu_);
   return state_ != State::kNone;
+}
+
+bool SegmentSpare::Ready() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return state_ == State::kReady;
+}
+
+bool SegmentSpare::Unsupported() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unsupported_;
 }
 
 uint64_t SegmentSpare::failures() const {

@@ -3,8 +3,9 @@
 // overwrite blocks that are already written, so their fdatasync has neither a new size nor new
 // extents to record (docs/architecture.md, "Preallocated segments").
 //
-// Threads: Make, TakeAs, Discard and Pending from the journal's writer (or its owner while the
-// writer is not running); the zeros are written on dv-journal-pre.
+// Threads: Make, TakeAs and Discard from the journal's writer (or its owner while the writer is
+// not running); Pending, Ready, Unsupported, failures and WriteZeros from any thread. The zeros
+// are written on dv-journal-pre.
 #pragma once
 
 #include <atomic>
@@ -46,6 +47,10 @@ class SegmentSpare {
   void Discard();
   // A spare is made or being made.
   bool Pending() const;
+  // A spare is made: TakeAs would take it.
+  bool Ready() const;
+  // A rename failed because the filesystem cannot rename without replacing.
+  bool Unsupported() const;
   // Spares that could not be made (each is removed; the writer then grows its segment).
   uint64_t failures() const;
 
@@ -63,6 +68,7 @@ class SegmentSpare {
   std::atomic<bool> cancel_{false};  // Discard or the destructor: stop making it
   bool stop_ = false;
   uint64_t failures_ = 0;
+  bool unsupported_ = false;
   std::thread thread_;
 };
 

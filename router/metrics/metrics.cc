@@ -86,7 +86,7 @@ RouterMetrics::RouterMetrics()
       journal_written_bytes(Counter(*registry_, "dvrouter_journal_written_bytes_total",
                                     "Bytes appended to the journal")),
       journal_bytes(Gauge(*registry_, "dvrouter_journal_bytes",
-                         "Bytes held in journal segments, preallocated ones included")),
+                          "Bytes held in journal segments, preallocated ones included")),
       journal_segments(Gauge(*registry_, "dvrouter_journal_segments", "Journal segment files")),
       journal_write_errors(Counter(*registry_, "dvrouter_journal_write_errors_total",
                                    "Group commits that failed to write or sync (events refused)")),
@@ -109,6 +109,9 @@ RouterMetrics::RouterMetrics()
       journal_tail_reads(Counter(
           *registry_, "dvrouter_journal_tail_reads_total",
           "Journal reads answered from the read tail (a record just committed) without the disk")),
+      journal_rolls_without_spare(Counter(
+          *registry_, "dvrouter_journal_rolls_without_spare_total",
+          "Journal segment rolls that found no preallocated segment ready (preallocation on)")),
       journal_reclaimed_bytes(
           Counter(*registry_, "dvrouter_journal_reclaimed_bytes_total",
                   "Delivered journal bytes deleted to make room for new events (budget)")),
@@ -193,6 +196,10 @@ void RouterMetrics::OnJournalStats(const JournalStats& stats, int64_t now_ms) {
   const double tail = static_cast<double>(stats.tail_reads);
   if (tail > journal_tail_reads.Value())
     journal_tail_reads.Increment(tail - journal_tail_reads.Value());
+  const double unprepared = static_cast<double>(stats.rolls_without_spare);
+  if (unprepared > journal_rolls_without_spare.Value()) {
+    journal_rolls_without_spare.Increment(unprepared - journal_rolls_without_spare.Value());
+  }
 }
 
 }  // namespace dvrouter

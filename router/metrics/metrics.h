@@ -79,6 +79,7 @@ class RouterMetrics final : public JournalObserver {
   prometheus::Gauge& journal_retained_seconds;
   prometheus::Counter& journal_budget_refusals;
   prometheus::Counter& journal_tail_reads;
+  prometheus::Counter& journal_rolls_without_spare;
   prometheus::Counter& journal_reclaimed_bytes;
   prometheus::Family<prometheus::Histogram>& journal_reclaim_family;
   prometheus::Histogram& journal_reclaim_writer;

@@ -151,7 +151,8 @@ TEST(PreallocatedJournal, AppendsWriteOverZerosAndRollIntoTheSpare) {
     auto segs = SegmentFiles(f.dir);
     ASSERT_EQ(segs.size(), 1u);
     EXPECT_EQ(FileSize(segs[0]), kSegment) << "a new journal's first segment is preallocated";
-    ASSERT_TRUE(testing::WaitFor([&] { return FileSize(spare) == kSegment; }));
+    ASSERT_TRUE(testing::WaitFor([&] { return j->Stats().spare_ready; }));
+    EXPECT_EQ(FileSize(spare), kSegment);
     // The budget counts what the files hold: the segment and the spare.
     EXPECT_EQ(j->Stats().bytes, 2 * kSegment);
     for (int i = 0; i < 3; ++i) {
@@ -171,7 +172,8 @@ TEST(PreallocatedJournal, AppendsWriteOverZerosAndRollIntoTheSpare) {
     EXPECT_LT(first_records, kSegment) << "a rolled segment is cut to its records";
     EXPECT_GT(first_records, 6u * (10 << 10));
     EXPECT_EQ(FileSize(segs[1]), kSegment) << "the new segment is the spare";
-    ASSERT_TRUE(testing::WaitFor([&] { return FileSize(spare) == kSegment; }));
+    EXPECT_EQ(j->Stats().rolls_without_spare, 0u);
+    ASSERT_TRUE(testing::WaitFor([&] { return j->Stats().spare_ready; }));
     EXPECT_EQ(j->Stats().bytes, first_records + 2 * kSegment);
     EXPECT_EQ(ReadAll(f.dir).size(), 8u);
   }
@@ -235,6 +237,11 @@ TEST(PreallocatedJournal, AFailedWriteLeavesNoGapForTheNextOne) {
     io.partial_write = true;
     auto refused = MakeEvent(2, 1000);
     EXPECT_FALSE(AppendOne(j.get(), refused.get()).status.ok());
+    // The zeros went with the torn bytes: the budget counts the records and the spare only.
+    const auto segs = SegmentFiles(f.dir);
+    ASSERT_EQ(segs.size(), 1u);
+    EXPECT_LT(FileSize(segs[0]), kSegment);
+    EXPECT_EQ(j->Stats().bytes, FileSize(segs[0]) + kSegment);
     io.write_errno = 0;
     io.partial_write = false;
     for (int i = 2; i < 4; ++i) {
@@ -264,12 +271,84 @@ TEST(PreallocatedJournal, TheSpareYieldsToEventsAtTheBudget) {
     auto j = OpenOrDie(o);
     const auto [n, refused] = testing::AppendEach(j.get(), 20, 10 << 10);
     accepted[preallocate] = n;
+    // The spare gave its room to events, and none was made for the roll that followed.
+    EXPECT_EQ(j->Stats().rolls_without_spare, preallocate ? 1u : 0u);
     EXPECT_EQ(refused.status.code(), StatusCode::kResourceExhausted) << preallocate;
     EXPECT_LE(j->Stats().bytes, o.disk_budget_bytes) << preallocate;
     EXPECT_FALSE(fs::exists(f.dir + "/next.spare")) << preallocate;
   }
   EXPECT_EQ(accepted[1], accepted[0]);
   EXPECT_EQ(accepted[0], 9);  // 9 frames of ~10.3 KiB fit in 96 KiB
+}
+
+// Zeros that no roll and no preallocated file explain are lost records: counted as before.
+TEST(PreallocatedJournal, ZerosPreallocationCannotHaveLeftAreCounted) {
+  Fixture f;
+  FileJournalOptions o = f.Options();
+  o.segment_bytes = kSegment;
+  {
+    auto j = OpenOrDie(o);
+    for (int i = 0; i < 8; ++i) {
+      auto e = MakeEvent(i, 10 << 10);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
+    }
+  }
+  auto segs = SegmentFiles(f.dir);
+  ASSERT_EQ(segs.size(), 2u);
+  // The older segment's last record turned to zeros: the newer one is not named right after
+  // the older one's last valid record.
+  std::string older = testing::ReadFileOrDie(segs[0]);
+  const size_t last = older.rfind("{\"n\":5,");
+  ASSERT_NE(last, std::string::npos);
+  const size_t frame = older.rfind(std::string("{\"n\":4,")) + (10 << 10);
+  ASSERT_LT(frame, last);
+  std::fill(older.begin() + static_cast<std::ptrdiff_t>(frame), older.end(), '\0');
+  testing::WriteFileOrDie(segs[0], older);
+  // The newest, not a preallocated file, ends in zeros after its records.
+  const uint64_t newer = FileSize(segs[1]);
+  fs::resize_file(segs[1], newer + 3000);
+  auto j = OpenOrDie(o);
+  EXPECT_EQ(j->Stats().corrupt_records, 1u) << "the older segment's zeros are damage";
+  EXPECT_EQ(FileSize(segs[0]), older.size()) << "kept for inspection";
+  EXPECT_EQ(j->Stats().truncated_bytes, 3000u);
+  EXPECT_EQ(FileSize(segs[1]), newer);
+  EXPECT_EQ(ReadAll(f.dir).size(), 7u);
+}
+
+TEST(PreallocatedJournal, ASpareLeftByAnEarlierRunIsRemovedWhenPreallocationIsOff) {
+  Fixture f;
+  { auto j = OpenOrDie(Preallocating(f)); }
+  testing::WriteFileOrDie(f.dir + "/next.spare", std::string(4096, '\0'));
+  FileJournalOptions o = Preallocating(f);
+  o.preallocate = false;
+  auto j = OpenOrDie(o);
+  EXPECT_FALSE(fs::exists(f.dir + "/next.spare"));
+}
+
+// Delivered history yields to the spare as to events: with the budget full of delivered
+// segments, each roll still finds a spare, and the files never exceed the budget.
+TEST(PreallocatedJournal, DeliveredHistoryYieldsToTheSpare) {
+  struct AllDelivered final : CommitListener {
+    void OnCommitted(const RecordHandle&) override {}
+    uint64_t ReclaimableBelow() override { return UINT64_MAX; }
+  } listener;
+  Fixture f;
+  FileJournalOptions o = Preallocating(f);
+  o.disk_budget_bytes = 4 * kSegment;
+  o.listener = &listener;
+  auto j = OpenOrDie(o);
+  int n = 0;
+  for (int segment = 0; segment < 8; ++segment) {
+    ASSERT_TRUE(testing::WaitFor([&] { return j->Stats().spare_ready; })) << segment;
+    for (int i = 0; i < 6; ++i, ++n) {  // six frames fill a segment; the next one rolls
+      auto e = MakeEvent(n, 10 << 10);
+      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok()) << n;
+      ASSERT_LE(testing::SegmentBytesOnDisk(f.dir), o.disk_budget_bytes) << n;
+    }
+  }
+  EXPECT_EQ(j->Stats().rolls_without_spare, 0u);
+  EXPECT_GT(j->Stats().reclaimed_bytes, 0u);
+  EXPECT_LE(j->Stats().bytes, o.disk_budget_bytes);
 }
 
 }  // namespace
