@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "router/journal/file_journal.h"
 #include "router/journal/segment_spare.h"
@@ -188,12 +189,15 @@ TEST(PreallocatedJournal, AppendsWriteOverZerosAndRollIntoTheSpare) {
   EXPECT_EQ(ReadAll(f.dir).size(), 9u);
 }
 
-// Zeros after an older segment's records (a crash before its cut reached the disk) are not
-// damage; a torn write before zeros counts only its own bytes.
-TEST(PreallocatedJournal, RecoveryCutsZerosWithoutCountingThem) {
-  Fixture f;
+// Options of a journal whose segments grow (no preallocation), kSegment long.
+FileJournalOptions GrowingSegments(Fixture& f) {
   FileJournalOptions o = f.Options();
   o.segment_bytes = kSegment;
+  return o;
+}
+
+// Eight events of 10 KiB, six in the first segment and two in the second: the two files.
+void WriteTwoSegments(const FileJournalOptions& o, std::vector<std::string>* segs) {
   {
     auto j = OpenOrDie(o);
     for (int i = 0; i < 8; ++i) {
@@ -201,8 +205,17 @@ TEST(PreallocatedJournal, RecoveryCutsZerosWithoutCountingThem) {
       ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
     }
   }
-  auto segs = SegmentFiles(f.dir);
-  ASSERT_EQ(segs.size(), 2u);
+  *segs = SegmentFiles(o.dir);
+  ASSERT_EQ(segs->size(), 2u);
+}
+
+// Zeros after an older segment's records (a crash before its cut reached the disk) are not
+// damage; a torn write before zeros counts only its own bytes.
+TEST(PreallocatedJournal, RecoveryCutsZerosWithoutCountingThem) {
+  Fixture f;
+  const FileJournalOptions o = GrowingSegments(f);
+  std::vector<std::string> segs;
+  ASSERT_NO_FATAL_FAILURE(WriteTwoSegments(o, &segs));
   const uint64_t older = FileSize(segs[0]), newer = FileSize(segs[1]);
   fs::resize_file(segs[0], kSegment);  // zeros after the older segment's records
   {
@@ -284,17 +297,9 @@ TEST(PreallocatedJournal, TheSpareYieldsToEventsAtTheBudget) {
 // Zeros that no roll and no preallocated file explain are lost records: counted as before.
 TEST(PreallocatedJournal, ZerosPreallocationCannotHaveLeftAreCounted) {
   Fixture f;
-  FileJournalOptions o = f.Options();
-  o.segment_bytes = kSegment;
-  {
-    auto j = OpenOrDie(o);
-    for (int i = 0; i < 8; ++i) {
-      auto e = MakeEvent(i, 10 << 10);
-      ASSERT_TRUE(AppendOne(j.get(), e.get()).status.ok());
-    }
-  }
-  auto segs = SegmentFiles(f.dir);
-  ASSERT_EQ(segs.size(), 2u);
+  const FileJournalOptions o = GrowingSegments(f);
+  std::vector<std::string> segs;
+  ASSERT_NO_FATAL_FAILURE(WriteTwoSegments(o, &segs));
   // The older segment's last record turned to zeros: the newer one is not named right after
   // the older one's last valid record.
   std::string older = testing::ReadFileOrDie(segs[0]);
