@@ -14,7 +14,8 @@
 // Threads: Append() from any thread; callbacks, the CommitListener and the JournalObserver on the
 // writer thread (ReclaimableBelow and OnReclaimed also on the reclaimer, dv-journal-gc);
 // Open/Stop/Scan/Stats from the owner's thread (Scan and Stats are also safe while the writer
-// runs). Dictionaries are written and deleted on their own thread, dv-journal-dict.
+// runs). Dictionaries are written and deleted on their own thread, dv-journal-dict; the
+// preallocated next segment is written on dv-journal-pre (SegmentSpare).
 #pragma once
 
 #include <sys/types.h>
@@ -64,7 +65,8 @@ struct FileJournalOptions {
   bool fsync = true;  // false: ack before fdatasync (unsafe, off by default)
   // With fsync: the next segment is written full of zeros and synced ahead of need, on its own
   // thread, so that a group's fdatasync flushes data only (docs/architecture.md, "Preallocated
-  // segments"). Its bytes count against the budget from the moment it is begun.
+  // segments"). Its bytes count against the budget from the moment it is begun. Off here (the
+  // tests of exact file sizes); the router's configuration turns it on by default.
   bool preallocate = false;
   // With fsync, the newest this-many synced bytes stay in the page cache; older ones are dropped
   // (posix_fadvise DONTNEED) as the journal grows. 0: leave the page cache to the kernel.
