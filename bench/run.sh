@@ -323,7 +323,9 @@ c_cache=$(curl -s "127.0.0.1:$cadmin/metrics" | awk '
   /^dvrouter_delivery_batch_records_total\{source="cache"\}/{c=$2}
   /^dvrouter_delivery_batch_records_total\{source="journal"\}/{j=$2}
   /^dvrouter_journal_tail_reads_total /{t=$2}
-  END{printf "%d of %d (%.0f%%); journal reads from the read tail: %d", c, c+j, (c+j>0) ? 100*c/(c+j) : 0, t}')
+  /^dvrouter_journal_group_commit_events_sum/{gs=$2}
+  /^dvrouter_journal_group_commit_events_count/{gc=$2}
+  END{printf "%d of %d (%.0f%%); journal reads from the read tail: %d; events per group commit: %.1f", c, c+j, (c+j>0) ? 100*c/(c+j) : 0, t, (gc>0) ? gs/gc : 0}')
 # Zero loss at the database sinks: every journal record is in ClickHouse once (by event id),
 # and every PostgreSQL row carries the newest seq of its record.
 ./build/release/dvrouter journal --data-dir "$work/data-c" > "$work/journal-c.jsonl"
