@@ -846,28 +846,22 @@ Status FileJournal::Impl::OpenSegmentForAppend(uint64_t first, SegmentOrigin ori
     if (origin == SegmentOrigin::kSpare) ::unlink(path.c_str());
     return ErrnoStatus("open " + path, err);
   }
-  if (origin != SegmentOrigin::kExisting) {
-    if (Status st = SyncDirectory(opt.dir); !st.ok()) {
-      ::close(fd);
-      ::unlink(path.c_str());
-      return st;
-    }
-  }
-  struct stat sb {};
-  if (::fstat(fd, &sb) != 0) {
-    const int err = errno;
+  // A segment this call made (new, or the spare renamed) is not left behind by a failure.
+  const auto fail = [&](Status st) {
     ::close(fd);
     if (origin != SegmentOrigin::kExisting) ::unlink(path.c_str());
-    return ErrnoStatus("fstat " + path, err);
+    return st;
+  };
+  if (origin != SegmentOrigin::kExisting) {
+    if (Status st = SyncDirectory(opt.dir); !st.ok()) return fail(st);
   }
+  struct stat sb {};
+  if (::fstat(fd, &sb) != 0) return fail(ErrnoStatus("fstat " + path, errno));
   // A spare's zeros are not records: writes start at its beginning (no O_APPEND).
   const uint64_t file_bytes = static_cast<uint64_t>(sb.st_size);
   const uint64_t records = origin == SegmentOrigin::kSpare ? 0 : file_bytes;
   if (::lseek(fd, static_cast<off_t>(records), SEEK_SET) < 0) {
-    const int err = errno;
-    ::close(fd);
-    if (origin != SegmentOrigin::kExisting) ::unlink(path.c_str());
-    return ErrnoStatus("lseek " + path, err);
+    return fail(ErrnoStatus("lseek " + path, errno));
   }
   if (seg_fd >= 0) {
     // Listed only while the bound is in force (otherwise nothing would ever take them off).
