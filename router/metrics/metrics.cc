@@ -14,6 +14,13 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 using prometheus::Histogram;
 
+// Brings a counter up to a count the journal keeps itself (it only grows while the process
+// lives). The caller serializes concurrent scrapes.
+void FollowCount(prometheus::Counter& counter, uint64_t count) {
+  const double target = static_cast<double>(count);
+  if (target > counter.Value()) counter.Increment(target - counter.Value());
+}
+
 Histogram::BucketBoundaries LatencyBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 }
@@ -185,21 +192,12 @@ void RouterMetrics::OnJournalStats(const JournalStats& stats, int64_t now_ms) {
   journal_retained_seconds.Set(stats.oldest_received_ms == 0
                                    ? 0.0
                                    : std::max(0.0, (now_ms - stats.oldest_received_ms) / 1000.0));
-  // A counter that follows the journal's own count (it only grows while the process lives);
-  // scrapes may run concurrently.
+  // Counters that follow the journal's own counts; scrapes may run concurrently.
   static std::mutex mu;
   std::lock_guard<std::mutex> lock(mu);
-  const double refused = static_cast<double>(stats.budget_refusals);
-  if (refused > journal_budget_refusals.Value()) {
-    journal_budget_refusals.Increment(refused - journal_budget_refusals.Value());
-  }
-  const double tail = static_cast<double>(stats.tail_reads);
-  if (tail > journal_tail_reads.Value())
-    journal_tail_reads.Increment(tail - journal_tail_reads.Value());
-  const double unprepared = static_cast<double>(stats.rolls_without_spare);
-  if (unprepared > journal_rolls_without_spare.Value()) {
-    journal_rolls_without_spare.Increment(unprepared - journal_rolls_without_spare.Value());
-  }
+  FollowCount(journal_budget_refusals, stats.budget_refusals);
+  FollowCount(journal_tail_reads, stats.tail_reads);
+  FollowCount(journal_rolls_without_spare, stats.rolls_without_spare);
 }
 
 }  // namespace dvrouter
