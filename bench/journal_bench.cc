@@ -143,6 +143,7 @@ void BM_JournalAppendUnderBudget(benchmark::State& state) {
   state.counters["writer_reclaim_max_us"] = Quantile(timings.writer_reclaims, 1.0) * 1e6;
   std::filesystem::remove_all(dir);
 }
+
 double ProcessCpuSeconds() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
