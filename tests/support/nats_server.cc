@@ -9,6 +9,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+
+#include <simdjson.h>
 
 #include "tests/support/http_client.h"
 
@@ -95,6 +100,25 @@ void NatsServer::Stop() {
 }
 
 NatsCluster::NatsCluster() {
+  static int clusters = 0;  // test thread only
+  constexpr int kAttempts = 3;
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    const std::string name =
+        "dvrouter-test-" + std::to_string(::getpid()) + "-" + std::to_string(++clusters);
+    const std::string dir = dir_.path() + "/" + name;
+    ::mkdir(dir.c_str(), 0700);
+    StartServers(dir, name);
+    if (ok() && WaitFor([&] { return Formed(); }, std::chrono::seconds(30))) return;
+    error_ = "cluster " + name + " " +
+             (ok() ? "did not form in 30 s (the meta leader lists fewer than two current peers)"
+                   : "did not start") +
+             "; its servers' logs:\n" + LogTails() + error();
+    std::fprintf(stderr, "NatsCluster attempt %d of %d: %s\n", attempt, kAttempts, error_.c_str());
+    servers_.clear();  // stops them
+  }
+}
+
+void NatsCluster::StartServers(const std::string& dir, const std::string& name) {
   std::vector<uint16_t> ports, routes, monitors;
   for (int i = 0; i < 3; ++i) {
     ports.push_back(FreeLoopbackPort());
@@ -102,23 +126,52 @@ NatsCluster::NatsCluster() {
     monitors.push_back(FreeLoopbackPort());
   }
   for (int i = 0; i < 3; ++i) {
-    const std::string dir = dir_.path() + "/n" + std::to_string(i);
-    ::mkdir(dir.c_str(), 0700);
+    const std::string node_dir = dir + "/n" + std::to_string(i);
+    ::mkdir(node_dir.c_str(), 0700);
     std::string config =
         "server_name: n" + std::to_string(i) + "\nlisten: 127.0.0.1:" + std::to_string(ports[i]) +
         "\nhttp: 127.0.0.1:" + std::to_string(monitors[i]) + "\njetstream {\n  store_dir: \"" +
-        dir + "/store\"\n}\ncluster {\n  name: dvrouter-test\n  listen: 127.0.0.1:" +
-        std::to_string(routes[i]) + "\n  routes: [\n";
+        node_dir + "/store\"\n}\ncluster {\n  name: " + name +
+        "\n  listen: 127.0.0.1:" + std::to_string(routes[i]) + "\n  routes: [\n";
     for (int k = 0; k < 3; ++k) {
       if (k != i) config += "    nats-route://127.0.0.1:" + std::to_string(routes[k]) + "\n";
     }
     config += "  ]\n}\n";
-    servers_.push_back(std::unique_ptr<NatsServer>(new NatsServer(dir, config, monitors[i])));
+    servers_.push_back(std::unique_ptr<NatsServer>(new NatsServer(node_dir, config, monitors[i])));
   }
   for (auto& s : servers_) s->ok_ = s->Start();
 }
 
+bool NatsCluster::Formed() const {
+  bool leader_sees_all = false;
+  for (const auto& s : servers_) {
+    if (!s->JetStreamCurrent()) return false;
+    HttpClient client(s->monitor_port_);
+    if (!client.Connect()) return false;
+    const HttpReply jsz = client.Get("/jsz");
+    if (jsz.status != 200) return false;
+    // Only the meta leader lists the replicas: {"meta_cluster": {"replicas": [{"current":
+    // true, ...}, ...]}}; a peer it has not heard from is missing or not current.
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    simdjson::dom::array replicas;
+    if (parser.parse(jsz.body).get(doc) != simdjson::SUCCESS) return false;
+    if (doc.at_pointer("/meta_cluster/replicas").get(replicas) != simdjson::SUCCESS) continue;
+    size_t current = 0;
+    for (simdjson::dom::element peer : replicas) {
+      bool is_current = false;
+      bool offline = false;  // absent when false
+      if (peer["current"].get(is_current) != simdjson::SUCCESS) is_current = false;
+      if (peer["offline"].get(offline) != simdjson::SUCCESS) offline = false;
+      if (is_current && !offline) ++current;
+    }
+    if (current == servers_.size() - 1) leader_sees_all = true;
+  }
+  return leader_sees_all;
+}
+
 bool NatsCluster::ok() const {
+  if (servers_.size() != 3) return false;
   for (const auto& s : servers_) {
     if (!s->ok()) return false;
   }
@@ -126,8 +179,23 @@ bool NatsCluster::ok() const {
 }
 
 std::string NatsCluster::error() const {
-  std::string out;
+  std::string out = servers_.empty() ? error_ : "";
   for (const auto& s : servers_) out += s->error();
+  return out;
+}
+
+std::string NatsCluster::LogTails(size_t lines) const {
+  std::string out;
+  for (const auto& s : servers_) {
+    std::ifstream in(s->dir_ + "/nats.log");
+    std::deque<std::string> tail;
+    for (std::string line; std::getline(in, line);) {
+      tail.push_back(std::move(line));
+      if (tail.size() > lines) tail.pop_front();
+    }
+    out += "--- " + s->dir_ + "/nats.log, last lines:\n";
+    for (const std::string& line : tail) out += line + "\n";
+  }
   return out;
 }
 

@@ -1,7 +1,8 @@
 // nats-server processes for tests (Debian's nats-server with JetStream): one server, or a
 // cluster of three (server_name, a cluster block with routes, one store_dir each), on free
-// loopback ports in a temporary directory. Every server is stopped (SIGKILL if it must) when
-// its object goes. Test thread only.
+// loopback ports in a temporary directory. A cluster is handed over formed: its JetStream meta
+// group lists all three servers. Every server is stopped (SIGKILL if it must) when its object
+// goes. Test thread only.
 #pragma once
 
 #include <cstdint>
@@ -56,20 +57,32 @@ class NatsServer {
   std::string error_;
 };
 
-// Three clustered JetStream servers (a stream of 3 replicas survives one's loss).
+// Three clustered JetStream servers (a stream of 3 replicas survives one's loss). The
+// constructor waits until the meta group's leader counts the other two servers as current
+// peers: before that a stream of 3 replicas finds no place. A cluster that has not formed in
+// 30 s is stopped, its servers' logs go to stderr, and a new one starts on other ports, up to
+// 3 times; ok() is false if none formed.
 class NatsCluster {
  public:
   NatsCluster();
   bool ok() const;
   std::string error() const;
+  // The last lines of each server's log, for a failure message.
+  std::string LogTails(size_t lines = 30) const;
   NatsServer& server(size_t i) { return *servers_[i]; }
   size_t size() const { return servers_.size(); }
   // The servers' URLs, for journal.nats.servers.
   std::vector<std::string> urls() const;
 
  private:
+  // Starts three servers in `dir` on new ports under a cluster name of their own.
+  void StartServers(const std::string& dir, const std::string& name);
+  // Whether every server's JetStream is current and the meta leader has two current peers.
+  bool Formed() const;
+
   TempDir dir_;
   std::vector<std::unique_ptr<NatsServer>> servers_;
+  std::string error_;
 };
 
 }  // namespace dvrouter::testing

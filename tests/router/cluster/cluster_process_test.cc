@@ -98,9 +98,9 @@ void WriteNodeConfig(const testing::TempDir& node_dir, const std::string& name,
                               extra_names + "]\n");
 }
 
-// Waits until the three servers' JetStream answers (a cluster that just started elects its
-// leaders first), by creating the lease bucket the nodes will bind: the routers' start then
-// does not spend its readiness timeout on the election.
+// Creates the lease bucket the nodes will bind, so that the routers' start does not spend its
+// readiness timeout on the bucket's own election (the cluster's meta group has formed already:
+// tests/support/nats_server.h).
 void WaitForJetStream(testing::NatsCluster& cluster) {
   NatsKvOptions o;
   o.servers = cluster.urls();
@@ -111,7 +111,7 @@ void WaitForJetStream(testing::NatsCluster& cluster) {
     if (bucket.ok()) return;
     std::fprintf(stderr, "JetStream not ready yet: %s\n", bucket.status().ToString().c_str());
   }
-  FAIL() << "JetStream never answered";
+  FAIL() << "JetStream never answered; the servers' logs:\n" << cluster.LogTails();
 }
 
 // The lake's rows missing one of `acked` (empty when none is).
