@@ -240,20 +240,25 @@ Result<int64_t> ParseDataverseDate(std::string_view s) {
 
 bool CanonicalGuid(std::string_view in, std::string* out) {
   if (in.size() != 36) return false;
-  out->resize(36);
+  // No branch per character: a GUID's digits are random, and a branch on digit or letter
+  // mispredicted at about a third of them (bench/README.md, "CanonicalGuid"). OR-ing 0x20
+  // lowercases A-F and leaves 0-9 and '-' as they are.
+  static constexpr unsigned char kHyphen[36] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+                                                0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+  char lowered[36];
+  unsigned char bad = 0;
   for (size_t i = 0; i < 36; ++i) {
-    char c = in[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return false;
-    } else if (c >= '0' && c <= '9') {
-    } else if (c >= 'a' && c <= 'f') {
-    } else if (c >= 'A' && c <= 'F') {
-      c = static_cast<char>(c - 'A' + 'a');
-    } else {
-      return false;
-    }
-    (*out)[i] = c;
+    const auto c = static_cast<unsigned char>(in[i]);
+    const auto lower = static_cast<unsigned char>(c | 0x20);
+    const unsigned char hex =
+        static_cast<unsigned char>(static_cast<unsigned char>(c - '0') < 10) |
+        static_cast<unsigned char>(static_cast<unsigned char>(lower - 'a') < 6);
+    const unsigned char hyphen = c == '-';
+    bad |= static_cast<unsigned char>((kHyphen[i] ? hyphen : hex) ^ 1);
+    lowered[i] = static_cast<char>(lower);
   }
+  if (bad != 0) return false;
+  out->assign(lowered, 36);
   return true;
 }
 

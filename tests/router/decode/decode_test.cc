@@ -1346,6 +1346,33 @@ TEST(CanonicalGuid, Refuses) {
   }
 }
 
+// Every byte value in every position against the rule written out plainly: a hex digit of
+// either case where a digit belongs, a hyphen at 8, 13, 18 and 23; a refused GUID leaves *out
+// as it was.
+TEST(CanonicalGuid, EveryByteInEveryPositionFollowsTheRule) {
+  const std::string good = "6d81597f-0f9f-e711-8122-000d3aa2331c";
+  for (size_t pos = 0; pos < good.size(); ++pos) {
+    const bool hyphen_slot = pos == 8 || pos == 13 || pos == 18 || pos == 23;
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string in = good;
+      in[pos] = static_cast<char>(byte);
+      const bool digit = byte >= '0' && byte <= '9';
+      const bool lower = byte >= 'a' && byte <= 'f';
+      const bool upper = byte >= 'A' && byte <= 'F';
+      const bool accept = hyphen_slot ? byte == '-' : (digit || lower || upper);
+      std::string out = "untouched";
+      ASSERT_EQ(CanonicalGuid(in, &out), accept) << "byte " << byte << " at " << pos;
+      if (!accept) {
+        EXPECT_EQ(out, "untouched");
+        continue;
+      }
+      std::string expected = good;
+      expected[pos] = upper ? static_cast<char>(byte - 'A' + 'a') : static_cast<char>(byte);
+      EXPECT_EQ(out, expected) << "byte " << byte << " at " << pos;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dvrouter
 
