@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <deque>
 #include <fstream>
+#include <thread>
 
 #include <simdjson.h>
 
@@ -108,12 +109,20 @@ NatsCluster::NatsCluster() {
     const std::string dir = dir_.path() + "/" + name;
     ::mkdir(dir.c_str(), 0700);
     StartServers(dir, name);
-    if (ok() && WaitFor([&] { return Formed(); }, std::chrono::seconds(30))) return;
-    error_ = "cluster " + name + " " +
-             (ok() ? "did not form in 30 s (the meta leader lists fewer than two current peers)"
-                   : "did not start") +
-             "; its servers' logs:\n" + LogTails() + error();
-    std::fprintf(stderr, "NatsCluster attempt %d of %d: %s\n", attempt, kAttempts, error_.c_str());
+    std::string why = "a server did not start";
+    if (ok()) {
+      // Every 200 ms: each look opens six connections to the servers forming the cluster.
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (!Formed(&why) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      if (why.empty()) return;
+      why = "not formed in 30 s: " + why;
+    }
+    error_ = "cluster " + name + ", attempt " + std::to_string(attempt) + " of " +
+             std::to_string(kAttempts) + ": " + why + "; its servers' logs:\n" + LogTails() +
+             error();
+    std::fprintf(stderr, "NatsCluster: %s\n", error_.c_str());
     servers_.clear();  // stops them
   }
 }
@@ -142,20 +151,30 @@ void NatsCluster::StartServers(const std::string& dir, const std::string& name) 
   for (auto& s : servers_) s->ok_ = s->Start();
 }
 
-bool NatsCluster::Formed() const {
+bool NatsCluster::Formed(std::string* why) const {
   bool leader_sees_all = false;
-  for (const auto& s : servers_) {
-    if (!s->JetStreamCurrent()) return false;
-    HttpClient client(s->monitor_port_);
-    if (!client.Connect()) return false;
-    const HttpReply jsz = client.Get("/jsz");
-    if (jsz.status != 200) return false;
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const NatsServer& s = *servers_[i];
+    const std::string server = "n" + std::to_string(i);
+    if (!s.JetStreamCurrent()) {
+      *why = server + "'s /healthz is not 200 (its JetStream is not current)";
+      return false;
+    }
+    HttpClient client(s.monitor_port_);
+    const HttpReply jsz = client.Connect() ? client.Get("/jsz") : HttpReply{};
+    if (jsz.status != 200) {
+      *why = server + "'s /jsz did not answer 200";
+      return false;
+    }
     // Only the meta leader lists the replicas: {"meta_cluster": {"replicas": [{"current":
-    // true, ...}, ...]}}; a peer it has not heard from is missing or not current.
+    // true, ...}, ...]}}; a peer it has not heard from is missing, not current or offline.
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     simdjson::dom::array replicas;
-    if (parser.parse(jsz.body).get(doc) != simdjson::SUCCESS) return false;
+    if (parser.parse(jsz.body).get(doc) != simdjson::SUCCESS) {
+      *why = server + "'s /jsz is not JSON";
+      return false;
+    }
     if (doc.at_pointer("/meta_cluster/replicas").get(replicas) != simdjson::SUCCESS) continue;
     size_t current = 0;
     for (simdjson::dom::element peer : replicas) {
@@ -167,7 +186,12 @@ bool NatsCluster::Formed() const {
     }
     if (current == servers_.size() - 1) leader_sees_all = true;
   }
-  return leader_sees_all;
+  if (!leader_sees_all) {
+    *why = "no meta leader lists the other two servers as current peers";
+    return false;
+  }
+  why->clear();
+  return true;
 }
 
 bool NatsCluster::ok() const {

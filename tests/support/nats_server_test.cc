@@ -43,7 +43,10 @@ TEST(NatsClusterFixture, PlacesThreeReplicasAtTheFirstRequest) {
                         << nats_GetLastError(nullptr) << ")\n"
                         << cluster.LogTails();
   if (info != nullptr) {
-    EXPECT_EQ(info->Cluster->ReplicasLen, 2) << "a leader and two replicas";
+    EXPECT_NE(info->Cluster, nullptr);
+    if (info->Cluster != nullptr) {
+      EXPECT_EQ(info->Cluster->ReplicasLen, 2) << "a leader and two replicas";
+    }
     jsStreamInfo_Destroy(info);
   }
   jsCtx_Destroy(js);
