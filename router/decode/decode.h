@@ -57,7 +57,8 @@ void ApplyHttpHeaders(const WebhookHttpHeaders& headers, EventHeader* out);
 // The /Date()/ offset is informational: the number is already UTC.
 Result<int64_t> ParseDataverseDate(std::string_view text);
 
-// Accepts 36-character GUIDs in any case and writes them lowercase.
+// Accepts 36-character GUIDs in any case and writes them lowercase; leaves *out as it was when
+// it refuses.
 bool CanonicalGuid(std::string_view in, std::string* out);
 
 }  // namespace dvrouter

@@ -64,6 +64,19 @@ TEST(ChangeTracking, ADeltaPageHasRowsDeletionsAndItsLink) {
   EXPECT_EQ(next->next_link, "https://org/next");
 }
 
+// A modifier that is not a GUID (36 characters, the length of one) is left out, not kept
+// half-written: the loop guard compares it with user ids.
+TEST(ChangeTracking, AModifierThatIsNotAGuidIsLeftOut) {
+  const std::string row = R"({"accountid":")" + std::string(kRow) +
+                          R"(","_modifiedby_value":"aaaaaaaa-0000-0000-0000-00000000000Z"})";
+  Result<DeltaPage> page =
+      ParseDeltaPage(R"({"value":[)" + row + R"(],"@odata.deltaLink":"https://org/d"})", "account");
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->rows.size(), 1u);
+  EXPECT_EQ(page->rows[0].id, kRow);
+  EXPECT_EQ(page->rows[0].modified_by, "");
+}
+
 TEST(ChangeTracking, MalformedPagesAndEntriesAreNamed) {
   for (const char* body :
        {"", "not json", "[1]", R"({"value":{}})", R"({"value":[)", R"({"value":[]})"}) {

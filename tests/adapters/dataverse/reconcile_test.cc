@@ -50,6 +50,23 @@ TEST(FailedJobs, APageIsReadWithItsNextLink) {
   EXPECT_EQ(page->next_link, "https://org/api/data/v9.2/asyncoperations?$skiptoken=2");
 }
 
+// An optional GUID that is not one (here 36 characters long, the length of one) is left out,
+// not kept half-written: the reconciled event then carries the nil GUID as its user.
+TEST(FailedJobs, AnOptionalGuidThatIsNotOneIsLeftOut) {
+  const std::string not_a_guid = "b374239d-4233-41a9-8b17-a86cb4f737bX";
+  ASSERT_EQ(not_a_guid.size(), 36u);
+  Result<FailedJobsPage> page =
+      ParseFailedJobsPage(R"({"value":[)" +
+                          JobRow(kJob, "2026-12-05T01:02:03Z",
+                                 R"(,"correlationid":")" + not_a_guid +
+                                     R"(","_createdby_value":")" + not_a_guid + R"(")") +
+                          "]}");
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_EQ(page->jobs.size(), 1u);
+  EXPECT_EQ(page->jobs[0].correlation_id, "");
+  EXPECT_EQ(page->jobs[0].user_id, "");
+}
+
 TEST(FailedJobs, MalformedAnswersAndRowsAreNamed) {
   for (const char* body : {"", "not json", "[1,2]", R"({"value":{}})", R"({"value":[)"}) {
     EXPECT_EQ(ParseFailedJobsPage(body).status().code(), StatusCode::kInvalidArgument) << body;
