@@ -59,7 +59,8 @@ class NatsServer {
 
 // Three clustered JetStream servers (a stream of 3 replicas survives one's loss). The
 // constructor waits until the meta group's leader counts the other two servers as current
-// peers: before that a stream of 3 replicas finds no place. A cluster that has not formed in
+// peers and a stream of 3 replicas is placed (and deleted again): before that such a stream
+// finds "no suitable peers for placement". A cluster that has not formed in
 // 30 s is stopped, its servers' logs go to stderr, and a new one starts on newly chosen ports;
 // after 3 attempts in all, ok() is false and size() is 0.
 class NatsCluster {
@@ -77,8 +78,8 @@ class NatsCluster {
  private:
   // Starts three servers in `dir` on new ports under a cluster name of their own.
   void StartServers(const std::string& dir, const std::string& name);
-  // Whether every server's JetStream is current and the meta leader has two current peers;
-  // if not, *why says what is missing.
+  // Whether every server's JetStream is current, the meta leader has two current peers and a
+  // stream of 3 replicas is placed; if not, *why says what is missing.
   bool Formed(std::string* why) const;
 
   TempDir dir_;
