@@ -323,7 +323,9 @@ TEST(WritebackEndToEnd, ARefusedOrderShowsFailedWithTheErrorAndCompletedAfterARe
   const std::string failed = sims.RowJson(1);
   EXPECT_NE(failed.find("customer blocked"), std::string::npos) << failed;
   EXPECT_NE(failed.find("400"), std::string::npos) << failed;
-  EXPECT_NE(router.Admin("GET", "/dlq?adapter=erp").find(id), std::string::npos);
+  // The failed status is on its way to the row before the DLQ entry is written.
+  EXPECT_TRUE(testing::WaitFor(
+      [&] { return router.Admin("GET", "/dlq?adapter=erp").find(id) != std::string::npos; }));
   sims.erp.Control("unreject=" + Row(1));
   EXPECT_NE(router.Admin("POST", "/dlq/replay?adapter=erp").find("\"replayed\":1"),
             std::string::npos);

@@ -302,6 +302,10 @@ TEST(DeliveryOperations, StatusDlqAndReplayCommandsAgainstARunningRouter) {
   ASSERT_TRUE(testing::WaitFor([&] {
     return admin_http.Get("/dlq?id=2").body.find(bad_id) != std::string::npos;
   })) << admin_http.Get("/dlq?all=1").body;
+  // The new entry is written before the old one is marked replayed (the same pass, later).
+  ASSERT_TRUE(testing::WaitFor([&] {
+    return admin_http.Get("/dlq?all=1&id=1").body.find("\"replayed\":true") != std::string::npos;
+  })) << admin_http.Get("/dlq?all=1").body;
   std::tie(rc, out) = Cli(tmp, {"dlq", "list", "--all", "--id", "1", "--admin", admin});
   EXPECT_NE(out.find("\"replayed\":true"), std::string::npos) << out;
 
