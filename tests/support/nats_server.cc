@@ -37,47 +37,6 @@ bool Accepts(uint16_t port) {
   return ok;
 }
 
-// Whether the cluster at `urls` places a stream of 3 replicas now: one is created and deleted
-// (named apart from the tests' streams). A server the meta group counts as a peer is still
-// passed over for placement until its first statistics message arrives (nats-server 2.9).
-bool PlacesThreeReplicas(const std::vector<std::string>& urls, std::string* why) {
-  std::vector<const char*> list;
-  for (const std::string& u : urls) list.push_back(u.c_str());
-  natsOptions* opts = nullptr;
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = 2000;
-  natsStatus s = natsOptions_Create(&opts);
-  if (s == NATS_OK) s = natsOptions_SetServers(opts, list.data(), static_cast<int>(list.size()));
-  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
-  if (s == NATS_OK) s = natsConnection_Connect(&nc, opts);
-  if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, &jo);
-  if (s == NATS_OK) {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = "DVTEST_FIXTURE_PROBE";
-    const char* subjects[] = {"dvtest.fixture.probe"};
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Replicas = 3;
-    cfg.Storage = js_MemoryStorage;
-    jsStreamInfo* info = nullptr;
-    s = js_AddStream(&info, js, &cfg, nullptr, nullptr);
-    if (info != nullptr) jsStreamInfo_Destroy(info);
-    if (s == NATS_OK) s = js_DeleteStream(js, cfg.Name, nullptr, nullptr);
-  }
-  if (s != NATS_OK) {
-    *why = std::string("a stream of 3 replicas is not placed yet: ") + natsStatus_GetText(s) +
-           " (" + nats_GetLastError(nullptr) + ")";
-  }
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  natsOptions_Destroy(opts);
-  return s == NATS_OK;
-}
-
 }  // namespace
 
 bool NatsServer::Available(std::string* why) {
@@ -232,9 +191,55 @@ bool NatsCluster::Formed(std::string* why) const {
     *why = "no meta leader lists the other two servers as current peers";
     return false;
   }
-  if (!PlacesThreeReplicas(urls(), why)) return false;
+  // Named apart from the tests' streams.
+  if (!PlaceThreeReplicas("DVTEST_FIXTURE_PROBE", why)) return false;
   why->clear();
   return true;
+}
+
+bool NatsCluster::PlaceThreeReplicas(const std::string& name, std::string* why) const {
+  const std::vector<std::string> servers = urls();
+  std::vector<const char*> list;
+  for (const std::string& u : servers) list.push_back(u.c_str());
+  natsOptions* opts = nullptr;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 2000;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) s = natsOptions_SetServers(opts, list.data(), static_cast<int>(list.size()));
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
+  if (s == NATS_OK) s = natsConnection_Connect(&nc, opts);
+  if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, &jo);
+  int replicas = -1;
+  if (s == NATS_OK) {
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name.c_str();
+    const std::string subject = "dvtest." + name;
+    const char* subjects[] = {subject.c_str()};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Replicas = 3;
+    cfg.Storage = js_MemoryStorage;
+    jsStreamInfo* info = nullptr;
+    s = js_AddStream(&info, js, &cfg, nullptr, nullptr);
+    if (info != nullptr && info->Cluster != nullptr) replicas = info->Cluster->ReplicasLen;
+    if (info != nullptr) jsStreamInfo_Destroy(info);
+    if (s == NATS_OK) s = js_DeleteStream(js, cfg.Name, nullptr, nullptr);
+  }
+  if (s != NATS_OK) {
+    *why = std::string("a stream of 3 replicas is not placed yet: ") + natsStatus_GetText(s) +
+           " (" + nats_GetLastError(nullptr) + ")";
+  } else if (replicas != 2) {
+    *why = "a stream of 3 replicas was placed with " + std::to_string(replicas) +
+           " replicas beside its leader";
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  natsOptions_Destroy(opts);
+  return s == NATS_OK && replicas == 2;
 }
 
 bool NatsCluster::ok() const {

@@ -74,6 +74,11 @@ class NatsCluster {
   size_t size() const { return servers_.size(); }
   // The servers' URLs, for journal.nats.servers.
   std::vector<std::string> urls() const;
+  // Creates the stream `name` of 3 replicas (memory storage, subject "dvtest.<name>") with one
+  // JetStream request, no retry, and deletes it: true when it was placed on a leader and two
+  // replicas, else false with *why. A server the meta group counts as a peer is still passed
+  // over until its first statistics message arrives (nats-server 2.9).
+  bool PlaceThreeReplicas(const std::string& name, std::string* why) const;
 
  private:
   // Starts three servers in `dir` on new ports under a cluster name of their own.
