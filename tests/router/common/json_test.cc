@@ -83,5 +83,30 @@ TEST(AppendJsonString, RandomTextMatchesTheReference) {
   }
 }
 
+// Every set of places among 16 bytes that hold a quote or a backslash (a block the fast path
+// writes with two shuffles), the block at two offsets from the start.
+TEST(AppendJsonString, EveryPatternOfQuotesAndBackslashesInABlockMatchesTheReference) {
+  for (uint32_t pattern = 0; pattern < (1u << 16); ++pattern) {
+    for (size_t lead : {size_t{0}, size_t{5}}) {
+      std::string s(lead, 'x');
+      for (int i = 0; i < 16; ++i) {
+        s += (pattern >> i) & 1 ? (i % 3 == 0 ? '\\' : '"') : static_cast<char>('a' + i);
+      }
+      s += "tail";
+      ASSERT_EQ(Escaped(s), Reference(s)) << "pattern " << pattern << " after " << lead;
+    }
+  }
+}
+
+// Texts whose escaped form is several times their length (the room reserved ahead is grown).
+TEST(AppendJsonString, TextsThatGrowSixfoldOrTwofoldMatchTheReference) {
+  for (size_t n : {size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{1000}, size_t{5000}}) {
+    const std::string controls(n, '\x01');
+    const std::string quotes(n, '"');
+    ASSERT_EQ(Escaped(controls, "pre"), "pre" + Reference(controls)) << n;
+    ASSERT_EQ(Escaped(quotes, "pre"), "pre" + Reference(quotes)) << n;
+  }
+}
+
 }  // namespace
 }  // namespace dvrouter
