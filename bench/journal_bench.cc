@@ -271,11 +271,13 @@ void BM_DecompressBody(benchmark::State& state) {
 }
 BENCHMARK(BM_DecompressBody)->ArgNames({"fixture"})->DenseRange(0, 3);
 
-// The read tail's frame as a delivery worker takes it: sealed (seq and checksum written), then
-// decoded with the checksum verified again (checksum=1) or trusted (checksum=0), per fixture.
+// The read tail's frame as a delivery worker takes it: its seq written, with the checksum too
+// (seal=1, as before 2026-12-06) or not (seal=0, Journal::Read now), then decoded with the
+// checksum verified (checksum=1) or trusted (checksum=0, the read tail's), per fixture.
 void BM_TailFrameSealAndDecode(benchmark::State& state) {
   const std::string body = LoadFixture(kBodies[state.range(0)]);
   const auto check = state.range(1) != 0 ? journal::Checksum::kVerify : journal::Checksum::kTrusted;
+  const bool seal = state.range(2) != 0;
   EventHeader header;
   header.message_name = "Update";
   header.primary_entity_name = "contact";
@@ -288,7 +290,11 @@ void BM_TailFrameSealAndDecode(benchmark::State& state) {
   uint32_t len = 0;
   uint64_t seq = 1;
   for (auto _ : state) {
-    journal::SealFrame(seq++, &frame);
+    if (seal) {
+      journal::SealFrame(seq++, &frame);
+    } else {
+      journal::WriteFrameSeq(seq++, &frame);
+    }
     Status st =
         journal::DecodeFrame(frame.data(), frame.size(), &meta, &decoded, &view, &len, check);
     benchmark::DoNotOptimize(st);
@@ -297,8 +303,8 @@ void BM_TailFrameSealAndDecode(benchmark::State& state) {
   state.SetLabel(kBodies[state.range(0)]);
 }
 BENCHMARK(BM_TailFrameSealAndDecode)
-    ->ArgNames({"fixture", "checksum"})
-    ->ArgsProduct({{0, 1, 2, 3}, {1, 0}});
+    ->ArgNames({"fixture", "checksum", "seal"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 0}, {1, 0}});
 
 }  // namespace
 }  // namespace dvrouter::bench

@@ -205,11 +205,14 @@ std::vector<uint64_t> Confirmations::OldestOpen(size_t a, uint32_t partitions) {
 // frame, the status header). A compressed copy is kept for that, within kProcessingBytes and
 // delivery.retention, oldest dropped first (its confirmation then reads the journal, which may
 // no longer have it). Worker threads keep; admin and poll threads take.
-void Confirmations::KeepProcessing(size_t a, uint64_t seq, std::string_view frame) {
+void Confirmations::KeepProcessing(size_t a, uint64_t seq, std::string_view record) {
+  // A frame from the journal's read tail comes with its checksum blank (Journal::Read).
+  std::string frame(record);
+  journal::WriteFrameChecksum(&frame);
   KeptRecord k;
   journal::CompressBody(frame, 1, nullptr, &k.frame);
   k.raw_length = static_cast<uint32_t>(frame.size());
-  if (k.frame.codec == Codec::kNone) k.frame.bytes.assign(frame);
+  if (k.frame.codec == Codec::kNone) k.frame.bytes = std::move(frame);
   k.since_ms = now_ms_();
   const int64_t expired = k.since_ms - retention_ms_;
   std::lock_guard<std::mutex> lock(processing_mu_);

@@ -10,6 +10,7 @@
 
 #include "router/common/encoding.h"
 #include "router/common/json.h"
+#include "router/journal/record.h"
 
 namespace dvrouter {
 
@@ -225,6 +226,8 @@ Status DeadLetterQueue::Append(std::vector<DlqEntry>* entries) {
       *field = StoredText(*field);
     }
     e.last_error = StoredText(e.last_error, kMaxErrorBytes);
+    // A frame from the journal's read tail comes with its checksum blank (Journal::Read).
+    journal::WriteFrameChecksum(&e.record);
     std::string text = "{\"id\":" + std::to_string(e.id);
     Field(&text, "adapter", e.adapter);
     Field(&text, "seq", e.seq);

@@ -1622,8 +1622,10 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   const size_t slack = std::min(
       kMaxSlack, buffer->capacity() > handle.length ? buffer->capacity() - handle.length : 0);
   if (impl_->tail && impl_->tail->Take(handle.seq, buffer)) {
-    // Committed moments ago: the plain frame the appending thread built, sealed here.
-    journal::SealFrame(handle.seq, buffer);
+    // Committed moments ago: the plain frame the appending thread built, with its seq. Its
+    // checksum stays blank (Journal::Read): hashing every delivered frame cost the workers
+    // more than the DLQ's and the confirmations' writing it on the few frames they keep.
+    journal::WriteFrameSeq(handle.seq, buffer);
     // The frame has simdjson's padding past it (EncodeUnsealedFrame); a small one in a large
     // buffer (the buffers go round) is moved to a buffer of its size: a record cache charges a
     // record by its buffer's capacity.

@@ -217,12 +217,23 @@ void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& h, std::strin
   WriteFrameHeader(payload_len, 0, out->data());
 }
 
-void SealFrame(uint64_t seq, std::string* frame) {
-  char* payload = frame->data() + kFrameHeaderBytes;
-  const uint32_t payload_len = static_cast<uint32_t>(frame->size() - kFrameHeaderBytes);
-  std::memcpy(payload, &seq, 8);  // the payload's first field
-  const uint64_t checksum = XXH3_64bits_withSeed(payload, payload_len, payload_len);
+void WriteFrameSeq(uint64_t seq, std::string* frame) {
+  std::memcpy(frame->data() + kFrameHeaderBytes, &seq, 8);  // the payload's first field
+}
+
+void WriteFrameChecksum(std::string* frame) {
+  uint32_t payload_len = 0;
+  if (frame->size() < kFrameHeaderBytes) return;
+  std::memcpy(&payload_len, frame->data(), 4);
+  if (payload_len < 8 || frame->size() - kFrameHeaderBytes < payload_len) return;
+  const uint64_t checksum =
+      XXH3_64bits_withSeed(frame->data() + kFrameHeaderBytes, payload_len, payload_len);
   std::memcpy(frame->data() + 8, &checksum, 8);
+}
+
+void SealFrame(uint64_t seq, std::string* frame) {
+  WriteFrameSeq(seq, frame);
+  WriteFrameChecksum(frame);
 }
 
 Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* h,

@@ -62,6 +62,13 @@ void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& header, std::
                          size_t slack, std::string* out);
 // Writes `seq` and the checksum into a frame EncodeUnsealedFrame made.
 void SealFrame(uint64_t seq, std::string* frame);
+// Writes only `seq` into such a frame: the read tail hands frames out so, their checksum left
+// blank (Journal::Read); WriteFrameChecksum completes one that is kept.
+void WriteFrameSeq(uint64_t seq, std::string* frame);
+// Writes the checksum of a frame's bytes as they are, its seq included: what a frame stored
+// beyond the journal gets (a DLQ entry, a kept processing record). The same checksum again on a
+// sealed frame. A buffer shorter than the frame its header announces is left as it is.
+void WriteFrameChecksum(std::string* frame);
 
 // Parses the frame starting at data[0]; `available` bytes are readable. On success fills the
 // outputs (*body: the stored body, a view into data; meta->codec says whether RawBody must

@@ -148,8 +148,8 @@ TEST(JournalCompression, ReadsIntoOneBufferKeepThePaddingAndDoNotGrowIt) {
 }
 
 // The read tail: the first Read of a record just committed is answered from the plain frame the
-// appending thread built, sealed with its seq and checksum: byte for byte the frame a read of the
-// segment gives. Bodies over 60 KiB and records the tail has dropped are read from the segment.
+// appending thread built, with its seq and a blank checksum (Journal::Read): once the checksum is
+// written, byte for byte the frame a read of the segment gives. Bodies over 60 KiB and records the tail has dropped are read from the segment.
 TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives) {
   for (const size_t tail_records : {size_t{2048}, size_t{3}, size_t{0}}) {
     SCOPED_TRACE(tail_records);
@@ -186,7 +186,9 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
       EXPECT_EQ(j->Stats().tail_reads, expected_tail_reads) << i;
       ASSERT_TRUE(j->Read(handles[i], &second, &h2, &v2).ok()) << i;  // the segment's
       EXPECT_EQ(j->Stats().tail_reads, expected_tail_reads) << i;
-      EXPECT_EQ(first, second) << "frame of body " << i;
+      std::string sealed = first;
+      journal::WriteFrameChecksum(&sealed);
+      EXPECT_EQ(sealed, second) << "frame of body " << i;
       EXPECT_EQ(v1.body, bodies[i]);
       EXPECT_EQ(v1.key, events[i]->request.key);
       EXPECT_EQ(v1.received_ms, v2.received_ms);
@@ -248,7 +250,9 @@ TEST(JournalCompression, TailReadsKeepFlagsAndHandOutBuffersOfTheRecordsSize) {
     EventHeader disk_header;
     RecordView disk_view;
     ASSERT_TRUE(j->Read(h, &disk, &disk_header, &disk_view).ok());
-    EXPECT_EQ(reader, disk);
+    std::string sealed = reader;
+    journal::WriteFrameChecksum(&sealed);
+    EXPECT_EQ(sealed, disk);
     const size_t body_end =
         static_cast<size_t>(view.body.data() + view.body.size() - reader.data());
     EXPECT_GE(reader.capacity() - body_end, 64u);

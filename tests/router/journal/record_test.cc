@@ -101,6 +101,38 @@ TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
       DecodeFrame(torn.data(), torn.size(), &meta, &h, &out, &len, Checksum::kTrusted).ok());
 }
 
+// The read tail hands frames out with their seq and a blank checksum (WriteFrameSeq); a frame
+// kept beyond memory gets its checksum then (WriteFrameChecksum), the one SealFrame writes, and
+// writing it again changes nothing. A buffer that does not hold the frame its header announces
+// is left as it is.
+TEST(Record, AChecksumWrittenLaterIsTheOneSealingWrites) {
+  const std::string body(300, 'b');
+  std::string sealed;
+  EncodeUnsealedFrame(FrameMeta{0, 1, {1, 2}, 4}, Header(2), body, 64, &sealed);
+  std::string tail = sealed;
+  SealFrame(77, &sealed);
+  WriteFrameSeq(77, &tail);
+  FrameMeta meta;
+  EventHeader h;
+  std::string_view out;
+  uint32_t len;
+  ASSERT_TRUE(
+      DecodeFrame(tail.data(), tail.size(), &meta, &h, &out, &len, Checksum::kTrusted).ok());
+  EXPECT_EQ(meta.seq, 77u);
+  EXPECT_FALSE(DecodeFrame(tail.data(), tail.size(), &meta, &h, &out, &len).ok());
+  WriteFrameChecksum(&tail);
+  EXPECT_EQ(tail, sealed);
+  ASSERT_TRUE(DecodeFrame(tail.data(), tail.size(), &meta, &h, &out, &len).ok());
+  WriteFrameChecksum(&tail);
+  EXPECT_EQ(tail, sealed);
+  for (size_t cut : {size_t{0}, size_t{7}, size_t{16}, size_t{24}, sealed.size() - 1}) {
+    std::string shorter = sealed.substr(0, cut);
+    const std::string before = shorter;
+    WriteFrameChecksum(&shorter);
+    EXPECT_EQ(shorter, before) << cut;
+  }
+}
+
 TEST(Record, ACompressedBodyRoundTripsAndItsFrameSaysSo) {
   const std::string body = "{\"attributes\":[" + std::string(4000, ' ') + "]}";
   StoredBody stored;
