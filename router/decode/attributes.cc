@@ -361,22 +361,58 @@ struct AttributeExtractor::Impl {
   explicit Impl(size_t max_bytes) : parser(max_bytes) {}
   od::parser parser;
   std::string padded;
+
+  // The bytes in place when simdjson's padding is readable past them, else a padded copy.
+  simdjson::padded_string_view Padded(const char* data, size_t len, size_t capacity) {
+    if (capacity >= len + simdjson::SIMDJSON_PADDING) {
+      return simdjson::padded_string_view(data, len, capacity);
+    }
+    padded.reserve(len + simdjson::SIMDJSON_PADDING);
+    padded.assign(data, len);
+    return simdjson::padded_string_view(padded.data(), len, padded.capacity());
+  }
 };
 
 AttributeExtractor::AttributeExtractor(size_t max_body_bytes)
     : impl_(std::make_unique<Impl>(max_body_bytes)) {}
 AttributeExtractor::~AttributeExtractor() = default;
 
+namespace {
+
+// Target's value (an Entity, or an EntityReference for Delete) into *out.
+Status ConvertTarget(od::object target, ChangeSet* out) {
+  std::string type;
+  for (auto tf : target) {
+    od::field f;
+    if (auto e = std::move(tf).get(f)) return JsonError("Target", e);
+    if (NameIs(f, "__type")) {
+      std::string_view t;
+      if (auto e = f.value().get_string().get(t)) return JsonError("Target.__type", e);
+      type.assign(TypeName(t));
+    }
+    break;  // "__type" comes first when present
+  }
+  if (auto e = target.reset().error()) return JsonError("Target", e);
+  // The attributes are converted straight into out->attributes (its storage is kept from one
+  // event to the next); the entity's own JSON is not needed.
+  Converter c(nullptr);
+  bool reference = false;
+  if (Status st = c.EntityBody(target, 1, &out->id, &out->entity, &out->columns, &reference,
+                               !type.empty(), type, &out->attributes);
+      !st.ok()) {
+    out->attributes = "{}";
+    return st;
+  }
+  out->has_target = true;
+  out->is_reference = reference;
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity, ChangeSet* out) {
   out->Clear();
-  simdjson::padded_string_view input;
-  if (capacity >= len + simdjson::SIMDJSON_PADDING) {
-    input = simdjson::padded_string_view(data, len, capacity);
-  } else {
-    impl_->padded.reserve(len + simdjson::SIMDJSON_PADDING);
-    impl_->padded.assign(data, len);
-    input = simdjson::padded_string_view(impl_->padded.data(), len, impl_->padded.capacity());
-  }
+  const simdjson::padded_string_view input = impl_->Padded(data, len, capacity);
   od::document doc;
   if (auto e = impl_->parser.iterate(input).get(doc)) return JsonError("body", e);
   od::object root;
@@ -407,36 +443,23 @@ Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity
         } else if (name == "value" && is_target) {
           od::object target;
           if (auto e = member.value().get_object().get(target)) return JsonError("Target", e);
-          std::string type;
-          for (auto tf : target) {
-            od::field f;
-            if (auto e = std::move(tf).get(f)) return JsonError("Target", e);
-            if (NameIs(f, "__type")) {
-              std::string_view t;
-              if (auto e = f.value().get_string().get(t)) return JsonError("Target.__type", e);
-              type.assign(TypeName(t));
-            }
-            break;  // "__type" comes first when present
-          }
-          if (auto e = target.reset().error()) return JsonError("Target", e);
-          // The attributes are converted straight into out->attributes (its storage is kept
-          // from one event to the next); the entity's own JSON is not needed.
-          Converter c(nullptr);
-          bool reference = false;
-          if (Status st = c.EntityBody(target, 1, &out->id, &out->entity, &out->columns, &reference,
-                                       !type.empty(), type, &out->attributes);
-              !st.ok()) {
-            out->attributes = "{}";
-            return st;
-          }
-          out->has_target = true;
-          out->is_reference = reference;
-          return Status::Ok();
+          return ConvertTarget(target, out);
         }
       }
     }
   }
   return Status::Ok();
+}
+
+Status AttributeExtractor::ExtractTarget(const char* data, size_t len, size_t capacity,
+                                         ChangeSet* out) {
+  out->Clear();
+  const simdjson::padded_string_view input = impl_->Padded(data, len, capacity);
+  od::document doc;
+  if (auto e = impl_->parser.iterate(input).get(doc)) return JsonError("Target", e);
+  od::object target;
+  if (auto e = doc.get_object().get(target)) return JsonError("Target", e);
+  return ConvertTarget(target, out);
 }
 
 AttributeExtractor& ThreadAttributeExtractor() {
@@ -448,6 +471,7 @@ AttributeExtractor& ThreadAttributeExtractor() {
 namespace {
 std::atomic<uint64_t> memo_extractions{0};
 std::atomic<uint64_t> memo_in_place{0};
+std::atomic<uint64_t> memo_target{0};
 }  // namespace
 
 Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
@@ -457,7 +481,15 @@ Status ChangeMemo::Get(std::string_view body, const ChangeSet** out) {
       // Without padding after the body, the extractor copies it into its own buffer.
       const size_t capacity =
           body.data() == readable_data_ && readable_ >= body.size() ? readable_ : body.size();
-      status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), capacity, &changes_);
+      const size_t end = size_t{target_offset_} + target_length_;
+      if (target_length_ >= 2 && end <= body.size() && body[target_offset_] == '{' &&
+          body[end - 1] == '}') {
+        status_ = ThreadAttributeExtractor().ExtractTarget(
+            body.data() + target_offset_, target_length_, capacity - target_offset_, &changes_);
+        memo_target.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        status_ = ThreadAttributeExtractor().Extract(body.data(), body.size(), capacity, &changes_);
+      }
       if (capacity >= body.size() + simdjson::SIMDJSON_PADDING) {
         memo_in_place.fetch_add(1, std::memory_order_relaxed);
       }
@@ -473,6 +505,7 @@ void ChangeMemo::Reset() {
   done_.store(false, std::memory_order_relaxed);
   readable_data_ = nullptr;
   readable_ = 0;
+  target_offset_ = target_length_ = 0;
   status_ = Status::Ok();
   changes_.Clear();
 }
@@ -486,6 +519,7 @@ uint64_t ChangeMemo::StorageBytes() const {
 
 uint64_t ChangeMemo::Extractions() { return memo_extractions.load(std::memory_order_relaxed); }
 uint64_t ChangeMemo::InPlaceExtractions() { return memo_in_place.load(std::memory_order_relaxed); }
+uint64_t ChangeMemo::TargetExtractions() { return memo_target.load(std::memory_order_relaxed); }
 
 Status ExtractChanges(std::string_view body, ChangeMemo* memo, ChangeSet* scratch,
                       const ChangeSet** out) {

@@ -144,6 +144,71 @@ Status ValidateValue(od::value v, int depth, std::string_view field) {
   return FieldError(field, "unknown JSON value type");
 }
 
+// InputParameters, checked as ValidateValue checks any value, noting in out->target_* where the
+// value the attribute extractor converts lies (AttributeExtractor::Extract, attributes.cc): the
+// first parameter whose latest "key" member is the string "Target" and whose "value" member
+// comes after it, an object. Wherever the extractor's walk would end otherwise (a parameter
+// that is not an object, a "key" that is not a string, a Target that is not an object), nothing
+// is noted and delivery parses the whole body (docs/architecture.md, "The Target's place").
+Status ReadInputParameters(od::value v, const char* base, od::document& doc, EventHeader* out) {
+  constexpr std::string_view kField = "InputParameters";
+  od::json_type type;
+  if (auto e = v.type().get(type)) return JsonError(kField, e);
+  if (type != od::json_type::array) return ValidateValue(v, 1, kField);
+  od::array params;
+  if (auto e = v.get_array().get(params)) return JsonError(kField, e);
+  bool settled = false;  // the extractor's walk ends at or before this point
+  for (auto param_result : params) {
+    od::value param;
+    if (auto e = std::move(param_result).get(param)) return JsonError(kField, e);
+    if (auto e = param.type().get(type)) return JsonError(kField, e);
+    if (settled || type != od::json_type::object) {
+      settled = true;
+      if (Status st = ValidateValue(param, 2, kField); !st.ok()) return st;
+      continue;
+    }
+    od::object members;
+    if (auto e = param.get_object().get(members)) return JsonError(kField, e);
+    bool is_target = false;
+    for (auto member_result : members) {
+      od::field member;
+      if (auto e = std::move(member_result).get(member)) return JsonError(kField, e);
+      std::string_view name;
+      if (auto e = member.unescaped_key().get(name)) return JsonError(kField, e);
+      od::value value = member.value();
+      if (!settled && (name == "key" || (name == "value" && is_target))) {
+        if (auto e = value.type().get(type)) return JsonError(kField, e);
+        if (name == "key" && type == od::json_type::string) {
+          std::string_view key;
+          if (auto e = value.get_string().get(key)) return JsonError(kField, e);
+          is_target = key == "Target";
+          continue;
+        }
+        settled = true;
+        if (name == "value" && type == od::json_type::object) {
+          const char* start = nullptr;
+          const char* end = nullptr;
+          if (auto e = value.current_location().get(start)) return JsonError(kField, e);
+          if (Status st = ValidateValue(value, 3, kField); !st.ok()) return st;
+          // The next token, past the object and any whitespace.
+          if (doc.current_location().get(end) != simdjson::SUCCESS) continue;
+          while (end > start &&
+                 (end[-1] == ' ' || end[-1] == '\n' || end[-1] == '\r' || end[-1] == '\t')) {
+            --end;
+          }
+          if (end - start >= 2 && *start == '{' && end[-1] == '}') {
+            out->target_offset = static_cast<uint32_t>(start - base);
+            out->target_length = static_cast<uint32_t>(end - start);
+          }
+          continue;
+        }
+      }
+      if (Status st = ValidateValue(value, 3, kField); !st.ok()) return st;
+    }
+  }
+  return Status::Ok();
+}
+
 int DaysFromCivil(int y, unsigned m, unsigned d) {
   // Howard Hinnant's algorithm: days since 1970-01-01 in the proleptic Gregorian calendar.
   y -= m <= 2;
@@ -410,6 +475,8 @@ Status Decoder::Impl::DecodeDocument(simdjson::padded_string_view input, EventHe
           return st;
         }
       }
+    } else if (key == "InputParameters") {
+      st = ReadInputParameters(v, input.data(), doc, out);
     } else {
       st = ValidateValue(v, 1, key);
     }

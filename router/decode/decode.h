@@ -3,8 +3,10 @@
 // One Decoder per I/O thread (it owns a simdjson parser and its buffers; never share one between
 // threads). The body is read in place when the caller's buffer has kPadding spare bytes of
 // capacity after the data (the ingress reserves them), otherwise it is copied once into the
-// decoder's own padded buffer. Only the header fields are read: the rest of the body is skipped,
-// never materialized. Errors never throw: they come back as InvalidArgument naming the field.
+// decoder's own padded buffer. Only the header fields are read: the rest of the body is checked
+// as JSON, never materialized, and the place of InputParameters' Target is noted for delivery
+// (EventHeader::target_*). Errors never throw: they come back as InvalidArgument naming the
+// field.
 // PrimaryEntityName and SecondaryEntityName (when present and not null) must be logical names
 // (IsLogicalName, event.h): table names reach file paths and URLs downstream.
 #pragma once

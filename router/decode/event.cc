@@ -42,6 +42,7 @@ void EventHeader::Clear() {
   correlation_request_id.clear();
   size_exceeded = false;
   status_record = false;
+  target_offset = target_length = 0;
 }
 
 EventKey EventHeader::DedupeKey() const {

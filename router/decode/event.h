@@ -63,6 +63,13 @@ struct EventHeader {
   // (message kStatusMessage, OwningExtension.Id the source adapter's name, body the status as
   // JSON; engine.h). The ingress never sets it, so no webhook can pose as one.
   bool status_record = false;
+  // Not from Dataverse: where the value the attribute extractor converts (InputParameters'
+  // Target, router/decode/attributes.h) lies in the body, [target_offset, target_offset +
+  // target_length), as the decoder found it; length 0: not known. Kept in memory only (the
+  // journal's read tail carries it to delivery; frames do not, so a record read back from a
+  // segment has none and its body is parsed whole).
+  uint32_t target_offset = 0;
+  uint32_t target_length = 0;
 
   void Clear();
 

@@ -354,6 +354,7 @@ bool DeliveryEngine::Impl::Drain(Worker* w, Part& part, uint64_t snapshot) {
             const char* end = cached->buffer.data() + cached->buffer.capacity();
             cached->changes.SetReadable(view.body.data(),
                                         static_cast<size_t>(end - view.body.data()));
+            cached->changes.SetTarget(cached->header.target_offset, cached->header.target_length);
           }
         } else {
           st = journal->Read(h, &w->read_buf, &w->read_header, &view);

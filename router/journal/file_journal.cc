@@ -370,14 +370,20 @@ class ReadTail {
       slot.seq = committed[k].seq;
       slot.frame.swap(frame);
       frame.clear();
+      slot.target_offset = batch[group[k]]->header->target_offset;
+      slot.target_length = batch[group[k]]->header->target_length;
     }
   }
-  // Moves the frame of `seq` into *out (whose buffer takes its place); false when not kept.
-  bool Take(uint64_t seq, std::string* out) {
+  // Moves the frame of `seq` into *out (whose buffer takes its place) and gives the Target's
+  // place the decoder found in its body (EventHeader::target_*, which frames do not carry);
+  // false when not kept.
+  bool Take(uint64_t seq, std::string* out, uint32_t* target_offset, uint32_t* target_length) {
     std::lock_guard<std::mutex> lock(mu_);
     Slot& slot = slots_[seq % slots_.size()];
     if (slot.seq != seq || slot.frame.empty()) return false;
     slot.seq = 0;
+    *target_offset = slot.target_offset;
+    *target_length = slot.target_length;
     slot.frame.swap(*out);
     slot.frame.clear();
     if (slot.frame.capacity() > kMaxTailFrame) std::string().swap(slot.frame);
@@ -390,6 +396,8 @@ class ReadTail {
   struct Slot {
     uint64_t seq = 0;
     std::string frame;
+    uint32_t target_offset = 0;
+    uint32_t target_length = 0;
   };
   std::mutex mu_;
   std::vector<Slot> slots_;
@@ -1621,7 +1629,8 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
   constexpr size_t kMaxSlack = 4096;
   const size_t slack = std::min(
       kMaxSlack, buffer->capacity() > handle.length ? buffer->capacity() - handle.length : 0);
-  if (impl_->tail && impl_->tail->Take(handle.seq, buffer)) {
+  uint32_t target_offset = 0, target_length = 0;
+  if (impl_->tail && impl_->tail->Take(handle.seq, buffer, &target_offset, &target_length)) {
     // Committed moments ago: the plain frame the appending thread built, with its seq. Its
     // checksum stays blank (Journal::Read): hashing every delivered frame cost the workers
     // more than the DLQ's and the confirmations' writing it on the few frames they keep.
@@ -1645,6 +1654,8 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
       return Internal("journal record " + std::to_string(handle.seq) +
                       " from the read tail does not decode: " + st.ToString());
     }
+    header->target_offset = target_offset;
+    header->target_length = target_length;
     FillView(handle, meta, header, body, out);
     return Status::Ok();
   }

@@ -138,8 +138,9 @@ class Journal {
   // Reads the committed record at `handle` into *buffer and *header; the view points into them.
   // *buffer is the record's plain frame, whose checksum may be blank (a FileJournal record read
   // from its read tail): whoever keeps the frame beyond this process's memory writes it first
-  // (journal::WriteFrameChecksum; the DLQ and the kept processing records do). Any thread (each
-  // caller with its own buffers). NotFound once retention removed it.
+  // (journal::WriteFrameChecksum; the DLQ and the kept processing records do). *header has the
+  // Target's place (EventHeader::target_*) only when the record came from the read tail. Any
+  // thread (each caller with its own buffers). NotFound once retention removed it.
   virtual Status Read(const RecordHandle& handle, std::string* buffer, EventHeader* header,
                       RecordView* out) = 0;
   // Deletes the segments whose records all have seq < `below_seq` and whose last write is at

@@ -274,6 +274,7 @@ Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHea
   }
   h->size_exceeded = (flags & kFlagSizeExceeded) != 0;
   h->status_record = (flags & kFlagStatusRecord) != 0;
+  h->target_offset = h->target_length = 0;  // not in frames (EventHeader)
   *body = std::string_view(r.p, body_len);
   *frame_len = static_cast<uint32_t>(kFrameHeaderBytes + payload_len);
   return Status::Ok();

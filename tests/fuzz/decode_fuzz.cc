@@ -1,6 +1,7 @@
 // The webhook decoder and the attribute extractor on any bytes: the same verdict with and
 // without simdjson's padding, and what they accept is what the rest of the router relies on
-// (a table that is a logical name, a lowercase GUID row id, a Target that is valid JSON).
+// (a table that is a logical name, a lowercase GUID row id, a Target that is valid JSON, a
+// Target's place that converts as the whole body does).
 #include <simdjson.h>
 
 #include <cstdint>
@@ -36,10 +37,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check(dvrouter::IsGuid(exact.primary_entity_id), "an accepted row id is not a GUID");
   for (char c : exact.primary_entity_id) Check(!(c >= 'A' && c <= 'Z'), "row id not lowercase");
 
+  Check(exact.target_offset == padded.target_offset && exact.target_length == padded.target_length,
+        "padding changes the Target's place");
+
   dvrouter::ChangeSet scratch;
   const dvrouter::ChangeSet* changes = nullptr;
   const std::string_view body(text, size);
-  if (dvrouter::ExtractChanges(body, nullptr, &scratch, &changes).ok() && changes->has_target) {
+  const dvrouter::Status whole = dvrouter::ExtractChanges(body, nullptr, &scratch, &changes);
+  // The Target's place the decoder noted converts to what the whole body converts to.
+  if (exact.target_length != 0) {
+    Check(size_t{exact.target_offset} + exact.target_length <= size,
+          "the Target's place lies past the body");
+    Check(whole.ok() && changes->has_target, "a Target's place where the body converts none");
+    dvrouter::ChangeSet part;
+    const dvrouter::Status alone = dvrouter::ThreadAttributeExtractor().ExtractTarget(
+        text + exact.target_offset, exact.target_length, size - exact.target_offset, &part);
+    Check(alone.ok() && part.has_target == changes->has_target &&
+              part.is_reference == changes->is_reference && part.entity == changes->entity &&
+              part.id == changes->id && part.attributes == changes->attributes &&
+              part.columns == changes->columns,
+          "the Target alone converts otherwise than the whole body");
+  }
+  if (whole.ok() && changes->has_target) {
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     const auto error = parser.parse(changes->attributes).get(doc);

@@ -271,6 +271,9 @@ struct Ev {
   std::string message = "Update";
   std::string user;
   std::string body = "{}";
+  // The Target's place in the body, as the decoder notes it (EventHeader::target_*).
+  uint32_t target_offset = 0;
+  uint32_t target_length = 0;
 };
 
 class Completion final : public AppendCallback {
@@ -369,6 +372,8 @@ class Harness {
       h.initiating_user_id = events[i].user;
       h.operation_id = std::to_string(++next_op_);
       h.owning_extension_id = "step";
+      h.target_offset = events[i].target_offset;
+      h.target_length = events[i].target_length;
       AppendRequest& r = reqs[i];
       r.key = h.DedupeKey();
       r.partition = PartitionOf(h.primary_entity_name, h.primary_entity_id, kPartitions);
@@ -1117,6 +1122,9 @@ std::vector<Ev> Numbered(std::vector<Ev> evs) {
         "{\"InputParameters\":[{\"key\":\"Target\",\"value\":{\"__type\":\"Entity:account\","
         "\"Attributes\":[{\"key\":\"c" +
         n + "\",\"value\":" + n + "}],\"Id\":\"x\"}}]}";
+    // The Target's value: from its "__type" to before the closing "}]}".
+    evs[i].target_offset = static_cast<uint32_t>(evs[i].body.find("{\"__type\""));
+    evs[i].target_length = static_cast<uint32_t>(evs[i].body.size() - 3 - evs[i].target_offset);
   }
   return evs;
 }
@@ -1140,6 +1148,7 @@ TEST(DeliveryEngine, TheRoutingReadServesEveryAdapterAndTheTargetIsExtractedOnce
   const std::vector<Ev> evs = Numbered(Records(20, 15));
   const uint64_t extractions = ChangeMemo::Extractions();
   const uint64_t in_place = ChangeMemo::InPlaceExtractions();
+  const uint64_t target_only = ChangeMemo::TargetExtractions();
   auto seqs = h.Append(evs);
   for (size_t a = 0; a < h.adapters.size(); ++a) ASSERT_TRUE(h.AllDelivered(a));
   // One journal read per event, to route it: no adapter read it again; and one conversion of
@@ -1148,6 +1157,10 @@ TEST(DeliveryEngine, TheRoutingReadServesEveryAdapterAndTheTargetIsExtractedOnce
   EXPECT_EQ(ChangeMemo::Extractions() - extractions, seqs.size());
   // The cached record keeps simdjson's padding after the body: parsed where it was read.
   EXPECT_EQ(ChangeMemo::InPlaceExtractions() - in_place, seqs.size());
+  // Each read from the journal's read tail, with the Target's place: only the Target parsed
+  // (ExpectOwnBodies below checks each got its own).
+  EXPECT_EQ(ChangeMemo::TargetExtractions() - target_only, h.journal->Stats().tail_reads);
+  EXPECT_GT(h.journal->Stats().tail_reads, 0u);
   std::map<uint64_t, const ChangeMemo*> memo_of;
   for (auto& a : h.adapters) {
     EXPECT_EQ(a->count(), seqs.size());

@@ -149,7 +149,8 @@ TEST(JournalCompression, ReadsIntoOneBufferKeepThePaddingAndDoNotGrowIt) {
 
 // The read tail: the first Read of a record just committed is answered from the plain frame the
 // appending thread built, with its seq and a blank checksum (Journal::Read): once the checksum is
-// written, byte for byte the frame a read of the segment gives. Bodies over 60 KiB and records the tail has dropped are read from the segment.
+// written, byte for byte the frame a read of the segment gives. Bodies over 60 KiB and records the
+// tail has dropped are read from the segment.
 TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives) {
   for (const size_t tail_records : {size_t{2048}, size_t{3}, size_t{0}}) {
     SCOPED_TRACE(tail_records);
@@ -163,6 +164,9 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
     std::vector<std::unique_ptr<Pending>> events;
     for (size_t i = 0; i < bodies.size(); ++i) {
       events.push_back(EventWithBody(static_cast<int>(i), bodies[i]));
+      // The Target's place the decoder would note: not in the frame, carried by the tail.
+      events.back()->header.target_offset = static_cast<uint32_t>(i + 1);
+      events.back()->header.target_length = static_cast<uint32_t>(2 * i + 2);
       ASSERT_TRUE(AppendOne(j.get(), events.back().get()).status.ok()) << i;
     }
     ASSERT_EQ(handles.size(), bodies.size());
@@ -175,9 +179,9 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
     }
     uint64_t expected_tail_reads = 0;
     for (size_t i = 0; i < handles.size(); ++i) {
-      if (tail_records > 0 && ring[handles[i].seq % tail_records] == handles[i].seq) {
-        ++expected_tail_reads;
-      }
+      const bool from_tail =
+          tail_records > 0 && ring[handles[i].seq % tail_records] == handles[i].seq;
+      if (from_tail) ++expected_tail_reads;
       std::string first, second;
       EventHeader h1, h2;
       RecordView v1, v2;
@@ -195,6 +199,12 @@ TEST(JournalCompression, AFreshRecordIsReadFromTheTailAsTheFrameTheSegmentGives)
       EXPECT_EQ(h1.primary_entity_id, events[i]->header.primary_entity_id);
       EXPECT_EQ(h1.operation_id, h2.operation_id);
       EXPECT_EQ(h1.stage, h2.stage);
+      // The Target's place from the tail only; a segment's read clears one the header held.
+      EXPECT_EQ(h1.target_offset, from_tail ? i + 1 : 0u);
+      EXPECT_EQ(h1.target_length, from_tail ? 2 * i + 2 : 0u);
+      ASSERT_TRUE(j->Read(handles[i], &second, &h1, &v2).ok()) << i;
+      EXPECT_EQ(h1.target_offset, 0u);
+      EXPECT_EQ(h1.target_length, 0u);
       // The caller's padding past the body is kept, as for a read of the segment.
       const size_t body_end = static_cast<size_t>(v1.body.data() + v1.body.size() - first.data());
       EXPECT_GE(first.capacity() - body_end, 64u) << i;
