@@ -48,14 +48,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (exact.target_length != 0) {
     Check(size_t{exact.target_offset} + exact.target_length <= size,
           "the Target's place lies past the body");
-    Check(whole.ok() && changes->has_target, "a Target's place where the body converts none");
     dvrouter::ChangeSet part;
     const dvrouter::Status alone = dvrouter::ThreadAttributeExtractor().ExtractTarget(
         text + exact.target_offset, exact.target_length, size - exact.target_offset, &part);
-    Check(alone.ok() && part.has_target == changes->has_target &&
-              part.is_reference == changes->is_reference && part.entity == changes->entity &&
-              part.id == changes->id && part.attributes == changes->attributes &&
-              part.columns == changes->columns,
+    // A Target the converter refuses (an attribute without a value...) is refused alike.
+    Check(alone.ok() == whole.ok() && alone.message() == whole.message(),
+          "the Target alone converts with another verdict than the whole body");
+    Check(part.has_target == changes->has_target && part.is_reference == changes->is_reference &&
+              part.entity == changes->entity && part.id == changes->id &&
+              part.attributes == changes->attributes && part.columns == changes->columns,
           "the Target alone converts otherwise than the whole body");
   }
   if (whole.ok() && changes->has_target) {

@@ -113,10 +113,16 @@ TEST(TargetPlace, EveryFixtureWithATargetHasItsPlaceAndConvertsAsTheWholeBody) {
 TEST(TargetPlace, EachShapeOfInputParametersGivesTheExtractorsTarget) {
   const std::string ann = Entity("Ann");
   const std::string bob = Entity("Bob");
+  // An attribute without its value: the converter refuses it, from the place as from the body.
+  const std::string refused =
+      R"({"__type":"Entity:http://schemas.microsoft.com/xrm/2011/Contracts",)"
+      R"("Attributes":[{"key":"firstname"}],"Id":"6d81597f-0f9f-e711-8122-000d3aa2331c",)"
+      R"("LogicalName":"contact"})";
   struct Case {
     const char* what;
     std::string params;
-    std::string target;  // the bytes noted, "" for none
+    std::string target;    // the bytes noted, "" for none
+    bool refused = false;  // the extractor ends with an error
   };
   const std::vector<Case> cases = {
       {"plain", R"([{"key":"Target","value":)" + ann + "}]", ann},
@@ -132,12 +138,15 @@ TEST(TargetPlace, EachShapeOfInputParametersGivesTheExtractorsTarget) {
       {"a later key makes it the Target", R"([{"key":"Other","key":"Target","value":)" + ann + "}]",
        ann},
       {"a key that is not a string",
-       R"([{"key":1,"value":{}},{"key":"Target","value":)" + ann + "}]", ""},
-      {"a parameter that is not an object", R"(["x",{"key":"Target","value":)" + ann + "}]", ""},
+       R"([{"key":1,"value":{}},{"key":"Target","value":)" + ann + "}]", "", true},
+      {"a parameter that is not an object", R"(["x",{"key":"Target","value":)" + ann + "}]", "",
+       true},
       {"a Target that is not an object",
-       R"([{"key":"Target","value":"text"},{"key":"Target","value":)" + ann + "}]", ""},
+       R"([{"key":"Target","value":"text"},{"key":"Target","value":)" + ann + "}]", "", true},
+      {"a Target the converter refuses", R"([{"key":"Target","value":)" + refused + "}]", refused,
+       true},
       {"no Target", R"([{"key":"Other","value":)" + ann + "}]", ""},
-      {"not an array", R"({"key":"Target","value":)" + ann + "}", ""},
+      {"not an array", R"({"key":"Target","value":)" + ann + "}", "", true},
       {"empty", "[]", ""},
   };
   for (const Case& c : cases) {
@@ -151,7 +160,9 @@ TEST(TargetPlace, EachShapeOfInputParametersGivesTheExtractorsTarget) {
       EXPECT_EQ(body.substr(h.target_offset, h.target_length), c.target);
     }
     bool alone = false;
-    ExpectSame(ThroughMemo(body, h, &alone), Whole(body));
+    const Extraction whole = Whole(body);
+    EXPECT_EQ(whole.status.ok(), !c.refused) << whole.status.ToString();
+    ExpectSame(ThroughMemo(body, h, &alone), whole);
     EXPECT_EQ(alone, !c.target.empty());
   }
 }
