@@ -114,8 +114,9 @@ inline std::vector<std::pair<uint64_t, std::string>> ReadAll(const std::string& 
   return out;
 }
 
-// A Read of one record, and the plain frame it gave decoded (both must succeed: callers wrap the
-// call in ASSERT_NO_FATAL_FAILURE).
+// A Read of one record, and the plain frame it gave decoded with its checksum verified, once
+// written as the DLQ writes it (a frame from the read tail has it blank: Journal::Read). Both must
+// succeed: callers wrap the call in ASSERT_NO_FATAL_FAILURE.
 struct PlainRead {
   std::string buffer;
   EventHeader header;
@@ -128,6 +129,7 @@ struct PlainRead {
 inline void ReadPlainFrame(Journal* j, const RecordHandle& h, PlainRead* out) {
   const Status st = j->Read(h, &out->buffer, &out->header, &out->view);
   ASSERT_TRUE(st.ok()) << h.seq << ": " << st.ToString();
+  journal::WriteFrameChecksum(&out->buffer);
   ASSERT_TRUE(journal::DecodeFrame(out->buffer.data(), out->buffer.size(), &out->meta,
                                    &out->frame_header, &out->frame_body, &out->frame_len)
                   .ok())
