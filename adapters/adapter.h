@@ -30,11 +30,10 @@
 #include <string_view>
 
 #include "router/common/status.h"
+#include "router/decode/attributes.h"
 #include "router/decode/event.h"
 
 namespace dvrouter {
-
-class ChangeMemo;  // router/decode/attributes.h
 
 // One event handed to an adapter. Views stay valid until `done` is called.
 struct Delivery {
@@ -49,6 +48,18 @@ struct Delivery {
   // when it has the record cached; null otherwise). Use ExtractChanges(d.body, d.changes, ...).
   ChangeMemo* changes = nullptr;
 };
+
+// Asks the CPU to load ahead what an encoder reads of later events of the batch: the memo of
+// batch[i + 4], the extracted attributes of batch[i + 2] (ChangeMemo::Prefetch). An encoder
+// calls it before event i: batches are built long after their records were read (a linger, a
+// lake roll), when the attributes are no longer in the cache (bench/README.md, "Issue 23,
+// twelfth round").
+inline void PrefetchAhead(std::span<const Delivery> batch, size_t i) {
+  if (i + 4 < batch.size() && batch[i + 4].changes != nullptr) {
+    __builtin_prefetch(batch[i + 4].changes);
+  }
+  if (i + 2 < batch.size() && batch[i + 2].changes != nullptr) batch[i + 2].changes->Prefetch();
+}
 
 enum class DeliveryOutcome {
   kDelivered,   // the sink has it (status: completed)

@@ -244,6 +244,7 @@ void ClickHouseAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* d
   job->ends.reserve(batch.size());
   job->index.reserve(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
+    PrefetchAhead(batch, i);
     if (Status st = EncodeRow(batch[i], clickhouse_, &job->rows); !st.ok()) {
       job->results[i].outcome = DeliveryOutcome::kPermanent;
       job->results[i].error = std::string(st.message());

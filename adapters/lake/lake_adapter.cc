@@ -220,6 +220,7 @@ void LakeAdapter::Deliver(std::span<const Delivery> batch, DeliveryDone* done) {
   if (skipped > 0 && duplicates_) duplicates_->Increment(static_cast<double>(skipped));
   bool any = false;
   for (size_t i = 0; i < batch.size(); ++i) {
+    PrefetchAhead(batch, i);
     if (skip[i]) continue;
     Status st = EncodeRow(batch[i], &row, &dir);
     if (!st.ok()) {

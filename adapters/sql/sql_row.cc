@@ -86,6 +86,7 @@ void BuildSqlJob(std::span<const Delivery> batch, const SqlConfig& config, SqlTa
   job->rows.clear();
   uint64_t skipped = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
+    PrefetchAhead(batch, i);
     SqlRow row;
     row.index = i;
     if (Status st = BuildSqlRow(batch[i], config, &row); !st.ok()) {

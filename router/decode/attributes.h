@@ -78,6 +78,10 @@ class ChangeMemo {
     target_offset_ = offset;
     target_length_ = length;
   }
+  // Asks the CPU to start loading the extracted attributes, when the memo has them (nothing
+  // otherwise). Encoders call it a few events ahead (PrefetchAhead, adapters/adapter.h): a batch
+  // built long after its records were read finds their attributes out of the cache.
+  void Prefetch() const;
   // Forgets the extraction, keeping the storage, for the next event. Not while a Get may run.
   void Reset();
   // Extractions by all memos so far, process-wide (tests); those that parsed the body in place,

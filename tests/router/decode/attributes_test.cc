@@ -326,6 +326,22 @@ TEST(ChangeMemo, AfterResetItExtractsTheNextBody) {
   EXPECT_EQ(cs->attributes, ExtractOk(agent).attributes);
 }
 
+// Prefetch is a hint: before the extraction it extracts nothing, after it changes nothing.
+TEST(ChangeMemo, PrefetchNeitherExtractsNorChangesTheExtraction) {
+  ChangeMemo memo;
+  const uint64_t before = ChangeMemo::Extractions();
+  memo.Prefetch();
+  EXPECT_EQ(ChangeMemo::Extractions(), before);
+  const std::string contact = testing::Fixture("update-contact-postop-async.json");
+  const ChangeSet* cs = nullptr;
+  ASSERT_TRUE(memo.Get(contact, &cs).ok());
+  const std::string attributes = cs->attributes;
+  memo.Prefetch();
+  ASSERT_TRUE(memo.Get(contact, &cs).ok());
+  EXPECT_EQ(ChangeMemo::Extractions(), before + 1);
+  EXPECT_EQ(cs->attributes, attributes);
+}
+
 // A body with readable bytes after it (the record cache's buffer) is parsed in place; what
 // those bytes hold does not matter. A body other than the one named is not read past its end.
 TEST(ChangeMemo, ParsesAPaddedBodyInPlaceWhateverThePaddingHolds) {
