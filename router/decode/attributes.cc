@@ -371,6 +371,13 @@ struct AttributeExtractor::Impl {
     padded.assign(data, len);
     return simdjson::padded_string_view(padded.data(), len, padded.capacity());
   }
+  // Parses the bytes as one JSON document up to its root object; errors name `field`.
+  Status Root(const char* data, size_t len, size_t capacity, std::string_view field,
+              od::document* doc, od::object* root) {
+    if (auto e = parser.iterate(Padded(data, len, capacity)).get(*doc)) return JsonError(field, e);
+    if (auto e = doc->get_object().get(*root)) return JsonError(field, e);
+    return Status::Ok();
+  }
 };
 
 AttributeExtractor::AttributeExtractor(size_t max_body_bytes)
@@ -412,11 +419,9 @@ Status ConvertTarget(od::object target, ChangeSet* out) {
 
 Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity, ChangeSet* out) {
   out->Clear();
-  const simdjson::padded_string_view input = impl_->Padded(data, len, capacity);
   od::document doc;
-  if (auto e = impl_->parser.iterate(input).get(doc)) return JsonError("body", e);
   od::object root;
-  if (auto e = doc.get_object().get(root)) return JsonError("body", e);
+  if (Status st = impl_->Root(data, len, capacity, "body", &doc, &root); !st.ok()) return st;
   for (auto field_result : root) {
     od::field field;
     if (auto e = std::move(field_result).get(field)) return JsonError("body", e);
@@ -454,11 +459,9 @@ Status AttributeExtractor::Extract(const char* data, size_t len, size_t capacity
 Status AttributeExtractor::ExtractTarget(const char* data, size_t len, size_t capacity,
                                          ChangeSet* out) {
   out->Clear();
-  const simdjson::padded_string_view input = impl_->Padded(data, len, capacity);
   od::document doc;
-  if (auto e = impl_->parser.iterate(input).get(doc)) return JsonError("Target", e);
   od::object target;
-  if (auto e = doc.get_object().get(target)) return JsonError("Target", e);
+  if (Status st = impl_->Root(data, len, capacity, "Target", &doc, &target); !st.ok()) return st;
   return ConvertTarget(target, out);
 }
 
