@@ -347,7 +347,8 @@ constexpr size_t kReadSlack = 64;
 // The read tail: the plain frames of the newest committed records, prepared by the appending
 // threads from the body they received (EncodeUnsealedFrame) and put here by the writer once the
 // record is durable, so the delivery worker that routes a record right after its commit reads
-// neither the disk nor zstd (docs/architecture.md, "Journal compression"). A ring of
+// neither the disk nor zstd (docs/architecture.md, "Journal compression"); each with the Target's
+// place the decoder found in its body ("The Target's place"). A ring of
 // opt.read_tail_records slots by seq; a Read takes its frame out (the caller's buffer takes the
 // slot's place and is reused), later Reads of the record go to the disk. Frames over
 // kMaxTailFrame are not kept. Any thread (one mutex: the writer once per group, readers once per
@@ -1648,7 +1649,7 @@ Status FileJournal::Read(const RecordHandle& handle, std::string* buffer, EventH
     }
     journal::FrameMeta meta;
     std::string_view body;
-    // Sealed just now from bytes that never left memory: its checksum is not verified again.
+    // Bytes that never left memory, their checksum blank: decoded without verifying one.
     if (Status st = DecodeRead(handle, *buffer, &meta, header, &body, journal::Checksum::kTrusted);
         !st.ok()) {
       return Internal("journal record " + std::to_string(handle.seq) +

@@ -74,7 +74,7 @@ TEST(Record, DamageIsDetected) {
   EXPECT_EQ(DecodeFrame(frame.data(), 10, &meta, &h, &out, &len).code(), StatusCode::kNotFound);
 }
 
-// A frame sealed in memory (the read tail) decodes with its checksum trusted; the same damage
+// A frame made in memory (the read tail's) decodes with its checksum trusted; the same damage
 // that a verified decode refuses passes a trusted one (which is why only in-memory frames are
 // trusted), while its structure is still checked.
 TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
