@@ -231,11 +231,6 @@ void WriteFrameChecksum(std::string* frame) {
   std::memcpy(frame->data() + 8, &checksum, 8);
 }
 
-void SealFrame(uint64_t seq, std::string* frame) {
-  WriteFrameSeq(seq, frame);
-  WriteFrameChecksum(frame);
-}
-
 Status DecodeFrame(const char* data, size_t available, FrameMeta* meta, EventHeader* h,
                    std::string_view* body, uint32_t* frame_len, Checksum check) {
   if (available < kFrameHeaderBytes) return NotFound("short frame header");

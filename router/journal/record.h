@@ -57,13 +57,11 @@ uint32_t EncodeFramePrefix(const FrameMeta& meta, const EventHeader& header,
 
 // A plain frame (codec kNone) of `body` with its seq and checksum left blank, into *out (cleared;
 // capacity for `slack` bytes past the frame is reserved): what the appending thread prepares
-// before the writer assigns the seq. SealFrame completes it.
+// before the writer assigns the seq. WriteFrameSeq and WriteFrameChecksum complete it.
 void EncodeUnsealedFrame(const FrameMeta& meta, const EventHeader& header, std::string_view body,
                          size_t slack, std::string* out);
-// Writes `seq` and the checksum into a frame EncodeUnsealedFrame made.
-void SealFrame(uint64_t seq, std::string* frame);
-// Writes only `seq` into such a frame: the read tail hands frames out so, their checksum left
-// blank (Journal::Read); WriteFrameChecksum completes one that is kept.
+// Writes `seq` into such a frame: the read tail hands frames out so, their checksum left blank
+// (Journal::Read); WriteFrameChecksum completes one that is kept.
 void WriteFrameSeq(uint64_t seq, std::string* frame);
 // Writes the checksum of a frame's bytes as they are, its seq included: what a frame stored
 // beyond the journal gets (a DLQ entry, a kept processing record). The same checksum again on a

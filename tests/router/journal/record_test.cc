@@ -81,7 +81,8 @@ TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
   const std::string body(300, 'b');
   std::string frame;
   EncodeUnsealedFrame(FrameMeta{0, 1, {1, 2}, 4}, Header(2), body, 64, &frame);
-  SealFrame(77, &frame);
+  WriteFrameSeq(77, &frame);
+  WriteFrameChecksum(&frame);
   FrameMeta meta;
   EventHeader h;
   std::string_view out;
@@ -102,15 +103,16 @@ TEST(Record, ATrustedDecodeSkipsOnlyTheChecksum) {
 }
 
 // The read tail hands frames out with their seq and a blank checksum (WriteFrameSeq); a frame
-// kept beyond memory gets its checksum then (WriteFrameChecksum), the one SealFrame writes, and
-// writing it again changes nothing. A buffer that does not hold the frame its header announces
-// is left as it is.
+// kept beyond memory gets its checksum then (WriteFrameChecksum): byte for byte the frame of
+// the same record EncodeFramePrefix makes (a segment's), and writing it again changes nothing.
+// A buffer that does not hold the frame its header announces is left as it is.
 TEST(Record, AChecksumWrittenLaterIsTheOneSealingWrites) {
   const std::string body(300, 'b');
   std::string sealed;
-  EncodeUnsealedFrame(FrameMeta{0, 1, {1, 2}, 4}, Header(2), body, 64, &sealed);
-  std::string tail = sealed;
-  SealFrame(77, &sealed);
+  EncodeFramePrefix(FrameMeta{77, 1, {1, 2}, 4}, Header(2), body, &sealed);
+  sealed.append(body);
+  std::string tail;
+  EncodeUnsealedFrame(FrameMeta{0, 1, {1, 2}, 4}, Header(2), body, 64, &tail);
   WriteFrameSeq(77, &tail);
   FrameMeta meta;
   EventHeader h;
