@@ -23,8 +23,10 @@ class PostgresServer {
   // "dvrouter". fsync=false runs with fsync=off (tests: only processes are killed, never the
   // machine); true keeps PostgreSQL's durable default (benchmarks).
   // With a certificate and key (PEM), the server also accepts TLS (ssl=on).
+  // A postmaster that cannot bind its port (taken since it was chosen) is started again on
+  // another, three attempts in all; `first_port` (0: a free one) is the first attempt's.
   explicit PostgresServer(bool fsync = false, std::string tls_cert_pem = "",
-                          std::string tls_key_pem = "");
+                          std::string tls_key_pem = "", uint16_t first_port = 0);
   // Stops the server (or removes what a killed one left in shared memory), removes the directory.
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;

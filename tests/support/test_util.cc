@@ -13,9 +13,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace dvrouter::testing {
 
@@ -92,20 +96,53 @@ bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds t
   return true;
 }
 
-uint16_t FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+namespace {
+
+// The kernel's ephemeral range (ip_local_port_range): {32768, 60999} where it cannot be read.
+std::pair<int, int> EphemeralPorts() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  int high = 0;
+  if (in >> low >> high && low > 0 && low <= high && high <= 65535) return {low, high};
+  return {32768, 60999};
+}
+
+bool BindsOnLoopback(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
+  addr.sin_port = htons(port);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   ::close(fd);
-  return port;
+  return bound;
+}
+
+}  // namespace
+
+uint16_t FreeLoopbackPort() {
+  // docs/testing.md, "Ports": below the ephemeral range, at random, never twice in a process.
+  static std::mutex mu;
+  static std::set<uint16_t> given;
+  static std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  const std::lock_guard lock(mu);
+  const auto [low, high] = EphemeralPorts();
+  // Where the range leaves no room below it, above it; where neither, anywhere (still checked).
+  std::uniform_int_distribution<int> pick(1024, 65535);
+  if (low - 10000 >= 1000) {
+    pick = std::uniform_int_distribution<int>(10000, low - 1);
+  } else if (65535 - high >= 1000) {
+    pick = std::uniform_int_distribution<int>(high + 1, 65535);
+  }
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const auto port = static_cast<uint16_t>(pick(random));
+    if (given.count(port) == 0 && BindsOnLoopback(port)) {
+      given.insert(port);
+      return port;
+    }
+  }
+  return 0;
 }
 
 bool MakeSelfSignedCert(const std::string& dir, const std::string& name, std::string* error) {

@@ -42,7 +42,9 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
 // The value of "key":"value" in a flat JSON answer, or "" (tests read the router's replies).
 std::string JsonStringField(const std::string& json, const std::string& key);
 
-// A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close).
+// A TCP port on 127.0.0.1 that was free a moment ago: chosen at random below the kernel's
+// ephemeral range, which outgoing connections draw from, never the same twice in this process,
+// checked by binding it; 0 if none was found. Thread-safe. docs/testing.md, "Ports".
 uint16_t FreeLoopbackPort();
 
 // A self-signed certificate for 127.0.0.1 and localhost (openssl req): <dir>/<name>.crt and
