@@ -117,6 +117,115 @@ bool Matches(const EventQuery& q, const EventStatus& st) {
 
 }  // namespace
 
+namespace {
+
+// As created (every adapter pending), keeping the strings' and the steps' storage.
+void Reset(EventStatus* st) {
+  st->handle = RecordHandle{};
+  st->summary.table.clear();
+  st->summary.row_id.clear();
+  st->summary.message.clear();
+  st->summary.received_ms = 0;
+  st->summary.status_record = false;
+  for (AdapterStatus& a : st->adapters) {
+    a.state = EventState::kPending;
+    a.attempts = 0;
+    a.updated_ms = 0;
+    a.last_error.clear();
+    a.answer.clear();
+    a.steps.clear();
+    a.steps_dropped = 0;
+    a.written_back.clear();
+    a.written_back_ms = 0;
+    a.written_back_by = -1;
+  }
+}
+
+constexpr uint64_t kSlotBits = 0xffff'ffffull;
+
+}  // namespace
+
+uint32_t StatusTable::Shard::Hash32(const EventKey& key) {
+  // Event keys are hashes already (XXH3-128 of the event id); the shard took hi's low bits.
+  return static_cast<uint32_t>((key.lo ^ (key.hi >> 32)) * 0x9e37'79b9'7f4a'7c15ull >> 32);
+}
+
+EventStatus* StatusTable::Shard::Lookup(const EventKey& key) const {
+  if (index_.empty()) return nullptr;
+  const uint32_t hash = Hash32(key);
+  const size_t mask = index_.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const uint64_t e = index_[i];
+    if (e == 0) return nullptr;
+    if (e >> 32 != hash) continue;
+    EventStatus& st = Slot((e & kSlotBits) - 1);
+    if (st.key == key) return &st;
+  }
+}
+
+size_t StatusTable::Shard::Find(uint32_t hash, uint32_t slot) const {
+  const size_t mask = index_.size() - 1;
+  const uint64_t want = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
+  size_t i = hash & mask;
+  while (index_[i] != want) i = (i + 1) & mask;
+  return i;
+}
+
+void StatusTable::Shard::Insert(uint32_t hash, uint32_t slot) {
+  const size_t mask = index_.size() - 1;
+  size_t i = hash & mask;
+  while (index_[i] != 0) i = (i + 1) & mask;
+  index_[i] = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
+}
+
+void StatusTable::Shard::Erase(size_t at) {
+  // Linear probing without tombstones: every later entry of the run that the hole would cut off
+  // from its home position moves into the hole.
+  const size_t mask = index_.size() - 1;
+  size_t hole = at;
+  for (size_t j = (at + 1) & mask; index_[j] != 0; j = (j + 1) & mask) {
+    const size_t home = (index_[j] >> 32) & mask;
+    // The entry stays when its home lies cyclically in (hole, j].
+    const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+    if (stays) continue;
+    index_[hole] = index_[j];
+    hole = j;
+  }
+  index_[hole] = 0;
+}
+
+void StatusTable::Shard::Grow() {
+  std::vector<uint64_t> old = std::move(index_);
+  index_.assign(old.empty() ? 64 : old.size() * 2, 0);
+  for (const uint64_t e : old) {
+    if (e != 0) Insert(static_cast<uint32_t>(e >> 32), static_cast<uint32_t>((e & kSlotBits) - 1));
+  }
+}
+
+EventStatus* StatusTable::Shard::Claim(const EventKey& key, size_t capacity, size_t adapters) {
+  EventStatus* st = nullptr;
+  size_t slot = 0;
+  if (used_ < capacity) {
+    slot = used_++;
+    if (slot % kChunk == 0) {
+      chunks_.push_back(std::make_unique<EventStatus[]>(std::min(kChunk, capacity - slot)));
+    }
+    st = &Slot(slot);
+    st->adapters.resize(adapters);
+    if (used_ * 2 > index_.size()) Grow();
+  } else {
+    // Full: the oldest event's slot (and its statuses' storage) becomes the new event's.
+    slot = oldest_;
+    oldest_ = (oldest_ + 1) % used_;
+    st = &Slot(slot);
+    Erase(Find(Hash32(st->key), static_cast<uint32_t>(slot)));
+    Reset(st);
+  }
+  st->key = key;
+  Insert(Hash32(key), static_cast<uint32_t>(slot));
+  return st;
+}
+
 StatusTable::StatusTable(size_t capacity, size_t adapters)
     : capacity_(capacity),
       per_shard_(capacity == 0 ? 0 : (capacity + kShards - 1) / kShards),
@@ -125,9 +234,9 @@ StatusTable::StatusTable(size_t capacity, size_t adapters)
 std::optional<EventStatus> StatusTable::Find(const EventKey& key) const {
   const Shard& s = shards_[key.hi % kShards];
   std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.map.find(key);
-  if (it == s.map.end()) return std::nullopt;
-  return it->second;
+  const EventStatus* st = s.Lookup(key);
+  if (st == nullptr) return std::nullopt;
+  return *st;
 }
 
 std::vector<EventMatch> StatusTable::Search(const EventQuery& query) const {
@@ -139,16 +248,16 @@ std::vector<EventMatch> StatusTable::Search(const EventQuery& query) const {
   };
   for (const Shard& s : shards_) {
     std::lock_guard<std::mutex> lock(s.mu);
-    for (const auto& [key, st] : s.map) {
-      if (!Matches(query, st)) continue;
+    s.ForEach([&](const EventStatus& st) {
+      if (!Matches(query, st)) return;
       if (found.size() == query.limit) {
-        if (st.seq <= found.front().status.seq) continue;
+        if (st.seq <= found.front().status.seq) return;
         std::pop_heap(found.begin(), found.end(), newer);
         found.pop_back();
       }
-      found.push_back(EventMatch{key, st});
+      found.push_back(EventMatch{st.key, st});
       std::push_heap(found.begin(), found.end(), newer);
-    }
+    });
   }
   std::sort(found.begin(), found.end(), newer);
   return found;
@@ -158,7 +267,7 @@ size_t StatusTable::size() const {
   size_t n = 0;
   for (const Shard& s : shards_) {
     std::lock_guard<std::mutex> lock(s.mu);
-    n += s.map.size();
+    n += s.size();
   }
   return n;
 }

@@ -12,13 +12,11 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -159,33 +157,21 @@ class StatusTable {
     if (capacity_ == 0 || adapters == 0) return nullptr;
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
-    // A slot stays in its shard's map for the table's life (full shards reuse their oldest node,
-    // nothing is erased), so a hint read under the shard's lock is either this event or another
+    // A slot stays where it is for the table's life (a full shard reuses its oldest slot,
+    // nothing is freed), so a hint read under the shard's lock is either this event or another
     // of the same shard.
     if (hint != nullptr && hint->key == key) {
       EventStatus& st = const_cast<EventStatus&>(*hint);
       Apply(&st, adapters, fn, handle, summary);
       return hint;
     }
-    auto it = s.map.find(key);
-    if (it == s.map.end()) {
-      if (s.map.size() >= per_shard_) {
-        // Full: the oldest record's node (and its statuses' storage) becomes the new record's.
-        auto node = s.map.extract(s.order.front());
-        s.order.pop_front();
-        node.key() = key;
-        Reset(&node.mapped());
-        it = s.map.insert(std::move(node)).position;
-      } else {
-        it = s.map.try_emplace(key).first;
-        it->second.adapters.resize(adapters_);
-      }
-      it->second.key = key;
-      it->second.seq = seq;
-      s.order.push_back(key);
+    EventStatus* st = s.Lookup(key);
+    if (st == nullptr) {
+      st = s.Claim(key, per_shard_, adapters_);
+      st->seq = seq;
     }
-    Apply(&it->second, adapters, fn, handle, summary);
-    return &it->second;
+    Apply(st, adapters, fn, handle, summary);
+    return st;
   }
 
   // Applies fn to adapter a's status of an event the table holds; false when it holds none.
@@ -193,9 +179,9 @@ class StatusTable {
   bool UpdateExisting(const EventKey& key, size_t adapter, Fn&& fn) {
     Shard& s = ShardOf(key);
     std::lock_guard<std::mutex> lock(s.mu);
-    auto it = s.map.find(key);
-    if (it == s.map.end() || adapter >= it->second.adapters.size()) return false;
-    fn(it->second.adapters[adapter]);
+    EventStatus* st = s.Lookup(key);
+    if (st == nullptr || adapter >= st->adapters.size()) return false;
+    fn(st->adapters[adapter]);
     return true;
   }
 
@@ -206,13 +192,40 @@ class StatusTable {
   size_t size() const;
 
  private:
-  struct Hash {
-    size_t operator()(const EventKey& k) const { return static_cast<size_t>(k.lo ^ (k.hi >> 3)); }
-  };
-  struct Shard {
+  // One shard: its events' statuses in slots that never move, filled in arrival order and then
+  // reused oldest first (a ring), and an open-addressing index from key to slot.
+  // docs/architecture.md, "The status table".
+  class Shard {
+   public:
     mutable std::mutex mu;
-    std::unordered_map<EventKey, EventStatus, Hash> map;
-    std::deque<EventKey> order;
+
+    // The slot holding `key`, null when none. Under mu.
+    EventStatus* Lookup(const EventKey& key) const;
+    // A slot for `key`, which the shard does not hold: a new one while fewer than `capacity`
+    // are in use, else the oldest one, reset (every adapter pending, its storage kept). Under mu.
+    EventStatus* Claim(const EventKey& key, size_t capacity, size_t adapters);
+    // fn(const EventStatus&) for every slot in use, in slot order. Under mu.
+    template <typename Fn>
+    void ForEach(Fn&& fn) const {
+      for (size_t i = 0; i < used_; ++i) fn(Slot(i));
+    }
+    size_t size() const { return used_; }
+
+   private:
+    static constexpr size_t kChunk = 256;  // slots per allocation
+    EventStatus& Slot(size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+    // An index entry: the key's 32 hash bits (its home position and a first comparison) above,
+    // its slot + 1 below; 0 is an empty entry.
+    static uint32_t Hash32(const EventKey& key);
+    size_t Find(uint32_t hash, uint32_t slot) const;  // the entry pointing at `slot`
+    void Insert(uint32_t hash, uint32_t slot);
+    void Erase(size_t at);  // backward shift: no tombstones
+    void Grow();
+
+    std::vector<std::unique_ptr<EventStatus[]>> chunks_;
+    size_t used_ = 0;              // slots in use
+    size_t oldest_ = 0;            // once full: the slot Claim reuses next
+    std::vector<uint64_t> index_;  // a power of two, at most half full
   };
   Shard& ShardOf(const EventKey& key) { return shards_[key.hi % kShards]; }
   template <typename Fn>
@@ -229,27 +242,6 @@ class StatusTable {
     }
     for (size_t a = 0; a < adapters_ && a < 64; ++a) {
       if (adapters >> a & 1) fn(st->adapters[a]);
-    }
-  }
-  // As created (every adapter pending), keeping the strings' storage.
-  static void Reset(EventStatus* st) {
-    st->handle = RecordHandle{};
-    st->summary.table.clear();
-    st->summary.row_id.clear();
-    st->summary.message.clear();
-    st->summary.received_ms = 0;
-    st->summary.status_record = false;
-    for (AdapterStatus& a : st->adapters) {
-      a.state = EventState::kPending;
-      a.attempts = 0;
-      a.updated_ms = 0;
-      a.last_error.clear();
-      a.answer.clear();
-      a.steps.clear();
-      a.steps_dropped = 0;
-      a.written_back.clear();
-      a.written_back_ms = 0;
-      a.written_back_by = -1;
     }
   }
 

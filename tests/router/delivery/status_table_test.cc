@@ -2,9 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "router/delivery/status_table.h"
@@ -314,6 +316,62 @@ TEST(StatusTable, AReusedRecordForgetsTheEvictedEvent) {
   EXPECT_TRUE(st->adapters[0].steps.empty());
   EXPECT_TRUE(st->adapters[0].written_back.empty());
   EXPECT_EQ(st->adapters[0].written_back_by, -1);
+}
+
+// The index (docs/architecture.md, "The status table") against a model of what each shard keeps:
+// its newest events, the oldest reused first. Half the keys are random; the other half come from
+// a few families whose keys differ only in bits the index does not hash, so they share one home
+// and one 32-bit hash: long probe runs, entries that match in hash but not in key, and
+// backward-shift removals inside runs. After every new event the evicted one is gone and the new
+// one is there; every 500 events every kept event is found with its seq.
+TEST(StatusTable, EveryKeptEventIsFoundAndEveryReusedOneIsGoneWhileSlotsTurnOver) {
+  constexpr size_t kShards = 16, kPerShard = 200, kEvents = 20'000;
+  StatusTable table(kShards * kPerShard, 2);
+  std::vector<std::deque<std::pair<EventKey, uint64_t>>> kept(kShards);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  const auto next = [&] {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    return x;
+  };
+  size_t family_keys = 0;
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) {
+    EventKey key;
+    if (seq % 2 == 0) {
+      key = Key(next(), next());
+    } else {
+      // Families: hi below 2^32 (its upper half, which the hash mixes in, is 0), lo one of 3.
+      const uint64_t family = next() % 3;
+      key = Key((family_keys++ << 8) | (family * 5 % kShards), 0xfeed0000ull + family);
+    }
+    std::deque<std::pair<EventKey, uint64_t>>& shard = kept[key.hi % kShards];
+    table.UpdateEach(key, seq, 0b11, [](AdapterStatus& s) { s.attempts = 1; });
+    shard.emplace_back(key, seq);
+    if (shard.size() > kPerShard) {
+      const EventKey gone = shard.front().first;
+      shard.pop_front();
+      ASSERT_FALSE(table.Find(gone).has_value()) << "event " << seq << " reused a kept slot";
+    }
+    std::optional<EventStatus> st = table.Find(key);
+    ASSERT_TRUE(st.has_value()) << "event " << seq;
+    ASSERT_EQ(st->seq, seq);
+    // An update of a kept event, through the index, creates and evicts nothing.
+    const auto& [older, older_seq] = shard[next() % shard.size()];
+    ASSERT_TRUE(table.UpdateExisting(older, 1, [](AdapterStatus& s) { ++s.attempts; }));
+    if (seq % 500 == 0) {
+      size_t total = 0;
+      for (const auto& events : kept) {
+        total += events.size();
+        for (const auto& [k, n] : events) {
+          std::optional<EventStatus> found = table.Find(k);
+          ASSERT_TRUE(found.has_value()) << "kept event " << n << " lost at " << seq;
+          ASSERT_EQ(found->seq, n);
+          ASSERT_EQ(found->key, k);
+        }
+      }
+      ASSERT_EQ(table.size(), total);
+    }
+  }
+  EXPECT_GT(family_keys, kEvents / 3);
 }
 
 TEST(StatusTable, UpdateExistingCreatesNothing) {
