@@ -145,14 +145,14 @@ constexpr uint64_t kSlotBits = 0xffff'ffffull;
 
 }  // namespace
 
-uint32_t StatusTable::Shard::Hash32(const EventKey& key) {
+uint32_t StatusTable::IndexHash(const EventKey& key) {
   // Event keys are hashes already (XXH3-128 of the event id); the shard took hi's low bits.
   return static_cast<uint32_t>((key.lo ^ (key.hi >> 32)) * 0x9e37'79b9'7f4a'7c15ull >> 32);
 }
 
 EventStatus* StatusTable::Shard::Lookup(const EventKey& key) const {
   if (index_.empty()) return nullptr;
-  const uint32_t hash = Hash32(key);
+  const uint32_t hash = IndexHash(key);
   const size_t mask = index_.size() - 1;
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const uint64_t e = index_[i];
@@ -166,16 +166,17 @@ EventStatus* StatusTable::Shard::Lookup(const EventKey& key) const {
 size_t StatusTable::Shard::Find(uint32_t hash, uint32_t slot) const {
   const size_t mask = index_.size() - 1;
   const uint64_t want = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
-  size_t i = hash & mask;
-  while (index_[i] != want) i = (i + 1) & mask;
-  return i;
+  for (size_t i = hash & mask; index_[i] != 0; i = (i + 1) & mask) {
+    if (index_[i] == want) return i;
+  }
+  return SIZE_MAX;
 }
 
-void StatusTable::Shard::Insert(uint32_t hash, uint32_t slot) {
-  const size_t mask = index_.size() - 1;
+void StatusTable::Shard::Insert(std::vector<uint64_t>* index, uint32_t hash, uint32_t slot) {
+  const size_t mask = index->size() - 1;
   size_t i = hash & mask;
-  while (index_[i] != 0) i = (i + 1) & mask;
-  index_[i] = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
+  while ((*index)[i] != 0) i = (i + 1) & mask;
+  (*index)[i] = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
 }
 
 void StatusTable::Shard::Erase(size_t at) {
@@ -195,34 +196,41 @@ void StatusTable::Shard::Erase(size_t at) {
 }
 
 void StatusTable::Shard::Grow() {
-  std::vector<uint64_t> old = std::move(index_);
-  index_.assign(old.empty() ? 64 : old.size() * 2, 0);
-  for (const uint64_t e : old) {
-    if (e != 0) Insert(static_cast<uint32_t>(e >> 32), static_cast<uint32_t>((e & kSlotBits) - 1));
+  // Built aside and swapped in: an allocation that fails leaves the index as it was.
+  std::vector<uint64_t> bigger(index_.empty() ? 64 : index_.size() * 2, 0);
+  for (const uint64_t e : index_) {
+    if (e != 0) {
+      Insert(&bigger, static_cast<uint32_t>(e >> 32), static_cast<uint32_t>((e & kSlotBits) - 1));
+    }
   }
+  index_.swap(bigger);
 }
 
 EventStatus* StatusTable::Shard::Claim(const EventKey& key, size_t capacity, size_t adapters) {
   EventStatus* st = nullptr;
   size_t slot = 0;
   if (used_ < capacity) {
-    slot = used_++;
-    if (slot % kChunk == 0) {
+    // Everything that allocates comes first: an allocation that throws leaves the shard as it
+    // was (a chunk allocated ahead is used by the next claim).
+    slot = used_;
+    if (slot / kChunk == chunks_.size()) {
       chunks_.push_back(std::make_unique<EventStatus[]>(std::min(kChunk, capacity - slot)));
     }
+    if ((slot + 1) * 2 > index_.size()) Grow();
     st = &Slot(slot);
     st->adapters.resize(adapters);
-    if (used_ * 2 > index_.size()) Grow();
+    ++used_;
   } else {
     // Full: the oldest event's slot (and its statuses' storage) becomes the new event's.
     slot = oldest_;
     oldest_ = (oldest_ + 1) % used_;
     st = &Slot(slot);
-    Erase(Find(Hash32(st->key), static_cast<uint32_t>(slot)));
+    const size_t at = Find(IndexHash(st->key), static_cast<uint32_t>(slot));
+    if (at != SIZE_MAX) Erase(at);
     Reset(st);
   }
   st->key = key;
-  Insert(Hash32(key), static_cast<uint32_t>(slot));
+  Insert(&index_, IndexHash(key), static_cast<uint32_t>(slot));
   return st;
 }
 

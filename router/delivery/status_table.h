@@ -185,6 +185,10 @@ class StatusTable {
     return true;
   }
 
+  // The 32 bits of a key's hash its shard's index keeps: the low ones are the key's home
+  // position there (tests choose keys by it).
+  static uint32_t IndexHash(const EventKey& key);
+
   std::optional<EventStatus> Find(const EventKey& key) const;
   // The events matching `query`, newest first, at most query.limit. Visits every kept event:
   // O(capacity), one shard locked at a time, so delivery workers wait for one shard's part only.
@@ -216,9 +220,9 @@ class StatusTable {
     EventStatus& Slot(size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
     // An index entry: the key's 32 hash bits (its home position and a first comparison) above,
     // its slot + 1 below; 0 is an empty entry.
-    static uint32_t Hash32(const EventKey& key);
-    size_t Find(uint32_t hash, uint32_t slot) const;  // the entry pointing at `slot`
-    void Insert(uint32_t hash, uint32_t slot);
+    // The entry pointing at `slot`; SIZE_MAX if none (never, while the index is consistent).
+    size_t Find(uint32_t hash, uint32_t slot) const;
+    static void Insert(std::vector<uint64_t>* index, uint32_t hash, uint32_t slot);
     void Erase(size_t at);  // backward shift: no tombstones
     void Grow();
 

@@ -1,6 +1,7 @@
 // The status table: per event and adapter, bounded, oldest evicted first.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -319,13 +320,16 @@ TEST(StatusTable, AReusedRecordForgetsTheEvictedEvent) {
 }
 
 // The index (docs/architecture.md, "The status table") against a model of what each shard keeps:
-// its newest events, the oldest reused first. Half the keys are random; the other half come from
-// a few families whose keys differ only in bits the index does not hash, so they share one home
-// and one 32-bit hash: long probe runs, entries that match in hash but not in key, and
-// backward-shift removals inside runs. After every new event the evicted one is gone and the new
-// one is there; every 500 events every kept event is found with its seq.
+// its newest events, the oldest reused first; 300 per shard, so two chunks of slots, the second
+// partial. Half the keys are random; the other half come from three families whose keys differ
+// only in bits the index does not hash, so they share one home and one 32-bit hash: long probe
+// runs, entries that match in hash but not in key, and backward-shift removals inside runs. One
+// family's home is at the end of the index, so its run wraps around to the start. After every
+// new event the evicted one is gone and the new one is there; every 500 events every kept event
+// is found with its seq; at the end the search lists the newest events.
 TEST(StatusTable, EveryKeptEventIsFoundAndEveryReusedOneIsGoneWhileSlotsTurnOver) {
-  constexpr size_t kShards = 16, kPerShard = 200, kEvents = 20'000;
+  constexpr size_t kShards = 16, kPerShard = 300, kEvents = 30'000;
+  constexpr size_t kIndexSize = 1024;  // the power of two at most half full with 300 slots
   StatusTable table(kShards * kPerShard, 2);
   std::vector<std::deque<std::pair<EventKey, uint64_t>>> kept(kShards);
   uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -333,15 +337,21 @@ TEST(StatusTable, EveryKeptEventIsFoundAndEveryReusedOneIsGoneWhileSlotsTurnOver
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     return x;
   };
+  // Family f's keys: hi below 2^32 (the hash mixes in only its upper half), lo = lows[f].
+  uint64_t lows[3] = {0xfeed0001ull, 0xfeed0002ull, 0};
+  for (uint64_t lo = 0xbeef0000ull; lows[2] == 0; ++lo) {
+    if ((StatusTable::IndexHash(Key(0, lo)) & (kIndexSize - 1)) >= kIndexSize - 4) lows[2] = lo;
+  }
   size_t family_keys = 0;
   for (uint64_t seq = 1; seq <= kEvents; ++seq) {
     EventKey key;
     if (seq % 2 == 0) {
-      key = Key(next(), next());
+      const uint64_t hi = next();
+      const uint64_t lo = next();
+      key = Key(hi, lo);
     } else {
-      // Families: hi below 2^32 (its upper half, which the hash mixes in, is 0), lo one of 3.
       const uint64_t family = next() % 3;
-      key = Key((family_keys++ << 8) | (family * 5 % kShards), 0xfeed0000ull + family);
+      key = Key((family_keys++ << 8) | (family * 5 % kShards), lows[family]);
     }
     std::deque<std::pair<EventKey, uint64_t>>& shard = kept[key.hi % kShards];
     table.UpdateEach(key, seq, 0b11, [](AdapterStatus& s) { s.attempts = 1; });
@@ -372,6 +382,16 @@ TEST(StatusTable, EveryKeptEventIsFoundAndEveryReusedOneIsGoneWhileSlotsTurnOver
     }
   }
   EXPECT_GT(family_keys, kEvents / 3);
+  std::vector<uint64_t> newest;
+  for (const auto& events : kept) {
+    for (const auto& [k, n] : events) newest.push_back(n);
+  }
+  std::sort(newest.rbegin(), newest.rend());
+  EventQuery q;
+  q.limit = 40;
+  const std::vector<EventMatch> listed = table.Search(q);
+  ASSERT_EQ(listed.size(), q.limit);
+  for (size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(listed[i].status.seq, newest[i]) << i;
 }
 
 TEST(StatusTable, UpdateExistingCreatesNothing) {

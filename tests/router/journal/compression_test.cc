@@ -27,7 +27,8 @@ FileJournalOptions Compressed(JournalFixture& f) {
   return o;
 }
 
-// Bodies worth testing: the fixtures, tiny ones, incompressible random bytes of several sizes.
+// Bodies worth testing: the fixtures, tiny ones, incompressible random bytes of several sizes,
+// a large compressible one.
 std::vector<std::string> Bodies() {
   std::vector<std::string> out;
   for (const std::string& name : testing::FixtureNames()) out.push_back(testing::Fixture(name));
@@ -41,6 +42,11 @@ std::vector<std::string> Bodies() {
     for (char& c : s) c = static_cast<char>(rng());
     out.push_back(std::move(s));
   }
+  // A large compressible body, then a small one again.
+  std::string large;
+  while (large.size() < 600'000) large += testing::Fixture(testing::FixtureNames().front());
+  out.push_back(std::move(large));
+  out.push_back(testing::Fixture(testing::FixtureNames().back()));
   return out;
 }
 
