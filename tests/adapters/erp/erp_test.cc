@@ -8,6 +8,7 @@
 #include "adapters/erp/erp_config.h"
 
 #include <gtest/gtest.h>
+#include <simdjson.h>
 
 #include <sys/wait.h>
 
@@ -15,6 +16,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "tests/support/http_client.h"
 #include "tests/support/router_process.h"
@@ -169,13 +171,30 @@ TEST(ErpEndToEnd, AnOutageLeavesEventsPendingThenEverythingCompletesInOrder) {
   }
   // The ERP is down: the CRM still got its acknowledgements; events wait, retried.
   ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("errors_5xx") >= 20; })) << sim.Stats();
-  // Its status shows it waiting (pending between attempts, submitted during one) with the
-  // ERP's answer as the last error.
+  // Its status at the ERP shows it waiting (pending between attempts, submitted during one)
+  // after an attempt, with the ERP's 503 as its last error and as the error of a step after
+  // the routing's.
   const std::string pending = router.Status(first_id);
-  EXPECT_TRUE(pending.find("\"pending\"") != std::string::npos ||
-              pending.find("\"submitted\"") != std::string::npos)
-      << pending;
-  EXPECT_NE(pending.find("503"), std::string::npos) << pending;
+  simdjson::dom::parser parser;
+  simdjson::dom::element erp;
+  ASSERT_EQ(parser.parse(pending)["adapters"]["erp"].get(erp), simdjson::SUCCESS) << pending;
+  std::string_view state, last_error;
+  int64_t attempts = 0;
+  ASSERT_EQ(erp["state"].get(state), simdjson::SUCCESS) << pending;
+  EXPECT_TRUE(state == "pending" || state == "submitted") << pending;
+  ASSERT_EQ(erp["attempts"].get(attempts), simdjson::SUCCESS) << pending;
+  EXPECT_GE(attempts, 1) << pending;
+  ASSERT_EQ(erp["last_error"].get(last_error), simdjson::SUCCESS) << pending;
+  EXPECT_EQ(last_error.rfind("erp HTTP 503: ", 0), 0u) << pending;
+  simdjson::dom::array steps;
+  ASSERT_EQ(erp["steps"].get(steps), simdjson::SUCCESS) << pending;
+  bool failed_step = false;
+  for (simdjson::dom::element step : steps) {
+    std::string_view error;
+    failed_step |=
+        step["error"].get(error) == simdjson::SUCCESS && error.rfind("erp HTTP 503: ", 0) == 0;
+  }
+  EXPECT_TRUE(failed_step) << pending;
   EXPECT_EQ(sim.Stat("created"), 0);
   sim.Control("outage=0");
   ASSERT_TRUE(testing::WaitFor([&] { return sim.Stat("created") == kRecords * kEach; },

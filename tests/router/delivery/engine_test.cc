@@ -866,6 +866,8 @@ TEST(DeliveryEngine, ErrorAndAnswerTextsThatAreNotUtf8AreKeptAsValidExcerpts) {
 
 TEST(DeliveryEngine, ALiveEventWaitsForAReplayOfItsRecordInFlight) {
   Harness h(1);
+  // One worker: the passes counted below are the passes of the worker that holds the record.
+  h.delivery.workers = 1;
   std::atomic<bool> fixed{false};
   h.Start();
   h.adapters[0]->set_behavior([&](const Seen& s) {
@@ -884,6 +886,7 @@ TEST(DeliveryEngine, ALiveEventWaitsForAReplayOfItsRecordInFlight) {
   ASSERT_TRUE(h.engine->ReplayDlq("a0", std::nullopt).ok());
   ASSERT_TRUE(WaitFor([&] { return h.adapters[0]->count() == 2; }));  // the replay, held
   auto second = h.Append(Records(1, 1));                              // the same record again, live
+  // Journaled, so the worker's next pass takes it into its lane; four more passes see it ready.
   const uint64_t passes = h.engine->LoopPasses();
   h.engine->Wake();
   ASSERT_TRUE(WaitFor([&] { return h.engine->LoopPasses() > passes + 4; }));
