@@ -6,10 +6,8 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/shm.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -190,24 +188,20 @@ TEST(PostgresServerTest, APortTakenBeforeTheServerBindsItIsReplacedByAnother) {
   if (!PostgresServer::Available(&why)) GTEST_SKIP() << why;
   const uint16_t taken = testing::FreeLoopbackPort();
   ASSERT_NE(taken, 0);
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(taken);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 1), 0);
-  {
-    PostgresServer pg(false, "", "", taken);
-    EXPECT_TRUE(pg.ok()) << pg.error();
-    EXPECT_NE(pg.port(), taken);
-    EXPECT_NE(pg.port(), 0);
-    const auto r = pg.Query("SELECT 1");
-    ASSERT_TRUE(r.ok) << r.error;
-    EXPECT_EQ(r.rows.at(0).at(0), "1");
-  }
-  ::close(listener);
+  const struct Held {
+    int fd;
+    ~Held() {
+      if (fd >= 0) ::close(fd);
+    }
+  } listener{testing::ListenOnLoopback(taken)};
+  ASSERT_GE(listener.fd, 0);
+  PostgresServer pg(false, "", "", taken);
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  EXPECT_NE(pg.port(), taken);
+  EXPECT_NE(pg.port(), 0);
+  const auto r = pg.Query("SELECT 1");
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(r.rows.at(0).at(0), "1");
 }
 
 }  // namespace

@@ -145,6 +145,20 @@ uint16_t FreeLoopbackPort() {
   return 0;
 }
 
+int ListenOnLoopback(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(fd, 1) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 bool MakeSelfSignedCert(const std::string& dir, const std::string& name, std::string* error) {
   const std::string log = dir + "/" + name + "-openssl.log";
   WriteFileOrDie(log, "");

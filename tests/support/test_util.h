@@ -47,6 +47,9 @@ std::string JsonStringField(const std::string& json, const std::string& key);
 // checked by binding it; 0 if none was found. Thread-safe. docs/testing.md, "Ports".
 uint16_t FreeLoopbackPort();
 
+// A socket listening on 127.0.0.1:`port` (a test holding a port); -1 if it cannot bind or listen.
+int ListenOnLoopback(uint16_t port);
+
 // A self-signed certificate for 127.0.0.1 and localhost (openssl req): <dir>/<name>.crt and
 // <dir>/<name>.key (PEM). False with openssl's output in *error.
 bool MakeSelfSignedCert(const std::string& dir, const std::string& name, std::string* error);

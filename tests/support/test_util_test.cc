@@ -2,8 +2,6 @@
 #include "tests/support/test_util.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -27,15 +25,9 @@ TEST(FreeLoopbackPortTest, PortsLieOutsideTheEphemeralRangeAreDistinctAndCanBeLi
     ASSERT_NE(port, 0);
     EXPECT_TRUE(port < low || port > high) << port << " in " << low << "-" << high;
     EXPECT_TRUE(seen.insert(port).second) << port << " given twice";
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << port;
-    EXPECT_EQ(::listen(fd, 1), 0) << port;
-    ::close(fd);
+    const int fd = ListenOnLoopback(port);
+    EXPECT_GE(fd, 0) << port;
+    if (fd >= 0) ::close(fd);
   }
 }
 
