@@ -218,8 +218,6 @@ class StatusTable {
    private:
     static constexpr size_t kChunk = 256;  // slots per allocation
     EventStatus& Slot(size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
-    // An index entry: the key's 32 hash bits (its home position and a first comparison) above,
-    // its slot + 1 below; 0 is an empty entry.
     // The entry pointing at `slot`; SIZE_MAX if none (never, while the index is consistent).
     size_t Find(uint32_t hash, uint32_t slot) const;
     static void Insert(std::vector<uint64_t>* index, uint32_t hash, uint32_t slot);
@@ -229,7 +227,9 @@ class StatusTable {
     std::vector<std::unique_ptr<EventStatus[]>> chunks_;
     size_t used_ = 0;              // slots in use
     size_t oldest_ = 0;            // once full: the slot Claim reuses next
-    std::vector<uint64_t> index_;  // a power of two, at most half full
+    // Entries: the key's IndexHash (its home position and a first comparison) above, its
+    // slot + 1 below; 0 is an empty entry. A power of two of them, at most half in use.
+    std::vector<uint64_t> index_;
   };
   Shard& ShardOf(const EventKey& key) { return shards_[key.hi % kShards]; }
   template <typename Fn>
