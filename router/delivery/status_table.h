@@ -225,8 +225,8 @@ class StatusTable {
     void Grow();
 
     std::vector<std::unique_ptr<EventStatus[]>> chunks_;
-    size_t used_ = 0;              // slots in use
-    size_t oldest_ = 0;            // once full: the slot Claim reuses next
+    size_t used_ = 0;    // slots in use
+    size_t oldest_ = 0;  // once full: the slot Claim reuses next
     // Entries: the key's IndexHash (its home position and a first comparison) above, its
     // slot + 1 below; 0 is an empty entry. A power of two of them, at most half in use.
     std::vector<uint64_t> index_;
