@@ -584,6 +584,16 @@ struct NatsJournal::Impl {
       std::lock_guard<std::mutex> lock(state_mu);
       before = state.Bytes;
     }
+    // The cache lets go first: once the server has purged, no read may still find a purged
+    // record here (only appends add to the cache, all above `below`). Should the purge fail,
+    // reads of those records go to the server, which still has them.
+    {
+      std::lock_guard<std::mutex> lock(cache_mu);
+      while (!cache.empty() && cache.begin()->first < below) {
+        cache_bytes -= cache.begin()->second.size();
+        cache.erase(cache.begin());
+      }
+    }
     jsOptions po;
     jsOptions_Init(&po);
     po.Stream.Purge.Sequence = below;
@@ -591,13 +601,6 @@ struct NatsJournal::Impl {
     natsStatus s = js_PurgeStream(js, opt.stream.c_str(), &po, &code);
     if (s != NATS_OK) {
       return Unavailable("journal.nats: purge below " + std::to_string(below) + ": " + NatsText(s));
-    }
-    {
-      std::lock_guard<std::mutex> lock(cache_mu);
-      while (!cache.empty() && cache.begin()->first < below) {
-        cache_bytes -= cache.begin()->second.size();
-        cache.erase(cache.begin());
-      }
     }
     RefreshState();
     RetentionResult r;
