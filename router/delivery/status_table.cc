@@ -115,10 +115,6 @@ bool Matches(const EventQuery& q, const EventStatus& st) {
   return true;
 }
 
-}  // namespace
-
-namespace {
-
 // As created (every adapter pending), keeping the strings' and the steps' storage.
 void Reset(EventStatus* st) {
   st->handle = RecordHandle{};
@@ -141,7 +137,10 @@ void Reset(EventStatus* st) {
   }
 }
 
-constexpr uint64_t kSlotBits = 0xffff'ffffull;
+// An index entry (status_table.h, Shard::index_) and its two halves.
+uint64_t Entry(uint32_t hash, uint32_t slot) { return uint64_t{hash} << 32 | (uint64_t{slot} + 1); }
+uint32_t HashOf(uint64_t entry) { return static_cast<uint32_t>(entry >> 32); }
+uint32_t SlotOf(uint64_t entry) { return static_cast<uint32_t>((entry & 0xffff'ffffull) - 1); }
 
 }  // namespace
 
@@ -157,15 +156,15 @@ EventStatus* StatusTable::Shard::Lookup(const EventKey& key) const {
   for (size_t i = hash & mask;; i = (i + 1) & mask) {
     const uint64_t e = index_[i];
     if (e == 0) return nullptr;
-    if (e >> 32 != hash) continue;
-    EventStatus& st = Slot((e & kSlotBits) - 1);
+    if (HashOf(e) != hash) continue;
+    EventStatus& st = Slot(SlotOf(e));
     if (st.key == key) return &st;
   }
 }
 
 size_t StatusTable::Shard::Find(uint32_t hash, uint32_t slot) const {
   const size_t mask = index_.size() - 1;
-  const uint64_t want = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
+  const uint64_t want = Entry(hash, slot);
   for (size_t i = hash & mask; index_[i] != 0; i = (i + 1) & mask) {
     if (index_[i] == want) return i;
   }
@@ -176,7 +175,7 @@ void StatusTable::Shard::Insert(std::vector<uint64_t>* index, uint32_t hash, uin
   const size_t mask = index->size() - 1;
   size_t i = hash & mask;
   while ((*index)[i] != 0) i = (i + 1) & mask;
-  (*index)[i] = uint64_t{hash} << 32 | (uint64_t{slot} + 1);
+  (*index)[i] = Entry(hash, slot);
 }
 
 void StatusTable::Shard::Erase(size_t at) {
@@ -185,7 +184,7 @@ void StatusTable::Shard::Erase(size_t at) {
   const size_t mask = index_.size() - 1;
   size_t hole = at;
   for (size_t j = (at + 1) & mask; index_[j] != 0; j = (j + 1) & mask) {
-    const size_t home = (index_[j] >> 32) & mask;
+    const size_t home = HashOf(index_[j]) & mask;
     // The entry stays when its home lies cyclically in (hole, j].
     const bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
     if (stays) continue;
@@ -199,9 +198,7 @@ void StatusTable::Shard::Grow() {
   // Built aside and swapped in: an allocation that fails leaves the index as it was.
   std::vector<uint64_t> bigger(index_.empty() ? 64 : index_.size() * 2, 0);
   for (const uint64_t e : index_) {
-    if (e != 0) {
-      Insert(&bigger, static_cast<uint32_t>(e >> 32), static_cast<uint32_t>((e & kSlotBits) - 1));
-    }
+    if (e != 0) Insert(&bigger, HashOf(e), SlotOf(e));
   }
   index_.swap(bigger);
 }

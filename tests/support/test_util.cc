@@ -107,18 +107,6 @@ std::pair<int, int> EphemeralPorts() {
   return {32768, 60999};
 }
 
-bool BindsOnLoopback(uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return bound;
-}
-
 }  // namespace
 
 uint16_t FreeLoopbackPort() {
@@ -137,10 +125,12 @@ uint16_t FreeLoopbackPort() {
   }
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const auto port = static_cast<uint16_t>(pick(random));
-    if (given.count(port) == 0 && BindsOnLoopback(port)) {
-      given.insert(port);
-      return port;
-    }
+    if (given.count(port) != 0) continue;
+    const int fd = ListenOnLoopback(port);
+    if (fd < 0) continue;
+    ::close(fd);
+    given.insert(port);
+    return port;
   }
   return 0;
 }
