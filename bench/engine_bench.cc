@@ -17,6 +17,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -224,29 +225,60 @@ BENCHMARK(BM_EngineDelivers)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// A walk of a lane's waiting events (Scheduler::Dispatch), each looked up in the window: a binary
-// search each (IndexOf, the baseline) against WindowCursor. range(0): the window's entries, all
-// waiting (a sink catching up, or holding its batches).
-template <bool kCursor>
-void BM_LaneWalk(benchmark::State& state) {
-  delivery::Lane lane;
-  const uint64_t n = static_cast<uint64_t>(state.range(0));
-  for (uint64_t i = 0; i < n; ++i) {
-    lane.window.emplace_back().seq = 1 + 3 * i;
-    lane.waiting.insert(1 + 3 * i);
-  }
+// A lane's waiting events as a stream of events sees them: each routed event is marked
+// waiting, every `batch` events a gather walks the waiting ones in seq order (each looked up in
+// the window), takes them and unmarks them, and the finished ones leave the window's front.
+// kBitmap=false: the seqs in a std::set, each found in the window by WindowCursor (the baseline,
+// the scheduler before WaitingSet); true: WaitingSet's positions. range(0): events per batch.
+template <bool kBitmap>
+void BM_LaneWaitingFlow(benchmark::State& state) {
+  const size_t batch = static_cast<size_t>(state.range(0));
+  constexpr size_t kEvents = 100000;
+  std::vector<delivery::Entry*> picked;
+  std::vector<size_t> at;
+  std::atomic<uint64_t> published{0};
   for (auto _ : state) {
+    delivery::Lane lane;
+    lane.published = &published;
+    std::set<uint64_t> seqs;
     uint64_t sum = 0;
-    delivery::WindowCursor cursor;
-    for (uint64_t seq : lane.waiting) {
-      sum += kCursor ? cursor.Find(lane, seq) : delivery::IndexOf(lane, seq);
+    for (size_t i = 0; i < kEvents; ++i) {
+      const uint64_t seq = 1 + 3 * i;
+      lane.window.emplace_back().seq = seq;
+      if constexpr (kBitmap) {
+        delivery::MarkWaiting(lane, lane.window.size() - 1);
+      } else {
+        seqs.emplace_hint(seqs.end(), seq);
+      }
+      if ((i + 1) % batch != 0) continue;
+      picked.clear();
+      if constexpr (kBitmap) {
+        at.clear();
+        lane.waiting.ForEach([&](uint64_t pos) {
+          at.push_back(static_cast<size_t>(pos - lane.popped));
+          return true;
+        });
+        for (size_t k : at) {
+          picked.push_back(&lane.window[k]);
+          delivery::UnmarkWaiting(lane, k);
+        }
+      } else {
+        delivery::WindowCursor cursor;
+        for (uint64_t s : seqs) picked.push_back(&lane.window[cursor.Find(lane, s)]);
+        for (delivery::Entry* e : picked) seqs.erase(e->seq);
+      }
+      for (delivery::Entry* e : picked) {
+        sum += e->seq;
+        e->state = delivery::EntryState::kDone;
+      }
+      delivery::Finish(lane);
     }
     benchmark::DoNotOptimize(sum);
   }
-  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kEvents));
 }
-BENCHMARK(BM_LaneWalk<false>)->Arg(1000)->Arg(100000);
-BENCHMARK(BM_LaneWalk<true>)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LaneWaitingFlow<false>)->Arg(50)->Arg(500)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LaneWaitingFlow<true>)->Arg(50)->Arg(500)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace dvrouter::bench

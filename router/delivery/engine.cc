@@ -438,7 +438,7 @@ void DeliveryEngine::Impl::Offer(Worker* w, Part& part, const RecordView& view, 
     if (cached != nullptr && CanHoldCached(*w, lane, a)) e.cached = EntryHold(cached);
     lane.window.push_back(std::move(e));
     if (n_taken < 64) taken[n_taken++] = &lane.window.back();  // a deque keeps its elements put
-    lane.waiting.emplace_hint(lane.waiting.end(), view.handle.seq);  // the newest: O(1)
+    MarkWaiting(lane, lane.window.size() - 1);
     w->channels[a]->dirty = true;
     pending |= uint64_t{1} << a;
   }

@@ -29,6 +29,7 @@
 #include "router/delivery/replays.h"
 #include "router/delivery/retry.h"
 #include "router/delivery/status_table.h"
+#include "router/delivery/waiting_set.h"
 #include "router/journal/journal.h"
 #include "router/partition/partition_queue.h"
 
@@ -82,7 +83,8 @@ struct Lane {
   uint64_t read_pos = 0;  // every event of the partition up to here is in the window or skipped
   ScanHint hint;          // just past the record at read_pos, for journal scans
   uint64_t cursor = 0;    // every event up to here is finished
-  std::set<uint64_t> waiting;                        // seqs of the entries in kWaiting, in order
+  uint64_t popped = 0;  // entries that left the window's front: window[i] is at position popped + i
+  WaitingSet waiting;   // the positions of the entries in kWaiting
   std::unordered_map<uint64_t, uint32_t> in_flight;  // records with an event in flight
   std::atomic<uint64_t>* published = nullptr;
 };
@@ -194,6 +196,10 @@ inline void InsertReplay(Channel& c, std::unique_ptr<ReplayItem> item) {
   c.replays.insert(at, std::move(item));
 }
 
+// Marks window[index] waiting, or not.
+inline void MarkWaiting(Lane& lane, size_t index) { lane.waiting.Insert(lane.popped + index); }
+inline void UnmarkWaiting(Lane& lane, size_t index) { lane.waiting.Erase(lane.popped + index); }
+
 inline size_t IndexOf(const Lane& lane, uint64_t seq) {
   auto it = std::lower_bound(lane.window.begin(), lane.window.end(), seq,
                              [](const Entry& x, uint64_t s) { return x.seq < s; });
@@ -243,9 +249,12 @@ inline bool CanHoldCached(const Worker& w, const Lane& lane, size_t a) {
 
 // Drops finished entries from the front of the window and publishes the cursor.
 inline void Finish(Lane& lane) {
+  const uint64_t before = lane.popped;
   while (!lane.window.empty() && lane.window.front().state == EntryState::kDone) {
     lane.window.pop_front();
+    ++lane.popped;
   }
+  if (lane.popped != before) lane.waiting.DropBelow(lane.popped);
   const uint64_t c = lane.window.empty() ? lane.read_pos : lane.window.front().seq - 1;
   if (c > lane.cursor) {
     lane.cursor = c;

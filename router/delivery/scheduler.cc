@@ -53,6 +53,7 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
     struct Pick {
       size_t part;
       Entry* entry;
+      size_t at;  // its index in the window
     };
     std::vector<Pick> picks;
     std::vector<size_t> replay_picks;
@@ -65,30 +66,31 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
       // Only waiting entries need looking at: in-flight records are in lane.in_flight, and
       // earlier waiting entries of a record are met first in this walk (seq order).
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
-      WindowCursor cursor;
-      for (uint64_t seq : lane.waiting) {
-        Entry& e = lane.window[cursor.Find(lane, seq)];
+      lane.waiting.ForEach([&](uint64_t pos) {
+        const size_t at = static_cast<size_t>(pos - lane.popped);
+        Entry& e = lane.window[at];
         if (serialize) {
           // The first unfinished event of a record, when none is in flight (an operator replay
           // of the record in flight counts too); `blocked` holds the records already met. When
           // a record's events share a batch, its ready events up to the first one not ready.
-          if (lane.in_flight.count(e.record) || c.replays_in_flight.count(e.record)) continue;
+          if (lane.in_flight.count(e.record) || c.replays_in_flight.count(e.record)) return true;
           if (share ? w->blocked.count(e.record) != 0 : !w->blocked.insert(e.record).second) {
-            continue;
+            return true;
           }
         } else if (w->blocked.count(e.record)) {
           // Hand-over order: nothing of a record passes an earlier event still waiting.
-          continue;
+          return true;
         }
         if (e.ready_ms <= now) {
           // A pipelining adapter takes every ready event of a record, in seq order.
-          picks.push_back(Pick{pi, &e});
-          if (picks.size() >= max_batch) break;
+          picks.push_back(Pick{pi, &e, at});
+          if (picks.size() >= max_batch) return false;
         } else {
           if (!serialize || share) w->blocked.insert(e.record);
           *wake_at = std::min(*wake_at, e.ready_ms);
         }
-      }
+        return true;
+      });
     }
     if (!c.replays.empty() && picks.size() < max_batch) {
       // A replay waits for every unfinished event of its record: in-flight live events and
@@ -209,7 +211,7 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
       b->refs.push_back(Batch::Ref{p.part, e.seq, -1});
       e.state = EntryState::kInFlight;
       Lane& lane = w->parts[p.part].lanes[c.adapter];
-      lane.waiting.erase(e.seq);
+      UnmarkWaiting(lane, p.at);
       ++lane.in_flight[e.record];
       if (e.attempts == 0) {
         e.first_attempt_ms = now;
@@ -332,6 +334,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
       result.error = "adapter returned no result for this event";
     }
     Entry* e = nullptr;
+    size_t e_at = 0;  // e's index in its lane's window
     ReplayItem* item = nullptr;
     if (ref.replay >= 0) {
       item = b->replays[static_cast<size_t>(ref.replay)].get();
@@ -339,9 +342,10 @@ void Scheduler::Complete(Worker* w, Batch* b) {
       if (it != c.replays_in_flight.end()) c.replays_in_flight.erase(it);
     } else {
       Lane& lane = w->parts[ref.part].lanes[a];
-      const size_t at = cursor.Find(lane, ref.seq);
-      if (at == lane.window.size() || lane.window[at].seq != ref.seq) continue;  // cannot happen
-      e = &lane.window[at];
+      e_at = cursor.Find(lane, ref.seq);
+      if (e_at == lane.window.size() || lane.window[e_at].seq != ref.seq)
+        continue;  // cannot happen
+      e = &lane.window[e_at];
       touched.push_back(ref.part);
       auto f = lane.in_flight.find(e->record);
       if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
@@ -351,7 +355,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
           retried_records.end()) {
         e->state = EntryState::kWaiting;
         e->ready_ms = now;  // goes with its predecessor, which the walk meets first
-        w->parts[ref.part].lanes[a].waiting.insert(e->seq);
+        MarkWaiting(w->parts[ref.part].lanes[a], e_at);
         continue;
       }
       retried_records.push_back(e->record);
@@ -426,7 +430,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
           if (e) {
             e->state = EntryState::kWaiting;
             e->ready_ms = next.at_ms;
-            w->parts[ref.part].lanes[a].waiting.insert(e->seq);
+            MarkWaiting(w->parts[ref.part].lanes[a], e_at);
           } else {
             item->ready_ms = next.at_ms;
             InsertReplay(c, std::move(b->replays[static_cast<size_t>(ref.replay)]));
@@ -486,7 +490,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
         // Never lose it: keep it and try the DLQ again later.
         it->state = EntryState::kWaiting;
         it->ready_ms = now + 1000;
-        lane.waiting.insert(it->seq);
+        MarkWaiting(lane, static_cast<size_t>(it - lane.window.begin()));
       }
     }
   }
