@@ -244,7 +244,8 @@ XML
 <quotas><default></default></quotas></yandex>
 XML
   "$ch_bin" --config-file="$chdir/config.xml" >"$work/clickhouse.log" 2>&1 &
-  pids+=($!)
+  ch_pid=$!
+  pids+=($ch_pid)
   for _ in $(seq 200); do curl -sf "127.0.0.1:$chport/ping" >/dev/null && break; sleep 0.1; done
   sinks="$sinks ch"
   extra_adapters+="
@@ -288,12 +289,26 @@ echo "(c) ingest + $sinks, open loop at $rate_c/s, $c_connections connections"
 # The engine's lag gauges, sampled every 100 ms while the load runs and until every sink is
 # caught up (bounded: 60 s after the load; what is not delivered by then is reported as such,
 # it stays in the journal).
-( while :; do
-    curl -s "127.0.0.1:$cadmin/metrics" | awk -v t="$(date +%s.%N)" \
-      '/^dvrouter_delivery_(lag_seconds|lag_events|record_cache_bytes)[{ ]/{print t, $1, $2}'
-    sleep 0.1
-  done ) > "$work/lag-samples.txt" &
+python3 bench/sample_gauges.py "127.0.0.1:$cadmin" 0.1 dvrouter_delivery_lag_seconds \
+  dvrouter_delivery_lag_events dvrouter_delivery_record_cache_bytes > "$work/lag-samples.txt" &
 sampler=$!
+# The whole machine's busy time (every process: the router, PostgreSQL, ClickHouse, the load
+# generator) over the same span as the router's delivery, from /proc/stat: what the two cores
+# have to carry per event.
+machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# A process's CPU (user + system, clock ticks) with that of its living children (PostgreSQL's
+# backends); 0 for none.
+tree_cpu() {
+  [ -n "${1:-}" ] || { echo 0; return; }
+  # (A process that ends meanwhile fails cat: its file is gone.)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '
+    { pid = $1; sub(/^.*\) /, "") }  # then state is $1, ppid $2, utime $12, stime $13
+    pid == p || $2 == p {s += $12 + $13}
+    END {print s + 0}'
+}
+c_busy0=$(machine_busy)
+c_router0=$(awk '{print $14 + $15}' "/proc/$c_pid/stat")
+c_pg0=$(tree_cpu "${pg_pid:-}"); c_ch0=$(tree_cpu "${ch_pid:-}")
 profiled c "$c_pid" \
   loadgen --url "http://127.0.0.1:$cport/webhooks/dataverse?code=bench" --rate "$rate_c" \
   --connections "$c_connections" --json "$work/c-lake.json" --seed 4
@@ -303,6 +318,9 @@ for _ in $(seq 600); do
   [ "$behind" = "0" ] && break
   sleep 0.1
 done
+c_busy1=$(machine_busy)
+c_router1=$(awk '{print $14 + $15}' "/proc/$c_pid/stat")
+c_pg1=$(tree_cpu "${pg_pid:-}"); c_ch1=$(tree_cpu "${ch_pid:-}")
 kill "$sampler"; wait "$sampler" 2>/dev/null || true
 # The router's CPU (user + system) for the whole scenario: ingest and delivery of every event.
 c_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$c_pid/stat")
@@ -441,6 +459,14 @@ PY
     echo "(c) router peak RSS ${c_rss} MiB; minor page faults per event $(python3 -c "print(f'{$c_faults / max($c_events, 1):.2f}')"), context switches per event $(python3 -c "print(f'{$c_switches / max($c_events, 1):.2f}')")"
     echo "(c) router CPU per event by thread: $(sort -k2 -rn <<<"$c_threads" |
       awk -v n="$c_events" '$2 > 0 {printf "%s%s %.1f", sep, $1, $2 * 1e6 / n; sep = ", "}') µs"
+    echo "(c) machine CPU (all processes, user + system) from the load's start until every sink had every event: $(python3 -c "
+hz = $(getconf CLK_TCK); n = max($c_events, 1); cores = $(nproc)
+busy = ($c_busy1 - $c_busy0) / hz; router = ($c_router1 - $c_router0) / hz
+pg = ($c_pg1 - $c_pg0) / hz; ch = ($c_ch1 - $c_ch0) / hz; rest = busy - router - pg - ch
+print(f'{busy * 1e6 / n:.0f} µs per event: the router {router * 1e6 / n:.0f}, PostgreSQL '
+      f'{pg * 1e6 / n:.0f}, ClickHouse {ch * 1e6 / n:.0f}, the rest (load generator, kernel, '
+      f'sampler) {rest * 1e6 / n:.0f}; at that cost the {cores} cores carry at most '
+      f'{cores * n / busy:.0f} events/s')")"
   fi
 } > "$out"
 cat "$out"
