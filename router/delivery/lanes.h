@@ -85,7 +85,8 @@ struct Lane {
   uint64_t cursor = 0;    // every event up to here is finished
   uint64_t popped = 0;  // entries that left the window's front: window[i] is at position popped + i
   WaitingSet waiting;   // the positions of the entries in kWaiting
-  std::unordered_map<uint64_t, uint32_t> in_flight;  // records with an event in flight
+  // Records with an event in flight, for the adapters that wait for them (not kPipelined).
+  std::unordered_map<uint64_t, uint32_t> in_flight;
   std::atomic<uint64_t>* published = nullptr;
 };
 

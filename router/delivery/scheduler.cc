@@ -212,7 +212,7 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
       e.state = EntryState::kInFlight;
       Lane& lane = w->parts[p.part].lanes[c.adapter];
       UnmarkWaiting(lane, p.at);
-      ++lane.in_flight[e.record];
+      if (serialize) ++lane.in_flight[e.record];  // only serializing gathers look at it
       if (e.attempts == 0) {
         e.first_attempt_ms = now;
         records_->Emit(c.adapter, e.key, e.seq, e.handle.partition, *d.header,
@@ -322,6 +322,7 @@ void Scheduler::Complete(Worker* w, Batch* b) {
   // by the adapter (its contract): it goes back to waiting as it was, without counting an
   // attempt, so it is neither backed off nor given up on for its predecessor's failures.
   const bool share = SharesBatches(a);
+  const bool serialize = adapters_[a].adapter->record_ordering() != RecordOrdering::kPipelined;
   std::vector<uint64_t> retried_records;
   WindowCursor cursor;  // a batch's events are in seq order per partition
   for (size_t i = 0; i < b->refs.size(); ++i) {
@@ -347,8 +348,10 @@ void Scheduler::Complete(Worker* w, Batch* b) {
         continue;  // cannot happen
       e = &lane.window[e_at];
       touched.push_back(ref.part);
-      auto f = lane.in_flight.find(e->record);
-      if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
+      if (serialize) {
+        auto f = lane.in_flight.find(e->record);
+        if (f != lane.in_flight.end() && --f->second == 0) lane.in_flight.erase(f);
+      }
     }
     if (share && e != nullptr && result.outcome == DeliveryOutcome::kRetryable) {
       if (std::find(retried_records.begin(), retried_records.end(), e->record) !=
