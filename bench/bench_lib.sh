@@ -23,26 +23,11 @@ stop_pid() {
   pids=(${kept[@]+"${kept[@]}"})
 }
 
-# A loopback port nothing listens on, never one this run handed out before: the kernel may give
+# A loopback port nothing listens on, never one this run handed out before (the kernel may give
 # a port just released to the next bind, and two servers told the same port make a run that
-# measures the wrong one (or none). $work/ports remembers them across the $(...) subshells.
+# measures the wrong one, or none), and outside the ephemeral range, where an outgoing
+# connection could take it before the server binds it (bench/ports.py). $work/ports remembers
+# them across the $(...) subshells.
 free_port() {
-  python3 - "$work/ports" <<'PY'
-import socket, sys
-path = sys.argv[1]
-try:
-    used = set(open(path).read().split())
-except FileNotFoundError:
-    used = set()
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-    s.close()
-    if port not in used:
-        break
-with open(path, "a") as f:
-    f.write(port + "\n")
-print(port)
-PY
+  python3 "$(dirname "${BASH_SOURCE[0]}")/ports.py" "$work/ports"
 }

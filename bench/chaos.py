@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+import ports  # bench/ports.py, beside this script
 
 APP_USER = "9f3c1d2e-0000-4000-8000-00000000a001"
 DV_SECRET = "chaos-s3cret"
@@ -56,16 +57,10 @@ _ports_given = set()
 
 
 def free_port():
-    """A free loopback port, never one this run handed out before: the kernel may give a port
-    it just gave again once its socket is closed (two servers were once started on one port,
-    and the second one's URL reached the first)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
+    """A free loopback port outside the ephemeral range, never one this run handed out before
+    (bench/ports.py): two servers were once started on one port, and the second one's URL
+    reached the first."""
+    return ports.free_port(_ports_given)
 
 
 def http(method, url, body=None, headers=None, timeout=30):
