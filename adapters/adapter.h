@@ -149,6 +149,8 @@ class Adapter {
   // delivered after the last cursor was persisted); an adapter that cannot rely on the sink's
   // idempotency uses this to recognise them (the lake does). Called from the engine's thread.
   virtual Status Start(uint64_t /*redelivery_from_seq*/) { return Status::Ok(); }
+  // Constant for the adapter's life: the engine keeps per-lane state by it (a record's events in
+  // flight are counted only where the ordering waits for them).
   virtual RecordOrdering record_ordering() const { return RecordOrdering::kOneEventInFlight; }
   virtual void Deliver(std::span<const Delivery> batch, DeliveryDone* done) = 0;
   // The adapter's asynchronous confirmations; null (the default) when it never answers

@@ -295,16 +295,19 @@ sampler=$!
 # The whole machine's busy time (every process: the router, PostgreSQL, ClickHouse, the load
 # generator) over the same span as the router's delivery, from /proc/stat: what the two cores
 # have to carry per event.
-machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-# A process's CPU (user + system, clock ticks) with that of its living children (PostgreSQL's
-# backends); 0 for none.
+machine_busy() { awk '/^cpu /{printf "%.0f\n", $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# The CPUs that /proc/stat's total covers (all of the host's, whatever this shell's affinity).
+machine_cpus() { grep -c '^cpu[0-9]' /proc/stat; }
+# A process's CPU (user + system, clock ticks) with that of its children (PostgreSQL's backends):
+# the living ones', and the ended ones' it has waited for (its cutime and cstime); 0 for none.
 tree_cpu() {
   [ -n "${1:-}" ] || { echo 0; return; }
   # (A process that ends meanwhile fails cat: its file is gone.)
   { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$1" '
-    { pid = $1; sub(/^.*\) /, "") }  # then state is $1, ppid $2, utime $12, stime $13
-    pid == p || $2 == p {s += $12 + $13}
-    END {print s + 0}'
+    { pid = $1; sub(/^.*\) /, "") }  # then ppid is $2, utime $12, stime $13, cutime $14, cstime $15
+    pid == p {s += $12 + $13 + $14 + $15}
+    $2 == p {s += $12 + $13}
+    END {printf "%.0f\n", s}'
 }
 c_busy0=$(machine_busy)
 c_router0=$(awk '{print $14 + $15}' "/proc/$c_pid/stat")
@@ -460,13 +463,13 @@ PY
     echo "(c) router CPU per event by thread: $(sort -k2 -rn <<<"$c_threads" |
       awk -v n="$c_events" '$2 > 0 {printf "%s%s %.1f", sep, $1, $2 * 1e6 / n; sep = ", "}') µs"
     echo "(c) machine CPU (all processes, user + system) from the load's start until every sink had every event: $(python3 -c "
-hz = $(getconf CLK_TCK); n = max($c_events, 1); cores = $(nproc)
+hz = $(getconf CLK_TCK); n = max($c_events, 1); cores = $(machine_cpus)
 busy = ($c_busy1 - $c_busy0) / hz; router = ($c_router1 - $c_router0) / hz
 pg = ($c_pg1 - $c_pg0) / hz; ch = ($c_ch1 - $c_ch0) / hz; rest = busy - router - pg - ch
 print(f'{busy * 1e6 / n:.0f} µs per event: the router {router * 1e6 / n:.0f}, PostgreSQL '
       f'{pg * 1e6 / n:.0f}, ClickHouse {ch * 1e6 / n:.0f}, the rest (load generator, kernel, '
-      f'sampler) {rest * 1e6 / n:.0f}; at that cost the {cores} cores carry at most '
-      f'{cores * n / busy:.0f} events/s')")"
+      f'sampler, any other process) {rest * 1e6 / n:.0f}; at that cost the {cores} cores carry '
+      f'at most {cores * n / max(busy, 1e-9):.0f} events/s')")"
   fi
 } > "$out"
 cat "$out"

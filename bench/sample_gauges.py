@@ -5,7 +5,7 @@ each sample as "<unix time> <metric with labels> <value>", until it is stopped.
 usage: sample_gauges.py HOST:PORT PERIOD PREFIX...
 
 bench/run.sh samples the delivery lag gauges with it while scenario (c) runs: one process
-with one connection instead of a curl, an awk and a date ten times a second, which took 4-5%
+with one connection instead of a curl, an awk and a date ten times a second, which took 5%
 of the two cores the router shares (bench/README.md, "Issue 23, fourteenth round").
 """
 import http.client

@@ -63,8 +63,9 @@ bool Scheduler::Dispatch(Worker* w, Channel& c, int64_t now, int64_t* wake_at) {
     for (size_t pi = 0; pi < w->parts.size() && picks.size() < max_batch; ++pi) {
       Lane& lane = w->parts[pi].lanes[c.adapter];
       if (lane.waiting.empty()) continue;
-      // Only waiting entries need looking at: in-flight records are in lane.in_flight, and
-      // earlier waiting entries of a record are met first in this walk (seq order).
+      // Only waiting entries need looking at: in-flight records are in lane.in_flight (kept
+      // for serializing adapters, the only ones that ask), and earlier waiting entries of a
+      // record are met first in this walk (seq order).
       if (!w->blocked.empty()) w->blocked.clear();  // clear() is O(buckets)
       lane.waiting.ForEach([&](uint64_t pos) {
         const size_t at = static_cast<size_t>(pos - lane.popped);

@@ -45,7 +45,7 @@ TEST(WaitingSet, MarksUnmarksAndDropsAsASetOfPositionsWould) {
       front += std::min<uint64_t>(back - front, rng() % 4 == 0 ? rng() % 300 : rng() % 3);
       set.DropBelow(front);
       model.erase(model.begin(), model.lower_bound(front));
-    } else {  // an empty window whose next entries come far later (one lane idle for long)
+    } else {  // every entry finished at once: the window empties, its next entries follow
       front = back;
       set.DropBelow(front);
       model.clear();
