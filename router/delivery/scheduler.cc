@@ -345,8 +345,9 @@ void Scheduler::Complete(Worker* w, Batch* b) {
     } else {
       Lane& lane = w->parts[ref.part].lanes[a];
       e_at = cursor.Find(lane, ref.seq);
-      if (e_at == lane.window.size() || lane.window[e_at].seq != ref.seq)
+      if (e_at == lane.window.size() || lane.window[e_at].seq != ref.seq) {
         continue;  // cannot happen
+      }
       e = &lane.window[e_at];
       touched.push_back(ref.part);
       if (serialize) {
