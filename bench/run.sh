@@ -292,6 +292,7 @@ echo "(c) ingest + $sinks, open loop at $rate_c/s, $c_connections connections"
 python3 bench/sample_gauges.py "127.0.0.1:$cadmin" 0.1 dvrouter_delivery_lag_seconds \
   dvrouter_delivery_lag_events dvrouter_delivery_record_cache_bytes > "$work/lag-samples.txt" &
 sampler=$!
+pids+=($sampler)  # stopped with the servers if the run ends early
 # The whole machine's busy time (every process: the router, PostgreSQL, ClickHouse, the load
 # generator) over the same span as the router's delivery, from /proc/stat: what the two cores
 # have to carry per event.
@@ -324,7 +325,7 @@ done
 c_busy1=$(machine_busy)
 c_router1=$(awk '{print $14 + $15}' "/proc/$c_pid/stat")
 c_pg1=$(tree_cpu "${pg_pid:-}"); c_ch1=$(tree_cpu "${ch_pid:-}")
-kill "$sampler"; wait "$sampler" 2>/dev/null || true
+stop_pid "$sampler"
 # The router's CPU (user + system) for the whole scenario: ingest and delivery of every event.
 c_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$c_pid/stat")
 # Peak resident memory; minor page faults (the whole process) and context switches (threads
