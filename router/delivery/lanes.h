@@ -207,8 +207,8 @@ inline size_t IndexOf(const Lane& lane, uint64_t seq) {
   return static_cast<size_t>(it - lane.window.begin());
 }
 
-// IndexOf for lookups in seq order within one lane (a walk of its waiting events, a batch's
-// events): each search starts where the last one ended and gallops, so that near seqs cost a
+// IndexOf for lookups in seq order within one lane (a batch's events as Scheduler::Complete
+// meets them): each search starts where the last one ended and gallops, so that near seqs cost a
 // step or two instead of a binary search over the window (thousands of entries while a sink
 // holds its batches, two or three per deque block). Valid while no entry leaves the window.
 class WindowCursor {

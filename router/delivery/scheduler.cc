@@ -487,15 +487,15 @@ void Scheduler::Complete(Worker* w, Batch* b) {
         continue;
       }
       Lane& lane = w->parts[ref.part].lanes[a];
-      auto it = std::lower_bound(lane.window.begin(), lane.window.end(), ref.seq,
-                                 [](const Entry& x, uint64_t s) { return x.seq < s; });
+      const size_t at = IndexOf(lane, ref.seq);
+      Entry& e = lane.window[at];
       if (written) {
-        it->state = EntryState::kDone;
+        e.state = EntryState::kDone;
       } else {
         // Never lose it: keep it and try the DLQ again later.
-        it->state = EntryState::kWaiting;
-        it->ready_ms = now + 1000;
-        MarkWaiting(lane, static_cast<size_t>(it - lane.window.begin()));
+        e.state = EntryState::kWaiting;
+        e.ready_ms = now + 1000;
+        MarkWaiting(lane, at);
       }
     }
   }
