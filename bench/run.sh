@@ -327,7 +327,7 @@ c_router1=$(awk '{print $14 + $15}' "/proc/$c_pid/stat")
 c_pg1=$(tree_cpu "${pg_pid:-}"); c_ch1=$(tree_cpu "${ch_pid:-}")
 stop_pid "$sampler"
 # The router's CPU (user + system) for the whole scenario: ingest and delivery of every event.
-c_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$c_pid/stat")
+c_cpu=$(awk -v t="$c_router1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}')
 # Peak resident memory; minor page faults (the whole process) and context switches (threads
 # alive at the end).
 c_rss=$(awk '/^VmHWM:/{printf "%.0f", $2 / 1024}' "/proc/$c_pid/status")
